@@ -1,0 +1,184 @@
+"""Agent activity from host hooks (tools, workers, usage, health) as canonical events.
+
+Workers report by id only after they start; the channel and thread each worker belongs to are
+remembered from `worker_started` so every later event lands in the right channel.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from .events import (
+    SYSTEM,
+    AgentTokenUsage,
+    Event,
+    Payload,
+    SystemHealthChanged,
+    ToolCompleted,
+    ToolFailed,
+    ToolStarted,
+    WorkerCompleted,
+    WorkerStarted,
+    WorkerStatus,
+)
+
+if TYPE_CHECKING:
+    from .app import Spacechat
+
+SUMMARY_CHARS = 200
+
+
+def summarize(value: Any, limit: int = SUMMARY_CHARS) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, default=str, ensure_ascii=False)
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+@dataclass
+class WorkerPlace:
+    agent_id: str
+    channel_id: str | None
+    thread_id: str | None
+
+
+class Activity:
+    def __init__(self, app: Spacechat) -> None:
+        self.app = app
+        self.workers: dict[str, WorkerPlace] = {}
+
+    async def _emit(
+        self, payload: Payload, *, agent_id: str | None, channel_id: str | None, thread_id: str | None
+    ) -> None:
+        channel = await self.app.channel(channel_id) if channel_id else None
+        actor = self.app.agent_actor(agent_id) if agent_id else SYSTEM
+        event = Event(
+            payload,
+            actor=actor,
+            org_id=channel["org_id"] if channel else self.app.org_id,
+            team_id=channel["team_id"] if channel else None,
+            channel_id=channel["id"] if channel else None,
+            thread_id=thread_id if channel else None,
+        )
+        await self.app.db.write(lambda tx: tx.emit(event))
+
+    async def tool_started(
+        self,
+        *,
+        agent_id: str,
+        channel_id: str,
+        thread_id: str,
+        worker_id: str | None,
+        call_id: str,
+        tool: str,
+        arguments: Any,
+    ) -> None:
+        payload = ToolStarted(
+            agent_id=agent_id,
+            call_id=call_id,
+            tool=tool,
+            arguments_summary=summarize(arguments),
+            worker_id=worker_id,
+        )
+        await self._emit(payload, agent_id=agent_id, channel_id=channel_id, thread_id=thread_id)
+
+    async def tool_completed(
+        self,
+        *,
+        agent_id: str,
+        channel_id: str,
+        thread_id: str,
+        worker_id: str | None,
+        call_id: str,
+        tool: str,
+        result: str,
+        duration_ms: int,
+    ) -> None:
+        payload = ToolCompleted(
+            agent_id=agent_id,
+            call_id=call_id,
+            tool=tool,
+            duration_ms=duration_ms,
+            result_summary=summarize(result),
+            worker_id=worker_id,
+        )
+        await self._emit(payload, agent_id=agent_id, channel_id=channel_id, thread_id=thread_id)
+
+    async def tool_failed(
+        self,
+        *,
+        agent_id: str,
+        channel_id: str,
+        thread_id: str,
+        worker_id: str | None,
+        call_id: str,
+        tool: str,
+        error: str,
+        duration_ms: int,
+    ) -> None:
+        payload = ToolFailed(
+            agent_id=agent_id,
+            call_id=call_id,
+            tool=tool,
+            duration_ms=duration_ms,
+            error=summarize(error),
+            worker_id=worker_id,
+        )
+        await self._emit(payload, agent_id=agent_id, channel_id=channel_id, thread_id=thread_id)
+
+    async def worker_started(
+        self, *, agent_id: str, channel_id: str | None, thread_id: str | None, worker_id: str, task: str
+    ) -> None:
+        self.workers[worker_id] = WorkerPlace(agent_id, channel_id, thread_id)
+        payload = WorkerStarted(worker_id=worker_id, agent_id=agent_id, task=summarize(task))
+        await self._emit(payload, agent_id=agent_id, channel_id=channel_id, thread_id=thread_id)
+
+    async def worker_status(self, *, agent_id: str, worker_id: str, state: str, status: str) -> None:
+        place = self.workers.get(worker_id, WorkerPlace(agent_id, None, None))
+        payload = WorkerStatus(worker_id=worker_id, agent_id=agent_id, state=state, status=summarize(status, 256))
+        await self._emit(payload, agent_id=agent_id, channel_id=place.channel_id, thread_id=place.thread_id)
+
+    async def worker_completed(
+        self, *, agent_id: str, worker_id: str, outcome: str, result: str, success: bool
+    ) -> None:
+        place = self.workers.pop(worker_id, WorkerPlace(agent_id, None, None))
+        payload = WorkerCompleted(
+            worker_id=worker_id, agent_id=agent_id, outcome=outcome, result=summarize(result), success=success
+        )
+        await self._emit(payload, agent_id=agent_id, channel_id=place.channel_id, thread_id=place.thread_id)
+
+    async def usage(
+        self,
+        *,
+        agent_id: str,
+        channel_id: str | None,
+        thread_id: str | None,
+        turn_id: str | None,
+        model: str,
+        provider: str,
+        input_tokens: int,
+        output_tokens: int,
+        cache_read_tokens: int,
+        cache_write_tokens: int,
+        reasoning_tokens: int,
+        cost_usd: float | None,
+    ) -> None:
+        payload = AgentTokenUsage(
+            agent_id=agent_id,
+            model=model,
+            provider=provider,
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            cache_read_tokens=cache_read_tokens,
+            cache_write_tokens=cache_write_tokens,
+            reasoning_tokens=reasoning_tokens,
+            cost_usd=cost_usd,
+            turn_id=turn_id,
+            message_id=self.app.replies.message_for_turn(turn_id) if turn_id else None,
+        )
+        await self._emit(payload, agent_id=agent_id, channel_id=channel_id, thread_id=thread_id)
+
+    async def health(self, *, component: str, status: str, detail: str | None) -> None:
+        payload = SystemHealthChanged(component=component, status=status, detail=detail)
+        await self._emit(payload, agent_id=None, channel_id=None, thread_id=None)

@@ -1,0 +1,31 @@
+"""The agents the host runs, and who the caller is."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ..permissions import check
+from .common import JSONResponse, operation, principal, spacechat
+
+
+@operation("The agents the host runs", tags=["agents"], scope="agents:read")
+async def list_agents(request: Request) -> Response:
+    app = spacechat(request)
+    check(await principal(request), "agents:read")
+    agents = app.host.agents() if app.host is not None else []
+    return JSONResponse({"agents": agents, "host": app.host.name if app.host is not None else None})
+
+
+@operation("The caller: actor, organisation, role and scopes", tags=["auth"])
+async def me(request: Request) -> Response:
+    who = await principal(request)
+    return JSONResponse(
+        {
+            "actor": {"kind": who.actor.kind, "id": who.actor.id},
+            "name": who.name,
+            "org_id": who.org_id,
+            "role": who.role,
+            "scopes": sorted(who.scopes),
+        }
+    )

@@ -1,0 +1,95 @@
+"""Channels, threads and the organisation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ..errors import BadRequest, Conflict, NotFound
+from ..permissions import check
+from ..store import messages as message_store
+from ..store import tenancy
+from ..store.db import WriteTx
+from .common import JSONResponse, operation, principal, query_int, read_json, spacechat
+from .models import CreateChannel
+
+
+async def channel_or_404(request: Request, action: str) -> dict[str, Any]:
+    app = spacechat(request)
+    channel = await app.channel(request.path_params["channel_id"])
+    if channel is None:
+        raise NotFound("no such channel")
+    check(await principal(request), action, channel)
+    return channel
+
+
+@operation("The caller's organisation and its teams", tags=["channels"], scope="channels:read")
+async def get_org(request: Request) -> Response:
+    app = spacechat(request)
+    who = await principal(request)
+    check(who, "channels:read")
+    org = await tenancy.get_org(app.db, who.org_id)
+    teams = await tenancy.list_teams(app.db, who.org_id)
+    return JSONResponse({"org": org, "teams": teams})
+
+
+@operation("List the channels of the organisation", tags=["channels"], scope="channels:read")
+async def list_channels(request: Request) -> Response:
+    app = spacechat(request)
+    who = await principal(request)
+    check(who, "channels:read")
+    return JSONResponse({"channels": await tenancy.list_channels(app.db, who.org_id)})
+
+
+@operation("Create a channel", tags=["channels"], body=CreateChannel, status=201, scope="channels:manage")
+async def create_channel(request: Request) -> Response:
+    app = spacechat(request)
+    who = await principal(request)
+    check(who, "channels:manage")
+    body = await read_json(request, CreateChannel, max_bytes=app.settings.messages.max_body_bytes)
+    teams = await tenancy.list_teams(app.db, who.org_id)
+    team = next((t for t in teams if t["id"] == body.team_id), None) if body.team_id else teams[0]
+    if team is None:
+        raise BadRequest("no such team", details=[{"path": "team_id", "message": "unknown team"}])
+
+    def create(tx: WriteTx) -> dict[str, Any]:
+        if tenancy.channel_name_taken(tx, who.org_id, body.name):
+            raise Conflict(f"a channel named {body.name} already exists", code="name_taken")
+        return tenancy.create_channel(
+            tx,
+            org_id=who.org_id,
+            team_id=team["id"],
+            name=body.name,
+            actor=who.actor,
+            category=body.category,
+            topic=body.topic,
+            private=body.private,
+        )
+
+    channel = await app.db.write(create)
+    app.remember_channel(channel)
+    return JSONResponse({"channel": channel}, status_code=201)
+
+
+@operation("Get a channel", tags=["channels"], scope="channels:read")
+async def get_channel(request: Request) -> Response:
+    return JSONResponse({"channel": await channel_or_404(request, "channels:read")})
+
+
+@operation(
+    "List a channel's threads, most recently active first",
+    tags=["threads"],
+    scope="messages:read",
+    query={"before": "cursor from `next_before`", "limit": "1-200, default 50"},
+)
+async def list_threads(request: Request) -> Response:
+    channel = await channel_or_404(request, "messages:read")
+    before = query_int(request, "before", None)
+    limit = query_int(request, "limit", 50, low=1, high=200)
+    assert limit is not None
+    threads, next_before = await message_store.list_threads(
+        spacechat(request).db, channel["id"], before=before, limit=limit
+    )
+    return JSONResponse({"threads": threads, "next_before": None if next_before is None else str(next_before)})

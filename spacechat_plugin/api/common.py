@@ -1,0 +1,217 @@
+"""What every route shares: JSON in and out, the error shape, query parsing, OpenAPI metadata."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import orjson
+from pydantic import BaseModel, ValidationError
+from starlette.exceptions import HTTPException
+from starlette.requests import HTTPConnection, Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ..errors import BadRequest, PayloadTooLarge, SpacechatError, UnsupportedMediaType
+from ..events import new_id
+
+if TYPE_CHECKING:
+    from ..app import Spacechat
+    from ..permissions import Principal
+
+log = logging.getLogger("spacechat.api")
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def spacechat(conn: HTTPConnection) -> Spacechat:
+    app: Spacechat = conn.app.state.spacechat
+    return app
+
+
+async def principal(conn: HTTPConnection) -> Principal:
+    """Authenticate the request (cached on it for the rest of the request)."""
+    cached: Principal | None = conn.scope.get("spacechat.principal")
+    if cached is None:
+        cached = await spacechat(conn).authenticate(conn)
+        conn.scope["spacechat.principal"] = cached
+    return cached
+
+
+class JSONResponse(Response):
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
+def error_response(error: SpacechatError, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(error.body(), status_code=error.status, headers=headers)
+
+
+# --- request bodies ------------------------------------------------------------------------
+
+
+async def read_body(request: Request, max_bytes: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            if int(declared) > max_bytes:
+                raise PayloadTooLarge(f"the body is larger than {max_bytes} bytes", details={"max_bytes": max_bytes})
+        except ValueError:
+            raise BadRequest("Content-Length is not a number") from None
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_bytes:
+            raise PayloadTooLarge(f"the body is larger than {max_bytes} bytes", details={"max_bytes": max_bytes})
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _path(loc: tuple[Any, ...]) -> str:
+    parts: list[str] = []
+    for part in loc:
+        parts.append(f"[{part}]" if isinstance(part, int) else (f".{part}" if parts else str(part)))
+    return "".join(parts) or "(body)"
+
+
+def validation_details(error: ValidationError) -> list[dict[str, str]]:
+    details = []
+    for item in error.errors(include_url=False):
+        message = "unknown field" if item["type"] == "extra_forbidden" else item["msg"]
+        details.append({"path": _path(tuple(item["loc"])), "message": message})
+    return details
+
+
+async def read_json(request: Request, model: type[M], *, max_bytes: int) -> M:
+    """Parse and validate a JSON body; 415, 413 or 400 (with the bad paths) otherwise."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type != "application/json":
+        raise UnsupportedMediaType("send the body as application/json")
+    raw = await read_body(request, max_bytes)
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise BadRequest("the body is not valid JSON", code="invalid_json") from None
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        details = validation_details(exc)
+        raise BadRequest(
+            f"the body is not valid: {details[0]['path']}: {details[0]['message']}",
+            code="invalid_request",
+            details=details,
+        ) from None
+
+
+# --- query parameters ----------------------------------------------------------------------
+
+_INT = re.compile(r"^\d{1,18}$")
+
+
+def query_int(
+    request: HTTPConnection, name: str, default: int | None, *, low: int = 0, high: int | None = None
+) -> int | None:
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return default
+    if not _INT.match(raw):
+        raise BadRequest(f"query parameter {name} must be a whole number", details={"parameter": name})
+    value = int(raw)
+    if value < low or (high is not None and value > high):
+        bound = f"between {low} and {high}" if high is not None else f"at least {low}"
+        raise BadRequest(f"query parameter {name} must be {bound}", details={"parameter": name})
+    return value
+
+
+# --- OpenAPI metadata ----------------------------------------------------------------------
+
+
+@dataclass
+class Operation:
+    summary: str
+    tags: list[str]
+    body: type[BaseModel] | None = None
+    response: type[BaseModel] | None = None
+    status: int = 200
+    query: dict[str, str] = field(default_factory=dict)
+    scope: str | None = None
+    raw_body: str | None = None  # media type description for non-JSON bodies
+    produces: str = "application/json"
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def operation(summary: str, *, tags: list[str], **kwargs: Any) -> Callable[[F], F]:
+    """Describe an endpoint for the OpenAPI document (api/openapi.py reads it)."""
+
+    def mark(fn: F) -> F:
+        fn.__spacechat_operation__ = Operation(summary, tags, **kwargs)  # type: ignore[attr-defined]
+        return fn
+
+    return mark
+
+
+# --- middleware and error handling ---------------------------------------------------------
+
+
+class RequestIdMiddleware:
+    """Give every request an id (or keep the caller's X-Request-ID), echo it in the response,
+    and turn any error into the one JSON shape with no stack trace."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        incoming = dict(scope.get("headers") or []).get(b"x-request-id", b"").decode("latin-1")
+        request_id = incoming if re.fullmatch(r"[A-Za-z0-9._-]{1,64}", incoming) else new_id("req")
+        scope.setdefault("state", {})["request_id"] = request_id
+        started = False
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        except Exception:
+            log.exception("unhandled error", extra={"request_id": request_id})
+            if scope["type"] == "http" and not started:
+                error = SpacechatError("something went wrong on our side", details={"request_id": request_id})
+                await error_response(error)(scope, receive, send_with_id)
+            elif scope["type"] != "http":
+                raise
+
+
+async def handle_spacechat_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, SpacechatError)
+    return error_response(exc)
+
+
+_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 400: "bad_request"}
+
+
+async def handle_http_exception(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    message = "no such route" if exc.status_code == 404 else str(exc.detail)
+    error = SpacechatError(message, code=_HTTP_CODES.get(exc.status_code, "error"))
+    error.status = exc.status_code
+    return error_response(error, headers=dict(exc.headers or {}))
+
+
+EXCEPTION_HANDLERS: dict[Any, Any] = {
+    SpacechatError: handle_spacechat_error,
+    HTTPException: handle_http_exception,
+}

@@ -1,0 +1,193 @@
+"""Posting messages and reading threads.
+
+Sends are idempotent (docs/api.md): an `Idempotency-Key` header or a `client_msg_id` in the
+body. The same key from the same actor within 24 hours returns the original answer with
+`Idempotent-Replayed: true`; while the first send with a key is still in progress, a duplicate
+gets 409 (as Stripe and Zulip do); a key reused for a different request gets 422.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ..errors import BadRequest, Conflict, NotFound
+from ..permissions import Principal, check
+from ..store import messages as message_store
+from ..store.db import WriteTx
+from .channels import channel_or_404
+from .common import JSONResponse, operation, principal, query_int, read_json, spacechat
+from .models import KEY_PATTERN, PostMessage
+
+_KEY = re.compile(KEY_PATTERN)
+_MENTION = re.compile(r"(?<![\w@])@([a-z0-9][a-z0-9_-]{0,39})\b")
+
+
+def mentions(text: str) -> list[str]:
+    seen: list[str] = []
+    for name in _MENTION.findall(text):
+        if name not in seen:
+            seen.append(name)
+    return seen
+
+
+def _idempotency_key(request: Request, body: PostMessage) -> str | None:
+    header = request.headers.get("idempotency-key")
+    if header is not None and not _KEY.match(header):
+        raise BadRequest(
+            "Idempotency-Key must be 1-128 characters of letters, digits and . _ : ~ -",
+            code="invalid_idempotency_key",
+        )
+    if header is not None and body.client_msg_id is not None and header != body.client_msg_id:
+        raise BadRequest("Idempotency-Key and client_msg_id differ; send one of them", code="invalid_idempotency_key")
+    return header or body.client_msg_id
+
+
+async def _post(request: Request, who: Principal, channel: dict[str, Any], thread_id: str | None) -> Response:
+    app = spacechat(request)
+    body = await read_json(request, PostMessage, max_bytes=app.settings.messages.max_body_bytes)
+    limits = app.settings.messages
+    if len(body.text) > limits.max_chars:
+        raise BadRequest(
+            f"text is longer than {limits.max_chars} characters",
+            code="invalid_request",
+            details=[{"path": "text", "message": f"at most {limits.max_chars} characters"}],
+        )
+    if not body.text.strip() and not body.attachments:
+        raise BadRequest(
+            "a message needs text or an attachment",
+            code="invalid_request",
+            details=[{"path": "text", "message": "empty"}],
+        )
+    if len(body.attachments) > limits.max_attachments:
+        raise BadRequest(
+            f"at most {limits.max_attachments} attachments per message",
+            code="invalid_request",
+            details=[{"path": "attachments", "message": "too many"}],
+        )
+    key = _idempotency_key(request, body)
+    claim = None
+    actor_id = who.actor.id or ""
+    if key is not None:
+        target = thread_id or channel["id"]
+        request_shape = body.model_dump(exclude={"client_msg_id"})
+        claim = message_store.IdempotencyClaim(actor_id, key, message_store.fingerprint(target, request_shape))
+        if (actor_id, key) in app.inflight_keys:
+            raise Conflict(
+                "a request with this Idempotency-Key is still in progress; retry it later",
+                code="idempotency_key_in_use",
+            )
+        app.inflight_keys.add((actor_id, key))
+
+    def write(tx: WriteTx) -> message_store.PostResult:
+        return message_store.post_message(
+            tx,
+            actor=who.actor,
+            channel=channel,
+            thread_id=thread_id,
+            text=body.text,
+            fmt=body.format,
+            attachments=body.attachments,
+            client_msg_id=body.client_msg_id,
+            claim=claim,
+        )
+
+    try:
+        result = await app.db.write(write)
+    finally:
+        if key is not None:
+            app.inflight_keys.discard((actor_id, key))
+    if not result.replayed and app.host is not None and who.actor.kind == "user":
+        app.spawn(
+            app.host.deliver_message(
+                channel=channel,
+                thread_id=result.thread["id"],
+                message=result.message,
+                mentions=mentions(body.text),
+            ),
+            name=f"deliver {result.message['id']}",
+        )
+    headers = {"Idempotent-Replayed": "true"} if result.replayed else None
+    return JSONResponse(
+        {"message": result.message, "thread": result.thread}, status_code=result.status, headers=headers
+    )
+
+
+@operation(
+    "Post a top-level message in a channel (it opens a thread)",
+    tags=["messages"],
+    body=PostMessage,
+    status=201,
+    scope="messages:write",
+)
+async def post_to_channel(request: Request) -> Response:
+    channel = await channel_or_404(request, "messages:write")
+    return await _post(request, await principal(request), channel, None)
+
+
+async def thread_or_404(request: Request, action: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    app = spacechat(request)
+    thread = await message_store.get_thread(app.db, request.path_params["thread_id"])
+    if thread is None:
+        raise NotFound("no such thread")
+    channel = await app.channel(thread["channel_id"])
+    assert channel is not None
+    check(await principal(request), action, channel)
+    return thread, channel
+
+
+@operation("Reply in a thread", tags=["messages"], body=PostMessage, status=201, scope="messages:write")
+async def post_to_thread(request: Request) -> Response:
+    thread, channel = await thread_or_404(request, "messages:write")
+    return await _post(request, await principal(request), channel, thread["id"])
+
+
+@operation("Get a thread", tags=["threads"], scope="messages:read")
+async def get_thread(request: Request) -> Response:
+    thread, _ = await thread_or_404(request, "messages:read")
+    root = await message_store.get_message(spacechat(request).db, thread["root_message_id"])
+    return JSONResponse({"thread": thread, "root": root})
+
+
+@operation(
+    "A page of a thread's messages, oldest first",
+    tags=["threads"],
+    scope="messages:read",
+    query={
+        "before": "cursor: messages older than this (from `cursors.before`)",
+        "after": "cursor: messages newer than this (from `cursors.after`)",
+        "limit": "1-200, default 50",
+    },
+)
+async def history(request: Request) -> Response:
+    thread, _ = await thread_or_404(request, "messages:read")
+    before = query_int(request, "before", None)
+    after = query_int(request, "after", None)
+    if before is not None and after is not None:
+        raise BadRequest("send either before or after, not both")
+    limit = query_int(request, "limit", 50, low=1, high=200)
+    assert limit is not None
+    page = await message_store.history(spacechat(request).db, thread["id"], before=before, after=after, limit=limit)
+    return JSONResponse(
+        {
+            "thread": thread,
+            "messages": page.messages,
+            "cursors": {
+                "before": None if page.older is None else str(page.older),
+                "after": None if page.newer is None else str(page.newer),
+            },
+        }
+    )
+
+
+@operation("Get a message", tags=["messages"], scope="messages:read")
+async def get_message(request: Request) -> Response:
+    app = spacechat(request)
+    message = await message_store.get_message(app.db, request.path_params["message_id"])
+    if message is None:
+        raise NotFound("no such message")
+    check(await principal(request), "messages:read", message)
+    return JSONResponse({"message": message})

@@ -1,0 +1,234 @@
+"""The realtime gateway: `GET /v1/realtime/sse` and `GET /v1/realtime/ws`, one core.
+
+A client resumes with `Last-Event-ID` (SSE; browsers send it on reconnect) or `?after=SEQ`.
+The core replays the log after that seq in pages, subscribes to the bus, replays once more what
+committed meanwhile, then goes live skipping anything it already sent: no gap and no duplicate at
+the seam. Without a cursor the stream starts at the newest event. A cursor older than the log's
+retention gets `reset` (refetch, then continue from the seq it carries). A subscriber that falls
+`realtime.max_lag` events behind gets `lagged` and the stream ends; it resumes from its last id.
+
+SSE frames: logged events are `id: <seq>` + `data: <envelope>`; live-only stream deltas carry no
+id; control events are named (`ready`, `heartbeat`, `reset`, `lagged`). WebSocket messages are the
+envelopes themselves, and `{"type": <control>, ...}` for control.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Protocol
+
+import orjson
+from starlette.requests import HTTPConnection, Request
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+
+from ..bus import Entry, Lagged, control_frame, encode_entry
+from ..errors import BadRequest, SpacechatError
+from ..events import now_rfc3339
+from ..permissions import Principal, check, visible_to
+from ..store import log as event_log
+from .common import error_response, operation, principal, query_int, spacechat
+
+if TYPE_CHECKING:
+    from ..app import Spacechat
+
+
+class Sink(Protocol):
+    async def events(self, items: Sequence[Entry]) -> None: ...
+    async def control(self, name: str, data: dict[str, Any], seq: int | None = None) -> None: ...
+
+
+def resume_point(conn: HTTPConnection) -> int | None:
+    """The seq to resume after: Last-Event-ID wins over ?after=; None to start live."""
+    header = conn.headers.get("last-event-id", "").strip()
+    if header:
+        if not header.isdigit() or len(header) > 18:
+            raise BadRequest("Last-Event-ID must be an event seq")
+        after: int | None = int(header)
+    else:
+        after = query_int(conn, "after", None)
+    if after is not None and after > spacechat(conn).db.last_seq:
+        raise BadRequest("the cursor is newer than the newest event", code="cursor_in_future")
+    return after
+
+
+async def run_stream(app: Spacechat, who: Principal, after: int | None, sink: Sink) -> None:
+    """The one subscription core behind SSE and WebSocket."""
+
+    def visible(item: Entry) -> bool:
+        return visible_to(who, item.org_id, item.channel_id)
+
+    async def replay(after: int) -> tuple[int, bool]:
+        """Send one page of the log after `after`; return the last seq read and whether more remain."""
+        page = await event_log.read_after(db, after)
+        entries = [encode_entry(0, e.seq, e.event_type, e.org_id, e.channel_id, e.thread_id, e.body) for e in page]
+        await sink.events([entry for entry in entries if visible(entry)])
+        return (page[-1].seq if page else after), len(page) == event_log.PAGE
+
+    db, bus = app.db, app.bus
+    if after is not None and after < await event_log.pruned_through(db):
+        await sink.control("reset", {"reason": "retention", "resume_after": bus.last_seq}, seq=bus.last_seq)
+        after = None
+    if after is None:
+        subscription = bus.subscribe(visible)
+        sent = bus.last_seq
+        await sink.control("ready", {"resume_after": sent})
+    else:
+        sent, more = after, True
+        while more:  # catch up from the log without holding a place in the ring
+            sent, more = await replay(sent)
+        subscription = bus.subscribe(visible)
+        more = True
+        while more:  # what committed between the last page and subscribing
+            sent, more = await replay(sent)
+        await sink.control("ready", {"resume_after": sent})
+    try:
+        while True:
+            try:
+                entries = await subscription.next()
+            except Lagged:
+                await sink.control("lagged", {"resume_after": sent})
+                return
+            if subscription.closed:
+                return
+            if not entries:
+                await sink.control("heartbeat", {"ts": now_rfc3339()})
+                continue
+            fresh = [entry for entry in entries if entry.seq is None or entry.seq > sent]
+            if fresh:
+                await sink.events(fresh)
+                newest = max((entry.seq for entry in fresh if entry.seq is not None), default=None)
+                if newest is not None:
+                    sent = newest
+    finally:
+        subscription.close()
+
+
+# --- SSE -----------------------------------------------------------------------------------
+
+
+class SSESink:
+    __slots__ = ("send",)
+
+    def __init__(self, send: Send) -> None:
+        self.send = send
+
+    async def events(self, items: Sequence[Entry]) -> None:
+        if not items:
+            return
+        await self.send(
+            {"type": "http.response.body", "body": b"".join([item.sse for item in items]), "more_body": True}
+        )
+
+    async def control(self, name: str, data: dict[str, Any], seq: int | None = None) -> None:
+        await self.send({"type": "http.response.body", "body": control_frame(name, data, seq=seq), "more_body": True})
+
+
+class EventStreamResponse(Response):
+    """A text/event-stream that writes pre-encoded frames and ends when the client leaves."""
+
+    def __init__(self, app: Spacechat, who: Principal, after: int | None) -> None:
+        # No Content-Length: the body never ends by itself.
+        self.app, self.who, self.after = app, who, after
+        self.status_code = 200
+        self.background = None
+        self.raw_headers = [
+            (b"content-type", b"text/event-stream; charset=utf-8"),
+            (b"cache-control", b"no-store"),
+            (b"x-accel-buffering", b"no"),
+        ]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+        # Browsers reconnect after `retry` ms, sending Last-Event-ID.
+        await send({"type": "http.response.body", "body": b"retry: 1000\n\n", "more_body": True})
+        stream = asyncio.ensure_future(run_stream(self.app, self.who, self.after, SSESink(send)))
+
+        async def watch_disconnect() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            stream.cancel()
+
+        watcher = asyncio.ensure_future(watch_disconnect())
+        try:
+            await stream
+        except asyncio.CancelledError:
+            if not stream.cancelled():
+                raise
+        except SpacechatError as exc:
+            await send({"type": "http.response.body", "body": control_frame("error", exc.body()), "more_body": True})
+        finally:
+            watcher.cancel()
+        with contextlib.suppress(Exception):
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+@operation(
+    "Subscribe to events as Server-Sent Events (resume with Last-Event-ID or ?after=)",
+    tags=["realtime"],
+    scope="realtime:subscribe",
+    produces="text/event-stream",
+    query={"after": "resume after this seq (the Last-Event-ID header wins)"},
+)
+async def sse(request: Request) -> Response:
+    app = spacechat(request)
+    who = await principal(request)
+    check(who, "realtime:subscribe")
+    return EventStreamResponse(app, who, resume_point(request))
+
+
+# --- WebSocket -----------------------------------------------------------------------------
+
+
+class WSSink:
+    __slots__ = ("ws",)
+
+    def __init__(self, ws: WebSocket) -> None:
+        self.ws = ws
+
+    async def events(self, items: Sequence[Entry]) -> None:
+        for item in items:
+            await self.ws.send_text(item.text())
+
+    async def control(self, name: str, data: dict[str, Any], seq: int | None = None) -> None:
+        await self.ws.send_text(orjson.dumps({"type": name, **data}).decode())
+
+
+async def ws(websocket: WebSocket) -> None:
+    app = spacechat(websocket)
+    try:
+        who = await principal(websocket)
+        check(who, "realtime:subscribe")
+        after = resume_point(websocket)
+    except SpacechatError as exc:
+        # Refuse before the handshake completes with an HTTP error body (ASGI websocket denial).
+        await websocket.send_denial_response(error_response(exc))
+        return
+    await websocket.accept()
+    stream = asyncio.ensure_future(run_stream(app, who, after, WSSink(websocket)))
+
+    async def read_until_closed() -> None:
+        with contextlib.suppress(WebSocketDisconnect):
+            while True:
+                message = await websocket.receive_text()
+                if message == '{"type":"ping"}' or message == "ping":
+                    await websocket.send_text('{"type":"pong"}')
+        stream.cancel()
+
+    reader = asyncio.ensure_future(read_until_closed())
+    try:
+        await stream
+    except asyncio.CancelledError:
+        if not stream.cancelled():
+            raise
+    except SpacechatError as exc:
+        with contextlib.suppress(Exception):
+            await websocket.send_text(orjson.dumps({"type": "error", **exc.body()}).decode())
+    finally:
+        reader.cancel()
+    if websocket.client_state == WebSocketState.CONNECTED:
+        with contextlib.suppress(Exception):
+            await websocket.close(code=1000)

@@ -1,0 +1,115 @@
+"""The `spacechat` command: serve, migrate, and operator tools."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sys
+from typing import Any
+
+import click
+
+from . import __version__
+from .config import ConfigError, Settings, load_raw, validate
+
+
+def _settings(config: str | None, overrides: dict[str, Any]) -> tuple[Settings, dict[str, Any]]:
+    try:
+        raw = load_raw(config, overrides={k: v for k, v in overrides.items() if v is not None})
+        return validate(raw), raw
+    except ConfigError as exc:
+        raise click.ClickException(f"configuration error: {exc}") from None
+
+
+def _logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(), stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+
+@click.group()
+@click.version_option(__version__, prog_name="spacechat")
+def main() -> None:
+    """Spacechat: chat and control for Spacebot agents."""
+
+
+@main.command()
+@click.option(
+    "--config",
+    "config",
+    type=click.Path(dir_okay=False),
+    envvar="SPACECHAT_CONFIG",
+    help="A TOML file overriding the defaults (see docs/configuration.md).",
+)
+@click.option("--host", default=None, help="Address to listen on (default 127.0.0.1).")
+@click.option("--port", type=int, default=None, help="Port to listen on (default 8787; 0 picks a free one).")
+@click.option("--data-dir", default=None, help="Where the database and files live (default ./spacechat-data).")
+def serve(config: str | None, host: str | None, port: int | None, data_dir: str | None) -> None:
+    """Run Spacechat with its embedded Spacebot host and print the URL to open."""
+    settings, raw = _settings(config, {"enabled": True, "host": host, "port": port, "data_dir": data_dir})
+    _logging(settings.log_level)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_serve(settings, raw))
+
+
+async def _serve(settings: Settings, raw: dict[str, Any]) -> None:
+    from . import plugin
+    from .host.embedded import EmbeddedHost
+    from .host.server import HostServer, build_app, plugin_manager, uvicorn_config
+
+    pm = plugin_manager([plugin])
+    host = EmbeddedHost(settings, pm, raw)
+    await host.start()
+    try:
+        app = build_app(host.routes())
+
+        def started(url: str) -> None:
+            shown = settings.public_url or url
+            click.echo(f"Spacechat is running at {shown}/", err=False)
+            sys.stdout.flush()
+
+        server = HostServer(
+            uvicorn_config(app, host=settings.host, port=settings.port, log_level=settings.log_level),
+            on_started=started,
+            on_stopping=lambda: pm.hook.spacebot_server_stopping(),
+        )
+        await server.serve()
+    finally:
+        await host.stop()
+
+
+@main.command()
+@click.option("--config", "config", type=click.Path(dir_okay=False), envvar="SPACECHAT_CONFIG")
+@click.option("--data-dir", default=None)
+def migrate(config: str | None, data_dir: str | None) -> None:
+    """Apply pending database migrations and list what is applied."""
+    settings, _ = _settings(config, {"data_dir": data_dir})
+
+    async def run() -> list[dict[str, Any]]:
+        from .resources import resource
+        from .store.db import Database
+
+        db = Database(
+            settings.data_path / "spacechat.db",
+            migrations=resource("migrations"),
+            synchronous=settings.storage.synchronous,
+            read_connections=1,
+        )
+        await db.open()
+        try:
+            rows = await db.fetchall(
+                "SELECT version, name, checksum, applied_at FROM schema_migrations ORDER BY version"
+            )
+            for name in db.applied_now:
+                click.echo(f"applied {name}")
+            return [dict(row) for row in rows]
+        finally:
+            await db.close()
+
+    try:
+        rows = asyncio.run(run())
+    except Exception as exc:
+        raise click.ClickException(str(exc)) from None
+    for row in rows:
+        click.echo(f"{row['name']}  {row['checksum'][:12]}  {row['applied_at']}")

@@ -1,0 +1,249 @@
+"""Configuration: the manifest's defaults, then the user's TOML file, then environment, then flags.
+
+Every layer is merged into one dict and validated once, strictly: an unknown key or a value of
+the wrong type stops start-up with a message naming the key (`storage.retention_days: ...`).
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .resources import manifest_path
+
+ENV_PREFIX = "SPACECHAT_"
+# Environment variables with this prefix that are not settings.
+_ENV_NOT_SETTINGS = {"SPACECHAT_CONFIG"}
+
+
+class ConfigError(Exception):
+    """A setting is unknown or has a wrong value; the message names it."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class StorageConfig(_Section):
+    synchronous: Literal["full", "normal"] = "full"
+    retention_days: float = Field(7, gt=0)
+    read_connections: int = Field(4, ge=1, le=64)
+
+
+class MessagesConfig(_Section):
+    max_chars: int = Field(40000, ge=1)
+    max_body_bytes: int = Field(1_048_576, ge=1024)
+    max_attachments: int = Field(10, ge=0)
+
+
+class UploadsConfig(_Section):
+    max_bytes: int = Field(26_214_400, ge=1)
+    allowed_types: list[str] = []
+
+
+class RealtimeConfig(_Section):
+    heartbeat_seconds: float = Field(15, gt=0, le=15)
+    max_lag: int = Field(2000, ge=1)
+    ring_size: int = Field(8192, ge=16)
+    checkpoint_ms: int = Field(250, ge=10, le=250)
+
+    @model_validator(mode="after")
+    def _ring_holds_lag(self) -> RealtimeConfig:
+        if self.ring_size < self.max_lag:
+            raise ValueError("realtime.ring_size must be at least realtime.max_lag")
+        return self
+
+
+class HostConfig(_Section):
+    mode: Literal["embedded", "none"] = "embedded"
+    coalesce_ms: int = Field(300, ge=0, le=10_000)
+
+
+class ChannelSeed(_Section):
+    name: str
+    category: str = "departments"
+    topic: str = ""
+    private: bool = False
+
+
+class BootstrapConfig(_Section):
+    org_name: str = "Spacechat"
+    team_name: str = "General"
+    channels: list[ChannelSeed] = []
+
+
+class ProviderConfig(_Section):
+    kind: Literal["scripted", "openai"]
+    # openai-compatible
+    base_url: str = ""
+    api_key: str = Field("", repr=False)
+    timeout_seconds: float = Field(60, gt=0)
+    # scripted
+    chars_per_second: float = Field(400, gt=0)
+
+    @model_validator(mode="after")
+    def _openai_needs_url(self) -> ProviderConfig:
+        if self.kind == "openai" and not self.base_url:
+            raise ValueError("an openai provider needs base_url")
+        return self
+
+
+class AgentConfig(_Section):
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,39}$")
+    name: str
+    provider: str
+    model: str = "scripted-1"
+    channels: list[str] = []
+    system_prompt: str = ""
+
+
+class Settings(_Section):
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = Field(8787, ge=0, le=65535)
+    data_dir: str = "./spacechat-data"
+    public_url: str = ""
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    hook_plugins: list[str] = []
+    storage: StorageConfig = StorageConfig()
+    messages: MessagesConfig = MessagesConfig()
+    uploads: UploadsConfig = UploadsConfig()
+    realtime: RealtimeConfig = RealtimeConfig()
+    runtime: HostConfig = HostConfig()
+    bootstrap: BootstrapConfig = BootstrapConfig()
+    providers: dict[str, ProviderConfig] = {}
+    agents: list[AgentConfig] = []
+
+    @field_validator("public_url")
+    @classmethod
+    def _url_shape(cls, value: str) -> str:
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _agents_use_known_providers(self) -> Settings:
+        ids = set()
+        for index, agent in enumerate(self.agents):
+            if agent.provider not in self.providers:
+                raise ValueError(f"agents.{index}.provider: no provider named {agent.provider!r}")
+            if agent.id in ids:
+                raise ValueError(f"agents.{index}.id: duplicate agent id {agent.id!r}")
+            ids.add(agent.id)
+        return self
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir).expanduser().resolve()
+
+    @property
+    def url(self) -> str:
+        if self.public_url:
+            return self.public_url
+        shown = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+        return f"http://{shown}:{self.port}"
+
+
+def manifest_defaults() -> dict[str, Any]:
+    with manifest_path().open("rb") as handle:
+        manifest = tomllib.load(handle)
+    return dict(manifest.get("config", {}))
+
+
+def _merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = _merge(dict(merged[key]), value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _parse_env_value(text: str) -> Any:
+    """An environment value is read as a TOML value when it is one (`8080`, `true`, `["a"]`),
+    else as a plain string, so `SPACECHAT_HOST=0.0.0.0` needs no quotes."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def _env_layer(environ: Mapping[str, str]) -> dict[str, Any]:
+    layer: dict[str, Any] = {}
+    for name, text in environ.items():
+        if not name.startswith(ENV_PREFIX) or name in _ENV_NOT_SETTINGS:
+            continue
+        path = [part.lower() for part in name[len(ENV_PREFIX) :].split("__")]
+        if not all(path):
+            raise ConfigError(f"{name}: malformed setting name")
+        node = layer
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"{name}: conflicts with another SPACECHAT_ variable")
+        node[path[-1]] = _parse_env_value(text)
+    return layer
+
+
+def _describe(error: ValidationError) -> str:
+    lines = []
+    for item in error.errors():
+        loc = ".".join(str(part) for part in item["loc"])
+        message = item["msg"]
+        if item["type"] == "extra_forbidden":
+            message = "unknown setting"
+        lines.append(f"{loc}: {message}" if loc else message)
+    return "; ".join(lines)
+
+
+def validate(raw: Mapping[str, Any]) -> Settings:
+    try:
+        return Settings.model_validate(dict(raw))
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None
+
+
+def settings_from_mapping(config: Mapping[str, Any]) -> Settings:
+    """Settings from the `[config]` table a host hands the plugin: the manifest's defaults
+    under it."""
+    return validate(_merge(manifest_defaults(), config))
+
+
+def load_raw(
+    config_file: str | os.PathLike[str] | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Merge every layer into one raw `[config]` table (not yet validated)."""
+    raw = manifest_defaults()
+    if config_file is not None:
+        path = Path(config_file)
+        try:
+            with path.open("rb") as handle:
+                user = tomllib.load(handle)
+        except FileNotFoundError as exc:
+            raise ConfigError(f"config file {path} does not exist") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+        raw = _merge(raw, user)
+    raw = _merge(raw, _env_layer(os.environ if environ is None else environ))
+    if overrides:
+        raw = _merge(raw, overrides)
+    return raw
+
+
+def load_settings(
+    config_file: str | os.PathLike[str] | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Build the settings from every layer; raise ConfigError naming the first bad key."""
+    return validate(load_raw(config_file, environ=environ, overrides=overrides))

@@ -1,0 +1,303 @@
+"""The canonical event envelope and its payloads: the realtime contract (docs/events.md).
+
+Every change is one event in an append-only log. The store assigns `seq`, a global, strictly
+increasing integer that is also the SSE `id:`. Payload classes carry `event_type`; those marked
+`live_only` (stream deltas) are fanned out but never written to the log.
+
+This module imports nothing else of the package: it is a contract.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, ClassVar, Literal
+
+import orjson
+import uuid6
+
+ActorKind = Literal["user", "agent", "system"]
+
+
+def now_rfc3339() -> str:
+    """RFC 3339 UTC with milliseconds, the one timestamp format of the API."""
+    moment = datetime.now(UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def new_id(prefix: str = "") -> str:
+    """A time-ordered unique id (UUIDv7), optionally with a type prefix: `msg_0193...`."""
+    value = uuid6.uuid7().hex
+    return f"{prefix}_{value}" if prefix else str(uuid6.UUID(hex=value))
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    kind: ActorKind
+    id: str | None = None
+
+
+SYSTEM = Actor("system", None)
+
+
+@dataclass(frozen=True)
+class Payload:
+    """Base of every payload; subclasses name their `event_type`."""
+
+    event_type: ClassVar[str] = ""
+    live_only: ClassVar[bool] = False
+
+
+# --- messages and threads -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MessageCreated(Payload):
+    """message.created: a message was posted, by a person or an agent (an agent's reply starts in
+    state `streaming`). `message` is the full message as the API returns it."""
+
+    event_type: ClassVar[str] = "message.created"
+    message: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class MessageStreamDelta(Payload):
+    """message.stream.delta (live only, never in the log): `text` was appended to a streaming
+    message at character `offset`. A client whose copy is not `offset` long refetches it."""
+
+    event_type: ClassVar[str] = "message.stream.delta"
+    live_only: ClassVar[bool] = True
+    message_id: str
+    offset: int
+    text: str
+    kind: Literal["text", "reasoning"] = "text"
+
+
+@dataclass(frozen=True)
+class MessageCompleted(Payload):
+    """message.completed: a streaming message finished; `message` carries the final text."""
+
+    event_type: ClassVar[str] = "message.completed"
+    message: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class MessageFailed(Payload):
+    """message.failed: a streaming message ended without completing. `reason` is `interrupted`
+    when a restart cut the stream, `error` when the agent's turn failed, `cancelled` when stopped."""
+
+    event_type: ClassVar[str] = "message.failed"
+    message: dict[str, Any]
+    reason: str
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class MessageUpdated(Payload):
+    """message.updated: a message changed in place (edited text, card state, superseded)."""
+
+    event_type: ClassVar[str] = "message.updated"
+    message: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ThreadCreated(Payload):
+    """thread.created: a top-level message opened a thread."""
+
+    event_type: ClassVar[str] = "thread.created"
+    thread: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ChannelCreated(Payload):
+    """channel.created: a channel was created."""
+
+    event_type: ClassVar[str] = "channel.created"
+    channel: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ChannelUpdated(Payload):
+    """channel.updated: a channel's name, topic, category or archive state changed."""
+
+    event_type: ClassVar[str] = "channel.updated"
+    channel: dict[str, Any]
+
+
+# --- agents, tools and workers -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AgentStatusChanged(Payload):
+    """agent.status.changed: an agent started or stopped working in a channel (typing, thinking,
+    running a tool, idle). Drives the UI's working indicator."""
+
+    event_type: ClassVar[str] = "agent.status.changed"
+    agent_id: str
+    status: str
+    detail: str | None = None
+
+
+@dataclass(frozen=True)
+class AgentTokenUsage(Payload):
+    """agent.token.usage: one LLM request's token usage and cost."""
+
+    event_type: ClassVar[str] = "agent.token.usage"
+    agent_id: str
+    model: str
+    provider: str
+    input_tokens: int
+    output_tokens: int
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
+    cost_usd: float | None = None
+    turn_id: str | None = None
+    message_id: str | None = None
+
+
+@dataclass(frozen=True)
+class ToolStarted(Payload):
+    """tool.started: an agent began a tool call."""
+
+    event_type: ClassVar[str] = "tool.started"
+    agent_id: str
+    call_id: str
+    tool: str
+    arguments_summary: str
+    worker_id: str | None = None
+
+
+@dataclass(frozen=True)
+class ToolCompleted(Payload):
+    """tool.completed: a tool call returned."""
+
+    event_type: ClassVar[str] = "tool.completed"
+    agent_id: str
+    call_id: str
+    tool: str
+    duration_ms: int
+    result_summary: str
+    worker_id: str | None = None
+
+
+@dataclass(frozen=True)
+class ToolFailed(Payload):
+    """tool.failed: a tool call raised, was denied or was skipped."""
+
+    event_type: ClassVar[str] = "tool.failed"
+    agent_id: str
+    call_id: str
+    tool: str
+    duration_ms: int
+    error: str
+    worker_id: str | None = None
+
+
+@dataclass(frozen=True)
+class WorkerStarted(Payload):
+    """worker.started: a worker (an agent's background task) started."""
+
+    event_type: ClassVar[str] = "worker.started"
+    worker_id: str
+    agent_id: str
+    task: str
+
+
+@dataclass(frozen=True)
+class WorkerStatus(Payload):
+    """worker.status: a worker's state or progress changed (running, waiting_for_input)."""
+
+    event_type: ClassVar[str] = "worker.status"
+    worker_id: str
+    agent_id: str
+    state: str
+    status: str
+
+
+@dataclass(frozen=True)
+class WorkerCompleted(Payload):
+    """worker.completed: a worker finished with an outcome (succeeded, partial, cancelled,
+    timed_out, blocked, failed)."""
+
+    event_type: ClassVar[str] = "worker.completed"
+    worker_id: str
+    agent_id: str
+    outcome: str
+    result: str
+    success: bool
+
+
+@dataclass(frozen=True)
+class SystemHealthChanged(Payload):
+    """system.health.changed: a component (a model provider, a connector, the store) changed
+    health: ok, degraded or down."""
+
+    event_type: ClassVar[str] = "system.health.changed"
+    component: str
+    status: str
+    detail: str | None = None
+
+
+def payload_types() -> dict[str, type[Payload]]:
+    """Every payload class by event type; the docs test checks each is documented."""
+    found: dict[str, type[Payload]] = {}
+    stack = list(Payload.__subclasses__())
+    while stack:
+        cls = stack.pop()
+        stack.extend(cls.__subclasses__())
+        if cls.event_type:
+            found[cls.event_type] = cls
+    return found
+
+
+@dataclass(slots=True)
+class Event:
+    """The envelope. `seq` is None until the store appends it (and stays None when live only)."""
+
+    payload: Payload
+    actor: Actor = SYSTEM
+    org_id: str | None = None
+    team_id: str | None = None
+    channel_id: str | None = None
+    thread_id: str | None = None
+    idempotency_key: str | None = None
+    event_id: str = field(default_factory=new_id)
+    timestamp: str = field(default_factory=now_rfc3339)
+    seq: int | None = None
+    encoded: bytes | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def event_type(self) -> str:
+        return self.payload.event_type
+
+    @property
+    def live_only(self) -> bool:
+        return self.payload.live_only
+
+    def envelope(self) -> dict[str, Any]:
+        return {
+            "seq": self.seq,
+            "event_id": self.event_id,
+            "event_type": self.payload.event_type,
+            "org_id": self.org_id,
+            "team_id": self.team_id,
+            "channel_id": self.channel_id,
+            "thread_id": self.thread_id,
+            "actor": {"kind": self.actor.kind, "id": self.actor.id},
+            "timestamp": self.timestamp,
+            "idempotency_key": self.idempotency_key,
+            "payload": self.payload,
+        }
+
+    def to_json(self) -> bytes:
+        """The envelope as JSON, made once per event (after `seq` is set) and reused for the log
+        and every subscriber."""
+        if self.encoded is None:
+            self.encoded = orjson.dumps(self.envelope())
+        return self.encoded
+
+
+def payload_dict(payload: Payload) -> dict[str, Any]:
+    return dataclasses.asdict(payload)

@@ -1,0 +1,476 @@
+"""The Spacebot plugin contract: every hook a host calls, and the HostAPI a plugin calls back.
+
+The hooks mirror Spacebot's own lifecycle points one to one (its `SpacebotHook` in
+`src/hooks/spacebot.rs` and the `ProcessEvent`s of `src/lib.rs`), so the embedded Python host,
+the bridge to a running Spacebot and Spacebot itself call them at the same moments. Hook names
+carry the `spacebot_` prefix; the marker project name is "spacebot".
+
+Rules every host follows (docs/hooks.md says more):
+
+- Hooks take keyword arguments; an implementation names only those it uses.
+- pluggy is synchronous: an implementation may return a value or an awaitable, and the host
+  awaits every result (`await_me_maybe`). Hooks marked *firstresult* stop at the first
+  implementation that returns something other than None.
+- Ids are Spacechat's: `channel_id` and `thread_id` name where a conversation lives; a host that
+  keys conversations otherwise (Spacebot's `portal:chat:...` ids) maps them.
+- Within one turn the order is: inbound_message (per message) -> turn_started -> any of
+  text_delta / reasoning_delta / tool calls / branches / workers / llm_usage -> exactly one of
+  turn_completed or turn_failed.
+
+This module imports nothing else of the package: it is a contract.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Mapping, Sequence
+from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
+
+import pluggy
+
+hookspec = pluggy.HookspecMarker("spacebot")
+hookimpl = pluggy.HookimplMarker("spacebot")
+
+T = TypeVar("T")
+
+WorkerState = Literal["running", "waiting_for_input", "done", "failed"]
+WorkerOutcome = Literal["succeeded", "partial", "cancelled", "timed_out", "blocked", "failed"]
+TaskStatus = Literal["pending_approval", "backlog", "ready", "in_progress", "done", "failed"]
+HealthStatus = Literal["ok", "degraded", "down"]
+ProcessType = Literal["channel", "branch", "worker", "compactor", "cortex"]
+
+WORKER_STATES: tuple[str, ...] = ("running", "waiting_for_input", "done", "failed")
+WORKER_OUTCOMES: tuple[str, ...] = ("succeeded", "partial", "cancelled", "timed_out", "blocked", "failed")
+TASK_STATUSES: tuple[str, ...] = ("pending_approval", "backlog", "ready", "in_progress", "done", "failed")
+
+
+async def await_me_maybe(value: T | Awaitable[T]) -> T:
+    """Await `value` if it is awaitable; every hook result goes through here."""
+    if inspect.isawaitable(value):
+        return await value
+    return value
+
+
+async def call_all(results: Sequence[Any]) -> list[Any]:
+    """Await each result of a non-firstresult hook call, in the order pluggy returned them."""
+    return [await await_me_maybe(result) for result in results]
+
+
+# ============================================================================================
+# The HostAPI: what a plugin may ask of the host that runs the agents
+# ============================================================================================
+
+
+@runtime_checkable
+class HostAPI(Protocol):
+    """Implemented by every host (the embedded host, the bridge). All methods are coroutines;
+    each raises `LookupError` for an unknown agent, channel or provider and `RuntimeError` when
+    the host cannot do it now."""
+
+    name: str  # "embedded", "bridge", ...
+
+    def agents(self) -> list[dict[str, Any]]:
+        """The agents this host runs: `{id, name, model, provider, channels: [channel names]}`."""
+        ...
+
+    async def deliver_message(
+        self,
+        *,
+        channel: Mapping[str, Any],
+        thread_id: str,
+        message: Mapping[str, Any],
+        mentions: Sequence[str],
+    ) -> list[str]:
+        """Hand a person's message to the agents that should see it: those bound to `channel`
+        (by name) and those named in `mentions` (agent ids). Return the ids of the agents that
+        took it; each then calls spacebot_inbound_message and starts (or joins) a turn."""
+        ...
+
+    async def retry_turn(self, *, channel_id: str, thread_id: str | None = None) -> dict[str, Any]:
+        """Run the last turn of a channel (or one thread of it) again from the same input.
+        Return `{turn_id, agent_id, thread_id, superseded_message_id}`."""
+        ...
+
+    async def restart_worker(self, *, channel_id: str) -> dict[str, Any]:
+        """Stop the channel's turn loop and its workers and start it again. Return a summary."""
+        ...
+
+    async def reconnect_provider(self, *, name: str) -> dict[str, Any]:
+        """Drop and re-open the connection to a model provider; return `{provider, status}`."""
+        ...
+
+    async def recover_instance(self) -> dict[str, Any]:
+        """Cancel stuck turns and workers and restart every loop; return a summary."""
+        ...
+
+    async def save_memory(self, *, agent_id: str, memory: Mapping[str, Any]) -> str:
+        """Write a memory (`content`, `memory_type`, `importance`, `source`) to the agent's memory
+        store without asking `spacebot_before_memory_save` again. Return the memory id."""
+        ...
+
+    async def deliver_interaction(self, *, agent_id: str, interaction: Mapping[str, Any]) -> None:
+        """Hand a structured interaction (a button, a form, a vote) to the agent."""
+        ...
+
+
+# ============================================================================================
+# Host life cycle
+# ============================================================================================
+
+
+@hookspec
+def spacebot_startup(host: HostAPI, config: Mapping[str, Any]) -> Awaitable[None] | None:
+    """Called once when the host starts, before it serves requests or runs any turn.
+
+    :param host: the HostAPI of the running host, for calling back.
+    :param config: the plugin's `[config]` table as the host read it (the manifest's defaults
+        are applied by the plugin).
+    """
+
+
+@hookspec
+def spacebot_server_stopping() -> None:
+    """Called when the host's HTTP server starts to shut down, before it waits for open
+    connections to finish: end long-lived responses (event streams, WebSockets) here, or the
+    server waits for them. Synchronous; must not block."""
+
+
+@hookspec
+def spacebot_shutdown() -> Awaitable[None] | None:
+    """Called once when the host stops, after the server stopped and the last turn ended;
+    release everything."""
+
+
+@hookspec
+def spacebot_register_routes() -> list[Any] | None:
+    """Called after startup: return Starlette routes (`Route`, `Mount`, `WebSocketRoute`) to
+    mount on the host's HTTP server. The host mounts them in plugin registration order."""
+
+
+@hookspec
+def spacebot_health_changed(component: str, status: HealthStatus, detail: str | None) -> Awaitable[None] | None:
+    """Called when a part of the host changes health.
+
+    :param component: `provider:<name>`, `connector:<name>` or `host`.
+    :param status: `ok`, `degraded` or `down`.
+    :param detail: a human-readable reason, never a secret.
+    """
+
+
+@hookspec
+def spacebot_connector_status(connector: str, status: str, detail: str | None) -> Awaitable[None] | None:
+    """Called when a messaging connector (Slack, Discord, the bridge's link) connects,
+    disconnects or fails. `status` is `connected`, `disconnected` or `error`."""
+
+
+# ============================================================================================
+# Messages and turns (Spacebot: inbound_message, typing_state, TextDelta, outbound_message)
+# ============================================================================================
+
+
+@hookspec
+def spacebot_inbound_message(
+    agent_id: str,
+    channel_id: str,
+    thread_id: str,
+    message_id: str | None,
+    sender: Mapping[str, Any],
+    text: str,
+) -> Awaitable[None] | None:
+    """Called when a message reaches an agent's channel process, before any turn on it.
+
+    :param message_id: the Spacechat message id, or None for a message that came from another
+        adapter (a plugin may record it).
+    :param sender: `{kind: "user" | "agent", id, name}`.
+    """
+
+
+@hookspec
+def spacebot_turn_started(
+    agent_id: str,
+    channel_id: str,
+    thread_id: str,
+    turn_id: str,
+    model: str,
+    provider: str,
+    message_ids: Sequence[str],
+) -> Awaitable[None] | None:
+    """Called when an agent starts a turn (Spacebot's typing indicator turns on).
+
+    :param turn_id: unique per turn; every later hook of the turn carries it.
+    :param message_ids: the inbound messages coalesced into this turn, oldest first.
+    """
+
+
+@hookspec
+def spacebot_text_delta(agent_id: str, turn_id: str, delta: str, aggregated_text: str) -> Awaitable[None] | None:
+    """Called for each piece of the agent's reply text as it streams (Spacebot `TextDelta`).
+
+    :param delta: the new text.
+    :param aggregated_text: the whole reply so far, ending with `delta`.
+    """
+
+
+@hookspec
+def spacebot_reasoning_delta(agent_id: str, turn_id: str, delta: str) -> Awaitable[None] | None:
+    """Called for each piece of the model's reasoning, when the provider streams it."""
+
+
+@hookspec
+def spacebot_turn_completed(
+    agent_id: str,
+    turn_id: str,
+    text: str,
+    blocks: Sequence[Mapping[str, Any]] | None,
+    ttft_ms: int | None,
+    duration_ms: int,
+) -> Awaitable[None] | None:
+    """Called once when a turn ends well (Spacebot's typing indicator turns off).
+
+    :param text: the final reply text (equal to the last `aggregated_text`).
+    :param blocks: a card to attach to the reply, or None.
+    :param ttft_ms: time from turn start to the first text delta; None when no text streamed.
+    :param duration_ms: turn start to end.
+    """
+
+
+@hookspec
+def spacebot_turn_failed(
+    agent_id: str, turn_id: str, error: str, retryable: bool, duration_ms: int
+) -> Awaitable[None] | None:
+    """Called once when a turn ends in error (provider failure, timeout, cancellation).
+
+    :param error: a human-readable message with no secret in it.
+    :param retryable: whether running the turn again may succeed.
+    """
+
+
+@hookspec
+def spacebot_outbound_message(
+    agent_id: str,
+    channel_id: str,
+    thread_id: str | None,
+    text: str,
+    blocks: Sequence[Mapping[str, Any]] | None,
+) -> Awaitable[str | None] | str | None:
+    """Called when an agent posts a whole message outside a streamed reply (Spacebot
+    `outbound_message`: a notice, a card). `thread_id` None opens a new thread. A plugin that
+    stores it returns the message id."""
+
+
+# ============================================================================================
+# Tools (Spacebot: on_tool_call, ToolStarted, ToolCompleted)
+# ============================================================================================
+
+
+@hookspec(firstresult=True)
+def spacebot_before_tool_call(
+    agent_id: str,
+    channel_id: str,
+    thread_id: str,
+    turn_id: str,
+    worker_id: str | None,
+    call_id: str,
+    tool: str,
+    arguments: Mapping[str, Any],
+) -> Awaitable[Mapping[str, Any] | None] | Mapping[str, Any] | None:
+    """*firstresult*. Called before every tool call, while the agent's turn waits.
+
+    Return None to let the call run, or `{"decision": "deny" | "skip", "reason": str}` to stop
+    it (the agent sees the reason as the tool's result). An awaitable may take as long as a
+    human decision takes: the worker is `waiting_for_input` meanwhile.
+    """
+
+
+@hookspec
+def spacebot_tool_started(
+    agent_id: str,
+    channel_id: str,
+    thread_id: str,
+    turn_id: str,
+    worker_id: str | None,
+    call_id: str,
+    tool: str,
+    arguments: Mapping[str, Any],
+) -> Awaitable[None] | None:
+    """Called when a tool call starts (after spacebot_before_tool_call let it)."""
+
+
+@hookspec
+def spacebot_tool_completed(
+    agent_id: str,
+    channel_id: str,
+    thread_id: str,
+    turn_id: str,
+    worker_id: str | None,
+    call_id: str,
+    tool: str,
+    result: str,
+    duration_ms: int,
+) -> Awaitable[None] | None:
+    """Called when a tool call returns. `result` is capped by the host (Spacebot caps tool
+    output); it never carries a secret."""
+
+
+@hookspec
+def spacebot_tool_failed(
+    agent_id: str,
+    channel_id: str,
+    thread_id: str,
+    turn_id: str,
+    worker_id: str | None,
+    call_id: str,
+    tool: str,
+    error: str,
+    duration_ms: int,
+) -> Awaitable[None] | None:
+    """Called when a tool call raises, is denied or is skipped; `error` says which."""
+
+
+# ============================================================================================
+# Branches and workers (Spacebot: BranchStarted, BranchResult, Worker*)
+# ============================================================================================
+
+
+@hookspec
+def spacebot_branch_started(
+    agent_id: str, channel_id: str, thread_id: str, branch_id: str, description: str
+) -> Awaitable[None] | None:
+    """Called when a channel process forks a branch to think."""
+
+
+@hookspec
+def spacebot_branch_completed(
+    agent_id: str, channel_id: str, thread_id: str, branch_id: str, conclusion: str
+) -> Awaitable[None] | None:
+    """Called when a branch returns its conclusion to the channel."""
+
+
+@hookspec
+def spacebot_worker_started(
+    agent_id: str,
+    channel_id: str | None,
+    thread_id: str | None,
+    worker_id: str,
+    task: str,
+    worker_type: str,
+    interactive: bool,
+) -> Awaitable[None] | None:
+    """Called when a worker starts; its state is `running`."""
+
+
+@hookspec
+def spacebot_worker_status(agent_id: str, worker_id: str, state: WorkerState, status: str) -> Awaitable[None] | None:
+    """Called when a worker reports progress or changes state.
+
+    :param state: one of WORKER_STATES.
+    :param status: the worker's own short status line (at most 256 characters).
+    """
+
+
+@hookspec
+def spacebot_worker_idle(agent_id: str, worker_id: str) -> Awaitable[None] | None:
+    """Called when an interactive worker waits for input (state `waiting_for_input`)."""
+
+
+@hookspec
+def spacebot_worker_completed(
+    agent_id: str, worker_id: str, outcome: WorkerOutcome, result: str, success: bool
+) -> Awaitable[None] | None:
+    """Called once when a worker ends.
+
+    :param outcome: one of WORKER_OUTCOMES; `success` is true for succeeded and partial.
+    """
+
+
+@hookspec
+def spacebot_worker_permission_asked(
+    agent_id: str, worker_id: str, permission_id: str, description: str, patterns: Sequence[str]
+) -> Awaitable[None] | None:
+    """Called when a worker asks permission for an action (Spacebot `WorkerPermission`)."""
+
+
+@hookspec
+def spacebot_worker_question_asked(
+    agent_id: str, worker_id: str, question_id: str, questions: Sequence[Mapping[str, Any]]
+) -> Awaitable[None] | None:
+    """Called when a worker asks a question (`questions`: `{question, header, options:
+    [{label, description}]}`, Spacebot `WorkerQuestion`)."""
+
+
+# ============================================================================================
+# Usage
+# ============================================================================================
+
+
+@hookspec
+def spacebot_llm_usage(
+    agent_id: str,
+    channel_id: str | None,
+    thread_id: str | None,
+    turn_id: str | None,
+    process_type: ProcessType,
+    model: str,
+    provider: str,
+    input_tokens: int,
+    output_tokens: int,
+    cache_read_tokens: int,
+    cache_write_tokens: int,
+    reasoning_tokens: int,
+    cost_usd: float | None,
+) -> Awaitable[None] | None:
+    """Called once per LLM request with its token usage (Spacebot's `ExtendedUsage`).
+
+    `input_tokens` excludes cache reads and writes; `cost_usd` is None when the host does not
+    price the model (a plugin may price it from its own table).
+    """
+
+
+# ============================================================================================
+# Memory
+# ============================================================================================
+
+
+@hookspec(firstresult=True)
+def spacebot_before_memory_save(
+    agent_id: str, channel_id: str | None, memory: Mapping[str, Any]
+) -> Awaitable[Mapping[str, Any] | None] | Mapping[str, Any] | None:
+    """*firstresult*. Called before an agent saves a memory (`content`, `memory_type`,
+    `importance`, `source`).
+
+    Return None to save it now, `{"action": "review", "candidate_id": str}` when the plugin
+    queued it for human review (the host does not save it; the plugin will call
+    HostAPI.save_memory if approved), or `{"action": "reject", "reason": str}`.
+    """
+
+
+@hookspec
+def spacebot_memory_saved(
+    agent_id: str,
+    channel_id: str | None,
+    memory_id: str,
+    memory_type: str,
+    importance: float,
+    content_summary: str,
+) -> Awaitable[None] | None:
+    """Called after a memory was written to the agent's store."""
+
+
+@hookspec
+def spacebot_memory_recalled(
+    agent_id: str, channel_id: str | None, query: str, memory_ids: Sequence[str]
+) -> Awaitable[None] | None:
+    """Called when an agent's recall returned memories for a turn."""
+
+
+# ============================================================================================
+# Tasks
+# ============================================================================================
+
+
+@hookspec
+def spacebot_task_updated(
+    agent_id: str | None, task_number: int, status: TaskStatus, action: str, task: Mapping[str, Any]
+) -> Awaitable[None] | None:
+    """Called when a Spacebot task is created, changes or is deleted (`action`: created,
+    updated, deleted); `task` is the task as Spacebot's API returns it."""

@@ -1,0 +1,256 @@
+"""The embedded host: Spacebot's runtime shape in Python, for `spacechat serve`.
+
+Agents come from config, each bound to channels by name; each (agent, channel) pair has its own
+process (turns.AgentChannel). The host implements the HostAPI and calls every hook at the point
+Spacebot would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pluggy
+
+from ..config import ProviderConfig, Settings
+from ..events import new_id, now_rfc3339
+from .hooks import HookRunner
+from .providers import Provider
+from .providers.openai import OpenAIProvider
+from .providers.scripted import ScriptedProvider
+from .tools import BUILTIN_TOOLS, Tool
+from .turns import AgentChannel, Inbound, Work
+from .workers import WorkerInfo
+
+log = logging.getLogger("spacechat.host")
+
+
+def make_provider(name: str, config: ProviderConfig) -> Provider:
+    if config.kind == "openai":
+        return OpenAIProvider(
+            name, base_url=config.base_url, api_key=config.api_key, timeout_seconds=config.timeout_seconds
+        )
+    return ScriptedProvider(name, chars_per_second=config.chars_per_second)
+
+
+class EmbeddedHost:
+    name = "embedded"
+
+    def __init__(self, settings: Settings, pm: pluggy.PluginManager, raw_config: Mapping[str, Any]) -> None:
+        self.settings = settings
+        self.pm = pm
+        self.raw_config = raw_config
+        self.hooks = HookRunner(pm)
+        self.providers: dict[str, Provider] = {
+            name: make_provider(name, config) for name, config in settings.providers.items()
+        }
+        self.provider_health: dict[str, str] = {name: "ok" for name in self.providers}
+        self.agents_by_id = {agent.id: agent for agent in settings.agents}
+        self.tools: dict[str, Tool] = dict(BUILTIN_TOOLS)
+        self.channels: dict[tuple[str, str], AgentChannel] = {}
+        self.workers: dict[str, WorkerInfo] = {}
+        self.running = settings.runtime.mode == "embedded"
+        self._background: set[asyncio.Future[Any]] = set()
+
+    # -- life cycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self.hooks.must("spacebot_startup", host=self, config=self.raw_config)
+
+    def routes(self) -> list[Any]:
+        found: list[Any] = []
+        for result in self.pm.hook.spacebot_register_routes():
+            found.extend(result or [])
+        return found
+
+    async def stop(self) -> None:
+        for channel in list(self.channels.values()):
+            await channel.stop()
+        self.channels.clear()
+        for provider in self.providers.values():
+            await provider.close()
+        await self.hooks.must("spacebot_shutdown")
+
+    # -- provider health ----------------------------------------------------------------------
+
+    def provider_ok(self, name: str) -> None:
+        if self.provider_health.get(name) != "ok":
+            self.provider_health[name] = "ok"
+            task = asyncio.ensure_future(
+                self.hooks.call("spacebot_health_changed", component=f"provider:{name}", status="ok", detail=None)
+            )
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
+    async def provider_failed(self, name: str, detail: str) -> None:
+        if self.provider_health.get(name) != "down":
+            self.provider_health[name] = "down"
+            await self.hooks.call(
+                "spacebot_health_changed", component=f"provider:{name}", status="down", detail=detail[:300]
+            )
+
+    # -- HostAPI ------------------------------------------------------------------------------
+
+    def agents(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "id": agent.id,
+                "name": agent.name,
+                "model": agent.model,
+                "provider": agent.provider,
+                "channels": list(agent.channels),
+                "health": self.provider_health.get(agent.provider, "ok"),
+            }
+            for agent in self.settings.agents
+        ]
+
+    def _channel(self, agent_id: str, channel_id: str) -> AgentChannel:
+        key = (agent_id, channel_id)
+        channel = self.channels.get(key)
+        if channel is None:
+            channel = AgentChannel(self, self.agents_by_id[agent_id], channel_id)
+            channel.start()
+            self.channels[key] = channel
+        return channel
+
+    async def deliver_message(
+        self,
+        *,
+        channel: Mapping[str, Any],
+        thread_id: str,
+        message: Mapping[str, Any],
+        mentions: Sequence[str],
+    ) -> list[str]:
+        if not self.running:
+            return []
+        author = message.get("author") or {}
+        takers = [
+            agent
+            for agent in self.settings.agents
+            if (channel.get("name") in agent.channels or agent.id in mentions)
+            and not (author.get("kind") == "agent" and author.get("id") == agent.id)
+        ]
+        for agent in takers:
+            await self.hooks.call(
+                "spacebot_inbound_message",
+                agent_id=agent.id,
+                channel_id=channel["id"],
+                thread_id=thread_id,
+                message_id=message.get("id"),
+                sender={
+                    "kind": author.get("kind", "user"),
+                    "id": author.get("id"),
+                    "name": author.get("name") or author.get("id"),
+                },
+                text=message.get("text", ""),
+            )
+            self._channel(agent.id, channel["id"]).enqueue(
+                Inbound(
+                    thread_id,
+                    str(message.get("id")),
+                    str(author.get("name") or author.get("id") or "someone"),
+                    str(message.get("text", "")),
+                )
+            )
+        return [agent.id for agent in takers]
+
+    async def retry_turn(self, *, channel_id: str, thread_id: str | None = None) -> dict[str, Any]:
+        candidates = [
+            (process, process.last_turns.get(thread_id or "*"))
+            for (_, cid), process in self.channels.items()
+            if cid == channel_id
+        ]
+        found = [(process, record) for process, record in candidates if record is not None]
+        if not found:
+            raise LookupError("no turn to retry in this channel")
+        process, record = found[-1]
+        turn_id = new_id("turn")
+        process.enqueue_retry(Work(record.inbound, turn_id=turn_id))
+        return {
+            "turn_id": turn_id,
+            "agent_id": process.agent.id,
+            "thread_id": record.thread_id,
+            "retried_turn_id": record.turn_id,
+            "message_ids": [m.message_id for m in record.inbound],
+        }
+
+    async def restart_worker(self, *, channel_id: str) -> dict[str, Any]:
+        restarted = []
+        for key, process in list(self.channels.items()):
+            if key[1] != channel_id:
+                continue
+            pending, retries = process.pending, process.retries
+            await process.stop()
+            fresh = AgentChannel(
+                self,
+                process.agent,
+                channel_id,
+                pending=pending,
+                retries=retries,
+                transcripts=process.transcripts,
+                last_turns=process.last_turns,
+            )
+            fresh.start()
+            if pending or retries:
+                fresh._wake.set()
+            self.channels[key] = fresh
+            restarted.append(process.agent.id)
+        if not restarted:
+            raise LookupError("no agent runs in this channel")
+        return {"channel_id": channel_id, "agents": restarted}
+
+    async def reconnect_provider(self, *, name: str) -> dict[str, Any]:
+        provider = self.providers.get(name)
+        if provider is None:
+            raise LookupError(f"no provider named {name}")
+        await provider.reconnect()
+        self.provider_ok(name)
+        return {"provider": name, "status": "reconnected"}
+
+    async def recover_instance(self) -> dict[str, Any]:
+        channel_ids = sorted({cid for _, cid in self.channels})
+        for channel_id in channel_ids:
+            await self.restart_worker(channel_id=channel_id)
+        for name in self.providers:
+            await self.reconnect_provider(name=name)
+        return {"channels_restarted": len(channel_ids), "providers_reconnected": sorted(self.providers)}
+
+    async def save_memory(self, *, agent_id: str, memory: Mapping[str, Any]) -> str:
+        if agent_id not in self.agents_by_id:
+            raise LookupError(f"no agent {agent_id}")
+        memory_id = new_id("mem")
+        path = Path(self.settings.data_path) / "host-memories.jsonl"
+        record = {"id": memory_id, "agent_id": agent_id, "saved_at": now_rfc3339(), **dict(memory)}
+        await asyncio.to_thread(_append_line, path, json.dumps(record, ensure_ascii=False))
+        await self.hooks.call(
+            "spacebot_memory_saved",
+            agent_id=agent_id,
+            channel_id=memory.get("channel_id"),
+            memory_id=memory_id,
+            memory_type=str(memory.get("memory_type", "fact")),
+            importance=float(memory.get("importance", 0.6)),
+            content_summary=str(memory.get("content", ""))[:200],
+        )
+        return memory_id
+
+    async def deliver_interaction(self, *, agent_id: str, interaction: Mapping[str, Any]) -> None:
+        if agent_id not in self.agents_by_id:
+            raise LookupError(f"no agent {agent_id}")
+        channel_id, thread_id = interaction.get("channel_id"), interaction.get("thread_id")
+        if not channel_id or not thread_id:
+            return
+        summary = json.dumps({k: interaction.get(k) for k in ("action_id", "values", "label")}, ensure_ascii=False)
+        who = interaction.get("user_name") or interaction.get("user_id") or "someone"
+        self._channel(agent_id, str(channel_id)).enqueue(
+            Inbound(str(thread_id), str(interaction.get("message_id")), str(who), f"[interaction] {summary}")
+        )
+
+
+def _append_line(path: Path, line: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", encoding="utf-8") as handle:
+        handle.write(line + "\n")

@@ -1,0 +1,79 @@
+"""Serving: the host's Starlette app with every plugin's routes, run by uvicorn."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import pluggy
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import BaseRoute, Route
+
+from .. import __version__, hookspecs
+
+log = logging.getLogger("spacechat.host.server")
+
+
+def plugin_manager(extra: Sequence[Any] = ()) -> pluggy.PluginManager:
+    """A plugin manager with the hookspecs, every installed `spacebot` entry point, and `extra`."""
+    pm = pluggy.PluginManager("spacebot")
+    pm.add_hookspecs(hookspecs)
+    pm.load_setuptools_entrypoints("spacebot")
+    for plugin in extra:
+        if not pm.is_registered(plugin):
+            pm.register(plugin)
+    return pm
+
+
+async def healthz(request: Request) -> JSONResponse:
+    """The host's own liveness probe (the plugin's richer health is under /v1)."""
+    return JSONResponse({"status": "ok", "version": __version__})
+
+
+def build_app(plugin_routes: list[BaseRoute]) -> Starlette:
+    return Starlette(routes=[Route("/healthz", healthz, methods=["GET"]), *plugin_routes])
+
+
+class HostServer(uvicorn.Server):
+    """uvicorn, telling plugins when it starts stopping (so event streams end) and reporting
+    the address it really bound (port 0 picks a free one)."""
+
+    def __init__(
+        self, config: uvicorn.Config, *, on_started: Callable[[str], None], on_stopping: Callable[[], None]
+    ) -> None:
+        super().__init__(config)
+        self._on_started = on_started
+        self._on_stopping = on_stopping
+
+    async def startup(self, sockets: list[Any] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started and self.servers:
+            host, port = self.servers[0].sockets[0].getsockname()[:2]
+            shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+            self._on_started(f"http://{shown}:{port}")
+
+    async def shutdown(self, sockets: list[Any] | None = None) -> None:
+        try:
+            self._on_stopping()
+        except Exception:
+            log.exception("a plugin failed while the server was stopping")
+        await super().shutdown(sockets)
+
+
+def uvicorn_config(app: Starlette, *, host: str, port: int, log_level: str) -> uvicorn.Config:
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        access_log=False,
+        lifespan="off",
+        timeout_graceful_shutdown=5,
+        ws_ping_interval=20,
+        ws_ping_timeout=20,
+        proxy_headers=False,
+    )

@@ -1,0 +1,298 @@
+"""One agent's process for one channel (Spacebot's channel process): a queue, a loop that
+coalesces bursts of messages into one turn per thread, and the turn itself.
+
+A turn streams the model's reply; tool calls run in workers (worker_started -> tool hooks ->
+worker_completed), `branch` calls fork a thinking branch; the loop repeats until the model stops
+calling tools. Every hook is called at the point Spacebot calls its equivalent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ..events import new_id
+from .providers import Card, ProviderError, ReasoningDelta, TextDelta, ToolCall, Usage
+from .tools import BRANCH_SPEC
+from .workers import run_worker
+
+if TYPE_CHECKING:
+    from ..config import AgentConfig
+    from .embedded import EmbeddedHost
+
+log = logging.getLogger("spacechat.host.turns")
+
+MAX_STEPS = 6
+MAX_TRANSCRIPT = 40
+MAX_COALESCE_SECONDS = 2.0
+
+
+@dataclass
+class Inbound:
+    thread_id: str
+    message_id: str
+    author: str
+    text: str
+
+
+@dataclass
+class Work:
+    """What the loop runs next: new messages, or a retry of a turn's input."""
+
+    inbound: list[Inbound]
+    turn_id: str | None = None  # preset for retries, so the caller learns it
+
+
+@dataclass
+class TurnRecord:
+    thread_id: str
+    inbound: list[Inbound]
+    turn_id: str
+    ok: bool = True
+
+
+@dataclass
+class AgentChannel:
+    host: EmbeddedHost
+    agent: AgentConfig
+    channel_id: str
+    pending: list[Inbound] = field(default_factory=list)
+    retries: list[Work] = field(default_factory=list)
+    transcripts: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    last_turns: dict[str, TurnRecord] = field(default_factory=dict)
+    current_turn: str | None = None
+    task: asyncio.Task[None] | None = None
+    _wake: asyncio.Event = field(default_factory=asyncio.Event)
+
+    # -- the loop -----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.task = asyncio.create_task(self._loop(), name=f"agent {self.agent.id} in {self.channel_id}")
+
+    async def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.task
+            self.task = None
+
+    @property
+    def queue_depth(self) -> int:
+        return len(self.pending) + len(self.retries)
+
+    def enqueue(self, inbound: Inbound) -> None:
+        self.pending.append(inbound)
+        self._wake.set()
+
+    def enqueue_retry(self, work: Work) -> None:
+        self.retries.append(work)
+        self._wake.set()
+
+    async def _loop(self) -> None:
+        coalesce = self.host.settings.runtime.coalesce_ms / 1000
+        while True:
+            await self._wake.wait()
+            if self.pending and coalesce > 0:
+                # Wait while messages keep arriving (debounce), up to a cap.
+                deadline = time.monotonic() + MAX_COALESCE_SECONDS
+                while time.monotonic() < deadline:
+                    seen = len(self.pending)
+                    await asyncio.sleep(coalesce)
+                    if len(self.pending) == seen:
+                        break
+            self._wake.clear()
+            work: list[Work] = self.retries
+            self.retries = []
+            batch, self.pending = self.pending, []
+            by_thread: dict[str, list[Inbound]] = {}
+            for inbound in batch:
+                by_thread.setdefault(inbound.thread_id, []).append(inbound)
+            work.extend(Work(group) for group in by_thread.values())
+            for item in work:
+                await self.run_turn(item.inbound, turn_id=item.turn_id)
+
+    # -- a turn -------------------------------------------------------------------------------
+
+    async def run_turn(self, inbound: list[Inbound], *, turn_id: str | None = None) -> None:
+        host, agent = self.host, self.agent
+        hooks = host.hooks
+        provider = host.providers[agent.provider]
+        thread_id = inbound[0].thread_id
+        turn_id = turn_id or new_id("turn")
+        record = TurnRecord(thread_id, inbound, turn_id)
+        self.last_turns[thread_id] = record
+        self.last_turns["*"] = record
+        self.current_turn = turn_id
+        started = time.monotonic()
+        base = {
+            "agent_id": agent.id,
+            "channel_id": self.channel_id,
+            "thread_id": thread_id,
+            "turn_id": turn_id,
+        }
+        await hooks.call(
+            "spacebot_turn_started",
+            **base,
+            model=agent.model,
+            provider=provider.name,
+            message_ids=[m.message_id for m in inbound],
+        )
+        transcript = self.transcripts.setdefault(thread_id, [])
+        for message in inbound:
+            transcript.append({"role": "user", "content": f"{message.author}: {message.text}"})
+        del transcript[:-MAX_TRANSCRIPT]
+        conversation: list[dict[str, Any]] = [{"role": "system", "content": agent.system_prompt}, *transcript]
+        text, blocks, ttft_ms = "", None, None
+        tools = [BRANCH_SPEC, *(tool.spec for tool in host.tools.values())]
+        try:
+            for _ in range(MAX_STEPS):
+                calls: list[ToolCall] = []
+                step_text = ""
+                async for event in provider.stream(model=agent.model, messages=conversation, tools=tools):
+                    if isinstance(event, TextDelta):
+                        if ttft_ms is None:
+                            ttft_ms = int((time.monotonic() - started) * 1000)
+                        text += event.text
+                        step_text += event.text
+                        await hooks.call(
+                            "spacebot_text_delta",
+                            agent_id=agent.id,
+                            turn_id=turn_id,
+                            delta=event.text,
+                            aggregated_text=text,
+                        )
+                    elif isinstance(event, ReasoningDelta):
+                        await hooks.call(
+                            "spacebot_reasoning_delta", agent_id=agent.id, turn_id=turn_id, delta=event.text
+                        )
+                    elif isinstance(event, Usage):
+                        await self._usage(event, base, "channel", provider.name)
+                    elif isinstance(event, Card):
+                        blocks = event.blocks
+                    elif isinstance(event, ToolCall):
+                        calls.append(event)
+                host.provider_ok(provider.name)
+                if not calls:
+                    break
+                conversation.append(
+                    {
+                        "role": "assistant",
+                        "content": step_text or None,
+                        "tool_calls": [
+                            {
+                                "id": c.call_id,
+                                "type": "function",
+                                "function": {"name": c.name, "arguments": _json(c.arguments)},
+                            }
+                            for c in calls
+                        ],
+                    }
+                )
+                for call in calls:
+                    if call.name == "branch":
+                        result = await self._branch(call, base)
+                    else:
+                        result = await run_worker(self, call, base)
+                    conversation.append(
+                        {"role": "tool", "tool_call_id": call.call_id, "name": call.name, "content": result}
+                    )
+            transcript.append({"role": "assistant", "content": text})
+            await hooks.call(
+                "spacebot_turn_completed",
+                agent_id=agent.id,
+                turn_id=turn_id,
+                text=text,
+                blocks=blocks,
+                ttft_ms=ttft_ms,
+                duration_ms=int((time.monotonic() - started) * 1000),
+            )
+        except asyncio.CancelledError:
+            record.ok = False
+            await hooks.call(
+                "spacebot_turn_failed",
+                agent_id=agent.id,
+                turn_id=turn_id,
+                error="the turn was cancelled",
+                retryable=True,
+                duration_ms=int((time.monotonic() - started) * 1000),
+            )
+            raise
+        except ProviderError as exc:
+            record.ok = False
+            await host.provider_failed(provider.name, str(exc))
+            await hooks.call(
+                "spacebot_turn_failed",
+                agent_id=agent.id,
+                turn_id=turn_id,
+                error=str(exc),
+                retryable=exc.retryable,
+                duration_ms=int((time.monotonic() - started) * 1000),
+            )
+        except Exception as exc:
+            record.ok = False
+            log.exception("turn %s failed", turn_id)
+            await hooks.call(
+                "spacebot_turn_failed",
+                agent_id=agent.id,
+                turn_id=turn_id,
+                error=f"internal error ({type(exc).__name__})",
+                retryable=False,
+                duration_ms=int((time.monotonic() - started) * 1000),
+            )
+        finally:
+            self.current_turn = None
+
+    async def _usage(self, usage: Usage, base: Mapping[str, Any], process_type: str, provider: str) -> None:
+        await self.host.hooks.call(
+            "spacebot_llm_usage",
+            **base,
+            process_type=process_type,
+            model=self.agent.model,
+            provider=provider,
+            input_tokens=usage.input_tokens,
+            output_tokens=usage.output_tokens,
+            cache_read_tokens=usage.cache_read_tokens,
+            cache_write_tokens=usage.cache_write_tokens,
+            reasoning_tokens=usage.reasoning_tokens,
+            cost_usd=None,
+        )
+
+    async def _branch(self, call: ToolCall, base: Mapping[str, Any]) -> str:
+        """Fork a thinking branch: its text streams as the turn's reasoning; its conclusion
+        returns to the channel as the tool result (Spacebot BranchStarted / BranchResult)."""
+        hooks, agent = self.host.hooks, self.agent
+        provider = self.host.providers[agent.provider]
+        branch_id = new_id("branch")
+        description = str(call.arguments.get("description", ""))[:500]
+        where = {"agent_id": agent.id, "channel_id": base["channel_id"], "thread_id": base["thread_id"]}
+        await hooks.call("spacebot_branch_started", **where, branch_id=branch_id, description=description)
+        conclusion = ""
+        messages = [
+            {
+                "role": "system",
+                "content": "[branch] Think the question through and state a short conclusion.",
+            },
+            {"role": "user", "content": description},
+        ]
+        async for event in provider.stream(model=agent.model, messages=messages, tools=[]):
+            if isinstance(event, TextDelta | ReasoningDelta):
+                if isinstance(event, TextDelta):
+                    conclusion += event.text
+                await hooks.call(
+                    "spacebot_reasoning_delta", agent_id=agent.id, turn_id=base["turn_id"], delta=event.text
+                )
+            elif isinstance(event, Usage):
+                await self._usage(event, base, "branch", provider.name)
+        await hooks.call("spacebot_branch_completed", **where, branch_id=branch_id, conclusion=conclusion)
+        return conclusion
+
+
+def _json(value: Any) -> str:
+    import json
+
+    return json.dumps(value, ensure_ascii=False)

@@ -1,0 +1,196 @@
+"""Agent replies as streaming messages.
+
+A turn's reply is a message that starts in state `created` when the turn starts, receives text
+deltas (fanned out live as `message.stream.delta`, never written per delta), is checkpointed at
+least every `realtime.checkpoint_ms` so a reconnecting client or a restarted process sees the
+text so far, and ends as `message.completed` or `message.failed`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from .events import AgentStatusChanged, Event, MessageStreamDelta
+from .store import messages as message_store
+from .store.db import WriteTx
+
+if TYPE_CHECKING:
+    from .app import Spacechat
+
+log = logging.getLogger("spacechat.replies")
+
+
+@dataclass
+class ReplyStream:
+    agent_id: str
+    message_id: str
+    org_id: str
+    team_id: str
+    channel_id: str
+    thread_id: str
+    text: str = ""
+    saved: str = ""
+    reasoning_chars: int = 0
+    message_ids: list[str] = field(default_factory=list)
+
+
+class ReplyStreams:
+    def __init__(self, app: Spacechat) -> None:
+        self.app = app
+        self.by_turn: dict[str, ReplyStream] = {}
+
+    def envelope(self, stream: ReplyStream) -> dict[str, Any]:
+        return {
+            "actor": self.app.agent_actor(stream.agent_id),
+            "org_id": stream.org_id,
+            "team_id": stream.team_id,
+            "channel_id": stream.channel_id,
+            "thread_id": stream.thread_id,
+        }
+
+    async def started(
+        self,
+        *,
+        agent_id: str,
+        channel_id: str,
+        thread_id: str,
+        turn_id: str,
+        model: str,
+        message_ids: Sequence[str],
+    ) -> str | None:
+        channel = await self.app.channel(channel_id)
+        if channel is None:
+            log.warning("turn %s started in unknown channel %s", turn_id, channel_id)
+            return None
+        actor = self.app.agent_actor(agent_id)
+
+        def create(tx: WriteTx) -> str:
+            result = message_store.post_message(
+                tx,
+                actor=actor,
+                channel=channel,
+                thread_id=thread_id,
+                text="",
+                state="created",
+                metadata={"turn_id": turn_id, "model": model, "in_reply_to": list(message_ids)},
+            )
+            tx.emit(
+                Event(
+                    AgentStatusChanged(agent_id=agent_id, status="thinking", detail=turn_id),
+                    actor=actor,
+                    org_id=channel["org_id"],
+                    team_id=channel["team_id"],
+                    channel_id=channel_id,
+                    thread_id=thread_id,
+                )
+            )
+            return str(result.message["id"])
+
+        message_id = await self.app.db.write(create)
+        self.by_turn[turn_id] = ReplyStream(
+            agent_id,
+            message_id,
+            channel["org_id"],
+            channel["team_id"],
+            channel_id,
+            thread_id,
+            message_ids=list(message_ids),
+        )
+        return message_id
+
+    async def delta(self, *, turn_id: str, delta: str, aggregated_text: str, kind: str = "text") -> None:
+        stream = self.by_turn.get(turn_id)
+        if stream is None or not delta:
+            return
+        if kind == "reasoning":
+            offset = stream.reasoning_chars
+            stream.reasoning_chars += len(delta)
+        else:
+            offset = len(aggregated_text) - len(delta)
+            stream.text = aggregated_text
+        payload = MessageStreamDelta(message_id=stream.message_id, offset=offset, text=delta, kind=kind)  # type: ignore[arg-type]
+        await self.app.publish_live(Event(payload, **self.envelope(stream)))
+
+    async def checkpoint_loop(self) -> None:
+        interval = self.app.settings.realtime.checkpoint_ms / 1000
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.flush()
+            except Exception:
+                log.exception("checkpointing streaming replies failed")
+
+    async def flush(self) -> None:
+        """Write the text so far of every stream that changed since its last checkpoint."""
+        dirty = {s.message_id: s.text for s in self.by_turn.values() if s.text != s.saved}
+        if not dirty:
+            return
+        await self.app.db.write(lambda tx: message_store.checkpoint_streams(tx, dirty))
+        for stream in self.by_turn.values():
+            if stream.message_id in dirty:
+                stream.saved = dirty[stream.message_id]
+
+    async def completed(
+        self, *, turn_id: str, text: str, blocks: Sequence[Mapping[str, Any]] | None, metadata: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        stream = self.by_turn.pop(turn_id, None)
+        if stream is None:
+            return None
+        envelope = self.envelope(stream)
+
+        def finish(tx: WriteTx) -> dict[str, Any] | None:
+            message = message_store.complete_message(
+                tx, stream.message_id, text, blocks=list(blocks) if blocks else None, metadata=metadata
+            )
+            tx.emit(Event(AgentStatusChanged(agent_id=stream.agent_id, status="idle"), **envelope))
+            return message
+
+        return await self.app.db.write(finish)
+
+    async def failed(self, *, turn_id: str, error: str, retryable: bool) -> dict[str, Any] | None:
+        stream = self.by_turn.pop(turn_id, None)
+        if stream is None:
+            return None
+        envelope = self.envelope(stream)
+
+        def fail(tx: WriteTx) -> dict[str, Any] | None:
+            message = message_store.fail_message(tx, stream.message_id, reason="error", error=error, text=stream.text)
+            tx.emit(Event(AgentStatusChanged(agent_id=stream.agent_id, status="error", detail=error), **envelope))
+            return message
+
+        return await self.app.db.write(fail)
+
+    def message_for_turn(self, turn_id: str) -> str | None:
+        stream = self.by_turn.get(turn_id)
+        return None if stream is None else stream.message_id
+
+    async def outbound(
+        self,
+        *,
+        agent_id: str,
+        channel_id: str,
+        thread_id: str | None,
+        text: str,
+        blocks: Sequence[Mapping[str, Any]] | None,
+    ) -> str | None:
+        """A whole message from an agent (a notice, a card), outside a streamed reply."""
+        channel = await self.app.channel(channel_id)
+        if channel is None:
+            log.warning("agent %s posted to unknown channel %s", agent_id, channel_id)
+            return None
+        actor = self.app.agent_actor(agent_id)
+        result = await self.app.db.write(
+            lambda tx: message_store.post_message(
+                tx,
+                actor=actor,
+                channel=channel,
+                thread_id=thread_id,
+                text=text,
+                blocks=list(blocks) if blocks else None,
+            )
+        )
+        return str(result.message["id"])

@@ -1,0 +1,478 @@
+"""Threads, messages, idempotency keys and attachments: SQL and the JSON shapes the API returns.
+
+Every write here runs inside the writer's transaction and emits its events there, so the log and
+these rows never disagree.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+
+from ..errors import Unprocessable
+from ..events import (
+    Actor,
+    Event,
+    MessageCompleted,
+    MessageCreated,
+    MessageFailed,
+    MessageUpdated,
+    ThreadCreated,
+    new_id,
+    now_rfc3339,
+)
+from .db import Database, WriteTx, dumps, loads
+
+IDEMPOTENCY_WINDOW = timedelta(hours=24)
+TITLE_CHARS = 80
+OPEN_STATES = ("created", "streaming")
+
+
+def message_json(row: Any) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "seq": row["seq"],
+        "org_id": row["org_id"],
+        "team_id": row["team_id"],
+        "channel_id": row["channel_id"],
+        "thread_id": row["thread_id"],
+        "author": {"kind": row["author_kind"], "id": row["author_id"]},
+        "text": row["text"],
+        "format": row["format"],
+        "state": row["state"],
+        "failure_reason": row["failure_reason"],
+        "error": row["error"],
+        "attachments": loads(row["attachments"]),
+        "blocks": loads(row["blocks"]),
+        "metadata": loads(row["metadata"]),
+        "client_msg_id": row["client_msg_id"],
+        "created_at": row["created_at"],
+        "updated_at": row["updated_at"],
+    }
+
+
+def thread_json(row: Any) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "org_id": row["org_id"],
+        "team_id": row["team_id"],
+        "channel_id": row["channel_id"],
+        "root_message_id": row["root_message_id"],
+        "title": row["title"],
+        "reply_count": row["reply_count"],
+        "created_at": row["created_at"],
+        "created_by": {"kind": row["created_by_kind"], "id": row["created_by_id"]},
+        "last_message_at": row["last_message_at"],
+        "last_seq": row["last_seq"],
+    }
+
+
+def attachment_json(row: Any) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "filename": row["filename"],
+        "content_type": row["content_type"],
+        "size": row["size"],
+        "sha256": row["sha256"],
+        "url": f"/v1/attachments/{row['id']}",
+        "message_id": row["message_id"],
+        "created_at": row["created_at"],
+    }
+
+
+def _title(text: str) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= TITLE_CHARS else line[: TITLE_CHARS - 1] + "…"
+
+
+# --- idempotency ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class IdempotencyClaim:
+    """A send's idempotency key with the fingerprint of what it asked for."""
+
+    actor_id: str
+    key: str
+    fingerprint: str
+
+
+def fingerprint(target: str, body: Any) -> str:
+    return hashlib.sha256(target.encode() + b"\0" + orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+def _replay(tx: WriteTx, claim: IdempotencyClaim) -> tuple[int, Any] | None:
+    """The stored answer for a key used within the window, or None; a key reused for a
+    different request is refused (Stripe answers 422 to that; so do we)."""
+    row = tx.one(
+        "SELECT fingerprint, status, result, created_at FROM idempotency_keys WHERE actor_id = ? AND key = ?",
+        (claim.actor_id, claim.key),
+    )
+    if row is None:
+        return None
+    cutoff = (datetime.now(UTC) - IDEMPOTENCY_WINDOW).strftime("%Y-%m-%dT%H:%M:%S")
+    if row["created_at"] < cutoff:
+        tx.execute("DELETE FROM idempotency_keys WHERE actor_id = ? AND key = ?", (claim.actor_id, claim.key))
+        return None
+    if row["fingerprint"] != claim.fingerprint:
+        raise Unprocessable(
+            "this Idempotency-Key was already used for a different request",
+            code="idempotency_key_reused",
+        )
+    return row["status"], loads(row["result"])
+
+
+def _remember(tx: WriteTx, claim: IdempotencyClaim, status: int, result: Any) -> None:
+    tx.execute(
+        "INSERT INTO idempotency_keys (actor_id, key, fingerprint, status, result, created_at)"
+        " VALUES (?, ?, ?, ?, ?, ?)",
+        (claim.actor_id, claim.key, claim.fingerprint, status, dumps(result), now_rfc3339()),
+    )
+
+
+def prune_idempotency_keys(tx: WriteTx) -> int:
+    cutoff = (datetime.now(UTC) - IDEMPOTENCY_WINDOW).strftime("%Y-%m-%dT%H:%M:%S")
+    return int(tx.execute("DELETE FROM idempotency_keys WHERE created_at < ?", (cutoff,)).rowcount)
+
+
+# --- posting -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PostResult:
+    status: int  # 201 when created now, or the original status when replayed
+    message: dict[str, Any]
+    thread: dict[str, Any]
+    replayed: bool
+
+
+def _claim_attachments(tx: WriteTx, org_id: str, actor: Actor, ids: list[str], message_id: str) -> list[Any]:
+    attached = []
+    for attachment_id in ids:
+        row = tx.one("SELECT * FROM attachments WHERE id = ? AND org_id = ?", (attachment_id, org_id))
+        if row is None or row["uploader_id"] != actor.id:
+            raise Unprocessable(
+                f"attachment {attachment_id} does not exist or was not uploaded by you",
+                code="unknown_attachment",
+                details={"attachment_id": attachment_id},
+            )
+        if row["message_id"] is not None:
+            raise Unprocessable(
+                f"attachment {attachment_id} is already attached to a message",
+                code="attachment_in_use",
+                details={"attachment_id": attachment_id},
+            )
+        tx.execute("UPDATE attachments SET message_id = ? WHERE id = ?", (message_id, attachment_id))
+        attached.append({**attachment_json(row), "message_id": message_id})
+    return attached
+
+
+def post_message(
+    tx: WriteTx,
+    *,
+    actor: Actor,
+    channel: dict[str, Any],
+    thread_id: str | None,
+    text: str,
+    fmt: str = "markdown",
+    state: str = "completed",
+    attachments: list[str] | None = None,
+    blocks: Any = None,
+    metadata: dict[str, Any] | None = None,
+    client_msg_id: str | None = None,
+    claim: IdempotencyClaim | None = None,
+) -> PostResult:
+    """Create a message; with `thread_id` None it opens a thread in `channel`."""
+    if claim is not None:
+        replay = _replay(tx, claim)
+        if replay is not None:
+            status, body = replay
+            return PostResult(status, body["message"], body["thread"], replayed=True)
+    now = now_rfc3339()
+    message_id = new_id("msg")
+    seq = tx.next_seq()
+    if thread_id is None:
+        thread_row = {
+            "id": new_id("th"),
+            "org_id": channel["org_id"],
+            "team_id": channel["team_id"],
+            "channel_id": channel["id"],
+            "root_message_id": message_id,
+            "title": _title(text),
+            "reply_count": 0,
+            "created_at": now,
+            "created_by_kind": actor.kind,
+            "created_by_id": actor.id,
+            "last_message_at": now,
+            "last_seq": seq,
+        }
+        tx.execute(
+            "INSERT INTO threads (id, org_id, team_id, channel_id, root_message_id, title, reply_count,"
+            " created_at, created_by_kind, created_by_id, last_message_at, last_seq) VALUES (:id, :org_id,"
+            " :team_id, :channel_id, :root_message_id, :title, :reply_count, :created_at, :created_by_kind,"
+            " :created_by_id, :last_message_at, :last_seq)",
+            thread_row,
+        )
+        thread = thread_json(thread_row)
+        new_thread = True
+    else:
+        tx.execute(
+            "UPDATE threads SET reply_count = reply_count + 1, last_message_at = ?, last_seq = ? WHERE id = ?",
+            (now, seq, thread_id),
+        )
+        thread = thread_json(tx.one("SELECT * FROM threads WHERE id = ?", (thread_id,)))
+        new_thread = False
+    attached = _claim_attachments(tx, channel["org_id"], actor, attachments or [], message_id)
+    row = {
+        "id": message_id,
+        "seq": seq,
+        "org_id": channel["org_id"],
+        "team_id": channel["team_id"],
+        "channel_id": channel["id"],
+        "thread_id": thread["id"],
+        "author_kind": actor.kind,
+        "author_id": actor.id,
+        "text": text,
+        "format": fmt,
+        "state": state,
+        "failure_reason": None,
+        "error": None,
+        "attachments": dumps(attached),
+        "blocks": None if blocks is None else dumps(blocks),
+        "metadata": dumps(metadata or {}),
+        "client_msg_id": client_msg_id,
+        "created_at": now,
+        "updated_at": now,
+    }
+    tx.execute(
+        "INSERT INTO messages (id, seq, org_id, team_id, channel_id, thread_id, author_kind, author_id, text,"
+        " format, state, failure_reason, error, attachments, blocks, metadata, client_msg_id, created_at,"
+        " updated_at) VALUES (:id, :seq, :org_id, :team_id, :channel_id, :thread_id, :author_kind, :author_id,"
+        " :text, :format, :state, :failure_reason, :error, :attachments, :blocks, :metadata, :client_msg_id,"
+        " :created_at, :updated_at)",
+        row,
+    )
+    tx.execute("UPDATE channels SET last_seq = ? WHERE id = ?", (seq, channel["id"]))
+    message = message_json(row)
+    envelope = {
+        "actor": actor,
+        "org_id": channel["org_id"],
+        "team_id": channel["team_id"],
+        "channel_id": channel["id"],
+        "thread_id": thread["id"],
+    }
+    key = claim.key if claim is not None else None
+    created = tx.emit(Event(MessageCreated(message=message), idempotency_key=key, **envelope))
+    assert created.seq == seq
+    if new_thread:
+        tx.emit(Event(ThreadCreated(thread=thread), **envelope))
+    if claim is not None:
+        _remember(tx, claim, 201, {"message": message, "thread": thread})
+    return PostResult(201, message, thread, replayed=False)
+
+
+def _message_row(tx: WriteTx, message_id: str) -> Any:
+    return tx.one("SELECT * FROM messages WHERE id = ?", (message_id,))
+
+
+def _envelope(row: Any) -> dict[str, Any]:
+    return {
+        "actor": Actor(row["author_kind"], row["author_id"]),
+        "org_id": row["org_id"],
+        "team_id": row["team_id"],
+        "channel_id": row["channel_id"],
+        "thread_id": row["thread_id"],
+    }
+
+
+def checkpoint_streams(tx: WriteTx, texts: dict[str, str]) -> None:
+    """Save the text so far of streaming messages (no event: deltas carried it live)."""
+    now = now_rfc3339()
+    tx.conn.executemany(
+        "UPDATE messages SET text = ?, state = 'streaming', updated_at = ?"
+        " WHERE id = ? AND state IN ('created', 'streaming')",
+        [(text, now, message_id) for message_id, text in texts.items()],
+    )
+
+
+def complete_message(
+    tx: WriteTx, message_id: str, text: str, *, blocks: Any = None, metadata: dict[str, Any] | None = None
+) -> dict[str, Any] | None:
+    """Finish a streaming message with its final text; None when it is already finished."""
+    row = _message_row(tx, message_id)
+    if row is None or row["state"] not in OPEN_STATES:
+        return None
+    merged = {**loads(row["metadata"]), **(metadata or {})}
+    tx.execute(
+        "UPDATE messages SET text = ?, state = 'completed', blocks = COALESCE(?, blocks), metadata = ?,"
+        " updated_at = ? WHERE id = ?",
+        (text, None if blocks is None else dumps(blocks), dumps(merged), now_rfc3339(), message_id),
+    )
+    message = message_json(_message_row(tx, message_id))
+    tx.emit(Event(MessageCompleted(message=message), **_envelope(row)))
+    return message
+
+
+def fail_message(
+    tx: WriteTx, message_id: str, *, reason: str, error: str | None = None, text: str | None = None
+) -> dict[str, Any] | None:
+    """End an open message as failed (reason `error`, `interrupted`, `cancelled`)."""
+    row = _message_row(tx, message_id)
+    if row is None or row["state"] not in OPEN_STATES:
+        return None
+    tx.execute(
+        "UPDATE messages SET state = 'failed', failure_reason = ?, error = ?, text = COALESCE(?, text),"
+        " updated_at = ? WHERE id = ?",
+        (reason, error, text, now_rfc3339(), message_id),
+    )
+    message = message_json(_message_row(tx, message_id))
+    tx.emit(Event(MessageFailed(message=message, reason=reason, error=error), **_envelope(row)))
+    return message
+
+
+def update_message(tx: WriteTx, message_id: str, **changes: Any) -> dict[str, Any] | None:
+    """Change a message in place (blocks, metadata) and emit message.updated."""
+    row = _message_row(tx, message_id)
+    if row is None:
+        return None
+    allowed = {"blocks", "metadata", "text"}
+    assert set(changes) <= allowed, f"cannot update {set(changes) - allowed}"
+    sets, params = [], []
+    for column, value in changes.items():
+        sets.append(f"{column} = ?")
+        params.append(value if column == "text" else dumps(value))
+    sets.append("updated_at = ?")
+    params.extend([now_rfc3339(), message_id])
+    tx.execute(f"UPDATE messages SET {', '.join(sets)} WHERE id = ?", params)
+    message = message_json(_message_row(tx, message_id))
+    tx.emit(Event(MessageUpdated(message=message), **_envelope(row)))
+    return message
+
+
+def interrupt_open_streams(tx: WriteTx) -> list[dict[str, Any]]:
+    """At start-up: every message still open was cut by a restart; end each as `interrupted`."""
+    ids = [row["id"] for row in tx.all("SELECT id FROM messages WHERE state IN ('created', 'streaming')")]
+    ended = []
+    for message_id in ids:
+        message = fail_message(tx, message_id, reason="interrupted", error="the server restarted mid-stream")
+        if message is not None:
+            ended.append(message)
+    return ended
+
+
+# --- attachments ---------------------------------------------------------------------------
+
+
+def record_attachment(
+    tx: WriteTx,
+    *,
+    attachment_id: str,
+    org_id: str,
+    actor: Actor,
+    filename: str,
+    content_type: str,
+    size: int,
+    sha256: str,
+) -> dict[str, Any]:
+    row = {
+        "id": attachment_id,
+        "org_id": org_id,
+        "uploader_kind": actor.kind,
+        "uploader_id": actor.id,
+        "filename": filename,
+        "content_type": content_type,
+        "size": size,
+        "sha256": sha256,
+        "message_id": None,
+        "created_at": now_rfc3339(),
+    }
+    tx.execute(
+        "INSERT INTO attachments (id, org_id, uploader_kind, uploader_id, filename, content_type, size, sha256,"
+        " message_id, created_at) VALUES (:id, :org_id, :uploader_kind, :uploader_id, :filename,"
+        " :content_type, :size, :sha256, :message_id, :created_at)",
+        row,
+    )
+    return attachment_json(row)
+
+
+async def get_attachment(db: Database, attachment_id: str) -> Any:
+    return await db.fetchone("SELECT * FROM attachments WHERE id = ?", (attachment_id,))
+
+
+# --- reads ---------------------------------------------------------------------------------
+
+
+async def get_thread(db: Database, thread_id: str) -> dict[str, Any] | None:
+    row = await db.fetchone("SELECT * FROM threads WHERE id = ?", (thread_id,))
+    return None if row is None else thread_json(row)
+
+
+async def get_message(db: Database, message_id: str) -> dict[str, Any] | None:
+    row = await db.fetchone("SELECT * FROM messages WHERE id = ?", (message_id,))
+    return None if row is None else message_json(row)
+
+
+async def list_threads(
+    db: Database, channel_id: str, *, before: int | None, limit: int
+) -> tuple[list[dict[str, Any]], int | None]:
+    """Threads of a channel, most recently active first; returns the page and the next cursor."""
+    if before is None:
+        rows = await db.fetchall(
+            "SELECT * FROM threads WHERE channel_id = ? ORDER BY last_seq DESC LIMIT ?",
+            (channel_id, limit + 1),
+        )
+    else:
+        rows = await db.fetchall(
+            "SELECT * FROM threads WHERE channel_id = ? AND last_seq < ? ORDER BY last_seq DESC LIMIT ?",
+            (channel_id, before, limit + 1),
+        )
+    page = [thread_json(row) for row in rows[:limit]]
+    return page, (page[-1]["last_seq"] if len(rows) > limit else None)
+
+
+@dataclass(frozen=True)
+class HistoryPage:
+    messages: list[dict[str, Any]]
+    older: int | None  # pass as `before` for the previous page; None at the start
+    newer: int | None  # pass as `after` for the next page; None at the end
+
+
+async def history(db: Database, thread_id: str, *, before: int | None, after: int | None, limit: int) -> HistoryPage:
+    """A page of a thread in ascending order. With neither cursor: the newest page."""
+    if after is not None:
+        rows = await db.fetchall(
+            "SELECT * FROM messages WHERE thread_id = ? AND seq > ? ORDER BY seq ASC LIMIT ?",
+            (thread_id, after, limit + 1),
+        )
+        more_newer = len(rows) > limit
+        page = [message_json(row) for row in rows[:limit]]
+        more_older = (
+            await db.fetchone("SELECT 1 FROM messages WHERE thread_id = ? AND seq <= ? LIMIT 1", (thread_id, after))
+            is not None
+        )
+    else:
+        bound = "AND seq < ?" if before is not None else ""
+        params: tuple[Any, ...] = (thread_id, before, limit + 1) if before is not None else (thread_id, limit + 1)
+        rows = await db.fetchall(
+            f"SELECT * FROM messages WHERE thread_id = ? {bound} ORDER BY seq DESC LIMIT ?", params
+        )
+        more_older = len(rows) > limit
+        page = [message_json(row) for row in reversed(rows[:limit])]
+        more_newer = (
+            before is not None
+            and await db.fetchone(
+                "SELECT 1 FROM messages WHERE thread_id = ? AND seq >= ? LIMIT 1", (thread_id, before)
+            )
+            is not None
+        )
+    if not page:
+        return HistoryPage([], before if more_older else None, after if more_newer else None)
+    return HistoryPage(
+        page,
+        page[0]["seq"] if more_older else None,
+        page[-1]["seq"] if more_newer else None,
+    )
