@@ -153,7 +153,7 @@ async def download(request: Request) -> Response:
     row = await message_store.get_attachment(app.db, request.path_params["attachment_id"])
     if row is None:
         raise NotFound("no such attachment")
-    check(await principal(request), "messages:read", row)
+    check(await principal(request), "messages:read", dict(row))
     content_type = row["content_type"]
     inline = content_type.startswith(INLINE_TYPES) and request.query_params.get("download") != "1"
     media_type = f"{content_type}; charset=utf-8" if content_type.startswith("text/") else content_type

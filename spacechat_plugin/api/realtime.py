@@ -111,20 +111,25 @@ async def run_stream(app: Spacechat, who: Principal, after: int | None, sink: Si
 
 
 class SSESink:
-    __slots__ = ("send",)
+    __slots__ = ("_first", "send")
 
     def __init__(self, send: Send) -> None:
         self.send = send
+        # Browsers reconnect after `retry` ms, sending Last-Event-ID; it rides on the first frame
+        # so no client sees an event without data.
+        self._first = b"retry: 1000\n"
+
+    async def _write(self, body: bytes) -> None:
+        if self._first:
+            body, self._first = self._first + body, b""
+        await self.send({"type": "http.response.body", "body": body, "more_body": True})
 
     async def events(self, items: Sequence[Entry]) -> None:
-        if not items:
-            return
-        await self.send(
-            {"type": "http.response.body", "body": b"".join([item.sse for item in items]), "more_body": True}
-        )
+        if items:
+            await self._write(b"".join([item.sse for item in items]))
 
     async def control(self, name: str, data: dict[str, Any], seq: int | None = None) -> None:
-        await self.send({"type": "http.response.body", "body": control_frame(name, data, seq=seq), "more_body": True})
+        await self._write(control_frame(name, data, seq=seq))
 
 
 class EventStreamResponse(Response):
@@ -143,8 +148,6 @@ class EventStreamResponse(Response):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
-        # Browsers reconnect after `retry` ms, sending Last-Event-ID.
-        await send({"type": "http.response.body", "body": b"retry: 1000\n\n", "more_body": True})
         stream = asyncio.ensure_future(run_stream(self.app, self.who, self.after, SSESink(send)))
 
         async def watch_disconnect() -> None:

@@ -150,7 +150,8 @@ class PostResult:
     replayed: bool
 
 
-def _claim_attachments(tx: WriteTx, org_id: str, actor: Actor, ids: list[str], message_id: str) -> list[Any]:
+def _check_attachments(tx: WriteTx, org_id: str, actor: Actor, ids: list[str], message_id: str) -> list[Any]:
+    """The attachments a new message claims: each must be the sender's own and unattached."""
     attached = []
     for attachment_id in ids:
         row = tx.one("SELECT * FROM attachments WHERE id = ? AND org_id = ?", (attachment_id, org_id))
@@ -166,7 +167,6 @@ def _claim_attachments(tx: WriteTx, org_id: str, actor: Actor, ids: list[str], m
                 code="attachment_in_use",
                 details={"attachment_id": attachment_id},
             )
-        tx.execute("UPDATE attachments SET message_id = ? WHERE id = ?", (message_id, attachment_id))
         attached.append({**attachment_json(row), "message_id": message_id})
     return attached
 
@@ -226,7 +226,7 @@ def post_message(
         )
         thread = thread_json(tx.one("SELECT * FROM threads WHERE id = ?", (thread_id,)))
         new_thread = False
-    attached = _claim_attachments(tx, channel["org_id"], actor, attachments or [], message_id)
+    attached = _check_attachments(tx, channel["org_id"], actor, attachments or [], message_id)
     row = {
         "id": message_id,
         "seq": seq,
@@ -256,6 +256,8 @@ def post_message(
         " :created_at, :updated_at)",
         row,
     )
+    for attachment in attached:
+        tx.execute("UPDATE attachments SET message_id = ? WHERE id = ?", (message_id, attachment["id"]))
     tx.execute("UPDATE channels SET last_seq = ? WHERE id = ?", (seq, channel["id"]))
     message = message_json(row)
     envelope = {

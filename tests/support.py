@@ -1,0 +1,205 @@
+"""Test helpers: a real `spacechat serve` process on loopback, and small HTTP/SSE clients."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+URL_LINE = re.compile(r"Spacechat is running at (http://[^\s/]+)/")
+TOKEN_LINE = re.compile(r"admin token \(shown once, keep it safe\): (sc_[A-Za-z0-9_-]+)")
+
+FAST_AGENT_CONFIG = """
+[runtime]
+coalesce_ms = 30
+
+[providers.scripted]
+kind = "scripted"
+chars_per_second = 4000
+"""
+
+
+def toml_config(extra: str = "") -> str:
+    return FAST_AGENT_CONFIG + "\n" + extra
+
+
+@dataclass
+class Server:
+    data_dir: Path
+    config_text: str = ""
+    env: dict[str, str] = field(default_factory=dict)
+    url: str = ""
+    token: str = ""
+    process: subprocess.Popen[str] | None = None
+    output: list[str] = field(default_factory=list)
+    _reader: threading.Thread | None = None
+
+    def start(self, timeout: float = 30) -> Server:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        config = self.data_dir.parent / f"{self.data_dir.name}.toml"
+        config.write_text(self.config_text)
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env}
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "spacechat_plugin",
+                "serve",
+                "--config",
+                str(config),
+                "--data-dir",
+                str(self.data_dir),
+                "--port",
+                "0",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
+        )
+        ready = threading.Event()
+
+        def read() -> None:
+            assert self.process is not None and self.process.stdout is not None
+            for line in self.process.stdout:
+                self.output.append(line)
+                token = TOKEN_LINE.search(line)
+                if token:
+                    self.token = token.group(1)
+                url = URL_LINE.search(line)
+                if url:
+                    self.url = url.group(1)
+                    ready.set()
+            ready.set()
+
+        self._reader = threading.Thread(target=read, daemon=True)
+        self._reader.start()
+        if not ready.wait(timeout) or not self.url:
+            self.stop()
+            raise RuntimeError("server did not start:\n" + "".join(self.output[-50:]))
+        if not self.token:
+            token_file = self.data_dir / ".test-token"
+            if token_file.exists():
+                self.token = token_file.read_text().strip()
+        else:
+            (self.data_dir / ".test-token").write_text(self.token)
+        return self
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> int | None:
+        if self.process is None:
+            return None
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+        code = self.process.returncode
+        if self._reader is not None:
+            self._reader.join(5)
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+        self.process = None
+        return code
+
+    def kill(self) -> None:
+        self.stop(signal.SIGKILL)
+
+    def restart(self) -> Server:
+        self.stop()
+        self.url = ""
+        return self.start()
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+    def client(self, **kwargs: Any) -> httpx.AsyncClient:
+        return httpx.AsyncClient(base_url=self.url, headers=self.auth, timeout=30, **kwargs)
+
+    def sync_client(self) -> httpx.Client:
+        return httpx.Client(base_url=self.url, headers=self.auth, timeout=30)
+
+    def channel_id(self, name: str) -> str:
+        with self.sync_client() as client:
+            channels = client.get("/v1/channels").json()["channels"]
+        return next(c["id"] for c in channels if c["name"] == name)
+
+
+def wait_until(predicate: Any, timeout: float = 10, interval: float = 0.05) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError("condition not met in time")
+
+
+@dataclass
+class SSEEvent:
+    event: str
+    id: str | None
+    data: str
+
+    def json(self) -> Any:
+        import json
+
+        return json.loads(self.data)
+
+
+def parse_sse(raw: str) -> list[SSEEvent]:
+    """Parse a complete SSE text (the spec's field rules; comments and `retry` ignored)."""
+    events, data, event, last_id = [], [], "message", None
+    for line in raw.replace("\r\n", "\n").split("\n"):
+        if line == "":
+            if data:
+                events.append(SSEEvent(event, last_id, "\n".join(data)))
+            data, event, last_id = [], "message", None
+            continue
+        if line.startswith(":"):
+            continue
+        name, _, value = line.partition(":")
+        value = value[1:] if value.startswith(" ") else value
+        if name == "data":
+            data.append(value)
+        elif name == "event":
+            event = value
+        elif name == "id":
+            last_id = value
+    return events
+
+
+async def post_messages(
+    server: Server, channel_id: str, count: int, *, concurrency: int = 16, text: str = "m", thread_id: str | None = None
+) -> list[dict[str, Any]]:
+    """Post `count` messages (replies in one thread when thread_id is given); return them in
+    the order the server acknowledged them."""
+    import asyncio
+
+    acked: list[dict[str, Any]] = []
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    for i in range(count):
+        queue.put_nowait(i)
+    url = f"/v1/threads/{thread_id}/messages" if thread_id else f"/v1/channels/{channel_id}/messages"
+    async with server.client() as client:
+
+        async def worker() -> None:
+            while not queue.empty():
+                i = queue.get_nowait()
+                response = await client.post(url, json={"text": f"{text}{i}"})
+                assert response.status_code == 201, response.text
+                acked.append(response.json()["message"])
+
+        await asyncio.gather(*[worker() for _ in range(concurrency)])
+    return acked

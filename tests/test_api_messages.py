@@ -1,0 +1,289 @@
+"""Messaging over real HTTP: post, history, idempotency, bad input, attachments."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from .support import Server
+
+pytestmark = pytest.mark.asyncio
+
+
+def db_counts(data_dir: Path) -> dict[str, int]:
+    conn = sqlite3.connect(f"file:{data_dir / 'spacechat.db'}?mode=ro", uri=True)
+    try:
+        return {
+            table: conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+            for table in ("messages", "threads", "events", "attachments", "idempotency_keys")
+        }
+    finally:
+        conn.close()
+
+
+def assert_error(response: httpx.Response, status: int, code: str | None = None) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    body = response.json()
+    assert set(body) == {"error"}
+    assert isinstance(body["error"]["message"], str) and body["error"]["message"]
+    if code is not None:
+        assert body["error"]["code"] == code
+    assert "Traceback" not in response.text
+    return body["error"]
+
+
+async def test_post_opens_thread_and_reply_lands_in_it(shared_server: Server) -> None:
+    general = shared_server.channel_id("general")
+    async with shared_server.client() as client:
+        first = await client.post(
+            f"/v1/channels/{general}/messages", json={"text": "Deploy **today**?\n```py\nprint(1)\n```"}
+        )
+        assert first.status_code == 201
+        message, thread = first.json()["message"], first.json()["thread"]
+        assert message["state"] == "completed"
+        assert message["text"].startswith("Deploy **today**?")
+        assert thread["root_message_id"] == message["id"]
+        assert thread["channel_id"] == general
+        reply = await client.post(f"/v1/threads/{thread['id']}/messages", json={"text": "yes"})
+        assert reply.status_code == 201
+        assert reply.json()["message"]["thread_id"] == thread["id"]
+        assert reply.json()["thread"]["reply_count"] == 1
+        history = (await client.get(f"/v1/threads/{thread['id']}/history")).json()
+        assert [m["text"] for m in history["messages"]][-1] == "yes"
+        assert history["messages"][0]["id"] == message["id"]
+        threads = (await client.get(f"/v1/channels/{general}/threads")).json()["threads"]
+        assert threads[0]["id"] == thread["id"]
+
+
+async def test_history_pages_both_ways(shared_server: Server) -> None:
+    general = shared_server.channel_id("general")
+    async with shared_server.client() as client:
+        root = (await client.post(f"/v1/channels/{general}/messages", json={"text": "m0"})).json()
+        thread_id = root["thread"]["id"]
+        for i in range(1, 25):
+            assert (await client.post(f"/v1/threads/{thread_id}/messages", json={"text": f"m{i}"})).status_code == 201
+        newest = (await client.get(f"/v1/threads/{thread_id}/history", params={"limit": 10})).json()
+        assert [m["text"] for m in newest["messages"]] == [f"m{i}" for i in range(15, 25)]
+        assert newest["cursors"]["after"] is None
+        older = (
+            await client.get(
+                f"/v1/threads/{thread_id}/history", params={"limit": 10, "before": newest["cursors"]["before"]}
+            )
+        ).json()
+        assert [m["text"] for m in older["messages"]] == [f"m{i}" for i in range(5, 15)]
+        oldest = (
+            await client.get(
+                f"/v1/threads/{thread_id}/history", params={"limit": 10, "before": older["cursors"]["before"]}
+            )
+        ).json()
+        assert [m["text"] for m in oldest["messages"]] == [f"m{i}" for i in range(0, 5)]
+        assert oldest["cursors"]["before"] is None
+        forward = (
+            await client.get(
+                f"/v1/threads/{thread_id}/history", params={"limit": 10, "after": oldest["cursors"]["after"]}
+            )
+        ).json()
+        assert [m["text"] for m in forward["messages"]] == [f"m{i}" for i in range(5, 15)]
+        assert forward["cursors"]["after"] is not None
+
+
+async def test_idempotent_retry_returns_the_original(shared_server: Server) -> None:
+    general = shared_server.channel_id("general")
+    async with shared_server.client() as client:
+        headers = {"Idempotency-Key": "retry-1"}
+        first = await client.post(f"/v1/channels/{general}/messages", json={"text": "once"}, headers=headers)
+        again = await client.post(f"/v1/channels/{general}/messages", json={"text": "once"}, headers=headers)
+        assert first.status_code == again.status_code == 201
+        assert again.headers["idempotent-replayed"] == "true"
+        assert again.json()["message"]["id"] == first.json()["message"]["id"]
+        by_body = await client.post(f"/v1/channels/{general}/messages", json={"text": "twice", "client_msg_id": "cm-1"})
+        by_body_again = await client.post(
+            f"/v1/channels/{general}/messages", json={"text": "twice", "client_msg_id": "cm-1"}
+        )
+        assert by_body_again.json()["message"]["id"] == by_body.json()["message"]["id"]
+        reused = await client.post(f"/v1/channels/{general}/messages", json={"text": "different"}, headers=headers)
+        assert_error(reused, 422, "idempotency_key_reused")
+        thread_id = first.json()["thread"]["id"]
+        history = (await client.get(f"/v1/threads/{thread_id}/history")).json()
+        assert [m["text"] for m in history["messages"]] == ["once"]
+
+
+async def test_concurrent_duplicates_create_one_message(server: Server) -> None:
+    general = server.channel_id("general")
+    before = db_counts(server.data_dir)
+    async with server.client() as client:
+        responses = await asyncio.gather(
+            *[
+                client.post(
+                    f"/v1/channels/{general}/messages", json={"text": "race"}, headers={"Idempotency-Key": "race-1"}
+                )
+                for _ in range(20)
+            ]
+        )
+    statuses = sorted(r.status_code for r in responses)
+    assert set(statuses) <= {201, 409}
+    assert 201 in statuses
+    for response in responses:
+        if response.status_code == 409:
+            assert_error(response, 409, "idempotency_key_in_use")
+    ids = {r.json()["message"]["id"] for r in responses if r.status_code == 201}
+    assert len(ids) == 1
+    after = db_counts(server.data_dir)
+    assert after["messages"] - before["messages"] == 1
+    # keys survive a restart: the same key after a restart returns the original message
+    server.restart()
+    async with server.client() as client:
+        replay = await client.post(
+            f"/v1/channels/{general}/messages", json={"text": "race"}, headers={"Idempotency-Key": "race-1"}
+        )
+    assert replay.json()["message"]["id"] in ids
+    assert replay.headers["idempotent-replayed"] == "true"
+
+
+@pytest.mark.parametrize(
+    ("body", "headers", "status", "code"),
+    [
+        ({}, {}, 400, "invalid_request"),
+        ({"text": 5}, {}, 400, "invalid_request"),
+        ({"text": "hi", "format": "html"}, {}, 400, "invalid_request"),
+        ({"text": "hi", "surprise": True}, {}, 400, "invalid_request"),
+        ({"text": "   "}, {}, 400, "invalid_request"),
+        ({"text": "x" * 40001}, {}, 400, "invalid_request"),
+        ({"text": "hi", "attachments": "att_1"}, {}, 400, "invalid_request"),
+        ({"text": "hi", "attachments": ["att_00000000000000000000000000000000"]}, {}, 422, "unknown_attachment"),
+        ({"text": "hi"}, {"Idempotency-Key": "bad key with spaces"}, 400, "invalid_idempotency_key"),
+        ({"text": "hi", "client_msg_id": "a"}, {"Idempotency-Key": "b"}, 400, "invalid_idempotency_key"),
+    ],
+)
+async def test_bad_bodies_are_refused_and_nothing_is_written(
+    shared_server: Server, body: dict[str, Any], headers: dict[str, str], status: int, code: str
+) -> None:
+    general = shared_server.channel_id("general")
+    before = db_counts(shared_server.data_dir)
+    async with shared_server.client() as client:
+        response = await client.post(f"/v1/channels/{general}/messages", json=body, headers=headers)
+    error = assert_error(response, status, code)
+    if code == "invalid_request" and body.get("text") != "   ":
+        assert error["details"], "validation errors name the bad path"
+    assert db_counts(shared_server.data_dir) == before
+
+
+async def test_malformed_requests(shared_server: Server) -> None:
+    general = shared_server.channel_id("general")
+    before = db_counts(shared_server.data_dir)
+    async with shared_server.client() as client:
+        url = f"/v1/channels/{general}/messages"
+        assert_error(
+            await client.post(url, content=b"{not json", headers={"Content-Type": "application/json"}),
+            400,
+            "invalid_json",
+        )
+        assert_error(await client.post(url, content=b"text=hi", headers={"Content-Type": "text/plain"}), 415)
+        huge = b'{"text": "' + b"a" * 1_100_000 + b'"}'
+        assert_error(await client.post(url, content=huge, headers={"Content-Type": "application/json"}), 413)
+        assert_error(await client.post("/v1/channels/ch_nope/messages", json={"text": "hi"}), 404)
+        assert_error(await client.post("/v1/threads/th_nope/messages", json={"text": "hi"}), 404)
+        assert_error(await client.get("/v1/threads/th_nope/history"), 404)
+        assert_error(await client.get("/v1/messages/msg_nope"), 404)
+        assert_error(await client.get("/v1/no/such/route"), 404)
+        assert_error(await client.delete(url), 405)
+        root = (await client.get(f"/v1/channels/{general}/threads")).json()["threads"]
+        if root:
+            thread_history = f"/v1/threads/{root[0]['id']}/history"
+            assert_error(await client.get(thread_history, params={"limit": "0"}), 400)
+            assert_error(await client.get(thread_history, params={"before": "abc"}), 400)
+            assert_error(await client.get(thread_history, params={"before": "1", "after": "2"}), 400)
+    async with httpx.AsyncClient(base_url=shared_server.url) as anonymous:
+        assert_error(await anonymous.post(url, json={"text": "hi"}), 401, "unauthorized")
+        assert_error(await anonymous.get("/v1/channels", headers={"Authorization": "Bearer sc_wrong"}), 401)
+    assert db_counts(shared_server.data_dir) == before
+
+
+async def test_upload_and_download_attachment(shared_server: Server) -> None:
+    general = shared_server.channel_id("general")
+    png = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 10
+    async with shared_server.client() as client:
+        uploaded = await client.post(
+            "/v1/uploads", params={"filename": "../../chart.png"}, content=png, headers={"Content-Type": "image/png"}
+        )
+        assert uploaded.status_code == 201, uploaded.text
+        attachment = uploaded.json()["attachment"]
+        assert attachment["filename"] == "chart.png"
+        assert attachment["size"] == len(png)
+        posted = await client.post(
+            f"/v1/channels/{general}/messages", json={"text": "see chart", "attachments": [attachment["id"]]}
+        )
+        assert posted.status_code == 201
+        assert posted.json()["message"]["attachments"][0]["id"] == attachment["id"]
+        again = await client.post(
+            f"/v1/channels/{general}/messages", json={"text": "reuse", "attachments": [attachment["id"]]}
+        )
+        assert_error(again, 422, "attachment_in_use")
+        download = await client.get(attachment["url"])
+        assert download.status_code == 200
+        assert download.content == png
+        assert download.headers["content-type"] == "image/png"
+        assert download.headers["x-content-type-options"] == "nosniff"
+        assert "sandbox" in download.headers["content-security-policy"]
+        assert download.headers["content-disposition"].startswith("inline")
+        partial = await client.get(attachment["url"], headers={"Range": "bytes=0-7"})
+        assert partial.status_code == 206
+        assert partial.content == png[:8]
+        forced = await client.get(attachment["url"], params={"download": "1"})
+        assert forced.headers["content-disposition"].startswith("attachment")
+
+
+async def test_upload_limits(shared_server: Server) -> None:
+    before = db_counts(shared_server.data_dir)
+    async with shared_server.client() as client:
+        assert_error(
+            await client.post(
+                "/v1/uploads", params={"filename": "a.html"}, content=b"<script>", headers={"Content-Type": "text/html"}
+            ),
+            415,
+        )
+        lying = await client.post(
+            "/v1/uploads",
+            params={"filename": "x.png"},
+            content=b"<html><script>alert(1)",
+            headers={"Content-Type": "image/png"},
+        )
+        assert_error(lying, 415, "content_mismatch")
+        assert_error(await client.post("/v1/uploads", content=b"hello", headers={"Content-Type": "text/plain"}), 400)
+        big = b"a" * (26_214_400 + 1)
+        assert_error(
+            await client.post(
+                "/v1/uploads", params={"filename": "big.txt"}, content=big, headers={"Content-Type": "text/plain"}
+            ),
+            413,
+        )
+
+        async def chunks():  # no Content-Length: the limit is enforced while streaming
+            for _ in range(27):
+                yield b"a" * 1_000_000
+
+        assert_error(
+            await client.post(
+                "/v1/uploads", params={"filename": "big.txt"}, content=chunks(), headers={"Content-Type": "text/plain"}
+            ),
+            413,
+        )
+        text = await client.post(
+            "/v1/uploads",
+            params={"filename": "notes.md"},
+            content="# hi ünïcode".encode(),
+            headers={"Content-Type": "text/markdown"},
+        )
+        assert text.status_code == 201
+        download = await client.get(text.json()["attachment"]["url"])
+        assert download.headers["content-disposition"].startswith("attachment")
+    after = db_counts(shared_server.data_dir)
+    assert after["attachments"] == before["attachments"] + 1
+    leftovers = [p for p in (shared_server.data_dir / "attachments").rglob("*") if p.is_file()]
+    assert not [p for p in leftovers if p.suffix == ".part"]
