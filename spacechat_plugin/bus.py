@@ -94,7 +94,10 @@ class Subscription:
                     raise Lagged()
                 self.pos = bus.head
                 visible = self.visible
-                return [entry for entry in entries if visible(entry)]
+                shown = [entry for entry in entries if visible(entry)]
+                if shown:
+                    return shown
+                continue  # nothing this subscriber may see: keep waiting, say nothing
             waiter = asyncio.get_running_loop().create_future()
             self.waiter = waiter
             try:

@@ -18,18 +18,36 @@ import httpx
 URL_LINE = re.compile(r"Spacechat is running at (http://[^\s/]+)/")
 TOKEN_LINE = re.compile(r"admin token \(shown once, keep it safe\): (sc_[A-Za-z0-9_-]+)")
 
-FAST_AGENT_CONFIG = """
-[runtime]
-coalesce_ms = 30
-
-[providers.scripted]
-kind = "scripted"
-chars_per_second = 4000
-"""
+FAST_AGENT_CONFIG: dict[str, dict[str, Any]] = {
+    "runtime": {"coalesce_ms": 30},
+    "providers.scripted": {"kind": "scripted", "chars_per_second": 4000},
+}
 
 
-def toml_config(extra: str = "") -> str:
-    return FAST_AGENT_CONFIG + "\n" + extra
+def _toml_value(value: Any) -> str:
+    import json
+
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return json.dumps(value)
+
+
+def toml_config(extra: str = "", **sections: dict[str, Any]) -> str:
+    """The test servers' config: fast scripted agents, with `sections` merged over it
+    (`toml_config(realtime={"max_lag": 20})`) and `extra` TOML appended verbatim."""
+    merged = {name: dict(values) for name, values in FAST_AGENT_CONFIG.items()}
+    for name, values in sections.items():
+        merged.setdefault(name.replace("__", "."), {}).update(values)
+    lines = []
+    for name, values in merged.items():
+        lines.append(f"[{name}]")
+        lines.extend(f"{key} = {_toml_value(value)}" for key, value in values.items())
+        lines.append("")
+    return "\n".join(lines) + "\n" + extra
 
 
 @dataclass

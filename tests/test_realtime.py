@@ -175,7 +175,7 @@ async def test_stream_deltas_are_live_only_and_add_up(shared_server: Server) -> 
 
 
 async def test_heartbeat_on_an_idle_stream(tmp_path: Path) -> None:
-    server = Server(tmp_path / "data", toml_config("[realtime]\nheartbeat_seconds = 0.3\n")).start()
+    server = Server(tmp_path / "data", toml_config(realtime={"heartbeat_seconds": 0.3})).start()
     try:
         started = time.monotonic()
         events = await read_sse(server, until=lambda got: sum(e.event == "heartbeat" for e in got) >= 2, timeout=5)
@@ -187,7 +187,7 @@ async def test_heartbeat_on_an_idle_stream(tmp_path: Path) -> None:
 
 async def test_client_older_than_retention_gets_reset(tmp_path: Path) -> None:
     # 0.00002 days is under two seconds: everything posted before the restart is pruned.
-    server = Server(tmp_path / "data", toml_config("[storage]\nretention_days = 0.00002\n")).start()
+    server = Server(tmp_path / "data", toml_config(storage={"retention_days": 0.00002})).start()
     try:
         await post_messages(server, server.channel_id("general"), 5)
         await asyncio.sleep(2.0)
@@ -244,7 +244,7 @@ def _read_all(sock: socket.socket, timeout: float = 30) -> str:
 
 
 async def test_slow_subscriber_is_cut_and_resumes_without_loss(tmp_path: Path) -> None:
-    server = Server(tmp_path / "data", toml_config("[realtime]\nmax_lag = 20\nring_size = 64\n")).start()
+    server = Server(tmp_path / "data", toml_config(realtime={"max_lag": 20, "ring_size": 64})).start()
     try:
         general = server.channel_id("general")
         slow = _slow_reader(server)

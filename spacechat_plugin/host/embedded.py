@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -54,11 +55,19 @@ class EmbeddedHost:
         self.channels: dict[tuple[str, str], AgentChannel] = {}
         self.workers: dict[str, WorkerInfo] = {}
         self.running = settings.runtime.mode == "embedded"
+        self.memories: list[dict[str, Any]] = []
         self._background: set[asyncio.Future[Any]] = set()
 
     # -- life cycle ---------------------------------------------------------------------------
 
+    @property
+    def memory_path(self) -> Path:
+        return Path(self.settings.data_path) / "host-memories.jsonl"
+
     async def start(self) -> None:
+        if self.memory_path.exists():
+            lines = (await asyncio.to_thread(self.memory_path.read_text, encoding="utf-8")).splitlines()
+            self.memories = [json.loads(line) for line in lines if line.strip()]
         await self.hooks.must("spacebot_startup", host=self, config=self.raw_config)
 
     def routes(self) -> list[Any]:
@@ -223,9 +232,9 @@ class EmbeddedHost:
         if agent_id not in self.agents_by_id:
             raise LookupError(f"no agent {agent_id}")
         memory_id = new_id("mem")
-        path = Path(self.settings.data_path) / "host-memories.jsonl"
-        record = {"id": memory_id, "agent_id": agent_id, "saved_at": now_rfc3339(), **dict(memory)}
-        await asyncio.to_thread(_append_line, path, json.dumps(record, ensure_ascii=False))
+        record = {**dict(memory), "id": memory_id, "agent_id": agent_id, "saved_at": now_rfc3339()}
+        await asyncio.to_thread(_append_line, self.memory_path, json.dumps(record, ensure_ascii=False))
+        self.memories.append(record)
         await self.hooks.call(
             "spacebot_memory_saved",
             agent_id=agent_id,
@@ -236,6 +245,19 @@ class EmbeddedHost:
             content_summary=str(memory.get("content", ""))[:200],
         )
         return memory_id
+
+    def recall(self, agent_id: str, text: str, limit: int = 5) -> list[dict[str, Any]]:
+        """Memories sharing at least two words (of four letters or more) with `text`."""
+        words = {w for w in re.findall(r"[a-z0-9]{4,}", text.lower())}
+        scored = []
+        for memory in self.memories:
+            if memory.get("agent_id") != agent_id:
+                continue
+            shared = words & set(re.findall(r"[a-z0-9]{4,}", str(memory.get("content", "")).lower()))
+            if len(shared) >= 2:
+                scored.append((len(shared), memory))
+        scored.sort(key=lambda pair: pair[0], reverse=True)
+        return [memory for _, memory in scored[:limit]]
 
     async def deliver_interaction(self, *, agent_id: str, interaction: Mapping[str, Any]) -> None:
         if agent_id not in self.agents_by_id:

@@ -88,6 +88,20 @@ BUILTIN_TOOLS: dict[str, Tool] = {
     ),
 }
 
+MEMORY_SAVE_SPEC = ToolSpec(
+    "memory_save",
+    "Save something worth remembering to the agent's memory.",
+    {
+        "type": "object",
+        "properties": {
+            "content": {"type": "string"},
+            "memory_type": {"type": "string", "enum": ["fact", "preference", "decision", "event", "todo"]},
+            "importance": {"type": "number"},
+        },
+        "required": ["content"],
+    },
+)
+
 BRANCH_SPEC = ToolSpec(
     "branch",
     "Think something through in a separate branch and return the conclusion.",

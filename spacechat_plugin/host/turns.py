@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..events import new_id
 from .providers import Card, ProviderError, ReasoningDelta, TextDelta, ToolCall, Usage
-from .tools import BRANCH_SPEC
+from .tools import BRANCH_SPEC, MEMORY_SAVE_SPEC
 from .workers import run_worker
 
 if TYPE_CHECKING:
@@ -146,9 +146,20 @@ class AgentChannel:
         for message in inbound:
             transcript.append({"role": "user", "content": f"{message.author}: {message.text}"})
         del transcript[:-MAX_TRANSCRIPT]
-        conversation: list[dict[str, Any]] = [{"role": "system", "content": agent.system_prompt}, *transcript]
+        system = agent.system_prompt
+        recalled = host.recall(agent.id, " ".join(m.text for m in inbound))
+        if recalled:
+            await hooks.call(
+                "spacebot_memory_recalled",
+                agent_id=agent.id,
+                channel_id=self.channel_id,
+                query=inbound[-1].text[:200],
+                memory_ids=[m["id"] for m in recalled],
+            )
+            system += "\n\nWhat you remember:\n" + "\n".join(f"- {m['content']}" for m in recalled)
+        conversation: list[dict[str, Any]] = [{"role": "system", "content": system}, *transcript]
         text, blocks, ttft_ms = "", None, None
-        tools = [BRANCH_SPEC, *(tool.spec for tool in host.tools.values())]
+        tools = [BRANCH_SPEC, MEMORY_SAVE_SPEC, *(tool.spec for tool in host.tools.values())]
         try:
             for _ in range(MAX_STEPS):
                 calls: list[ToolCall] = []
@@ -196,6 +207,8 @@ class AgentChannel:
                 for call in calls:
                     if call.name == "branch":
                         result = await self._branch(call, base)
+                    elif call.name == "memory_save":
+                        result = await self._save_memory(call)
                     else:
                         result = await run_worker(self, call, base)
                     conversation.append(
@@ -290,6 +303,28 @@ class AgentChannel:
                 await self._usage(event, base, "branch", provider.name)
         await hooks.call("spacebot_branch_completed", **where, branch_id=branch_id, conclusion=conclusion)
         return conclusion
+
+    async def _save_memory(self, call: ToolCall) -> str:
+        """Spacebot's memory_save: `spacebot_before_memory_save` may queue it for review or refuse it."""
+        content = str(call.arguments.get("content", ""))[:50_000]
+        if not content.strip():
+            return "Tool error: a memory needs content"
+        memory: dict[str, Any] = {
+            "content": content,
+            "memory_type": str(call.arguments.get("memory_type") or "fact"),
+            "importance": float(call.arguments.get("importance") or 0.6),
+            "source": f"channel:{self.channel_id}",
+            "channel_id": self.channel_id,
+        }
+        decision = await self.host.hooks.first(
+            "spacebot_before_memory_save", agent_id=self.agent.id, channel_id=self.channel_id, memory=memory
+        )
+        if decision and decision.get("action") == "review":
+            return f"Queued for review (candidate {decision.get('candidate_id')})"
+        if decision and decision.get("action") == "reject":
+            return f"Not saved: {decision.get('reason') or 'refused by policy'}"
+        memory_id = await self.host.save_memory(agent_id=self.agent.id, memory=memory)
+        return f"Saved memory {memory_id}"
 
 
 def _json(value: Any) -> str:

@@ -86,6 +86,9 @@ class ScriptedProvider:
     def _tool_for(self, text: str, lowered: str, tools: set[str]) -> ToolCall | None:
         if "branch" in tools and ("plan" in lowered or "think" in lowered):
             return ToolCall(new_id("call"), "branch", {"description": f"Think through: {text[:120]}"})
+        if "memory_save" in tools and "remember that" in lowered:
+            content = text[lowered.index("remember that") + len("remember that") :].strip(" .")
+            return ToolCall(new_id("call"), "memory_save", {"content": content, "memory_type": "fact"})
         if "current_time" in tools and "time" in lowered:
             return ToolCall(new_id("call"), "current_time", {})
         match = _MATH.search(text)
@@ -101,6 +104,8 @@ class ScriptedProvider:
         name = str(messages[-1].get("name") or "the tool")
         if name == "branch":
             return f"I thought it through. {result}"
+        if name == "memory_save":
+            return f"Noted. ({result})"
         if result.startswith(("Tool denied", "Tool skipped", "Tool error")):
             return f"I could not use {name}: {result}"
         return f"I used `{name}` and got: **{result}**"

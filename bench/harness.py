@@ -1,0 +1,629 @@
+"""Shared pieces of the Spacechat benchmarks.
+
+- `Server`: a real `spacechat serve` subprocess on a free loopback port with a temp data dir,
+  pinned to CPU 0; it reads the admin token and URL from its stdout and exposes the process's
+  RSS and CPU time from /proc.
+- `pin_client`, `wait_for_idle`: the client runs on CPU 1, and every run starts on an idle machine
+  (PERFORMANCE.md: other work on a 2-core machine easily doubles the figures).
+- `HTTPConnection`: a minimal keep-alive HTTP/1.1 client over a raw asyncio protocol, so the load
+  generator costs a few µs per request instead of aiohttp's ~100 µs.
+- `SSEStream`: a raw SSE subscriber; subclasses see every chunk as it arrives (timestamped by
+  the caller), the base class only finds the `ready` control event.
+- `Profiler`: py-spy attached to the server (raw collapsed stacks), summarised by profile_summary.py.
+
+Nothing here imports Spacechat: the benchmarks talk to it over HTTP only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import platform
+import re
+import resource
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar, cast
+
+import orjson
+
+SERVER_CPU = 0
+CLIENT_CPU = 1
+URL_LINE = re.compile(r"Spacechat is running at http://([^\s/:]+):(\d+)/")
+TOKEN_LINE = re.compile(r"admin token \(shown once, keep it safe\): (sc_[A-Za-z0-9_-]+)")
+T = TypeVar("T")
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+# --- the machine --------------------------------------------------------------------------------
+
+
+def _can_pin() -> bool:
+    return hasattr(os, "sched_setaffinity") and {SERVER_CPU, CLIENT_CPU} <= os.sched_getaffinity(0)
+
+
+# Decided once, at import: after pin_client() this process only sees the client CPU.
+PINNABLE = _can_pin()
+
+
+def pin_client() -> str:
+    """Pin this process (and the threads it starts later) to the client CPU."""
+    if not PINNABLE:
+        return "not pinned (fewer than 2 CPUs available)"
+    os.sched_setaffinity(0, {CLIENT_CPU})
+    return f"server on CPU {SERVER_CPU}, client on CPU {CLIENT_CPU}"
+
+
+def raise_fd_limit() -> int:
+    """Thousands of sockets: lift the soft open-files limit to the hard one (inherited by the server)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def _cpu_times() -> dict[str, tuple[int, int]]:
+    """Per-CPU (busy, total) jiffies from /proc/stat."""
+    out: dict[str, tuple[int, int]] = {}
+    with open("/proc/stat") as handle:
+        for line in handle:
+            if not line.startswith("cpu"):
+                break
+            name, *values = line.split()
+            numbers = [int(v) for v in values[:8]]  # user nice system idle iowait irq softirq steal
+            idle = numbers[3] + numbers[4]
+            out[name] = (sum(numbers) - idle, sum(numbers))
+    return out
+
+
+def cpu_busy(interval: float = 1.0) -> dict[str, float]:
+    """Busy fraction of each CPU (and `cpu`, all of them) over `interval` seconds."""
+    before = _cpu_times()
+    time.sleep(interval)
+    after = _cpu_times()
+    busy: dict[str, float] = {}
+    for name, (b1, t1) in after.items():
+        b0, t0 = before.get(name, (0, 0))
+        busy[name] = (b1 - b0) / (t1 - t0) if t1 > t0 else 0.0
+    return busy
+
+
+def wait_for_idle(max_busy: float = 0.10, settle: int = 2, timeout: float = 120) -> float:
+    """Wait until every CPU is below `max_busy` for `settle` consecutive seconds; return the
+    last overall busy fraction. Gives up (with a warning) after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    calm = 0
+    while True:
+        busy = cpu_busy(1.0)
+        per_cpu = [value for name, value in busy.items() if name != "cpu"]
+        calm = calm + 1 if max(per_cpu) < max_busy else 0
+        if calm >= settle:
+            return busy["cpu"]
+        if time.monotonic() > deadline:
+            log(f"warning: machine not idle after {timeout:.0f} s (CPU busy {per_cpu}); running anyway")
+            return busy["cpu"]
+
+
+def machine_description() -> str:
+    model = "unknown CPU"
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as handle:
+        for line in handle:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return f"{os.cpu_count()} CPUs ({model}), Linux {platform.release()}, Python {platform.python_version()}"
+
+
+# --- statistics -----------------------------------------------------------------------------------
+
+
+def percentile(values: Sequence[float], pct: float) -> float:
+    """Linear-interpolated percentile (pct in 0..100)."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    if len(ordered) == 1:
+        return ordered[0]
+    rank = (len(ordered) - 1) * pct / 100
+    low = int(rank)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+def median(values: Sequence[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def print_table(title: str, header: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    """A Markdown table on stdout."""
+    print(f"\n{title}\n")
+    print("| " + " | ".join(header) + " |")
+    print("|" + "|".join("---" for _ in header) + "|")
+    for row in rows:
+        print("| " + " | ".join(str(cell) for cell in row) + " |")
+    sys.stdout.flush()
+
+
+# --- the server -----------------------------------------------------------------------------------
+
+
+def spacechat_command() -> list[str]:
+    """The `spacechat` console script next to this interpreter (the venv's), else on PATH."""
+    beside = Path(sys.executable).parent / "spacechat"
+    if beside.exists():
+        return [str(beside)]
+    found = shutil.which("spacechat")
+    if found:
+        return [found]
+    return [sys.executable, "-m", "spacechat_plugin"]
+
+
+def bench_config(*, max_lag: int = 2000, ring_size: int = 8192, extra: str = "") -> str:
+    """A config with no agent runtime (nothing replies) and the given realtime limits."""
+    return f'[runtime]\nmode = "none"\n\n[realtime]\nmax_lag = {max_lag}\nring_size = {ring_size}\n{extra}'
+
+
+def _pin_to_server_cpu() -> None:
+    if PINNABLE:
+        os.sched_setaffinity(0, {SERVER_CPU})
+
+
+@dataclass
+class Server:
+    """One `spacechat serve` process with its own temp data dir, pinned to the server CPU."""
+
+    config: str
+    host: str = ""
+    port: int = 0
+    token: str = ""
+    process: subprocess.Popen[bytes] | None = None
+    _workdir: tempfile.TemporaryDirectory[str] | None = None
+    _lines: list[str] = field(default_factory=list)
+
+    def start(self, timeout: float = 60) -> Server:
+        self._workdir = tempfile.TemporaryDirectory(prefix="spacechat-bench-")
+        root = Path(self._workdir.name)
+        (root / "config.toml").write_text(self.config)
+        stderr = (root / "server.log").open("wb")
+        self.process = subprocess.Popen(
+            [
+                *spacechat_command(),
+                "serve",
+                "--config",
+                str(root / "config.toml"),
+                "--data-dir",
+                str(root / "data"),
+                "--port",
+                "0",  # the server binds a free port and prints it
+            ],
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            preexec_fn=_pin_to_server_cpu,  # before exec, so every thread the server starts inherits it
+        )
+        stderr.close()
+        started = threading.Event()
+        threading.Thread(target=self._read_stdout, args=(started,), daemon=True).start()
+        if not started.wait(timeout) or not self.port or not self.token:
+            code = self.process.poll() if self.process is not None else None
+            output = "".join(self._lines[-30:]) + self.log_tail()
+            self.stop()
+            raise RuntimeError(f"spacechat did not start (exit code {code}):\n{output}")
+        return self
+
+    def _read_stdout(self, started: threading.Event) -> None:
+        assert self.process is not None and self.process.stdout is not None
+        for raw in self.process.stdout:  # keeps draining after start-up so the pipe never fills
+            line = raw.decode(errors="replace")
+            self._lines.append(line)
+            if token := TOKEN_LINE.search(line):
+                self.token = token.group(1)
+            if url := URL_LINE.search(line):
+                self.host, self.port = url.group(1), int(url.group(2))
+                started.set()
+        started.set()
+
+    def log_tail(self, lines: int = 30) -> str:
+        if self._workdir is None:
+            return ""
+        path = Path(self._workdir.name) / "server.log"
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def rss_kib(self) -> int:
+        """VmRSS of the server process, KiB."""
+        with open(f"/proc/{self.pid}/status") as handle:
+            for line in handle:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        raise RuntimeError("no VmRSS")
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time of the server process (all its threads)."""
+        with open(f"/proc/{self.pid}/stat") as handle:
+            fields = handle.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            if self.process.poll() is None:
+                self.process.send_signal(signal.SIGTERM)
+                try:
+                    self.process.wait(20)
+                except subprocess.TimeoutExpired:
+                    self.process.kill()
+                    self.process.wait(5)
+            if self.process.stdout is not None:
+                self.process.stdout.close()
+            self.process = None
+        if self._workdir is not None:
+            self._workdir.cleanup()
+            self._workdir = None
+
+    def __enter__(self) -> Server:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def client_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+# --- a raw HTTP/1.1 client -------------------------------------------------------------------------
+
+
+class HTTPError(Exception):
+    pass
+
+
+class HTTPConnection(asyncio.Protocol):
+    """One keep-alive HTTP/1.1 connection, one request at a time; responses need Content-Length."""
+
+    def __init__(self, host: str, port: int, token: str) -> None:
+        self._head = f"Host: {host}:{port}\r\nAuthorization: Bearer {token}\r\n".encode()
+        self._buffer = bytearray()
+        self._waiter: asyncio.Future[tuple[int, bytes]] | None = None
+        self.transport: asyncio.Transport | None = None
+        self.sent_at = 0.0  # perf_counter() when the last request was handed to the socket
+
+    @classmethod
+    async def open(cls, host: str, port: int, token: str) -> HTTPConnection:
+        loop = asyncio.get_running_loop()
+        _, protocol = await loop.create_connection(lambda: cls(host, port, token), host, port)
+        return protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's transports are not subclasses
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_exception(HTTPError(f"connection lost: {exc}"))
+
+    def data_received(self, data: bytes) -> None:
+        self._buffer += data
+        waiter = self._waiter
+        if waiter is None or waiter.done():
+            return
+        buffer = self._buffer
+        end = buffer.find(b"\r\n\r\n")
+        if end < 0:
+            return
+        head = bytes(buffer[:end]).lower()
+        start = head.find(b"\r\ncontent-length:")
+        if start < 0:
+            waiter.set_exception(HTTPError("response without Content-Length: " + head[:200].decode()))
+            return
+        stop = head.find(b"\r\n", start + 2)
+        length = int(head[start + 17 : stop if stop > 0 else None])
+        if len(buffer) < end + 4 + length:
+            return
+        body = bytes(buffer[end + 4 : end + 4 + length])
+        del buffer[: end + 4 + length]
+        waiter.set_result((int(head[9:12]), body))
+
+    def request(self, method: str, path: str, body: Any = None) -> Awaitable[tuple[int, bytes]]:
+        """Send a request (a JSON body when `body` is given); resolves to (status, body bytes)."""
+        if self.transport is None:
+            raise HTTPError("not connected")
+        assert self._waiter is None or self._waiter.done(), "one request at a time"
+        self._waiter = asyncio.get_running_loop().create_future()
+        if body is None:
+            data = b"%s %s HTTP/1.1\r\n%s\r\n" % (method.encode(), path.encode(), self._head)
+        else:
+            payload = orjson.dumps(body)
+            data = b"%s %s HTTP/1.1\r\n%sContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (
+                method.encode(),
+                path.encode(),
+                self._head,
+                len(payload),
+                payload,
+            )
+        self.sent_at = time.perf_counter()
+        self.transport.write(data)
+        return self._waiter
+
+    async def json(self, method: str, path: str, body: Any = None, expect: int = 200) -> Any:
+        status, raw = await self.request(method, path, body)
+        if status != expect:
+            raise HTTPError(f"{method} {path}: {status} {raw[:300]!r}")
+        return orjson.loads(raw)
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+
+async def general_channel(conn: HTTPConnection) -> str:
+    channels = (await conn.json("GET", "/v1/channels"))["channels"]
+    return str(next(c["id"] for c in channels if c["name"] == "general"))
+
+
+async def new_thread(conn: HTTPConnection, channel_id: str, text: str = "benchmark thread") -> tuple[str, int]:
+    """Open a thread in the channel; return its id and the root message's seq."""
+    answer = await conn.json("POST", f"/v1/channels/{channel_id}/messages", {"text": text}, expect=201)
+    return str(answer["thread"]["id"]), int(answer["message"]["seq"])
+
+
+async def post_many(
+    host: str, port: int, token: str, path: str, count: int, *, concurrency: int = 50, text: str = "x" * 200
+) -> int:
+    """Post `count` messages to `path` with `concurrency` connections; return the highest seq acked."""
+    conns = [await HTTPConnection.open(host, port, token) for _ in range(concurrency)]
+    remaining = count
+    highest = 0
+
+    async def worker(conn: HTTPConnection) -> None:
+        nonlocal remaining, highest
+        while remaining > 0:
+            remaining -= 1
+            answer = await conn.json("POST", path, {"text": f"{remaining} {text}"}, expect=201)
+            highest = max(highest, int(answer["message"]["seq"]))
+
+    try:
+        await asyncio.gather(*(worker(conn) for conn in conns))
+    finally:
+        for conn in conns:
+            conn.close()
+    return highest
+
+
+# --- a raw SSE subscriber -------------------------------------------------------------------------
+
+READY = b"event: ready\n"
+LAGGED = b"event: lagged\n"
+
+
+class SSEStream(asyncio.Protocol):
+    """`GET /v1/realtime/sse` on a raw socket. The base class checks the status line and resolves
+    `ready` (with the time it arrived) on the `ready` control event; `chunk` sees every chunk of
+    bytes with its arrival time (chunked transfer framing included; SSE frames are never split by
+    the server's writes but may be by TCP, so subclasses keep a tail)."""
+
+    def __init__(self, host: str, port: int, token: str, *, last_event_id: int | None = None) -> None:
+        resume = f"Last-Event-ID: {last_event_id}\r\n" if last_event_id is not None else ""
+        self._request = (
+            f"GET /v1/realtime/sse HTTP/1.1\r\nHost: {host}:{port}\r\nAuthorization: Bearer {token}\r\n"
+            f"Accept: text/event-stream\r\n{resume}\r\n"
+        ).encode()
+        self.ready: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.transport: asyncio.Transport | None = None
+        self._tail = b""
+        self._checked_status = False
+        self.bytes_received = 0
+
+    @classmethod
+    async def open(cls: type[S], host: str, port: int, token: str, **kwargs: Any) -> S:
+        loop = asyncio.get_running_loop()
+        _, protocol = await loop.create_connection(lambda: cls(host, port, token, **kwargs), host, port)
+        return protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's transports are not subclasses
+        transport.write(self._request)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+        if not self.ready.done():
+            self.ready.set_exception(HTTPError(f"stream closed before ready: {exc}"))
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+    def data_received(self, data: bytes) -> None:
+        now = time.perf_counter()
+        self.bytes_received += len(data)
+        if not self._checked_status:
+            self._checked_status = True
+            if not data.startswith(b"HTTP/1.1 200"):
+                self.ready.set_exception(HTTPError(f"SSE refused: {data[:300]!r}"))
+                return
+        if not self.ready.done() and READY in self._tail + data:
+            self.ready.set_result(now)
+        self.chunk(data, now)
+        self._tail = data[-64:]
+
+    def chunk(self, data: bytes, now: float) -> None:
+        """Override to look at every chunk (`self._tail` still holds the previous chunk's end)."""
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+
+S = TypeVar("S", bound=SSEStream)
+
+
+async def open_many(
+    factory: Callable[[], Coroutine[Any, Any, S]], count: int, *, concurrency: int = 64, timeout: float = 120
+) -> list[S]:
+    """Open `count` streams, `concurrency` at a time, each waited for until `ready`."""
+    streams: list[S] = []
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one() -> None:
+        async with gate:
+            stream = await factory()
+            await stream.ready
+            streams.append(stream)
+
+    async with asyncio.timeout(timeout):
+        await asyncio.gather(*(one() for _ in range(count)))
+    return streams
+
+
+class ReadyCapture(SSEStream):
+    """A stream that keeps everything up to and including the `ready` event."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.buffer = bytearray()
+        self.captured = False
+
+    def chunk(self, data: bytes, now: float) -> None:
+        if not self.captured:
+            self.buffer += data
+            # done once the chunk holding `ready` has ended (an SSE frame ends "\n\n", a chunk "\r\n")
+            self.captured = self.ready.done() and self.buffer.endswith(b"\n\n\r\n")
+
+
+def dechunk(raw: bytes) -> bytes:
+    """The body of a chunked HTTP/1.1 response (headers dropped; a partial last chunk kept)."""
+    end = raw.find(b"\r\n\r\n")
+    body = memoryview(raw)[end + 4 :]
+    out = bytearray()
+    while body:
+        line_end = bytes(body[:20]).find(b"\r\n")
+        if line_end < 0:
+            break
+        size = int(bytes(body[:line_end]).split(b";")[0], 16)
+        if size == 0:
+            break
+        out += body[line_end + 2 : line_end + 2 + size]
+        body = body[line_end + 2 + size + 2 :]
+    return bytes(out)
+
+
+@dataclass
+class SSEFrame:
+    event: str
+    id: str | None
+    data: str
+
+
+def parse_frames(body: bytes) -> list[SSEFrame]:
+    """SSE frames of a (dechunked) stream body."""
+    frames = []
+    for block in body.decode().split("\n\n"):
+        event, ident, data = "message", None, []
+        for line in block.split("\n"):
+            name, _, value = line.partition(": ")
+            if name == "event":
+                event = value
+            elif name == "id":
+                ident = value
+            elif name == "data":
+                data.append(value)
+        if data:
+            frames.append(SSEFrame(event, ident, "\n".join(data)))
+    return frames
+
+
+def ready_payload(stream: ReadyCapture) -> dict[str, Any]:
+    for frame in reversed(parse_frames(dechunk(bytes(stream.buffer)))):
+        if frame.event == "ready":
+            return dict(orjson.loads(frame.data))
+    raise HTTPError("no ready event in the stream")
+
+
+async def last_seq(host: str, port: int, token: str) -> int:
+    """The server's newest seq: what a fresh live stream's `ready` says."""
+    stream = await ReadyCapture.open(host, port, token)
+    await stream.ready
+    stream.close()
+    return int(ready_payload(stream)["resume_after"])
+
+
+# --- profiling -------------------------------------------------------------------------------------
+
+
+class Profiler:
+    """py-spy record on the server (raw collapsed stacks, per thread, non-blocking), stopped with SIGINT."""
+
+    def __init__(self, pid: int, output: Path, *, rate: int = 250) -> None:
+        self.pid, self.output, self.rate = pid, output, rate
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> Profiler:
+        py_spy = Path(sys.executable).parent / "py-spy"
+        command = str(py_spy) if py_spy.exists() else shutil.which("py-spy")
+        if command is None:
+            raise RuntimeError("py-spy is not installed (pip install py-spy)")
+        self.output.parent.mkdir(parents=True, exist_ok=True)
+        self.process = subprocess.Popen(
+            [
+                command,
+                "record",
+                "--pid",
+                str(self.pid),
+                "--rate",
+                str(self.rate),
+                "--format",
+                "raw",
+                "--threads",
+                "--nonblocking",
+                "-o",
+                str(self.output),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        time.sleep(1.0)  # let it attach before the measured phase
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGINT)
+        try:
+            _, err = self.process.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            _, err = self.process.communicate()
+        if not self.output.exists():
+            log(f"py-spy wrote no profile: {err.decode(errors='replace')[-500:]}")
+        else:
+            log(f"profile written to {self.output}")
+
+
+def run_async(main: Coroutine[Any, Any, T]) -> T:
+    """Run the client on uvloop when it is installed (it is with uvicorn[standard])."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(main)
+    return uvloop.run(main)
+
+
+def elapsed_ms(start: float, end: float) -> float:
+    return (end - start) * 1000

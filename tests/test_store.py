@@ -1,0 +1,179 @@
+"""The store: migrations, group commit, the event log and its views in one transaction."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from spacechat_plugin.events import SYSTEM, Actor, Event, MessageStreamDelta, SystemHealthChanged
+from spacechat_plugin.resources import resource
+from spacechat_plugin.store import log as event_log
+from spacechat_plugin.store import messages, tenancy
+from spacechat_plugin.store.db import Database, WriteTx
+from spacechat_plugin.store.migrate import MigrationError, discover
+
+pytestmark = pytest.mark.asyncio
+
+
+async def open_db(path: Path, migrations: Path | None = None) -> Database:
+    db = Database(path / "test.db", migrations=migrations or resource("migrations"), read_connections=2)
+    await db.open()
+    return db
+
+
+async def test_migrations_are_applied_in_order_and_recorded(tmp_path: Path) -> None:
+    db = await open_db(tmp_path)
+    try:
+        shipped = [m.name for m in discover(resource("migrations"))]
+        assert db.applied_now == shipped
+        rows = await db.fetchall("SELECT version, name, checksum FROM schema_migrations ORDER BY version")
+        assert [row["name"] for row in rows] == shipped
+        assert all(len(row["checksum"]) == 64 for row in rows)
+        assert await db.scalar("PRAGMA journal_mode") == "wal"
+        assert await db.scalar("SELECT vec_version()") is not None, "sqlite-vec must load"
+    finally:
+        await db.close()
+    again = await open_db(tmp_path)
+    assert again.applied_now == []
+    await again.close()
+
+
+async def test_a_changed_applied_migration_stops_start_up(tmp_path: Path) -> None:
+    migrations = tmp_path / "migrations"
+    shutil.copytree(resource("migrations"), migrations)
+    db = await open_db(tmp_path, migrations)
+    await db.close()
+    first = sorted(migrations.glob("0001_*.sql"))[0]
+    first.write_text(first.read_text() + "\n-- edited after release\n")
+    with pytest.raises(MigrationError, match="changed after it was applied"):
+        await open_db(tmp_path, migrations)
+
+
+async def test_an_unknown_applied_migration_stops_start_up(tmp_path: Path) -> None:
+    db = await open_db(tmp_path)
+    await db.close()
+    conn = sqlite3.connect(tmp_path / "test.db")
+    conn.execute("INSERT INTO schema_migrations VALUES (9999, '9999_future.sql', 'x', 'now')")
+    conn.commit()
+    conn.close()
+    with pytest.raises(MigrationError, match="does not ship"):
+        await open_db(tmp_path)
+
+
+async def test_group_commit_isolates_a_failing_operation(tmp_path: Path) -> None:
+    db = await open_db(tmp_path)
+    published: list[Event] = []
+    db.on_commit = published.extend
+    try:
+
+        def good(tx: WriteTx) -> int | None:
+            return tx.emit(Event(SystemHealthChanged(component="x", status="ok"))).seq
+
+        def bad(tx: WriteTx) -> None:
+            tx.emit(Event(SystemHealthChanged(component="y", status="down")))
+            raise ValueError("refused")
+
+        results = await asyncio.gather(
+            *(db.write(bad if i % 3 == 0 else good) for i in range(30)), return_exceptions=True
+        )
+        errors = [r for r in results if isinstance(r, ValueError)]
+        seqs = [r for r in results if isinstance(r, int)]
+        assert len(errors) == 10 and len(seqs) == 20
+        assert seqs == list(range(1, 21)), "seqs stay contiguous: a rolled back event gives its seq back"
+        assert [e.seq for e in published] == seqs
+        assert await event_log.count(db) == 20
+        components = {row[0] for row in await db.fetchall("SELECT DISTINCT event_type FROM events")}
+        assert components == {"system.health.changed"}
+    finally:
+        await db.close()
+
+
+async def test_event_and_view_rows_commit_together(tmp_path: Path) -> None:
+    db = await open_db(tmp_path)
+    try:
+
+        def seed(tx: WriteTx) -> dict[str, object]:
+            org = tenancy.create_org(tx, "Acme")
+            team = tenancy.create_team(tx, org["id"], "Eng")
+            return tenancy.create_channel(tx, org_id=org["id"], team_id=team["id"], name="eng", actor=SYSTEM)
+
+        channel = await db.write(seed)
+
+        def post_then_fail(tx: WriteTx) -> None:
+            messages.post_message(tx, actor=Actor("user", "u1"), channel=channel, thread_id=None, text="lost")
+            raise RuntimeError("after the insert")
+
+        with pytest.raises(RuntimeError):
+            await db.write(post_then_fail)
+        assert await db.scalar("SELECT COUNT(*) FROM messages") == 0
+        assert await db.scalar("SELECT COUNT(*) FROM threads") == 0
+        assert await db.scalar("SELECT COUNT(*) FROM events WHERE event_type LIKE 'message.%'") == 0
+        result = await db.write(
+            lambda tx: messages.post_message(
+                tx, actor=Actor("user", "u1"), channel=channel, thread_id=None, text="kept"
+            )
+        )
+        row = await db.fetchone("SELECT seq, body FROM events WHERE event_type = 'message.created'")
+        assert row["seq"] == result.message["seq"]
+        assert b'"text":"kept"' in row["body"]
+    finally:
+        await db.close()
+
+
+async def test_live_only_events_are_never_logged(tmp_path: Path) -> None:
+    db = await open_db(tmp_path)
+    published: list[Event] = []
+    db.on_commit = published.extend
+    try:
+        await db.write(lambda tx: tx.emit(Event(MessageStreamDelta(message_id="m", offset=0, text="hi"))))
+        assert await event_log.count(db) == 0
+        assert published[0].seq is None
+    finally:
+        await db.close()
+
+
+async def test_retention_prunes_and_remembers_where(tmp_path: Path) -> None:
+    db = await open_db(tmp_path)
+    try:
+        for _ in range(5):
+            await db.write(
+                lambda tx: tx.emit(
+                    Event(SystemHealthChanged(component="x", status="ok"), timestamp="2020-01-01T00:00:00.000Z")
+                )
+            )
+        await db.write(lambda tx: tx.emit(Event(SystemHealthChanged(component="x", status="ok"))))
+        assert await db.write(lambda tx: event_log.prune(tx, 7)) == 5
+        assert await event_log.pruned_through(db) == 5
+        remaining = await event_log.read_after(db, 0)
+        assert [e.seq for e in remaining] == [6]
+    finally:
+        await db.close()
+    reopened = await open_db(tmp_path)
+    try:
+        seq = await reopened.write(lambda tx: tx.emit(Event(SystemHealthChanged(component="x", status="ok"))).seq)
+        assert seq == 7, "seq keeps increasing across restarts and pruning"
+    finally:
+        await reopened.close()
+
+
+async def test_idempotency_keys_expire_after_a_day(tmp_path: Path) -> None:
+    db = await open_db(tmp_path)
+    try:
+        await db.write(
+            lambda tx: tx.execute(
+                "INSERT INTO idempotency_keys VALUES ('a', 'old', 'f', 201, '{}', '2020-01-01T00:00:00.000Z')"
+            )
+        )
+        await db.write(
+            lambda tx: tx.execute(
+                "INSERT INTO idempotency_keys VALUES ('a', 'new', 'f', 201, '{}', strftime('%Y-%m-%dT%H:%M:%fZ'))"
+            )
+        )
+        assert await db.write(messages.prune_idempotency_keys) == 1
+        assert [row[0] for row in await db.fetchall("SELECT key FROM idempotency_keys")] == ["new"]
+    finally:
+        await db.close()
