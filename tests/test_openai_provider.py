@@ -126,7 +126,7 @@ async def test_provider_outage_fails_the_turn_and_reports_health(tmp_path: Path,
     model.fail_with = 503
     server = Server(tmp_path / "data", agent_config(model)).start()
     try:
-        reply, events = await converse(server, "hello?")
+        reply, _ = await converse(server, "hello?")
         assert reply["state"] == "failed"
         assert reply["failure_reason"] == "error"
         assert "HTTP 503" in reply["error"]
