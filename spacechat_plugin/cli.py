@@ -55,11 +55,18 @@ def serve(config: str | None, host: str | None, port: int | None, data_dir: str 
 
 async def _serve(settings: Settings, raw: dict[str, Any]) -> None:
     from . import plugin
-    from .host.embedded import EmbeddedHost
     from .host.server import HostServer, build_app, plugin_manager, uvicorn_config
 
     pm = plugin_manager([plugin])
-    host = EmbeddedHost(settings, pm, raw)
+    host: Any
+    if settings.runtime.mode == "bridge":
+        from .host.bridge import BridgeHost
+
+        host = BridgeHost(settings, pm, raw)
+    else:
+        from .host.embedded import EmbeddedHost
+
+        host = EmbeddedHost(settings, pm, raw)
     await host.start()
     try:
         app = build_app(host.routes())

@@ -60,8 +60,24 @@ class RealtimeConfig(_Section):
 
 
 class HostConfig(_Section):
-    mode: Literal["embedded", "none"] = "embedded"
+    mode: Literal["embedded", "bridge", "none"] = "embedded"
     coalesce_ms: int = Field(300, ge=0, le=10_000)
+
+
+class BridgeConfig(_Section):
+    """How to reach a running Rust Spacebot when `runtime.mode = "bridge"`."""
+
+    url: str = "http://127.0.0.1:19898"
+    token: str = Field("", repr=False)
+    poll_seconds: float = Field(15, gt=0)
+    reconnect_max_seconds: float = Field(30, gt=0)
+
+    @field_validator("url")
+    @classmethod
+    def _http(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
 
 
 class ChannelSeed(_Section):
@@ -100,6 +116,8 @@ class AgentConfig(_Section):
     model: str = "scripted-1"
     channels: list[str] = []
     system_prompt: str = ""
+    # Tools this agent asks the people in the conversation permission for before each run.
+    permission_tools: list[str] = []
 
 
 class Settings(_Section):
@@ -115,6 +133,7 @@ class Settings(_Section):
     uploads: UploadsConfig = UploadsConfig()
     realtime: RealtimeConfig = RealtimeConfig()
     runtime: HostConfig = HostConfig()
+    bridge: BridgeConfig = BridgeConfig()
     bootstrap: BootstrapConfig = BootstrapConfig()
     providers: dict[str, ProviderConfig] = {}
     agents: list[AgentConfig] = []

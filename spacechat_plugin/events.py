@@ -230,6 +230,30 @@ class WorkerCompleted(Payload):
 
 
 @dataclass(frozen=True)
+class WorkerQuestionAsked(Payload):
+    """worker.question_asked: a worker asks the people in the conversation a question and waits
+    (`questions`: `{question, header, options: [{label, description}]}`)."""
+
+    event_type: ClassVar[str] = "worker.question_asked"
+    worker_id: str
+    agent_id: str
+    question_id: str
+    questions: list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class WorkerPermissionAsked(Payload):
+    """worker.permission_asked: a worker asks permission for an action and waits."""
+
+    event_type: ClassVar[str] = "worker.permission_asked"
+    worker_id: str
+    agent_id: str
+    permission_id: str
+    description: str
+    patterns: list[str]
+
+
+@dataclass(frozen=True)
 class SystemHealthChanged(Payload):
     """system.health.changed: a component (a model provider, a connector, the store) changed
     health: ok, degraded or down."""

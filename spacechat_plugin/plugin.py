@@ -241,6 +241,53 @@ async def spacebot_worker_completed(agent_id: str, worker_id: str, outcome: str,
 
 
 @hookimpl
+async def spacebot_worker_question_asked(
+    agent_id: str, worker_id: str, question_id: str, questions: Sequence[Mapping[str, Any]]
+) -> None:
+    if _app is not None:
+        await _app.activity.question(
+            agent_id=agent_id, worker_id=worker_id, question_id=question_id, questions=[dict(q) for q in questions]
+        )
+
+
+@hookimpl
+async def spacebot_worker_permission_asked(
+    agent_id: str, worker_id: str, permission_id: str, description: str, patterns: Sequence[str]
+) -> None:
+    if _app is not None:
+        await _app.activity.permission(
+            agent_id=agent_id,
+            worker_id=worker_id,
+            permission_id=permission_id,
+            description=description,
+            patterns=list(patterns),
+        )
+
+
+@hookimpl
+async def spacebot_branch_started(agent_id: str, channel_id: str, thread_id: str, description: str) -> None:
+    if _app is not None:
+        await _app.activity.status(
+            agent_id=agent_id, channel_id=channel_id, thread_id=thread_id, status="branching", detail=description
+        )
+
+
+@hookimpl
+async def spacebot_branch_completed(agent_id: str, channel_id: str, thread_id: str) -> None:
+    if _app is not None:
+        await _app.activity.status(
+            agent_id=agent_id, channel_id=channel_id, thread_id=thread_id, status="thinking", detail=None
+        )
+
+
+@hookimpl
+async def spacebot_connector_status(connector: str, status: str, detail: str | None) -> None:
+    if _app is not None:
+        health = {"connected": "ok", "disconnected": "down", "error": "down"}.get(status, "degraded")
+        await _app.activity.health(component=f"connector:{connector}", status=health, detail=detail)
+
+
+@hookimpl
 async def spacebot_llm_usage(
     agent_id: str,
     channel_id: str | None,

@@ -219,3 +219,57 @@ async def test_restart_worker_and_recover(hosted: tuple[EmbeddedHost, Recorder])
     assert summary["channels_restarted"] == 1
     with pytest.raises(LookupError):
         await host.restart_worker(channel_id="ch_nope")
+
+
+async def test_hook_worker_question_asked_waits_for_the_answer(hosted: tuple[EmbeddedHost, Recorder]) -> None:
+    host, recorder = hosted
+    await say(host, "ask me where to deploy")
+    asked = (await recorder.wait_for("spacebot_worker_question_asked"))[0]
+    assert asked["questions"][0]["options"] == [{"label": "staging"}, {"label": "production"}]
+    started = recorder.of("spacebot_worker_started")[0]
+    assert started["interactive"] is True
+    await asyncio.sleep(0.3)
+    assert host.workers[asked["worker_id"]].state == "waiting_for_input"
+    assert not recorder.of("spacebot_turn_completed"), "the turn waits for the answer"
+    await host.deliver_interaction(agent_id="spacebot", interaction={
+        "question_id": asked["question_id"], "answer": "staging", "channel_id": "ch_test", "thread_id": "th_1"})
+    completed = (await recorder.wait_for("spacebot_turn_completed"))[0]
+    assert "The answer was: staging" in completed["text"]
+    assert recorder.of("spacebot_worker_completed")[0]["outcome"] == "succeeded"
+
+
+async def test_hook_worker_permission_asked_gates_the_tool(tmp_path: Path) -> None:
+    raw = {
+        "enabled": True,
+        "data_dir": str(tmp_path),
+        "runtime": {"coalesce_ms": 20},
+        "providers": {"scripted": {"kind": "scripted", "chars_per_second": 20000}},
+        "agents": [{"id": "ops", "name": "Ops", "provider": "scripted", "channels": ["spacebot"],
+                    "permission_tools": ["restart_service"]}],
+    }
+    recorder = Recorder()
+    pm = plugin_manager()
+    for name, plugin in list(pm.list_name_plugin()):
+        pm.unregister(plugin, name)
+    pm.register(recorder)
+    host = EmbeddedHost(load_settings(environ={}, overrides=raw), pm, raw)
+    await host.start()
+    try:
+        await say(host, "please restart billing")
+        asked = (await recorder.wait_for("spacebot_worker_permission_asked"))[0]
+        assert asked["patterns"] == ["restart_service"]
+        assert "restart_service" in asked["description"]
+        assert not recorder.of("spacebot_tool_started")
+        await host.deliver_interaction(agent_id="ops", interaction={"permission_id": asked["permission_id"],
+                                                                    "allow": False})
+        await recorder.wait_for("spacebot_turn_completed")
+        assert recorder.of("spacebot_worker_completed")[0]["outcome"] == "blocked"
+        assert not recorder.of("spacebot_tool_started")
+        await say(host, "please restart billing", message_id="msg_2")
+        asked = (await recorder.wait_for("spacebot_worker_permission_asked", count=2))[1]
+        await host.deliver_interaction(agent_id="ops", interaction={"permission_id": asked["permission_id"],
+                                                                    "allow": True})
+        await recorder.wait_for("spacebot_turn_completed", count=2)
+        assert recorder.of("spacebot_tool_completed")[0]["result"] == "restart of billing requested"
+    finally:
+        await host.stop()

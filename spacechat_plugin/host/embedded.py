@@ -56,6 +56,8 @@ class EmbeddedHost:
         self.workers: dict[str, WorkerInfo] = {}
         self.running = settings.runtime.mode == "embedded"
         self.memories: list[dict[str, Any]] = []
+        # Questions and permission requests waiting for people, by question/permission id.
+        self.answers: dict[str, asyncio.Future[Mapping[str, Any]]] = {}
         self._background: set[asyncio.Future[Any]] = set()
 
     # -- life cycle ---------------------------------------------------------------------------
@@ -259,9 +261,21 @@ class EmbeddedHost:
         scored.sort(key=lambda pair: pair[0], reverse=True)
         return [memory for _, memory in scored[:limit]]
 
+    def expect_answer(self, key: str) -> asyncio.Future[Mapping[str, Any]]:
+        """A future resolved when deliver_interaction brings the answer for `key`."""
+        future: asyncio.Future[Mapping[str, Any]] = asyncio.get_running_loop().create_future()
+        self.answers[key] = future
+        future.add_done_callback(lambda _: self.answers.pop(key, None))
+        return future
+
     async def deliver_interaction(self, *, agent_id: str, interaction: Mapping[str, Any]) -> None:
         if agent_id not in self.agents_by_id:
             raise LookupError(f"no agent {agent_id}")
+        # An answer to a worker's question or permission request resumes that worker.
+        waiting = self.answers.get(str(interaction.get("question_id") or interaction.get("permission_id") or ""))
+        if waiting is not None and not waiting.done():
+            waiting.set_result(interaction)
+            return
         channel_id, thread_id = interaction.get("channel_id"), interaction.get("thread_id")
         if not channel_id or not thread_id:
             return

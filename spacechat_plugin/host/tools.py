@@ -102,6 +102,16 @@ MEMORY_SAVE_SPEC = ToolSpec(
     },
 )
 
+ASK_USER_SPEC = ToolSpec(
+    "ask_user",
+    "Ask the people in the conversation a question and wait for their answer.",
+    {
+        "type": "object",
+        "properties": {"question": {"type": "string"}, "options": {"type": "array", "items": {"type": "string"}}},
+        "required": ["question"],
+    },
+)
+
 BRANCH_SPEC = ToolSpec(
     "branch",
     "Think something through in a separate branch and return the conclusion.",

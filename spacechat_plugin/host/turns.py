@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..events import new_id
 from .providers import Card, ProviderError, ReasoningDelta, TextDelta, ToolCall, Usage
-from .tools import BRANCH_SPEC, MEMORY_SAVE_SPEC
+from .tools import ASK_USER_SPEC, BRANCH_SPEC, MEMORY_SAVE_SPEC
 from .workers import run_worker
 
 if TYPE_CHECKING:
@@ -159,7 +159,7 @@ class AgentChannel:
             system += "\n\nWhat you remember:\n" + "\n".join(f"- {m['content']}" for m in recalled)
         conversation: list[dict[str, Any]] = [{"role": "system", "content": system}, *transcript]
         text, blocks, ttft_ms = "", None, None
-        tools = [BRANCH_SPEC, MEMORY_SAVE_SPEC, *(tool.spec for tool in host.tools.values())]
+        tools = [BRANCH_SPEC, MEMORY_SAVE_SPEC, ASK_USER_SPEC, *(tool.spec for tool in host.tools.values())]
         try:
             for _ in range(MAX_STEPS):
                 calls: list[ToolCall] = []

@@ -1,6 +1,6 @@
-"""Workers: a tool call run as an asyncio task with Spacebot's states and outcomes.
+"""Workers: a tool call (or a question to people) run with Spacebot's states and outcomes.
 
-running -> (waiting_for_input while `spacebot_before_tool_call` waits for a decision) -> running
+running -> waiting_for_input (while a decision, a permission or an answer is awaited) -> running
 -> done | failed, ending with one outcome: succeeded, failed, timed_out, blocked (denied or
 skipped) or cancelled.
 """
@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..events import new_id
 from .providers import ToolCall
@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 # A decision slower than this means a human is deciding: the worker shows as waiting.
 WAITING_AFTER_SECONDS = 0.05
 RESULT_CHARS = 4000
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -36,104 +38,161 @@ class WorkerInfo:
     started_at: float = 0.0
 
 
-async def run_worker(channel: AgentChannel, call: ToolCall, base: Mapping[str, Any]) -> str:
-    """Run one tool call in a worker; return what the model sees as the tool's result."""
-    host, agent = channel.host, channel.agent
-    hooks = host.hooks
-    worker_id = new_id("worker")
-    info = WorkerInfo(
-        worker_id,
-        agent.id,
-        base["channel_id"],
-        base["thread_id"],
-        f"run {call.name}",
-        started_at=time.monotonic(),
-    )
-    host.workers[worker_id] = info
-    ids = {"agent_id": agent.id, "worker_id": worker_id}
-    tool_ids = {**base, "worker_id": worker_id, "call_id": call.call_id, "tool": call.name}
-    await hooks.call(
-        "spacebot_worker_started",
-        agent_id=agent.id,
-        channel_id=base["channel_id"],
-        thread_id=base["thread_id"],
-        worker_id=worker_id,
-        task=info.task,
-        worker_type="builtin",
-        interactive=False,
-    )
+class Worker:
+    """One worker's life: started, maybe waiting, completed exactly once."""
 
-    async def finish(state: str, outcome: str, result: str) -> str:
-        info.state, info.outcome = state, outcome
-        await hooks.call(
+    def __init__(self, channel: AgentChannel, base: Mapping[str, Any], task: str, *, interactive: bool) -> None:
+        self.host = channel.host
+        self.base = base
+        self.interactive = interactive
+        self.info = WorkerInfo(
+            new_id("worker"),
+            channel.agent.id,
+            base["channel_id"],
+            base["thread_id"],
+            task,
+            started_at=time.monotonic(),
+        )
+        self.ids = {"agent_id": channel.agent.id, "worker_id": self.info.worker_id}
+        self.finished = False
+
+    async def start(self) -> None:
+        self.host.workers[self.info.worker_id] = self.info
+        await self.host.hooks.call(
+            "spacebot_worker_started",
+            agent_id=self.info.agent_id,
+            channel_id=self.info.channel_id,
+            thread_id=self.info.thread_id,
+            worker_id=self.info.worker_id,
+            task=self.info.task,
+            worker_type="builtin",
+            interactive=self.interactive,
+        )
+
+    async def wait(self, awaitable: Awaitable[T], status: str, *, grace: float = WAITING_AFTER_SECONDS) -> T:
+        """Await `awaitable`; if it takes longer than `grace`, show the worker as waiting for input."""
+        task = asyncio.ensure_future(awaitable)
+        done, _ = await asyncio.wait({task}, timeout=grace)
+        if done:
+            return task.result()
+        hooks = self.host.hooks
+        self.info.state = "waiting_for_input"
+        await hooks.call("spacebot_worker_status", **self.ids, state="waiting_for_input", status=status)
+        await hooks.call("spacebot_worker_idle", **self.ids)
+        try:
+            result = await task
+        except asyncio.CancelledError:
+            task.cancel()
+            raise
+        self.info.state = "running"
+        await hooks.call("spacebot_worker_status", **self.ids, state="running", status=f"running {self.info.task}")
+        return result
+
+    async def finish(self, outcome: str, result: str) -> str:
+        if self.finished:
+            return result[:RESULT_CHARS]
+        self.finished = True
+        self.info.state = "done" if outcome in ("succeeded", "partial") else "failed"
+        self.info.outcome = outcome
+        await self.host.hooks.call(
             "spacebot_worker_completed",
-            **ids,
+            **self.ids,
             outcome=outcome,
             result=result[:RESULT_CHARS],
             success=outcome in ("succeeded", "partial"),
         )
-        host.workers.pop(worker_id, None)
+        self.host.workers.pop(self.info.worker_id, None)
         return result[:RESULT_CHARS]
 
+
+async def run_worker(channel: AgentChannel, call: ToolCall, base: Mapping[str, Any]) -> str:
+    """Run one tool call in a worker; return what the model sees as the tool's result."""
+    if call.name == "ask_user":
+        return await ask_people(channel, call, base)
+    host = channel.host
+    hooks = host.hooks
+    worker = Worker(channel, base, f"run {call.name}", interactive=False)
+    tool_ids = {**base, "worker_id": worker.info.worker_id, "call_id": call.call_id, "tool": call.name}
+    await worker.start()
+
+    async def refuse(message: str, outcome: str, started: float | None = None) -> str:
+        took = 0 if started is None else int((time.monotonic() - started) * 1000)
+        await hooks.call("spacebot_tool_failed", **tool_ids, error=message, duration_ms=took)
+        return await worker.finish(outcome, message)
+
     try:
-        decision_task = asyncio.ensure_future(
-            hooks.first("spacebot_before_tool_call", **tool_ids, arguments=call.arguments)
+        decision = await worker.wait(
+            host.hooks.first("spacebot_before_tool_call", **tool_ids, arguments=call.arguments),
+            f"waiting for approval of {call.name}",
         )
-        done, _ = await asyncio.wait({decision_task}, timeout=WAITING_AFTER_SECONDS)
-        if not done:
-            info.state = "waiting_for_input"
-            await hooks.call(
-                "spacebot_worker_status",
-                **ids,
-                state="waiting_for_input",
-                status=f"waiting for approval of {call.name}",
-            )
-            await hooks.call("spacebot_worker_idle", **ids)
-            decision = await decision_task
-            info.state = "running"
-            await hooks.call("spacebot_worker_status", **ids, state="running", status=f"running {call.name}")
-        else:
-            decision = decision_task.result()
         if decision and decision.get("decision") in ("deny", "skip"):
             verb = "denied" if decision["decision"] == "deny" else "skipped"
-            reason = str(decision.get("reason") or "no reason given")
-            message = f"Tool {verb}: {reason}"
-            await hooks.call("spacebot_tool_failed", **tool_ids, error=message, duration_ms=0)
-            return await finish("failed", "blocked", message)
+            return await refuse(f"Tool {verb}: {decision.get('reason') or 'no reason given'}", "blocked")
+        if call.name in channel.agent.permission_tools:
+            allowed = await worker.wait(
+                ask_permission(channel, worker, call), f"asking permission to run {call.name}", grace=0
+            )
+            if not allowed:
+                return await refuse(f"Tool denied: permission to run {call.name} was refused", "blocked")
         tool = host.tools.get(call.name)
         await hooks.call("spacebot_tool_started", **tool_ids, arguments=call.arguments)
         started = time.monotonic()
         if tool is None:
-            message = f"Tool error: there is no tool named {call.name}"
-            await hooks.call("spacebot_tool_failed", **tool_ids, error=message, duration_ms=0)
-            return await finish("failed", "failed", message)
+            return await refuse(f"Tool error: there is no tool named {call.name}", "failed", started)
         try:
             result = await asyncio.wait_for(tool.run(call.arguments), timeout=tool.timeout_seconds)
         except TimeoutError:
-            message = f"Tool error: {call.name} timed out after {tool.timeout_seconds:g}s"
-            await hooks.call(
-                "spacebot_tool_failed",
-                **tool_ids,
-                error=message,
-                duration_ms=int((time.monotonic() - started) * 1000),
+            return await refuse(
+                f"Tool error: {call.name} timed out after {tool.timeout_seconds:g}s", "timed_out", started
             )
-            return await finish("failed", "timed_out", message)
         except Exception as exc:
-            message = f"Tool error: {exc}"
-            await hooks.call(
-                "spacebot_tool_failed",
-                **tool_ids,
-                error=message,
-                duration_ms=int((time.monotonic() - started) * 1000),
-            )
-            return await finish("failed", "failed", message)
+            return await refuse(f"Tool error: {exc}", "failed", started)
         await hooks.call(
             "spacebot_tool_completed",
             **tool_ids,
             result=result[:RESULT_CHARS],
             duration_ms=int((time.monotonic() - started) * 1000),
         )
-        return await finish("done", "succeeded", result)
+        return await worker.finish("succeeded", result)
     except asyncio.CancelledError:
-        await asyncio.shield(finish("failed", "cancelled", "Worker cancelled: the turn was stopped"))
+        await asyncio.shield(worker.finish("cancelled", "Worker cancelled: the turn was stopped"))
+        raise
+
+
+async def ask_permission(channel: AgentChannel, worker: Worker, call: ToolCall) -> bool:
+    """Spacebot's WorkerPermission: ask the people in the conversation, wait for their answer."""
+    permission_id = new_id("perm")
+    answer = channel.host.expect_answer(permission_id)
+    await channel.host.hooks.call(
+        "spacebot_worker_permission_asked",
+        **worker.ids,
+        permission_id=permission_id,
+        description=f"{channel.agent.name} wants to run {call.name} with {dict(call.arguments)}",
+        patterns=[call.name],
+    )
+    return bool((await answer).get("allow"))
+
+
+async def ask_people(channel: AgentChannel, call: ToolCall, base: Mapping[str, Any]) -> str:
+    """The `ask_user` tool: an interactive worker asks a question (Spacebot's WorkerQuestion) and
+    waits, as long as it takes, for an answer delivered through HostAPI.deliver_interaction."""
+    worker = Worker(channel, base, "ask the people in the conversation", interactive=True)
+    await worker.start()
+    question_id = new_id("q")
+    options = [{"label": str(label)} for label in call.arguments.get("options") or []][:10]
+    question = {
+        "question": str(call.arguments.get("question", ""))[:500],
+        "header": channel.agent.name,
+        "options": options,
+    }
+    try:
+        answer = channel.host.expect_answer(question_id)
+        await channel.host.hooks.call(
+            "spacebot_worker_question_asked", **worker.ids, question_id=question_id, questions=[question]
+        )
+        reply = await worker.wait(answer, "waiting for an answer", grace=0)
+        text = str(reply.get("answer", "")).strip()
+        return await worker.finish("succeeded", f"The answer was: {text}" if text else "No answer was given")
+    except asyncio.CancelledError:
+        await asyncio.shield(worker.finish("cancelled", "Worker cancelled: the turn was stopped"))
         raise

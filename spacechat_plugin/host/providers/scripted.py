@@ -89,6 +89,11 @@ class ScriptedProvider:
         if "memory_save" in tools and "remember that" in lowered:
             content = text[lowered.index("remember that") + len("remember that") :].strip(" .")
             return ToolCall(new_id("call"), "memory_save", {"content": content, "memory_type": "fact"})
+        if "ask_user" in tools and "ask me" in lowered:
+            question = "Which environment should I use?"
+            return ToolCall(new_id("call"), "ask_user", {"question": question, "options": ["staging", "production"]})
+        if "restart_service" in tools and "restart" in lowered:
+            return ToolCall(new_id("call"), "restart_service", {"service": text.split()[-1].strip(".!?")})
         if "current_time" in tools and "time" in lowered:
             return ToolCall(new_id("call"), "current_time", {})
         match = _MATH.search(text)
@@ -106,6 +111,8 @@ class ScriptedProvider:
             return f"I thought it through. {result}"
         if name == "memory_save":
             return f"Noted. ({result})"
+        if name == "ask_user":
+            return f"Thanks. {result}"
         if result.startswith(("Tool denied", "Tool skipped", "Tool error")):
             return f"I could not use {name}: {result}"
         return f"I used `{name}` and got: **{result}**"
