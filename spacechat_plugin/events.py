@@ -63,8 +63,8 @@ class MessageCreated(Payload):
 
 @dataclass(frozen=True)
 class MessageStreamDelta(Payload):
-    """message.stream.delta (live only, never in the log): `text` was appended to a streaming
-    message at character `offset`. A client whose copy is not `offset` long refetches it."""
+    """message.stream.delta: live only, never in the log. `text` was appended to a streaming
+    message at character `offset`; a client whose copy is not `offset` long refetches it."""
 
     event_type: ClassVar[str] = "message.stream.delta"
     live_only: ClassVar[bool] = True
