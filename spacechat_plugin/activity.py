@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from .events import (
     SYSTEM,
+    AgentStatusChanged,
     AgentTokenUsage,
     Event,
     Payload,
@@ -20,6 +21,8 @@ from .events import (
     ToolFailed,
     ToolStarted,
     WorkerCompleted,
+    WorkerPermissionAsked,
+    WorkerQuestionAsked,
     WorkerStarted,
     WorkerStatus,
 )
@@ -147,6 +150,32 @@ class Activity:
             worker_id=worker_id, agent_id=agent_id, outcome=outcome, result=summarize(result), success=success
         )
         await self._emit(payload, agent_id=agent_id, channel_id=place.channel_id, thread_id=place.thread_id)
+
+    async def question(
+        self, *, agent_id: str, worker_id: str, question_id: str, questions: list[dict[str, Any]]
+    ) -> None:
+        place = self.workers.get(worker_id, WorkerPlace(agent_id, None, None))
+        payload = WorkerQuestionAsked(
+            worker_id=worker_id, agent_id=agent_id, question_id=question_id, questions=questions
+        )
+        await self._emit(payload, agent_id=agent_id, channel_id=place.channel_id, thread_id=place.thread_id)
+
+    async def permission(
+        self, *, agent_id: str, worker_id: str, permission_id: str, description: str, patterns: list[str]
+    ) -> None:
+        place = self.workers.get(worker_id, WorkerPlace(agent_id, None, None))
+        payload = WorkerPermissionAsked(
+            worker_id=worker_id,
+            agent_id=agent_id,
+            permission_id=permission_id,
+            description=summarize(description, 500),
+            patterns=patterns,
+        )
+        await self._emit(payload, agent_id=agent_id, channel_id=place.channel_id, thread_id=place.thread_id)
+
+    async def status(self, *, agent_id: str, channel_id: str, thread_id: str, status: str, detail: str | None) -> None:
+        payload = AgentStatusChanged(agent_id=agent_id, status=status, detail=detail)
+        await self._emit(payload, agent_id=agent_id, channel_id=channel_id, thread_id=thread_id)
 
     async def usage(
         self,

@@ -16,18 +16,18 @@ from typing import Any
 
 from starlette.requests import HTTPConnection
 
-from . import auth
 from .activity import Activity
-from .bus import Bus
+from .auth import Authenticator, load_or_create_secret
+from .bus import Bus, Subscription
 from .config import Settings
 from .events import SYSTEM, Actor, Event, now_rfc3339
 from .hookspecs import HostAPI
-from .permissions import SCOPES, Principal
+from .permissions import Access, Principal
 from .replies import ReplyStreams
 from .resources import resource
+from .store import identity, tenancy
 from .store import log as event_log
 from .store import messages as message_store
-from .store import tenancy
 from .store.db import Database, WriteTx
 
 logger = logging.getLogger("spacechat")
@@ -48,7 +48,11 @@ class Spacechat:
             read_connections=settings.storage.read_connections,
         )
         self.bus = Bus(ring_size=settings.realtime.ring_size, max_lag=settings.realtime.max_lag)
-        self.db.on_commit = self.bus.publish
+        self.db.on_commit = self._committed
+        self.access = Access()
+        self.auth: Authenticator | None = None
+        # Open realtime streams by credential and by user, to end them when access ends.
+        self.streams: dict[str, set[Subscription]] = {}
         self.replies = ReplyStreams(self)
         self.activity = Activity(self)
         self.org_id = ""
@@ -65,17 +69,21 @@ class Spacechat:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         with contextlib.suppress(OSError):
             os.chmod(self.data_dir, 0o700)
+        self.auth = Authenticator(self, load_or_create_secret(self.data_dir))
         await self.db.open()
         if self.db.applied_now:
             logger.info("applied migrations: %s", ", ".join(self.db.applied_now))
         await self._bootstrap()
+        await self._register_agents()
         ended = await self.db.write(message_store.interrupt_open_streams)
         if ended:
             logger.warning("%d agent replies were cut by a restart and marked interrupted", len(ended))
         await self.db.write(lambda tx: event_log.prune(tx, self.settings.storage.retention_days))
         await self.db.write(message_store.prune_idempotency_keys)
-        for channel in await tenancy.list_channels(self.db, self.org_id):
-            self.channels[channel["id"]] = channel
+        channels = await tenancy.all_channels(self.db)
+        self.channels = {channel["id"]: channel for channel in channels}
+        self.access.load(channels, await identity.all_memberships(self.db))
+        await self._offer_setup()
         self._background = [
             asyncio.create_task(self._heartbeat(), name="spacechat-heartbeat"),
             asyncio.create_task(self.replies.checkpoint_loop(), name="spacechat-checkpoint"),
@@ -83,13 +91,14 @@ class Spacechat:
         ]
 
     async def _bootstrap(self) -> None:
+        """On first start: the organisation, its first team and channels."""
         org = await tenancy.first_org(self.db)
         if org is not None:
             self.org_id = org["id"]
             return
         seed = self.settings.bootstrap
 
-        def create(tx: WriteTx) -> tuple[str, str]:
+        def create(tx: WriteTx) -> str:
             org = tenancy.create_org(tx, seed.org_name)
             team = tenancy.create_team(tx, org["id"], seed.team_name)
             for channel in seed.channels:
@@ -103,12 +112,83 @@ class Spacechat:
                     topic=channel.topic,
                     private=channel.private,
                 )
-            secret, _ = auth.create_api_token(tx, org_id=org["id"], name="admin", scopes=list(SCOPES))
-            return org["id"], secret
+            return str(org["id"])
 
-        self.org_id, secret = await self.db.write(create)
-        # Shown once, on the console only: never logged, never stored in clear.
-        print(f"Spacechat admin token (shown once, keep it safe): {secret}", file=sys.stdout, flush=True)
+        self.org_id = await self.db.write(create)
+
+    async def _register_agents(self) -> None:
+        """Each agent of the host acts under its own identity (kind `agent`) in the primary
+        organisation, and is a member of the channels it is bound to."""
+        if self.host is None:
+            return
+        agents = self.host.agents()
+        org_id = self.org_id
+
+        def register(tx: WriteTx) -> None:
+            for agent in agents:
+                if identity.user_row(tx, agent["id"]) is None:
+                    identity.create_user(
+                        tx,
+                        org_id=org_id,
+                        kind="agent",
+                        name=agent["name"],
+                        role="agent",
+                        user_id=agent["id"],
+                        actor=SYSTEM,
+                    )
+                for name in agent.get("channels", []):
+                    row = tx.one("SELECT * FROM channels WHERE org_id = ? AND name = ?", (org_id, name))
+                    if row is not None:
+                        identity.add_member(tx, tenancy.channel_json(row), agent["id"], SYSTEM)
+
+        await self.db.write(register)
+
+    async def _offer_setup(self) -> None:
+        """While the organisation has no owner, print a one-time setup link (a new one at every
+        start; the old ones stop working). There is no default password, ever."""
+        if await identity.any_owner(self.db, self.org_id):
+            return
+        org_id = self.org_id
+        secret = await self.db.write(lambda tx: identity.create_setup_token(tx, org_id, instance_admin=True))
+        # Shown on the console only: never logged, stored only as a hash.
+        print(f"Create the owner account: {self.settings.url}/setup#token={secret}", file=sys.stdout, flush=True)
+
+    def _committed(self, events: list[Event]) -> None:
+        """After each commit, before fan-out: keep the access caches current, so every event
+        is filtered by the memberships that hold after it."""
+        for event in events:
+            kind = event.event_type
+            if kind in ("channel.created", "channel.updated"):
+                channel = event.payload.channel  # type: ignore[attr-defined]
+                self.channels[channel["id"]] = channel
+                self.access.channels[channel["id"]] = channel
+            elif kind == "member.added" and event.channel_id:
+                self.access.joined(event.payload.user_id, event.channel_id)  # type: ignore[attr-defined]
+            elif kind == "member.removed" and event.channel_id:
+                self.access.left(event.payload.user_id, event.channel_id)  # type: ignore[attr-defined]
+        self.bus.publish(events)
+
+    def subscribe(self, who: Principal, visible: Any) -> Subscription:
+        """A bus subscription registered under its credential and user, so ending access ends it."""
+        subscription = self.bus.subscribe(visible)
+        for key in (who.credential_id, who.user_id):
+            if key:
+                self.streams.setdefault(key, set()).add(subscription)
+        return subscription
+
+    def unsubscribe(self, who: Principal, subscription: Subscription) -> None:
+        subscription.close()
+        for key in (who.credential_id, who.user_id):
+            streams = self.streams.get(key or "")
+            if streams is not None:
+                streams.discard(subscription)
+                if not streams:
+                    del self.streams[key or ""]
+
+    def end_streams(self, key: str) -> None:
+        """Close the realtime streams of a revoked session or token, or of a deactivated user."""
+        for subscription in list(self.streams.pop(key, ())):
+            subscription.close()
 
     def begin_shutdown(self) -> None:
         """End every realtime stream so the server can stop (SSE never ends by itself)."""
@@ -130,6 +210,11 @@ class Spacechat:
         while True:
             await asyncio.sleep(self.settings.realtime.heartbeat_seconds)
             self.bus.tick()
+            if self.auth is not None:
+                try:
+                    await self.auth.flush_seen()
+                except Exception:
+                    logger.exception("saving sessions' last-seen times failed")
 
     async def _prune_loop(self) -> None:
         while True:
@@ -156,7 +241,8 @@ class Spacechat:
     # -- services -----------------------------------------------------------------------------
 
     async def authenticate(self, conn: HTTPConnection) -> Principal:
-        return await auth.authenticate(self.db, conn)
+        assert self.auth is not None
+        return await self.auth.authenticate(conn)
 
     async def channel(self, channel_id: str) -> dict[str, Any] | None:
         cached = self.channels.get(channel_id)
@@ -165,9 +251,6 @@ class Spacechat:
             if cached is not None:
                 self.channels[channel_id] = cached
         return cached
-
-    def remember_channel(self, channel: dict[str, Any]) -> None:
-        self.channels[channel["id"]] = channel
 
     def agent_actor(self, agent_id: str) -> Actor:
         return Actor("agent", agent_id)

@@ -1,49 +1,243 @@
-"""Who is calling: resolve a request's credentials to a Principal.
+"""Who is calling: credentials to a Principal.
 
-Until people and sessions arrive (issue 3), the one credential is the admin API token created
-at first start: printed once, stored only as a SHA-256 hash.
+- **Sessions** are server-side rows (device, user agent, created, last seen, revoked). The
+  browser holds an itsdangerous-signed reference in an HttpOnly, SameSite=Lax cookie; other
+  clients send the same signed reference as `Authorization: Bearer`. Revoking the row ends the
+  session everywhere at once.
+- **API tokens** (`sc_…`) are random, shown once and stored as SHA-256 hashes; they act as their
+  owner with explicit scopes, cut down to what the owner's role still grants.
+- **CSRF**: a write authenticated by the cookie must carry `X-CSRF-Token`, an HMAC of the
+  session id that only a page of ours can read (from the login answer or GET /v1/me). A
+  WebSocket authenticated by the cookie must come from our own origin.
+- **Passwords** are hashed with argon2id; login is rate limited per account and per address.
+
+The signing secret is made at first start and kept in the data directory with mode 0600. No
+password, token or session reference is ever logged, put in an event, an error or the audit log.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import hmac
+import os
 import secrets
-from typing import Any
+import time
+from collections import deque
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from starlette.requests import HTTPConnection
 
-from .errors import Unauthorized
-from .events import Actor, new_id, now_rfc3339
-from .permissions import SCOPES, Principal
-from .store.db import Database, WriteTx, dumps, loads
+from .errors import Forbidden, TooManyRequests, Unauthorized
+from .events import Actor, now_rfc3339
+from .permissions import ROLE_SCOPES, Principal
+from .store import identity
+from .store.db import loads
 
-TOKEN_PREFIX = "sc_"
+if TYPE_CHECKING:
+    from .app import Spacechat
 
+SESSION_COOKIE = "spacechat_session"
+CSRF_HEADER = "x-csrf-token"
+SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
+TOUCH_EVERY_SECONDS = 60
 
-def hash_token(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
-def create_api_token(tx: WriteTx, *, org_id: str, name: str, scopes: list[str]) -> tuple[str, dict[str, Any]]:
-    """Create a token; return the secret (shown once) and the stored row (without it)."""
-    secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    row = {
-        "id": new_id("tok"),
-        "org_id": org_id,
-        "name": name,
-        "token_hash": hash_token(secret),
-        "scopes": dumps(sorted(scopes)),
-        "created_at": now_rfc3339(),
-    }
-    tx.execute(
-        "INSERT INTO api_tokens (id, org_id, name, token_hash, scopes, created_at)"
-        " VALUES (:id, :org_id, :name, :token_hash, :scopes, :created_at)",
-        row,
-    )
-    return secret, {k: v for k, v in row.items() if k != "token_hash"}
+_hasher = PasswordHasher()
+# Verified against when an email is unknown, so a miss costs as much time as a wrong password.
+_DUMMY_HASH = _hasher.hash(secrets.token_hex(16))
 
 
-def bearer_token(conn: HTTPConnection) -> str | None:
+def load_or_create_secret(data_dir: Path) -> bytes:
+    path = data_dir / "secret.key"
+    if path.exists():
+        return bytes.fromhex(path.read_text().strip())
+    secret = secrets.token_bytes(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(secret.hex())
+    return secret
+
+
+async def hash_password(password: str) -> str:
+    return await asyncio.to_thread(_hasher.hash, password)
+
+
+async def verify_password(stored: str | None, password: str) -> bool:
+    def check() -> bool:
+        try:
+            return _hasher.verify(stored or _DUMMY_HASH, password) and stored is not None
+        except (VerificationError, InvalidHashError):
+            return False
+
+    return await asyncio.to_thread(check)
+
+
+class RateLimiter:
+    """At most `limit` events per key within `window` seconds (a sliding window, in memory:
+    one process serves an installation)."""
+
+    def __init__(self, limit: int, window: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.limit, self.window, self.clock = limit, window, clock
+        self._events: dict[str, deque[float]] = {}
+
+    def _recent(self, key: str) -> deque[float]:
+        events = self._events.setdefault(key, deque())
+        cutoff = self.clock() - self.window
+        while events and events[0] < cutoff:
+            events.popleft()
+        return events
+
+    def blocked_for(self, key: str) -> float:
+        """Seconds until `key` may try again (0 when it may now)."""
+        events = self._recent(key)
+        if len(events) < self.limit:
+            return 0.0
+        return max(0.0, events[0] + self.window - self.clock())
+
+    def hit(self, key: str) -> None:
+        self._recent(key).append(self.clock())
+
+    def clear(self, key: str) -> None:
+        self._events.pop(key, None)
+
+
+class Authenticator:
+    def __init__(self, app: Spacechat, secret: bytes) -> None:
+        self.app = app
+        self._secret = secret
+        self._signer = URLSafeTimedSerializer(secret, salt="spacechat-session")
+        self.login_by_account = RateLimiter(limit=5, window=15 * 60)
+        self.login_by_address = RateLimiter(limit=20, window=15 * 60)
+        self._seen: dict[str, float] = {}
+        self._touch: dict[str, str] = {}
+
+    # -- session references -------------------------------------------------------------------
+
+    def sign(self, session_id: str) -> str:
+        return str(self._signer.dumps(session_id))
+
+    def unsign(self, reference: str) -> str | None:
+        max_age = int(self.app.settings.auth.session_days * 86400)
+        try:
+            value = self._signer.loads(reference, max_age=max_age)
+        except (BadSignature, SignatureExpired):
+            return None
+        return value if isinstance(value, str) else None
+
+    def csrf_token(self, session_id: str) -> str:
+        return hmac.new(self._secret, f"csrf:{session_id}".encode(), hashlib.sha256).hexdigest()[:40]
+
+    def cookie_options(self) -> dict[str, Any]:
+        return {
+            "key": SESSION_COOKIE,
+            "httponly": True,
+            "samesite": "lax",
+            "secure": self.app.settings.public_url.startswith("https://"),
+            "path": "/",
+            "max_age": int(self.app.settings.auth.session_days * 86400),
+        }
+
+    # -- authentication -----------------------------------------------------------------------
+
+    async def authenticate(self, conn: HTTPConnection) -> Principal:
+        bearer = _bearer(conn)
+        if bearer is not None:
+            if bearer.startswith(identity.TOKEN_PREFIX):
+                return await self._from_token(bearer)
+            return await self._from_session(bearer, via_cookie=False, conn=conn)
+        cookie = conn.cookies.get(SESSION_COOKIE)
+        if cookie:
+            return await self._from_session(cookie, via_cookie=True, conn=conn)
+        raise Unauthorized("sign in, or send 'Authorization: Bearer <token>'")
+
+    async def _from_session(self, reference: str, *, via_cookie: bool, conn: HTTPConnection) -> Principal:
+        session_id = self.unsign(reference)
+        if session_id is None:
+            raise Unauthorized("the session is not valid; sign in again", code="session_invalid")
+        row = await identity.session_with_user(self.app.db, session_id)
+        now = now_rfc3339()
+        if row is None or row["revoked_at"] is not None or row["expires_at"] <= now:
+            raise Unauthorized("the session has ended; sign in again", code="session_invalid")
+        if row["deactivated_at"] is not None:
+            raise Unauthorized("this account is deactivated", code="account_deactivated")
+        if via_cookie:
+            self._check_csrf(conn, session_id)
+        self._remember_seen(session_id, now)
+        return self._principal(row, credential="session", credential_id=session_id, scopes=ROLE_SCOPES[row["role"]])
+
+    async def _from_token(self, secret: str) -> Principal:
+        row = await identity.token_with_user(self.app.db, secret)
+        if row is None or row["revoked_at"] is not None:
+            raise Unauthorized("this API token is not valid", code="token_invalid")
+        if row["expires_at"] is not None and row["expires_at"] <= now_rfc3339():
+            raise Unauthorized("this API token has expired", code="token_expired")
+        if row["deactivated_at"] is not None:
+            raise Unauthorized("this account is deactivated", code="account_deactivated")
+        scopes = frozenset(loads(row["scopes"])) & ROLE_SCOPES[row["role"]]
+        return self._principal(row, credential="token", credential_id=row["token_id"], scopes=scopes)
+
+    def _principal(self, row: Any, *, credential: str, credential_id: str, scopes: frozenset[str]) -> Principal:
+        return Principal(
+            actor=Actor("agent" if row["kind"] == "agent" else "user", row["id"]),
+            org_id=row["org_id"],
+            scopes=scopes,
+            role=row["role"],
+            name=row["name"],
+            credential=credential,
+            credential_id=credential_id,
+            instance_admin=bool(row["instance_admin"]),
+            channels=self.app.access.memberships(row["id"]),
+        )
+
+    def _check_csrf(self, conn: HTTPConnection, session_id: str) -> None:
+        if conn.scope["type"] == "websocket":
+            origin = conn.headers.get("origin")
+            if origin is not None and origin.split("://", 1)[-1] != conn.headers.get("host", ""):
+                raise Forbidden("this WebSocket comes from another site", code="csrf_failed")
+            return
+        if conn.scope.get("method", "GET") in SAFE_METHODS:
+            return
+        sent = conn.headers.get(CSRF_HEADER, "")
+        if not hmac.compare_digest(sent, self.csrf_token(session_id)):
+            raise Forbidden("a cookie-authenticated write needs the X-CSRF-Token header", code="csrf_failed")
+
+    def _remember_seen(self, session_id: str, now: str) -> None:
+        """Last seen is written at most once a minute per session, in a batch."""
+        moment = time.monotonic()
+        if moment - self._seen.get(session_id, 0.0) >= TOUCH_EVERY_SECONDS:
+            self._seen[session_id] = moment
+            self._touch[session_id] = now
+
+    async def flush_seen(self) -> None:
+        if self._touch:
+            batch, self._touch = self._touch, {}
+            await self.app.db.write(lambda tx: identity.touch_sessions(tx, batch))
+
+    # -- login rate limits --------------------------------------------------------------------
+
+    def check_login_allowed(self, email: str, address: str) -> None:
+        wait = max(self.login_by_account.blocked_for(email), self.login_by_address.blocked_for(address))
+        if wait > 0:
+            raise TooManyRequests(
+                "too many failed sign-in attempts; try again later",
+                details={"retry_after_seconds": int(wait) + 1},
+                headers={"Retry-After": str(int(wait) + 1)},
+            )
+
+    def login_failed(self, email: str, address: str) -> None:
+        self.login_by_account.hit(email)
+        self.login_by_address.hit(address)
+
+    def login_succeeded(self, email: str) -> None:
+        self.login_by_account.clear(email)
+
+
+def _bearer(conn: HTTPConnection) -> str | None:
     header = conn.headers.get("authorization", "")
     scheme, _, value = header.partition(" ")
     if scheme.lower() == "bearer" and value.strip():
@@ -51,25 +245,5 @@ def bearer_token(conn: HTTPConnection) -> str | None:
     return None
 
 
-async def authenticate(db: Database, conn: HTTPConnection) -> Principal:
-    """The principal behind a request, or Unauthorized."""
-    token = bearer_token(conn)
-    if token is None:
-        raise Unauthorized("sign in, or send an API token as 'Authorization: Bearer <token>'")
-    row = await db.fetchone(
-        "SELECT id, org_id, name, scopes, expires_at, revoked_at FROM api_tokens WHERE token_hash = ?",
-        (hash_token(token),),
-    )
-    if row is None or row["revoked_at"] is not None:
-        raise Unauthorized("this API token is not valid")
-    if row["expires_at"] is not None and row["expires_at"] <= now_rfc3339():
-        raise Unauthorized("this API token has expired")
-    scopes = frozenset(loads(row["scopes"])) & frozenset(SCOPES)
-    return Principal(
-        actor=Actor("user", row["id"]),
-        org_id=row["org_id"],
-        scopes=scopes,
-        name=row["name"],
-        role="admin" if scopes == frozenset(SCOPES) else "token",
-        credential_id=row["id"],
-    )
+def client_address(conn: HTTPConnection) -> str:
+    return conn.client.host if conn.client else "unknown"

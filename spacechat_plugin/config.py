@@ -80,6 +80,12 @@ class BridgeConfig(_Section):
         return value.rstrip("/")
 
 
+class AuthConfig(_Section):
+    session_days: float = Field(30, gt=0, le=365)
+    password_min_length: int = Field(10, ge=8, le=128)
+    invitation_hours: float = Field(72, gt=0, le=24 * 90)
+
+
 class ChannelSeed(_Section):
     name: str
     category: str = "departments"
@@ -133,6 +139,7 @@ class Settings(_Section):
     uploads: UploadsConfig = UploadsConfig()
     realtime: RealtimeConfig = RealtimeConfig()
     runtime: HostConfig = HostConfig()
+    auth: AuthConfig = AuthConfig()
     bridge: BridgeConfig = BridgeConfig()
     bootstrap: BootstrapConfig = BootstrapConfig()
     providers: dict[str, ProviderConfig] = {}

@@ -15,12 +15,15 @@ class SpacechatError(Exception):
     status = 500
     code = "internal_error"
 
-    def __init__(self, message: str, *, code: str | None = None, details: Any = None) -> None:
+    def __init__(
+        self, message: str, *, code: str | None = None, details: Any = None, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
         if code is not None:
             self.code = code
         self.details = details
+        self.headers = headers or {}
 
     def body(self) -> dict[str, Any]:
         error: dict[str, Any] = {"code": self.code, "message": self.message}
@@ -77,6 +80,11 @@ class Unprocessable(SpacechatError):
 class TooManyRequests(SpacechatError):
     status = 429
     code = "rate_limited"
+
+
+class Gone(SpacechatError):
+    status = 410
+    code = "gone"
 
 
 class ServiceUnavailable(SpacechatError):

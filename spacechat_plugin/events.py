@@ -125,6 +125,48 @@ class ChannelUpdated(Payload):
     channel: dict[str, Any]
 
 
+@dataclass(frozen=True)
+class TeamCreated(Payload):
+    """team.created: a team was created."""
+
+    event_type: ClassVar[str] = "team.created"
+    team: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class MemberJoined(Payload):
+    """member.joined: a person or bot joined the organisation (setup, invitation, bot created)."""
+
+    event_type: ClassVar[str] = "member.joined"
+    user: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class MemberUpdated(Payload):
+    """member.updated: a member's role or name changed, or the member was deactivated."""
+
+    event_type: ClassVar[str] = "member.updated"
+    user: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class MemberAdded(Payload):
+    """member.added: a member was added to the channel (or joined it)."""
+
+    event_type: ClassVar[str] = "member.added"
+    user_id: str
+    added_by: str | None
+
+
+@dataclass(frozen=True)
+class MemberRemoved(Payload):
+    """member.removed: a member was removed from the channel (or left it)."""
+
+    event_type: ClassVar[str] = "member.removed"
+    user_id: str
+    removed_by: str | None
+
+
 # --- agents, tools and workers -------------------------------------------------------------
 
 

@@ -1,28 +1,41 @@
 """Every permission decision, in one place.
 
-A route asks `check(principal, action, resource)`; nothing else decides who may do what.
-A resource of another organisation answers 404 (it does not exist for this actor); a known
-resource the actor lacks the scope for answers 403.
+Roles grant scopes (docs/permissions.md has the table); API tokens carry explicit scopes, cut
+down to what their owner's role still grants. A route asks `check(principal, action, resource,
+channel=...)`; nothing else decides who may do what:
+
+- a resource of another organisation, or in a channel the principal may not read (a private
+  channel it is not in; for a guest, any channel it was not added to), answers 404: for this
+  actor it does not exist;
+- a known resource without the scope answers 403.
+
+Realtime uses the same rule per event (`visible`), live and on replay alike.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Set
 from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import Forbidden, NotFound
 from .events import Actor
 
-# Scopes: the vocabulary of actions (docs/permissions.md has the table by role).
+ROLES: tuple[str, ...] = ("owner", "admin", "operator", "member", "guest", "agent")
+
+# Scopes: the vocabulary of actions.
 SCOPES: tuple[str, ...] = (
     "channels:read",
+    "channels:join",
     "channels:manage",
     "messages:read",
     "messages:write",
     "files:write",
     "realtime:subscribe",
     "agents:read",
+    "members:read",
+    "members:manage",
+    "tokens:create",
     "diagnostics:read",
     "ops:retry",
     "ops:restart",
@@ -30,38 +43,130 @@ SCOPES: tuple[str, ...] = (
     "ops:recover",
     "memory:review",
     "audit:read",
-    "members:manage",
     "org:admin",
 )
+
+_EVERYONE = {"channels:read", "messages:read", "messages:write", "files:write", "realtime:subscribe", "agents:read"}
+_MEMBER = _EVERYONE | {"channels:join", "members:read", "tokens:create"}
+_OPERATOR = _MEMBER | {"diagnostics:read", "ops:retry", "ops:restart", "ops:reconnect"}
+_ADMIN = _OPERATOR | {"channels:manage", "members:manage", "ops:recover", "memory:review", "audit:read"}
+
+ROLE_SCOPES: dict[str, frozenset[str]] = {
+    "owner": frozenset(_ADMIN | {"org:admin"}),
+    "admin": frozenset(_ADMIN),
+    "operator": frozenset(_OPERATOR),
+    "member": frozenset(_MEMBER),
+    "guest": frozenset(_EVERYONE),
+    "agent": frozenset(_EVERYONE | {"members:read"}),
+}
+
+# Who may give which role: an owner any; an admin up to admin; nobody else.
+ASSIGNABLE: dict[str, frozenset[str]] = {
+    "owner": frozenset(ROLES) - {"agent"},
+    "admin": frozenset({"admin", "operator", "member", "guest"}),
+}
+
+# Org-wide events (no channel) that need a scope to be seen.
+EVENT_SCOPES: dict[str, str] = {"system.health.changed": "diagnostics:read"}
 
 
 @dataclass(frozen=True)
 class Principal:
-    """Who is asking: the actor, its organisation, and the scopes it holds."""
+    """Who is asking: the actor, its organisation, role and scopes, and the channels it is in.
+
+    `channels` is the live membership set kept by `Access`, so a long-lived stream sees
+    membership changes as they happen.
+    """
 
     actor: Actor
     org_id: str
     scopes: frozenset[str]
-    name: str = ""
     role: str = "member"
+    name: str = ""
+    credential: str = "session"  # session | token | host
     credential_id: str | None = None
-    extra: Mapping[str, Any] = field(default_factory=dict)
+    instance_admin: bool = False
+    channels: Set[str] = field(default_factory=frozenset)
+
+    @property
+    def user_id(self) -> str:
+        return self.actor.id or ""
 
 
-def check(principal: Principal, action: str, resource: Mapping[str, Any] | None = None) -> None:
+def can_read_channel(principal: Principal, channel: Mapping[str, Any]) -> bool:
+    if channel.get("org_id") != principal.org_id:
+        return False
+    if channel["id"] in principal.channels:
+        return True
+    return not channel.get("private") and principal.role != "guest"
+
+
+def check(
+    principal: Principal,
+    action: str,
+    resource: Mapping[str, Any] | None = None,
+    *,
+    channel: Mapping[str, Any] | None = None,
+) -> None:
     """Allow, or raise NotFound / Forbidden.
 
     :param action: a scope from SCOPES.
     :param resource: the thing acted on (anything with an `org_id`), or None for the
         principal's own organisation.
+    :param channel: the channel the resource lives in (or is), when it lives in one.
     """
     assert action in SCOPES, f"unknown action {action!r}"
     if resource is not None and resource.get("org_id") != principal.org_id:
+        raise NotFound("no such resource")
+    if channel is not None and not can_read_channel(principal, channel):
         raise NotFound("no such resource")
     if action not in principal.scopes:
         raise Forbidden(f"this needs the {action} permission", details={"scope": action})
 
 
-def visible_to(principal: Principal, org_id: str | None, channel_id: str | None) -> bool:
-    """Whether an event scoped to (org, channel) may reach this principal's realtime stream."""
-    return org_id == principal.org_id and "realtime:subscribe" in principal.scopes
+# Actions anyone may attempt without signing in (each route that allows it says so).
+PUBLIC_ACTIONS = frozenset({"auth:setup", "auth:login", "auth:invitation", "meta:read"})
+
+
+def public(action: str) -> None:
+    """The permission check of a route that needs no sign-in (setup, login, invitations, the
+    OpenAPI document): there is nobody to check, but the route still declares itself here."""
+    assert action in PUBLIC_ACTIONS, f"{action!r} is not a public action"
+
+
+def may(principal: Principal, action: str) -> bool:
+    return action in principal.scopes
+
+
+class Access:
+    """Channel privacy and memberships, cached in memory and kept current at every commit."""
+
+    def __init__(self) -> None:
+        self.channels: dict[str, dict[str, Any]] = {}
+        self._members: dict[str, set[str]] = {}
+
+    def load(self, channels: list[dict[str, Any]], memberships: list[tuple[str, str]]) -> None:
+        self.channels = {channel["id"]: channel for channel in channels}
+        self._members = {}
+        for channel_id, user_id in memberships:
+            self._members.setdefault(user_id, set()).add(channel_id)
+
+    def memberships(self, user_id: str) -> set[str]:
+        """The live set of channel ids a user is a member of."""
+        return self._members.setdefault(user_id, set())
+
+    def joined(self, user_id: str, channel_id: str) -> None:
+        self.memberships(user_id).add(channel_id)
+
+    def left(self, user_id: str, channel_id: str) -> None:
+        self.memberships(user_id).discard(channel_id)
+
+    def visible(self, principal: Principal, org_id: str | None, channel_id: str | None, event_type: str) -> bool:
+        """Whether an event may reach this principal's stream."""
+        if org_id != principal.org_id:
+            return False
+        if channel_id is None:
+            needed = EVENT_SCOPES.get(event_type)
+            return needed is None or needed in principal.scopes
+        channel = self.channels.get(channel_id)
+        return channel is not None and can_read_channel(principal, channel)

@@ -16,7 +16,8 @@ from typing import Any
 import httpx
 
 URL_LINE = re.compile(r"Spacechat is running at (http://[^\s/]+)/")
-TOKEN_LINE = re.compile(r"admin token \(shown once, keep it safe\): (sc_[A-Za-z0-9_-]+)")
+SETUP_LINE = re.compile(r"Create the owner account: \S+/setup#token=(setup_[A-Za-z0-9_-]+)")
+OWNER = {"email": "owner@example.com", "name": "Olive Owner", "password": "correct horse battery staple"}
 
 FAST_AGENT_CONFIG: dict[str, dict[str, Any]] = {
     "runtime": {"coalesce_ms": 30},
@@ -57,6 +58,8 @@ class Server:
     env: dict[str, str] = field(default_factory=dict)
     url: str = ""
     token: str = ""
+    setup_token: str = ""
+    owner: dict[str, Any] = field(default_factory=dict)
     process: subprocess.Popen[str] | None = None
     output: list[str] = field(default_factory=list)
     _reader: threading.Thread | None = None
@@ -85,14 +88,15 @@ class Server:
             env=env,
         )
         ready = threading.Event()
+        self.setup_token = ""
 
         def read() -> None:
             assert self.process is not None and self.process.stdout is not None
             for line in self.process.stdout:
                 self.output.append(line)
-                token = TOKEN_LINE.search(line)
-                if token:
-                    self.token = token.group(1)
+                setup = SETUP_LINE.search(line)
+                if setup:
+                    self.setup_token = setup.group(1)
                 url = URL_LINE.search(line)
                 if url:
                     self.url = url.group(1)
@@ -104,13 +108,25 @@ class Server:
         if not ready.wait(timeout) or not self.url:
             self.stop()
             raise RuntimeError("server did not start:\n" + "".join(self.output[-50:]))
-        if not self.token:
-            token_file = self.data_dir / ".test-token"
-            if token_file.exists():
-                self.token = token_file.read_text().strip()
-        else:
-            (self.data_dir / ".test-token").write_text(self.token)
+        token_file = self.data_dir.parent / f"{self.data_dir.name}.owner-token"
+        if self.setup_token:
+            self.token = self._create_owner()
+            token_file.write_text(self.token)
+        elif token_file.exists():
+            self.token = token_file.read_text().strip()
         return self
+
+    def _create_owner(self) -> str:
+        """Use the printed setup link as a person would, then make an owner API token for the tests."""
+        with httpx.Client(base_url=self.url, timeout=30) as client:
+            created = client.post("/v1/auth/setup", json={"token": self.setup_token, **OWNER, "return_token": True})
+            assert created.status_code == 201, created.text
+            self.owner = created.json()["user"]
+            session = {"Authorization": f"Bearer {created.json()['session_token']}"}
+            scopes = client.get("/v1/me", headers=session).json()["scopes"]
+            token = client.post("/v1/tokens", json={"name": "tests", "scopes": scopes}, headers=session)
+            assert token.status_code == 201, token.text
+            return str(token.json()["secret"])
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> int | None:
         if self.process is None:

@@ -49,7 +49,9 @@ async def test_kill_during_a_burst_of_sends(tmp_path: Path) -> None:
                     i += 1
 
         senders = [asyncio.create_task(sender(w)) for w in range(16)]
-        await asyncio.sleep(1.0)
+        async with asyncio.timeout(30):
+            while len(acked) < 60:
+                await asyncio.sleep(0.05)
         server.kill()  # SIGKILL while requests are in flight
         stop.set()
         await asyncio.gather(*senders)

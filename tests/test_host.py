@@ -231,8 +231,15 @@ async def test_hook_worker_question_asked_waits_for_the_answer(hosted: tuple[Emb
     await asyncio.sleep(0.3)
     assert host.workers[asked["worker_id"]].state == "waiting_for_input"
     assert not recorder.of("spacebot_turn_completed"), "the turn waits for the answer"
-    await host.deliver_interaction(agent_id="spacebot", interaction={
-        "question_id": asked["question_id"], "answer": "staging", "channel_id": "ch_test", "thread_id": "th_1"})
+    await host.deliver_interaction(
+        agent_id="spacebot",
+        interaction={
+            "question_id": asked["question_id"],
+            "answer": "staging",
+            "channel_id": "ch_test",
+            "thread_id": "th_1",
+        },
+    )
     completed = (await recorder.wait_for("spacebot_turn_completed"))[0]
     assert "The answer was: staging" in completed["text"]
     assert recorder.of("spacebot_worker_completed")[0]["outcome"] == "succeeded"
@@ -244,8 +251,15 @@ async def test_hook_worker_permission_asked_gates_the_tool(tmp_path: Path) -> No
         "data_dir": str(tmp_path),
         "runtime": {"coalesce_ms": 20},
         "providers": {"scripted": {"kind": "scripted", "chars_per_second": 20000}},
-        "agents": [{"id": "ops", "name": "Ops", "provider": "scripted", "channels": ["spacebot"],
-                    "permission_tools": ["restart_service"]}],
+        "agents": [
+            {
+                "id": "ops",
+                "name": "Ops",
+                "provider": "scripted",
+                "channels": ["spacebot"],
+                "permission_tools": ["restart_service"],
+            }
+        ],
     }
     recorder = Recorder()
     pm = plugin_manager()
@@ -260,15 +274,17 @@ async def test_hook_worker_permission_asked_gates_the_tool(tmp_path: Path) -> No
         assert asked["patterns"] == ["restart_service"]
         assert "restart_service" in asked["description"]
         assert not recorder.of("spacebot_tool_started")
-        await host.deliver_interaction(agent_id="ops", interaction={"permission_id": asked["permission_id"],
-                                                                    "allow": False})
+        await host.deliver_interaction(
+            agent_id="ops", interaction={"permission_id": asked["permission_id"], "allow": False}
+        )
         await recorder.wait_for("spacebot_turn_completed")
         assert recorder.of("spacebot_worker_completed")[0]["outcome"] == "blocked"
         assert not recorder.of("spacebot_tool_started")
         await say(host, "please restart billing", message_id="msg_2")
         asked = (await recorder.wait_for("spacebot_worker_permission_asked", count=2))[1]
-        await host.deliver_interaction(agent_id="ops", interaction={"permission_id": asked["permission_id"],
-                                                                    "allow": True})
+        await host.deliver_interaction(
+            agent_id="ops", interaction={"permission_id": asked["permission_id"], "allow": True}
+        )
         await recorder.wait_for("spacebot_turn_completed", count=2)
         assert recorder.of("spacebot_tool_completed")[0]["result"] == "restart of billing requested"
     finally:

@@ -11,19 +11,49 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 
-from . import agents, attachments, channels, messages, openapi, realtime
+from . import admin, agents, attachments, auth, channels, messages, openapi, people, realtime
 from .common import EXCEPTION_HANDLERS, RequestIdMiddleware
 
 if TYPE_CHECKING:
     from ..app import Spacechat
 
 V1_ROUTES: list[BaseRoute] = [
-    Route("/me", agents.me, methods=["GET"]),
+    Route("/auth/setup", auth.setup, methods=["POST"]),
+    Route("/auth/login", auth.login, methods=["POST"]),
+    Route("/auth/logout", auth.logout, methods=["POST"]),
+    Route("/auth/invitations/lookup", auth.lookup_invitation, methods=["POST"]),
+    Route("/auth/invitations/accept", auth.accept_invitation, methods=["POST"]),
+    Route("/me", people.me, methods=["GET"]),
+    Route("/me", people.update_me, methods=["PATCH"]),
+    Route("/me/sessions", people.my_sessions, methods=["GET"]),
+    Route("/me/sessions/{session_id}", people.revoke_my_session, methods=["DELETE"]),
+    Route("/users", people.list_users, methods=["GET"]),
+    Route("/users/{user_id}", people.get_user, methods=["GET"]),
+    Route("/users/{user_id}", people.change_role, methods=["PATCH"]),
+    Route("/users/{user_id}/deactivate", people.deactivate_user, methods=["POST"]),
+    Route("/users/{user_id}/sessions", people.user_sessions, methods=["GET"]),
+    Route("/sessions/{session_id}", people.revoke_session, methods=["DELETE"]),
+    Route("/tokens", people.list_tokens, methods=["GET"]),
+    Route("/tokens", people.create_token, methods=["POST"]),
+    Route("/tokens/{token_id}", people.revoke_token, methods=["DELETE"]),
+    Route("/bots", people.create_bot, methods=["POST"]),
+    Route("/invitations", people.list_invitations, methods=["GET"]),
+    Route("/invitations", people.create_invitation, methods=["POST"]),
+    Route("/invitations/{invitation_id}", people.revoke_invitation, methods=["DELETE"]),
+    Route("/orgs", admin.create_org, methods=["POST"]),
     Route("/org", channels.get_org, methods=["GET"]),
+    Route("/teams", admin.list_teams, methods=["GET"]),
+    Route("/teams", admin.create_team, methods=["POST"]),
+    Route("/audit", admin.audit_log, methods=["GET"]),
     Route("/agents", agents.list_agents, methods=["GET"]),
     Route("/channels", channels.list_channels, methods=["GET"]),
     Route("/channels", channels.create_channel, methods=["POST"]),
     Route("/channels/{channel_id}", channels.get_channel, methods=["GET"]),
+    Route("/channels/{channel_id}", admin.update_channel, methods=["PATCH"]),
+    Route("/channels/{channel_id}/members", admin.list_members, methods=["GET"]),
+    Route("/channels/{channel_id}/members", admin.add_member, methods=["POST"]),
+    Route("/channels/{channel_id}/members/{user_id}", admin.remove_member, methods=["DELETE"]),
+    Route("/channels/{channel_id}/join", admin.join_channel, methods=["POST"]),
     Route("/channels/{channel_id}/threads", channels.list_threads, methods=["GET"]),
     Route("/channels/{channel_id}/messages", messages.post_to_channel, methods=["POST"]),
     Route("/threads/{thread_id}", messages.get_thread, methods=["GET"]),

@@ -15,17 +15,3 @@ async def list_agents(request: Request) -> Response:
     check(await principal(request), "agents:read")
     agents = app.host.agents() if app.host is not None else []
     return JSONResponse({"agents": agents, "host": app.host.name if app.host is not None else None})
-
-
-@operation("The caller: actor, organisation, role and scopes", tags=["auth"])
-async def me(request: Request) -> Response:
-    who = await principal(request)
-    return JSONResponse(
-        {
-            "actor": {"kind": who.actor.kind, "id": who.actor.id},
-            "name": who.name,
-            "org_id": who.org_id,
-            "role": who.role,
-            "scopes": sorted(who.scopes),
-        }
-    )

@@ -153,7 +153,16 @@ async def download(request: Request) -> Response:
     row = await message_store.get_attachment(app.db, request.path_params["attachment_id"])
     if row is None:
         raise NotFound("no such attachment")
-    check(await principal(request), "messages:read", dict(row))
+    who = await principal(request)
+    if row["message_id"] is None:
+        # Not yet attached: only its uploader may see it.
+        if row["uploader_id"] != who.user_id:
+            raise NotFound("no such attachment")
+        check(who, "messages:read", dict(row))
+    else:
+        message = await message_store.get_message(app.db, row["message_id"])
+        assert message is not None
+        check(who, "messages:read", dict(row), channel=await app.channel(message["channel_id"]))
     content_type = row["content_type"]
     inline = content_type.startswith(INLINE_TYPES) and request.query_params.get("download") != "1"
     media_type = f"{content_type}; charset=utf-8" if content_type.startswith("text/") else content_type

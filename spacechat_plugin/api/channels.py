@@ -7,10 +7,11 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
+from ..auth import client_address
 from ..errors import BadRequest, Conflict, NotFound
-from ..permissions import check
+from ..permissions import Principal, can_read_channel, check
+from ..store import audit, identity, tenancy
 from ..store import messages as message_store
-from ..store import tenancy
 from ..store.db import WriteTx
 from .common import JSONResponse, operation, principal, query_int, read_json, spacechat
 from .models import CreateChannel
@@ -21,8 +22,12 @@ async def channel_or_404(request: Request, action: str) -> dict[str, Any]:
     channel = await app.channel(request.path_params["channel_id"])
     if channel is None:
         raise NotFound("no such channel")
-    check(await principal(request), action, channel)
+    check(await principal(request), action, channel, channel=channel)
     return channel
+
+
+def with_membership(who: Principal, channel: dict[str, Any]) -> dict[str, Any]:
+    return {**channel, "member": channel["id"] in who.channels}
 
 
 @operation("The caller's organisation and its teams", tags=["channels"], scope="channels:read")
@@ -40,7 +45,8 @@ async def list_channels(request: Request) -> Response:
     app = spacechat(request)
     who = await principal(request)
     check(who, "channels:read")
-    return JSONResponse({"channels": await tenancy.list_channels(app.db, who.org_id)})
+    channels = await tenancy.list_channels(app.db, who.org_id)
+    return JSONResponse({"channels": [with_membership(who, c) for c in channels if can_read_channel(who, c)]})
 
 
 @operation("Create a channel", tags=["channels"], body=CreateChannel, status=201, scope="channels:manage")
@@ -57,7 +63,7 @@ async def create_channel(request: Request) -> Response:
     def create(tx: WriteTx) -> dict[str, Any]:
         if tenancy.channel_name_taken(tx, who.org_id, body.name):
             raise Conflict(f"a channel named {body.name} already exists", code="name_taken")
-        return tenancy.create_channel(
+        channel = tenancy.create_channel(
             tx,
             org_id=who.org_id,
             team_id=team["id"],
@@ -67,15 +73,27 @@ async def create_channel(request: Request) -> Response:
             topic=body.topic,
             private=body.private,
         )
+        identity.add_member(tx, channel, who.user_id, who.actor)
+        audit.append(
+            tx,
+            org_id=who.org_id,
+            actor=who.actor,
+            action="channel.created",
+            target_type="channel",
+            target_id=channel["id"],
+            ip=client_address(request),
+            details={"name": body.name, "private": body.private},
+        )
+        return channel
 
     channel = await app.db.write(create)
-    app.remember_channel(channel)
-    return JSONResponse({"channel": channel}, status_code=201)
+    return JSONResponse({"channel": with_membership(who, channel)}, status_code=201)
 
 
 @operation("Get a channel", tags=["channels"], scope="channels:read")
 async def get_channel(request: Request) -> Response:
-    return JSONResponse({"channel": await channel_or_404(request, "channels:read")})
+    channel = await channel_or_404(request, "channels:read")
+    return JSONResponse({"channel": with_membership(await principal(request), channel)})
 
 
 @operation(

@@ -49,7 +49,7 @@ class JSONResponse(Response):
 
 
 def error_response(error: SpacechatError, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse(error.body(), status_code=error.status, headers=headers)
+    return JSONResponse(error.body(), status_code=error.status, headers={**error.headers, **(headers or {})})
 
 
 # --- request bodies ------------------------------------------------------------------------

@@ -101,13 +101,11 @@ async def _post(request: Request, who: Principal, channel: dict[str, Any], threa
         if key is not None:
             app.inflight_keys.discard((actor_id, key))
     if not result.replayed and app.host is not None and who.actor.kind == "user":
+        # An agent hears a private channel only when it is a member of it.
+        named = [m for m in mentions(body.text) if not channel["private"] or channel["id"] in app.access.memberships(m)]
+        message = {**result.message, "author": {**result.message["author"], "name": who.name}}
         app.spawn(
-            app.host.deliver_message(
-                channel=channel,
-                thread_id=result.thread["id"],
-                message=result.message,
-                mentions=mentions(body.text),
-            ),
+            app.host.deliver_message(channel=channel, thread_id=result.thread["id"], message=message, mentions=named),
             name=f"deliver {result.message['id']}",
         )
     headers = {"Idempotent-Replayed": "true"} if result.replayed else None
@@ -135,7 +133,7 @@ async def thread_or_404(request: Request, action: str) -> tuple[dict[str, Any], 
         raise NotFound("no such thread")
     channel = await app.channel(thread["channel_id"])
     assert channel is not None
-    check(await principal(request), action, channel)
+    check(await principal(request), action, channel, channel=channel)
     return thread, channel
 
 
@@ -189,5 +187,5 @@ async def get_message(request: Request) -> Response:
     message = await message_store.get_message(app.db, request.path_params["message_id"])
     if message is None:
         raise NotFound("no such message")
-    check(await principal(request), "messages:read", message)
+    check(await principal(request), "messages:read", message, channel=await app.channel(message["channel_id"]))
     return JSONResponse({"message": message})

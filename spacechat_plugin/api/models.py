@@ -32,3 +32,86 @@ class CreateChannel(Body):
     category: Literal["agents", "departments", "ops", "incidents", "projects"] = "departments"
     private: bool = False
     team_id: str | None = None
+
+
+EMAIL = r"^[^@\s]{1,64}@[^@\s]{1,190}\.[^@\s]{1,60}$"
+ROLE = Literal["owner", "admin", "operator", "member", "guest"]
+INVITABLE_ROLE = Literal["admin", "operator", "member", "guest"]
+
+
+class Setup(Body):
+    token: str = Field(min_length=1, max_length=200)
+    email: str = Field(pattern=EMAIL, max_length=254)
+    name: str = Field(min_length=1, max_length=80)
+    password: str = Field(min_length=1, max_length=1024)
+    device_name: str = Field("browser", max_length=80)
+    return_token: bool = False
+
+
+class Login(Body):
+    email: str = Field(min_length=1, max_length=254)
+    password: str = Field(min_length=1, max_length=1024)
+    org_id: str | None = None
+    device_name: str = Field("browser", max_length=80)
+    return_token: bool = Field(False, description="Also return the session reference, for non-browser clients.")
+
+
+class InvitationToken(Body):
+    token: str = Field(min_length=1, max_length=200)
+
+
+class AcceptInvitation(Body):
+    token: str = Field(min_length=1, max_length=200)
+    email: str = Field(pattern=EMAIL, max_length=254)
+    name: str = Field(min_length=1, max_length=80)
+    password: str = Field(min_length=1, max_length=1024)
+    device_name: str = Field("browser", max_length=80)
+    return_token: bool = False
+
+
+class CreateInvitation(Body):
+    role: INVITABLE_ROLE = "member"
+    email: str | None = Field(None, pattern=EMAIL, max_length=254)
+    channel_ids: list[str] = Field(default_factory=list, max_length=100)
+    expires_in_hours: float | None = Field(None, gt=0, le=24 * 90)
+
+
+class CreateToken(Body):
+    name: str = Field(min_length=1, max_length=80)
+    scopes: list[str] = Field(min_length=1, max_length=40)
+    expires_in_days: float | None = Field(None, gt=0, le=3650)
+
+
+class CreateBot(Body):
+    name: str = Field(min_length=1, max_length=80)
+    scopes: list[str] | None = Field(None, max_length=40)
+    expires_in_days: float | None = Field(None, gt=0, le=3650)
+
+
+class ChangeRole(Body):
+    role: ROLE
+
+
+class UpdateMe(Body):
+    name: str | None = Field(None, min_length=1, max_length=80)
+    password: str | None = Field(None, min_length=1, max_length=1024)
+    current_password: str | None = Field(None, max_length=1024)
+
+
+class CreateTeam(Body):
+    name: str = Field(min_length=1, max_length=80)
+
+
+class CreateOrg(Body):
+    name: str = Field(min_length=1, max_length=80)
+
+
+class UpdateChannel(Body):
+    name: str | None = Field(None, pattern=CHANNEL_NAME)
+    topic: str | None = Field(None, max_length=250)
+    category: Literal["agents", "departments", "ops", "incidents", "projects"] | None = None
+    archived: bool | None = None
+
+
+class AddMember(Body):
+    user_id: str = Field(min_length=1, max_length=100)

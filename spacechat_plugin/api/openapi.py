@@ -13,6 +13,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 
 from .. import __version__
+from ..permissions import public
 from .common import JSONResponse, Operation, operation
 
 _PARAM = re.compile(r"{([a-z_]+)}")
@@ -89,7 +90,9 @@ def build(routes: list[BaseRoute], prefix: str = "/v1") -> dict[str, Any]:
                     "404": _error("No such resource (or not yours to see)"),
                 },
             }
-            if op.scope:
+            if op.scope == "public":
+                entry["security"] = []
+            elif op.scope:
                 entry["x-required-scope"] = op.scope
             if op.body is not None:
                 schema = op.body.model_json_schema(ref_template="#/components/schemas/{model}")
@@ -118,8 +121,9 @@ def build(routes: list[BaseRoute], prefix: str = "/v1") -> dict[str, Any]:
     }
 
 
-@operation("This OpenAPI document", tags=["meta"])
+@operation("This OpenAPI document", tags=["meta"], scope="public")
 async def document(request: Request) -> Response:
+    public("meta:read")
     cached = getattr(request.app.state, "openapi", None)
     if cached is None:
         cached = build(request.app.routes)

@@ -28,7 +28,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 from ..bus import Entry, Lagged, control_frame, encode_entry
 from ..errors import BadRequest, SpacechatError
 from ..events import now_rfc3339
-from ..permissions import Principal, check, visible_to
+from ..permissions import Principal, check
 from ..store import log as event_log
 from .common import error_response, operation, principal, query_int, spacechat
 
@@ -58,8 +58,10 @@ def resume_point(conn: HTTPConnection) -> int | None:
 async def run_stream(app: Spacechat, who: Principal, after: int | None, sink: Sink) -> None:
     """The one subscription core behind SSE and WebSocket."""
 
+    access = app.access
+
     def visible(item: Entry) -> bool:
-        return visible_to(who, item.org_id, item.channel_id)
+        return access.visible(who, item.org_id, item.channel_id, item.event_type)
 
     async def replay(after: int) -> tuple[int, bool]:
         """Send one page of the log after `after`; return the last seq read and whether more remain."""
@@ -73,14 +75,14 @@ async def run_stream(app: Spacechat, who: Principal, after: int | None, sink: Si
         await sink.control("reset", {"reason": "retention", "resume_after": bus.last_seq}, seq=bus.last_seq)
         after = None
     if after is None:
-        subscription = bus.subscribe(visible)
+        subscription = app.subscribe(who, visible)
         sent = bus.last_seq
         await sink.control("ready", {"resume_after": sent})
     else:
         sent, more = after, True
         while more:  # catch up from the log without holding a place in the ring
             sent, more = await replay(sent)
-        subscription = bus.subscribe(visible)
+        subscription = app.subscribe(who, visible)
         more = True
         while more:  # what committed between the last page and subscribing
             sent, more = await replay(sent)
@@ -104,7 +106,7 @@ async def run_stream(app: Spacechat, who: Principal, after: int | None, sink: Si
                 if newest is not None:
                     sent = newest
     finally:
-        subscription.close()
+        app.unsubscribe(who, subscription)
 
 
 # --- SSE -----------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..events import Actor, ChannelCreated, Event, new_id, now_rfc3339
+from ..events import Actor, ChannelCreated, ChannelUpdated, Event, new_id, now_rfc3339
 from .db import Database, WriteTx
 
 
@@ -87,6 +87,27 @@ def create_channel(
     return channel
 
 
+def update_channel(tx: WriteTx, channel_id: str, changes: dict[str, Any], actor: Actor) -> dict[str, Any]:
+    """Change name, topic, category or archived; emit channel.updated."""
+    allowed = {"name", "topic", "category", "archived"}
+    assert set(changes) <= allowed, f"cannot change {set(changes) - allowed}"
+    if changes:
+        sets = ", ".join(f"{column} = :{column}" for column in changes)
+        values = {k: int(v) if isinstance(v, bool) else v for k, v in changes.items()}
+        tx.execute(f"UPDATE channels SET {sets} WHERE id = :id", {**values, "id": channel_id})
+    channel = channel_json(tx.one("SELECT * FROM channels WHERE id = ?", (channel_id,)))
+    tx.emit(
+        Event(
+            ChannelUpdated(channel=channel),
+            actor=actor,
+            org_id=channel["org_id"],
+            team_id=channel["team_id"],
+            channel_id=channel_id,
+        )
+    )
+    return channel
+
+
 def channel_name_taken(tx: WriteTx, org_id: str, name: str) -> bool:
     return tx.one("SELECT 1 FROM channels WHERE org_id = ? AND name = ?", (org_id, name)) is not None
 
@@ -114,6 +135,14 @@ async def get_team(db: Database, team_id: str) -> dict[str, Any] | None:
 async def list_channels(db: Database, org_id: str) -> list[dict[str, Any]]:
     rows = await db.fetchall("SELECT * FROM channels WHERE org_id = ? ORDER BY category, name", (org_id,))
     return [channel_json(row) for row in rows]
+
+
+async def all_channels(db: Database) -> list[dict[str, Any]]:
+    return [channel_json(row) for row in await db.fetchall("SELECT * FROM channels")]
+
+
+async def list_orgs(db: Database) -> list[dict[str, Any]]:
+    return [org_json(row) for row in await db.fetchall("SELECT * FROM orgs ORDER BY created_at")]
 
 
 async def get_channel(db: Database, channel_id: str) -> dict[str, Any] | None:

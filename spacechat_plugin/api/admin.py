@@ -1,0 +1,251 @@
+"""The organisation's structure: teams, channel settings and memberships, new organisations,
+and the audit log. Every change is audited in the same transaction that makes it."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ..auth import client_address
+from ..errors import BadRequest, Conflict, Forbidden, NotFound
+from ..permissions import Principal, check
+from ..store import audit, identity, tenancy
+from ..store.db import WriteTx
+from .common import JSONResponse, operation, principal, query_int, read_json, spacechat
+from .models import AddMember, CreateOrg, CreateTeam, UpdateChannel
+
+
+def _audit(
+    tx: WriteTx,
+    request: Request,
+    who: Principal,
+    action: str,
+    target_type: str,
+    target_id: str | None,
+    details: dict[str, Any] | None = None,
+) -> None:
+    audit.append(
+        tx,
+        org_id=who.org_id,
+        actor=who.actor,
+        action=action,
+        target_type=target_type,
+        target_id=target_id,
+        ip=client_address(request),
+        details=details,
+    )
+
+
+async def _channel(request: Request, action: str) -> tuple[Principal, dict[str, Any]]:
+    app = spacechat(request)
+    who = await principal(request)
+    channel = await app.channel(request.path_params["channel_id"])
+    if channel is None:
+        raise NotFound("no such channel")
+    check(who, action, channel, channel=channel)
+    return who, channel
+
+
+# --- teams ---------------------------------------------------------------------------------
+
+
+@operation("Teams of the organisation", tags=["channels"], scope="channels:read")
+async def list_teams(request: Request) -> Response:
+    app = spacechat(request)
+    who = await principal(request)
+    check(who, "channels:read")
+    return JSONResponse({"teams": await tenancy.list_teams(app.db, who.org_id)})
+
+
+@operation("Create a team", tags=["channels"], body=CreateTeam, status=201, scope="channels:manage")
+async def create_team(request: Request) -> Response:
+    app = spacechat(request)
+    who = await principal(request)
+    check(who, "channels:manage")
+    body = await read_json(request, CreateTeam, max_bytes=8 * 1024)
+
+    def create(tx: WriteTx) -> dict[str, Any]:
+        if tx.one("SELECT 1 FROM teams WHERE org_id = ? AND name = ?", (who.org_id, body.name)):
+            raise Conflict(f"a team named {body.name} already exists", code="name_taken")
+        team = tenancy.create_team(tx, who.org_id, body.name)
+        identity.emit_team_created(tx, team, who.actor)
+        _audit(tx, request, who, "team.created", "team", team["id"], {"name": body.name})
+        return team
+
+    return JSONResponse({"team": await app.db.write(create)}, status_code=201)
+
+
+# --- channels ------------------------------------------------------------------------------
+
+
+@operation(
+    "Change a channel's name, topic, category or archive state",
+    tags=["channels"],
+    body=UpdateChannel,
+    scope="channels:manage",
+)
+async def update_channel(request: Request) -> Response:
+    app = spacechat(request)
+    who, channel = await _channel(request, "channels:manage")
+    body = await read_json(request, UpdateChannel, max_bytes=8 * 1024)
+    changes = body.model_dump(exclude_none=True)
+
+    def update(tx: WriteTx) -> dict[str, Any]:
+        if (
+            "name" in changes
+            and changes["name"] != channel["name"]
+            and tenancy.channel_name_taken(tx, who.org_id, changes["name"])
+        ):
+            raise Conflict(f"a channel named {changes['name']} already exists", code="name_taken")
+        updated = tenancy.update_channel(tx, channel["id"], changes, who.actor)
+        _audit(tx, request, who, "channel.updated", "channel", channel["id"], changes)
+        return updated
+
+    return JSONResponse({"channel": await app.db.write(update)})
+
+
+@operation("A channel's members", tags=["channels"], scope="channels:read")
+async def list_members(request: Request) -> Response:
+    app = spacechat(request)
+    _, channel = await _channel(request, "channels:read")
+    return JSONResponse({"members": await identity.channel_members(app.db, channel["id"])})
+
+
+@operation("Add a member to a channel", tags=["channels"], body=AddMember, status=201, scope="channels:manage")
+async def add_member(request: Request) -> Response:
+    app = spacechat(request)
+    who, channel = await _channel(request, "channels:manage")
+    body = await read_json(request, AddMember, max_bytes=8 * 1024)
+    user = await identity.get_user(app.db, body.user_id)
+    if user is None or user["org_id"] != who.org_id or user["deactivated"]:
+        raise BadRequest("no such member", code="unknown_user", details=[{"path": "user_id", "message": "unknown"}])
+
+    def add(tx: WriteTx) -> bool:
+        added = identity.add_member(tx, channel, user["id"], who.actor)
+        if added:
+            _audit(tx, request, who, "channel.member_added", "channel", channel["id"], {"user_id": user["id"]})
+        return added
+
+    added = await app.db.write(add)
+    return JSONResponse({"added": added, "user": user}, status_code=201 if added else 200)
+
+
+@operation(
+    "Remove a member from a channel (anyone may remove themselves)",
+    tags=["channels"],
+    status=204,
+    scope="channels:manage",
+)
+async def remove_member(request: Request) -> Response:
+    app = spacechat(request)
+    who = await principal(request)
+    channel = await app.channel(request.path_params["channel_id"])
+    if channel is None:
+        raise NotFound("no such channel")
+    user_id = request.path_params["user_id"]
+    check(who, "channels:read" if user_id == who.user_id else "channels:manage", channel, channel=channel)
+
+    def remove(tx: WriteTx) -> None:
+        if identity.remove_member(tx, channel, user_id, who.actor):
+            _audit(tx, request, who, "channel.member_removed", "channel", channel["id"], {"user_id": user_id})
+
+    await app.db.write(remove)
+    return Response(status_code=204)
+
+
+@operation("Join a public channel", tags=["channels"], scope="channels:join")
+async def join_channel(request: Request) -> Response:
+    app = spacechat(request)
+    who, channel = await _channel(request, "channels:join")
+    if channel["private"]:
+        raise Forbidden("private channels are joined by invitation", code="private_channel")
+    joined = await app.db.write(lambda tx: identity.add_member(tx, channel, who.user_id, who.actor))
+    return JSONResponse({"joined": joined, "channel": channel})
+
+
+# --- organisations -------------------------------------------------------------------------
+
+
+@operation(
+    "Create an organisation (instance owner only); returns its owner's one-time setup link",
+    tags=["admin"],
+    body=CreateOrg,
+    status=201,
+    scope="org:admin",
+)
+async def create_org(request: Request) -> Response:
+    app = spacechat(request)
+    who = await principal(request)
+    check(who, "org:admin")
+    if not who.instance_admin:
+        raise Forbidden("only the instance's owner can create organisations", code="instance_admin_only")
+    body = await read_json(request, CreateOrg, max_bytes=8 * 1024)
+
+    def create(tx: WriteTx) -> tuple[dict[str, Any], str]:
+        org = tenancy.create_org(tx, body.name)
+        team = tenancy.create_team(tx, org["id"], "General")
+        tenancy.create_channel(tx, org_id=org["id"], team_id=team["id"], name="general", actor=who.actor)
+        secret = identity.create_setup_token(tx, org["id"], instance_admin=False)
+        _audit(tx, request, who, "org.created", "org", org["id"], {"name": body.name})
+        return org, secret
+
+    org, secret = await app.db.write(create)
+    return JSONResponse(
+        {"org": org, "setup_link": f"{app.settings.url}/setup#token={secret}", "setup_token": secret}, status_code=201
+    )
+
+
+# --- audit ---------------------------------------------------------------------------------
+
+
+@operation(
+    "The audit log, newest first",
+    tags=["admin"],
+    scope="audit:read",
+    query={
+        "actor": "an actor id",
+        "action": "an action (`auth.login`), or a prefix ending in '.' (`auth.`)",
+        "since": "RFC 3339 time (inclusive)",
+        "until": "RFC 3339 time (exclusive)",
+        "before": "an audit row id, for the next page",
+        "limit": "1-500, default 100",
+    },
+)
+async def audit_log(request: Request) -> Response:
+    app = spacechat(request)
+    who = await principal(request)
+    check(who, "audit:read")
+    params = request.query_params
+    since, until = _time_param(params.get("since"), "since"), _time_param(params.get("until"), "until")
+    limit = query_int(request, "limit", 100, low=1, high=500)
+    assert limit is not None
+    rows = await audit.query(
+        app.db,
+        org_id=who.org_id,
+        actor_id=params.get("actor"),
+        action=params.get("action"),
+        since=since,
+        until=until,
+        before=query_int(request, "before", None),
+        limit=limit,
+    )
+    return JSONResponse({"entries": rows, "next_before": rows[-1]["id"] if len(rows) == limit else None})
+
+
+def _time_param(value: str | None, name: str) -> str | None:
+    """An RFC 3339 time in the log's own form (UTC, milliseconds), so times compare as text."""
+    if value is None or value == "":
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise BadRequest(
+            f"{name} must be an RFC 3339 time", details=[{"path": name, "message": "not a time"}]
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    moment = moment.astimezone(UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"

@@ -1,0 +1,419 @@
+"""People: the caller (me, devices), members and roles, API tokens, bots and invitations.
+
+Every change here is audited in the same transaction that makes it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ..auth import client_address, hash_password, verify_password
+from ..errors import BadRequest, Conflict, Forbidden, NotFound
+from ..permissions import ASSIGNABLE, ROLE_SCOPES, SCOPES, Principal, check
+from ..store import audit, identity
+from ..store.db import WriteTx
+from .auth import require_good_password
+from .common import JSONResponse, operation, principal, read_json, spacechat
+from .models import ChangeRole, CreateBot, CreateInvitation, CreateToken, UpdateMe
+
+
+def _audit(
+    tx: WriteTx,
+    request: Request,
+    who: Principal,
+    action: str,
+    target_type: str,
+    target_id: str | None,
+    details: dict[str, Any] | None = None,
+) -> None:
+    audit.append(
+        tx,
+        org_id=who.org_id,
+        actor=who.actor,
+        action=action,
+        target_type=target_type,
+        target_id=target_id,
+        ip=client_address(request),
+        details=details,
+    )
+
+
+async def _user_or_404(request: Request, action: str) -> tuple[Principal, dict[str, Any]]:
+    app = spacechat(request)
+    who = await principal(request)
+    user = await identity.get_user(app.db, request.path_params["user_id"])
+    if user is None:
+        raise NotFound("no such user")
+    check(who, action, user)
+    return who, user
+
+
+# --- me ------------------------------------------------------------------------------------
+
+
+@operation("The caller: user, role, scopes (and, for a browser session, its CSRF token)", tags=["auth"], scope="any")
+async def me(request: Request) -> Response:
+    app = spacechat(request)
+    who = await principal(request)
+    assert app.auth is not None
+    user = await identity.get_user(app.db, who.user_id)
+    body: dict[str, Any] = {
+        "user": user,
+        "actor": {"kind": who.actor.kind, "id": who.actor.id},
+        "org_id": who.org_id,
+        "role": who.role,
+        "scopes": sorted(who.scopes),
+        "credential": who.credential,
+        "instance_admin": who.instance_admin,
+    }
+    if who.credential == "session" and who.credential_id:
+        body["csrf_token"] = app.auth.csrf_token(who.credential_id)
+        body["session_id"] = who.credential_id
+    return JSONResponse(body)
+
+
+@operation("Change your name or password", tags=["auth"], body=UpdateMe, scope="any")
+async def update_me(request: Request) -> Response:
+    app = spacechat(request)
+    who = await principal(request)
+    body = await read_json(request, UpdateMe, max_bytes=64 * 1024)
+    new_hash = None
+    if body.password is not None:
+        row = await app.db.fetchone("SELECT email, password_hash FROM users WHERE id = ?", (who.user_id,))
+        if row is None or not await verify_password(row["password_hash"], body.current_password or ""):
+            raise Forbidden("the current password is wrong", code="wrong_password")
+        require_good_password(body.password, row["email"] or "", app.settings.auth.password_min_length)
+        new_hash = await hash_password(body.password)
+    keep = who.credential_id if who.credential == "session" else None
+
+    def change(tx: WriteTx) -> dict[str, Any]:
+        if body.name is not None:
+            tx.execute("UPDATE users SET name = ? WHERE id = ?", (body.name, who.user_id))
+        if new_hash is not None:
+            tx.execute("UPDATE users SET password_hash = ? WHERE id = ?", (new_hash, who.user_id))
+            # A new password signs out every other device.
+            tx.execute(
+                "UPDATE sessions SET revoked_at = strftime('%Y-%m-%dT%H:%M:%fZ'), revoked_by = ?"
+                " WHERE user_id = ? AND revoked_at IS NULL AND id IS NOT ?",
+                (who.user_id, who.user_id, keep),
+            )
+            _audit(tx, request, who, "auth.password_changed", "user", who.user_id)
+        return identity.user_json(identity.user_row(tx, who.user_id))
+
+    return JSONResponse({"user": await app.db.write(change)})
+
+
+@operation("Your devices (sessions)", tags=["auth"], scope="any")
+async def my_sessions(request: Request) -> Response:
+    app = spacechat(request)
+    who = await principal(request)
+    current = who.credential_id if who.credential == "session" else None
+    rows = await identity.list_sessions(app.db, who.user_id)
+    return JSONResponse({"sessions": [identity.session_json(row, current) for row in rows]})
+
+
+async def _revoke_session(request: Request, who: Principal, session: Any) -> Response:
+    app = spacechat(request)
+    session_id = session["id"]
+
+    def revoke(tx: WriteTx) -> None:
+        identity.revoke_session(tx, session_id, who.user_id)
+        _audit(tx, request, who, "auth.session_revoked", "session", session_id, {"user_id": session["user_id"]})
+
+    await app.db.write(revoke)
+    app.end_streams(session_id)
+    return Response(status_code=204)
+
+
+@operation("Sign out one of your devices", tags=["auth"], status=204, scope="any")
+async def revoke_my_session(request: Request) -> Response:
+    app = spacechat(request)
+    who = await principal(request)
+    session = await identity.get_session(app.db, request.path_params["session_id"])
+    if session is None or session["user_id"] != who.user_id:
+        raise NotFound("no such session")
+    return await _revoke_session(request, who, session)
+
+
+# --- members -------------------------------------------------------------------------------
+
+
+@operation("The organisation's members (people, bots and agents)", tags=["members"], scope="members:read")
+async def list_users(request: Request) -> Response:
+    app = spacechat(request)
+    who = await principal(request)
+    check(who, "members:read")
+    return JSONResponse({"users": await identity.list_users(app.db, who.org_id)})
+
+
+@operation("A member", tags=["members"], scope="members:read")
+async def get_user(request: Request) -> Response:
+    _, user = await _user_or_404(request, "members:read")
+    return JSONResponse({"user": user})
+
+
+@operation("Change a member's role", tags=["members"], body=ChangeRole, scope="members:manage")
+async def change_role(request: Request) -> Response:
+    app = spacechat(request)
+    who, user = await _user_or_404(request, "members:manage")
+    body = await read_json(request, ChangeRole, max_bytes=8 * 1024)
+    allowed = ASSIGNABLE.get(who.role, frozenset())
+    if user["kind"] != "human":
+        raise BadRequest("bots and agents keep the agent role", code="not_a_person")
+    if body.role not in allowed or user["role"] not in allowed | {body.role}:
+        raise Forbidden(
+            f"a{'n' if who.role[0] in 'aeiou' else ''} {who.role} cannot make a {user['role']} into a {body.role}",
+            code="role_not_assignable",
+        )
+
+    def change(tx: WriteTx) -> dict[str, Any]:
+        if user["role"] == "owner" and body.role != "owner" and identity.owners_left(tx, who.org_id) <= 1:
+            raise Conflict("the organisation needs at least one owner", code="last_owner")
+        changed = identity.set_role(tx, user["id"], body.role, who.actor)
+        _audit(tx, request, who, "member.role_changed", "user", user["id"], {"from": user["role"], "to": body.role})
+        return changed
+
+    return JSONResponse({"user": await app.db.write(change)})
+
+
+@operation("Deactivate a member: sessions and tokens end at once", tags=["members"], scope="members:manage")
+async def deactivate_user(request: Request) -> Response:
+    app = spacechat(request)
+    who, user = await _user_or_404(request, "members:manage")
+    if user["id"] == who.user_id:
+        raise BadRequest("you cannot deactivate yourself", code="cannot_deactivate_self")
+    if user["role"] == "owner" and who.role != "owner":
+        raise Forbidden("only an owner can deactivate an owner", code="role_not_assignable")
+    sessions = [row["id"] for row in await identity.list_sessions(app.db, user["id"])]
+    tokens = [token["id"] for token in await identity.list_tokens(app.db, user["id"])]
+
+    def deactivate(tx: WriteTx) -> dict[str, Any]:
+        if user["role"] == "owner" and identity.owners_left(tx, who.org_id) <= 1:
+            raise Conflict("the organisation needs at least one owner", code="last_owner")
+        changed = identity.deactivate(tx, user["id"], who.actor)
+        _audit(tx, request, who, "member.deactivated", "user", user["id"])
+        return changed
+
+    changed = await app.db.write(deactivate)
+    for key in (*sessions, *tokens):
+        app.end_streams(key)
+    return JSONResponse({"user": changed})
+
+
+@operation("A member's sessions", tags=["members"], scope="members:manage")
+async def user_sessions(request: Request) -> Response:
+    app = spacechat(request)
+    _, user = await _user_or_404(request, "members:manage")
+    rows = await identity.list_sessions(app.db, user["id"])
+    return JSONResponse({"sessions": [identity.session_json(row) for row in rows]})
+
+
+@operation("End anyone's session (admins)", tags=["members"], status=204, scope="members:manage")
+async def revoke_session(request: Request) -> Response:
+    app = spacechat(request)
+    who = await principal(request)
+    session = await identity.get_session(app.db, request.path_params["session_id"])
+    if session is None:
+        raise NotFound("no such session")
+    check(who, "members:manage", dict(session))
+    return await _revoke_session(request, who, session)
+
+
+# --- API tokens and bots -------------------------------------------------------------------
+
+
+def _scopes(who: Principal, requested: list[str]) -> list[str]:
+    unknown = sorted(set(requested) - set(SCOPES))
+    if unknown:
+        raise BadRequest(
+            f"unknown scopes: {', '.join(unknown)}",
+            code="invalid_request",
+            details=[{"path": "scopes", "message": f"unknown: {', '.join(unknown)}"}],
+        )
+    beyond = sorted(set(requested) - who.scopes)
+    if beyond:
+        raise Forbidden(f"you cannot grant scopes you do not hold: {', '.join(beyond)}", code="scope_not_held")
+    return sorted(set(requested))
+
+
+@operation("Your API tokens", tags=["tokens"], scope="tokens:create")
+async def list_tokens(request: Request) -> Response:
+    app = spacechat(request)
+    who = await principal(request)
+    check(who, "tokens:create")
+    return JSONResponse({"tokens": await identity.list_tokens(app.db, who.user_id)})
+
+
+@operation(
+    "Create an API token (the secret is shown once)",
+    tags=["tokens"],
+    body=CreateToken,
+    status=201,
+    scope="tokens:create",
+)
+async def create_token(request: Request) -> Response:
+    app = spacechat(request)
+    who = await principal(request)
+    check(who, "tokens:create")
+    body = await read_json(request, CreateToken, max_bytes=16 * 1024)
+    scopes = _scopes(who, body.scopes)
+    expires = identity.later(days=body.expires_in_days) if body.expires_in_days else None
+
+    def create(tx: WriteTx) -> tuple[str, dict[str, Any]]:
+        secret, token = identity.create_token(
+            tx,
+            org_id=who.org_id,
+            user_id=who.user_id,
+            name=body.name,
+            scopes=scopes,
+            expires_at=expires,
+            created_by=who.user_id,
+        )
+        _audit(tx, request, who, "auth.token_created", "token", token["id"], {"name": body.name, "scopes": scopes})
+        return secret, token
+
+    secret, token = await app.db.write(create)
+    return JSONResponse({"token": token, "secret": secret}, status_code=201)
+
+
+@operation("Revoke an API token (your own; admins: anyone's)", tags=["tokens"], status=204, scope="any")
+async def revoke_token(request: Request) -> Response:
+    app = spacechat(request)
+    who = await principal(request)
+    row = await identity.get_token(app.db, request.path_params["token_id"])
+    if row is None or row["org_id"] != who.org_id:
+        raise NotFound("no such token")
+    if row["user_id"] != who.user_id:
+        check(who, "members:manage", dict(row))
+    token_id = row["id"]
+
+    def revoke(tx: WriteTx) -> None:
+        identity.revoke_token(tx, token_id)
+        _audit(tx, request, who, "auth.token_revoked", "token", token_id, {"user_id": row["user_id"]})
+
+    await app.db.write(revoke)
+    app.end_streams(token_id)
+    return Response(status_code=204)
+
+
+@operation(
+    "Create a bot: an identity of kind agent with an API token (shown once)",
+    tags=["tokens"],
+    body=CreateBot,
+    status=201,
+    scope="members:manage",
+)
+async def create_bot(request: Request) -> Response:
+    app = spacechat(request)
+    who = await principal(request)
+    check(who, "members:manage")
+    body = await read_json(request, CreateBot, max_bytes=16 * 1024)
+    scopes = sorted(ROLE_SCOPES["agent"] if body.scopes is None else set(body.scopes))
+    unknown = set(scopes) - ROLE_SCOPES["agent"]
+    if unknown:
+        raise BadRequest(
+            f"a bot can hold only the agent role's scopes, not {', '.join(sorted(unknown))}",
+            code="invalid_request",
+            details=[{"path": "scopes", "message": "beyond the agent role"}],
+        )
+    expires = identity.later(days=body.expires_in_days) if body.expires_in_days else None
+
+    def create(tx: WriteTx) -> tuple[dict[str, Any], str, dict[str, Any]]:
+        bot = identity.create_user(tx, org_id=who.org_id, kind="agent", name=body.name, role="agent", actor=who.actor)
+        secret, token = identity.create_token(
+            tx,
+            org_id=who.org_id,
+            user_id=bot["id"],
+            name=f"{body.name} token",
+            scopes=scopes,
+            expires_at=expires,
+            created_by=who.user_id,
+        )
+        _audit(tx, request, who, "member.bot_created", "user", bot["id"], {"name": body.name, "scopes": scopes})
+        _audit(tx, request, who, "auth.token_created", "token", token["id"], {"user_id": bot["id"]})
+        return bot, secret, token
+
+    bot, secret, token = await app.db.write(create)
+    return JSONResponse({"user": bot, "token": token, "secret": secret}, status_code=201)
+
+
+# --- invitations ---------------------------------------------------------------------------
+
+
+@operation("Invitations", tags=["members"], scope="members:manage")
+async def list_invitations(request: Request) -> Response:
+    app = spacechat(request)
+    who = await principal(request)
+    check(who, "members:manage")
+    return JSONResponse({"invitations": await identity.list_invitations(app.db, who.org_id)})
+
+
+@operation(
+    "Invite someone by link, with a role and an expiry (the link is shown once)",
+    tags=["members"],
+    body=CreateInvitation,
+    status=201,
+    scope="members:manage",
+)
+async def create_invitation(request: Request) -> Response:
+    app = spacechat(request)
+    who = await principal(request)
+    check(who, "members:manage")
+    body = await read_json(request, CreateInvitation, max_bytes=16 * 1024)
+    if body.role not in ASSIGNABLE.get(who.role, frozenset()):
+        raise Forbidden(f"you cannot invite someone as {body.role}", code="role_not_assignable")
+    for channel_id in body.channel_ids:
+        channel = await app.channel(channel_id)
+        if channel is None:
+            raise BadRequest(f"no such channel {channel_id}", details=[{"path": "channel_ids", "message": "unknown"}])
+        check(who, "members:manage", channel, channel=channel)
+    hours = body.expires_in_hours or app.settings.auth.invitation_hours
+
+    def create(tx: WriteTx) -> tuple[str, dict[str, Any]]:
+        secret, invitation = identity.create_invitation(
+            tx,
+            org_id=who.org_id,
+            role=body.role,
+            email=body.email.lower() if body.email else None,
+            channel_ids=body.channel_ids,
+            hours=hours,
+            created_by=who.user_id,
+        )
+        _audit(
+            tx,
+            request,
+            who,
+            "member.invited",
+            "invitation",
+            invitation["id"],
+            {"role": body.role, "email": invitation["email"]},
+        )
+        return secret, invitation
+
+    secret, invitation = await app.db.write(create)
+    link = f"{app.settings.url}/invite#token={secret}"
+    return JSONResponse({"invitation": invitation, "link": link, "token": secret}, status_code=201)
+
+
+@operation("Withdraw an invitation", tags=["members"], status=204, scope="members:manage")
+async def revoke_invitation(request: Request) -> Response:
+    app = spacechat(request)
+    who = await principal(request)
+    row = await app.db.fetchone("SELECT * FROM invitations WHERE id = ?", (request.path_params["invitation_id"],))
+    if row is None:
+        raise NotFound("no such invitation")
+    check(who, "members:manage", dict(row))
+    invitation_id = row["id"]
+
+    def revoke(tx: WriteTx) -> None:
+        tx.execute(
+            "UPDATE invitations SET revoked_at = strftime('%Y-%m-%dT%H:%M:%fZ') WHERE id = ? AND revoked_at IS NULL",
+            (invitation_id,),
+        )
+        _audit(tx, request, who, "member.invitation_revoked", "invitation", invitation_id)
+
+    await app.db.write(revoke)
+    return Response(status_code=204)

@@ -1,0 +1,892 @@
+"""The bridge host: Spacechat in front of a running Rust Spacebot, over Spacebot's HTTP API.
+
+Why: a team that already runs Spacebot (its agents, tasks, memories and connectors) gets
+Spacechat's chat surface without moving its agents into Python. The bridge implements the same
+HostAPI as the embedded host and calls the same hooks at the same moments, so nothing above
+`host/` can tell which host runs (DESIGN.md, "The host contract").
+
+How it talks to Spacebot (`src/api/` of spacedriveapp/spacebot):
+
+- messages go out with `POST /api/portal/send`, which is fire-and-forget: the reply arrives later
+  on the event stream, with `channel_id` equal to the session id we sent;
+- `GET /api/events` is read as Server-Sent Events, dispatched on the SSE event *name*, because
+  the JSON `type` differs from it for some events (`worker_status` carries `worker_status_update`);
+- `/api/health` and `/api/usage` are polled every `bridge.poll_seconds`; a task change is fetched
+  from `/api/tasks/{n}`; workers are stopped with `POST /api/channels/cancel-process`.
+
+Every request carries `Authorization: Bearer <token>`. The token is never logged, never put in a
+hook argument and never in an error message.
+
+Conversations map without state: Spacechat's (channel_id, thread_id) for agent A is Spacebot's
+portal session `portal:chat:{A}:{channel_id}:{thread_id}`, parsed back from the right so that an
+agent id containing a colon still parses. Events of any other conversation (`discord:...`,
+`slack:...`, a portal chat opened in Spacebot's own UI, an agent not configured here) are
+ignored: they have no Spacechat thread to land in, and the host contract has no call that creates
+one. `inbound_message` events are ignored too: they echo what `deliver_message` sent, which
+already called `spacebot_inbound_message`.
+
+Turns: Spacebot has no turn ids. A turn opens when its typing indicator turns on (or at the first
+streamed text when that was missed) and ends at the reply (`outbound_message`) or, failing that,
+when typing turns off, with the text streamed so far (empty when the agent chose not to reply,
+as the embedded host completes a turn whose model said nothing). An `outbound_message` outside a
+turn is a whole message (`spacebot_outbound_message`). Timings are measured here.
+
+What the bridge cannot do (docs/bridge.md): save a memory (Spacebot's API has no route for it),
+ask `spacebot_before_tool_call` (Spacebot's hooks are compiled in), report memory saves and
+recalls or worker permission and question prompts (Spacebot keeps them off its event stream),
+and tie token usage to a turn (Spacebot reports usage only as totals, so each poll's increase
+becomes one `spacebot_llm_usage` call per agent and model with no turn, channel or thread).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import pluggy
+
+from ..config import Settings
+from ..events import new_id, now_rfc3339
+from .hooks import HookRunner
+
+log = logging.getLogger("spacechat.host.bridge")
+
+SESSION_PREFIX = "portal:chat:"
+CONNECTOR = "spacebot"
+COMPONENT = f"connector:{CONNECTOR}"
+MODEL = PROVIDER = "spacebot"
+RESULT_CHARS = 4000
+STATUS_CHARS = 256
+DETAIL_CHARS = 300
+FIRST_RETRY_SECONDS = 0.25
+CONNECT_WAIT_SECONDS = 5.0
+MAX_CONVERSATIONS = 10_000
+REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=15)
+# Spacebot sends a keep-alive comment every 15 s: silence for three of them means a dead link.
+STREAM_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=45)
+USAGE_COUNTERS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens")
+
+Payload = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Conversation:
+    """One agent in one Spacechat thread; Spacebot knows it as a portal session."""
+
+    agent_id: str
+    channel_id: str
+    thread_id: str
+
+    @property
+    def session_id(self) -> str:
+        return f"{SESSION_PREFIX}{self.agent_id}:{self.channel_id}:{self.thread_id}"
+
+    @property
+    def place(self) -> dict[str, str]:
+        return {"agent_id": self.agent_id, "channel_id": self.channel_id, "thread_id": self.thread_id}
+
+    @classmethod
+    def parse(cls, session_id: str) -> Conversation | None:
+        if not session_id.startswith(SESSION_PREFIX):
+            return None
+        parts = session_id[len(SESSION_PREFIX) :].rsplit(":", 2)
+        if len(parts) != 3 or not all(parts):
+            return None
+        return cls(*parts)
+
+
+@dataclass
+class Turn:
+    turn_id: str
+    started: float = field(default_factory=time.monotonic)
+    text: str = ""
+    ttft_ms: int | None = None
+
+    def elapsed_ms(self) -> int:
+        return int((time.monotonic() - self.started) * 1000)
+
+
+@dataclass
+class Input:
+    """What was last sent into a conversation, kept for retry_turn."""
+
+    text: str
+    sender_name: str
+    message_ids: list[str]
+
+
+@dataclass
+class ConversationState:
+    pending: list[str] = field(default_factory=list)  # message ids delivered since the last turn began
+    last_input: Input | None = None
+    sent_at: float = 0.0
+    turn: Turn | None = None
+    last_turn_id: str | None = None
+    next_turn_id: str | None = None  # preset by retry_turn, so its caller learns the id
+    workers: set[str] = field(default_factory=set)
+
+
+ConversationHandler = Callable[[Conversation, ConversationState, Payload], Awaitable[None]]
+
+
+class SSEParser:
+    """Server-Sent Events by the spec's field rules: `event:` names the message (default
+    `message`), `data:` lines join with newlines, comments (Spacebot's `: ping`) are skipped.
+    Bytes are split here rather than by aiohttp's readline, whose line limit a long tool result
+    could exceed."""
+
+    def __init__(self) -> None:
+        self._buffer = b""
+        self._name = "message"
+        self._data: list[str] = []
+
+    def feed(self, chunk: bytes) -> list[tuple[str, str]]:
+        self._buffer += chunk
+        *lines, self._buffer = self._buffer.split(b"\n")
+        messages: list[tuple[str, str]] = []
+        for raw in lines:
+            line = raw.rstrip(b"\r").decode("utf-8", errors="replace")
+            if not line:
+                if self._data:
+                    messages.append((self._name, "\n".join(self._data)))
+                self._name, self._data = "message", []
+                continue
+            if line.startswith(":"):
+                continue
+            name, _, value = line.partition(":")
+            value = value.removeprefix(" ")
+            if name == "event":
+                self._name = value
+            elif name == "data":
+                self._data.append(value)
+        return messages
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc)
+    return (f"{type(exc).__name__}: {text}" if text else type(exc).__name__)[:DETAIL_CHARS]
+
+
+def _arguments(args: Any) -> dict[str, Any]:
+    """Spacebot sends tool arguments as a JSON string cut at 2,000 bytes; keep what parses."""
+    if isinstance(args, Mapping):
+        return dict(args)
+    try:
+        parsed = json.loads(str(args or "{}"))
+    except ValueError:
+        return {"raw": str(args)}
+    return parsed if isinstance(parsed, dict) else {"value": parsed}
+
+
+def _worker_of(payload: Payload) -> str | None:
+    """The worker an event comes from: worker events name it; tool events name their process."""
+    if payload.get("worker_id"):
+        return str(payload["worker_id"])
+    return str(payload.get("process_id")) if payload.get("process_type") == "worker" else None
+
+
+def _call_key(payload: Payload) -> tuple[str, str]:
+    """Pairs a tool call's start with its end: by call id, or by process and tool in order."""
+    return str(payload.get("process_id", "")), str(payload.get("call_id") or payload.get("tool_name", ""))
+
+
+def _outcome(payload: Payload) -> str:
+    if payload.get("success"):
+        return "succeeded"
+    if str(payload.get("result", "")).startswith("Worker cancelled"):
+        return "cancelled"
+    return "failed"
+
+
+class BridgeHost:
+    name = "bridge"
+
+    def __init__(self, settings: Settings, pm: pluggy.PluginManager, raw_config: Mapping[str, Any]) -> None:
+        self.settings = settings
+        self.pm = pm
+        self.raw_config = raw_config
+        self.hooks = HookRunner(pm)
+        self.config = settings.bridge
+        self.agents_by_id = {agent.id: agent for agent in settings.agents}
+        self.conversations: OrderedDict[Conversation, ConversationState] = OrderedDict()
+        self.worker_homes: dict[str, Conversation] = {}
+        self.tool_calls: dict[tuple[str, str], list[tuple[str, float]]] = {}
+        self.tasks_seen: dict[int, dict[str, Any]] = {}
+        self.usage_seen: dict[tuple[str, str], dict[str, float]] = {}
+        self.usage_enabled = True
+        self.link_status: str | None = None
+        self.health = "ok"
+        self.started_at = now_rfc3339()
+        self._connected = asyncio.Event()
+        self._session: aiohttp.ClientSession | None = None
+        self._link: asyncio.Task[None] | None = None
+        self._poller: asyncio.Task[None] | None = None
+        self._conversation_events: dict[str, ConversationHandler] = {
+            "typing_state": self._on_typing,
+            "outbound_message_delta": self._on_text_delta,
+            "reasoning_delta": self._on_reasoning_delta,
+            "outbound_message": self._on_outbound,
+            "tool_started": self._on_tool_started,
+            "tool_completed": self._on_tool_completed,
+            "worker_started": self._on_worker_started,
+            "worker_status": self._on_worker_status,
+            "worker_idle": self._on_worker_idle,
+            "worker_completed": self._on_worker_completed,
+            "branch_started": self._on_branch_started,
+            "branch_completed": self._on_branch_completed,
+        }
+        self._instance_events: dict[str, Callable[[Payload], Awaitable[None]]] = {
+            "task_updated": self._on_task_updated,
+            "lagged": self._on_lagged,
+        }
+
+    # -- life cycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self.started_at = now_rfc3339()
+        token = self.config.token
+        self._session = aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"} if token else {})
+        try:
+            await self.hooks.must("spacebot_startup", host=self, config=self.raw_config)
+        except BaseException:
+            await self._session.close()
+            raise
+        self._link = asyncio.create_task(self._run_link(), name="spacebot event stream")
+        self._poller = asyncio.create_task(self._run_polls(), name="spacebot polls")
+
+    def routes(self) -> list[Any]:
+        found: list[Any] = []
+        for result in self.pm.hook.spacebot_register_routes():
+            found.extend(result or [])
+        return found
+
+    async def stop(self) -> None:
+        for task in (self._poller, self._link):
+            await _cancel(task)
+        self._poller = self._link = None
+        for conversation, state in list(self.conversations.items()):
+            if state.turn is not None:
+                await self._fail_turn(conversation, state, "the bridge stopped before the turn ended")
+        await self._set_link("disconnected", "the bridge stopped")
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+        await self.hooks.must("spacebot_shutdown")
+
+    # -- HTTP ---------------------------------------------------------------------------------
+
+    async def _request(
+        self, method: str, path: str, *, body: Payload | None = None, params: Mapping[str, str] | None = None
+    ) -> tuple[int, Any]:
+        """One call to Spacebot's API: (status, JSON body or None). Raises aiohttp.ClientError
+        or TimeoutError when Spacebot cannot be reached."""
+        if self._session is None:
+            raise RuntimeError("the Spacebot bridge is not running")
+        url = f"{self.config.url}{path}"
+        async with self._session.request(method, url, json=body, params=params, timeout=REQUEST_TIMEOUT) as response:
+            text = await response.text()
+        try:
+            return response.status, json.loads(text) if text.strip() else None
+        except ValueError:
+            return response.status, None
+
+    async def _send(self, conversation: Conversation, sent: Input) -> None:
+        body = {
+            "agent_id": conversation.agent_id,
+            "session_id": conversation.session_id,
+            "sender_name": sent.sender_name,
+            "message": sent.text,
+            "attachment_ids": [],
+        }
+        try:
+            status, _ = await self._request("POST", "/api/portal/send", body=body)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise RuntimeError(f"Spacebot is unreachable ({_reason(exc)})") from None
+        if status != 200:
+            raise RuntimeError(f"Spacebot refused the message (HTTP {status})")
+
+    # -- HostAPI ------------------------------------------------------------------------------
+
+    def agents(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "id": agent.id,
+                "name": agent.name,
+                "model": MODEL,
+                "provider": PROVIDER,
+                "channels": list(agent.channels),
+                "health": self.health,
+            }
+            for agent in self.settings.agents
+        ]
+
+    async def deliver_message(
+        self,
+        *,
+        channel: Mapping[str, Any],
+        thread_id: str,
+        message: Mapping[str, Any],
+        mentions: Sequence[str],
+    ) -> list[str]:
+        author = message.get("author") or {}
+        takers = [
+            agent
+            for agent in self.settings.agents
+            if (channel.get("name") in agent.channels or agent.id in mentions)
+            and not (author.get("kind") == "agent" and author.get("id") == agent.id)
+        ]
+        sender_name = str(author.get("name") or author.get("id") or "someone")
+        text = str(message.get("text", ""))
+        message_id = message.get("id")
+        for agent in takers:
+            conversation = Conversation(agent.id, str(channel["id"]), thread_id)
+            await self.hooks.call(
+                "spacebot_inbound_message",
+                **conversation.place,
+                message_id=message_id,
+                sender={"kind": author.get("kind", "user"), "id": author.get("id"), "name": sender_name},
+                text=text,
+            )
+            await self._submit(conversation, Input(text, sender_name, [str(message_id)] if message_id else []))
+        return [agent.id for agent in takers]
+
+    async def retry_turn(self, *, channel_id: str, thread_id: str | None = None) -> dict[str, Any]:
+        candidates = [
+            (state.sent_at, conversation, state, state.last_input)
+            for conversation, state in self.conversations.items()
+            if conversation.channel_id == channel_id
+            and (thread_id is None or conversation.thread_id == thread_id)
+            and state.last_input is not None
+        ]
+        if not candidates:
+            raise LookupError("no turn to retry in this channel")
+        _, conversation, state, again = max(candidates, key=lambda candidate: candidate[0])
+        turn_id, retried = new_id("turn"), state.last_turn_id
+        state.next_turn_id = turn_id
+        state.pending = [*again.message_ids, *(i for i in state.pending if i not in again.message_ids)]
+        try:
+            await self._send(conversation, again)
+        except RuntimeError:
+            state.next_turn_id = None
+            raise
+        state.sent_at = time.monotonic()
+        return {
+            "turn_id": turn_id,
+            "agent_id": conversation.agent_id,
+            "thread_id": conversation.thread_id,
+            "retried_turn_id": retried,
+            "message_ids": list(again.message_ids),
+        }
+
+    async def restart_worker(self, *, channel_id: str) -> dict[str, Any]:
+        """Spacebot cannot restart a channel process from outside: cancel its workers, and end
+        the turn Spacechat shows as running (a later reply still lands, as a whole message)."""
+        here = [(c, s) for c, s in self.conversations.items() if c.channel_id == channel_id]
+        if not here:
+            raise LookupError("no agent runs in this channel")
+        cancelled: list[str] = []
+        for conversation, state in here:
+            for worker_id in sorted(state.workers):
+                if await self._cancel_worker(conversation, state, worker_id):
+                    cancelled.append(worker_id)
+            if state.turn is not None:
+                await self._fail_turn(conversation, state, "the turn was cancelled")
+        agents = sorted({conversation.agent_id for conversation, _ in here})
+        return {"channel_id": channel_id, "agents": agents, "workers_cancelled": cancelled}
+
+    async def _cancel_worker(self, conversation: Conversation, state: ConversationState, worker_id: str) -> bool:
+        body = {"channel_id": conversation.session_id, "process_type": "worker", "process_id": worker_id}
+        try:
+            status, answer = await self._request("POST", "/api/channels/cancel-process", body=body)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise RuntimeError(f"Spacebot is unreachable ({_reason(exc)})") from None
+        if status == 200 and not (isinstance(answer, dict) and answer.get("success") is False):
+            return True  # Spacebot then reports worker_completed ("Worker cancelled: ...")
+        state.workers.discard(worker_id)  # Spacebot no longer knows it: an end we missed
+        self.worker_homes.pop(worker_id, None)
+        return False
+
+    async def reconnect_provider(self, *, name: str) -> dict[str, Any]:
+        if name != CONNECTOR:
+            raise LookupError(f"no provider named {name}")
+        await _cancel(self._link)
+        self._connected.clear()
+        self._link = asyncio.create_task(self._run_link(), name="spacebot event stream")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._connected.wait(), CONNECT_WAIT_SECONDS)
+        return {"provider": CONNECTOR, "status": self.link_status or "disconnected"}
+
+    async def recover_instance(self) -> dict[str, Any]:
+        channel_ids = sorted({conversation.channel_id for conversation in self.conversations})
+        cancelled = 0
+        for channel_id in channel_ids:
+            cancelled += len((await self.restart_worker(channel_id=channel_id))["workers_cancelled"])
+        link = await self.reconnect_provider(name=CONNECTOR)
+        return {
+            "channels_restarted": len(channel_ids),
+            "workers_cancelled": cancelled,
+            "providers_reconnected": [CONNECTOR],
+            "link": link["status"],
+        }
+
+    async def save_memory(self, *, agent_id: str, memory: Mapping[str, Any]) -> str:
+        if agent_id not in self.agents_by_id:
+            raise LookupError(f"no agent {agent_id}")
+        # Spacebot's HTTP API reads memories but has no route that writes one.
+        raise RuntimeError("the Spacebot bridge cannot save memories yet")
+
+    async def deliver_interaction(self, *, agent_id: str, interaction: Mapping[str, Any]) -> None:
+        if agent_id not in self.agents_by_id:
+            raise LookupError(f"no agent {agent_id}")
+        channel_id, thread_id = interaction.get("channel_id"), interaction.get("thread_id")
+        if not channel_id or not thread_id:
+            return
+        summary = json.dumps({k: interaction.get(k) for k in ("action_id", "values", "label")}, ensure_ascii=False)
+        who = str(interaction.get("user_name") or interaction.get("user_id") or "someone")
+        message_id = interaction.get("message_id")
+        sent = Input(f"[interaction] {summary}", who, [str(message_id)] if message_id else [])
+        await self._submit(Conversation(agent_id, str(channel_id), str(thread_id)), sent)
+
+    # -- conversations and turns --------------------------------------------------------------
+
+    def _state(self, conversation: Conversation) -> ConversationState:
+        state = self.conversations.get(conversation)
+        if state is None:
+            state = self.conversations[conversation] = ConversationState()
+            self._forget_idle()
+        self.conversations.move_to_end(conversation)
+        return state
+
+    def _forget_idle(self) -> None:
+        """Bound the memory a long-running bridge keeps: drop the least recently used quiet
+        conversations (a retry there then finds nothing to retry)."""
+        excess = len(self.conversations) - MAX_CONVERSATIONS
+        for conversation, state in list(self.conversations.items()):
+            if excess <= 0:
+                break
+            if state.turn is None and not state.workers:
+                del self.conversations[conversation]
+                excess -= 1
+
+    async def _submit(self, conversation: Conversation, sent: Input) -> None:
+        """Send into a conversation; a send Spacebot did not take becomes a failed turn, as a
+        provider failure does in the embedded host, so the person sees it and may retry."""
+        state = self._state(conversation)
+        state.pending.extend(sent.message_ids)
+        state.last_input, state.sent_at = sent, time.monotonic()
+        try:
+            await self._send(conversation, sent)
+        except RuntimeError as exc:
+            log.warning("could not hand a message to Spacebot: %s", exc)
+            if state.turn is None:
+                await self._open_turn(conversation, state)
+                await self._fail_turn(conversation, state, str(exc))
+
+    def _turn_id(self, state: ConversationState) -> str:
+        """The turn an activity belongs to: the open one, else the last (Spacebot's workers
+        outlive the turn that started them)."""
+        if state.turn is not None:
+            return state.turn.turn_id
+        if state.last_turn_id is None:
+            state.last_turn_id = new_id("turn")
+        return state.last_turn_id
+
+    async def _open_turn(self, conversation: Conversation, state: ConversationState) -> Turn:
+        if state.turn is not None:
+            return state.turn
+        turn = state.turn = Turn(state.next_turn_id or new_id("turn"))
+        state.next_turn_id, state.last_turn_id = None, turn.turn_id
+        message_ids, state.pending = state.pending, []
+        await self.hooks.call(
+            "spacebot_turn_started",
+            **conversation.place,
+            turn_id=turn.turn_id,
+            model=MODEL,
+            provider=PROVIDER,
+            message_ids=message_ids,
+        )
+        return turn
+
+    async def _stream_text(self, conversation: Conversation, state: ConversationState, delta: str) -> None:
+        turn = await self._open_turn(conversation, state)
+        if not delta:
+            return
+        if turn.ttft_ms is None:
+            turn.ttft_ms = turn.elapsed_ms()
+        turn.text += delta
+        await self.hooks.call(
+            "spacebot_text_delta",
+            agent_id=conversation.agent_id,
+            turn_id=turn.turn_id,
+            delta=delta,
+            aggregated_text=turn.text,
+        )
+
+    async def _complete_turn(self, conversation: Conversation, state: ConversationState, turn: Turn, text: str) -> None:
+        if text.startswith(turn.text) and len(text) > len(turn.text):
+            # The reply holds text that never streamed: stream it, so deltas add up to the reply.
+            # (A reply that disagrees with what streamed wins: the plugin keeps the final text.)
+            await self._stream_text(conversation, state, text[len(turn.text) :])
+        state.turn = None
+        await self.hooks.call(
+            "spacebot_turn_completed",
+            agent_id=conversation.agent_id,
+            turn_id=turn.turn_id,
+            text=text,
+            blocks=None,
+            ttft_ms=turn.ttft_ms,
+            duration_ms=turn.elapsed_ms(),
+        )
+
+    async def _fail_turn(self, conversation: Conversation, state: ConversationState, error: str) -> None:
+        turn, state.turn = state.turn, None
+        if turn is None:
+            return
+        await self.hooks.call(
+            "spacebot_turn_failed",
+            agent_id=conversation.agent_id,
+            turn_id=turn.turn_id,
+            error=error,
+            retryable=True,
+            duration_ms=turn.elapsed_ms(),
+        )
+
+    # -- events -------------------------------------------------------------------------------
+
+    async def _dispatch(self, name: str, data: str) -> None:
+        in_conversation = self._conversation_events.get(name)
+        instance_wide = self._instance_events.get(name)
+        if in_conversation is None and instance_wide is None:
+            return  # notifications, cortex chat, config reloads...: nothing in the contract
+        try:
+            payload = json.loads(data)
+            if not isinstance(payload, dict):
+                return
+            if instance_wide is not None:
+                await instance_wide(payload)
+            elif in_conversation is not None and (found := self._locate(payload)) is not None:
+                await in_conversation(*found, payload)
+        except Exception:
+            # One malformed or unexpected event must not take the link down with it.
+            log.exception("could not handle the Spacebot event %s", name)
+
+    def _locate(self, payload: Payload) -> tuple[Conversation, ConversationState] | None:
+        """The conversation an event belongs to, by its session id or else by the worker that
+        sent it; None for conversations that are not Spacechat's."""
+        conversation = Conversation.parse(str(payload.get("channel_id") or ""))
+        worker_id = _worker_of(payload)
+        if conversation is None and worker_id is not None:
+            conversation = self.worker_homes.get(worker_id)
+        if conversation is None or conversation.agent_id not in self.agents_by_id:
+            return None
+        return conversation, self._state(conversation)
+
+    async def _on_typing(self, conversation: Conversation, state: ConversationState, payload: Payload) -> None:
+        if payload.get("is_typing"):
+            await self._open_turn(conversation, state)
+        elif state.turn is not None:
+            await self._complete_turn(conversation, state, state.turn, state.turn.text)
+
+    async def _on_text_delta(self, conversation: Conversation, state: ConversationState, payload: Payload) -> None:
+        delta = payload.get("text_delta")
+        if delta is None:
+            aggregated = str(payload.get("aggregated_text") or "")
+            known = state.turn.text if state.turn is not None else ""
+            delta = aggregated[len(known) :] if aggregated.startswith(known) else ""
+        await self._stream_text(conversation, state, str(delta))
+
+    async def _on_reasoning_delta(self, conversation: Conversation, state: ConversationState, payload: Payload) -> None:
+        turn = await self._open_turn(conversation, state)
+        delta = str(payload.get("text_delta") or payload.get("delta") or payload.get("text") or "")
+        if delta:
+            await self.hooks.call(
+                "spacebot_reasoning_delta", agent_id=conversation.agent_id, turn_id=turn.turn_id, delta=delta
+            )
+
+    async def _on_outbound(self, conversation: Conversation, state: ConversationState, payload: Payload) -> None:
+        text = str(payload.get("text", ""))
+        if state.turn is not None:
+            await self._complete_turn(conversation, state, state.turn, text)
+        else:
+            await self.hooks.call("spacebot_outbound_message", **conversation.place, text=text, blocks=None)
+
+    def _tool_ids(self, conversation: Conversation, state: ConversationState, payload: Payload) -> dict[str, Any]:
+        return {
+            **conversation.place,
+            "turn_id": self._turn_id(state),
+            "worker_id": _worker_of(payload),
+            "tool": str(payload.get("tool_name", "")),
+        }
+
+    async def _on_tool_started(self, conversation: Conversation, state: ConversationState, payload: Payload) -> None:
+        call_id = str(payload.get("call_id") or new_id("call"))
+        self.tool_calls.setdefault(_call_key(payload), []).append((call_id, time.monotonic()))
+        arguments = _arguments(payload.get("args"))
+        await self.hooks.call(
+            "spacebot_tool_started",
+            **self._tool_ids(conversation, state, payload),
+            call_id=call_id,
+            arguments=arguments,
+        )
+
+    async def _on_tool_completed(self, conversation: Conversation, state: ConversationState, payload: Payload) -> None:
+        key = _call_key(payload)
+        started = self.tool_calls.get(key) or [(str(payload.get("call_id") or new_id("call")), time.monotonic())]
+        call_id, began = started.pop(0)
+        if not started:
+            self.tool_calls.pop(key, None)
+        ids = {**self._tool_ids(conversation, state, payload), "call_id": call_id}
+        ids["duration_ms"] = int((time.monotonic() - began) * 1000)
+        result = str(payload.get("result", ""))[:RESULT_CHARS]
+        if result.startswith("Toolset error:"):  # how Spacebot's hook tells a tool error
+            await self.hooks.call("spacebot_tool_failed", **ids, error=result)
+        else:
+            await self.hooks.call("spacebot_tool_completed", **ids, result=result)
+
+    async def _on_worker_started(self, conversation: Conversation, state: ConversationState, payload: Payload) -> None:
+        worker_id = str(payload["worker_id"])
+        state.workers.add(worker_id)
+        self.worker_homes[worker_id] = conversation
+        await self.hooks.call(
+            "spacebot_worker_started",
+            **conversation.place,
+            worker_id=worker_id,
+            task=str(payload.get("task", "")),
+            worker_type=str(payload.get("worker_type") or "builtin"),
+            interactive=bool(payload.get("interactive", False)),
+        )
+
+    async def _on_worker_status(self, conversation: Conversation, state: ConversationState, payload: Payload) -> None:
+        await self.hooks.call(
+            "spacebot_worker_status",
+            agent_id=conversation.agent_id,
+            worker_id=str(payload["worker_id"]),
+            state="running",  # Spacebot's status line is free text; waiting comes as worker_idle
+            status=str(payload.get("status", ""))[:STATUS_CHARS],
+        )
+
+    async def _on_worker_idle(self, conversation: Conversation, state: ConversationState, payload: Payload) -> None:
+        await self.hooks.call(
+            "spacebot_worker_idle", agent_id=conversation.agent_id, worker_id=str(payload["worker_id"])
+        )
+
+    async def _on_worker_completed(
+        self, conversation: Conversation, state: ConversationState, payload: Payload
+    ) -> None:
+        worker_id = str(payload["worker_id"])
+        state.workers.discard(worker_id)
+        self.worker_homes.pop(worker_id, None)
+        outcome = _outcome(payload)
+        await self.hooks.call(
+            "spacebot_worker_completed",
+            agent_id=conversation.agent_id,
+            worker_id=worker_id,
+            outcome=outcome,
+            result=str(payload.get("result", ""))[:RESULT_CHARS],
+            success=outcome in ("succeeded", "partial"),
+        )
+
+    async def _on_branch_started(self, conversation: Conversation, state: ConversationState, payload: Payload) -> None:
+        description = str(payload.get("description", ""))
+        await self.hooks.call(
+            "spacebot_branch_started",
+            **conversation.place,
+            branch_id=str(payload["branch_id"]),
+            description=description,
+        )
+
+    async def _on_branch_completed(
+        self, conversation: Conversation, state: ConversationState, payload: Payload
+    ) -> None:
+        conclusion = str(payload.get("conclusion", ""))
+        await self.hooks.call(
+            "spacebot_branch_completed",
+            **conversation.place,
+            branch_id=str(payload["branch_id"]),
+            conclusion=conclusion,
+        )
+
+    async def _on_task_updated(self, payload: Payload) -> None:
+        """Tasks are instance-wide, not per conversation: every change is passed on, with the
+        task as `/api/tasks/{n}` returns it. A deleted task can no longer be fetched: it goes
+        with the last copy seen (status included), or Spacebot's own status `deleted`."""
+        number = int(payload["task_number"])
+        action = str(payload.get("action") or "updated")
+        if action == "deleted":
+            task = self.tasks_seen.pop(number, None) or {"task_number": number, "status": payload.get("status")}
+        else:
+            task = await self._fetch_task(number) or {"task_number": number, "status": payload.get("status")}
+            self.tasks_seen[number] = task
+        await self.hooks.call(
+            "spacebot_task_updated",
+            agent_id=payload.get("agent_id") or task.get("assigned_agent_id"),
+            task_number=number,
+            status=str(task.get("status") or payload.get("status") or ""),
+            action=action,
+            task=task,
+        )
+
+    async def _fetch_task(self, number: int) -> dict[str, Any] | None:
+        try:
+            status, body = await self._request("GET", f"/api/tasks/{number}")
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            log.warning("could not fetch Spacebot task #%d: %s", number, _reason(exc))
+            return None
+        if status != 200 or not isinstance(body, dict) or not isinstance(body.get("task"), dict):
+            log.warning("Spacebot answered HTTP %d for task #%d", status, number)
+            return None
+        task: dict[str, Any] = body["task"]
+        return task
+
+    async def _on_lagged(self, payload: Payload) -> None:
+        log.warning("Spacebot's event stream skipped %s events: replies may be incomplete", payload.get("skipped"))
+
+    # -- the link -----------------------------------------------------------------------------
+
+    async def _set_link(self, status: str, detail: str | None) -> None:
+        if status == "connected":
+            self._connected.set()
+        else:
+            self._connected.clear()
+        if status == self.link_status:
+            return
+        self.link_status = status
+        log.info("Spacebot link %s%s", status, f": {detail}" if detail else "")
+        await self.hooks.call("spacebot_connector_status", connector=CONNECTOR, status=status, detail=detail)
+
+    async def _run_link(self) -> None:
+        """Read the event stream for as long as the bridge runs, reconnecting with exponential
+        backoff (reset by every successful connection) up to `bridge.reconnect_max_seconds`."""
+        delay = FIRST_RETRY_SECONDS
+        while True:
+            if await self._listen():
+                delay = FIRST_RETRY_SECONDS
+            await asyncio.sleep(min(delay, self.config.reconnect_max_seconds))
+            delay = min(delay * 2, self.config.reconnect_max_seconds)
+
+    async def _listen(self) -> bool:
+        """One connection to `/api/events`; True when it connected."""
+        if self._session is None:
+            return False
+        connected = False
+        try:
+            async with self._session.get(
+                f"{self.config.url}/api/events", headers={"Accept": "text/event-stream"}, timeout=STREAM_TIMEOUT
+            ) as response:
+                if response.status != 200:
+                    refused = response.status in (401, 403)
+                    await self._set_link(
+                        "error",
+                        f"Spacebot refused the bridge's token (HTTP {response.status})"
+                        if refused
+                        else f"/api/events answered HTTP {response.status}",
+                    )
+                    return False
+                connected = True
+                await self._set_link("connected", None)
+                parser = SSEParser()
+                async for chunk in response.content.iter_any():
+                    for name, data in parser.feed(chunk):
+                        await self._dispatch(name, data)
+            detail = "Spacebot ended the event stream"
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            detail = f"Spacebot is unreachable ({_reason(exc)})"
+        await self._link_lost(detail)
+        return connected
+
+    async def _link_lost(self, detail: str) -> None:
+        """Events sent while the link is down are lost (Spacebot does not replay them), so a
+        turn in flight cannot end well here: fail it, retryable. A reply that comes after the
+        reconnection still lands, as a whole message."""
+        await self._set_link("disconnected", detail)
+        self.tool_calls.clear()  # their ends, if any, were lost with the link
+        for conversation, state in list(self.conversations.items()):
+            if state.turn is not None:
+                await self._fail_turn(conversation, state, "the link to Spacebot dropped during the turn")
+
+    # -- polls --------------------------------------------------------------------------------
+
+    async def _run_polls(self) -> None:
+        while True:
+            await self._check_health()
+            if self.usage_enabled:
+                await self._check_usage()
+            await asyncio.sleep(self.config.poll_seconds)
+
+    async def _check_health(self) -> None:
+        try:
+            status, body = await self._request("GET", "/api/health")
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            await self._set_health("down", f"Spacebot is unreachable ({_reason(exc)})")
+            return
+        if status == 200 and isinstance(body, dict) and body.get("status") == "ok":
+            await self._set_health("ok", None)
+        else:
+            await self._set_health("down", f"/api/health answered HTTP {status}")
+
+    async def _set_health(self, status: str, detail: str | None) -> None:
+        if status != self.health:
+            self.health = status
+            await self.hooks.call("spacebot_health_changed", component=COMPONENT, status=status, detail=detail)
+
+    async def _check_usage(self) -> None:
+        """Spacebot's `/api/usage` merges models across agents, so it is asked per agent; the
+        counters count from the bridge's start (`since`), and each increase is reported once."""
+        for agent_id in self.agents_by_id:
+            params = {"agent_id": agent_id, "group_by": "agent,model", "since": self.started_at}
+            try:
+                status, body = await self._request("GET", "/api/usage", params=params)
+            except (aiohttp.ClientError, TimeoutError):
+                return  # the health poll reports an unreachable Spacebot
+            if status == 404:
+                self.usage_enabled = False
+                log.info("this Spacebot has no /api/usage: token usage will not be reported")
+                return
+            if status != 200 or not isinstance(body, dict):
+                log.warning("/api/usage answered HTTP %d", status)
+                return
+            unpriced = (body.get("total") or {}).get("cost_status") == "unknown"
+            for row in body.get("by_model") or []:
+                await self._report_usage(agent_id, row, unpriced)
+
+    async def _report_usage(self, agent_id: str, row: Mapping[str, Any], unpriced: bool) -> None:
+        model = str(row.get("model") or "unknown")
+        now = {name: float(row.get(name) or 0) for name in (*USAGE_COUNTERS, "request_count")}
+        before = self.usage_seen.get((agent_id, model), {})
+        cost = row.get("estimated_cost_usd")
+        if cost is not None:
+            now["estimated_cost_usd"] = float(cost)
+        self.usage_seen[(agent_id, model)] = now
+        deltas = {name: max(0, int(now[name] - before.get(name, 0))) for name in USAGE_COUNTERS}
+        if not any(deltas.values()) and now["request_count"] <= before.get("request_count", 0):
+            return
+        cost_usd = None
+        if cost is not None and not unpriced:
+            cost_usd = round(max(0.0, float(cost) - before.get("estimated_cost_usd", 0.0)), 8)
+        await self.hooks.call(
+            "spacebot_llm_usage",
+            agent_id=agent_id,
+            channel_id=None,
+            thread_id=None,
+            turn_id=None,
+            process_type="channel",
+            model=model,
+            provider=model.split("/", 1)[0] if "/" in model else PROVIDER,
+            **deltas,
+            cost_usd=cost_usd,
+        )
+
+
+async def _cancel(task: asyncio.Task[None] | None) -> None:
+    if task is not None and not task.done():
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
