@@ -62,6 +62,8 @@ class Spacechat:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._background: list[asyncio.Task[Any]] = []
         self.started_at = now_rfc3339()
+        self.bound_url: str | None = None
+        self._setup_secret: str | None = None
 
     # -- life cycle ---------------------------------------------------------------------------
 
@@ -149,9 +151,27 @@ class Spacechat:
         if await identity.any_owner(self.db, self.org_id):
             return
         org_id = self.org_id
-        secret = await self.db.write(lambda tx: identity.create_setup_token(tx, org_id, instance_admin=True))
+        self._setup_secret = await self.db.write(
+            lambda tx: identity.create_setup_token(tx, org_id, instance_admin=True)
+        )
+        if self.bound_url is not None:
+            self._print_setup_link()
+
+    def _print_setup_link(self) -> None:
         # Shown on the console only: never logged, stored only as a hash.
-        print(f"Create the owner account: {self.settings.url}/setup#token={secret}", file=sys.stdout, flush=True)
+        if self._setup_secret is not None:
+            print(f"Create the owner account: {self.base_url}/setup#token={self._setup_secret}", flush=True)
+            self._setup_secret = None
+
+    def server_started(self, url: str) -> None:
+        """The host's server listens at `url`: links are built on it, and the setup link is shown."""
+        self.bound_url = url.rstrip("/")
+        self._print_setup_link()
+
+    @property
+    def base_url(self) -> str:
+        """Where people reach us: `public_url` when set, else the address the server bound."""
+        return self.settings.public_url or self.bound_url or self.settings.url
 
     def _committed(self, events: list[Event]) -> None:
         """After each commit, before fan-out: keep the access caches current, so every event

@@ -72,6 +72,7 @@ async def _serve(settings: Settings, raw: dict[str, Any]) -> None:
         app = build_app(host.routes())
 
         def started(url: str) -> None:
+            pm.hook.spacebot_server_started(url=url)
             shown = settings.public_url or url
             click.echo(f"Spacechat is running at {shown}/", err=False)
             sys.stdout.flush()
@@ -120,3 +121,33 @@ def migrate(config: str | None, data_dir: str | None) -> None:
         raise click.ClickException(str(exc)) from None
     for row in rows:
         click.echo(f"{row['name']}  {row['checksum'][:12]}  {row['applied_at']}")
+
+
+@main.group()
+def audit() -> None:
+    """The audit log."""
+
+
+@audit.command("verify")
+@click.option("--config", "config", type=click.Path(dir_okay=False), envvar="SPACECHAT_CONFIG")
+@click.option("--data-dir", default=None)
+def audit_verify(config: str | None, data_dir: str | None) -> None:
+    """Check the audit log's hash chain; name the first broken link (exit status 1)."""
+    from .store import audit as audit_log
+    from .store import sqlite
+
+    settings, _ = _settings(config, {"data_dir": data_dir})
+    path = settings.data_path / "spacechat.db"
+    if not path.exists():
+        raise click.ClickException(f"no database at {path}")
+    conn = sqlite.connect(str(path), readonly=True)
+    try:
+        rows = conn.execute("SELECT * FROM audit_log ORDER BY id").fetchall()
+    finally:
+        conn.close()
+    checked, broken = audit_log.verify_rows(rows)
+    if broken is None:
+        click.echo(f"audit log: {checked} rows, chain intact")
+        return
+    click.echo(f"audit log: BROKEN at row {broken.row_id}: {broken.reason} ({checked} rows before it check out)")
+    sys.exit(1)

@@ -129,6 +129,12 @@ def spacebot_startup(host: HostAPI, config: Mapping[str, Any]) -> Awaitable[None
 
 
 @hookspec
+def spacebot_server_started(url: str) -> None:
+    """Called when the host's HTTP server listens, with the base URL it really bound (a port of 0
+    becomes the chosen port). Synchronous; must not block. Plugins print or build links with it."""
+
+
+@hookspec
 def spacebot_server_stopping() -> None:
     """Called when the host's HTTP server starts to shut down, before it waits for open
     connections to finish: end long-lived responses (event streams, WebSockets) here, or the

@@ -43,6 +43,12 @@ async def spacebot_startup(host: HostAPI, config: Mapping[str, Any]) -> None:
 
 
 @hookimpl
+def spacebot_server_started(url: str) -> None:
+    if _app is not None:
+        _app.server_started(url)
+
+
+@hookimpl
 def spacebot_server_stopping() -> None:
     if _app is not None:
         _app.begin_shutdown()

@@ -55,6 +55,7 @@ def toml_config(extra: str = "", **sections: dict[str, Any]) -> str:
 class Server:
     data_dir: Path
     config_text: str = ""
+    create_owner: bool = True
     env: dict[str, str] = field(default_factory=dict)
     url: str = ""
     token: str = ""
@@ -109,7 +110,7 @@ class Server:
             self.stop()
             raise RuntimeError("server did not start:\n" + "".join(self.output[-50:]))
         token_file = self.data_dir.parent / f"{self.data_dir.name}.owner-token"
-        if self.setup_token:
+        if self.setup_token and self.create_owner:
             self.token = self._create_owner()
             token_file.write_text(self.token)
         elif token_file.exists():
@@ -237,3 +238,64 @@ async def post_messages(
 
         await asyncio.gather(*[worker() for _ in range(concurrency)])
     return acked
+
+
+PASSWORD = "a long enough passphrase"
+
+
+@dataclass
+class Person:
+    """A signed-in member for tests: user, role, and a bearer session reference (or bot token)."""
+
+    user: dict[str, Any]
+    token: str
+    password: str = PASSWORD
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+    @property
+    def id(self) -> str:
+        return str(self.user["id"])
+
+
+def invite(
+    server: Server, inviter_token: str, role: str, *, name: str | None = None, channel_ids: list[str] | None = None
+) -> Person:
+    """Invite someone with `role` (as `inviter_token`) and accept it; return them signed in."""
+    import secrets
+
+    tag = secrets.token_hex(4)
+    email = f"{role}-{tag}@example.com"
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        invitation = client.post(
+            "/v1/invitations",
+            json={"role": role, "channel_ids": channel_ids or []},
+            headers={"Authorization": f"Bearer {inviter_token}"},
+        )
+        assert invitation.status_code == 201, invitation.text
+        accepted = client.post(
+            "/v1/auth/invitations/accept",
+            json={
+                "token": invitation.json()["token"],
+                "email": email,
+                "name": name or f"{role.title()} {tag}",
+                "password": PASSWORD,
+                "return_token": True,
+            },
+        )
+        assert accepted.status_code == 201, accepted.text
+    return Person(accepted.json()["user"], accepted.json()["session_token"])
+
+
+def login(server: Server, email: str, password: str = PASSWORD, **extra: Any) -> httpx.Response:
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        return client.post("/v1/auth/login", json={"email": email, "password": password, "return_token": True, **extra})
+
+
+def bot(server: Server, admin_token: str, name: str = "Robo") -> Person:
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        created = client.post("/v1/bots", json={"name": name}, headers={"Authorization": f"Bearer {admin_token}"})
+        assert created.status_code == 201, created.text
+    return Person(created.json()["user"], created.json()["secret"])

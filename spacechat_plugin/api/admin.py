@@ -194,7 +194,7 @@ async def create_org(request: Request) -> Response:
 
     org, secret = await app.db.write(create)
     return JSONResponse(
-        {"org": org, "setup_link": f"{app.settings.url}/setup#token={secret}", "setup_token": secret}, status_code=201
+        {"org": org, "setup_link": f"{app.base_url}/setup#token={secret}", "setup_token": secret}, status_code=201
     )
 
 

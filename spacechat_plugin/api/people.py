@@ -394,7 +394,7 @@ async def create_invitation(request: Request) -> Response:
         return secret, invitation
 
     secret, invitation = await app.db.write(create)
-    link = f"{app.settings.url}/invite#token={secret}"
+    link = f"{app.base_url}/invite#token={secret}"
     return JSONResponse({"invitation": invitation, "link": link, "token": secret}, status_code=201)
 
 
