@@ -16,6 +16,7 @@ Nothing here imports Spacechat: the benchmarks talk to it over HTTP only.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import os
@@ -30,7 +31,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar, cast
@@ -104,13 +105,17 @@ def cpu_busy(interval: float = 1.0) -> dict[str, float]:
 def wait_for_idle(max_busy: float = 0.10, settle: int = 2, timeout: float = 120) -> float:
     """Wait until every CPU is below `max_busy` for `settle` consecutive seconds; return the
     last overall busy fraction. Gives up (with a warning) after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
+    started = time.monotonic()
+    deadline = started + timeout
     calm = 0
     while True:
         busy = cpu_busy(1.0)
         per_cpu = [value for name, value in busy.items() if name != "cpu"]
         calm = calm + 1 if max(per_cpu) < max_busy else 0
         if calm >= settle:
+            waited = time.monotonic() - started
+            if waited > settle + 3:
+                log(f"waited {waited:.0f} s for an idle machine")
             return busy["cpu"]
         if time.monotonic() > deadline:
             log(f"warning: machine not idle after {timeout:.0f} s (CPU busy {per_cpu}); running anyway")
@@ -176,6 +181,44 @@ def bench_config(*, max_lag: int = 2000, ring_size: int = 8192, extra: str = "")
     return f'[runtime]\nmode = "none"\n\n[realtime]\nmax_lag = {max_lag}\nring_size = {ring_size}\n{extra}'
 
 
+def server_environment(src: Path | None) -> dict[str, str]:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    if src is not None:  # ahead of the editable install on sys.path
+        env["PYTHONPATH"] = os.pathsep.join([str(src.resolve()), *filter(None, [env.get("PYTHONPATH")])])
+    return env
+
+
+def describe_source(src: Path | None) -> str:
+    """Which spacechat_plugin the server runs, and its git commit when that is known."""
+    code = "import pathlib, spacechat_plugin; root = pathlib.Path(spacechat_plugin.__file__).parent.parent; print(root)"
+    root = Path(
+        subprocess.run(
+            [sys.executable, "-c", code], env=server_environment(src), capture_output=True, text=True, check=True
+        ).stdout.strip()
+    )
+    commit = ""
+    if (root / ".commit").exists():  # written beside a `git archive` snapshot
+        commit = (root / ".commit").read_text().strip()[:12]
+    elif (root / ".git").exists():
+        git = ["git", "-C", str(root)]
+        commit = subprocess.run([*git, "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True).stdout
+        commit = commit.strip()
+        dirty = subprocess.run(
+            [*git, "status", "--porcelain", "--", "spacechat_plugin", "migrations"], capture_output=True
+        )
+        if dirty.stdout.strip():
+            commit += " + uncommitted changes"
+    return f"server source {root}" + (f" (commit {commit})" if commit else "")
+
+
+def add_server_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--src",
+        type=Path,
+        help="run the server from this source tree (e.g. a `git archive` snapshot) instead of the installed one",
+    )
+
+
 def _pin_to_server_cpu() -> None:
     if PINNABLE:
         os.sched_setaffinity(0, {SERVER_CPU})
@@ -186,6 +229,7 @@ class Server:
     """One `spacechat serve` process with its own temp data dir, pinned to the server CPU."""
 
     config: str
+    src: Path | None = None  # a source tree to run instead of the installed spacechat_plugin
     host: str = ""
     port: int = 0
     token: str = ""
@@ -212,7 +256,7 @@ class Server:
             stdout=subprocess.PIPE,
             stderr=stderr,
             stdin=subprocess.DEVNULL,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env=server_environment(self.src),
             preexec_fn=_pin_to_server_cpu,  # before exec, so every thread the server starts inherits it
         )
         stderr.close()
@@ -418,8 +462,8 @@ LAGGED = b"event: lagged\n"
 class SSEStream(asyncio.Protocol):
     """`GET /v1/realtime/sse` on a raw socket. The base class checks the status line and resolves
     `ready` (with the time it arrived) on the `ready` control event; `chunk` sees every chunk of
-    bytes with its arrival time (chunked transfer framing included; SSE frames are never split by
-    the server's writes but may be by TCP, so subclasses keep a tail)."""
+    the body with its arrival time (chunked transfer framing included; SSE frames are never split
+    by the server's writes but may be by TCP, so `self._tail` keeps the previous chunk's end)."""
 
     def __init__(self, host: str, port: int, token: str, *, last_event_id: int | None = None) -> None:
         resume = f"Last-Event-ID: {last_event_id}\r\n" if last_event_id is not None else ""
@@ -431,7 +475,7 @@ class SSEStream(asyncio.Protocol):
         self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.transport: asyncio.Transport | None = None
         self._tail = b""
-        self._checked_status = False
+        self._head: bytearray | None = bytearray()
         self.bytes_received = 0
 
     @classmethod
@@ -442,7 +486,7 @@ class SSEStream(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's transports are not subclasses
-        transport.write(self._request)
+        self.transport.write(self._request)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
@@ -454,10 +498,18 @@ class SSEStream(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         now = time.perf_counter()
         self.bytes_received += len(data)
-        if not self._checked_status:
-            self._checked_status = True
-            if not data.startswith(b"HTTP/1.1 200"):
-                self.ready.set_exception(HTTPError(f"SSE refused: {data[:300]!r}"))
+        if self._head is not None:  # the response head, which `chunk` never sees
+            self._head += data
+            end = self._head.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            head, data = bytes(self._head[:end]), bytes(self._head[end + 4 :])
+            self._head = None
+            if not head.startswith(b"HTTP/1.1 200"):
+                self.ready.set_exception(HTTPError(f"SSE refused: {head[:300]!r} {data[:300]!r}"))
+                self.close()
+                return
+            if not data:
                 return
         if not self.ready.done() and READY in self._tail + data:
             self.ready.set_result(now)
@@ -499,19 +551,19 @@ class ReadyCapture(SSEStream):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.buffer = bytearray()
-        self.captured = False
+        self.captured: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     def chunk(self, data: bytes, now: float) -> None:
-        if not self.captured:
+        if not self.captured.done():
             self.buffer += data
             # done once the chunk holding `ready` has ended (an SSE frame ends "\n\n", a chunk "\r\n")
-            self.captured = self.ready.done() and self.buffer.endswith(b"\n\n\r\n")
+            if self.ready.done() and self.buffer.endswith(b"\n\n\r\n"):
+                self.captured.set_result(None)
 
 
 def dechunk(raw: bytes) -> bytes:
-    """The body of a chunked HTTP/1.1 response (headers dropped; a partial last chunk kept)."""
-    end = raw.find(b"\r\n\r\n")
-    body = memoryview(raw)[end + 4 :]
+    """Undo chunked transfer encoding (a partial last chunk is dropped)."""
+    body = memoryview(raw)
     out = bytearray()
     while body:
         line_end = bytes(body[:20]).find(b"\r\n")
@@ -569,10 +621,14 @@ async def last_seq(host: str, port: int, token: str) -> int:
 
 
 class Profiler:
-    """py-spy record on the server (raw collapsed stacks, per thread, non-blocking), stopped with SIGINT."""
+    """py-spy record on the server (raw collapsed stacks, per thread, non-blocking), stopped with SIGINT.
 
-    def __init__(self, pid: int, output: Path, *, rate: int = 250) -> None:
-        self.pid, self.output, self.rate = pid, output, rate
+    By default py-spy samples every thread that is not idle (running, or waiting for the GIL);
+    `gil=True` samples only the thread holding the GIL, which shows where the interpreter's time
+    goes when the process is CPU bound."""
+
+    def __init__(self, pid: int, output: Path, *, rate: int = 250, gil: bool = False) -> None:
+        self.pid, self.output, self.rate, self.gil = pid, output, rate, gil
         self.process: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> Profiler:
@@ -593,6 +649,7 @@ class Profiler:
                 "raw",
                 "--threads",
                 "--nonblocking",
+                *(["--gil"] if self.gil else []),
                 "-o",
                 str(self.output),
             ],
@@ -627,3 +684,21 @@ def run_async(main: Coroutine[Any, Any, T]) -> T:
 
 def elapsed_ms(start: float, end: float) -> float:
     return (end - start) * 1000
+
+
+def add_profile_options(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument("--profile", type=Path, help=f"after the runs, profile {what} with py-spy, writing here")
+    parser.add_argument("--profile-gil", action="store_true", help="profile only the thread holding the GIL")
+
+
+def maybe_profile(server: Server, output: Path | None, *, gil: bool = False) -> contextlib.AbstractContextManager[Any]:
+    """A Profiler on the server when `output` is given, else nothing."""
+    return Profiler(server.pid, output, gil=gil) if output is not None else contextlib.nullcontext()
+
+
+def begin(name: str, args: argparse.Namespace) -> None:
+    """Pin the client, lift the open-files limit, and print what is being measured where."""
+    pinning, files = pin_client(), raise_fd_limit()
+    print(f"{name}: {machine_description()}; {pinning}; open files limit {files}")
+    print(f"{name}: {describe_source(args.src)}; {time.strftime('%Y-%m-%d %H:%M')}")
+    sys.stdout.flush()

@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import sys
 from collections.abc import Coroutine
 from typing import Any
 
