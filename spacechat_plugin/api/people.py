@@ -279,7 +279,7 @@ async def create_token(request: Request) -> Response:
     return JSONResponse({"token": token, "secret": secret}, status_code=201)
 
 
-@operation("Revoke an API token (your own; admins: anyone's)", tags=["tokens"], status=204, scope="any")
+@operation("Revoke an API token (your own; admins: anyone's)", tags=["tokens"], status=204, scope="members:manage")
 async def revoke_token(request: Request) -> Response:
     app = spacechat(request)
     who = await principal(request)

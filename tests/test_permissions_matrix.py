@@ -1,0 +1,327 @@
+"""Every route x every role x own/other organisation x public/private channel gets the answer
+docs/permissions.md documents. A route without a row there, or a row without a request here,
+fails the test."""
+
+from __future__ import annotations
+
+import itertools
+import re
+import secrets
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from starlette.routing import Route, WebSocketRoute
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import connect as ws_connect
+
+from spacechat_plugin.api import V1_ROUTES
+from spacechat_plugin.permissions import ROLE_SCOPES, ROLES
+
+from .support import PASSWORD, Person, Server, bot, invite, login, toml_config
+
+ROOT = Path(__file__).resolve().parent.parent
+DOC = (ROOT / "docs" / "permissions.md").read_text()
+ROW = re.compile(r"^\| `(GET|POST|PATCH|DELETE|WS) (/v1/\S+)` \| (\S+) \| ([^|]+?) \|$", re.M)
+TABLE = {f"{m} {p}": (scope, resource.strip()) for m, p, scope, resource in ROW.findall(DOC)}
+CHANNEL_KINDS = {"channel", "thread", "message", "attachment"}
+PNG = b"\x89PNG\r\n\x1a\n" + bytes(64)
+
+
+def route_keys() -> list[str]:
+    keys = []
+    for route in V1_ROUTES:
+        if isinstance(route, WebSocketRoute):
+            keys.append(f"WS /v1{route.path}")
+        elif isinstance(route, Route):
+            keys.extend(f"{method} /v1{route.path}" for method in sorted((route.methods or set()) - {"HEAD"}))
+    return keys
+
+
+@dataclass
+class Place:
+    """An organisation's fixtures: its owner, a target member, channels and their contents."""
+
+    owner: Person
+    target: Person
+    channels: dict[str, dict[str, str]] = field(default_factory=dict)  # public/private -> ids
+    token_id: str = ""
+    invitation_id: str = ""
+
+
+@dataclass
+class World:
+    server: Server
+    people: dict[str, Person]
+    places: dict[str, Place]
+
+    def client(self, person: Person) -> httpx.Client:
+        return httpx.Client(base_url=self.server.url, headers=person.auth, timeout=30)
+
+
+def _seed_place(server: Server, owner: Person, private_name: str, public_name: str) -> Place:
+    target = invite(server, owner.token, "member")
+    place = Place(owner, target)
+    with httpx.Client(base_url=server.url, headers=owner.auth, timeout=30) as client:
+        for kind, name in (("public", public_name), ("private", private_name)):
+            channel = client.post("/v1/channels", json={"name": name, "private": kind == "private"}).json()["channel"]
+            upload = client.post(
+                "/v1/uploads", params={"filename": "a.png"}, content=PNG, headers={"Content-Type": "image/png"}
+            ).json()["attachment"]
+            posted = client.post(
+                f"/v1/channels/{channel['id']}/messages", json={"text": f"in {name}", "attachments": [upload["id"]]}
+            ).json()
+            place.channels[kind] = {
+                "channel": channel["id"],
+                "thread": posted["thread"]["id"],
+                "message": posted["message"]["id"],
+                "attachment": upload["id"],
+            }
+            if kind == "private":  # nobody in the matrix is a member: the owner leaves
+                left = client.delete(f"/v1/channels/{channel['id']}/members/{owner.id}")
+                assert left.status_code == 204
+        token = client.post("/v1/tokens", json={"name": "t", "scopes": ["channels:read"]}, headers=target.auth)
+        place.token_id = token.json()["token"]["id"]
+        place.invitation_id = client.post("/v1/invitations", json={"role": "member"}).json()["invitation"]["id"]
+    return place
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    server = Server(tmp_path_factory.mktemp("matrix") / "data", toml_config()).start()
+    owner = Person(server.owner, server.token)
+    people = {
+        "owner": owner,
+        "admin": invite(server, server.token, "admin"),
+        "operator": invite(server, server.token, "operator"),
+        "member": invite(server, server.token, "member"),
+        "guest": invite(server, server.token, "guest"),
+        "agent": bot(server, server.token),
+    }
+    with httpx.Client(base_url=server.url, headers=owner.auth) as client:
+        org = client.post("/v1/orgs", json={"name": "Other Org"}).json()
+        b = client.post(
+            "/v1/auth/setup",
+            json={
+                "token": org["setup_token"],
+                "email": "b@other.example",
+                "name": "B",
+                "password": PASSWORD,
+                "return_token": True,
+            },
+        ).json()
+    other_owner = Person(b["user"], b["session_token"])
+    places = {
+        "own": _seed_place(server, owner, "priv-a", "pub-a"),
+        "other": _seed_place(server, other_owner, "priv-b", "pub-b"),
+    }
+    yield World(server, people, places)
+    server.stop()
+
+
+@dataclass
+class Call:
+    method: str
+    path: str
+    json: Any = None
+    content: bytes | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    params: dict[str, str] = field(default_factory=dict)
+    expect: int | str | None = None  # overrides the documented rule for this principal
+    credential: str | None = None  # a different credential of the same person
+
+
+Builder = Callable[[World, str, str, str], Call]
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{secrets.token_hex(3)}"
+
+
+def fresh_member(world: World, org: str) -> Person:
+    return invite(world.server, world.places[org].owner.token, "member")
+
+
+def fresh_session(world: World, person: Person) -> str:
+    email = person.user["email"]
+    response = login(world.server, email, PASSWORD if person.user["role"] != "owner" else person.password)
+    assert response.status_code == 200, response.text
+    return str(response.json()["session"]["id"])
+
+
+def ids(world: World, org: str, chan: str) -> dict[str, str]:
+    return world.places[org].channels[chan]
+
+
+def session_logout(world: World, role: str, org: str, chan: str) -> Call:
+    person = world.people[role]
+    if person.user["kind"] == "agent" or role == "owner":
+        return Call("POST", "/v1/auth/logout")  # a token: nothing to end, still 204
+    token = login(world.server, person.user["email"]).json()["session_token"]
+    return Call("POST", "/v1/auth/logout", credential=token)
+
+
+def revoke_my_session(world: World, role: str, org: str, chan: str) -> Call:
+    person = world.people[role]
+    if org == "other":
+        return Call("DELETE", f"/v1/me/sessions/{fresh_session(world, world.places['other'].target)}")
+    if person.user["kind"] == "agent" or role == "owner":
+        return Call("DELETE", "/v1/me/sessions/ses_none", expect=404)  # tokens have no sessions
+    return Call("DELETE", f"/v1/me/sessions/{fresh_session(world, person)}")
+
+
+BUILDERS: dict[str, Builder] = {
+    "POST /v1/auth/logout": session_logout,
+    "GET /v1/me": lambda w, r, o, c: Call("GET", "/v1/me"),
+    "PATCH /v1/me": lambda w, r, o, c: Call("PATCH", "/v1/me", json={"name": f"{r} renamed"}),
+    "GET /v1/me/sessions": lambda w, r, o, c: Call("GET", "/v1/me/sessions"),
+    "DELETE /v1/me/sessions/{session_id}": revoke_my_session,
+    "GET /v1/users": lambda w, r, o, c: Call("GET", "/v1/users"),
+    "GET /v1/users/{user_id}": lambda w, r, o, c: Call("GET", f"/v1/users/{w.places[o].target.id}"),
+    "PATCH /v1/users/{user_id}": lambda w, r, o, c: Call(
+        "PATCH", f"/v1/users/{fresh_member(w, o).id}", json={"role": "operator"}
+    ),
+    "POST /v1/users/{user_id}/deactivate": lambda w, r, o, c: Call(
+        "POST", f"/v1/users/{fresh_member(w, o).id}/deactivate"
+    ),
+    "GET /v1/users/{user_id}/sessions": lambda w, r, o, c: Call("GET", f"/v1/users/{w.places[o].target.id}/sessions"),
+    "DELETE /v1/sessions/{session_id}": lambda w, r, o, c: Call(
+        "DELETE", f"/v1/sessions/{fresh_session(w, w.places[o].target)}"
+    ),
+    "GET /v1/tokens": lambda w, r, o, c: Call("GET", "/v1/tokens"),
+    "POST /v1/tokens": lambda w, r, o, c: Call("POST", "/v1/tokens", json={"name": "m", "scopes": ["channels:read"]}),
+    "DELETE /v1/tokens/{token_id}": lambda w, r, o, c: Call("DELETE", f"/v1/tokens/{w.places[o].token_id}"),
+    "POST /v1/bots": lambda w, r, o, c: Call("POST", "/v1/bots", json={"name": unique("bot")}),
+    "GET /v1/invitations": lambda w, r, o, c: Call("GET", "/v1/invitations"),
+    "POST /v1/invitations": lambda w, r, o, c: Call("POST", "/v1/invitations", json={"role": "member"}),
+    "DELETE /v1/invitations/{invitation_id}": lambda w, r, o, c: Call(
+        "DELETE", f"/v1/invitations/{w.places[o].invitation_id}"
+    ),
+    "POST /v1/orgs": lambda w, r, o, c: Call("POST", "/v1/orgs", json={"name": unique("org")}),
+    "GET /v1/org": lambda w, r, o, c: Call("GET", "/v1/org"),
+    "GET /v1/teams": lambda w, r, o, c: Call("GET", "/v1/teams"),
+    "POST /v1/teams": lambda w, r, o, c: Call("POST", "/v1/teams", json={"name": unique("team")}),
+    "GET /v1/audit": lambda w, r, o, c: Call("GET", "/v1/audit"),
+    "GET /v1/agents": lambda w, r, o, c: Call("GET", "/v1/agents"),
+    "GET /v1/channels": lambda w, r, o, c: Call("GET", "/v1/channels"),
+    "POST /v1/channels": lambda w, r, o, c: Call("POST", "/v1/channels", json={"name": unique("ch")}),
+    "GET /v1/channels/{channel_id}": lambda w, r, o, c: Call("GET", f"/v1/channels/{ids(w, o, c)['channel']}"),
+    "PATCH /v1/channels/{channel_id}": lambda w, r, o, c: Call(
+        "PATCH", f"/v1/channels/{ids(w, o, c)['channel']}", json={"topic": f"set by {r}"}
+    ),
+    "GET /v1/channels/{channel_id}/members": lambda w, r, o, c: Call(
+        "GET", f"/v1/channels/{ids(w, o, c)['channel']}/members"
+    ),
+    "POST /v1/channels/{channel_id}/members": lambda w, r, o, c: Call(
+        "POST", f"/v1/channels/{ids(w, o, c)['channel']}/members", json={"user_id": w.places[o].target.id}
+    ),
+    "DELETE /v1/channels/{channel_id}/members/{user_id}": lambda w, r, o, c: Call(
+        "DELETE", f"/v1/channels/{ids(w, o, c)['channel']}/members/{w.places[o].target.id}"
+    ),
+    "POST /v1/channels/{channel_id}/join": lambda w, r, o, c: Call(
+        "POST", f"/v1/channels/{ids(w, o, c)['channel']}/join"
+    ),
+    "GET /v1/channels/{channel_id}/threads": lambda w, r, o, c: Call(
+        "GET", f"/v1/channels/{ids(w, o, c)['channel']}/threads"
+    ),
+    "POST /v1/channels/{channel_id}/messages": lambda w, r, o, c: Call(
+        "POST", f"/v1/channels/{ids(w, o, c)['channel']}/messages", json={"text": f"hello from {r}"}
+    ),
+    "GET /v1/threads/{thread_id}": lambda w, r, o, c: Call("GET", f"/v1/threads/{ids(w, o, c)['thread']}"),
+    "POST /v1/threads/{thread_id}/messages": lambda w, r, o, c: Call(
+        "POST", f"/v1/threads/{ids(w, o, c)['thread']}/messages", json={"text": f"reply from {r}"}
+    ),
+    "GET /v1/threads/{thread_id}/history": lambda w, r, o, c: Call(
+        "GET", f"/v1/threads/{ids(w, o, c)['thread']}/history"
+    ),
+    "GET /v1/messages/{message_id}": lambda w, r, o, c: Call("GET", f"/v1/messages/{ids(w, o, c)['message']}"),
+    "POST /v1/uploads": lambda w, r, o, c: Call(
+        "POST", "/v1/uploads", content=PNG, headers={"Content-Type": "image/png"}, params={"filename": "m.png"}
+    ),
+    "GET /v1/attachments/{attachment_id}": lambda w, r, o, c: Call(
+        "GET", f"/v1/attachments/{ids(w, o, c)['attachment']}"
+    ),
+    "GET /v1/realtime/sse": lambda w, r, o, c: Call("GET", "/v1/realtime/sse"),
+    "WS /v1/realtime/ws": lambda w, r, o, c: Call("WS", "/v1/realtime/ws"),
+}
+
+
+def expected(key: str, role: str, org: str, chan: str) -> int | str:
+    scope, resource = TABLE[key]
+    if resource != "-" and org == "other":
+        return 404
+    if resource in CHANNEL_KINDS and (chan == "private" or role == "guest"):
+        return 404
+    if scope == "any" or scope in ROLE_SCOPES[role]:
+        return "ok"
+    return 403
+
+
+def cases() -> list[tuple[str, str, str, str]]:
+    out = []
+    for key, (scope, resource) in sorted(TABLE.items()):
+        if scope == "public":
+            continue
+        orgs = ["own", "other"] if resource != "-" else ["own"]
+        chans = ["public", "private"] if resource in CHANNEL_KINDS else ["public"]
+        out.extend((key, role, org, chan) for role, org, chan in itertools.product(ROLES, orgs, chans))
+    return out
+
+
+def perform(world: World, call: Call, person: Person) -> int:
+    token = call.credential or person.token
+    headers = {"Authorization": f"Bearer {token}", **call.headers}
+    if call.method == "WS":
+        url = world.server.url.replace("http://", "ws://") + call.path
+        try:
+            with ws_connect(url, additional_headers=headers, open_timeout=10) as ws:
+                ws.recv(timeout=5)
+        except InvalidStatus as refused:
+            return refused.response.status_code
+        return 101
+    with httpx.Client(base_url=world.server.url, timeout=30) as client:
+        if call.path == "/v1/realtime/sse":
+            with client.stream("GET", call.path, headers=headers) as response:
+                return response.status_code
+        response = client.request(
+            call.method, call.path, json=call.json, content=call.content, headers=headers, params=call.params
+        )
+        if response.status_code >= 400:
+            body = response.json()
+            assert set(body) == {"error"} and body["error"]["code"], response.text
+            if response.status_code == 403:
+                assert body["error"]["details"]["scope"], "a 403 names the missing scope"
+        return response.status_code
+
+
+def test_every_route_is_documented_and_has_a_request() -> None:
+    keys = route_keys()
+    undocumented = [key for key in keys if key not in TABLE]
+    assert not undocumented, f"docs/permissions.md has no row for {undocumented}"
+    stale = [key for key in TABLE if key not in keys]
+    assert not stale, f"docs/permissions.md documents routes that do not exist: {stale}"
+    missing = [key for key, (scope, _) in TABLE.items() if scope != "public" and key not in BUILDERS]
+    assert not missing, f"no request in the matrix for {missing}"
+
+
+def test_documented_scopes_match_the_code() -> None:
+    for route in V1_ROUTES:
+        if not isinstance(route, Route):
+            continue
+        operation = route.endpoint.__spacechat_operation__  # type: ignore[attr-defined]
+        for method in (route.methods or set()) - {"HEAD"}:
+            assert TABLE[f"{method} /v1{route.path}"][0] == operation.scope, f"{method} {route.path}"
+
+
+@pytest.mark.parametrize(("key", "role", "org", "chan"), cases())
+def test_route_answers_as_documented(world: World, key: str, role: str, org: str, chan: str) -> None:
+    call = BUILDERS[key](world, role, org, chan)
+    want = call.expect if call.expect is not None else expected(key, role, org, chan)
+    got = perform(world, call, world.people[role])
+    if want == "ok":
+        assert 200 <= got < 300 or got == 101, f"{key} as {role} ({org} org, {chan}): {got}, expected success"
+    else:
+        assert got == want, f"{key} as {role} ({org} org, {chan}): {got}, expected {want}"
