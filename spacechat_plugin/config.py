@@ -118,7 +118,8 @@ class ProviderConfig(_Section):
 class AgentConfig(_Section):
     id: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,39}$")
     name: str
-    provider: str
+    # A key of `providers`; unused (and optional) when the bridge's Spacebot runs the agent.
+    provider: str = ""
     model: str = "scripted-1"
     channels: list[str] = []
     system_prompt: str = ""
@@ -156,7 +157,7 @@ class Settings(_Section):
     def _agents_use_known_providers(self) -> Settings:
         ids = set()
         for index, agent in enumerate(self.agents):
-            if agent.provider not in self.providers:
+            if self.runtime.mode != "bridge" and agent.provider not in self.providers:
                 raise ValueError(f"agents.{index}.provider: no provider named {agent.provider!r}")
             if agent.id in ids:
                 raise ValueError(f"agents.{index}.id: duplicate agent id {agent.id!r}")

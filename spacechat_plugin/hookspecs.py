@@ -88,7 +88,7 @@ class HostAPI(Protocol):
 
     async def retry_turn(self, *, channel_id: str, thread_id: str | None = None) -> dict[str, Any]:
         """Run the last turn of a channel (or one thread of it) again from the same input.
-        Return `{turn_id, agent_id, thread_id, superseded_message_id}`."""
+        Return `{turn_id, agent_id, thread_id, retried_turn_id, message_ids}`."""
         ...
 
     async def restart_worker(self, *, channel_id: str) -> dict[str, Any]:
@@ -479,4 +479,6 @@ def spacebot_task_updated(
     agent_id: str | None, task_number: int, status: TaskStatus, action: str, task: Mapping[str, Any]
 ) -> Awaitable[None] | None:
     """Called when a Spacebot task is created, changes or is deleted (`action`: created,
-    updated, deleted); `task` is the task as Spacebot's API returns it."""
+    updated, deleted); `task` is the task as Spacebot's API returns it. On deletion `task` is
+    the last copy the host saw and `status` its last status (Spacebot's own `deleted` when the
+    host never saw it)."""

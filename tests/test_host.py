@@ -62,6 +62,8 @@ async def test_hook_startup_register_routes_and_shutdown(tmp_path: Path) -> None
     assert recorder.of("spacebot_startup") == [{"host": host, "config": raw}]
     assert host.routes() == []
     assert recorder.names()[-1] == "spacebot_register_routes"
+    pm.hook.spacebot_server_started(url="http://127.0.0.1:9999")
+    assert recorder.of("spacebot_server_started") == [{"url": "http://127.0.0.1:9999"}]
     pm.hook.spacebot_server_stopping()
     await host.stop()
     assert recorder.names()[-2:] == ["spacebot_server_stopping", "spacebot_shutdown"]
