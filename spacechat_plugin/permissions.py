@@ -56,7 +56,8 @@ ROLE_SCOPES: dict[str, frozenset[str]] = {
     "admin": frozenset(_ADMIN),
     "operator": frozenset(_OPERATOR),
     "member": frozenset(_MEMBER),
-    "guest": frozenset(_EVERYONE),
+    # Guests see the directory (names and roles) so conversations make sense, as in Slack.
+    "guest": frozenset(_EVERYONE | {"members:read"}),
     "agent": frozenset(_EVERYONE | {"members:read"}),
 }
 

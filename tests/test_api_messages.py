@@ -287,3 +287,49 @@ async def test_upload_limits(shared_server: Server) -> None:
     assert after["attachments"] == before["attachments"] + 1
     leftovers = [p for p in (shared_server.data_dir / "attachments").rglob("*") if p.is_file()]
     assert not [p for p in leftovers if p.suffix == ".part"]
+
+
+async def test_unread_counts_and_read_markers(server: Server) -> None:
+    from .support import invite
+
+    general = server.channel_id("general")
+    reader = invite(server, server.token, "member")
+    async with server.client() as owner, httpx.AsyncClient(base_url=server.url, headers=reader.auth) as member:
+
+        def unread(channels: list[dict[str, Any]]) -> int:
+            return next(c["unread_count"] for c in channels if c["id"] == general)
+
+        assert unread((await member.get("/v1/channels")).json()["channels"]) == 0
+        posted = [
+            (await owner.post(f"/v1/channels/{general}/messages", json={"text": f"n{i}"})).json() for i in range(3)
+        ]
+        own = await member.post(f"/v1/channels/{general}/messages", json={"text": "mine"})
+        assert own.status_code == 201
+        assert unread((await member.get("/v1/channels")).json()["channels"]) == 3, "your own messages are not unread"
+        marked = await member.post(f"/v1/channels/{general}/read", json={"seq": posted[1]["message"]["seq"]})
+        assert marked.json()["last_read_seq"] == posted[1]["message"]["seq"]
+        assert unread((await member.get("/v1/channels")).json()["channels"]) == 1
+        back = await member.post(f"/v1/channels/{general}/read", json={"seq": 1})
+        assert back.json()["last_read_seq"] == posted[1]["message"]["seq"], "markers only move forward"
+        assert (await member.post(f"/v1/channels/{general}/read", json={"seq": -1})).status_code == 400
+
+
+async def test_history_around_a_message_for_deep_links(shared_server: Server) -> None:
+    general = shared_server.channel_id("general")
+    async with shared_server.client() as client:
+        root = (await client.post(f"/v1/channels/{general}/messages", json={"text": "r0"})).json()
+        thread_id = root["thread"]["id"]
+        replies = [
+            (await client.post(f"/v1/threads/{thread_id}/messages", json={"text": f"r{i}"})).json()["message"]
+            for i in range(1, 40)
+        ]
+        target = replies[19]  # r20
+        page = (
+            await client.get(f"/v1/threads/{thread_id}/history", params={"around": target["seq"], "limit": 10})
+        ).json()
+        texts = [m["text"] for m in page["messages"]]
+        assert "r20" in texts and len(texts) == 10
+        assert texts == [f"r{i}" for i in range(int(texts[0][1:]), int(texts[0][1:]) + 10)]
+        assert page["cursors"]["before"] is not None and page["cursors"]["after"] is not None
+        both = await client.get(f"/v1/threads/{thread_id}/history", params={"around": 1, "after": 2})
+        assert both.status_code == 400

@@ -224,6 +224,9 @@ BUILDERS: dict[str, Builder] = {
     "POST /v1/channels/{channel_id}/join": lambda w, r, o, c: Call(
         "POST", f"/v1/channels/{ids(w, o, c)['channel']}/join"
     ),
+    "POST /v1/channels/{channel_id}/read": lambda w, r, o, c: Call(
+        "POST", f"/v1/channels/{ids(w, o, c)['channel']}/read", json={"seq": 1}
+    ),
     "GET /v1/channels/{channel_id}/threads": lambda w, r, o, c: Call(
         "GET", f"/v1/channels/{ids(w, o, c)['channel']}/threads"
     ),

@@ -54,6 +54,7 @@ V1_ROUTES: list[BaseRoute] = [
     Route("/channels/{channel_id}/members", admin.add_member, methods=["POST"]),
     Route("/channels/{channel_id}/members/{user_id}", admin.remove_member, methods=["DELETE"]),
     Route("/channels/{channel_id}/join", admin.join_channel, methods=["POST"]),
+    Route("/channels/{channel_id}/read", channels.mark_read, methods=["POST"]),
     Route("/channels/{channel_id}/threads", channels.list_threads, methods=["GET"]),
     Route("/channels/{channel_id}/messages", messages.post_to_channel, methods=["POST"]),
     Route("/threads/{thread_id}", messages.get_thread, methods=["GET"]),
@@ -79,5 +80,7 @@ def build_api(app: Spacechat) -> Starlette:
 
 
 def routes(app: Spacechat) -> list[BaseRoute]:
-    """What the plugin mounts on the host's server."""
-    return [Mount("/v1", app=build_api(app))]
+    """What the plugin mounts on the host's server: the API, then the web UI at the root."""
+    from ..webui import WebUI
+
+    return [Mount("/v1", app=build_api(app)), Mount("/", app=WebUI())]

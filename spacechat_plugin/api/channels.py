@@ -14,7 +14,7 @@ from ..store import audit, identity, tenancy
 from ..store import messages as message_store
 from ..store.db import WriteTx
 from .common import JSONResponse, operation, principal, query_int, read_json, spacechat
-from .models import CreateChannel
+from .models import CreateChannel, MarkRead
 
 
 async def channel_or_404(request: Request, action: str) -> dict[str, Any]:
@@ -46,7 +46,29 @@ async def list_channels(request: Request) -> Response:
     who = await principal(request)
     check(who, "channels:read")
     channels = await tenancy.list_channels(app.db, who.org_id)
-    return JSONResponse({"channels": [with_membership(who, c) for c in channels if can_read_channel(who, c)]})
+    reads = await message_store.read_state(app.db, who.user_id, who.org_id)
+    shown = []
+    for channel in channels:
+        if can_read_channel(who, channel):
+            last_read, unread = reads.get(channel["id"], (0, 0))
+            shown.append({**with_membership(who, channel), "last_read_seq": last_read, "unread_count": unread})
+    return JSONResponse({"channels": shown, "unread_cap": message_store.UNREAD_CAP})
+
+
+@operation(
+    "Mark a channel read up to a message's seq (markers only move forward)",
+    tags=["channels"],
+    body=MarkRead,
+    scope="messages:read",
+)
+async def mark_read(request: Request) -> Response:
+    app = spacechat(request)
+    channel = await channel_or_404(request, "messages:read")
+    who = await principal(request)
+    body = await read_json(request, MarkRead, max_bytes=1024)
+    seq = min(body.seq, app.db.last_seq)
+    marker = await app.db.write(lambda tx: message_store.mark_read(tx, who.user_id, channel["id"], seq))
+    return JSONResponse({"channel_id": channel["id"], "last_read_seq": marker})
 
 
 @operation("Create a channel", tags=["channels"], body=CreateChannel, status=201, scope="channels:manage")
@@ -93,7 +115,8 @@ async def create_channel(request: Request) -> Response:
 @operation("Get a channel", tags=["channels"], scope="channels:read")
 async def get_channel(request: Request) -> Response:
     channel = await channel_or_404(request, "channels:read")
-    return JSONResponse({"channel": with_membership(await principal(request), channel)})
+    fresh = await tenancy.get_channel(spacechat(request).db, channel["id"])  # the cache's last_seq lags
+    return JSONResponse({"channel": with_membership(await principal(request), fresh or channel)})
 
 
 @operation(

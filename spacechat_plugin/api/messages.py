@@ -157,6 +157,7 @@ async def get_thread(request: Request) -> Response:
     query={
         "before": "cursor: messages older than this (from `cursors.before`)",
         "after": "cursor: messages newer than this (from `cursors.after`)",
+        "around": "a message's seq: that message with older and newer ones either side (deep links)",
         "limit": "1-200, default 50",
     },
 )
@@ -164,11 +165,14 @@ async def history(request: Request) -> Response:
     thread, _ = await thread_or_404(request, "messages:read")
     before = query_int(request, "before", None)
     after = query_int(request, "after", None)
-    if before is not None and after is not None:
-        raise BadRequest("send either before or after, not both")
+    around = query_int(request, "around", None)
+    if sum(cursor is not None for cursor in (before, after, around)) > 1:
+        raise BadRequest("send one of before, after and around")
     limit = query_int(request, "limit", 50, low=1, high=200)
     assert limit is not None
-    page = await message_store.history(spacechat(request).db, thread["id"], before=before, after=after, limit=limit)
+    page = await message_store.history(
+        spacechat(request).db, thread["id"], before=before, after=after, limit=limit, around=around
+    )
     return JSONResponse(
         {
             "thread": thread,

@@ -115,3 +115,7 @@ class UpdateChannel(Body):
 
 class AddMember(Body):
     user_id: str = Field(min_length=1, max_length=100)
+
+
+class MarkRead(Body):
+    seq: int = Field(ge=0, description="The seq of the newest message read.")

@@ -443,8 +443,15 @@ class HistoryPage:
     newer: int | None  # pass as `after` for the next page; None at the end
 
 
-async def history(db: Database, thread_id: str, *, before: int | None, after: int | None, limit: int) -> HistoryPage:
-    """A page of a thread in ascending order. With neither cursor: the newest page."""
+async def history(
+    db: Database, thread_id: str, *, before: int | None, after: int | None, limit: int, around: int | None = None
+) -> HistoryPage:
+    """A page of a thread in ascending order. With neither cursor: the newest page. With
+    `around`: the message at that seq (or the nearest) with older and newer ones either side."""
+    if around is not None:
+        older = await history(db, thread_id, before=around + 1, after=None, limit=max(1, limit // 2 + 1))
+        newer = await history(db, thread_id, before=None, after=around, limit=max(1, limit - len(older.messages)))
+        return HistoryPage(older.messages + newer.messages, older.older, newer.newer)
     if after is not None:
         rows = await db.fetchall(
             "SELECT * FROM messages WHERE thread_id = ? AND seq > ? ORDER BY seq ASC LIMIT ?",
@@ -478,3 +485,38 @@ async def history(db: Database, thread_id: str, *, before: int | None, after: in
         page[0]["seq"] if more_older else None,
         page[-1]["seq"] if more_newer else None,
     )
+
+
+# --- read markers --------------------------------------------------------------------------
+
+
+def mark_read(tx: WriteTx, user_id: str, channel_id: str, seq: int) -> int:
+    """Move a member's read marker forward (never back); return where it stands."""
+    tx.execute(
+        "INSERT INTO channel_reads (user_id, channel_id, last_read_seq, updated_at) VALUES (?, ?, ?, ?)"
+        " ON CONFLICT(user_id, channel_id) DO UPDATE SET last_read_seq = MAX(last_read_seq, excluded.last_read_seq),"
+        " updated_at = excluded.updated_at",
+        (user_id, channel_id, seq, now_rfc3339()),
+    )
+    return int(
+        tx.one("SELECT last_read_seq FROM channel_reads WHERE user_id = ? AND channel_id = ?", (user_id, channel_id))[0]
+    )
+
+
+UNREAD_CAP = 1000
+
+
+async def read_state(db: Database, user_id: str, org_id: str) -> dict[str, tuple[int, int]]:
+    """Per channel: (last read seq, unread messages by others since, counted up to UNREAD_CAP).
+    Messages from before the member joined the organisation never count as unread."""
+    rows = await db.fetchall(
+        "SELECT c.id, COALESCE(r.last_read_seq, 0) AS last_read,"
+        " (SELECT COUNT(*) FROM (SELECT 1 FROM messages m WHERE m.channel_id = c.id"
+        "   AND m.seq > COALESCE(r.last_read_seq, 0) AND m.author_id IS NOT :user"
+        "   AND m.created_at > COALESCE((SELECT created_at FROM users WHERE id = :user), '')"
+        "   LIMIT :cap)) AS unread"
+        " FROM channels c LEFT JOIN channel_reads r ON r.channel_id = c.id AND r.user_id = :user"
+        " WHERE c.org_id = :org",
+        {"user": user_id, "org": org_id, "cap": UNREAD_CAP},
+    )
+    return {row[0]: (row[1], row[2]) for row in rows}
