@@ -143,3 +143,32 @@ async def test_provider_outage_fails_the_turn_and_reports_health(tmp_path: Path,
         assert health and health[0]["component"] == "provider:local" and health[0]["status"] == "down"
     finally:
         server.stop()
+
+
+async def test_a_failed_reply_can_be_retried(tmp_path: Path, model: FakeOpenAI) -> None:
+    model.fail_with = 503
+    server = Server(tmp_path / "data", agent_config(model)).start()
+    try:
+        failed, _ = await converse(server, "hello?")
+        assert failed["state"] == "failed"
+        model.fail_with = None
+        async with server.client() as client:
+            retried = await client.post(f"/v1/messages/{failed['id']}/retry")
+            assert retried.status_code == 202, retried.text
+            assert retried.json()["message"]["metadata"]["superseded_by_turn"] == retried.json()["turn_id"]
+            again = await client.post(f"/v1/messages/{failed['id']}/retry")
+            assert again.status_code == 409 and again.json()["error"]["code"] == "already_retried"
+            async with asyncio.timeout(15):
+                while True:
+                    history = (await client.get(f"/v1/threads/{failed['thread_id']}/history")).json()["messages"]
+                    done = [m for m in history if m["author"]["kind"] == "agent" and m["state"] == "completed"]
+                    if done:
+                        break
+                    await asyncio.sleep(0.05)
+            assert done[0]["text"] == REPLY
+            assert done[0]["metadata"]["turn_id"] == retried.json()["turn_id"]
+            person = next(m for m in history if m["author"]["kind"] == "user")
+            refused = await client.post(f"/v1/messages/{person['id']}/retry")
+            assert refused.status_code == 409 and refused.json()["error"]["code"] == "not_retryable"
+    finally:
+        server.stop()

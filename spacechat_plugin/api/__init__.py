@@ -61,6 +61,7 @@ V1_ROUTES: list[BaseRoute] = [
     Route("/threads/{thread_id}/messages", messages.post_to_thread, methods=["POST"]),
     Route("/threads/{thread_id}/history", messages.history, methods=["GET"]),
     Route("/messages/{message_id}", messages.get_message, methods=["GET"]),
+    Route("/messages/{message_id}/retry", messages.retry_reply, methods=["POST"]),
     Route("/uploads", attachments.upload, methods=["POST"]),
     Route("/attachments/{attachment_id}", attachments.download, methods=["GET"]),
     Route("/realtime/sse", realtime.sse, methods=["GET"]),

@@ -14,8 +14,10 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
+from ..auth import client_address
 from ..errors import BadRequest, Conflict, NotFound
 from ..permissions import Principal, check
+from ..store import audit
 from ..store import messages as message_store
 from ..store.db import WriteTx
 from .channels import channel_or_404
@@ -193,3 +195,47 @@ async def get_message(request: Request) -> Response:
         raise NotFound("no such message")
     check(await principal(request), "messages:read", message, channel=await app.channel(message["channel_id"]))
     return JSONResponse({"message": message})
+
+
+@operation(
+    "Run the agent turn that produced a failed reply again (the failed reply is marked superseded)",
+    tags=["messages"],
+    status=202,
+    scope="messages:write",
+)
+async def retry_reply(request: Request) -> Response:
+    app = spacechat(request)
+    who = await principal(request)
+    message = await message_store.get_message(app.db, request.path_params["message_id"])
+    if message is None:
+        raise NotFound("no such message")
+    check(who, "messages:write", message, channel=await app.channel(message["channel_id"]))
+    if message["author"]["kind"] != "agent" or message["state"] != "failed":
+        raise Conflict("only a failed agent reply can be retried", code="not_retryable")
+    if message["metadata"].get("superseded_by_turn"):
+        raise Conflict("this reply was already retried", code="already_retried")
+    if app.host is None:
+        raise Conflict("no agent host is running", code="no_host")
+    try:
+        result = await app.host.retry_turn(channel_id=message["channel_id"], thread_id=message["thread_id"])
+    except LookupError:
+        raise Conflict(
+            "the agent has no turn to run again here (it may have restarted)", code="not_retryable"
+        ) from None
+    metadata = {**message["metadata"], "superseded_by_turn": result["turn_id"]}
+
+    def supersede(tx: WriteTx) -> dict[str, Any] | None:
+        audit.append(
+            tx,
+            org_id=who.org_id,
+            actor=who.actor,
+            action="agent.turn_retried",
+            target_type="message",
+            target_id=message["id"],
+            ip=client_address(request),
+            details={"turn_id": result["turn_id"]},
+        )
+        return message_store.update_message(tx, message["id"], metadata=metadata)
+
+    updated = await app.db.write(supersede)
+    return JSONResponse({"message": updated, "turn_id": result["turn_id"]}, status_code=202)
