@@ -7,6 +7,7 @@ remembered from `worker_started` so every later event lands in the right channel
 from __future__ import annotations
 
 import json
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
     from .app import Spacechat
 
 SUMMARY_CHARS = 200
+FINISHED_KEPT = 1000
 
 
 def summarize(value: Any, limit: int = SUMMARY_CHARS) -> str:
@@ -50,6 +52,8 @@ class Activity:
     def __init__(self, app: Spacechat) -> None:
         self.app = app
         self.workers: dict[str, WorkerPlace] = {}
+        # Where recently finished workers ran, for plugins reacting to their end (bounded).
+        self.finished: OrderedDict[str, WorkerPlace] = OrderedDict()
 
     async def _emit(
         self, payload: Payload, *, agent_id: str | None, channel_id: str | None, thread_id: str | None
@@ -145,7 +149,10 @@ class Activity:
     async def worker_completed(
         self, *, agent_id: str, worker_id: str, outcome: str, result: str, success: bool
     ) -> None:
-        place = self.workers.pop(worker_id, WorkerPlace(agent_id, None, None))
+        place = self.workers.pop(worker_id, None) or self.finished.get(worker_id) or WorkerPlace(agent_id, None, None)
+        self.finished[worker_id] = place
+        while len(self.finished) > FINISHED_KEPT:
+            self.finished.popitem(last=False)
         payload = WorkerCompleted(
             worker_id=worker_id, agent_id=agent_id, outcome=outcome, result=summarize(result), success=success
         )
@@ -159,6 +166,42 @@ class Activity:
             worker_id=worker_id, agent_id=agent_id, question_id=question_id, questions=questions
         )
         await self._emit(payload, agent_id=agent_id, channel_id=place.channel_id, thread_id=place.thread_id)
+        if place.channel_id and questions:
+            first = questions[0]
+            options = [
+                {"label": str(o.get("label", ""))[:75], "value": str(o.get("label", ""))[:2000]}
+                for o in first.get("options", [])
+                if o.get("label")
+            ]
+            blocks: list[dict[str, Any]] = [{"type": "section", "text": str(first.get("question", ""))[:3000]}]
+            if options:
+                blocks.append(
+                    {
+                        "type": "actions",
+                        "block_id": "answer",
+                        "elements": [
+                            {"type": "select", "action_id": "answer", "placeholder": "Choose", "options": options[:100]}
+                        ],
+                    }
+                )
+            else:
+                blocks.append(
+                    {
+                        "type": "form",
+                        "block_id": "answer",
+                        "action_id": "answer",
+                        "submit_label": "Answer",
+                        "fields": [{"type": "textarea", "name": "answer", "label": "Your answer", "required": True}],
+                    }
+                )
+            await self.app.sdk.post(
+                place.channel_id,
+                f"{agent_id} asks: {first.get('question', '')}"[:3000],
+                thread_id=place.thread_id,
+                blocks=blocks,
+                author=self.app.agent_actor(agent_id),
+                metadata={"worker_question": {"question_id": question_id, "agent_id": agent_id}},
+            )
 
     async def permission(
         self, *, agent_id: str, worker_id: str, permission_id: str, description: str, patterns: list[str]
@@ -172,6 +215,39 @@ class Activity:
             patterns=patterns,
         )
         await self._emit(payload, agent_id=agent_id, channel_id=place.channel_id, thread_id=place.thread_id)
+        if place.channel_id:
+            # Granting an agent permission to act is an approval: it needs tasks:approve.
+            blocks: list[dict[str, Any]] = [
+                {"type": "section", "text": summarize(description, 3000)},
+                {
+                    "type": "actions",
+                    "block_id": "permission",
+                    "elements": [
+                        {
+                            "type": "button",
+                            "action_id": "permission.allow",
+                            "label": "Allow",
+                            "style": "primary",
+                            "scope": "tasks:approve",
+                        },
+                        {
+                            "type": "button",
+                            "action_id": "permission.deny",
+                            "label": "Deny",
+                            "style": "danger",
+                            "scope": "tasks:approve",
+                        },
+                    ],
+                },
+            ]
+            await self.app.sdk.post(
+                place.channel_id,
+                f"{agent_id} asks permission: {summarize(description, 200)}",
+                thread_id=place.thread_id,
+                blocks=blocks,
+                author=self.app.agent_actor(agent_id),
+                metadata={"worker_permission": {"permission_id": permission_id, "agent_id": agent_id}},
+            )
 
     async def status(self, *, agent_id: str, channel_id: str, thread_id: str, status: str, detail: str | None) -> None:
         payload = AgentStatusChanged(agent_id=agent_id, status=status, detail=detail)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import logging
 import os
 from collections.abc import Coroutine
@@ -18,12 +19,14 @@ from starlette.requests import HTTPConnection
 from .activity import Activity
 from .auth import Authenticator, load_or_create_secret
 from .bus import Bus, Subscription
-from .config import Settings
+from .cardservice import CardService
+from .config import ConfigError, Settings
 from .events import SYSTEM, Actor, Event, now_rfc3339
-from .hookspecs import HostAPI
+from .hookspecs import HostAPI, call_hook, first_hook
 from .permissions import Access, Principal
 from .replies import ReplyStreams
 from .resources import resource
+from .sdk import SpacechatAPI
 from .store import identity, tenancy
 from .store import log as event_log
 from .store import messages as message_store
@@ -54,6 +57,8 @@ class Spacechat:
         self.streams: dict[str, set[Subscription]] = {}
         self.replies = ReplyStreams(self)
         self.activity = Activity(self)
+        self.cards = CardService(self)
+        self.sdk = SpacechatAPI(self)
         self.org_id = ""
         self.channels: dict[str, dict[str, Any]] = {}
         # (actor id, idempotency key) of sends in progress: a concurrent duplicate gets 409.
@@ -85,6 +90,8 @@ class Spacechat:
         self.channels = {channel["id"]: channel for channel in channels}
         self.access.load(channels, await identity.all_memberships(self.db))
         await self._offer_setup()
+        self._load_hook_plugins()
+        await self.call_plugins("spacechat_ready")
         self._background = [
             asyncio.create_task(self._heartbeat(), name="spacechat-heartbeat"),
             asyncio.create_task(self.replies.checkpoint_loop(), name="spacechat-checkpoint"),
@@ -244,6 +251,39 @@ class Spacechat:
             except Exception:
                 logger.exception("pruning the event log failed")
 
+    # -- hook plugins -------------------------------------------------------------------------
+
+    def _load_hook_plugins(self) -> None:
+        """Register the ready-made hook plugins named in `hook_plugins` (files in hooks/)."""
+        if not self.settings.hook_plugins:
+            return
+        if self.host is None:
+            raise ConfigError("hook_plugins need a host to register with")
+        folder = resource("hooks")
+        for name in self.settings.hook_plugins:
+            path = folder / f"{name}.py"
+            if not path.is_file():
+                known = sorted(p.stem for p in folder.glob("*.py") if not p.stem.startswith("_"))
+                raise ConfigError(f"hook_plugins: no hook plugin named {name!r} (there are: {', '.join(known)})")
+            spec = importlib.util.spec_from_file_location(f"spacechat_hooks.{name}", path)
+            assert spec is not None and spec.loader is not None
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+            if self.host.pm.get_plugin(f"spacechat-hooks.{name}") is None:
+                self.host.pm.register(module, name=f"spacechat-hooks.{name}")
+
+    async def call_plugins(self, name: str, **kwargs: Any) -> list[Any]:
+        """Call one of Spacechat's own hooks (`spacechat_*`) on every plugin; a failing plugin is
+        logged and skipped."""
+        if self.host is None:
+            return []
+        return await call_hook(self.host.pm, name, on_error=_report, spacechat=self.sdk, **kwargs)
+
+    async def first_plugin(self, name: str, **kwargs: Any) -> Any:
+        if self.host is None:
+            return None
+        return await first_hook(self.host.pm, name, on_error=_report, spacechat=self.sdk, **kwargs)
+
     def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> None:
         """Run work that outlives a request (handing a message to the host), keeping a
         reference so it is not collected, and logging its failure."""
@@ -278,3 +318,7 @@ class Spacechat:
         """Fan out a live-only event (a stream delta): no log, no transaction."""
         assert event.live_only
         self.bus.publish([event])
+
+
+def _report(name: str, impl: Any, error: BaseException) -> None:
+    logger.error("hook %s failed in %s", name, impl.plugin_name, exc_info=error)

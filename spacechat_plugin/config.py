@@ -127,6 +127,36 @@ class AgentConfig(_Section):
     permission_tools: list[str] = []
 
 
+class PriceConfig(_Section):
+    """USD per million tokens (reasoning tokens are priced as output, as providers bill them)."""
+
+    input: float = Field(ge=0)
+    output: float = Field(ge=0)
+    cache_read: float = Field(0, ge=0)
+    cache_write: float = Field(0, ge=0)
+
+
+class BudgetConfig(_Section):
+    period: Literal["day", "month"] = "day"
+    limit_usd: float = Field(gt=0)
+    # At this share of the limit, a warning card is posted (once per period).
+    warn_at: float = Field(0.8, gt=0, le=1)
+    # Past the limit, refuse new turns until the period ends.
+    hard_stop: bool = False
+
+
+class BudgetsConfig(_Section):
+    org: BudgetConfig | None = None
+    agents: dict[str, BudgetConfig] = {}
+
+
+class OpsConfig(_Section):
+    # Operations that wait for a second operator's approval (the two-person rule).
+    require_second_approval: list[Literal["retry", "restart", "reconnect", "recover"]] = []
+    incidents_channel: str = "incidents"
+    ops_channel: str = "ops"
+
+
 class Settings(_Section):
     enabled: bool = False
     host: str = "127.0.0.1"
@@ -144,6 +174,11 @@ class Settings(_Section):
     bridge: BridgeConfig = BridgeConfig()
     bootstrap: BootstrapConfig = BootstrapConfig()
     providers: dict[str, ProviderConfig] = {}
+    pricing: dict[str, PriceConfig] = {}
+    budgets: BudgetsConfig = BudgetsConfig()
+    ops: OpsConfig = OpsConfig()
+    # Settings of the ready-made hook plugins, by plugin name (each plugin checks its own table).
+    hooks: dict[str, dict[str, Any]] = {}
     agents: list[AgentConfig] = []
 
     @field_validator("public_url")

@@ -167,6 +167,54 @@ class MemberRemoved(Payload):
     removed_by: str | None
 
 
+# --- interactions and tasks ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class InteractionSubmitted(Payload):
+    """interaction.submitted: someone clicked a button, chose from a select, submitted a form or
+    voted on a card; `interaction` carries the message, the action, the validated values and who."""
+
+    event_type: ClassVar[str] = "interaction.submitted"
+    interaction: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class TaskCreated(Payload):
+    """task.created: a task was created."""
+
+    event_type: ClassVar[str] = "task.created"
+    task: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class TaskUpdated(Payload):
+    """task.updated: a task's status, fields or comments changed; `change` says what
+    (`status`, `edited`, `comment`) and `previous_status` what it was."""
+
+    event_type: ClassVar[str] = "task.updated"
+    task: dict[str, Any]
+    change: str
+    previous_status: str | None = None
+
+
+@dataclass(frozen=True)
+class TaskAssigned(Payload):
+    """task.assigned: a task got a new assignee (a person or an agent), or none."""
+
+    event_type: ClassVar[str] = "task.assigned"
+    task: dict[str, Any]
+    previous_assignee_id: str | None = None
+
+
+@dataclass(frozen=True)
+class TaskCompleted(Payload):
+    """task.completed: a task reached `done`."""
+
+    event_type: ClassVar[str] = "task.completed"
+    task: dict[str, Any]
+
+
 # --- agents, tools and workers -------------------------------------------------------------
 
 
@@ -293,6 +341,53 @@ class WorkerPermissionAsked(Payload):
     permission_id: str
     description: str
     patterns: list[str]
+
+
+@dataclass(frozen=True)
+class SystemRecoveryInvoked(Payload):
+    """system.recovery.invoked: an operator ran an operation (retry, restart, reconnect, recover),
+    or asked for one that waits for a second operator; `outcome` is ok, failed, pending or denied."""
+
+    event_type: ClassVar[str] = "system.recovery.invoked"
+    action: str
+    target: str
+    reason: str
+    outcome: str
+    result: dict[str, Any]
+    operation_id: str | None = None
+
+
+@dataclass(frozen=True)
+class IncidentOpened(Payload):
+    """incident.opened: a failed worker, a provider outage, a budget stop or a person opened an incident."""
+
+    event_type: ClassVar[str] = "incident.opened"
+    incident: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class IncidentAcknowledged(Payload):
+    """incident.acknowledged: someone took the incident on."""
+
+    event_type: ClassVar[str] = "incident.acknowledged"
+    incident: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class IncidentEscalated(Payload):
+    """incident.escalated: the incident was escalated to a role or a person (`escalated_to`)."""
+
+    event_type: ClassVar[str] = "incident.escalated"
+    incident: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class IncidentResolved(Payload):
+    """incident.resolved: the incident was resolved (by a person, or by the system when its cause
+    cleared, e.g. a provider back up)."""
+
+    event_type: ClassVar[str] = "incident.resolved"
+    incident: dict[str, Any]
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ This module imports nothing else of the package: it is a contract.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
 
 import pluggy
@@ -51,9 +51,56 @@ async def await_me_maybe(value: T | Awaitable[T]) -> T:
     return value
 
 
-async def call_all(results: Sequence[Any]) -> list[Any]:
-    """Await each result of a non-firstresult hook call, in the order pluggy returned them."""
-    return [await await_me_maybe(result) for result in results]
+def implementations(pm: pluggy.PluginManager, name: str) -> list[Any]:
+    """A hook's implementations in the order pluggy calls them (wrappers are not used here)."""
+    caller = getattr(pm.hook, name)
+    return [impl for impl in reversed(caller.get_hookimpls()) if not (impl.hookwrapper or impl.wrapper)]
+
+
+async def call_impl(impl: Any, kwargs: Mapping[str, Any]) -> Any:
+    """Call one implementation with the arguments it names, and await what it returns."""
+    return await await_me_maybe(impl.function(**{arg: kwargs[arg] for arg in impl.argnames}))
+
+
+OnError = Callable[[str, Any, BaseException], None]
+
+
+async def call_hook(
+    pm: pluggy.PluginManager, name: str, *, on_error: OnError | None = None, **kwargs: Any
+) -> list[Any]:
+    """Call every implementation and await each result in turn; return the non-None results.
+
+    pluggy is synchronous and its own `firstresult` stops at the first coroutine object (never
+    None), so callers of async implementations go through here (or `first_hook`). With
+    `on_error`, an implementation that raises is reported to it and skipped; without, it raises.
+    """
+    results = []
+    for impl in implementations(pm, name):
+        try:
+            result = await call_impl(impl, kwargs)
+        except Exception as exc:
+            if on_error is None:
+                raise
+            on_error(name, impl, exc)
+            continue
+        if result is not None:
+            results.append(result)
+    return results
+
+
+async def first_hook(pm: pluggy.PluginManager, name: str, *, on_error: OnError | None = None, **kwargs: Any) -> Any:
+    """A *firstresult* hook: the first implementation whose awaited result is not None."""
+    for impl in implementations(pm, name):
+        try:
+            result = await call_impl(impl, kwargs)
+        except Exception as exc:
+            if on_error is None:
+                raise
+            on_error(name, impl, exc)
+            continue
+        if result is not None:
+            return result
+    return None
 
 
 # ============================================================================================
@@ -68,6 +115,7 @@ class HostAPI(Protocol):
     the host cannot do it now."""
 
     name: str  # "embedded", "bridge", ...
+    pm: pluggy.PluginManager  # the host's plugin manager: plugins call each other's hooks through it
 
     def agents(self) -> list[dict[str, Any]]:
         """The agents this host runs: `{id, name, model, provider, channels: [channel names]}`."""
@@ -482,3 +530,31 @@ def spacebot_task_updated(
     updated, deleted); `task` is the task as Spacebot's API returns it. On deletion `task` is
     the last copy the host saw and `status` its last status (Spacebot's own `deleted` when the
     host never saw it)."""
+
+
+# ============================================================================================
+# Spacechat's own hooks: called by the Spacechat plugin, for hook plugins (hooks/)
+# ============================================================================================
+
+
+@hookspec
+def spacechat_ready(spacechat: Any) -> Awaitable[None] | None:
+    """Called once Spacechat has started, with its plugin API (`spacechat_plugin.sdk.SpacechatAPI`):
+    post messages and cards, wait for interactions, act on tasks, keep small state. A hook plugin
+    keeps the object for use in its other hooks."""
+
+
+@hookspec
+def spacechat_task_changed(
+    spacechat: Any, task: Mapping[str, Any], previous_status: str | None, change: str
+) -> Awaitable[None] | None:
+    """Called after a Spacechat task was created or changed (`change`: created, status, edited,
+    assigned); `previous_status` is None on creation."""
+
+
+@hookspec(firstresult=True)
+def spacechat_interaction_submitted(
+    spacechat: Any, interaction: Mapping[str, Any], message: Mapping[str, Any]
+) -> Awaitable[bool | None] | bool | None:
+    """*firstresult*. Called after an interaction on a card was validated and recorded. Return
+    True when this plugin handled it: the card's agent then does not also receive it."""

@@ -44,11 +44,14 @@ SCOPES: tuple[str, ...] = (
     "memory:review",
     "audit:read",
     "org:admin",
+    "tasks:read",
+    "tasks:write",
+    "tasks:approve",
 )
 
 _EVERYONE = {"channels:read", "messages:read", "messages:write", "files:write", "realtime:subscribe", "agents:read"}
-_MEMBER = _EVERYONE | {"channels:join", "members:read", "tokens:create"}
-_OPERATOR = _MEMBER | {"diagnostics:read", "ops:retry", "ops:restart", "ops:reconnect"}
+_MEMBER = _EVERYONE | {"channels:join", "members:read", "tokens:create", "tasks:read", "tasks:write"}
+_OPERATOR = _MEMBER | {"diagnostics:read", "ops:retry", "ops:restart", "ops:reconnect", "tasks:approve"}
 _ADMIN = _OPERATOR | {"channels:manage", "members:manage", "ops:recover", "memory:review", "audit:read"}
 
 ROLE_SCOPES: dict[str, frozenset[str]] = {
@@ -58,7 +61,7 @@ ROLE_SCOPES: dict[str, frozenset[str]] = {
     "member": frozenset(_MEMBER),
     # Guests see the directory (names and roles) so conversations make sense, as in Slack.
     "guest": frozenset(_EVERYONE | {"members:read"}),
-    "agent": frozenset(_EVERYONE | {"members:read"}),
+    "agent": frozenset(_EVERYONE | {"members:read", "tasks:read", "tasks:write"}),
 }
 
 # Who may give which role: an owner any; an admin up to admin; nobody else.
@@ -67,8 +70,8 @@ ASSIGNABLE: dict[str, frozenset[str]] = {
     "admin": frozenset({"admin", "operator", "member", "guest"}),
 }
 
-# Org-wide events (no channel) that need a scope to be seen.
-EVENT_SCOPES: dict[str, str] = {"system.health.changed": "diagnostics:read"}
+# Events that need a scope to be seen, besides being in a channel one may read (by type prefix).
+EVENT_SCOPES: tuple[tuple[str, str], ...] = (("system.", "diagnostics:read"), ("task.", "tasks:read"))
 
 
 @dataclass(frozen=True)
@@ -166,8 +169,10 @@ class Access:
         """Whether an event may reach this principal's stream."""
         if org_id != principal.org_id:
             return False
+        for prefix, needed in EVENT_SCOPES:
+            if event_type.startswith(prefix) and needed not in principal.scopes:
+                return False
         if channel_id is None:
-            needed = EVENT_SCOPES.get(event_type)
-            return needed is None or needed in principal.scopes
+            return True
         channel = self.channels.get(channel_id)
         return channel is not None and can_read_channel(principal, channel)

@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from .cardservice import agent_card, initial_state
 from .events import AgentStatusChanged, Event, MessageStreamDelta
 from .store import messages as message_store
 from .store.db import WriteTx
@@ -142,9 +143,11 @@ class ReplyStreams:
             return None
         envelope = self.envelope(stream)
 
+        card = agent_card(blocks)
+
         def finish(tx: WriteTx) -> dict[str, Any] | None:
             message = message_store.complete_message(
-                tx, stream.message_id, text, blocks=list(blocks) if blocks else None, metadata=metadata
+                tx, stream.message_id, text, blocks=card, card_state=initial_state(card), metadata=metadata
             )
             tx.emit(Event(AgentStatusChanged(agent_id=stream.agent_id, status="idle"), **envelope))
             return message
@@ -183,6 +186,7 @@ class ReplyStreams:
             log.warning("agent %s posted to unknown channel %s", agent_id, channel_id)
             return None
         actor = self.app.agent_actor(agent_id)
+        card = agent_card(blocks)
         result = await self.app.db.write(
             lambda tx: message_store.post_message(
                 tx,
@@ -190,7 +194,8 @@ class ReplyStreams:
                 channel=channel,
                 thread_id=thread_id,
                 text=text,
-                blocks=list(blocks) if blocks else None,
+                blocks=card,
+                card_state=initial_state(card),
             )
         )
         return str(result.message["id"])

@@ -11,7 +11,8 @@ from spacechat_plugin import hookspecs
 
 
 def hook_names() -> list[str]:
-    return sorted(name for name in dir(hookspecs) if name.startswith("spacebot_"))
+    """The host's hooks (spacebot_*) and Spacechat's own hooks for hook plugins (spacechat_*)."""
+    return sorted(name for name in dir(hookspecs) if name.startswith(("spacebot_", "spacechat_")))
 
 
 class Recorder:

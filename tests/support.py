@@ -37,9 +37,10 @@ def _toml_value(value: Any) -> str:
     return json.dumps(value)
 
 
-def toml_config(extra: str = "", **sections: dict[str, Any]) -> str:
+def toml_config(extra: str = "", *, top: str = "", **sections: dict[str, Any]) -> str:
     """The test servers' config: fast scripted agents, with `sections` merged over it
-    (`toml_config(realtime={"max_lag": 20})`) and `extra` TOML appended verbatim."""
+    (`toml_config(realtime={"max_lag": 20})`), `top` TOML (top-level keys) put first and `extra`
+    TOML appended verbatim."""
     merged = {name: dict(values) for name, values in FAST_AGENT_CONFIG.items()}
     for name, values in sections.items():
         merged.setdefault(name.replace("__", "."), {}).update(values)
@@ -48,7 +49,7 @@ def toml_config(extra: str = "", **sections: dict[str, Any]) -> str:
         lines.append(f"[{name}]")
         lines.extend(f"{key} = {_toml_value(value)}" for key, value in values.items())
         lines.append("")
-    return "\n".join(lines) + "\n" + extra
+    return top + "\n" + "\n".join(lines) + "\n" + extra
 
 
 @dataclass
@@ -57,6 +58,7 @@ class Server:
     config_text: str = ""
     create_owner: bool = True
     env: dict[str, str] = field(default_factory=dict)
+    port: int = 0  # 0 picks a free port at each start; a fixed one survives restart() (browser tests)
     url: str = ""
     token: str = ""
     setup_token: str = ""
@@ -81,7 +83,7 @@ class Server:
                 "--data-dir",
                 str(self.data_dir),
                 "--port",
-                "0",
+                str(self.port),
             ],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -299,3 +301,36 @@ def bot(server: Server, admin_token: str, name: str = "Robo") -> Person:
         created = client.post("/v1/bots", json={"name": name}, headers={"Authorization": f"Bearer {admin_token}"})
         assert created.status_code == 201, created.text
     return Person(created.json()["user"], created.json()["secret"])
+
+
+def events_after(server: Server, after: int, headers: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    """The logged events after `after` that these credentials may see (replayed, up to `ready`)."""
+    import json
+
+    events = []
+    with httpx.Client(base_url=server.url, headers=headers or server.auth, timeout=15) as client:
+        with client.stream("GET", "/v1/realtime/sse", params={"after": after}) as stream:
+            buffer = ""
+            for chunk in stream.iter_text():
+                buffer += chunk
+                if "event: ready" in buffer:
+                    break
+    for block in buffer.split("\n\n"):
+        lines = block.split("\n")
+        if any(line.startswith("event: ") for line in lines):
+            continue
+        data = [line[6:] for line in lines if line.startswith("data: ")]
+        if data:
+            events.append(json.loads("\n".join(data)))
+    return events
+
+
+def wait_for_message(server: Server, thread_id: str, predicate: Any, timeout: float = 15) -> dict[str, Any]:
+    """Poll a thread's history until a message matches `predicate`."""
+
+    def found() -> Any:
+        with httpx.Client(base_url=server.url, headers=server.auth, timeout=15) as client:
+            history = client.get(f"/v1/threads/{thread_id}/history", params={"limit": 200}).json()["messages"]
+        return next((m for m in history if predicate(m)), None)
+
+    return dict(wait_until(found, timeout=timeout))

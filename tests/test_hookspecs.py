@@ -51,4 +51,4 @@ def test_hostapi_is_documented() -> None:
 
 def test_firstresult_hooks_are_marked() -> None:
     first = {name for name in hook_names() if getattr(getattr(hookspecs, name), "spacebot_spec", {}).get("firstresult")}
-    assert first == {"spacebot_before_tool_call", "spacebot_before_memory_save"}
+    assert first == {"spacebot_before_tool_call", "spacebot_before_memory_save", "spacechat_interaction_submitted"}

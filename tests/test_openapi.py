@@ -29,5 +29,5 @@ def test_openapi_document_is_valid_and_complete(shared_server: Server) -> None:
     schema = document["components"]["schemas"][
         post["requestBody"]["content"]["application/json"]["schema"]["$ref"].split("/")[-1]
     ]
-    assert set(schema["properties"]) == {"text", "format", "attachments", "client_msg_id"}
+    assert set(schema["properties"]) == {"text", "format", "attachments", "blocks", "client_msg_id"}
     assert post["x-required-scope"] == "messages:write"

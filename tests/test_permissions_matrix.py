@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DOC = (ROOT / "docs" / "permissions.md").read_text()
 ROW = re.compile(r"^\| `(GET|POST|PATCH|DELETE|WS) (/v1/\S+)` \| (\S+) \| ([^|]+?) \|$", re.M)
 TABLE = {f"{m} {p}": (scope, resource.strip()) for m, p, scope, resource in ROW.findall(DOC)}
-CHANNEL_KINDS = {"channel", "thread", "message", "attachment"}
+CHANNEL_KINDS = {"channel", "thread", "message", "attachment", "task"}
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(64)
 
 
@@ -74,11 +74,13 @@ def _seed_place(server: Server, owner: Person, private_name: str, public_name: s
             posted = client.post(
                 f"/v1/channels/{channel['id']}/messages", json={"text": f"in {name}", "attachments": [upload["id"]]}
             ).json()
+            task = client.post("/v1/tasks", json={"title": f"task in {name}", "channel_id": channel["id"]}).json()
             place.channels[kind] = {
                 "channel": channel["id"],
                 "thread": posted["thread"]["id"],
                 "message": posted["message"]["id"],
                 "attachment": upload["id"],
+                "task": task["task"]["id"],
             }
             if kind == "private":  # nobody in the matrix is a member: the owner leaves
                 left = client.delete(f"/v1/channels/{channel['id']}/members/{owner.id}")
@@ -242,8 +244,46 @@ BUILDERS: dict[str, Builder] = {
     ),
     "GET /v1/messages/{message_id}": lambda w, r, o, c: Call("GET", f"/v1/messages/{ids(w, o, c)['message']}"),
     "POST /v1/messages/{message_id}/retry": lambda w, r, o, c: Call(
-        "POST", f"/v1/messages/{ids(w, o, c)['message']}/retry", expect=expected_or(r, o, c, 409)
+        "POST",
+        f"/v1/messages/{ids(w, o, c)['message']}/retry",
+        expect=expected_or("POST /v1/messages/{message_id}/retry", r, o, c, 409),
     ),
+    "GET /v1/messages/{message_id}/render/{connector}": lambda w, r, o, c: Call(
+        "GET", f"/v1/messages/{ids(w, o, c)['message']}/render/text"
+    ),
+    # The matrix's messages carry no card: past the checks, the answer is 422 no_card.
+    "POST /v1/interactions": lambda w, r, o, c: Call(
+        "POST",
+        "/v1/interactions",
+        json={"message_id": ids(w, o, c)["message"], "action_id": "x"},
+        expect=expected_or("POST /v1/interactions", r, o, c, 422),
+    ),
+    "POST /v1/interactions/slack": lambda w, r, o, c: Call(
+        "POST",
+        "/v1/interactions/slack",
+        json={"message_id": ids(w, o, c)["message"], "payload": {}},
+        expect=expected_or("POST /v1/interactions/slack", r, o, c, 400),
+    ),
+    "POST /v1/interactions/discord": lambda w, r, o, c: Call(
+        "POST",
+        "/v1/interactions/discord",
+        json={"message_id": ids(w, o, c)["message"], "payload": {}},
+        expect=expected_or("POST /v1/interactions/discord", r, o, c, 400),
+    ),
+    "GET /v1/tasks": lambda w, r, o, c: Call("GET", "/v1/tasks"),
+    "POST /v1/tasks": lambda w, r, o, c: Call("POST", "/v1/tasks", json={"title": f"by {r}"}),
+    "GET /v1/tasks/{task_id}": lambda w, r, o, c: Call("GET", f"/v1/tasks/{ids(w, o, c)['task']}"),
+    "PATCH /v1/tasks/{task_id}": lambda w, r, o, c: Call(
+        "PATCH", f"/v1/tasks/{ids(w, o, c)['task']}", json={"priority": "low"}
+    ),
+    "POST /v1/tasks/{task_id}/actions/{action}": lambda w, r, o, c: Call(
+        "POST", f"/v1/tasks/{ids(w, o, c)['task']}/actions/assign", json={"assignee_id": None}
+    ),
+    "GET /v1/tasks/{task_id}/comments": lambda w, r, o, c: Call("GET", f"/v1/tasks/{ids(w, o, c)['task']}/comments"),
+    "POST /v1/tasks/{task_id}/comments": lambda w, r, o, c: Call(
+        "POST", f"/v1/tasks/{ids(w, o, c)['task']}/comments", json={"text": f"from {r}"}
+    ),
+    "GET /v1/tasks/{task_id}/history": lambda w, r, o, c: Call("GET", f"/v1/tasks/{ids(w, o, c)['task']}/history"),
     "POST /v1/uploads": lambda w, r, o, c: Call(
         "POST", "/v1/uploads", content=PNG, headers={"Content-Type": "image/png"}, params={"filename": "m.png"}
     ),
@@ -266,10 +306,10 @@ def expected(key: str, role: str, org: str, chan: str) -> int | str:
     return 403
 
 
-def expected_or(role: str, org: str, chan: str, allowed: int) -> int | str:
+def expected_or(key: str, role: str, org: str, chan: str, allowed: int) -> int | str:
     """The documented answer, except that where access is allowed the route answers `allowed`
-    (the matrix's message is a person's, which cannot be retried: 409, after the checks)."""
-    answer = expected("POST /v1/messages/{message_id}/retry", role, org, chan)
+    (e.g. the matrix's message is a person's, which cannot be retried: 409 after the checks)."""
+    answer = expected(key, role, org, chan)
     return allowed if answer == "ok" else answer
 
 
@@ -338,3 +378,12 @@ def test_route_answers_as_documented(world: World, key: str, role: str, org: str
         assert 200 <= got < 300 or got == 101, f"{key} as {role} ({org} org, {chan}): {got}, expected success"
     else:
         assert got == want, f"{key} as {role} ({org} org, {chan}): {got}, expected {want}"
+
+
+def test_role_table_matches_the_code() -> None:
+    rows = re.findall(r"^\| `([a-z]+:[a-z]+)` \|((?: [✓ ]? \|){6})$", DOC, re.M)
+    table = {scope: [cell.strip() == "✓" for cell in cells.split("|")[:-1]] for scope, cells in rows}
+    for scope, marks in table.items():
+        holders = {role for role, mark in zip(ROLES, marks, strict=True) if mark}
+        assert holders == {role for role in ROLES if scope in ROLE_SCOPES[role]}, scope
+    assert set(table) == set().union(*ROLE_SCOPES.values())

@@ -11,7 +11,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 
-from . import admin, agents, attachments, auth, channels, messages, openapi, people, realtime
+from . import admin, agents, attachments, auth, channels, interactions, messages, openapi, people, realtime, tasks
 from .common import EXCEPTION_HANDLERS, RequestIdMiddleware
 
 if TYPE_CHECKING:
@@ -62,6 +62,18 @@ V1_ROUTES: list[BaseRoute] = [
     Route("/threads/{thread_id}/history", messages.history, methods=["GET"]),
     Route("/messages/{message_id}", messages.get_message, methods=["GET"]),
     Route("/messages/{message_id}/retry", messages.retry_reply, methods=["POST"]),
+    Route("/messages/{message_id}/render/{connector}", interactions.render, methods=["GET"]),
+    Route("/interactions", interactions.submit, methods=["POST"]),
+    Route("/interactions/slack", interactions.from_slack, methods=["POST"]),
+    Route("/interactions/discord", interactions.from_discord, methods=["POST"]),
+    Route("/tasks", tasks.list_tasks, methods=["GET"]),
+    Route("/tasks", tasks.create_task, methods=["POST"]),
+    Route("/tasks/{task_id}", tasks.get_task, methods=["GET"]),
+    Route("/tasks/{task_id}", tasks.update_task, methods=["PATCH"]),
+    Route("/tasks/{task_id}/actions/{action}", tasks.task_action, methods=["POST"]),
+    Route("/tasks/{task_id}/comments", tasks.list_comments, methods=["GET"]),
+    Route("/tasks/{task_id}/comments", tasks.add_comment, methods=["POST"]),
+    Route("/tasks/{task_id}/history", tasks.task_history, methods=["GET"]),
     Route("/uploads", attachments.upload, methods=["POST"]),
     Route("/attachments/{attachment_id}", attachments.download, methods=["GET"]),
     Route("/realtime/sse", realtime.sse, methods=["GET"]),

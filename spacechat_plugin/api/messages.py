@@ -14,7 +14,9 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
+from .. import cards
 from ..auth import client_address
+from ..cardservice import check_card, initial_state
 from ..errors import BadRequest, Conflict, NotFound
 from ..permissions import Principal, check
 from ..store import audit
@@ -58,9 +60,19 @@ async def _post(request: Request, who: Principal, channel: dict[str, Any], threa
             code="invalid_request",
             details=[{"path": "text", "message": f"at most {limits.max_chars} characters"}],
         )
-    if not body.text.strip() and not body.attachments:
+    blocks = None
+    if body.blocks is not None:
+        try:
+            blocks = check_card(body.blocks)
+        except cards.CardError as exc:
+            raise BadRequest(
+                f"the card is not valid: {exc.details[0]['path']}: {exc.details[0]['message']}",
+                code="invalid_card",
+                details=exc.details,
+            ) from None
+    if not body.text.strip() and not body.attachments and not blocks:
         raise BadRequest(
-            "a message needs text or an attachment",
+            "a message needs text, an attachment or a card",
             code="invalid_request",
             details=[{"path": "text", "message": "empty"}],
         )
@@ -93,6 +105,8 @@ async def _post(request: Request, who: Principal, channel: dict[str, Any], threa
             text=body.text,
             fmt=body.format,
             attachments=body.attachments,
+            blocks=blocks,
+            card_state=initial_state(blocks),
             client_msg_id=body.client_msg_id,
             claim=claim,
         )

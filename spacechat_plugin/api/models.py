@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -19,6 +19,7 @@ class PostMessage(Body):
     text: str = Field("", description="Markdown (or plain) text; may be empty when attachments are sent.")
     format: Literal["markdown", "plain"] = "markdown"
     attachments: list[str] = Field(default_factory=list, description="Ids returned by POST /v1/uploads.")
+    blocks: list[Any] | None = Field(None, description="A card (docs/cards.md): buttons, selects, forms, polls...")
     client_msg_id: str | None = Field(
         None,
         pattern=KEY_PATTERN,
@@ -119,3 +120,48 @@ class AddMember(Body):
 
 class MarkRead(Body):
     seq: int = Field(ge=0, description="The seq of the newest message read.")
+
+
+PRIORITY = Literal["critical", "high", "medium", "low"]
+TASK_STATUS = Literal["pending_approval", "backlog", "ready", "in_progress", "done", "failed"]
+
+
+class CreateTask(Body):
+    title: str = Field(min_length=1, max_length=200)
+    description: str = Field("", max_length=20_000)
+    team_id: str | None = None
+    channel_id: str | None = Field(None, description="The task's home channel; a task card is posted there.")
+    status: Literal["pending_approval", "backlog", "ready"] = "backlog"
+    priority: PRIORITY = "medium"
+    assignee_id: str | None = None
+    post_card: bool = True
+
+
+class UpdateTask(Body):
+    title: str | None = Field(None, min_length=1, max_length=200)
+    description: str | None = Field(None, max_length=20_000)
+    priority: PRIORITY | None = None
+    status: TASK_STATUS | None = None
+    reason: str | None = Field(None, max_length=1000)
+
+
+class TaskAction(Body):
+    assignee_id: str | None = Field(None, description="For assign: a member or agent id, or null to unassign.")
+    reason: str | None = Field(None, max_length=1000)
+
+
+class TaskComment(Body):
+    text: str = Field(min_length=1, max_length=10_000)
+
+
+class SubmitInteraction(Body):
+    message_id: str = Field(min_length=1, max_length=100)
+    action_id: str = Field(min_length=1, max_length=64, description="The element's action_id; `vote` for a poll.")
+    block_id: str | None = Field(None, max_length=64)
+    values: Any = Field(None, description="A select's or poll's chosen values, a form's fields; absent for a button.")
+    client_id: str | None = Field(None, pattern=KEY_PATTERN, description="Idempotency key (or the header).")
+
+
+class RelayedInteraction(Body):
+    message_id: str = Field(min_length=1, max_length=100)
+    payload: dict[str, Any] = Field(description="The connector's own interaction payload, as it sent it.")

@@ -20,7 +20,7 @@ import pluggy
 from ..config import ProviderConfig, Settings
 from ..events import new_id, now_rfc3339
 from .hooks import HookRunner
-from .providers import Provider
+from .providers import Provider, ToolCall
 from .providers.openai import OpenAIProvider
 from .providers.scripted import ScriptedProvider
 from .tools import BUILTIN_TOOLS, Tool
@@ -279,9 +279,17 @@ class EmbeddedHost:
         channel_id, thread_id = interaction.get("channel_id"), interaction.get("thread_id")
         if not channel_id or not thread_id:
             return
-        summary = json.dumps({k: interaction.get(k) for k in ("action_id", "values", "label")}, ensure_ascii=False)
-        who = interaction.get("user_name") or interaction.get("user_id") or "someone"
-        self._channel(agent_id, str(channel_id)).enqueue(
+        process = self._channel(agent_id, str(channel_id))
+        if interaction.get("kind") == "approved_tool_call":
+            # People approved a call whose turn was lost (a restart): run it, then let the model go on.
+            call = ToolCall(str(interaction["call_id"]), str(interaction["tool"]), dict(interaction["arguments"]))
+            note = Inbound(str(thread_id), str(interaction.get("message_id")), "approval", f"[approved] {call.name}")
+            process.enqueue_retry(Work([note], approved_call=call))
+            return
+        summary = json.dumps({k: interaction.get(k) for k in ("action_id", "values", "block_id")}, ensure_ascii=False)
+        user = interaction.get("user") or {}
+        who = user.get("name") or user.get("id") or "someone"
+        process.enqueue(
             Inbound(str(thread_id), str(interaction.get("message_id")), str(who), f"[interaction] {summary}")
         )
 

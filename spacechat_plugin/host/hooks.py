@@ -7,15 +7,13 @@ from typing import Any
 
 import pluggy
 
-from ..hookspecs import await_me_maybe
+from ..hookspecs import call_hook, first_hook
 
 log = logging.getLogger("spacechat.host.hooks")
 
 
-def _implementations(pm: pluggy.PluginManager, name: str) -> list[Any]:
-    """Implementations in the order pluggy would call them (wrappers are not used here)."""
-    caller = getattr(pm.hook, name)
-    return [impl for impl in reversed(caller.get_hookimpls()) if not (impl.hookwrapper or impl.wrapper)]
+def report(name: str, impl: Any, error: BaseException) -> None:
+    log.error("hook %s failed in %s", name, impl.plugin_name, exc_info=error)
 
 
 class HookRunner:
@@ -23,38 +21,14 @@ class HookRunner:
         self.pm = pm
 
     async def call(self, name: str, **kwargs: Any) -> list[Any]:
-        """Call every implementation and await each result, in pluggy's order. A failing
-        implementation is logged and skipped (a broken plugin must not break the agent)."""
-        out = []
-        for impl in _implementations(self.pm, name):
-            try:
-                result = await await_me_maybe(impl.function(**{arg: kwargs[arg] for arg in impl.argnames}))
-            except Exception:
-                log.exception("hook %s failed in %s", name, impl.plugin_name)
-                continue
-            if result is not None:
-                out.append(result)
-        return out
+        """Every implementation, awaited in pluggy's order; a failing one is logged and skipped
+        (a broken plugin must not break the agent)."""
+        return await call_hook(self.pm, name, on_error=report, **kwargs)
 
     async def first(self, name: str, **kwargs: Any) -> Any:
-        """A *firstresult* hook: the first implementation whose awaited result is not None.
-
-        pluggy's own firstresult stops at the first non-None return, and a coroutine object is
-        never None, so the host walks the implementations itself and awaits each in turn.
-        """
-        for impl in _implementations(self.pm, name):
-            try:
-                result = await await_me_maybe(impl.function(**{arg: kwargs[arg] for arg in impl.argnames}))
-            except Exception:
-                log.exception("hook %s failed in %s", name, impl.plugin_name)
-                continue
-            if result is not None:
-                return result
-        return None
+        """A *firstresult* hook; a failing implementation is logged and skipped."""
+        return await first_hook(self.pm, name, on_error=report, **kwargs)
 
     async def must(self, name: str, **kwargs: Any) -> list[Any]:
         """Like `call`, but a failure propagates (startup: a plugin that cannot start stops the host)."""
-        return [
-            await await_me_maybe(impl.function(**{arg: kwargs[arg] for arg in impl.argnames}))
-            for impl in _implementations(self.pm, name)
-        ]
+        return await call_hook(self.pm, name, **kwargs)

@@ -46,6 +46,7 @@ class Work:
 
     inbound: list[Inbound]
     turn_id: str | None = None  # preset for retries, so the caller learns it
+    approved_call: ToolCall | None = None  # a tool call people approved after its turn was lost
 
 
 @dataclass
@@ -114,11 +115,13 @@ class AgentChannel:
                 by_thread.setdefault(inbound.thread_id, []).append(inbound)
             work.extend(Work(group) for group in by_thread.values())
             for item in work:
-                await self.run_turn(item.inbound, turn_id=item.turn_id)
+                await self.run_turn(item.inbound, turn_id=item.turn_id, approved_call=item.approved_call)
 
     # -- a turn -------------------------------------------------------------------------------
 
-    async def run_turn(self, inbound: list[Inbound], *, turn_id: str | None = None) -> None:
+    async def run_turn(
+        self, inbound: list[Inbound], *, turn_id: str | None = None, approved_call: ToolCall | None = None
+    ) -> None:
         host, agent = self.host, self.agent
         hooks = host.hooks
         provider = host.providers[agent.provider]
@@ -161,6 +164,30 @@ class AgentChannel:
         text, blocks, ttft_ms = "", None, None
         tools = [BRANCH_SPEC, MEMORY_SAVE_SPEC, ASK_USER_SPEC, *(tool.spec for tool in host.tools.values())]
         try:
+            if approved_call is not None:
+                # Resume where the lost turn stopped: the call it asked for, approved, then the model.
+                conversation.append(
+                    {
+                        "role": "assistant",
+                        "content": None,
+                        "tool_calls": [
+                            {
+                                "id": approved_call.call_id,
+                                "type": "function",
+                                "function": {"name": approved_call.name, "arguments": _json(approved_call.arguments)},
+                            }
+                        ],
+                    }
+                )
+                result = await run_worker(self, approved_call, base, preapproved=True)
+                conversation.append(
+                    {
+                        "role": "tool",
+                        "tool_call_id": approved_call.call_id,
+                        "name": approved_call.name,
+                        "content": result,
+                    }
+                )
             for _ in range(MAX_STEPS):
                 calls: list[ToolCall] = []
                 step_text = ""

@@ -105,8 +105,11 @@ class Worker:
         return result[:RESULT_CHARS]
 
 
-async def run_worker(channel: AgentChannel, call: ToolCall, base: Mapping[str, Any]) -> str:
-    """Run one tool call in a worker; return what the model sees as the tool's result."""
+async def run_worker(
+    channel: AgentChannel, call: ToolCall, base: Mapping[str, Any], *, preapproved: bool = False
+) -> str:
+    """Run one tool call in a worker; return what the model sees as the tool's result.
+    `preapproved` skips the approval hook (people already approved this call)."""
     if call.name == "ask_user":
         return await ask_people(channel, call, base)
     host = channel.host
@@ -121,14 +124,16 @@ async def run_worker(channel: AgentChannel, call: ToolCall, base: Mapping[str, A
         return await worker.finish(outcome, message)
 
     try:
-        decision = await worker.wait(
-            host.hooks.first("spacebot_before_tool_call", **tool_ids, arguments=call.arguments),
-            f"waiting for approval of {call.name}",
-        )
+        decision = None
+        if not preapproved:
+            decision = await worker.wait(
+                host.hooks.first("spacebot_before_tool_call", **tool_ids, arguments=call.arguments),
+                f"waiting for approval of {call.name}",
+            )
         if decision and decision.get("decision") in ("deny", "skip"):
             verb = "denied" if decision["decision"] == "deny" else "skipped"
             return await refuse(f"Tool {verb}: {decision.get('reason') or 'no reason given'}", "blocked")
-        if call.name in channel.agent.permission_tools:
+        if call.name in channel.agent.permission_tools and not preapproved:
             allowed = await worker.wait(
                 ask_permission(channel, worker, call), f"asking permission to run {call.name}", grace=0
             )

@@ -49,6 +49,7 @@ def message_json(row: Any) -> dict[str, Any]:
         "attachments": loads(row["attachments"]),
         "blocks": loads(row["blocks"]),
         "metadata": loads(row["metadata"]),
+        "card_state": loads(row["card_state"]),
         "client_msg_id": row["client_msg_id"],
         "created_at": row["created_at"],
         "updated_at": row["updated_at"],
@@ -105,7 +106,7 @@ def fingerprint(target: str, body: Any) -> str:
     return hashlib.sha256(target.encode() + b"\0" + orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
-def _replay(tx: WriteTx, claim: IdempotencyClaim) -> tuple[int, Any] | None:
+def replay_claim(tx: WriteTx, claim: IdempotencyClaim) -> tuple[int, Any] | None:
     """The stored answer for a key used within the window, or None; a key reused for a
     different request is refused (Stripe answers 422 to that; so do we)."""
     row = tx.one(
@@ -126,7 +127,7 @@ def _replay(tx: WriteTx, claim: IdempotencyClaim) -> tuple[int, Any] | None:
     return row["status"], loads(row["result"])
 
 
-def _remember(tx: WriteTx, claim: IdempotencyClaim, status: int, result: Any) -> None:
+def remember_claim(tx: WriteTx, claim: IdempotencyClaim, status: int, result: Any) -> None:
     tx.execute(
         "INSERT INTO idempotency_keys (actor_id, key, fingerprint, status, result, created_at)"
         " VALUES (?, ?, ?, ?, ?, ?)",
@@ -183,12 +184,13 @@ def post_message(
     attachments: list[str] | None = None,
     blocks: Any = None,
     metadata: dict[str, Any] | None = None,
+    card_state: dict[str, Any] | None = None,
     client_msg_id: str | None = None,
     claim: IdempotencyClaim | None = None,
 ) -> PostResult:
     """Create a message; with `thread_id` None it opens a thread in `channel`."""
     if claim is not None:
-        replay = _replay(tx, claim)
+        replay = replay_claim(tx, claim)
         if replay is not None:
             status, body = replay
             return PostResult(status, body["message"], body["thread"], replayed=True)
@@ -244,16 +246,17 @@ def post_message(
         "attachments": dumps(attached),
         "blocks": None if blocks is None else dumps(blocks),
         "metadata": dumps(metadata or {}),
+        "card_state": None if card_state is None else dumps(card_state),
         "client_msg_id": client_msg_id,
         "created_at": now,
         "updated_at": now,
     }
     tx.execute(
         "INSERT INTO messages (id, seq, org_id, team_id, channel_id, thread_id, author_kind, author_id, text,"
-        " format, state, failure_reason, error, attachments, blocks, metadata, client_msg_id, created_at,"
+        " format, state, failure_reason, error, attachments, blocks, metadata, card_state, client_msg_id, created_at,"
         " updated_at) VALUES (:id, :seq, :org_id, :team_id, :channel_id, :thread_id, :author_kind, :author_id,"
-        " :text, :format, :state, :failure_reason, :error, :attachments, :blocks, :metadata, :client_msg_id,"
-        " :created_at, :updated_at)",
+        " :text, :format, :state, :failure_reason, :error, :attachments, :blocks, :metadata, :card_state,"
+        " :client_msg_id, :created_at, :updated_at)",
         row,
     )
     for attachment in attached:
@@ -273,7 +276,7 @@ def post_message(
     if new_thread:
         tx.emit(Event(ThreadCreated(thread=thread), **envelope))
     if claim is not None:
-        _remember(tx, claim, 201, {"message": message, "thread": thread})
+        remember_claim(tx, claim, 201, {"message": message, "thread": thread})
     return PostResult(201, message, thread, replayed=False)
 
 
@@ -302,7 +305,13 @@ def checkpoint_streams(tx: WriteTx, texts: dict[str, str]) -> None:
 
 
 def complete_message(
-    tx: WriteTx, message_id: str, text: str, *, blocks: Any = None, metadata: dict[str, Any] | None = None
+    tx: WriteTx,
+    message_id: str,
+    text: str,
+    *,
+    blocks: Any = None,
+    card_state: Any = None,
+    metadata: dict[str, Any] | None = None,
 ) -> dict[str, Any] | None:
     """Finish a streaming message with its final text; None when it is already finished."""
     row = _message_row(tx, message_id)
@@ -310,9 +319,16 @@ def complete_message(
         return None
     merged = {**loads(row["metadata"]), **(metadata or {})}
     tx.execute(
-        "UPDATE messages SET text = ?, state = 'completed', blocks = COALESCE(?, blocks), metadata = ?,"
-        " updated_at = ? WHERE id = ?",
-        (text, None if blocks is None else dumps(blocks), dumps(merged), now_rfc3339(), message_id),
+        "UPDATE messages SET text = ?, state = 'completed', blocks = COALESCE(?, blocks),"
+        " card_state = COALESCE(?, card_state), metadata = ?, updated_at = ? WHERE id = ?",
+        (
+            text,
+            None if blocks is None else dumps(blocks),
+            None if card_state is None else dumps(card_state),
+            dumps(merged),
+            now_rfc3339(),
+            message_id,
+        ),
     )
     message = message_json(_message_row(tx, message_id))
     tx.emit(Event(MessageCompleted(message=message), **_envelope(row)))
@@ -341,7 +357,7 @@ def update_message(tx: WriteTx, message_id: str, **changes: Any) -> dict[str, An
     row = _message_row(tx, message_id)
     if row is None:
         return None
-    allowed = {"blocks", "metadata", "text"}
+    allowed = {"blocks", "metadata", "text", "card_state"}
     assert set(changes) <= allowed, f"cannot update {set(changes) - allowed}"
     sets, params = [], []
     for column, value in changes.items():

@@ -124,6 +124,7 @@ class ScriptedProvider:
                 {"type": "section", "text": "**Deploy to staging?** The build passed all checks."},
                 {
                     "type": "actions",
+                    "block_id": "decision",
                     "elements": [
                         {
                             "type": "button",

@@ -1,0 +1,451 @@
+"""Cards at work: posting them, their live state, interactions on them, and what follows.
+
+An interaction is checked against the card it targets (a declared action, allowed values, a
+valid form, the action's required scope, poll rules), recorded with its `interaction.submitted`
+event in one transaction, and then handed on, once: to Spacechat's own handlers (task buttons,
+a worker's question or permission request), to hook plugins (`spacechat_interaction_submitted`),
+to anyone waiting on the card, and otherwise to the agent that posted the card (HostAPI
+`deliver_interaction`). Interactions never expire: an approval card waits as long as the
+decision takes, across restarts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from . import cards
+from .errors import BadRequest, Conflict, Forbidden, Unprocessable
+from .events import SYSTEM, Actor, Event, InteractionSubmitted, MessageUpdated, new_id, now_rfc3339
+from .permissions import SCOPES, Principal
+from .store import audit
+from .store import messages as message_store
+from .store import tasks as task_store
+from .store.db import WriteTx, dumps, loads
+
+if TYPE_CHECKING:
+    from .app import Spacechat
+
+log = logging.getLogger("spacechat.cards")
+
+TASK_ACTIONS = {"task.approve": "approve", "task.reject": "reject", "task.start": "start", "task.complete": "complete"}
+
+
+def initial_state(blocks: list[dict[str, Any]] | None) -> dict[str, Any] | None:
+    """The live state a new card starts with: empty poll tallies."""
+    polls = {
+        block["block_id"]: {
+            "tallies": {option["value"]: 0 for option in block["options"]},
+            **({} if block.get("anonymous") else {"voters": {option["value"]: [] for option in block["options"]}}),
+            "closed": False,
+        }
+        for block in blocks or []
+        if block["type"] == "poll"
+    }
+    return {"polls": polls} if polls else None
+
+
+def check_card(blocks: Any) -> list[dict[str, Any]]:
+    """Validate a card and the scopes its actions ask for; raise CardError with clean paths."""
+    checked = cards.validate_card(blocks)
+    problems = []
+    for index, block in enumerate(checked):
+        elements = block.get("elements") if block["type"] == "actions" else [block] if block["type"] == "form" else []
+        for position, element in enumerate(elements or []):
+            scope = element.get("scope") if isinstance(element, dict) else None
+            if scope is not None and scope not in SCOPES:
+                where = (
+                    f"blocks[{index}].elements[{position}].scope"
+                    if block["type"] == "actions"
+                    else f"blocks[{index}].scope"
+                )
+                problems.append({"path": where, "message": f"unknown scope {scope!r}"})
+    if problems:
+        raise cards.CardError(problems)
+    return checked
+
+
+def agent_card(blocks: Any) -> list[dict[str, Any]] | None:
+    """An agent's card, validated like anyone's; an invalid one is dropped (and logged), so a
+    model's malformed card never breaks its reply."""
+    if not blocks:
+        return None
+    try:
+        return check_card(list(blocks))
+    except cards.CardError as exc:
+        log.warning("an agent's card was dropped: %s", exc.details[:3])
+        return None
+
+
+def task_card_blocks(task: dict[str, Any]) -> list[dict[str, Any]]:
+    blocks: list[dict[str, Any]] = [{"type": "task", "block_id": "task", "task_id": task["id"]}]
+    if task["status"] == "pending_approval":
+        blocks.append(
+            {
+                "type": "actions",
+                "block_id": "approval",
+                "elements": [
+                    {
+                        "type": "button",
+                        "action_id": "task.approve",
+                        "label": "Approve",
+                        "style": "primary",
+                        "scope": "tasks:approve",
+                    },
+                    {
+                        "type": "button",
+                        "action_id": "task.reject",
+                        "label": "Reject",
+                        "style": "danger",
+                        "scope": "tasks:approve",
+                        "confirm": {"title": "Reject this task?", "text": "It goes back to the backlog."},
+                    },
+                ],
+            }
+        )
+    return cards.validate_card(blocks)
+
+
+def _envelope(message: Mapping[str, Any], actor: Actor) -> dict[str, Any]:
+    return {
+        "actor": actor,
+        "org_id": message["org_id"],
+        "team_id": message["team_id"],
+        "channel_id": message["channel_id"],
+        "thread_id": message["thread_id"],
+    }
+
+
+def set_card_state(tx: WriteTx, message_id: str, state: dict[str, Any], actor: Actor) -> dict[str, Any]:
+    tx.execute(
+        "UPDATE messages SET card_state = ?, updated_at = ? WHERE id = ?", (dumps(state), now_rfc3339(), message_id)
+    )
+    message = message_store.message_json(tx.one("SELECT * FROM messages WHERE id = ?", (message_id,)))
+    tx.emit(Event(MessageUpdated(message=message), **_envelope(message, actor)))
+    return message
+
+
+def _tally(tx: WriteTx, message: Mapping[str, Any], block: Mapping[str, Any]) -> dict[str, Any]:
+    tallies = {option["value"]: 0 for option in block["options"]}
+    voters: dict[str, list[str]] = {option["value"]: [] for option in block["options"]}
+    for row in tx.all(
+        "SELECT voter_name, choice FROM poll_votes WHERE message_id = ? AND block_id = ?",
+        (message["id"], block["block_id"]),
+    ):
+        for value in loads(row["choice"]):
+            if value in tallies:
+                tallies[value] += 1
+                voters[value].append(row["voter_name"])
+    poll: dict[str, Any] = {"tallies": tallies, "closed": False}
+    if not block.get("anonymous"):
+        poll["voters"] = voters
+    return poll
+
+
+class CardService:
+    def __init__(self, app: Spacechat) -> None:
+        self.app = app
+        self._waiters: dict[str, list[asyncio.Future[dict[str, Any]]]] = {}
+        self.inflight: set[tuple[str, str]] = set()
+
+    # -- posting ------------------------------------------------------------------------------
+
+    def post_task_card(
+        self,
+        tx: WriteTx,
+        task: dict[str, Any],
+        channel: dict[str, Any],
+        actor: Actor,
+        thread_id: str | None = None,
+        text: str | None = None,
+    ) -> dict[str, Any]:
+        blocks = task_card_blocks(task)
+        result = message_store.post_message(
+            tx,
+            actor=actor,
+            channel=channel,
+            thread_id=thread_id,
+            text=text or f"Task #{task['number']}: {task['title']}",
+            blocks=blocks,
+            card_state={"tasks": {task["id"]: task_store.card_snapshot(task)}},
+        )
+        task_store.bind_card(tx, task["id"], result.message["id"])
+        return result.message
+
+    # -- tasks --------------------------------------------------------------------------------
+
+    async def act_on_task(
+        self,
+        task: dict[str, Any],
+        action: str,
+        actor: Actor,
+        *,
+        assignee_id: str | None = None,
+        reason: str | None = None,
+        ip: str | None = None,
+    ) -> tuple[dict[str, Any], str | None]:
+        """Approve, reject, assign, complete, start, fail or reopen a task (permission already checked)."""
+
+        def act(tx: WriteTx) -> tuple[dict[str, Any], str | None]:
+            if action == "assign":
+                return task_store.assign(tx, task["id"], assignee_id, actor), None
+            updated, previous = task_store.transition(
+                tx, task["id"], task_store.ACTION_TARGET[action], actor, reason=reason, kind=action
+            )
+            if action in ("approve", "reject"):
+                audit.append(
+                    tx,
+                    org_id=task["org_id"],
+                    actor=actor,
+                    action=f"task.{action}d",
+                    target_type="task",
+                    target_id=task["id"],
+                    ip=ip,
+                    details={"number": task["number"], "reason": reason},
+                )
+                if action == "reject" or task["status"] == "pending_approval":
+                    self._mark_decided(tx, task, action, actor)
+            return updated, previous
+
+        updated, previous = await self.app.db.write(act)
+        await self.task_changed(updated, previous, "assigned" if action == "assign" else "status")
+        return updated, previous
+
+    def _mark_decided(self, tx: WriteTx, task: dict[str, Any], action: str, actor: Actor) -> None:
+        """An approval card shows who decided, and offers its buttons no more."""
+        for link in tx.all("SELECT message_id FROM task_cards WHERE task_id = ?", (task["id"],)):
+            row = tx.one("SELECT card_state, blocks FROM messages WHERE id = ?", (link["message_id"],))
+            if not any(block.get("block_id") == "approval" for block in loads(row["blocks"]) or []):
+                continue
+            state = loads(row["card_state"]) or {}
+            state.setdefault("decided", {})["approval"] = {
+                "label": "Approved" if action == "approve" else "Rejected",
+                "by": actor.id,
+                "at": now_rfc3339(),
+            }
+            set_card_state(tx, link["message_id"], state, actor)
+
+    async def task_changed(self, task: dict[str, Any], previous: str | None, change: str) -> None:
+        await self.app.call_plugins("spacechat_task_changed", task=task, previous_status=previous, change=change)
+
+    # -- interactions -------------------------------------------------------------------------
+
+    async def submit(
+        self,
+        who: Principal,
+        message: dict[str, Any],
+        *,
+        action_id: str,
+        block_id: str | None,
+        values: Any,
+        key: str | None,
+        connector: str | None = None,
+        external_user: Mapping[str, Any] | None = None,
+    ) -> tuple[int, dict[str, Any]]:
+        """Validate, record and hand on one interaction. Returns (status, body)."""
+        blocks = message.get("blocks")
+        if not blocks:
+            raise Unprocessable("this message has no card", code="no_card")
+        if message["metadata"].get("superseded_by_turn"):
+            raise Conflict("this card was replaced by a newer reply", code="card_superseded")
+        target = cards.find_target(blocks, action_id=action_id, block_id=block_id)
+        if target is None:
+            raise Unprocessable(
+                f"the card declares no action {action_id!r}",
+                code="unknown_action",
+                details={"action_id": action_id, "block_id": block_id},
+            )
+        if target.scope and target.scope not in who.scopes:
+            raise Forbidden(f"this action needs the {target.scope} permission", details={"scope": target.scope})
+        try:
+            normalized = cards.validate_values(target, values)
+        except cards.CardError as exc:
+            raise BadRequest(
+                f"the values are not valid: {exc.details[0]['path']}: {exc.details[0]['message']}",
+                code="invalid_values",
+                details=exc.details,
+            ) from None
+        state = message.get("card_state") or {}
+        if target.block_id in (state.get("decided") or {}):
+            raise Conflict(
+                "this was already decided", code="already_decided", details=state["decided"][target.block_id]
+            )
+        if target.kind == "poll" and (
+            cards.poll_closed(target.element, datetime.now(UTC))
+            or (state.get("polls") or {}).get(target.block_id, {}).get("closed")
+        ):
+            raise Conflict("this poll is closed", code="poll_closed")
+        claim = None
+        if key is not None:
+            fingerprint = message_store.fingerprint(message["id"], {"a": action_id, "b": block_id, "v": values})
+            claim = message_store.IdempotencyClaim(who.user_id, f"interaction:{key}", fingerprint)
+            if (who.user_id, key) in self.inflight:
+                raise Conflict("an interaction with this key is still in progress", code="idempotency_key_in_use")
+            self.inflight.add((who.user_id, key))
+        try:
+            status, body, fresh = await self.app.db.write(
+                lambda tx: self._record(tx, who, message, target, normalized, claim, connector, external_user)
+            )
+        finally:
+            if key is not None:
+                self.inflight.discard((who.user_id, key))
+        if fresh:
+            await self._hand_on(who, body["interaction"], body["message"])
+        elif body.get("interaction") is not None:
+            body = {**body, "replayed": True}
+        return status, body
+
+    def _record(
+        self,
+        tx: WriteTx,
+        who: Principal,
+        message: dict[str, Any],
+        target: cards.Target,
+        values: Any,
+        claim: message_store.IdempotencyClaim | None,
+        connector: str | None,
+        external_user: Mapping[str, Any] | None,
+    ) -> tuple[int, dict[str, Any], bool]:
+        if claim is not None and (replay := message_store.replay_claim(tx, claim)) is not None:
+            return replay[0], replay[1], False
+        current = message_store.message_json(tx.one("SELECT * FROM messages WHERE id = ?", (message["id"],)))
+        name = (external_user or {}).get("name") or who.name
+        if target.kind == "poll":
+            choice = dumps(sorted(values))
+            before = tx.one(
+                "SELECT choice FROM poll_votes WHERE message_id = ? AND block_id = ? AND voter_id = ?",
+                (message["id"], target.block_id, who.user_id),
+            )
+            if before is not None and before["choice"] == choice:
+                # The same vote again changes nothing and reaches nobody.
+                return 200, {"interaction": None, "message": current, "changed": False}, False
+            tx.execute(
+                "INSERT INTO poll_votes (message_id, block_id, voter_id, voter_name, choice, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(message_id, block_id, voter_id)"
+                " DO UPDATE SET choice = excluded.choice, voter_name = excluded.voter_name,"
+                " updated_at = excluded.updated_at",
+                (message["id"], target.block_id, who.user_id, name, choice, now_rfc3339()),
+            )
+            state = current.get("card_state") or {}
+            state.setdefault("polls", {})[target.block_id] = _tally(tx, current, target.element)
+            current = set_card_state(tx, message["id"], state, who.actor)
+        interaction = {
+            "id": new_id("int"),
+            "message_id": message["id"],
+            "channel_id": message["channel_id"],
+            "thread_id": message["thread_id"],
+            "block_id": target.block_id,
+            "action_id": target.action_id,
+            "kind": target.kind,
+            "values": values,
+            "user": {"kind": who.actor.kind, "id": who.user_id, "name": name},
+            "connector": connector,
+            "external_user": dict(external_user) if external_user else None,
+            "created_at": now_rfc3339(),
+        }
+        tx.execute(
+            "INSERT INTO interactions (id, org_id, message_id, block_id, action_id, kind, actor_kind, actor_id,"
+            " actor_name, vals, connector, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                interaction["id"],
+                message["org_id"],
+                message["id"],
+                target.block_id,
+                target.action_id,
+                target.kind,
+                who.actor.kind,
+                who.user_id,
+                name,
+                dumps(values),
+                connector,
+                interaction["created_at"],
+            ),
+        )
+        tx.emit(Event(InteractionSubmitted(interaction=interaction), **_envelope(message, who.actor)))
+        body = {"interaction": interaction, "message": current, "changed": True}
+        if claim is not None:
+            message_store.remember_claim(tx, claim, 201, body)
+        return 201, body, True
+
+    async def _hand_on(self, who: Principal, interaction: dict[str, Any], message: dict[str, Any]) -> None:
+        """After commit: built-in handlers, hook plugins, waiters, then the card's agent."""
+        handled = await self._builtin(who, interaction, message)
+        if not handled:
+            handled = bool(
+                await self.app.first_plugin("spacechat_interaction_submitted", interaction=interaction, message=message)
+            )
+        for future in self._waiters.pop(message["id"], []):
+            if not future.done():
+                future.set_result(interaction)
+                handled = True
+        author = message["author"]
+        host = self.app.host
+        if not handled and author["kind"] == "agent" and host is not None:
+            try:
+                await host.deliver_interaction(agent_id=author["id"], interaction=interaction)
+            except LookupError:
+                log.info("interaction %s: agent %s is not run by this host", interaction["id"], author["id"])
+
+    async def _builtin(self, who: Principal, interaction: dict[str, Any], message: dict[str, Any]) -> bool:
+        metadata = message.get("metadata") or {}
+        action = TASK_ACTIONS.get(interaction["action_id"])
+        task_ids = list((message.get("card_state") or {}).get("tasks") or {})
+        if action is not None and task_ids:
+            task = await task_store.get(self.app.db, task_ids[0])
+            if task is not None:
+                try:
+                    await self.act_on_task(task, action, who.actor)
+                except Conflict as exc:
+                    log.info("task button %s on task %s: %s", action, task["id"], exc.message)
+                return True
+        ask = metadata.get("worker_question") or metadata.get("worker_permission")
+        if ask and self.app.host is not None:
+            answer: dict[str, Any] = {**interaction}
+            if "question_id" in ask:
+                values = interaction["values"]
+                if isinstance(values, dict):
+                    values = values.get("answer")
+                elif isinstance(values, list):
+                    values = values[0] if values else None
+                answer.update(question_id=ask["question_id"], answer=values)
+            else:
+                answer.update(permission_id=ask["permission_id"], allow=interaction["action_id"] == "permission.allow")
+            await self.app.host.deliver_interaction(agent_id=ask["agent_id"], interaction=answer)
+            await self.decide(
+                message["id"], interaction["block_id"] or "", self._label(message, interaction), who.actor
+            )
+            return True
+        return False
+
+    @staticmethod
+    def _label(message: Mapping[str, Any], interaction: Mapping[str, Any]) -> str:
+        values = interaction.get("values")
+        if isinstance(values, list) and values:
+            return ", ".join(str(v) for v in values)
+        for block in message.get("blocks") or []:
+            for element in block.get("elements", []) if isinstance(block.get("elements"), list) else []:
+                if isinstance(element, dict) and element.get("action_id") == interaction["action_id"]:
+                    return str(element.get("label", interaction["action_id"]))
+        return str(interaction["action_id"])
+
+    # -- for hook plugins (sdk.py) ------------------------------------------------------------
+
+    def wait_for(self, message_id: str) -> asyncio.Future[dict[str, Any]]:
+        """A future resolved by the next interaction on a card."""
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(message_id, []).append(future)
+        return future
+
+    async def decide(self, message_id: str, block_id: str, label: str, actor: Actor = SYSTEM) -> dict[str, Any]:
+        """Mark a block decided (its buttons are then refused with 409) and show who decided."""
+
+        def mark(tx: WriteTx) -> dict[str, Any]:
+            row = tx.one("SELECT card_state FROM messages WHERE id = ?", (message_id,))
+            state = loads(row["card_state"]) or {}
+            state.setdefault("decided", {})[block_id] = {"label": label, "by": actor.id, "at": now_rfc3339()}
+            return set_card_state(tx, message_id, state, actor)
+
+        return await self.app.db.write(mark)

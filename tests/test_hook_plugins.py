@@ -1,0 +1,151 @@
+"""The ready-made hook plugins in hooks/, end to end with the embedded host over HTTP."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from .support import Server, invite, toml_config, wait_for_message
+
+CONFIG = toml_config(
+    top='hook_plugins = ["task_approval", "tool_approval", "worker_failure"]',
+    hooks__tool_approval={"tools": ["restart_service"]},
+)
+
+
+@pytest.fixture
+def hooked(tmp_path: Path) -> Iterator[Server]:
+    server = Server(tmp_path / "data", CONFIG).start()
+    yield server
+    server.stop()
+
+
+def approval_card(server: Server, thread_id: str) -> dict[str, object]:
+    return wait_for_message(server, thread_id, lambda m: bool(m["blocks"]) and m["blocks"][0]["type"] == "tool_run")
+
+
+def click(server: Server, headers: dict[str, str], message_id: str, action_id: str) -> httpx.Response:
+    with httpx.Client(base_url=server.url, headers=headers) as client:
+        return client.post("/v1/interactions", json={"message_id": message_id, "action_id": action_id})
+
+
+def test_tool_approval_holds_the_call_until_approved(hooked: Server) -> None:
+    spacebot = hooked.channel_id("spacebot")
+    member = invite(hooked, hooked.token, "member")
+    with httpx.Client(base_url=hooked.url, headers=hooked.auth) as client:
+        thread_id = client.post(f"/v1/channels/{spacebot}/messages", json={"text": "please restart billing"}).json()[
+            "thread"
+        ]["id"]
+    card = approval_card(hooked, thread_id)
+    reply = wait_for_message(hooked, thread_id, lambda m: m["author"]["kind"] == "agent" and not m["blocks"])
+    assert reply["state"] in ("created", "streaming"), "the turn stays alive while it waits"
+    refused = click(hooked, member.auth, str(card["id"]), "tool.approve")
+    assert refused.status_code == 403, "approving needs tasks:approve"
+    assert click(hooked, hooked.auth, str(card["id"]), "tool.approve").status_code == 201
+    done = wait_for_message(hooked, thread_id, lambda m: m["id"] == reply["id"] and m["state"] == "completed")
+    assert "restart of billing requested" in done["text"]
+    decided = wait_for_message(hooked, thread_id, lambda m: m["id"] == card["id"] and bool(m["card_state"]))
+    assert decided["card_state"]["decided"]["decision"]["label"].startswith("Approved by")
+    again = click(hooked, hooked.auth, str(card["id"]), "tool.deny")
+    assert again.status_code == 409 and again.json()["error"]["code"] == "already_decided"
+
+
+def test_tool_approval_deny_skips_the_call(hooked: Server) -> None:
+    spacebot = hooked.channel_id("spacebot")
+    with httpx.Client(base_url=hooked.url, headers=hooked.auth) as client:
+        thread_id = client.post(f"/v1/channels/{spacebot}/messages", json={"text": "restart payments"}).json()[
+            "thread"
+        ]["id"]
+    card = approval_card(hooked, thread_id)
+    assert click(hooked, hooked.auth, str(card["id"]), "tool.deny").status_code == 201
+    done = wait_for_message(
+        hooked, thread_id, lambda m: m["author"]["kind"] == "agent" and not m["blocks"] and m["state"] == "completed"
+    )
+    assert "I could not use restart_service: Tool denied" in done["text"]
+    assert "restart of payments requested" not in done["text"]
+
+
+def test_a_pending_approval_survives_a_restart(hooked: Server) -> None:
+    spacebot = hooked.channel_id("spacebot")
+    with httpx.Client(base_url=hooked.url, headers=hooked.auth) as client:
+        thread_id = client.post(f"/v1/channels/{spacebot}/messages", json={"text": "restart search"}).json()["thread"][
+            "id"
+        ]
+    card = approval_card(hooked, thread_id)
+    hooked.restart()
+    interrupted = wait_for_message(hooked, thread_id, lambda m: m["author"]["kind"] == "agent" and not m["blocks"])
+    assert interrupted["failure_reason"] == "interrupted"
+    assert click(hooked, hooked.auth, str(card["id"]), "tool.approve").status_code == 201
+    resumed = wait_for_message(
+        hooked, thread_id, lambda m: m["author"]["kind"] == "agent" and not m["blocks"] and m["state"] == "completed"
+    )
+    assert "restart of search requested" in resumed["text"]
+
+
+def test_task_approval_card_in_ops(hooked: Server) -> None:
+    ops = hooked.channel_id("ops")
+    operator = invite(hooked, hooked.token, "operator")
+    with httpx.Client(base_url=hooked.url, headers=hooked.auth) as client:
+        task = client.post("/v1/tasks", json={"title": "Buy GPUs", "status": "pending_approval"}).json()["task"]
+        threads = client.get(f"/v1/channels/{ops}/threads").json()["threads"]
+        card = client.get(f"/v1/threads/{threads[0]['id']}").json()["root"]
+    assert card["blocks"][0]["task_id"] == task["id"]
+    assert [e["action_id"] for e in card["blocks"][1]["elements"]] == ["task.approve", "task.reject"]
+    assert click(hooked, operator.auth, card["id"], "task.approve").status_code == 201
+    with httpx.Client(base_url=hooked.url, headers=hooked.auth) as client:
+        assert client.get(f"/v1/tasks/{task['id']}").json()["task"]["status"] == "ready"
+        card = client.get(f"/v1/messages/{card['id']}").json()["message"]
+    assert card["card_state"]["tasks"][task["id"]]["status"] == "ready"
+    assert card["card_state"]["decided"]["approval"]["label"] == "Approved"
+
+
+def test_worker_failure_posts_an_incident_with_retry(hooked: Server) -> None:
+    spacebot = hooked.channel_id("spacebot")
+    incidents = hooked.channel_id("incidents")
+    member = invite(hooked, hooked.token, "member")
+    with httpx.Client(base_url=hooked.url, headers=hooked.auth) as client:
+        thread_id = client.post(f"/v1/channels/{spacebot}/messages", json={"text": "calculate 1 / 0"}).json()["thread"][
+            "id"
+        ]
+        wait_for_message(hooked, thread_id, lambda m: m["author"]["kind"] == "agent" and m["state"] == "completed")
+        threads = client.get(f"/v1/channels/{incidents}/threads").json()["threads"]
+        card = client.get(f"/v1/threads/{threads[0]['id']}").json()["root"]
+    assert card["blocks"][0]["type"] == "status" and card["blocks"][0]["state"] == "error"
+    assert "division by zero" in card["blocks"][1]["text"]
+    assert click(hooked, member.auth, card["id"], "ops.retry").status_code == 403
+    assert click(hooked, hooked.auth, card["id"], "ops.retry").status_code == 201
+    decided = wait_for_message(
+        hooked, threads[0]["id"], lambda m: m["id"] == card["id"] and "decided" in (m["card_state"] or {})
+    )
+    assert decided["card_state"]["decided"]["incident"]["label"].startswith("Retried by")
+    with httpx.Client(base_url=hooked.url, headers=hooked.auth) as client:
+        history = client.get(f"/v1/threads/{thread_id}/history").json()["messages"]
+    assert len([m for m in history if m["author"]["kind"] == "agent"]) == 2, "the retry ran the turn again"
+
+
+def test_each_plugin_implements_what_it_says() -> None:
+    import importlib.util
+
+    from spacechat_plugin.resources import resource
+
+    expected = {
+        "task_approval": {"spacechat_task_changed"},
+        "tool_approval": {"spacechat_ready", "spacebot_before_tool_call", "spacechat_interaction_submitted"},
+        "worker_failure": {"spacechat_ready", "spacebot_worker_completed", "spacechat_interaction_submitted"},
+    }
+    for name, hooks in expected.items():
+        spec = importlib.util.spec_from_file_location(f"check_{name}", resource("hooks") / f"{name}.py")
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        assert {n for n in dir(module) if n.startswith(("spacebot_", "spacechat_"))} == hooks, name
+
+
+def test_an_unknown_hook_plugin_stops_start_up(tmp_path: Path) -> None:
+    server = Server(tmp_path / "data", toml_config(top='hook_plugins = ["nope"]'))
+    with pytest.raises(RuntimeError) as failed:
+        server.start(timeout=20)
+    assert "no hook plugin named 'nope'" in str(failed.value)
