@@ -14,10 +14,8 @@ from typing import TYPE_CHECKING, Any
 from .events import (
     SYSTEM,
     AgentStatusChanged,
-    AgentTokenUsage,
     Event,
     Payload,
-    SystemHealthChanged,
     ToolCompleted,
     ToolFailed,
     ToolStarted,
@@ -27,6 +25,8 @@ from .events import (
     WorkerStarted,
     WorkerStatus,
 )
+from .store import usage as usage_store
+from .store.db import WriteTx
 
 if TYPE_CHECKING:
     from .app import Spacechat
@@ -56,8 +56,15 @@ class Activity:
         self.finished: OrderedDict[str, WorkerPlace] = OrderedDict()
 
     async def _emit(
-        self, payload: Payload, *, agent_id: str | None, channel_id: str | None, thread_id: str | None
+        self,
+        payload: Payload,
+        *,
+        agent_id: str | None,
+        channel_id: str | None,
+        thread_id: str | None,
+        failure: tuple[str, str] | None = None,
     ) -> None:
+        """Log the event; with `failure` (source, message), also keep it among the last errors."""
         channel = await self.app.channel(channel_id) if channel_id else None
         actor = self.app.agent_actor(agent_id) if agent_id else SYSTEM
         event = Event(
@@ -68,7 +75,22 @@ class Activity:
             channel_id=channel["id"] if channel else None,
             thread_id=thread_id if channel else None,
         )
-        await self.app.db.write(lambda tx: tx.emit(event))
+
+        def write(tx: WriteTx) -> None:
+            tx.emit(event)
+            if failure is not None:
+                usage_store.error(
+                    tx,
+                    org_id=event.org_id or self.app.org_id,
+                    source=failure[0],
+                    message=failure[1],
+                    agent_id=agent_id,
+                    channel_id=event.channel_id,
+                    thread_id=event.thread_id,
+                    at=event.timestamp,
+                )
+
+        await self.app.db.write(write)
 
     async def tool_started(
         self,
@@ -132,7 +154,9 @@ class Activity:
             error=summarize(error),
             worker_id=worker_id,
         )
-        await self._emit(payload, agent_id=agent_id, channel_id=channel_id, thread_id=thread_id)
+        await self._emit(
+            payload, agent_id=agent_id, channel_id=channel_id, thread_id=thread_id, failure=("tool", f"{tool}: {error}")
+        )
 
     async def worker_started(
         self, *, agent_id: str, channel_id: str | None, thread_id: str | None, worker_id: str, task: str
@@ -156,7 +180,14 @@ class Activity:
         payload = WorkerCompleted(
             worker_id=worker_id, agent_id=agent_id, outcome=outcome, result=summarize(result), success=success
         )
-        await self._emit(payload, agent_id=agent_id, channel_id=place.channel_id, thread_id=place.thread_id)
+        failed = outcome in ("failed", "timed_out")
+        await self._emit(
+            payload,
+            agent_id=agent_id,
+            channel_id=place.channel_id,
+            thread_id=place.thread_id,
+            failure=("worker", f"worker {outcome}: {result}") if failed else None,
+        )
 
     async def question(
         self, *, agent_id: str, worker_id: str, question_id: str, questions: list[dict[str, Any]]
@@ -252,38 +283,3 @@ class Activity:
     async def status(self, *, agent_id: str, channel_id: str, thread_id: str, status: str, detail: str | None) -> None:
         payload = AgentStatusChanged(agent_id=agent_id, status=status, detail=detail)
         await self._emit(payload, agent_id=agent_id, channel_id=channel_id, thread_id=thread_id)
-
-    async def usage(
-        self,
-        *,
-        agent_id: str,
-        channel_id: str | None,
-        thread_id: str | None,
-        turn_id: str | None,
-        model: str,
-        provider: str,
-        input_tokens: int,
-        output_tokens: int,
-        cache_read_tokens: int,
-        cache_write_tokens: int,
-        reasoning_tokens: int,
-        cost_usd: float | None,
-    ) -> None:
-        payload = AgentTokenUsage(
-            agent_id=agent_id,
-            model=model,
-            provider=provider,
-            input_tokens=input_tokens,
-            output_tokens=output_tokens,
-            cache_read_tokens=cache_read_tokens,
-            cache_write_tokens=cache_write_tokens,
-            reasoning_tokens=reasoning_tokens,
-            cost_usd=cost_usd,
-            turn_id=turn_id,
-            message_id=self.app.replies.message_for_turn(turn_id) if turn_id else None,
-        )
-        await self._emit(payload, agent_id=agent_id, channel_id=channel_id, thread_id=thread_id)
-
-    async def health(self, *, component: str, status: str, detail: str | None) -> None:
-        payload = SystemHealthChanged(component=component, status=status, detail=detail)
-        await self._emit(payload, agent_id=None, channel_id=None, thread_id=None)

@@ -23,6 +23,9 @@ from .cardservice import CardService
 from .config import ConfigError, Settings
 from .events import SYSTEM, Actor, Event, now_rfc3339
 from .hookspecs import HostAPI, call_hook, first_hook
+from .incidents import Incidents
+from .observability import Observability
+from .ops import Ops
 from .permissions import Access, Principal
 from .replies import ReplyStreams
 from .resources import resource
@@ -59,6 +62,9 @@ class Spacechat:
         self.activity = Activity(self)
         self.cards = CardService(self)
         self.sdk = SpacechatAPI(self)
+        self.observe = Observability(self)
+        self.incidents = Incidents(self)
+        self.ops = Ops(self)
         self.org_id = ""
         self.channels: dict[str, dict[str, Any]] = {}
         # (actor id, idempotency key) of sends in progress: a concurrent duplicate gets 409.
@@ -313,6 +319,39 @@ class Spacechat:
 
     def agent_actor(self, agent_id: str) -> Actor:
         return Actor("agent", agent_id)
+
+    async def deliver(
+        self, channel: dict[str, Any], thread_id: str, message: dict[str, Any], named: list[str]
+    ) -> list[str]:
+        """Hand a person's message to the host. An agent hears a private channel only when it is a
+        member; an agent paused by a budget is skipped, and the thread is told why."""
+        if self.host is None:
+            return []
+        mentions = [m for m in named if not channel["private"] or channel["id"] in self.access.memberships(m)]
+        takers = [
+            a["id"] for a in self.host.agents() if channel["name"] in a.get("channels", []) or a["id"] in mentions
+        ]
+        skip = []
+        for agent_id in takers:
+            refusal = await self.observe.refusal(agent_id)
+            if refusal is not None:
+                skip.append(agent_id)
+                await self.sdk.post(
+                    channel["id"],
+                    refusal,
+                    thread_id=thread_id,
+                    blocks=[
+                        {
+                            "type": "status",
+                            "label": f"{agent_id} is paused",
+                            "state": "warning",
+                            "detail": refusal[:300],
+                        }
+                    ],
+                )
+        return await self.host.deliver_message(
+            channel=channel, thread_id=thread_id, message=message, mentions=mentions, skip=skip
+        )
 
     async def publish_live(self, event: Event) -> None:
         """Fan out a live-only event (a stream delta): no log, no transaction."""

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from . import cards
-from .errors import BadRequest, Conflict, Forbidden, Unprocessable
+from .errors import BadRequest, Conflict, Forbidden, NotFound, Unprocessable
 from .events import SYSTEM, Actor, Event, InteractionSubmitted, MessageUpdated, new_id, now_rfc3339
 from .permissions import SCOPES, Principal
 from .store import audit
@@ -31,6 +31,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("spacechat.cards")
 
+INCIDENT_ACTIONS = {
+    "incident.acknowledge": "acknowledge",
+    "incident.resolve": "resolve",
+    "incident.escalate": "escalate",
+}
 TASK_ACTIONS = {"task.approve": "approve", "task.reject": "reject", "task.start": "start", "task.complete": "complete"}
 
 
@@ -268,6 +273,11 @@ class CardService:
                 code="invalid_values",
                 details=exc.details,
             ) from None
+        pending_op = (message.get("metadata") or {}).get("pending_op")
+        if pending_op and action_id in ("ops.approve", "ops.deny"):
+            row = await self.app.db.fetchone("SELECT requested_by FROM pending_ops WHERE id = ?", (pending_op,))
+            if row is not None and row["requested_by"] == who.user_id:
+                raise Forbidden("the operator who asked cannot approve their own operation", code="same_operator")
         state = message.get("card_state") or {}
         if target.block_id in (state.get("decided") or {}):
             raise Conflict(
@@ -391,6 +401,8 @@ class CardService:
 
     async def _builtin(self, who: Principal, interaction: dict[str, Any], message: dict[str, Any]) -> bool:
         metadata = message.get("metadata") or {}
+        if metadata.get("incident_id") or metadata.get("pending_op"):
+            return await self._operations(who, interaction, message, metadata)
         action = TASK_ACTIONS.get(interaction["action_id"])
         task_ids = list((message.get("card_state") or {}).get("tasks") or {})
         if action is not None and task_ids:
@@ -419,6 +431,39 @@ class CardService:
             )
             return True
         return False
+
+    async def _operations(
+        self, who: Principal, interaction: dict[str, Any], message: dict[str, Any], metadata: dict[str, Any]
+    ) -> bool:
+        """Incident cards (acknowledge, escalate, resolve, retry) and second-operator approvals."""
+        action_id = interaction["action_id"]
+        try:
+            if metadata.get("pending_op") and action_id in ("ops.approve", "ops.deny"):
+                await self.app.ops.decide(who, metadata["pending_op"], action_id == "ops.approve", ip=None)
+            elif metadata.get("incident_id") and action_id in INCIDENT_ACTIONS:
+                values = interaction["values"]
+                to = values[0] if isinstance(values, list) and values else None
+                await self.app.incidents.act(metadata["incident_id"], INCIDENT_ACTIONS[action_id], who.actor, to=to)
+            elif metadata.get("incident_id") and action_id == "ops.retry":
+                incident = await self.app.db.fetchone(
+                    "SELECT number, details FROM incidents WHERE id = ?", (metadata["incident_id"],)
+                )
+                retry = (loads(incident["details"]) or {}).get("retry") if incident else None
+                if retry:
+                    await self.app.ops.execute(
+                        who.actor,
+                        who.org_id,
+                        "retry",
+                        retry["channel_id"],
+                        f"retry from incident #{incident['number']}",
+                        ip=None,
+                        thread_id=retry.get("thread_id"),
+                    )
+            else:
+                return False
+        except (Conflict, Forbidden, NotFound) as exc:
+            log.info("%s on %s: %s", action_id, message["id"], exc.message)
+        return True
 
     @staticmethod
     def _label(message: Mapping[str, Any], interaction: Mapping[str, Any]) -> str:

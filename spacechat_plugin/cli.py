@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import sys
 from typing import Any
 
@@ -22,10 +21,10 @@ def _settings(config: str | None, overrides: dict[str, Any]) -> tuple[Settings, 
         raise click.ClickException(f"configuration error: {exc}") from None
 
 
-def _logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(), stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+def _logging(settings: Settings) -> None:
+    from .logs import configure
+
+    configure(settings.log_level, settings.log_format)
 
 
 @click.group()
@@ -48,7 +47,7 @@ def main() -> None:
 def serve(config: str | None, host: str | None, port: int | None, data_dir: str | None) -> None:
     """Run Spacechat with its embedded Spacebot host and print the URL to open."""
     settings, raw = _settings(config, {"enabled": True, "host": host, "port": port, "data_dir": data_dir})
-    _logging(settings.log_level)
+    _logging(settings)
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(_serve(settings, raw))
 

@@ -9,6 +9,7 @@ This module imports nothing else of the package: it is a contract.
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -18,6 +19,10 @@ import orjson
 import uuid6
 
 ActorKind = Literal["user", "agent", "system"]
+
+# The HTTP request being served, if any: events made while serving it carry its id, and so do
+# log lines (logs.py), so a request can be followed from its log line to the events it caused.
+current_request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 
 
 def now_rfc3339() -> str:
@@ -426,6 +431,7 @@ class Event:
     idempotency_key: str | None = None
     event_id: str = field(default_factory=new_id)
     timestamp: str = field(default_factory=now_rfc3339)
+    request_id: str | None = field(default_factory=current_request_id.get)
     seq: int | None = None
     encoded: bytes | None = field(default=None, repr=False, compare=False)
 
@@ -449,6 +455,7 @@ class Event:
             "actor": {"kind": self.actor.kind, "id": self.actor.id},
             "timestamp": self.timestamp,
             "idempotency_key": self.idempotency_key,
+            "request_id": self.request_id,
             "payload": self.payload,
         }
 

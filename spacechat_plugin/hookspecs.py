@@ -121,6 +121,12 @@ class HostAPI(Protocol):
         """The agents this host runs: `{id, name, model, provider, channels: [channel names]}`."""
         ...
 
+    def status(self) -> dict[str, Any]:
+        """What runs now, per agent: `{agents: [{id, model, provider, health, queue: {channel_id:
+        waiting turns}, running: {channel_id: turn_id}, workers: [{worker_id, channel_id, thread_id,
+        task, state}]}]}`."""
+        ...
+
     async def deliver_message(
         self,
         *,
@@ -128,15 +134,21 @@ class HostAPI(Protocol):
         thread_id: str,
         message: Mapping[str, Any],
         mentions: Sequence[str],
+        skip: Sequence[str] = (),
     ) -> list[str]:
         """Hand a person's message to the agents that should see it: those bound to `channel`
-        (by name) and those named in `mentions` (agent ids). Return the ids of the agents that
-        took it; each then calls spacebot_inbound_message and starts (or joins) a turn."""
+        (by name) and those named in `mentions` (agent ids), except those in `skip` (e.g. paused
+        by a budget). Return the ids of the agents that took it; each then calls
+        spacebot_inbound_message and starts (or joins) a turn."""
         ...
 
     async def retry_turn(self, *, channel_id: str, thread_id: str | None = None) -> dict[str, Any]:
         """Run the last turn of a channel (or one thread of it) again from the same input.
         Return `{turn_id, agent_id, thread_id, retried_turn_id, message_ids}`."""
+        ...
+
+    async def restart_agent(self, *, agent_id: str) -> dict[str, Any]:
+        """Restart every channel process of one agent (queued messages are kept)."""
         ...
 
     async def restart_worker(self, *, channel_id: str) -> dict[str, Any]:

@@ -47,11 +47,20 @@ SCOPES: tuple[str, ...] = (
     "tasks:read",
     "tasks:write",
     "tasks:approve",
+    "incidents:read",
+    "incidents:manage",
 )
 
 _EVERYONE = {"channels:read", "messages:read", "messages:write", "files:write", "realtime:subscribe", "agents:read"}
-_MEMBER = _EVERYONE | {"channels:join", "members:read", "tokens:create", "tasks:read", "tasks:write"}
-_OPERATOR = _MEMBER | {"diagnostics:read", "ops:retry", "ops:restart", "ops:reconnect", "tasks:approve"}
+_MEMBER = _EVERYONE | {"channels:join", "members:read", "tokens:create", "tasks:read", "tasks:write", "incidents:read"}
+_OPERATOR = _MEMBER | {
+    "diagnostics:read",
+    "ops:retry",
+    "ops:restart",
+    "ops:reconnect",
+    "tasks:approve",
+    "incidents:manage",
+}
 _ADMIN = _OPERATOR | {"channels:manage", "members:manage", "ops:recover", "memory:review", "audit:read"}
 
 ROLE_SCOPES: dict[str, frozenset[str]] = {
@@ -71,7 +80,11 @@ ASSIGNABLE: dict[str, frozenset[str]] = {
 }
 
 # Events that need a scope to be seen, besides being in a channel one may read (by type prefix).
-EVENT_SCOPES: tuple[tuple[str, str], ...] = (("system.", "diagnostics:read"), ("task.", "tasks:read"))
+EVENT_SCOPES: tuple[tuple[str, str], ...] = (
+    ("system.", "diagnostics:read"),
+    ("task.", "tasks:read"),
+    ("incident.", "incidents:read"),
+)
 
 
 @dataclass(frozen=True)

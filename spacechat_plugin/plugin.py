@@ -74,7 +74,7 @@ def spacebot_register_routes() -> list[Any] | None:
 @hookimpl
 async def spacebot_health_changed(component: str, status: str, detail: str | None) -> None:
     if _app is not None:
-        await _app.activity.health(component=component, status=status, detail=detail)
+        await _app.observe.health(component=component, status=status, detail=detail)
 
 
 # --- turns ---------------------------------------------------------------------------------
@@ -82,7 +82,7 @@ async def spacebot_health_changed(component: str, status: str, detail: str | Non
 
 @hookimpl
 async def spacebot_turn_started(
-    agent_id: str, channel_id: str, thread_id: str, turn_id: str, model: str, message_ids: Sequence[str]
+    agent_id: str, channel_id: str, thread_id: str, turn_id: str, model: str, provider: str, message_ids: Sequence[str]
 ) -> None:
     if _app is not None:
         await _app.replies.started(
@@ -91,6 +91,7 @@ async def spacebot_turn_started(
             thread_id=thread_id,
             turn_id=turn_id,
             model=model,
+            provider=provider,
             message_ids=message_ids,
         )
 
@@ -121,9 +122,9 @@ async def spacebot_turn_completed(
 
 
 @hookimpl
-async def spacebot_turn_failed(turn_id: str, error: str, retryable: bool) -> None:
+async def spacebot_turn_failed(turn_id: str, error: str, retryable: bool, duration_ms: int) -> None:
     if _app is not None:
-        await _app.replies.failed(turn_id=turn_id, error=error, retryable=retryable)
+        await _app.replies.failed(turn_id=turn_id, error=error, retryable=retryable, duration_ms=duration_ms)
 
 
 @hookimpl
@@ -290,7 +291,7 @@ async def spacebot_branch_completed(agent_id: str, channel_id: str, thread_id: s
 async def spacebot_connector_status(connector: str, status: str, detail: str | None) -> None:
     if _app is not None:
         health = {"connected": "ok", "disconnected": "down", "error": "down"}.get(status, "degraded")
-        await _app.activity.health(component=f"connector:{connector}", status=health, detail=detail)
+        await _app.observe.health(component=f"connector:{connector}", status=health, detail=detail)
 
 
 @hookimpl
@@ -299,6 +300,7 @@ async def spacebot_llm_usage(
     channel_id: str | None,
     thread_id: str | None,
     turn_id: str | None,
+    process_type: str,
     model: str,
     provider: str,
     input_tokens: int,
@@ -309,17 +311,21 @@ async def spacebot_llm_usage(
     cost_usd: float | None,
 ) -> None:
     if _app is not None:
-        await _app.activity.usage(
+        counts = {
+            "input_tokens": input_tokens,
+            "output_tokens": output_tokens,
+            "cache_read_tokens": cache_read_tokens,
+            "cache_write_tokens": cache_write_tokens,
+            "reasoning_tokens": reasoning_tokens,
+        }
+        await _app.observe.usage(
             agent_id=agent_id,
             channel_id=channel_id,
             thread_id=thread_id,
             turn_id=turn_id,
+            process_type=process_type,
             model=model,
             provider=provider,
-            input_tokens=input_tokens,
-            output_tokens=output_tokens,
-            cache_read_tokens=cache_read_tokens,
-            cache_write_tokens=cache_write_tokens,
-            reasoning_tokens=reasoning_tokens,
+            counts=counts,
             cost_usd=cost_usd,
         )

@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .cardservice import agent_card, initial_state
-from .events import AgentStatusChanged, Event, MessageStreamDelta
+from .events import AgentStatusChanged, Event, MessageStreamDelta, now_rfc3339
 from .store import messages as message_store
+from .store import usage as usage_store
 from .store.db import WriteTx
 
 if TYPE_CHECKING:
@@ -62,6 +63,7 @@ class ReplyStreams:
         turn_id: str,
         model: str,
         message_ids: Sequence[str],
+        provider: str = "",
     ) -> str | None:
         channel = await self.app.channel(channel_id)
         if channel is None:
@@ -77,7 +79,21 @@ class ReplyStreams:
                 thread_id=thread_id,
                 text="",
                 state="created",
-                metadata={"turn_id": turn_id, "model": model, "in_reply_to": list(message_ids)},
+                metadata={"turn_id": turn_id, "model": model, "provider": provider, "in_reply_to": list(message_ids)},
+            )
+            usage_store.turn_started(
+                tx,
+                {
+                    "turn_id": turn_id,
+                    "org_id": channel["org_id"],
+                    "agent_id": agent_id,
+                    "channel_id": channel_id,
+                    "thread_id": thread_id,
+                    "message_id": result.message["id"],
+                    "model": model,
+                    "provider": provider,
+                    "started_at": now_rfc3339(),
+                },
             )
             tx.emit(
                 Event(
@@ -150,11 +166,20 @@ class ReplyStreams:
                 tx, stream.message_id, text, blocks=card, card_state=initial_state(card), metadata=metadata
             )
             tx.emit(Event(AgentStatusChanged(agent_id=stream.agent_id, status="idle"), **envelope))
+            usage_store.turn_ended(
+                tx,
+                turn_id,
+                outcome="completed",
+                ttft_ms=metadata.get("ttft_ms"),
+                duration_ms=int(metadata.get("duration_ms") or 0),
+                error=None,
+                at=now_rfc3339(),
+            )
             return message
 
         return await self.app.db.write(finish)
 
-    async def failed(self, *, turn_id: str, error: str, retryable: bool) -> dict[str, Any] | None:
+    async def failed(self, *, turn_id: str, error: str, retryable: bool, duration_ms: int = 0) -> dict[str, Any] | None:
         stream = self.by_turn.pop(turn_id, None)
         if stream is None:
             return None
@@ -163,6 +188,20 @@ class ReplyStreams:
         def fail(tx: WriteTx) -> dict[str, Any] | None:
             message = message_store.fail_message(tx, stream.message_id, reason="error", error=error, text=stream.text)
             tx.emit(Event(AgentStatusChanged(agent_id=stream.agent_id, status="error", detail=error), **envelope))
+            at = now_rfc3339()
+            usage_store.turn_ended(
+                tx, turn_id, outcome="failed", ttft_ms=None, duration_ms=duration_ms, error=error, at=at
+            )
+            usage_store.error(
+                tx,
+                org_id=stream.org_id,
+                source="turn",
+                message=error,
+                agent_id=stream.agent_id,
+                channel_id=stream.channel_id,
+                thread_id=stream.thread_id,
+                at=at,
+            )
             return message
 
         return await self.app.db.write(fail)

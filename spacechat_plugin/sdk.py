@@ -162,3 +162,19 @@ class SpacechatAPI:
         if self._app.host is None:
             raise RuntimeError("no agent host is running")
         await self._app.host.deliver_interaction(agent_id=agent_id, interaction=call)
+
+    async def open_incident(
+        self,
+        *,
+        kind: str,
+        title: str,
+        severity: str = "major",
+        details: Mapping[str, Any] | None = None,
+        source: str | None = None,
+    ) -> dict[str, Any]:
+        """Open an incident (or return the open one with the same `source`), with its live card in
+        the incidents channel. `details` may hold `error`, `hint`, and `retry: {channel_id,
+        thread_id}` to offer a Retry button."""
+        return await self._app.incidents.open(
+            org_id=self.org_id, kind=kind, title=title, severity=severity, details=details, source=source
+        )

@@ -115,15 +115,20 @@ def test_worker_failure_posts_an_incident_with_retry(hooked: Server) -> None:
         card = client.get(f"/v1/threads/{threads[0]['id']}").json()["root"]
     assert card["blocks"][0]["type"] == "status" and card["blocks"][0]["state"] == "error"
     assert "division by zero" in card["blocks"][1]["text"]
+    assert card["card_state"]["incident"]["kind"] == "worker_failure"
+    first_reply = history_first(hooked, thread_id)
     assert click(hooked, member.auth, card["id"], "ops.retry").status_code == 403
     assert click(hooked, hooked.auth, card["id"], "ops.retry").status_code == 201
-    decided = wait_for_message(
-        hooked, threads[0]["id"], lambda m: m["id"] == card["id"] and "decided" in (m["card_state"] or {})
+    wait_for_message(
+        hooked,
+        thread_id,
+        lambda m: m["author"]["kind"] == "agent" and m["state"] == "completed" and m["id"] != first_reply,
     )
-    assert decided["card_state"]["decided"]["incident"]["label"].startswith("Retried by")
     with httpx.Client(base_url=hooked.url, headers=hooked.auth) as client:
         history = client.get(f"/v1/threads/{thread_id}/history").json()["messages"]
+        audit = client.get("/v1/audit", params={"action": "ops.retry"}).json()["entries"]
     assert len([m for m in history if m["author"]["kind"] == "agent"]) == 2, "the retry ran the turn again"
+    assert audit and audit[0]["outcome"] == "ok" and audit[0]["details"]["reason"].startswith("retry from incident")
 
 
 def test_each_plugin_implements_what_it_says() -> None:
@@ -134,7 +139,7 @@ def test_each_plugin_implements_what_it_says() -> None:
     expected = {
         "task_approval": {"spacechat_task_changed"},
         "tool_approval": {"spacechat_ready", "spacebot_before_tool_call", "spacechat_interaction_submitted"},
-        "worker_failure": {"spacechat_ready", "spacebot_worker_completed", "spacechat_interaction_submitted"},
+        "worker_failure": {"spacechat_ready", "spacebot_worker_completed"},
     }
     for name, hooks in expected.items():
         spec = importlib.util.spec_from_file_location(f"check_{name}", resource("hooks") / f"{name}.py")
@@ -149,3 +154,10 @@ def test_an_unknown_hook_plugin_stops_start_up(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError) as failed:
         server.start(timeout=20)
     assert "no hook plugin named 'nope'" in str(failed.value)
+
+
+def history_first(server: Server, thread_id: str) -> str:
+    """The first agent reply of a thread."""
+    with httpx.Client(base_url=server.url, headers=server.auth) as client:
+        history = client.get(f"/v1/threads/{thread_id}/history").json()["messages"]
+    return str(next(m["id"] for m in history if m["author"]["kind"] == "agent"))

@@ -50,6 +50,7 @@ class Place:
     channels: dict[str, dict[str, str]] = field(default_factory=dict)  # public/private -> ids
     token_id: str = ""
     invitation_id: str = ""
+    incident_id: str = ""
 
 
 @dataclass
@@ -88,6 +89,7 @@ def _seed_place(server: Server, owner: Person, private_name: str, public_name: s
         token = client.post("/v1/tokens", json={"name": "t", "scopes": ["channels:read"]}, headers=target.auth)
         place.token_id = token.json()["token"]["id"]
         place.invitation_id = client.post("/v1/invitations", json={"role": "member"}).json()["invitation"]["id"]
+        place.incident_id = client.post("/v1/incidents", json={"title": "matrix"}).json()["incident"]["id"]
     return place
 
 
@@ -208,6 +210,38 @@ BUILDERS: dict[str, Builder] = {
     "POST /v1/teams": lambda w, r, o, c: Call("POST", "/v1/teams", json={"name": unique("team")}),
     "GET /v1/audit": lambda w, r, o, c: Call("GET", "/v1/audit"),
     "GET /v1/agents": lambda w, r, o, c: Call("GET", "/v1/agents"),
+    "GET /v1/agents/{agent_id}/status": lambda w, r, o, c: Call("GET", "/v1/agents/spacebot/status"),
+    "GET /v1/system/health": lambda w, r, o, c: Call("GET", "/v1/system/health"),
+    "GET /v1/usage": lambda w, r, o, c: Call("GET", "/v1/usage", params={"group_by": "agent"}),
+    "POST /v1/ops/channels/{channel_id}/retry": lambda w, r, o, c: Call(
+        "POST", f"/v1/ops/channels/{ids(w, o, c)['channel']}/retry", json={"reason": f"matrix {r}"}
+    ),
+    "POST /v1/ops/agents/{agent_id}/restart": lambda w, r, o, c: Call(
+        "POST", "/v1/ops/agents/spacebot/restart", json={"reason": f"matrix {r}"}
+    ),
+    "POST /v1/ops/providers/{name}/reconnect": lambda w, r, o, c: Call(
+        "POST", "/v1/ops/providers/scripted/reconnect", json={"reason": f"matrix {r}"}
+    ),
+    "POST /v1/ops/instance/recover": lambda w, r, o, c: Call(
+        "POST", "/v1/ops/instance/recover", json={"reason": f"matrix {r}"}
+    ),
+    "GET /v1/ops/pending": lambda w, r, o, c: Call("GET", "/v1/ops/pending"),
+    # No operation waits for a second operator in this instance: every decision finds none.
+    "POST /v1/ops/pending/{operation_id}/{decision}": lambda w, r, o, c: Call(
+        "POST", "/v1/ops/pending/op_none/approve", expect=404
+    ),
+    "GET /v1/incidents": lambda w, r, o, c: Call("GET", "/v1/incidents"),
+    "POST /v1/incidents": lambda w, r, o, c: Call("POST", "/v1/incidents", json={"title": f"by {r}"}),
+    "GET /v1/incidents/{incident_id}": lambda w, r, o, c: Call("GET", f"/v1/incidents/{w.places[o].incident_id}"),
+    "POST /v1/incidents/{incident_id}/actions/{action}": lambda w, r, o, c: Call(
+        "POST", f"/v1/incidents/{w.places[o].incident_id}/actions/escalate", json={"to": "role:admin"}
+    ),
+    "GET /v1/channels/{channel_id}/metrics": lambda w, r, o, c: Call(
+        "GET", f"/v1/channels/{ids(w, o, c)['channel']}/metrics"
+    ),
+    "GET /v1/threads/{thread_id}/metrics": lambda w, r, o, c: Call(
+        "GET", f"/v1/threads/{ids(w, o, c)['thread']}/metrics"
+    ),
     "GET /v1/channels": lambda w, r, o, c: Call("GET", "/v1/channels"),
     "POST /v1/channels": lambda w, r, o, c: Call("POST", "/v1/channels", json={"name": unique("ch")}),
     "GET /v1/channels/{channel_id}": lambda w, r, o, c: Call("GET", f"/v1/channels/{ids(w, o, c)['channel']}"),

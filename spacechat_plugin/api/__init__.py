@@ -11,7 +11,22 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 
-from . import admin, agents, attachments, auth, channels, interactions, messages, openapi, people, realtime, tasks
+from . import (
+    admin,
+    agents,
+    attachments,
+    auth,
+    channels,
+    interactions,
+    messages,
+    metrics,
+    observability,
+    openapi,
+    ops,
+    people,
+    realtime,
+    tasks,
+)
 from .common import EXCEPTION_HANDLERS, RequestIdMiddleware
 
 if TYPE_CHECKING:
@@ -46,6 +61,19 @@ V1_ROUTES: list[BaseRoute] = [
     Route("/teams", admin.create_team, methods=["POST"]),
     Route("/audit", admin.audit_log, methods=["GET"]),
     Route("/agents", agents.list_agents, methods=["GET"]),
+    Route("/agents/{agent_id}/status", observability.agent_status, methods=["GET"]),
+    Route("/system/health", observability.system_health, methods=["GET"]),
+    Route("/usage", observability.usage_report, methods=["GET"]),
+    Route("/ops/channels/{channel_id}/retry", ops.retry, methods=["POST"]),
+    Route("/ops/agents/{agent_id}/restart", ops.restart, methods=["POST"]),
+    Route("/ops/providers/{name}/reconnect", ops.reconnect, methods=["POST"]),
+    Route("/ops/instance/recover", ops.recover, methods=["POST"]),
+    Route("/ops/pending", ops.pending, methods=["GET"]),
+    Route("/ops/pending/{operation_id}/{decision}", ops.decide, methods=["POST"]),
+    Route("/incidents", ops.list_incidents, methods=["GET"]),
+    Route("/incidents", ops.open_incident, methods=["POST"]),
+    Route("/incidents/{incident_id}", ops.get_incident, methods=["GET"]),
+    Route("/incidents/{incident_id}/actions/{action}", ops.incident_action, methods=["POST"]),
     Route("/channels", channels.list_channels, methods=["GET"]),
     Route("/channels", channels.create_channel, methods=["POST"]),
     Route("/channels/{channel_id}", channels.get_channel, methods=["GET"]),
@@ -56,10 +84,12 @@ V1_ROUTES: list[BaseRoute] = [
     Route("/channels/{channel_id}/join", admin.join_channel, methods=["POST"]),
     Route("/channels/{channel_id}/read", channels.mark_read, methods=["POST"]),
     Route("/channels/{channel_id}/threads", channels.list_threads, methods=["GET"]),
+    Route("/channels/{channel_id}/metrics", observability.channel_metrics, methods=["GET"]),
     Route("/channels/{channel_id}/messages", messages.post_to_channel, methods=["POST"]),
     Route("/threads/{thread_id}", messages.get_thread, methods=["GET"]),
     Route("/threads/{thread_id}/messages", messages.post_to_thread, methods=["POST"]),
     Route("/threads/{thread_id}/history", messages.history, methods=["GET"]),
+    Route("/threads/{thread_id}/metrics", observability.thread_metrics, methods=["GET"]),
     Route("/messages/{message_id}", messages.get_message, methods=["GET"]),
     Route("/messages/{message_id}/retry", messages.retry_reply, methods=["POST"]),
     Route("/messages/{message_id}/render/{connector}", interactions.render, methods=["GET"]),
@@ -82,9 +112,9 @@ V1_ROUTES: list[BaseRoute] = [
 ]
 
 
-def build_api(app: Spacechat) -> Starlette:
+def build_api(app: Spacechat, routes: list[BaseRoute] = V1_ROUTES) -> Starlette:
     api = Starlette(
-        routes=V1_ROUTES,
+        routes=routes,
         middleware=[Middleware(RequestIdMiddleware)],
         exception_handlers=EXCEPTION_HANDLERS,
     )
@@ -96,4 +126,9 @@ def routes(app: Spacechat) -> list[BaseRoute]:
     """What the plugin mounts on the host's server: the API, then the web UI at the root."""
     from ..webui import WebUI
 
-    return [Mount("/v1", app=build_api(app)), Mount("/", app=WebUI())]
+    return [
+        Mount("/v1", app=build_api(app)),
+        # An ASGI app as a Route's endpoint sees the whole path, so /metrics matches exactly.
+        Route("/metrics", build_api(app, [Route("/metrics", metrics.metrics, methods=["GET"])])),
+        Mount("/", app=WebUI()),
+    ]

@@ -3,7 +3,6 @@ and the audit log. Every change is audited in the same transaction that makes it
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from starlette.requests import Request
@@ -14,7 +13,7 @@ from ..errors import BadRequest, Conflict, Forbidden, NotFound
 from ..permissions import Principal, check
 from ..store import audit, identity, tenancy
 from ..store.db import WriteTx
-from .common import JSONResponse, operation, principal, query_int, read_json, spacechat
+from .common import JSONResponse, operation, principal, query_int, read_json, spacechat, time_param
 from .models import AddMember, CreateOrg, CreateTeam, UpdateChannel
 
 
@@ -219,7 +218,7 @@ async def audit_log(request: Request) -> Response:
     who = await principal(request)
     check(who, "audit:read")
     params = request.query_params
-    since, until = _time_param(params.get("since"), "since"), _time_param(params.get("until"), "until")
+    since, until = time_param(params.get("since"), "since"), time_param(params.get("until"), "until")
     limit = query_int(request, "limit", 100, low=1, high=500)
     assert limit is not None
     rows = await audit.query(
@@ -233,19 +232,3 @@ async def audit_log(request: Request) -> Response:
         limit=limit,
     )
     return JSONResponse({"entries": rows, "next_before": rows[-1]["id"] if len(rows) == limit else None})
-
-
-def _time_param(value: str | None, name: str) -> str | None:
-    """An RFC 3339 time in the log's own form (UTC, milliseconds), so times compare as text."""
-    if value is None or value == "":
-        return None
-    try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise BadRequest(
-            f"{name} must be an RFC 3339 time", details=[{"path": name, "message": "not a time"}]
-        ) from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    moment = moment.astimezone(UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"

@@ -6,6 +6,7 @@ import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
@@ -16,7 +17,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..errors import BadRequest, PayloadTooLarge, SpacechatError, UnsupportedMediaType
-from ..events import new_id
+from ..events import current_request_id, new_id
 
 if TYPE_CHECKING:
     from ..app import Spacechat
@@ -128,6 +129,22 @@ def query_int(
     return value
 
 
+def time_param(value: str | None, name: str) -> str | None:
+    """An RFC 3339 time in the log's own form (UTC, milliseconds), so times compare as text."""
+    if value is None or value == "":
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise BadRequest(
+            f"{name} must be an RFC 3339 time", details=[{"path": name, "message": "not a time"}]
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    moment = moment.astimezone(UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
 # --- OpenAPI metadata ----------------------------------------------------------------------
 
 
@@ -174,6 +191,7 @@ class RequestIdMiddleware:
         incoming = dict(scope.get("headers") or []).get(b"x-request-id", b"").decode("latin-1")
         request_id = incoming if re.fullmatch(r"[A-Za-z0-9._-]{1,64}", incoming) else new_id("req")
         scope.setdefault("state", {})["request_id"] = request_id
+        token = current_request_id.set(request_id)
         started = False
 
         async def send_with_id(message: Message) -> None:
@@ -187,12 +205,14 @@ class RequestIdMiddleware:
         try:
             await self.app(scope, receive, send_with_id)
         except Exception:
-            log.exception("unhandled error", extra={"request_id": request_id})
+            log.exception("unhandled error")
             if scope["type"] == "http" and not started:
                 error = SpacechatError("something went wrong on our side", details={"request_id": request_id})
                 await error_response(error)(scope, receive, send_with_id)
             elif scope["type"] != "http":
                 raise
+        finally:
+            current_request_id.reset(token)
 
 
 async def handle_spacechat_error(request: Request, exc: Exception) -> Response:

@@ -117,11 +117,9 @@ async def _post(request: Request, who: Principal, channel: dict[str, Any], threa
         if key is not None:
             app.inflight_keys.discard((actor_id, key))
     if not result.replayed and app.host is not None and who.actor.kind == "user":
-        # An agent hears a private channel only when it is a member of it.
-        named = [m for m in mentions(body.text) if not channel["private"] or channel["id"] in app.access.memberships(m)]
         message = {**result.message, "author": {**result.message["author"], "name": who.name}}
         app.spawn(
-            app.host.deliver_message(channel=channel, thread_id=result.thread["id"], message=message, mentions=named),
+            app.deliver(channel, result.thread["id"], message, mentions(body.text)),
             name=f"deliver {result.message['id']}",
         )
     headers = {"Idempotent-Replayed": "true"} if result.replayed else None

@@ -165,3 +165,23 @@ class SubmitInteraction(Body):
 class RelayedInteraction(Body):
     message_id: str = Field(min_length=1, max_length=100)
     payload: dict[str, Any] = Field(description="The connector's own interaction payload, as it sent it.")
+
+
+class OpsRequest(Body):
+    reason: str = Field(min_length=3, max_length=1000, description="Why: kept in the audit log.")
+    thread_id: str | None = Field(None, description="For retry: one thread of the channel (default: the last turn).")
+
+
+class OpsDecision(Body):
+    reason: str | None = Field(None, max_length=1000)
+
+
+class CreateIncident(Body):
+    title: str = Field(min_length=1, max_length=300)
+    severity: Literal["critical", "major", "minor"] = "major"
+    details: str = Field("", max_length=5000)
+
+
+class IncidentAction(Body):
+    to: str | None = Field(None, max_length=100, description="For escalate: role:admin, role:owner or a member id.")
+    note: str | None = Field(None, max_length=1000)

@@ -222,6 +222,7 @@ class BridgeHost(BridgeEvents):
         thread_id: str,
         message: Mapping[str, Any],
         mentions: Sequence[str],
+        skip: Sequence[str] = (),
     ) -> list[str]:
         author = message.get("author") or {}
         takers = [
@@ -229,6 +230,7 @@ class BridgeHost(BridgeEvents):
             for agent in self.settings.agents
             if (channel.get("name") in agent.channels or agent.id in mentions)
             and not (author.get("kind") == "agent" and author.get("id") == agent.id)
+            and agent.id not in skip
         ]
         sender_name = str(author.get("name") or author.get("id") or "someone")
         text = str(message.get("text", ""))
@@ -273,10 +275,50 @@ class BridgeHost(BridgeEvents):
             "message_ids": list(again.message_ids),
         }
 
-    async def restart_worker(self, *, channel_id: str) -> dict[str, Any]:
+    def status(self) -> dict[str, Any]:
+        agents = []
+        for agent in self.settings.agents:
+            mine = [(c, s) for c, s in self.conversations.items() if c.agent_id == agent.id]
+            agents.append(
+                {
+                    "id": agent.id,
+                    "model": MODEL,
+                    "provider": PROVIDER,
+                    "health": self.health,
+                    "queue": {},  # Spacebot does not expose its queues
+                    "running": {c.channel_id: s.turn.turn_id for c, s in mine if s.turn is not None},
+                    "workers": [
+                        {
+                            "worker_id": w,
+                            "channel_id": c.channel_id,
+                            "thread_id": c.thread_id,
+                            "task": "",
+                            "state": "running",
+                        }
+                        for c, s in mine
+                        for w in sorted(s.workers)
+                    ],
+                }
+            )
+        return {"host": self.name, "link": self.link_status, "agents": agents}
+
+    async def restart_agent(self, *, agent_id: str) -> dict[str, Any]:
+        """As restart_worker, for every channel the agent is in."""
+        if agent_id not in self.agents_by_id:
+            raise LookupError(f"no agent {agent_id}")
+        channels = sorted({c.channel_id for c in self.conversations if c.agent_id == agent_id})
+        for channel_id in channels:
+            await self.restart_worker(channel_id=channel_id, agent_id=agent_id)
+        return {"agent_id": agent_id, "channels": channels}
+
+    async def restart_worker(self, *, channel_id: str, agent_id: str | None = None) -> dict[str, Any]:
         """Spacebot cannot restart a channel process from outside: cancel its workers, and end
         the turn Spacechat shows as running (a later reply still lands, as a whole message)."""
-        here = [(c, s) for c, s in self.conversations.items() if c.channel_id == channel_id]
+        here = [
+            (c, s)
+            for c, s in self.conversations.items()
+            if c.channel_id == channel_id and (agent_id is None or c.agent_id == agent_id)
+        ]
         if not here:
             raise LookupError("no agent runs in this channel")
         cancelled: list[str] = []

@@ -58,7 +58,6 @@ class EmbeddedHost:
         self.memories: list[dict[str, Any]] = []
         # Questions and permission requests waiting for people, by question/permission id.
         self.answers: dict[str, asyncio.Future[Mapping[str, Any]]] = {}
-        self._background: set[asyncio.Future[Any]] = set()
 
     # -- life cycle ---------------------------------------------------------------------------
 
@@ -88,14 +87,10 @@ class EmbeddedHost:
 
     # -- provider health ----------------------------------------------------------------------
 
-    def provider_ok(self, name: str) -> None:
+    async def provider_ok(self, name: str) -> None:
         if self.provider_health.get(name) != "ok":
             self.provider_health[name] = "ok"
-            task = asyncio.ensure_future(
-                self.hooks.call("spacebot_health_changed", component=f"provider:{name}", status="ok", detail=None)
-            )
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
+            await self.hooks.call("spacebot_health_changed", component=f"provider:{name}", status="ok", detail=None)
 
     async def provider_failed(self, name: str, detail: str) -> None:
         if self.provider_health.get(name) != "down":
@@ -119,6 +114,33 @@ class EmbeddedHost:
             for agent in self.settings.agents
         ]
 
+    def status(self) -> dict[str, Any]:
+        agents = []
+        for agent in self.settings.agents:
+            processes = {cid: p for (aid, cid), p in self.channels.items() if aid == agent.id}
+            agents.append(
+                {
+                    "id": agent.id,
+                    "model": agent.model,
+                    "provider": agent.provider,
+                    "health": self.provider_health.get(agent.provider, "ok"),
+                    "queue": {cid: p.queue_depth for cid, p in processes.items()},
+                    "running": {cid: p.current_turn for cid, p in processes.items() if p.current_turn},
+                    "workers": [
+                        {
+                            "worker_id": w.worker_id,
+                            "channel_id": w.channel_id,
+                            "thread_id": w.thread_id,
+                            "task": w.task,
+                            "state": w.state,
+                        }
+                        for w in self.workers.values()
+                        if w.agent_id == agent.id
+                    ],
+                }
+            )
+        return {"host": self.name, "agents": agents}
+
     def _channel(self, agent_id: str, channel_id: str) -> AgentChannel:
         key = (agent_id, channel_id)
         channel = self.channels.get(key)
@@ -135,6 +157,7 @@ class EmbeddedHost:
         thread_id: str,
         message: Mapping[str, Any],
         mentions: Sequence[str],
+        skip: Sequence[str] = (),
     ) -> list[str]:
         if not self.running:
             return []
@@ -144,6 +167,7 @@ class EmbeddedHost:
             for agent in self.settings.agents
             if (channel.get("name") in agent.channels or agent.id in mentions)
             and not (author.get("kind") == "agent" and author.get("id") == agent.id)
+            and agent.id not in skip
         ]
         for agent in takers:
             await self.hooks.call(
@@ -189,26 +213,41 @@ class EmbeddedHost:
             "message_ids": [m.message_id for m in record.inbound],
         }
 
+    async def restart_agent(self, *, agent_id: str) -> dict[str, Any]:
+        if agent_id not in self.agents_by_id:
+            raise LookupError(f"no agent {agent_id}")
+        restarted = []
+        for key, process in list(self.channels.items()):
+            if key[0] == agent_id:
+                self.channels[key] = await self._restarted(process)
+                restarted.append(key[1])
+        return {"agent_id": agent_id, "channels": restarted}
+
+    async def _restarted(self, process: AgentChannel) -> AgentChannel:
+        """Stop a channel process (its running turn fails as cancelled) and start a fresh one that
+        keeps its queue, transcripts and last turns."""
+        pending, retries = process.pending, process.retries
+        await process.stop()
+        fresh = AgentChannel(
+            self,
+            process.agent,
+            process.channel_id,
+            pending=pending,
+            retries=retries,
+            transcripts=process.transcripts,
+            last_turns=process.last_turns,
+        )
+        fresh.start()
+        if pending or retries:
+            fresh._wake.set()
+        return fresh
+
     async def restart_worker(self, *, channel_id: str) -> dict[str, Any]:
         restarted = []
         for key, process in list(self.channels.items()):
             if key[1] != channel_id:
                 continue
-            pending, retries = process.pending, process.retries
-            await process.stop()
-            fresh = AgentChannel(
-                self,
-                process.agent,
-                channel_id,
-                pending=pending,
-                retries=retries,
-                transcripts=process.transcripts,
-                last_turns=process.last_turns,
-            )
-            fresh.start()
-            if pending or retries:
-                fresh._wake.set()
-            self.channels[key] = fresh
+            self.channels[key] = await self._restarted(process)
             restarted.append(process.agent.id)
         if not restarted:
             raise LookupError("no agent runs in this channel")
@@ -219,7 +258,7 @@ class EmbeddedHost:
         if provider is None:
             raise LookupError(f"no provider named {name}")
         await provider.reconnect()
-        self.provider_ok(name)
+        await self.provider_ok(name)
         return {"provider": name, "status": "reconnected"}
 
     async def recover_instance(self) -> dict[str, Any]:

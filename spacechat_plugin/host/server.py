@@ -70,6 +70,7 @@ def uvicorn_config(app: Starlette, *, host: str, port: int, log_level: str) -> u
         host=host,
         port=port,
         log_level=log_level,
+        log_config=None,  # logs.py configures logging once, for everything
         access_log=False,
         lifespan="off",
         timeout_graceful_shutdown=5,

@@ -214,7 +214,7 @@ class AgentChannel:
                         blocks = event.blocks
                     elif isinstance(event, ToolCall):
                         calls.append(event)
-                host.provider_ok(provider.name)
+                await host.provider_ok(provider.name)
                 if not calls:
                     break
                 conversation.append(

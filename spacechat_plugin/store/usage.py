@@ -137,7 +137,7 @@ def set_health(tx: WriteTx, component: str, status: str, detail: str | None, at:
 # --- reads ---------------------------------------------------------------------------------
 
 
-def _empty() -> dict[str, Any]:
+def empty() -> dict[str, Any]:
     return {**{name: 0 for name in COUNTERS}, "requests": 0, "cost_usd": 0.0, "unpriced_requests": 0}
 
 
@@ -157,7 +157,7 @@ _SUMS = ", ".join(f"SUM({name}) AS {name}" for name in COUNTERS) + (
 
 async def totals(db: Database, where: str, params: dict[str, Any]) -> dict[str, Any]:
     row = await db.fetchone(f"SELECT {_SUMS} FROM usage_records WHERE {where}", params)
-    return _row_totals(row) if row is not None and row["requests"] else _empty()
+    return _row_totals(row) if row is not None and row["requests"] else empty()
 
 
 async def windows(db: Database, where: str, params: dict[str, Any], now: datetime | None = None) -> dict[str, Any]:

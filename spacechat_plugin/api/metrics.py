@@ -1,0 +1,104 @@
+"""Prometheus text at `/metrics` (prometheus_client's exposition format), for a scraper holding a
+token with `diagnostics:read`. Totals are read from the database at each scrape, so they match
+it exactly and survive restarts; live gauges (subscribers, queues, workers) come from memory.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ..permissions import check
+from ..store import usage
+from .common import operation, principal, spacechat
+
+
+class _Snapshot(Collector):
+    def __init__(self, families: list[CounterMetricFamily | GaugeMetricFamily]) -> None:
+        self.families = families
+
+    def collect(self):  # type: ignore[no-untyped-def]
+        yield from self.families
+
+
+@operation(
+    "Prometheus metrics (text exposition format)",
+    tags=["observability"],
+    scope="diagnostics:read",
+    produces="text/plain",
+)
+async def metrics(request: Request) -> Response:
+    app = spacechat(request)
+    who = await principal(request)
+    check(who, "diagnostics:read")
+    db, org = app.db, who.org_id
+    families: list[CounterMetricFamily | GaugeMetricFamily] = []
+
+    messages = CounterMetricFamily("spacechat_messages", "Messages stored", labels=["author_kind", "state"])
+    for row in await db.fetchall(
+        "SELECT author_kind, state, COUNT(*) FROM messages WHERE org_id = ? GROUP BY author_kind, state", (org,)
+    ):
+        messages.add_metric([row[0], row[1]], row[2])
+    families.append(messages)
+
+    tokens = CounterMetricFamily("spacechat_llm_tokens", "LLM tokens used", labels=["agent", "model", "kind"])
+    requests = CounterMetricFamily("spacechat_llm_requests", "LLM requests", labels=["agent", "model"])
+    cost = CounterMetricFamily("spacechat_llm_cost_usd", "LLM cost in USD (priced requests)", labels=["agent", "model"])
+    sums = ", ".join(f"SUM({name})" for name in usage.COUNTERS)
+    for row in await db.fetchall(
+        f"SELECT agent_id, model, {sums}, COUNT(*), COALESCE(SUM(cost_usd), 0)"
+        " FROM usage_records WHERE org_id = ? GROUP BY agent_id, model",
+        (org,),
+    ):
+        for index, name in enumerate(usage.COUNTERS):
+            tokens.add_metric([row[0], row[1], name.removesuffix("_tokens")], row[2 + index] or 0)
+        requests.add_metric([row[0], row[1]], row[7])
+        cost.add_metric([row[0], row[1]], row[8])
+    families += [tokens, requests, cost]
+
+    turns = CounterMetricFamily("spacechat_turns", "Agent turns ended", labels=["agent", "outcome"])
+    for row in await db.fetchall(
+        "SELECT agent_id, outcome, COUNT(*) FROM turns WHERE org_id = ?"
+        " AND outcome != 'running' GROUP BY agent_id, outcome",
+        (org,),
+    ):
+        turns.add_metric([row[0], row[1]], row[2])
+    families.append(turns)
+
+    incidents = GaugeMetricFamily("spacechat_incidents", "Incidents by status", labels=["status"])
+    for row in await db.fetchall("SELECT status, COUNT(*) FROM incidents WHERE org_id = ? GROUP BY status", (org,)):
+        incidents.add_metric([row[0]], row[1])
+    families.append(incidents)
+
+    health = GaugeMetricFamily("spacechat_component_up", "1 when a component is ok", labels=["component"])
+    for row in await usage.health(db):
+        health.add_metric([row["component"]], 1 if row["status"] == "ok" else 0)
+    families.append(health)
+
+    events = GaugeMetricFamily("spacechat_event_log_seq", "Newest event seq")
+    events.add_metric([], db.last_seq)
+    subscribers = GaugeMetricFamily("spacechat_realtime_subscribers", "Open realtime streams")
+    subscribers.add_metric([], app.bus.subscriber_count)
+    lagged = CounterMetricFamily("spacechat_realtime_lagged", "Streams cut for lagging since start")
+    lagged.add_metric([], app.bus.lagged_total)
+    families += [events, subscribers, lagged]
+
+    queue = GaugeMetricFamily("spacechat_agent_queue_depth", "Turns waiting per agent", labels=["agent"])
+    workers = GaugeMetricFamily(
+        "spacechat_agent_workers", "Running workers per agent and state", labels=["agent", "state"]
+    )
+    for agent in app.host.status()["agents"] if app.host else []:
+        queue.add_metric([agent["id"]], sum(agent["queue"].values()))
+        states: dict[str, int] = {}
+        for worker in agent["workers"]:
+            states[worker["state"]] = states.get(worker["state"], 0) + 1
+        for state, count in states.items():
+            workers.add_metric([agent["id"], state], count)
+    families += [queue, workers]
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Snapshot(families))
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,202 @@
+"""What agents cost and how they run: health, agent status, thread and channel metrics, usage.
+
+Usage answers in USD and tokens over rolling windows (the last hour, day and 30 days) and, with
+`/v1/usage`, grouped by agent, model, provider, channel, team, thread, day or hour over any range.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ..errors import BadRequest, NotFound
+from ..permissions import check
+from ..store import incidents_query, usage
+from ..store import messages as message_store
+from .common import JSONResponse, operation, principal, spacechat, time_param
+
+
+def _since_day() -> str:
+    return usage.ts(datetime.now(UTC) - timedelta(days=1))
+
+
+@operation(
+    "The instance's health: components, host, store, realtime, open incidents",
+    tags=["observability"],
+    scope="diagnostics:read",
+)
+async def system_health(request: Request) -> Response:
+    app = spacechat(request)
+    who = await principal(request)
+    check(who, "diagnostics:read")
+    components = await usage.health(app.db)
+    host = app.host.status() if app.host is not None else None
+    states = [c["status"] for c in components]
+    overall = "down" if "down" in states else "degraded" if "degraded" in states else "ok"
+    return JSONResponse(
+        {
+            "status": overall,
+            "components": components,
+            "host": host,
+            "store": {"last_seq": app.db.last_seq, "path": app.db.path.name},
+            "realtime": {"subscribers": app.bus.subscriber_count, "lagged_total": app.bus.lagged_total},
+            "open_incidents": await incidents_query.count_open(app.db, who.org_id),
+            "started_at": app.started_at,
+        }
+    )
+
+
+@operation(
+    "An agent now: model and provider, health, queue, workers, latency, usage, budgets, last errors",
+    tags=["observability"],
+    scope="diagnostics:read",
+)
+async def agent_status(request: Request) -> Response:
+    app = spacechat(request)
+    who = await principal(request)
+    check(who, "diagnostics:read")
+    agent_id = request.path_params["agent_id"]
+    agent = next((a for a in (app.host.agents() if app.host else []) if a["id"] == agent_id), None)
+    if agent is None:
+        raise NotFound("no such agent")
+    live: dict[str, Any] = next((a for a in app.host.status()["agents"] if a["id"] == agent_id), {}) if app.host else {}
+    scope = {"agent": agent_id, "org": who.org_id}
+    where = "agent_id = :agent AND org_id = :org"
+    return JSONResponse(
+        {
+            "agent": agent,
+            "now": live,
+            "latency": await usage.latency(app.db, where, scope, _since_day()),
+            "usage": await usage.windows(app.db, where, scope),
+            "budgets": await app.observe.budget_status(agent_id),
+            "errors": await usage.recent_errors(app.db, where, scope),
+        }
+    )
+
+
+@operation(
+    "A thread's metrics: tokens and cost, turns and their latency, models, errors",
+    tags=["observability"],
+    scope="messages:read",
+)
+async def thread_metrics(request: Request) -> Response:
+    app = spacechat(request)
+    who = await principal(request)
+    thread = await message_store.get_thread(app.db, request.path_params["thread_id"])
+    if thread is None:
+        raise NotFound("no such thread")
+    check(who, "messages:read", thread, channel=await app.channel(thread["channel_id"]))
+    scope = {"thread": thread["id"]}
+    where = "thread_id = :thread"
+    last = await app.db.fetchone(
+        "SELECT model, provider, agent_id FROM turns WHERE thread_id = ? ORDER BY started_at DESC LIMIT 1",
+        (thread["id"],),
+    )
+    return JSONResponse(
+        {
+            "thread_id": thread["id"],
+            "usage": await usage.totals(app.db, where, scope),
+            "by_model": await usage.grouped(
+                app.db,
+                org_id=who.org_id,
+                group_by=["agent", "model"],
+                since="",
+                until="9999",
+                filters={"thread": thread["id"]},
+            ),
+            "latency": await usage.latency(app.db, where, scope, ""),
+            "serving": dict(last) if last else None,
+            "errors": await usage.recent_errors(app.db, where, scope),
+        }
+    )
+
+
+@operation(
+    "A channel's metrics: usage windows, latency, queue depth and workers per agent, errors",
+    tags=["observability"],
+    scope="messages:read",
+)
+async def channel_metrics(request: Request) -> Response:
+    app = spacechat(request)
+    who = await principal(request)
+    channel = await app.channel(request.path_params["channel_id"])
+    if channel is None:
+        raise NotFound("no such channel")
+    check(who, "messages:read", channel, channel=channel)
+    scope = {"channel": channel["id"]}
+    where = "channel_id = :channel"
+    agents: list[dict[str, Any]] = []
+    for agent in app.host.status()["agents"] if app.host else []:
+        queue = agent["queue"].get(channel["id"])
+        workers = [w for w in agent["workers"] if w["channel_id"] == channel["id"]]
+        running = agent["running"].get(channel["id"])
+        if queue is not None or workers or running:
+            agents.append(
+                {
+                    "id": agent["id"],
+                    "model": agent["model"],
+                    "provider": agent["provider"],
+                    "health": agent["health"],
+                    "queue": queue or 0,
+                    "running": running,
+                    "workers": workers,
+                }
+            )
+    return JSONResponse(
+        {
+            "channel_id": channel["id"],
+            "usage": await usage.windows(app.db, where, scope),
+            "latency": await usage.latency(app.db, where, scope, _since_day()),
+            "agents": agents,
+            "errors": await usage.recent_errors(app.db, where, scope),
+        }
+    )
+
+
+@operation(
+    "Usage grouped over a time range",
+    tags=["observability"],
+    scope="diagnostics:read",
+    query={
+        "group_by": "comma list of agent, model, provider, channel, team, thread, day, hour",
+        "since": "RFC 3339 (default 30 days ago)",
+        "until": "RFC 3339 (default now)",
+        "agent": "",
+        "model": "",
+        "provider": "",
+        "channel": "",
+        "team": "",
+        "thread": "",
+    },
+)
+async def usage_report(request: Request) -> Response:
+    app = spacechat(request)
+    who = await principal(request)
+    check(who, "diagnostics:read")
+    params = request.query_params
+    group_by = [g for g in (params.get("group_by") or "").split(",") if g]
+    unknown = [g for g in group_by if g not in usage.GROUPS]
+    if unknown:
+        raise BadRequest(
+            f"cannot group by {', '.join(unknown)}; use {', '.join(usage.GROUPS)}",
+            details=[{"path": "group_by", "message": "unknown"}],
+        )
+    since = time_param(params.get("since"), "since") or usage.ts(datetime.now(UTC) - timedelta(days=30))
+    until = time_param(params.get("until"), "until") or usage.ts(datetime.now(UTC) + timedelta(seconds=1))
+    filters = {
+        name: params[name] for name in ("agent", "model", "provider", "channel", "team", "thread") if params.get(name)
+    }
+    rows = await usage.grouped(app.db, org_id=who.org_id, group_by=group_by, since=since, until=until, filters=filters)
+    total = await usage.grouped(app.db, org_id=who.org_id, group_by=[], since=since, until=until, filters=filters)
+    return JSONResponse(
+        {
+            "since": since,
+            "until": until,
+            "group_by": group_by,
+            "rows": rows,
+            "total": total[0] if total else usage.empty(),
+        }
+    )

@@ -1,0 +1,181 @@
+"""Operations and incidents: the control plane. Each operation needs its scope and a reason,
+and is audited; incidents move open -> acknowledged -> resolved, with escalation on the way.
+"""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from .. import incidents as incident_service
+from ..auth import client_address
+from ..errors import BadRequest, NotFound
+from ..ops import SCOPES
+from ..permissions import check
+from .common import JSONResponse, operation, principal, query_int, read_json, spacechat
+from .models import CreateIncident, IncidentAction, OpsDecision, OpsRequest
+
+
+async def _operate(request: Request, action: str, target: str) -> Response:
+    app = spacechat(request)
+    who = await principal(request)
+    check(who, SCOPES[action])
+    body = await read_json(request, OpsRequest, max_bytes=16 * 1024)
+    status, result = await app.ops.request(
+        who, action, target, body.reason, ip=client_address(request), thread_id=body.thread_id
+    )
+    return JSONResponse(result, status_code=status)
+
+
+@operation(
+    "Run a channel's last agent turn again (the failed reply is marked superseded)",
+    tags=["ops"],
+    body=OpsRequest,
+    scope="ops:retry",
+)
+async def retry(request: Request) -> Response:
+    app = spacechat(request)
+    channel = await app.channel(request.path_params["channel_id"])
+    if channel is None:
+        raise NotFound("no such channel")
+    check(await principal(request), "ops:retry", channel, channel=channel)
+    return await _operate(request, "retry", channel["id"])
+
+
+@operation("Restart an agent's channel processes", tags=["ops"], body=OpsRequest, scope="ops:restart")
+async def restart(request: Request) -> Response:
+    app = spacechat(request)
+    agent_id = request.path_params["agent_id"]
+    if app.host is None or agent_id not in {a["id"] for a in app.host.agents()}:
+        check(await principal(request), "ops:restart")
+        raise NotFound("no such agent")
+    return await _operate(request, "restart", agent_id)
+
+
+@operation(
+    "Reconnect a model provider (or, in bridge mode, the link to Spacebot)",
+    tags=["ops"],
+    body=OpsRequest,
+    scope="ops:reconnect",
+)
+async def reconnect(request: Request) -> Response:
+    return await _operate(request, "reconnect", request.path_params["name"])
+
+
+@operation(
+    "Recover the instance: restart every channel process and reconnect every provider",
+    tags=["ops"],
+    body=OpsRequest,
+    scope="ops:recover",
+)
+async def recover(request: Request) -> Response:
+    return await _operate(request, "recover", "instance")
+
+
+@operation("Operations waiting for (or decided by) a second operator", tags=["ops"], scope="diagnostics:read")
+async def pending(request: Request) -> Response:
+    app = spacechat(request)
+    who = await principal(request)
+    check(who, "diagnostics:read")
+    return JSONResponse({"operations": await app.ops.pending(who.org_id)})
+
+
+@operation(
+    "Approve or deny an operation as the second operator (not the one who asked)",
+    tags=["ops"],
+    body=OpsDecision,
+    scope="ops:retry",
+)
+async def decide(request: Request) -> Response:
+    app = spacechat(request)
+    who = await principal(request)
+    decision = request.path_params["decision"]
+    if decision not in ("approve", "deny"):
+        raise NotFound("decide with approve or deny")
+    await read_json(request, OpsDecision, max_bytes=16 * 1024) if await request.body() else None
+    result = await app.ops.decide(
+        who, request.path_params["operation_id"], decision == "approve", ip=client_address(request)
+    )
+    return JSONResponse(result)
+
+
+# --- incidents -----------------------------------------------------------------------------
+
+
+@operation(
+    "Incidents, newest first",
+    tags=["incidents"],
+    scope="incidents:read",
+    query={"status": "open, acknowledged or resolved", "limit": "1-500, default 100"},
+)
+async def list_incidents(request: Request) -> Response:
+    app = spacechat(request)
+    who = await principal(request)
+    check(who, "incidents:read")
+    status = request.query_params.get("status")
+    if status and status not in ("open", "acknowledged", "resolved"):
+        raise BadRequest("status is open, acknowledged or resolved", details=[{"path": "status", "message": "unknown"}])
+    limit = query_int(request, "limit", 100, low=1, high=500)
+    assert limit is not None
+    return JSONResponse({"incidents": await incident_service.listing(app.db, who.org_id, status, limit)})
+
+
+async def _incident(request: Request, action: str) -> dict[str, object]:
+    app = spacechat(request)
+    incident = await incident_service.get(app.db, request.path_params["incident_id"])
+    if incident is None:
+        raise NotFound("no such incident")
+    check(await principal(request), action, incident)
+    return incident
+
+
+@operation("An incident", tags=["incidents"], scope="incidents:read")
+async def get_incident(request: Request) -> Response:
+    return JSONResponse({"incident": await _incident(request, "incidents:read")})
+
+
+@operation("Open an incident by hand", tags=["incidents"], body=CreateIncident, status=201, scope="incidents:manage")
+async def open_incident(request: Request) -> Response:
+    app = spacechat(request)
+    who = await principal(request)
+    check(who, "incidents:manage")
+    body = await read_json(request, CreateIncident, max_bytes=16 * 1024)
+    incident = await app.incidents.open(
+        org_id=who.org_id,
+        kind="manual",
+        title=body.title,
+        severity=body.severity,
+        details={"error": body.details} if body.details else {},
+        actor=who.actor,
+    )
+    return JSONResponse({"incident": incident}, status_code=201)
+
+
+@operation(
+    "Acknowledge, escalate (to role:admin, role:owner or a member) or resolve an incident",
+    tags=["incidents"],
+    body=IncidentAction,
+    scope="incidents:manage",
+)
+async def incident_action(request: Request) -> Response:
+    app = spacechat(request)
+    action = request.path_params["action"]
+    if action not in ("acknowledge", "escalate", "resolve"):
+        raise NotFound("the actions are acknowledge, escalate and resolve")
+    incident = await _incident(request, "incidents:manage")
+    who = await principal(request)
+    body = await read_json(request, IncidentAction, max_bytes=16 * 1024) if await request.body() else IncidentAction()
+    if action == "escalate":
+        if not body.to:
+            raise BadRequest("escalate needs `to`", details=[{"path": "to", "message": "required"}])
+        if body.to not in incident_service.ESCALATE_TO:
+            target = await app.db.fetchone("SELECT org_id FROM users WHERE id = ?", (body.to,))
+            if target is None or target["org_id"] != who.org_id:
+                raise BadRequest(
+                    "escalate to role:admin, role:owner or a member of this organisation",
+                    details=[{"path": "to", "message": "unknown"}],
+                )
+    updated = await app.incidents.act(
+        str(incident["id"]), action, who.actor, to=body.to, note=body.note, ip=client_address(request)
+    )
+    return JSONResponse({"incident": updated})

@@ -1,0 +1,239 @@
+"""What agents cost and how they run: usage with cost, turns with latency, errors with hints,
+component health, and budgets with their warning cards and hard stops.
+
+Spacebot's own event stream carries no token usage (its users once saw an idle process spend a
+month's budget unnoticed); here every LLM request is recorded with its cost as it happens, and
+a budget can warn, then stop an agent, before that happens.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from .config import BudgetConfig
+from .events import AgentTokenUsage, Event, SystemHealthChanged, now_rfc3339
+from .store import usage as usage_store
+from .store.db import WriteTx
+
+if TYPE_CHECKING:
+    from .app import Spacechat
+
+log = logging.getLogger("spacechat.observability")
+
+
+def period_start(period: str, now: datetime | None = None) -> datetime:
+    now = now or datetime.now(UTC)
+    start = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    return start.replace(day=1) if period == "month" else start
+
+
+def period_end_text(period: str, now: datetime | None = None) -> str:
+    start = period_start(period, now)
+    if period == "month":
+        nxt = start.replace(year=start.year + 1, month=1) if start.month == 12 else start.replace(month=start.month + 1)
+    else:
+        nxt = start + timedelta(days=1)
+    return nxt.strftime("%Y-%m-%d %H:%M UTC")
+
+
+class Observability:
+    def __init__(self, app: Spacechat) -> None:
+        self.app = app
+
+    # -- usage --------------------------------------------------------------------------------
+
+    async def usage(
+        self,
+        *,
+        agent_id: str,
+        channel_id: str | None,
+        thread_id: str | None,
+        turn_id: str | None,
+        process_type: str,
+        model: str,
+        provider: str,
+        counts: dict[str, int],
+        cost_usd: float | None,
+    ) -> None:
+        channel = await self.app.channel(channel_id) if channel_id else None
+        org_id = channel["org_id"] if channel else self.app.org_id
+        cost = cost_usd if cost_usd is not None else usage_store.price(self.app.settings.pricing, model, counts)
+        row = {
+            "ts": now_rfc3339(),
+            "org_id": org_id,
+            "team_id": channel["team_id"] if channel else None,
+            "channel_id": channel["id"] if channel else None,
+            "thread_id": (thread_id or None) if channel else None,
+            "agent_id": agent_id,
+            "turn_id": turn_id,
+            "process_type": process_type,
+            "model": model,
+            "provider": provider,
+            **counts,
+            "cost_usd": cost,
+        }
+        payload = AgentTokenUsage(
+            agent_id=agent_id,
+            model=model,
+            provider=provider,
+            cost_usd=cost,
+            turn_id=turn_id,
+            message_id=self.app.replies.message_for_turn(turn_id) if turn_id else None,
+            **counts,
+        )
+
+        def write(tx: WriteTx) -> None:
+            usage_store.record(tx, row)
+            tx.emit(
+                Event(
+                    payload,
+                    actor=self.app.agent_actor(agent_id),
+                    org_id=org_id,
+                    team_id=channel["team_id"] if channel else None,
+                    channel_id=channel["id"] if channel else None,
+                    thread_id=thread_id if channel else None,
+                )
+            )
+
+        await self.app.db.write(write)
+        if cost:
+            await self.check_budgets(agent_id, org_id)
+
+    # -- health and errors --------------------------------------------------------------------
+
+    async def health(self, *, component: str, status: str, detail: str | None) -> None:
+        org_id = self.app.org_id
+        at = now_rfc3339()
+
+        def write(tx: WriteTx) -> bool:
+            changed = usage_store.set_health(tx, component, status, detail, at)
+            if changed:
+                tx.emit(Event(SystemHealthChanged(component=component, status=status, detail=detail), org_id=org_id))
+                if status != "ok":
+                    usage_store.error(
+                        tx, org_id=org_id, source=component.split(":")[0], message=detail or status, at=at
+                    )
+            return changed
+
+        if not await self.app.db.write(write):
+            return
+        if component.startswith(("provider:", "connector:")):
+            if status == "down":
+                await self.app.incidents.open(
+                    org_id=org_id,
+                    kind="provider_outage",
+                    source=component,
+                    severity="critical",
+                    title=f"{component} is down",
+                    details={"error": detail, "hint": usage_store.hint_for(detail or "")},
+                )
+            elif status == "ok":
+                await self.app.incidents.resolve_source(org_id, component, "it is back up")
+
+    # -- budgets ------------------------------------------------------------------------------
+
+    def _budgets(self, agent_id: str) -> list[tuple[str, str, BudgetConfig]]:
+        budgets = self.app.settings.budgets
+        found = []
+        if agent_id in budgets.agents:
+            found.append((f"agent:{agent_id}", "agent_id = :agent", budgets.agents[agent_id]))
+        if budgets.org is not None:
+            found.append((f"org:{self.app.org_id}", "org_id = :org", budgets.org))
+        return found
+
+    async def spent(self, where: str, budget: BudgetConfig, agent_id: str) -> float:
+        since = usage_store.ts(period_start(budget.period))
+        row = await self.app.db.fetchone(
+            f"SELECT COALESCE(SUM(cost_usd), 0) FROM usage_records WHERE {where} AND ts >= :since",
+            {"agent": agent_id, "org": self.app.org_id, "since": since},
+        )
+        return float(row[0]) if row else 0.0
+
+    async def budget_status(self, agent_id: str) -> list[dict[str, Any]]:
+        out = []
+        for key, where, budget in self._budgets(agent_id):
+            spent = await self.spent(where, budget, agent_id)
+            out.append(
+                {
+                    "scope": key,
+                    "period": budget.period,
+                    "limit_usd": budget.limit_usd,
+                    "spent_usd": round(spent, 6),
+                    "warn_at": budget.warn_at,
+                    "hard_stop": budget.hard_stop,
+                    "stopped": budget.hard_stop and spent >= budget.limit_usd,
+                    "resets_at": period_end_text(budget.period),
+                }
+            )
+        return out
+
+    async def check_budgets(self, agent_id: str, org_id: str) -> None:
+        """After spending: warn once per period at the threshold; at the limit with a hard stop,
+        open a budget incident (once per period)."""
+        for status in await self.budget_status(agent_id):
+            period = usage_store.ts(period_start(status["period"]))
+            if status["spent_usd"] >= status["warn_at"] * status["limit_usd"] and await self._first(
+                status["scope"], period, "warned"
+            ):
+                await self._warn(agent_id, status)
+            if status["stopped"] and await self._first(status["scope"], period, "stopped"):
+                await self.app.incidents.open(
+                    org_id=org_id,
+                    kind="budget_stop",
+                    source=f"budget:{status['scope']}:{period}",
+                    title=f"{status['scope']} reached its {status['period']} budget; turns are paused",
+                    details={
+                        "error": f"spent ${status['spent_usd']:.2f} of ${status['limit_usd']:.2f}",
+                        "hint": usage_store.hint_for("budget"),
+                    },
+                )
+
+    async def _first(self, scope_key: str, period: str, kind: str) -> bool:
+        """Record an alert; False when it was already made this period."""
+        inserted = await self.app.db.write(
+            lambda tx: (
+                tx.execute(
+                    "INSERT OR IGNORE INTO budget_alerts (scope_key, period_start, kind, at) VALUES (?, ?, ?, ?)",
+                    (scope_key, period, kind, now_rfc3339()),
+                ).rowcount
+            )
+        )
+        return bool(inserted)
+
+    async def _warn(self, agent_id: str, status: dict[str, Any]) -> None:
+        home = self.app.sdk.agent_home(agent_id) if status["scope"].startswith("agent:") else None
+        home = home or self.app.sdk.channel_named(self.app.settings.ops.ops_channel)
+        if home is None:
+            return
+        share = status["spent_usd"] / status["limit_usd"]
+        what = "stops new turns" if status["hard_stop"] else "is only a warning"
+        await self.app.sdk.post(
+            home["id"],
+            f"Budget warning: {status['scope']} has spent {share:.0%} of its {status['period']} budget",
+            blocks=[
+                {
+                    "type": "status",
+                    "label": f"Budget: {share:.0%} spent",
+                    "state": "warning",
+                    "detail": f"${status['spent_usd']:.2f} of ${status['limit_usd']:.2f} this {status['period']}",
+                },
+                {
+                    "type": "section",
+                    "text": f"**{status['scope']}** has spent ${status['spent_usd']:.2f} of its "
+                    f"${status['limit_usd']:.2f} {status['period']} budget. The limit {what}; it resets at "
+                    f"{status['resets_at']}.",
+                },
+            ],
+        )
+
+    async def refusal(self, agent_id: str) -> str | None:
+        """Why an agent may not start a turn now (a budget with a hard stop is spent), or None."""
+        for status in await self.budget_status(agent_id):
+            if status["stopped"]:
+                return (
+                    f"{agent_id} is paused: its {status['period']} budget of ${status['limit_usd']:.2f} "
+                    f"({status['scope']}) is spent. It resets at {status['resets_at']}."
+                )
+        return None

@@ -1,0 +1,353 @@
+"""Observability and operations over HTTP: usage against hand-computed totals, budgets, every
+operation by every role, the two-person rule, incidents, a failure drill, and /metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from .fake_openai import FakeOpenAI
+from .support import Person, Server, events_after, invite, toml_config, wait_for_message
+
+pytestmark = pytest.mark.asyncio
+
+# The fake model answers every plain prompt with: prompt 120 (100 of them cached), completion 12,
+# reasoning 3. So each turn costs input 20 x $1 + output 12 x $2 + cache read 100 x $0.50 per
+# million tokens = $0.000094.
+TURN_COST = (20 * 1.0 + 12 * 2.0 + 100 * 0.5) / 1_000_000
+
+
+@pytest.fixture
+async def model() -> AsyncIterator[FakeOpenAI]:
+    fake = await FakeOpenAI().start()
+    yield fake
+    await fake.stop()
+
+
+def config(model: FakeOpenAI, extra: str = "", **sections: dict[str, Any]) -> str:
+    return toml_config(
+        f"""
+[providers.local]
+kind = "openai"
+base_url = "{model.url}"
+
+[pricing."local-model"]
+input = 1.0
+output = 2.0
+cache_read = 0.5
+
+[[agents]]
+id = "llama"
+name = "Llama"
+provider = "local"
+model = "local-model-7b"
+channels = ["spacebot"]
+{extra}
+""",
+        **sections,
+    )
+
+
+def ask(server: Server, text: str, thread_id: str | None = None, headers: dict[str, str] | None = None) -> str:
+    spacebot = server.channel_id("spacebot")
+    url = f"/v1/threads/{thread_id}/messages" if thread_id else f"/v1/channels/{spacebot}/messages"
+    with httpx.Client(base_url=server.url, headers=headers or server.auth) as client:
+        response = client.post(url, json={"text": text})
+        assert response.status_code == 201, response.text
+        return str(response.json()["thread"]["id"])
+
+
+def replies(server: Server, thread_id: str, count: int) -> list[dict[str, Any]]:
+    def done(m: dict[str, Any]) -> bool:
+        return m["author"]["kind"] == "agent" and m["state"] in ("completed", "failed")
+
+    wait_for_message(server, thread_id, lambda m: done(m) and _count(server, thread_id, done) >= count)
+    with httpx.Client(base_url=server.url, headers=server.auth) as client:
+        return [m for m in client.get(f"/v1/threads/{thread_id}/history").json()["messages"] if done(m)]
+
+
+def _count(server: Server, thread_id: str, predicate: Any) -> int:
+    with httpx.Client(base_url=server.url, headers=server.auth) as client:
+        return sum(1 for m in client.get(f"/v1/threads/{thread_id}/history").json()["messages"] if predicate(m))
+
+
+async def test_usage_rolls_up_to_hand_computed_totals(tmp_path: Path, model: FakeOpenAI) -> None:
+    server = Server(tmp_path / "data", config(model)).start()
+    try:
+        first = ask(server, "hello")
+        await asyncio.to_thread(replies, server, first, 1)
+        ask(server, "and again", thread_id=first)
+        await asyncio.to_thread(replies, server, first, 2)
+        second = ask(server, "another thread")
+        await asyncio.to_thread(replies, server, second, 1)
+        with httpx.Client(base_url=server.url, headers=server.auth) as client:
+            report = client.get("/v1/usage", params={"group_by": "thread"}).json()
+            by_thread = {row["thread"]: row for row in report["rows"]}
+            assert by_thread[first]["requests"] == 2 and by_thread[second]["requests"] == 1
+            assert by_thread[first]["input_tokens"] == 40 and by_thread[first]["cache_read_tokens"] == 200
+            assert by_thread[first]["output_tokens"] == 24 and by_thread[first]["reasoning_tokens"] == 6
+            assert by_thread[first]["cost_usd"] == pytest.approx(2 * TURN_COST)
+            assert report["total"]["cost_usd"] == pytest.approx(3 * TURN_COST)
+            assert report["total"]["unpriced_requests"] == 0
+            by_model = client.get("/v1/usage", params={"group_by": "agent,model"}).json()["rows"]
+            assert by_model == [
+                {
+                    "agent": "llama",
+                    "model": "local-model-7b",
+                    **{k: by_model[0][k] for k in by_model[0] if k not in ("agent", "model")},
+                }
+            ]
+            assert by_model[0]["requests"] == 3
+            thread = client.get(f"/v1/threads/{first}/metrics").json()
+            assert thread["usage"]["requests"] == 2 and thread["usage"]["cost_usd"] == pytest.approx(2 * TURN_COST)
+            assert thread["latency"]["turns"] == 2 and thread["latency"]["turn_ms"]["p50"] is not None
+            assert thread["serving"] == {"model": "local-model-7b", "provider": "local", "agent_id": "llama"}
+            agent = client.get("/v1/agents/llama/status").json()
+            assert agent["usage"]["hour"]["requests"] == 3 and agent["usage"]["30d"]["requests"] == 3
+            assert agent["usage"]["day"]["cost_usd"] == pytest.approx(3 * TURN_COST)
+            assert agent["latency"]["ttft_ms"]["count"] == 3
+            channel = client.get(f"/v1/channels/{server.channel_id('spacebot')}/metrics").json()
+            assert channel["usage"]["hour"]["output_tokens"] == 36
+            assert client.get("/v1/usage", params={"group_by": "colour"}).status_code == 400
+    finally:
+        server.stop()
+
+
+async def test_budget_warns_once_then_stops_with_a_clear_message(tmp_path: Path, model: FakeOpenAI) -> None:
+    # The limit sits between two and three turns: warn after two, stop after three.
+    budget = {"limit_usd": 2.5 * TURN_COST, "warn_at": 0.75, "hard_stop": True}
+    server = Server(tmp_path / "data", config(model, budgets__agents__llama=budget)).start()
+    try:
+        thread_id = ask(server, "one")
+        await asyncio.to_thread(replies, server, thread_id, 1)
+        for n, text in enumerate(("two", "three"), start=2):
+            ask(server, text, thread_id=thread_id)
+            await asyncio.to_thread(replies, server, thread_id, n)
+        await asyncio.sleep(0.5)
+        with httpx.Client(base_url=server.url, headers=server.auth) as client:
+            spacebot = server.channel_id("spacebot")
+            warnings = [
+                t
+                for t in client.get(f"/v1/channels/{spacebot}/threads").json()["threads"]
+                if t["title"].startswith("Budget warning")
+            ]
+            assert len(warnings) == 1, "the warning card is posted once"
+            status = client.get("/v1/agents/llama/status").json()["budgets"][0]
+            assert status["stopped"] is True and status["spent_usd"] == pytest.approx(3 * TURN_COST)
+            before = len(model.requests)
+            ask(server, "four", thread_id=thread_id)
+            paused = await asyncio.to_thread(wait_for_message, server, thread_id, lambda m: "is paused" in m["text"])
+            assert "budget of $" in paused["text"] and "resets at" in paused["text"]
+            assert paused["blocks"][0]["type"] == "status"
+            await asyncio.sleep(1.0)
+            assert len(model.requests) == before, "no turn ran"
+            incidents = client.get("/v1/incidents").json()["incidents"]
+            assert [i["kind"] for i in incidents] == ["budget_stop"]
+    finally:
+        server.stop()
+
+
+async def test_failure_drill(tmp_path: Path, model: FakeOpenAI) -> None:
+    model.fail_with = 503
+    server = Server(tmp_path / "data", config(model)).start()
+    try:
+        operator = invite(server, server.token, "operator")
+        seq = 0
+        thread_id = ask(server, "hello?")
+        failed = (await asyncio.to_thread(replies, server, thread_id, 1))[0]
+        assert failed["state"] == "failed" and "HTTP 503" in failed["error"]
+        with httpx.Client(base_url=server.url, headers=operator.auth) as client:
+            health = client.get("/v1/system/health").json()
+            assert health["status"] == "down"
+            assert {"component": "provider:local", "status": "down"}.items() <= health["components"][0].items()
+            incident = client.get("/v1/incidents", params={"status": "open"}).json()["incidents"][0]
+            assert incident["kind"] == "provider_outage" and incident["source"] == "provider:local"
+            errors = client.get("/v1/agents/llama/status").json()["errors"]
+            assert any(e["source"] == "turn" and e["hint"] and "failing on its side" in e["hint"] for e in errors)
+            model.fail_with = None
+            reconnected = client.post("/v1/ops/providers/local/reconnect", json={"reason": "provider is back"})
+            assert reconnected.status_code == 200 and reconnected.json()["outcome"] == "ok"
+            assert client.get("/v1/system/health").json()["status"] == "ok"
+            resolved = client.get(f"/v1/incidents/{incident['id']}").json()["incident"]
+            assert resolved["status"] == "resolved"
+            retried = client.post(
+                f"/v1/ops/channels/{server.channel_id('spacebot')}/retry", json={"reason": "provider recovered"}
+            )
+            assert retried.status_code == 200 and retried.json()["outcome"] == "ok"
+        done = await asyncio.to_thread(replies, server, thread_id, 2)
+        assert done[-1]["state"] == "completed"
+        with httpx.Client(base_url=server.url, headers=server.auth) as client:
+            old = client.get(f"/v1/messages/{failed['id']}").json()["message"]
+            assert old["metadata"]["superseded_by_turn"] == retried.json()["result"]["turn_id"]
+            audit = client.get("/v1/audit", params={"action": "ops."}).json()["entries"]
+        assert [(e["action"], e["actor"]["id"], e["details"]["reason"]) for e in reversed(audit)] == [
+            ("ops.reconnect", operator.id, "provider is back"),
+            ("ops.retry", operator.id, "provider recovered"),
+        ]
+        kinds = [e["event_type"] for e in events_after(server, seq)]
+        assert "system.health.changed" in kinds and "incident.opened" in kinds and "incident.resolved" in kinds
+        assert kinds.count("system.recovery.invoked") == 2
+    finally:
+        server.stop()
+
+
+def _people(server: Server) -> dict[str, Person]:
+    return {role: invite(server, server.token, role) for role in ("admin", "operator", "member", "guest")}
+
+
+async def test_every_operation_by_every_role(tmp_path: Path, model: FakeOpenAI) -> None:
+    server = Server(tmp_path / "data", config(model)).start()
+    try:
+        people = _people(server)
+        thread_id = ask(server, "hi")
+        await asyncio.to_thread(replies, server, thread_id, 1)
+        spacebot = server.channel_id("spacebot")
+        ops = {
+            "retry": (f"/v1/ops/channels/{spacebot}/retry", {"admin", "operator"}),
+            "restart": ("/v1/ops/agents/llama/restart", {"admin", "operator"}),
+            "reconnect": ("/v1/ops/providers/local/reconnect", {"admin", "operator"}),
+            "recover": ("/v1/ops/instance/recover", {"admin"}),
+        }
+        for action, (url, allowed) in ops.items():
+            for role, person in people.items():
+                audit_before = audit_count(server)
+                with httpx.Client(base_url=server.url, headers=person.auth) as client:
+                    response = client.post(url, json={"reason": f"{role} tries {action}"})
+                if role in allowed:
+                    assert response.status_code == 200, (action, role, response.text)
+                    assert response.json()["outcome"] == "ok", (action, role, response.json())
+                    assert audit_count(server) == audit_before + 1
+                else:
+                    assert response.status_code in (403, 404), (action, role, response.status_code)
+                    assert audit_count(server) == audit_before, "a refused operation leaves no trace but this"
+        with httpx.Client(base_url=server.url, headers=people["operator"].auth) as client:
+            assert client.post("/v1/ops/agents/nobody/restart", json={"reason": "typo"}).status_code == 404
+            short = client.post("/v1/ops/agents/llama/restart", json={"reason": ""})
+            assert short.status_code == 400, "a reason is required"
+    finally:
+        server.stop()
+
+
+def audit_count(server: Server) -> int:
+    conn = sqlite3.connect(f"file:{server.data_dir / 'spacechat.db'}?mode=ro", uri=True)
+    try:
+        return int(conn.execute("SELECT COUNT(*) FROM audit_log WHERE action LIKE 'ops.%'").fetchone()[0])
+    finally:
+        conn.close()
+
+
+async def test_two_person_rule(tmp_path: Path, model: FakeOpenAI) -> None:
+    server = Server(tmp_path / "data", config(model, ops={"require_second_approval": ["restart"]})).start()
+    try:
+        first = invite(server, server.token, "operator")
+        second = invite(server, server.token, "operator")
+        member = invite(server, server.token, "member")
+        with httpx.Client(base_url=server.url, headers=first.auth) as client:
+            asked = client.post("/v1/ops/agents/llama/restart", json={"reason": "stuck worker"})
+            assert asked.status_code == 202
+            operation = asked.json()
+            assert operation["status"] == "pending" and operation["message_id"]
+            own = client.post(f"/v1/ops/pending/{operation['id']}/approve")
+            assert own.status_code == 403 and own.json()["error"]["code"] == "same_operator"
+            own_click = client.post(
+                "/v1/interactions", json={"message_id": operation["message_id"], "action_id": "ops.approve"}
+            )
+            assert own_click.status_code == 403
+        with httpx.Client(base_url=server.url, headers=member.auth) as client:
+            assert client.post(f"/v1/ops/pending/{operation['id']}/approve").status_code == 403
+        assert audit_actions(server) == [("ops.restart", "pending")], "nothing ran yet"
+        with httpx.Client(base_url=server.url, headers=second.auth) as client:
+            approved = client.post(f"/v1/ops/pending/{operation['id']}/approve")
+            assert approved.status_code == 200 and approved.json()["outcome"] == "ok"
+            again = client.post(f"/v1/ops/pending/{operation['id']}/approve")
+            assert again.status_code == 409
+            pending = client.get("/v1/ops/pending").json()["operations"][0]
+            assert pending["status"] == "done" and pending["decided_by"] == second.id
+            card = client.get(f"/v1/messages/{operation['message_id']}").json()["message"]
+            assert card["card_state"]["decided"]["second"]["label"].startswith("Approved by")
+        assert audit_actions(server) == [("ops.restart", "pending"), ("ops.restart", "ok")]
+    finally:
+        server.stop()
+
+
+def audit_actions(server: Server) -> list[tuple[str, str]]:
+    conn = sqlite3.connect(f"file:{server.data_dir / 'spacechat.db'}?mode=ro", uri=True)
+    try:
+        rows = conn.execute("SELECT action, outcome FROM audit_log WHERE action LIKE 'ops.%' ORDER BY id").fetchall()
+        return [(row[0], row[1]) for row in rows]
+    finally:
+        conn.close()
+
+
+async def test_incidents_move_through_their_states(shared_server: Server) -> None:
+    operator = invite(shared_server, shared_server.token, "operator")
+    member = invite(shared_server, shared_server.token, "member")
+    with httpx.Client(base_url=shared_server.url, headers=operator.auth) as client:
+        opened = client.post("/v1/incidents", json={"title": "Slow replies", "severity": "minor", "details": "p95 9s"})
+        assert opened.status_code == 201
+        incident = opened.json()["incident"]
+        with httpx.Client(base_url=shared_server.url, headers=member.auth) as mem:
+            assert mem.get(f"/v1/incidents/{incident['id']}").status_code == 200
+            assert mem.post(f"/v1/incidents/{incident['id']}/actions/acknowledge").status_code == 403
+        acked = client.post(f"/v1/incidents/{incident['id']}/actions/acknowledge").json()["incident"]
+        assert acked["status"] == "acknowledged" and acked["acknowledged_by"] == operator.id
+        assert client.post(f"/v1/incidents/{incident['id']}/actions/acknowledge").status_code == 409
+        bad = client.post(f"/v1/incidents/{incident['id']}/actions/escalate", json={"to": "role:janitor"})
+        assert bad.status_code == 400
+        escalated = client.post(f"/v1/incidents/{incident['id']}/actions/escalate", json={"to": "role:admin"})
+        assert escalated.json()["incident"]["escalated_to"] == "role:admin"
+        resolved = client.post(f"/v1/incidents/{incident['id']}/actions/resolve", json={"note": "cache warmed"})
+        assert resolved.json()["incident"]["status"] == "resolved"
+        card = client.get(f"/v1/messages/{incident['message_id']}").json()["message"]
+        assert card["card_state"]["incident"]["status"] == "resolved"
+        assert not [b for b in card["blocks"] if b["type"] == "actions"], "a resolved incident offers no actions"
+        thread = client.get(f"/v1/threads/{card['thread_id']}/history").json()["messages"]
+        assert [m["text"] for m in thread[1:]] == [
+            f"Incident #{incident['number']} acknowledged by {operator.id}",
+            f"Incident #{incident['number']} escalated to admins by {operator.id}",
+            f"Incident #{incident['number']} resolved by {operator.id}: cache warmed",
+        ]
+    with httpx.Client(base_url=shared_server.url, headers=shared_server.auth) as owner:
+        steps = [
+            e["action"]
+            for e in owner.get("/v1/audit", params={"action": "incident."}).json()["entries"]
+            if e["target"]["id"] == incident["id"]
+        ]
+    assert steps == ["incident.resolved", "incident.escalated", "incident.acknowledged", "incident.opened"]
+
+
+async def test_metrics_parse_and_match_the_database(tmp_path: Path, model: FakeOpenAI) -> None:
+    server = Server(tmp_path / "data", config(model)).start()
+    try:
+        thread_id = ask(server, "count me")
+        await asyncio.to_thread(replies, server, thread_id, 1)
+        async with httpx.AsyncClient(base_url=server.url) as client:
+            assert (await client.get("/metrics")).status_code == 401
+            member = invite(server, server.token, "member")
+            assert (await client.get("/metrics", headers=member.auth)).status_code == 403
+            response = await client.get("/metrics", headers=server.auth)
+        assert response.status_code == 200 and response.headers["content-type"].startswith("text/plain")
+        families = {f.name: f for f in text_string_to_metric_families(response.text)}
+        conn = sqlite3.connect(f"file:{server.data_dir / 'spacechat.db'}?mode=ro", uri=True)
+        try:
+            stored = conn.execute("SELECT COUNT(*) FROM messages").fetchone()[0]
+            tokens = conn.execute("SELECT SUM(output_tokens), COUNT(*) FROM usage_records").fetchone()
+            turns = conn.execute("SELECT COUNT(*) FROM turns WHERE outcome = 'completed'").fetchone()[0]
+        finally:
+            conn.close()
+        assert sum(s.value for s in families["spacechat_messages"].samples) == stored
+        output = [s for s in families["spacechat_llm_tokens"].samples if s.labels["kind"] == "output"]
+        assert sum(s.value for s in output) == tokens[0]
+        assert sum(s.value for s in families["spacechat_llm_requests"].samples) == tokens[1]
+        completed = [s for s in families["spacechat_turns"].samples if s.labels["outcome"] == "completed"]
+        assert sum(s.value for s in completed) == turns == 1
+        assert families["spacechat_event_log_seq"].samples[0].value > 0
+    finally:
+        server.stop()
