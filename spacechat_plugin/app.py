@@ -66,7 +66,6 @@ class Spacechat:
         self.incidents = Incidents(self)
         self.ops = Ops(self)
         self.org_id = ""
-        self.channels: dict[str, dict[str, Any]] = {}
         # (actor id, idempotency key) of sends in progress: a concurrent duplicate gets 409.
         self.inflight_keys: set[tuple[str, str]] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -92,9 +91,7 @@ class Spacechat:
             logger.warning("%d agent replies were cut by a restart and marked interrupted", len(ended))
         await self.db.write(lambda tx: event_log.prune(tx, self.settings.storage.retention_days))
         await self.db.write(message_store.prune_idempotency_keys)
-        channels = await tenancy.all_channels(self.db)
-        self.channels = {channel["id"]: channel for channel in channels}
-        self.access.load(channels, await identity.all_memberships(self.db))
+        self.access.load(await tenancy.all_channels(self.db), await identity.all_memberships(self.db))
         await self._offer_setup()
         self._load_hook_plugins()
         await self.call_plugins("spacechat_ready")
@@ -192,7 +189,6 @@ class Spacechat:
             kind = event.event_type
             if kind in ("channel.created", "channel.updated"):
                 channel = event.payload.channel  # type: ignore[attr-defined]
-                self.channels[channel["id"]] = channel
                 self.access.channels[channel["id"]] = channel
             elif kind == "member.added" and event.channel_id:
                 self.access.joined(event.payload.user_id, event.channel_id)  # type: ignore[attr-defined]
@@ -304,6 +300,11 @@ class Spacechat:
         task.add_done_callback(done)
 
     # -- services -----------------------------------------------------------------------------
+
+    @property
+    def channels(self) -> dict[str, dict[str, Any]]:
+        """Every channel by id, kept current at each commit (the cache the permission checks use)."""
+        return self.access.channels
 
     async def authenticate(self, conn: HTTPConnection) -> Principal:
         assert self.auth is not None

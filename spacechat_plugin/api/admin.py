@@ -8,44 +8,18 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ..auth import client_address
 from ..errors import BadRequest, Conflict, Forbidden, NotFound
 from ..permissions import Principal, check
 from ..store import audit, identity, tenancy
 from ..store.db import WriteTx
-from .common import JSONResponse, operation, principal, query_int, read_json, spacechat, time_param
+from .channels import channel_or_404
+from .common import JSONResponse, audit_action, operation, principal, query_int, read_json, spacechat, time_param
 from .models import AddMember, CreateOrg, CreateTeam, UpdateChannel
 
 
-def _audit(
-    tx: WriteTx,
-    request: Request,
-    who: Principal,
-    action: str,
-    target_type: str,
-    target_id: str | None,
-    details: dict[str, Any] | None = None,
-) -> None:
-    audit.append(
-        tx,
-        org_id=who.org_id,
-        actor=who.actor,
-        action=action,
-        target_type=target_type,
-        target_id=target_id,
-        ip=client_address(request),
-        details=details,
-    )
-
-
 async def _channel(request: Request, action: str) -> tuple[Principal, dict[str, Any]]:
-    app = spacechat(request)
-    who = await principal(request)
-    channel = await app.channel(request.path_params["channel_id"])
-    if channel is None:
-        raise NotFound("no such channel")
-    check(who, action, channel, channel=channel)
-    return who, channel
+    channel = await channel_or_404(request, action)
+    return await principal(request), channel
 
 
 # --- teams ---------------------------------------------------------------------------------
@@ -71,7 +45,7 @@ async def create_team(request: Request) -> Response:
             raise Conflict(f"a team named {body.name} already exists", code="name_taken")
         team = tenancy.create_team(tx, who.org_id, body.name)
         identity.emit_team_created(tx, team, who.actor)
-        _audit(tx, request, who, "team.created", "team", team["id"], {"name": body.name})
+        audit_action(tx, request, who, "team.created", "team", team["id"], {"name": body.name})
         return team
 
     return JSONResponse({"team": await app.db.write(create)}, status_code=201)
@@ -100,7 +74,7 @@ async def update_channel(request: Request) -> Response:
         ):
             raise Conflict(f"a channel named {changes['name']} already exists", code="name_taken")
         updated = tenancy.update_channel(tx, channel["id"], changes, who.actor)
-        _audit(tx, request, who, "channel.updated", "channel", channel["id"], changes)
+        audit_action(tx, request, who, "channel.updated", "channel", channel["id"], changes)
         return updated
 
     return JSONResponse({"channel": await app.db.write(update)})
@@ -125,7 +99,7 @@ async def add_member(request: Request) -> Response:
     def add(tx: WriteTx) -> bool:
         added = identity.add_member(tx, channel, user["id"], who.actor)
         if added:
-            _audit(tx, request, who, "channel.member_added", "channel", channel["id"], {"user_id": user["id"]})
+            audit_action(tx, request, who, "channel.member_added", "channel", channel["id"], {"user_id": user["id"]})
         return added
 
     added = await app.db.write(add)
@@ -149,7 +123,7 @@ async def remove_member(request: Request) -> Response:
 
     def remove(tx: WriteTx) -> None:
         if identity.remove_member(tx, channel, user_id, who.actor):
-            _audit(tx, request, who, "channel.member_removed", "channel", channel["id"], {"user_id": user_id})
+            audit_action(tx, request, who, "channel.member_removed", "channel", channel["id"], {"user_id": user_id})
 
     await app.db.write(remove)
     return Response(status_code=204)
@@ -188,7 +162,7 @@ async def create_org(request: Request) -> Response:
         team = tenancy.create_team(tx, org["id"], "General")
         tenancy.create_channel(tx, org_id=org["id"], team_id=team["id"], name="general", actor=who.actor)
         secret = identity.create_setup_token(tx, org["id"], instance_admin=False)
-        _audit(tx, request, who, "org.created", "org", org["id"], {"name": body.name})
+        audit_action(tx, request, who, "org.created", "org", org["id"], {"name": body.name})
         return org, secret
 
     org, secret = await app.db.write(create)

@@ -7,6 +7,7 @@ audited; passwords and tokens never are.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from starlette.requests import Request
@@ -37,6 +38,31 @@ def require_good_password(password: str, email: str, minimum: int) -> None:
         raise BadRequest(
             f"password: {problem}", code="invalid_request", details=[{"path": "password", "message": problem}]
         )
+
+
+def start_session(tx: WriteTx, request: Request, user: Mapping[str, Any], device_name: str) -> dict[str, Any]:
+    """A new session for `user` on this device, audited as a sign-in (same transaction)."""
+    address = client_address(request)
+    session = identity.create_session(
+        tx,
+        user_id=user["id"],
+        org_id=user["org_id"],
+        device_name=device_name,
+        user_agent=request.headers.get("user-agent", ""),
+        ip=address,
+        days=spacechat(request).settings.auth.session_days,
+    )
+    audit.append(
+        tx,
+        org_id=user["org_id"],
+        actor=Actor("user", user["id"]),
+        action="auth.login",
+        target_type="session",
+        target_id=session["id"],
+        ip=address,
+        details={"device": device_name},
+    )
+    return session
 
 
 def signed_in(
@@ -74,7 +100,6 @@ async def setup(request: Request) -> Response:
     require_good_password(body.password, email, app.settings.auth.password_min_length)
     password_hash = await hash_password(body.password)
     address = client_address(request)
-    user_agent = request.headers.get("user-agent", "")
 
     def create(tx: WriteTx) -> tuple[dict[str, Any], dict[str, Any]]:
         claim = identity.claim_setup_token(tx, body.token)
@@ -91,36 +116,17 @@ async def setup(request: Request) -> Response:
             instance_admin=bool(claim["instance_admin"]),
             actor=SYSTEM,
         )
-        session = identity.create_session(
-            tx,
-            user_id=user["id"],
-            org_id=user["org_id"],
-            device_name=body.device_name,
-            user_agent=user_agent,
-            ip=address,
-            days=app.settings.auth.session_days,
-        )
-        actor = Actor("user", user["id"])
         audit.append(
             tx,
             org_id=user["org_id"],
-            actor=actor,
+            actor=Actor("user", user["id"]),
             action="auth.setup",
             target_type="user",
             target_id=user["id"],
             ip=address,
             details={"email": email},
         )
-        audit.append(
-            tx,
-            org_id=user["org_id"],
-            actor=actor,
-            action="auth.login",
-            target_type="session",
-            target_id=session["id"],
-            ip=address,
-            details={"device": body.device_name},
-        )
+        session = start_session(tx, request, user, body.device_name)
         return user, session
 
     user, session = await app.db.write(create)
@@ -163,31 +169,7 @@ async def login(request: Request) -> Response:
         )
         raise Unauthorized("the email or password is wrong", code="invalid_credentials")
     app.auth.login_succeeded(email)
-    user_agent = request.headers.get("user-agent", "")
-
-    def start(tx: WriteTx) -> dict[str, Any]:
-        session = identity.create_session(
-            tx,
-            user_id=row["id"],
-            org_id=row["org_id"],
-            device_name=body.device_name,
-            user_agent=user_agent,
-            ip=address,
-            days=app.settings.auth.session_days,
-        )
-        audit.append(
-            tx,
-            org_id=row["org_id"],
-            actor=Actor("user", row["id"]),
-            action="auth.login",
-            target_type="session",
-            target_id=session["id"],
-            ip=address,
-            details={"device": body.device_name},
-        )
-        return session
-
-    session = await app.db.write(start)
+    session = await app.db.write(lambda tx: start_session(tx, request, row, body.device_name))
     return signed_in(request, session, identity.user_json(row), return_token=body.return_token)
 
 
@@ -263,7 +245,6 @@ async def accept_invitation(request: Request) -> Response:
     require_good_password(body.password, email, app.settings.auth.password_min_length)
     password_hash = await hash_password(body.password)
     address = client_address(request)
-    user_agent = request.headers.get("user-agent", "")
 
     def accept(tx: WriteTx) -> tuple[dict[str, Any], dict[str, Any]]:
         row = identity.invitation_by_secret(tx, body.token)
@@ -288,36 +269,17 @@ async def accept_invitation(request: Request) -> Response:
             channel = tx.one("SELECT * FROM channels WHERE id = ? AND org_id = ?", (channel_id, row["org_id"]))
             if channel is not None:
                 identity.add_member(tx, channel_json(channel), user["id"], inviter)
-        session = identity.create_session(
-            tx,
-            user_id=user["id"],
-            org_id=user["org_id"],
-            device_name=body.device_name,
-            user_agent=user_agent,
-            ip=address,
-            days=app.settings.auth.session_days,
-        )
-        actor = Actor("user", user["id"])
         audit.append(
             tx,
             org_id=user["org_id"],
-            actor=actor,
+            actor=Actor("user", user["id"]),
             action="auth.invitation_accepted",
             target_type="user",
             target_id=user["id"],
             ip=address,
             details={"invitation_id": row["id"], "role": row["role"]},
         )
-        audit.append(
-            tx,
-            org_id=user["org_id"],
-            actor=actor,
-            action="auth.login",
-            target_type="session",
-            target_id=session["id"],
-            ip=address,
-            details={"device": body.device_name},
-        )
+        session = start_session(tx, request, user, body.device_name)
         return user, session
 
     user, session = await app.db.write(accept)

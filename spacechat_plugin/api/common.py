@@ -18,6 +18,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..errors import BadRequest, PayloadTooLarge, SpacechatError, UnsupportedMediaType
 from ..events import current_request_id, new_id
+from ..store import audit
+from ..store.db import WriteTx
 
 if TYPE_CHECKING:
     from ..app import Spacechat
@@ -143,6 +145,35 @@ def time_param(value: str | None, name: str) -> str | None:
         moment = moment.replace(tzinfo=UTC)
     moment = moment.astimezone(UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+# --- audit ---------------------------------------------------------------------------------
+
+
+def audit_action(
+    tx: WriteTx,
+    request: HTTPConnection,
+    who: Principal,
+    action: str,
+    target_type: str | None,
+    target_id: str | None,
+    details: dict[str, Any] | None = None,
+    outcome: str = "ok",
+) -> None:
+    """Append an audit row for what `who` did in this request (same transaction as the act)."""
+    from ..auth import client_address
+
+    audit.append(
+        tx,
+        org_id=who.org_id,
+        actor=who.actor,
+        action=action,
+        target_type=target_type,
+        target_id=target_id,
+        ip=client_address(request),
+        outcome=outcome,
+        details=details,
+    )
 
 
 # --- OpenAPI metadata ----------------------------------------------------------------------

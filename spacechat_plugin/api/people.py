@@ -10,35 +10,14 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ..auth import client_address, hash_password, verify_password
+from ..auth import hash_password, verify_password
 from ..errors import BadRequest, Conflict, Forbidden, NotFound
 from ..permissions import ASSIGNABLE, ROLE_SCOPES, SCOPES, Principal, check
-from ..store import audit, identity
+from ..store import identity
 from ..store.db import WriteTx
 from .auth import require_good_password
-from .common import JSONResponse, operation, principal, read_json, spacechat
+from .common import JSONResponse, audit_action, operation, principal, read_json, spacechat
 from .models import ChangeRole, CreateBot, CreateInvitation, CreateToken, UpdateMe
-
-
-def _audit(
-    tx: WriteTx,
-    request: Request,
-    who: Principal,
-    action: str,
-    target_type: str,
-    target_id: str | None,
-    details: dict[str, Any] | None = None,
-) -> None:
-    audit.append(
-        tx,
-        org_id=who.org_id,
-        actor=who.actor,
-        action=action,
-        target_type=target_type,
-        target_id=target_id,
-        ip=client_address(request),
-        details=details,
-    )
 
 
 async def _user_or_404(request: Request, action: str) -> tuple[Principal, dict[str, Any]]:
@@ -100,7 +79,7 @@ async def update_me(request: Request) -> Response:
                 " WHERE user_id = ? AND revoked_at IS NULL AND id IS NOT ?",
                 (who.user_id, who.user_id, keep),
             )
-            _audit(tx, request, who, "auth.password_changed", "user", who.user_id)
+            audit_action(tx, request, who, "auth.password_changed", "user", who.user_id)
         return identity.user_json(identity.user_row(tx, who.user_id))
 
     return JSONResponse({"user": await app.db.write(change)})
@@ -121,7 +100,7 @@ async def _revoke_session(request: Request, who: Principal, session: Any) -> Res
 
     def revoke(tx: WriteTx) -> None:
         identity.revoke_session(tx, session_id, who.user_id)
-        _audit(tx, request, who, "auth.session_revoked", "session", session_id, {"user_id": session["user_id"]})
+        audit_action(tx, request, who, "auth.session_revoked", "session", session_id, {"user_id": session["user_id"]})
 
     await app.db.write(revoke)
     app.end_streams(session_id)
@@ -173,7 +152,9 @@ async def change_role(request: Request) -> Response:
         if user["role"] == "owner" and body.role != "owner" and identity.owners_left(tx, who.org_id) <= 1:
             raise Conflict("the organisation needs at least one owner", code="last_owner")
         changed = identity.set_role(tx, user["id"], body.role, who.actor)
-        _audit(tx, request, who, "member.role_changed", "user", user["id"], {"from": user["role"], "to": body.role})
+        audit_action(
+            tx, request, who, "member.role_changed", "user", user["id"], {"from": user["role"], "to": body.role}
+        )
         return changed
 
     return JSONResponse({"user": await app.db.write(change)})
@@ -194,7 +175,7 @@ async def deactivate_user(request: Request) -> Response:
         if user["role"] == "owner" and identity.owners_left(tx, who.org_id) <= 1:
             raise Conflict("the organisation needs at least one owner", code="last_owner")
         changed = identity.deactivate(tx, user["id"], who.actor)
-        _audit(tx, request, who, "member.deactivated", "user", user["id"])
+        audit_action(tx, request, who, "member.deactivated", "user", user["id"])
         return changed
 
     changed = await app.db.write(deactivate)
@@ -272,7 +253,9 @@ async def create_token(request: Request) -> Response:
             expires_at=expires,
             created_by=who.user_id,
         )
-        _audit(tx, request, who, "auth.token_created", "token", token["id"], {"name": body.name, "scopes": scopes})
+        audit_action(
+            tx, request, who, "auth.token_created", "token", token["id"], {"name": body.name, "scopes": scopes}
+        )
         return secret, token
 
     secret, token = await app.db.write(create)
@@ -292,7 +275,7 @@ async def revoke_token(request: Request) -> Response:
 
     def revoke(tx: WriteTx) -> None:
         identity.revoke_token(tx, token_id)
-        _audit(tx, request, who, "auth.token_revoked", "token", token_id, {"user_id": row["user_id"]})
+        audit_action(tx, request, who, "auth.token_revoked", "token", token_id, {"user_id": row["user_id"]})
 
     await app.db.write(revoke)
     app.end_streams(token_id)
@@ -332,8 +315,8 @@ async def create_bot(request: Request) -> Response:
             expires_at=expires,
             created_by=who.user_id,
         )
-        _audit(tx, request, who, "member.bot_created", "user", bot["id"], {"name": body.name, "scopes": scopes})
-        _audit(tx, request, who, "auth.token_created", "token", token["id"], {"user_id": bot["id"]})
+        audit_action(tx, request, who, "member.bot_created", "user", bot["id"], {"name": body.name, "scopes": scopes})
+        audit_action(tx, request, who, "auth.token_created", "token", token["id"], {"user_id": bot["id"]})
         return bot, secret, token
 
     bot, secret, token = await app.db.write(create)
@@ -382,7 +365,7 @@ async def create_invitation(request: Request) -> Response:
             hours=hours,
             created_by=who.user_id,
         )
-        _audit(
+        audit_action(
             tx,
             request,
             who,
@@ -413,7 +396,7 @@ async def revoke_invitation(request: Request) -> Response:
             "UPDATE invitations SET revoked_at = strftime('%Y-%m-%dT%H:%M:%fZ') WHERE id = ? AND revoked_at IS NULL",
             (invitation_id,),
         )
-        _audit(tx, request, who, "member.invitation_revoked", "invitation", invitation_id)
+        audit_action(tx, request, who, "member.invitation_revoked", "invitation", invitation_id)
 
     await app.db.write(revoke)
     return Response(status_code=204)

@@ -14,7 +14,7 @@ from starlette.responses import Response
 
 from ..auth import client_address
 from ..errors import BadRequest, NotFound
-from ..permissions import Principal, check
+from ..permissions import Principal, can_read_channel, check
 from ..store import identity, tenancy
 from ..store import tasks as task_store
 from ..store.db import WriteTx
@@ -72,7 +72,7 @@ async def list_tasks(request: Request) -> Response:
     visible = []
     for task in rows:
         channel = await app.channel(task["channel_id"]) if task["channel_id"] else None
-        if channel is None or channel["id"] in who.channels or (not channel["private"] and who.role != "guest"):
+        if channel is None or can_read_channel(who, channel):
             visible.append(task)
     return JSONResponse({"tasks": visible})
 
