@@ -1,0 +1,162 @@
+"""Helpers for the web UI tests: real Chromium (Debian's) driven by Playwright's async API.
+
+Each test gets its own browser context (cookies, storage and service worker of its own). A page
+is watched for uncaught errors, console errors and CSP violations, which fail the test: the UI
+must run under the strict CSP that spacechat_plugin/webui.py sends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
+
+from .support import OWNER, Server
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+TIMEOUT_MS = 20_000  # generous: the suite may share two cores with other work
+expect.set_options(timeout=TIMEOUT_MS)
+
+# Installed before any page script: collects CSP violations and calls to the dialogs an XSS
+# payload would make, where the test can read them.
+WATCH_SCRIPT = """
+window.__violations = [];
+window.__xss = [];
+document.addEventListener('securitypolicyviolation', (e) => {
+  window.__violations.push({directive: e.violatedDirective, blocked: e.blockedURI, sample: e.sample});
+});
+for (const name of ['alert', 'confirm', 'prompt']) {
+  window[name] = (...args) => { window.__xss.push([name, String(args[0])]); };
+}
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@asynccontextmanager
+async def chromium() -> AsyncIterator[Browser]:
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            await browser.close()
+
+
+@dataclass
+class Watched:
+    """A page and what went wrong in it."""
+
+    page: Page
+    errors: list[str] = field(default_factory=list)
+
+    async def violations(self) -> list[Any]:
+        return list(await self.page.evaluate("window.__violations || []"))
+
+    async def assert_clean(self) -> None:
+        assert not self.errors, self.errors
+        assert await self.violations() == []
+
+
+async def new_page(context: BrowserContext) -> Watched:
+    page = await context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    watched = Watched(page)
+    page.on("pageerror", lambda error: watched.errors.append(f"page error: {error}"))
+
+    def console(message: Any) -> None:
+        # A failed fetch while the server is down or the context offline is expected there.
+        if message.type == "error" and "Failed to load resource" not in message.text:
+            watched.errors.append(f"console: {message.text}")
+
+    page.on("console", console)
+    return watched
+
+
+async def new_context(browser: Browser, **options: Any) -> BrowserContext:
+    context = await browser.new_context(**options)
+    await context.add_init_script(WATCH_SCRIPT)
+    context.set_default_timeout(TIMEOUT_MS)
+    return context
+
+
+async def sign_in(
+    context: BrowserContext, server: Server, email: str = OWNER["email"], password: str = OWNER["password"]
+) -> None:
+    """Sign the context in as a person would be after the login form (the session cookie)."""
+    response = await context.request.post(
+        f"{server.url}/v1/auth/login", data={"email": email, "password": password, "device_name": "tests"}
+    )
+    assert response.status == 200, await response.text()
+
+
+async def wait_connected(page: Page) -> None:
+    await page.wait_for_selector("html[data-connection=connected]", state="attached")
+
+
+async def wait_for_js(page: Page, expression: str, timeout: float = TIMEOUT_MS / 1000) -> Any:
+    """Poll a JavaScript expression until it is truthy. (Playwright's wait_for_function evaluates
+    its predicate with eval, which the UI's CSP forbids; evaluate() is not subject to it.)"""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        value = await page.evaluate(expression)
+        if value:
+            return value
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"not true in {timeout} s: {expression}")
+        await asyncio.sleep(0.05)
+
+
+async def service_worker_ready(page: Page) -> None:
+    """Wait until the service worker controls the page and has cached the shell (so the app
+    opens offline)."""
+    await wait_for_js(page, "navigator.serviceWorker.controller !== null")
+    await wait_for_js(page, "caches.has('spacechat-shell-v1')")
+
+
+WEB_UI = Path(__file__).parent.parent / "web_ui"  # the bundled UI in this checkout
+
+
+async def post(server: Server, path: str, body: dict[str, Any], status: int = 201) -> Any:
+    async with server.client() as client:
+        response = await client.post(path, json=body)
+        assert response.status_code == status, response.text
+        return response.json()
+
+
+async def open_thread(server: Server, channel: str, text: str) -> tuple[str, str]:
+    """Post a top-level message over the API; return (channel id, thread id)."""
+    channel_id = server.channel_id(channel)
+    answer = await post(server, f"/v1/channels/{channel_id}/messages", {"text": text})
+    return channel_id, answer["thread"]["id"]
+
+
+async def count_text(page: Page, text: str) -> int:
+    """How many message rows show exactly this text."""
+    return int(
+        await page.evaluate(
+            "(text) => [...document.querySelectorAll('article.msg .body')]"
+            ".filter((b) => b.textContent.trim() === text).length",
+            text,
+        )
+    )

@@ -1,0 +1,251 @@
+// Spacechat's web UI: boot, the layout, routes and global keys. Plain ES modules, no build step
+// (docs/ui.md); the libraries are vendored under vendor/ and imported through deps.js.
+import { render, useEffect, effect, HIGHLIGHT_CSS, HIGHLIGHT_DARK_CSS } from "./deps.js";
+import { NetworkError, whenUnauthorized } from "./api.js";
+import * as state from "./state.js";
+import * as realtime from "./realtime.js";
+import { threadModels, channelModels, threadModel, refetchMessage, openThread, loadThreads } from "./store.js";
+import { restore as restoreOutbox, flush as flushOutbox } from "./outbox.js";
+import { loadMe, loadStructure, refreshChannels, endSession, saveSnapshot, restoreSnapshot } from "./actions.js";
+import { parse, navigate, interceptLinks, channelPath } from "./router.js";
+import { html, Icon, Spinner } from "./views/ui.js";
+import { warmUp } from "./markdown.js";
+import { Sidebar, ConnectionBadge } from "./views/sidebar.js";
+import { ChannelView } from "./views/channel.js";
+import { ThreadView } from "./views/thread.js";
+import { SettingsView } from "./views/settings.js";
+import { SetupView, LoginView, InviteView } from "./views/auth.js";
+import { Dialogs, openDialog, openShortcuts } from "./views/dialogs.js";
+
+window.spacechat = { version: 1 }; // timings for the bench and tests (bench/ui.py)
+
+// --- boot ---------------------------------------------------------------------------------------
+
+const PUBLIC_ROUTES = new Set(["setup", "invite", "login"]);
+let booting = null;
+
+const mark = (name) => performance.mark("spacechat:" + name);
+const idle = window.requestIdleCallback || ((callback) => setTimeout(callback, 1));
+
+async function boot() {
+  mark("boot");
+  realtime.start(); // alongside /v1/me, not after it: a signed-out stream just answers 401
+  let offline = false;
+  for (let attempt = 0; ; attempt++) {
+    try {
+      await loadMe();
+      break;
+    } catch (error) {
+      if (!(error instanceof NetworkError)) {
+        endSession(); // not signed in (any more): forget what this device kept
+        const here = location.pathname + location.search;
+        navigate(here === "/" ? "/login" : `/login?next=${encodeURIComponent(here)}`, { replace: true });
+        return;
+      }
+      state.connection.value = navigator.onLine === false ? "offline" : "reconnecting";
+      // The server cannot be reached: open with what this device kept (and its unsent messages).
+      if (!offline && restoreSnapshot()) {
+        offline = true;
+        state.booted.value = true;
+        restoreOutbox();
+        if (state.route.value.name === "home") goHome();
+      }
+      await new Promise((resolve) => {
+        const timer = setTimeout(resolve, Math.min(4000, 500 * 2 ** attempt));
+        window.addEventListener("online", () => (clearTimeout(timer), resolve()), { once: true });
+      });
+    }
+  }
+  mark("me");
+  realtime.start(); // again, in case a sign-out stopped it meanwhile (a no-op when running)
+  idle(warmUp); // while the stream and the structure are on their way
+  await realtime.ready();
+  mark("ready");
+  const route = state.route.value;
+  if (route.name === "thread" && !route.messageId) {
+    // Fetch the thread's newest page alongside the organisation's structure, not after it.
+    const model = threadModel(route.threadId);
+    if (!model.loaded && !model.loading) openThread(model);
+  }
+  for (let attempt = 0; ; attempt++) {
+    try {
+      await loadStructure();
+      break;
+    } catch (error) {
+      if (!(error instanceof NetworkError)) throw error;
+      await new Promise((resolve) => setTimeout(resolve, Math.min(8000, 500 * 2 ** attempt)));
+    }
+  }
+  mark("structure");
+  saveSnapshot();
+  state.booted.value = true;
+  restoreOutbox();
+  if (offline) reopenFailed();
+  if (state.route.value.name === "home") goHome();
+}
+
+/** Views that could not load while offline load now. */
+function reopenFailed() {
+  for (const model of threadModels.values()) if (model.error || !model.loaded) openThread(model);
+  for (const model of channelModels.values()) if (model.error || !model.loaded) loadThreads(model);
+}
+
+function startBoot() {
+  if (!booting) booting = boot().finally(() => (booting = null));
+  return booting;
+}
+
+async function signedIn(next) {
+  await startBoot();
+  navigate(next, { replace: true });
+}
+
+function goHome() {
+  const channels = state.channelList.value;
+  const last = localStorage.getItem("spacechat:last-channel");
+  const target =
+    channels.find((c) => c.id === last) || channels.find((c) => c.name === "general") || channels[0];
+  if (target) navigate(channelPath(target.id), { replace: true });
+}
+
+realtime.onReady(({ first }) => {
+  if (!state.booted.value) return;
+  if (first) {
+    loadStructure().then(saveSnapshot, () => {});
+    return;
+  }
+  // Back after a gap: the log replay brought every logged event; stream deltas are live only,
+  // so refetch what was streaming, refresh unread counts and resend what waits in the outbox.
+  for (const model of threadModels.values()) for (const message of model.streaming()) refetchMessage(message.id);
+  refreshChannels().catch(() => {});
+  flushOutbox();
+});
+
+realtime.whenUnauthorized(onSignedOut);
+whenUnauthorized(onSignedOut);
+
+function onSignedOut() {
+  if (!state.me.value) return;
+  endSession();
+  navigate(`/login?next=${encodeURIComponent(location.pathname)}`, { replace: true });
+}
+
+// --- views ----------------------------------------------------------------------------------------
+
+function currentChannelId(route) {
+  if (route.name === "channel") return route.channelId;
+  if (route.name === "thread") {
+    const model = threadModels.get(route.threadId);
+    if (model && model.thread) return model.thread.channel_id;
+  }
+  return null;
+}
+
+function Main({ route }) {
+  if (route.name === "channel") return html`<${ChannelView} key=${route.channelId} channelId=${route.channelId} />`;
+  if (route.name === "thread") {
+    return html`<${ThreadView} key=${route.threadId} threadId=${route.threadId} messageId=${route.messageId} />`;
+  }
+  if (route.name === "settings") return html`<${SettingsView} />`;
+  if (route.name === "notfound") return html`<section class="view"><p class="empty">There is nothing at this address.</p></section>`;
+  return html`<section class="view"><div class="loading-center"><${Spinner} /></div></section>`;
+}
+
+function App() {
+  const route = state.route.value;
+  useEffect(() => {
+    if (!PUBLIC_ROUTES.has(route.name) && !state.me.value) startBoot();
+    if (route.name === "login" && state.me.value) navigate("/", { replace: true });
+    if (route.name === "home" && state.booted.value) goHome();
+  }, [route]);
+
+  if (route.name === "setup") return html`<${SetupView} token=${route.token} onSignedIn=${signedIn} />`;
+  if (route.name === "invite") return html`<${InviteView} token=${route.token} onSignedIn=${signedIn} />`;
+  if (route.name === "login") return html`<${LoginView} next=${route.next} onSignedIn=${signedIn} />`;
+  if (!state.booted.value) {
+    return html`<main id="main" class="splash" aria-busy="true">
+      <img class="logo" src="/icons/icon.svg" alt="" width="56" height="56" />
+      <${ConnectionBadge} />
+    </main>`;
+  }
+  const channelId = currentChannelId(route);
+  return html`<div class="app">
+    <a class="skip-link" href="#main">Skip to content</a>
+    <header class="topbar">
+      <button type="button" class="icon-button" aria-label="Channels" aria-controls="sidebar"
+        aria-expanded=${state.drawerOpen.value ? "true" : "false"}
+        onClick=${() => (state.drawerOpen.value = !state.drawerOpen.value)}>
+        <${Icon} name="menu" />
+      </button>
+      <span class="topbar-title">${state.org.value ? state.org.value.name : "Spacechat"}</span>
+      <${ConnectionBadge} />
+    </header>
+    <${Sidebar} currentChannelId=${channelId} />
+    ${state.drawerOpen.value && html`<div class="scrim" onClick=${() => (state.drawerOpen.value = false)}></div>`}
+    <main id="main" class="main" tabindex="-1"><${Main} route=${route} /></main>
+    <div class="sr-only" role="status" aria-live="polite">${state.announcement.value}</div>
+    <${Dialogs} />
+  </div>`;
+}
+
+// --- keys -----------------------------------------------------------------------------------------
+
+function stepChannel(delta) {
+  const links = [...document.querySelectorAll("#sidebar .channel-link")];
+  if (!links.length) return;
+  const at = links.findIndex((a) => a.classList.contains("current"));
+  const next = links[(at + delta + links.length) % links.length];
+  next.click();
+  next.focus();
+}
+
+document.addEventListener("keydown", (event) => {
+  if (!state.booted.value || openDialog.value) return;
+  const typing = event.target.closest && event.target.closest("input, textarea, select, [contenteditable]");
+  if ((event.ctrlKey || event.metaKey) && event.key.toLowerCase() === "k") {
+    event.preventDefault();
+    state.drawerOpen.value = true;
+    requestAnimationFrame(() => document.getElementById("channel-filter")?.focus());
+  } else if (event.altKey && (event.key === "ArrowUp" || event.key === "ArrowDown")) {
+    event.preventDefault();
+    stepChannel(event.key === "ArrowUp" ? -1 : 1);
+  } else if (typing || event.ctrlKey || event.metaKey || event.altKey) {
+    return;
+  } else if (event.key === "Escape") {
+    if (state.drawerOpen.value) state.drawerOpen.value = false;
+    else if (state.route.value.name === "thread") document.querySelector(".thread-view .back")?.click();
+  } else if (event.key === "?") {
+    openShortcuts();
+  } else if (event.key === "n") {
+    const box = document.querySelector(".composer-input");
+    if (box) {
+      event.preventDefault();
+      box.focus();
+    }
+  }
+});
+
+// --- start ----------------------------------------------------------------------------------------
+
+function addStylesheet(href, media) {
+  const link = document.createElement("link");
+  link.rel = "stylesheet";
+  link.href = href;
+  link.media = media;
+  document.head.appendChild(link);
+}
+addStylesheet(HIGHLIGHT_CSS, "(prefers-color-scheme: light)");
+addStylesheet(HIGHLIGHT_DARK_CSS, "(prefers-color-scheme: dark)");
+
+effect(() => {
+  const value = state.connection.value;
+  document.documentElement.dataset.connection = value;
+});
+
+if ("serviceWorker" in navigator && location.protocol !== "file:") {
+  navigator.serviceWorker.register("/sw.js", { scope: "/" }).catch((error) => console.warn("service worker:", error));
+}
+
+state.route.value = parse(location);
+interceptLinks(document);
+render(html`<${App} />`, document.getElementById("root"));

@@ -1,0 +1,64 @@
+// Application state as signals: who is signed in, the organisation's structure, the route,
+// the connection and agents' activity. Views read these; realtime.js and the actions write them.
+import { signal, computed } from "./deps.js";
+
+export const me = signal(null); // GET /v1/me: {user, role, scopes, csrf_token, session_id}
+export const org = signal(null);
+export const teams = signal([]);
+export const channels = signal(new Map()); // id -> channel (with unread_count, last_seq, ...)
+export const unreadCap = signal(1000);
+export const users = signal(new Map()); // id -> {id, name, kind, role}
+export const agents = signal([]);
+export const route = signal({ name: "loading" });
+export const connection = signal("connecting"); // connecting | connected | reconnecting | offline
+export const activity = signal(new Map()); // thread_id -> {agent_id, status, tool}
+export const announcement = signal(""); // polite screen-reader announcements
+export const drawerOpen = signal(false); // the sidebar on narrow screens
+export const booted = signal(false);
+
+export const CATEGORIES = ["agents", "departments", "ops", "incidents", "projects"];
+
+export const can = (scope) => Boolean(me.value && me.value.scopes.includes(scope));
+export const myId = () => (me.value ? me.value.user.id : null);
+
+export const channelList = computed(() =>
+  [...channels.value.values()].filter((c) => !c.archived).sort((a, b) => a.name.localeCompare(b.name)),
+);
+
+export function putChannel(channel) {
+  const next = new Map(channels.value);
+  const old = next.get(channel.id);
+  next.set(channel.id, old ? { ...old, ...channel } : { unread_count: 0, last_read_seq: 0, ...channel });
+  channels.value = next;
+}
+
+export function patchChannel(id, patch) {
+  const old = channels.value.get(id);
+  if (!old) return;
+  const next = new Map(channels.value);
+  next.set(id, { ...old, ...patch });
+  channels.value = next;
+}
+
+export function displayName(author) {
+  if (!author) return "unknown";
+  const known = users.value.get(author.id);
+  if (known) return known.name;
+  if (author.kind === "agent") {
+    const agent = agents.value.find((a) => a.id === author.id);
+    if (agent) return agent.name;
+  }
+  return author.kind === "system" ? "system" : author.id || "unknown";
+}
+
+export function announce(text) {
+  announcement.value = "";
+  queueMicrotask(() => (announcement.value = text));
+}
+
+export function setActivity(threadId, value) {
+  const next = new Map(activity.value);
+  if (value) next.set(threadId, value);
+  else next.delete(threadId);
+  activity.value = next;
+}

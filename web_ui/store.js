@@ -1,0 +1,334 @@
+// Messages and threads held in memory: one model per open (or recently open) thread and one per
+// channel's thread list. Models are mutated in place and bump a `version` signal, so a thread of
+// 100,000 loaded messages costs no copying per event. Every write is an upsert by id with a rule
+// for which copy is newer, so a REST page and the realtime stream can overlap in any order and
+// nothing is doubled or rolled back.
+import { signal, batch } from "./deps.js";
+import { get } from "./api.js";
+import { prerender } from "./markdown.js";
+
+const RANK = { created: 0, streaming: 1, completed: 2, failed: 2 };
+export const PAGE = 100; // the first page of a thread
+export const OLDER_PAGE = 200; // each older or newer page (the API's maximum)
+
+/** Length in Unicode code points, as stream offsets count (docs/events.md). */
+export function codePoints(text) {
+  let n = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c < 0xd800 || c > 0xdbff) n++;
+  }
+  return n;
+}
+
+/** Whether `incoming` should replace `current` (two copies of one message). */
+export function isNewer(incoming, current) {
+  const a = RANK[incoming.state] ?? 2;
+  const b = RANK[current.state] ?? 2;
+  if (a !== b) return a > b;
+  if (a === 1) return (incoming.text || "").length >= (current.text || "").length; // streaming: longer wins
+  return (incoming.updated_at || "") >= (current.updated_at || "");
+}
+
+function prepare(message) {
+  message._len = codePoints(message.text || "");
+  return message;
+}
+
+export class ThreadModel {
+  constructor(id) {
+    this.id = id;
+    this.thread = null;
+    this.items = []; // server messages, ascending seq
+    this.byId = new Map();
+    this.byClientId = new Map(); // client_msg_id -> message, to hide its pending copy
+    this.before = null; // cursor for the older page, null at the start
+    this.after = null; // cursor for the newer page, null at the live end
+    this.loaded = false;
+    this.loading = null; // "open" | "older" | "newer" | null
+    this.error = null;
+    this.version = signal(0);
+    this.target = null; // a deep-linked message id
+    this.generation = 0; // bumped by each full (re)load: the list starts over at its placement
+  }
+
+  bump() {
+    this.version.value++;
+  }
+
+  get atLiveEnd() {
+    return this.loaded && this.after === null;
+  }
+
+  indexOfSeq(seq) {
+    let lo = 0;
+    let hi = this.items.length - 1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >> 1;
+      const s = this.items[mid].seq;
+      if (s === seq) return mid;
+      if (s < seq) lo = mid + 1;
+      else hi = mid - 1;
+    }
+    return -lo - 1;
+  }
+
+  /** Insert or update one message; returns true when something changed. */
+  upsert(message, { live = false } = {}) {
+    const current = this.byId.get(message.id);
+    if (current) {
+      if (!isNewer(message, current)) return false;
+      const at = this.indexOfSeq(current.seq);
+      const merged = prepare({ ...message, _reasoning: current._reasoning });
+      if (at >= 0) this.items[at] = merged;
+      this.byId.set(message.id, merged);
+      if (merged.client_msg_id) this.byClientId.set(merged.client_msg_id, merged);
+      return true;
+    }
+    if (live && !this.atLiveEnd) return false; // a gap would open: the newer page brings it
+    const at = this.indexOfSeq(message.seq);
+    if (at >= 0) return false;
+    const stored = prepare({ ...message });
+    this.items.splice(-at - 1, 0, stored);
+    this.byId.set(stored.id, stored);
+    if (stored.client_msg_id) this.byClientId.set(stored.client_msg_id, stored);
+    return true;
+  }
+
+  setPage(page, mode) {
+    if (page.thread) this.thread = page.thread;
+    const fresh = [];
+    for (const message of page.messages) {
+      const current = this.byId.get(message.id);
+      if (current && !isNewer(message, current)) fresh.push(current);
+      else fresh.push(prepare({ ...message, _reasoning: current && current._reasoning }));
+    }
+    if (mode === "replace") {
+      this.generation++;
+      this.items = fresh;
+      this.byId = new Map();
+      this.byClientId = new Map();
+      this.before = page.cursors.before;
+      this.after = page.cursors.after;
+    } else if (mode === "older") {
+      const first = this.items.length ? this.items[0].seq : Infinity;
+      this.items = fresh.filter((m) => m.seq < first).concat(this.items);
+      this.before = page.cursors.before;
+    } else {
+      const last = this.items.length ? this.items[this.items.length - 1].seq : -Infinity;
+      this.items = this.items.concat(fresh.filter((m) => m.seq > last));
+      this.after = page.cursors.after;
+    }
+    for (const message of fresh) {
+      this.byId.set(message.id, message);
+      if (message.client_msg_id) this.byClientId.set(message.client_msg_id, message);
+    }
+    this.loaded = true;
+  }
+
+  /** Append streamed text; false when the copy is behind (the caller refetches). */
+  appendDelta({ message_id, offset, text, kind }) {
+    const message = this.byId.get(message_id);
+    if (!message) return true;
+    if (RANK[message.state] === 2) return true; // finished: the final text is in
+    const length = codePoints(text);
+    if (kind === "reasoning") {
+      const reasoning = message._reasoning || { text: "", len: 0 };
+      if (offset === reasoning.len) message._reasoning = { text: reasoning.text + text, len: reasoning.len + length };
+      else if (offset + length > reasoning.len) return true; // reasoning is shown as a hint only
+      this.replace(message, { ...message });
+      return true;
+    }
+    if (offset + length <= message._len) return true; // already have it (a refetch overtook the delta)
+    if (offset !== message._len) return false;
+    const next = { ...message, text: message.text + text, state: "streaming", _len: message._len + length };
+    this.replace(message, next);
+    return true;
+  }
+
+  replace(old, next) {
+    const at = this.indexOfSeq(old.seq);
+    if (at >= 0) this.items[at] = next;
+    this.byId.set(next.id, next);
+  }
+
+  streaming() {
+    return this.items.filter((m) => m.state === "created" || m.state === "streaming");
+  }
+}
+
+export class ChannelModel {
+  constructor(id) {
+    this.id = id;
+    this.threads = []; // most recently active first
+    this.byId = new Map();
+    this.nextBefore = null;
+    this.loaded = false;
+    this.loading = false;
+    this.error = null;
+    this.version = signal(0);
+  }
+
+  bump() {
+    this.version.value++;
+  }
+
+  upsertThread(thread) {
+    const current = this.byId.get(thread.id);
+    if (current && current.last_seq > thread.last_seq) return false;
+    if (current) this.threads.splice(this.threads.indexOf(current), 1);
+    const stored = { ...(current || {}), ...thread };
+    this.byId.set(thread.id, stored);
+    let at = 0;
+    while (at < this.threads.length && this.threads[at].last_seq > stored.last_seq) at++;
+    this.threads.splice(at, 0, stored);
+    return true;
+  }
+
+  /** A message was posted in one of this channel's threads. */
+  noteMessage(message) {
+    const thread = this.byId.get(message.thread_id);
+    if (!thread || thread.last_seq >= message.seq) return false;
+    const isRoot = thread.root_message_id === message.id;
+    return this.upsertThread({
+      ...thread,
+      reply_count: thread.reply_count + (isRoot ? 0 : 1),
+      last_seq: message.seq,
+      last_message_at: message.created_at,
+    });
+  }
+}
+
+// --- the models in memory ---------------------------------------------------------------------
+
+const MAX_THREADS = 12;
+export const threadModels = new Map();
+export const seenClientIds = new Set(); // client_msg_ids of messages the server has shown us // insertion order = least recently used first
+export const channelModels = new Map();
+
+export function threadModel(id) {
+  let model = threadModels.get(id);
+  if (model) {
+    threadModels.delete(id);
+  } else {
+    model = new ThreadModel(id);
+  }
+  threadModels.set(id, model);
+  while (threadModels.size > MAX_THREADS) threadModels.delete(threadModels.keys().next().value);
+  return model;
+}
+
+export function channelModel(id) {
+  let model = channelModels.get(id);
+  if (!model) {
+    model = new ChannelModel(id);
+    channelModels.set(id, model);
+  }
+  return model;
+}
+
+export function forgetAll() {
+  threadModels.clear();
+  channelModels.clear();
+}
+
+// --- loading ----------------------------------------------------------------------------------
+
+export async function openThread(model, { aroundMessageId = null } = {}) {
+  model.loading = "open";
+  model.error = null;
+  model.bump();
+  try {
+    let query = `limit=${PAGE}`;
+    if (aroundMessageId) {
+      const { message } = await get(`/v1/messages/${encodeURIComponent(aroundMessageId)}`);
+      query += `&around=${message.seq}`;
+      model.target = message.id;
+    }
+    const page = await get(`/v1/threads/${encodeURIComponent(model.id)}/history?${query}`);
+    batch(() => {
+      model.setPage(page, "replace");
+      model.loading = null;
+      model.bump();
+    });
+  } catch (error) {
+    model.loading = null;
+    model.error = error;
+    model.bump();
+  }
+}
+
+export async function loadOlder(model) {
+  if (model.loading || !model.loaded || model.before === null) return;
+  model.loading = "older";
+  try {
+    const page = await get(
+      `/v1/threads/${encodeURIComponent(model.id)}/history?before=${encodeURIComponent(model.before)}&limit=${OLDER_PAGE}`,
+    );
+    model.setPage(page, "older");
+    prerender(page.messages); // scrolling up meets the newest of them first
+  } catch (error) {
+    model.error = error;
+  } finally {
+    model.loading = null;
+    model.bump();
+  }
+}
+
+export async function loadNewer(model) {
+  if (model.loading || !model.loaded || model.after === null) return;
+  model.loading = "newer";
+  try {
+    const page = await get(
+      `/v1/threads/${encodeURIComponent(model.id)}/history?after=${encodeURIComponent(model.after)}&limit=${OLDER_PAGE}`,
+    );
+    model.setPage(page, "newer");
+    prerender([...page.messages].reverse());
+  } catch (error) {
+    model.error = error;
+  } finally {
+    model.loading = null;
+    model.bump();
+  }
+}
+
+export async function loadThreads(model, { more = false } = {}) {
+  if (model.loading || (more && model.nextBefore === null)) return;
+  model.loading = true;
+  model.error = null;
+  if (!more) model.bump();
+  try {
+    const cursor = more ? `&before=${encodeURIComponent(model.nextBefore)}` : "";
+    const page = await get(`/v1/channels/${encodeURIComponent(model.id)}/threads?limit=50${cursor}`);
+    batch(() => {
+      if (!more) {
+        model.threads = [];
+        model.byId = new Map();
+      }
+      for (const thread of page.threads) model.upsertThread(thread);
+      model.nextBefore = page.next_before;
+      model.loaded = true;
+    });
+  } catch (error) {
+    model.error = error;
+  } finally {
+    model.loading = false;
+    model.bump();
+  }
+}
+
+/** Refetch one message (a missed stream delta, or after a reconnect) and upsert it. */
+const refetching = new Set();
+export async function refetchMessage(id) {
+  if (refetching.has(id)) return;
+  refetching.add(id);
+  try {
+    const { message } = await get(`/v1/messages/${encodeURIComponent(id)}`);
+    const model = threadModels.get(message.thread_id);
+    if (model && model.upsert(message)) model.bump();
+  } catch {
+    // the next event or reconnect tries again
+  } finally {
+    refetching.delete(id);
+  }
+}

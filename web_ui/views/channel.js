@@ -1,0 +1,162 @@
+// A channel: its threads, most recently active first (virtualized, more load as you scroll),
+// and a box that starts a new thread. Each row opens its thread.
+import { useEffect, useMemo, useRef, useCallback } from "../deps.js";
+import * as state from "../state.js";
+import { channelModel, loadThreads } from "../store.js";
+import { outbox, pendingFor, retry, discard } from "../outbox.js";
+import { markRead } from "../actions.js";
+import { threadPath } from "../router.js";
+import { useVirtualizer } from "../virtual.js";
+import { memo } from "./message.js";
+import { Composer } from "./composer.js";
+import { focusRow } from "./feed.js";
+import { html, Icon, Spinner, ErrorNote, shortTime } from "./ui.js";
+
+const ROW = 68;
+
+const ThreadRow = memo(function ThreadRow({ thread, author, index, total, start, activity }) {
+  return html`<article
+    class="row thread-row"
+    data-index=${index}
+    data-thread-id=${thread.id}
+    style=${{ transform: `translateY(${start}px)` }}
+    aria-posinset=${index + 1}
+    aria-setsize=${total}
+    aria-labelledby=${"t-" + thread.id}
+  >
+    <a class="thread-link" href=${threadPath(thread.id)} id=${"t-" + thread.id}>
+      <span class="thread-title">${thread.title || "(attachment)"}</span>
+      <span class="thread-meta">
+        <span class="author">${author}</span>
+        <span>${thread.reply_count} ${thread.reply_count === 1 ? "reply" : "replies"}</span>
+        <time datetime=${thread.last_message_at}>${shortTime(thread.last_message_at)}</time>
+        ${activity && html`<span class="chip chip-streaming">${activity.status}</span>`}
+      </span>
+    </a>
+  </article>`;
+});
+
+const PendingThreadRow = memo(function PendingThreadRow({ entry, index, total, start }) {
+  return html`<article
+    class=${"row thread-row pending " + entry.status}
+    data-index=${index}
+    data-pending=${entry.status}
+    data-client-id=${entry.key}
+    style=${{ transform: `translateY(${start}px)` }}
+    aria-posinset=${index + 1}
+    aria-setsize=${total}
+  >
+    <div class="thread-link">
+      <span class="thread-title">${entry.text || "(attachment)"}</span>
+      <span class="thread-meta">
+        <span class=${"chip chip-" + entry.status}>${entry.status === "failed" ? "not sent: " + entry.error : entry.status === "queued" ? "waiting for the connection" : "sending…"}</span>
+        ${entry.status === "failed" &&
+        html`<button type="button" class="small" onClick=${() => retry(entry.key)}>Retry</button>
+          <button type="button" class="small secondary" onClick=${() => discard(entry.key)}>Discard</button>`}
+      </span>
+    </div>
+  </article>`;
+});
+
+export function ChannelView({ channelId }) {
+  const channel = state.channels.value.get(channelId);
+  const model = useMemo(() => channelModel(channelId), [channelId]);
+  model.version.value;
+  outbox.value;
+  const scroller = useRef(null);
+  const pending = pendingFor({ channelId });
+  const threads = model.threads;
+  const count = pending.length + threads.length;
+
+  useEffect(() => {
+    localStorage.setItem("spacechat:last-channel", channelId);
+    loadThreads(model);
+  }, [channelId]);
+
+  const lastSeq = channel ? channel.last_seq : 0;
+  useEffect(() => {
+    if (channel) markRead(channel.id);
+  }, [channelId, lastSeq]);
+
+  const keyOf = useRef();
+  keyOf.current = (i) => (i < pending.length ? pending[i].key : threads[i - pending.length].id);
+  const getItemKey = useCallback((i) => keyOf.current(i), [threads, pending.length, model]);
+  const virtualizer = useVirtualizer({
+    count,
+    getScrollElement: () => scroller.current,
+    estimateSize: () => ROW,
+    getItemKey,
+    overscan: 6,
+  });
+  const virtualItems = virtualizer.getVirtualItems();
+
+  useEffect(() => {
+    if (model.loaded && !model.loading && model.nextBefore !== null && virtualItems.length) {
+      if (virtualItems[virtualItems.length - 1].index > count - 10) loadThreads(model, { more: true });
+    }
+  });
+
+  if (!channel) {
+    return html`<section class="view"><p class="empty">This channel does not exist or is not visible to you.</p></section>`;
+  }
+  const activity = state.activity.value;
+  const total = model.nextBefore === null ? count : -1;
+
+  function keys(event) {
+    const current = event.target.closest("[data-index]");
+    let index = current ? Number(current.dataset.index) : -1;
+    if (event.key === "ArrowDown" || event.key === "j") index = Math.min(count - 1, index + 1);
+    else if (event.key === "ArrowUp" || event.key === "k") index = Math.max(0, index - 1);
+    else if (event.key === "Home") index = 0;
+    else if (event.key === "End") index = count - 1;
+    else return;
+    event.preventDefault();
+    virtualizer.scrollToIndex(index, { align: "auto" });
+    const focusLink = (tries = 6) => {
+      const row = scroller.current && scroller.current.querySelector(`[data-index="${index}"]`);
+      const link = row && row.querySelector("a, button");
+      if (link) link.focus({ preventScroll: true });
+      else if (row) focusRow(scroller.current, index);
+      else if (tries) requestAnimationFrame(() => focusLink(tries - 1));
+    };
+    focusLink();
+  }
+
+  return html`<section class="view channel-view" aria-labelledby="view-title">
+    <header class="view-head">
+      <h1 id="view-title" class="view-title">
+        <${Icon} name=${channel.private ? "lock" : "hash"} label=${channel.private ? "private channel" : null} />
+        ${channel.name}
+      </h1>
+      ${channel.topic && html`<p class="topic">${channel.topic}</p>`}
+    </header>
+    <${ErrorNote} error=${model.error} onRetry=${() => loadThreads(model)} />
+    <div class="scroller" ref=${scroller} role="feed" aria-busy=${model.loading ? "true" : "false"}
+      aria-label=${"Threads in #" + channel.name} onKeyDown=${keys}>
+      ${!model.loaded && model.loading && html`<div class="loading-center"><${Spinner} label="Loading threads" /></div>`}
+      ${model.loaded && !count && html`<p class="empty">No threads yet. Start one below.</p>`}
+      <div class="rows" style=${{ height: virtualizer.getTotalSize() + "px" }}>
+        ${virtualItems.map((row) =>
+          row.index < pending.length
+            ? html`<${PendingThreadRow} key=${row.key} entry=${pending[row.index]} index=${row.index} total=${total} start=${row.start} />`
+            : html`<${ThreadRow}
+                key=${row.key}
+                thread=${threads[row.index - pending.length]}
+                author=${state.displayName(threads[row.index - pending.length].created_by)}
+                index=${row.index}
+                total=${total}
+                start=${row.start}
+                activity=${activity.get(threads[row.index - pending.length].id)}
+              />`,
+        )}
+      </div>
+    </div>
+    <${Composer}
+      channelId=${channel.id}
+      label=${"Start a new thread in #" + channel.name}
+      placeholder=${"Start a new thread in #" + channel.name}
+      autoFocus=${true}
+      onSent=${() => virtualizer.scrollToOffset(0)}
+    />
+  </section>`;
+}

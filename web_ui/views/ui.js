@@ -1,0 +1,80 @@
+// Shared view helpers: the htm binding, time and size formatting, small icons.
+import { h, htm } from "../deps.js";
+
+export const html = htm.bind(h);
+
+// Formatters are made on first use (building one costs milliseconds) and what they produce is
+// kept: a scrolling list formats the same few timestamps again and again.
+const formats = {};
+const formatted = new Map();
+
+function format(kind, options, iso) {
+  const key = kind + iso;
+  let text = formatted.get(key);
+  if (text === undefined) {
+    formats[kind] ||= new Intl.DateTimeFormat(undefined, options);
+    text = formats[kind].format(new Date(iso));
+    formatted.set(key, text);
+    if (formatted.size > 5000) formatted.delete(formatted.keys().next().value);
+  }
+  return text;
+}
+
+let today = "";
+let todayUntil = 0;
+
+export function shortTime(iso) {
+  if (!iso) return "";
+  const now = Date.now();
+  if (now > todayUntil) {
+    const date = new Date(now);
+    today = date.toDateString();
+    todayUntil = new Date(date.getFullYear(), date.getMonth(), date.getDate() + 1).getTime();
+    formatted.clear();
+  }
+  return new Date(iso).toDateString() === today
+    ? format("time", { hour: "2-digit", minute: "2-digit" }, iso)
+    : format("day", { month: "short", day: "numeric" }, iso);
+}
+
+export const fullTime = (iso) => (iso ? format("full", { dateStyle: "medium", timeStyle: "short" }, iso) : "");
+
+export function size(bytes) {
+  if (bytes < 1024) return `${bytes} B`;
+  if (bytes < 1024 * 1024) return `${(bytes / 1024).toFixed(1)} KB`;
+  return `${(bytes / 1024 / 1024).toFixed(1)} MB`;
+}
+
+const PATHS = {
+  hash: "M4 9h16M4 15h16M10 3 8 21M16 3l-2 18",
+  lock: "M6 11h12v10H6zM8 11V7a4 4 0 0 1 8 0v4",
+  menu: "M3 6h18M3 12h18M3 18h18",
+  back: "M15 18l-6-6 6-6",
+  plus: "M12 5v14M5 12h14",
+  clip: "M21 12.5l-8.5 8.5a5 5 0 0 1-7-7L14 5.5a3.5 3.5 0 0 1 5 5L10.5 19a2 2 0 0 1-3-3L15 8.5",
+  send: "M4 12l16-8-6 16-2-7z",
+  link: "M10 14a4 4 0 0 0 5.7 0l3-3a4 4 0 0 0-5.7-5.7l-1 1M14 10a4 4 0 0 0-5.7 0l-3 3a4 4 0 0 0 5.7 5.7l1-1",
+  bot: "M5 9h14v10H5zM12 5v4M9 14h.01M15 14h.01",
+  retry: "M4 12a8 8 0 1 0 3-6.2M4 4v5h5",
+  close: "M6 6l12 12M18 6L6 18",
+  gear: "M12 15a3 3 0 1 0 0-6 3 3 0 0 0 0 6zM19 12l2-1-2-4-2 .5-1.5-1.2L15 4h-4l-.5 2.3L9 7.5 7 7 5 11l2 1-.1 1.5L5 15l2 4 2-.5 1.5 1.2.5 2.3h4l.5-2.3 1.5-1.2 2 .5 2-4-2-1z",
+};
+
+export function Icon({ name, label }) {
+  return html`<svg class="icon" viewBox="0 0 24 24" width="18" height="18" aria-hidden=${label ? "false" : "true"}
+    role=${label ? "img" : null} aria-label=${label || null} focusable="false">
+    <path d=${PATHS[name]} fill="none" stroke="currentColor" stroke-width="2" stroke-linecap="round" stroke-linejoin="round" />
+  </svg>`;
+}
+
+export function Spinner({ label = "Loading" }) {
+  return html`<span class="spinner" role="progressbar" aria-label=${label}></span>`;
+}
+
+export function ErrorNote({ error, onRetry }) {
+  if (!error) return null;
+  return html`<div class="error-note" role="alert">
+    <span>${error.message || String(error)}</span>
+    ${onRetry && html`<button type="button" class="link" onClick=${onRetry}>Try again</button>`}
+  </div>`;
+}
