@@ -11,7 +11,7 @@ import contextlib
 import importlib.util
 import logging
 import os
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Mapping
 from typing import Any
 
 from starlette.requests import HTTPConnection
@@ -353,6 +353,23 @@ class Spacechat:
         return await self.host.deliver_message(
             channel=channel, thread_id=thread_id, message=message, mentions=mentions, skip=skip
         )
+
+    async def turn_input(self, reply: Mapping[str, Any]) -> dict[str, Any]:
+        """The stored input of the turn behind an agent's reply, for a host that lost the turn (a
+        restart): `{agent_id, messages: [{id, text, author}]}`."""
+        messages = []
+        for message_id in (reply.get("metadata") or {}).get("in_reply_to") or []:
+            found = await message_store.get_message(self.db, message_id)
+            if found is not None:
+                user = await identity.get_user(self.db, found["author"]["id"] or "")
+                messages.append(
+                    {
+                        "id": found["id"],
+                        "text": found["text"],
+                        "author": user["name"] if user else found["author"]["id"],
+                    }
+                )
+        return {"agent_id": reply["author"]["id"], "messages": messages}
 
     async def publish_live(self, event: Event) -> None:
         """Fan out a live-only event (a stream delta): no log, no transaction."""

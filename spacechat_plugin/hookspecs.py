@@ -142,9 +142,18 @@ class HostAPI(Protocol):
         spacebot_inbound_message and starts (or joins) a turn."""
         ...
 
-    async def retry_turn(self, *, channel_id: str, thread_id: str | None = None) -> dict[str, Any]:
-        """Run the last turn of a channel (or one thread of it) again from the same input.
-        Return `{turn_id, agent_id, thread_id, retried_turn_id, message_ids}`."""
+    async def retry_turn(
+        self,
+        *,
+        channel_id: str,
+        thread_id: str | None = None,
+        agent_id: str | None = None,
+        messages: Sequence[Mapping[str, Any]] = (),
+    ) -> dict[str, Any]:
+        """Run the last turn of a channel (or one thread of it) again from the same input. When the
+        host no longer has that turn (it restarted), `agent_id` and `messages` (`{id, text,
+        author}`, the turn's input as stored) let it run the same input anyway. Return `{turn_id,
+        agent_id, thread_id, retried_turn_id, message_ids}`."""
         ...
 
     async def restart_agent(self, *, agent_id: str) -> dict[str, Any]:

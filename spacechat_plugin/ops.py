@@ -76,7 +76,11 @@ class Ops:
             if host is None:
                 raise RuntimeError("no agent host is running")
             if action == "retry":
-                result = await host.retry_turn(channel_id=target, thread_id=thread_id)
+                last = await self._last_reply(target, thread_id)
+                lost = await self.app.turn_input(last) if last else {}
+                result = await host.retry_turn(
+                    channel_id=target, thread_id=thread_id or (last or {}).get("thread_id"), **lost
+                )
                 await self._supersede(target, thread_id or result.get("thread_id"), result["turn_id"], actor)
             elif action == "restart":
                 result = await host.restart_agent(agent_id=target)
@@ -131,6 +135,16 @@ class Ops:
 
         await self.app.db.write(record)
         return {"action": action, "target": target, "outcome": outcome, "result": result}
+
+    async def _last_reply(self, channel_id: str, thread_id: str | None) -> dict[str, Any] | None:
+        """The channel's (or thread's) last agent reply: the turn a retry runs again."""
+        where, params = ("thread_id = ?", [thread_id]) if thread_id else ("channel_id = ?", [channel_id])
+        row = await self.app.db.fetchone(
+            f"SELECT id FROM messages WHERE {where} AND author_kind = 'agent' AND blocks IS NULL"
+            " ORDER BY seq DESC LIMIT 1",
+            params,
+        )
+        return None if row is None else await message_store.get_message(self.app.db, row["id"])
 
     async def _supersede(self, channel_id: str, thread_id: str | None, turn_id: str, actor: Actor) -> None:
         """Retry marks the failed reply it replaces as superseded."""

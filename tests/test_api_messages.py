@@ -46,6 +46,7 @@ async def test_post_opens_thread_and_reply_lands_in_it(shared_server: Server) ->
         )
         assert first.status_code == 201
         message, thread = first.json()["message"], first.json()["thread"]
+        assert thread["title"] == "Deploy today? print(1)", "titles are plain text"
         assert message["state"] == "completed"
         assert message["text"].startswith("Deploy **today**?")
         assert thread["root_message_id"] == message["id"]
@@ -329,6 +330,10 @@ async def test_history_around_a_message_for_deep_links(shared_server: Server) ->
         ).json()
         texts = [m["text"] for m in page["messages"]]
         assert "r20" in texts and len(texts) == 10
+        by_id = await client.get(f"/v1/threads/{thread_id}/history", params={"around": target["id"], "limit": 10})
+        assert [m["id"] for m in by_id.json()["messages"]] == [m["id"] for m in page["messages"]]
+        elsewhere = await client.get(f"/v1/threads/{thread_id}/history", params={"around": "msg_nope"})
+        assert elsewhere.status_code == 404
         assert texts == [f"r{i}" for i in range(int(texts[0][1:]), int(texts[0][1:]) + 10)]
         assert page["cursors"]["before"] is not None and page["cursors"]["after"] is not None
         both = await client.get(f"/v1/threads/{thread_id}/history", params={"around": 1, "after": 2})

@@ -109,6 +109,19 @@ async def test_kill_during_an_agent_stream_marks_it_interrupted(tmp_path: Path) 
         failed = [e for e in events if e["event_type"] == "message.failed"]
         assert failed and failed[-1]["payload"]["reason"] == "interrupted"
         assert failed[-1]["payload"]["message"]["id"] == streaming["id"]
+        # The restarted host has lost the turn, yet Retry runs the same input again.
+        async with server.client() as client:
+            retried = await client.post(f"/v1/messages/{streaming['id']}/retry")
+            assert retried.status_code == 202, retried.text
+            async with asyncio.timeout(30):
+                while True:
+                    history = (await client.get(f"/v1/threads/{streaming['thread_id']}/history")).json()["messages"]
+                    done = [m for m in history if m["author"]["kind"] == "agent" and m["state"] == "completed"]
+                    if done:
+                        break
+                    await asyncio.sleep(0.1)
+        assert done[0]["metadata"]["in_reply_to"] == streaming["metadata"]["in_reply_to"]
+        assert "tell me about yourself" in done[0]["text"]
     finally:
         server.stop()
 

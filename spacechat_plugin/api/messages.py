@@ -171,7 +171,7 @@ async def get_thread(request: Request) -> Response:
     query={
         "before": "cursor: messages older than this (from `cursors.before`)",
         "after": "cursor: messages newer than this (from `cursors.after`)",
-        "around": "a message's seq: that message with older and newer ones either side (deep links)",
+        "around": "a message's seq or id: that message with older and newer ones either side (deep links)",
         "limit": "1-200, default 50",
     },
 )
@@ -179,7 +179,14 @@ async def history(request: Request) -> Response:
     thread, _ = await thread_or_404(request, "messages:read")
     before = query_int(request, "before", None)
     after = query_int(request, "after", None)
-    around = query_int(request, "around", None)
+    raw_around = request.query_params.get("around", "")
+    if raw_around.startswith("msg_"):  # a message id: its place in the thread
+        target = await message_store.get_message(spacechat(request).db, raw_around)
+        if target is None or target["thread_id"] != thread["id"]:
+            raise NotFound("no such message in this thread")
+        around: int | None = int(target["seq"])
+    else:
+        around = query_int(request, "around", None)
     if sum(cursor is not None for cursor in (before, after, around)) > 1:
         raise BadRequest("send one of before, after and around")
     limit = query_int(request, "limit", 50, low=1, high=200)
@@ -229,7 +236,9 @@ async def retry_reply(request: Request) -> Response:
     if app.host is None:
         raise Conflict("no agent host is running", code="no_host")
     try:
-        result = await app.host.retry_turn(channel_id=message["channel_id"], thread_id=message["thread_id"])
+        result = await app.host.retry_turn(
+            channel_id=message["channel_id"], thread_id=message["thread_id"], **await app.turn_input(message)
+        )
     except LookupError:
         raise Conflict(
             "the agent has no turn to run again here (it may have restarted)", code="not_retryable"

@@ -47,6 +47,8 @@ async def me(request: Request) -> Response:
         "scopes": sorted(who.scopes),
         "credential": who.credential,
         "instance_admin": who.instance_admin,
+        # Where the event log stands now: fetch, then subscribe with ?after=seq, and nothing is missed.
+        "seq": app.db.last_seq,
     }
     if who.credential == "session" and who.credential_id:
         body["csrf_token"] = app.auth.csrf_token(who.credential_id)

@@ -247,7 +247,23 @@ class BridgeHost(BridgeEvents):
             await self._submit(conversation, Input(text, sender_name, [str(message_id)] if message_id else []))
         return [agent.id for agent in takers]
 
-    async def retry_turn(self, *, channel_id: str, thread_id: str | None = None) -> dict[str, Any]:
+    async def retry_turn(
+        self,
+        *,
+        channel_id: str,
+        thread_id: str | None = None,
+        agent_id: str | None = None,
+        messages: Sequence[Mapping[str, Any]] = (),
+    ) -> dict[str, Any]:
+        if agent_id is not None and thread_id is not None and messages:
+            # After a restart the bridge has no record: send the stored input again.
+            conversation = Conversation(agent_id, channel_id, thread_id)
+            state = self._state(conversation)
+            if state.last_input is None:
+                last = messages[-1]
+                state.last_input = Input(
+                    str(last.get("text", "")), str(last.get("author") or "someone"), [str(m["id"]) for m in messages]
+                )
         candidates = [
             (state.sent_at, conversation, state, state.last_input)
             for conversation, state in self.conversations.items()

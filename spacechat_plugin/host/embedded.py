@@ -24,7 +24,7 @@ from .providers import Provider, ToolCall
 from .providers.openai import OpenAIProvider
 from .providers.scripted import ScriptedProvider
 from .tools import BUILTIN_TOOLS, Tool
-from .turns import AgentChannel, Inbound, Work
+from .turns import AgentChannel, Inbound, TurnRecord, Work
 from .workers import WorkerInfo
 
 log = logging.getLogger("spacechat.host")
@@ -193,16 +193,33 @@ class EmbeddedHost:
             )
         return [agent.id for agent in takers]
 
-    async def retry_turn(self, *, channel_id: str, thread_id: str | None = None) -> dict[str, Any]:
+    async def retry_turn(
+        self,
+        *,
+        channel_id: str,
+        thread_id: str | None = None,
+        agent_id: str | None = None,
+        messages: Sequence[Mapping[str, Any]] = (),
+    ) -> dict[str, Any]:
         candidates = [
             (process, process.last_turns.get(thread_id or "*"))
-            for (_, cid), process in self.channels.items()
-            if cid == channel_id
+            for (aid, cid), process in self.channels.items()
+            if cid == channel_id and agent_id in (None, aid)
         ]
         found = [(process, record) for process, record in candidates if record is not None]
-        if not found:
+        if found:
+            process, record = found[-1]
+        elif messages and thread_id and agent_id in self.agents_by_id:
+            # The turn was lost with a restart: its input, as the plugin stored it, runs again.
+            assert agent_id is not None
+            process = self._channel(agent_id, channel_id)
+            inbound = [
+                Inbound(thread_id, str(m["id"]), str(m.get("author") or "someone"), str(m.get("text", "")))
+                for m in messages
+            ]
+            record = TurnRecord(thread_id, inbound, "")
+        else:
             raise LookupError("no turn to retry in this channel")
-        process, record = found[-1]
         turn_id = new_id("turn")
         process.enqueue_retry(Work(record.inbound, turn_id=turn_id))
         return {

@@ -7,6 +7,7 @@ these rows never disagree.
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -85,8 +86,14 @@ def attachment_json(row: Any) -> dict[str, Any]:
     }
 
 
+_MARKUP = re.compile(r"(```[\w+-]*|\*\*|__|[*_`~>#])|\[([^\]]*)\]\([^)]*\)")
+
+
 def _title(text: str) -> str:
-    line = " ".join(text.split())
+    """A thread's title: its first message as plain text (Markdown marks and link targets
+    dropped), on one line."""
+    plain = _MARKUP.sub(lambda m: m.group(2) or "", text)
+    line = " ".join(plain.split())
     return line if len(line) <= TITLE_CHARS else line[: TITLE_CHARS - 1] + "…"
 
 
