@@ -189,7 +189,9 @@ class Spacechat:
             kind = event.event_type
             if kind in ("channel.created", "channel.updated"):
                 channel = event.payload.channel  # type: ignore[attr-defined]
-                self.access.channels[channel["id"]] = channel
+                self.access.channel_changed(channel)
+            elif kind == "member.updated" and self.auth is not None:
+                self.auth.forget()  # a role change or a deactivation applies from the next request
             elif kind == "member.added" and event.channel_id:
                 self.access.joined(event.payload.user_id, event.channel_id)  # type: ignore[attr-defined]
             elif kind == "member.removed" and event.channel_id:
@@ -214,7 +216,10 @@ class Spacechat:
                     del self.streams[key or ""]
 
     def end_streams(self, key: str) -> None:
-        """Close the realtime streams of a revoked session or token, or of a deactivated user."""
+        """Access ended (a revoked session or token, a deactivated user, a new password): forget
+        cached credentials and close the matching realtime streams."""
+        if self.auth is not None:
+            self.auth.forget()
         for subscription in list(self.streams.pop(key, ())):
             subscription.close()
 

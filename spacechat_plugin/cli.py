@@ -48,8 +48,21 @@ def serve(config: str | None, host: str | None, port: int | None, data_dir: str 
     """Run Spacechat with its embedded Spacebot host and print the URL to open."""
     settings, raw = _settings(config, {"enabled": True, "host": host, "port": port, "data_dir": data_dir})
     _logging(settings)
+    # The event loop shares the GIL with the store's writer and reader threads: a shorter switch
+    # interval stops it waiting up to 5 ms for a thread that is only finishing a SQLite call.
+    sys.setswitchinterval(0.0005)
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_serve(settings, raw))
+        run(_serve(settings, raw))
+
+
+def run(main: Any) -> None:
+    """Run on uvloop where it is installed (uvicorn[standard] brings it), else on asyncio's loop."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux and macOS
+        asyncio.run(main)
+    else:
+        uvloop.run(main)
 
 
 async def _serve(settings: Settings, raw: dict[str, Any]) -> None:

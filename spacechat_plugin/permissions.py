@@ -14,7 +14,7 @@ Realtime uses the same rule per event (`visible`), live and on replay alike.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Set
+from collections.abc import Callable, Mapping, Set
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -156,36 +156,75 @@ def may(principal: Principal, action: str) -> bool:
 
 
 class Access:
-    """Channel privacy and memberships, cached in memory and kept current at every commit."""
+    """Channel privacy and memberships, cached in memory and kept current at every commit.
+
+    `version` moves on every change, so per-stream caches of "may this subscriber read channel
+    X" stay right without being rebuilt for every event.
+    """
 
     def __init__(self) -> None:
         self.channels: dict[str, dict[str, Any]] = {}
         self._members: dict[str, set[str]] = {}
+        self.version = 0
 
     def load(self, channels: list[dict[str, Any]], memberships: list[tuple[str, str]]) -> None:
         self.channels = {channel["id"]: channel for channel in channels}
         self._members = {}
         for channel_id, user_id in memberships:
             self._members.setdefault(user_id, set()).add(channel_id)
+        self.version += 1
 
     def memberships(self, user_id: str) -> set[str]:
         """The live set of channel ids a user is a member of."""
         return self._members.setdefault(user_id, set())
 
+    def channel_changed(self, channel: dict[str, Any]) -> None:
+        self.channels[channel["id"]] = channel
+        self.version += 1
+
     def joined(self, user_id: str, channel_id: str) -> None:
         self.memberships(user_id).add(channel_id)
+        self.version += 1
 
     def left(self, user_id: str, channel_id: str) -> None:
         self.memberships(user_id).discard(channel_id)
+        self.version += 1
 
-    def visible(self, principal: Principal, org_id: str | None, channel_id: str | None, event_type: str) -> bool:
-        """Whether an event may reach this principal's stream."""
-        if org_id != principal.org_id:
-            return False
-        for prefix, needed in EVENT_SCOPES:
-            if event_type.startswith(prefix) and needed not in principal.scopes:
+    def visibility(self, principal: Principal) -> Callable[[Any], bool]:
+        """Whether an event (anything with org_id, channel_id and event_type) may reach this
+        principal's stream: its organisation's, allowed by type (EVENT_SCOPES), in a channel it may
+        read. A closure that remembers its answers per event type and per channel (until `version`
+        moves), since the check runs for every event and every subscriber."""
+        by_type: dict[str, bool] = {}
+        by_channel: dict[str, bool] = {}
+        seen = [self.version]
+        org_id = principal.org_id
+
+        def visible(item: Any) -> bool:
+            if item.org_id != org_id:
                 return False
-        if channel_id is None:
-            return True
-        channel = self.channels.get(channel_id)
-        return channel is not None and can_read_channel(principal, channel)
+            allowed = by_type.get(item.event_type)
+            if allowed is None:
+                allowed = by_type[item.event_type] = type_allowed(principal, item.event_type)
+            if not allowed:
+                return False
+            channel_id = item.channel_id
+            if channel_id is None:
+                return True
+            if seen[0] != self.version:
+                by_channel.clear()
+                seen[0] = self.version
+            readable = by_channel.get(channel_id)
+            if readable is None:
+                channel = self.channels.get(channel_id)
+                readable = by_channel[channel_id] = channel is not None and can_read_channel(principal, channel)
+            return readable
+
+        return visible
+
+
+def type_allowed(principal: Principal, event_type: str) -> bool:
+    for prefix, needed in EVENT_SCOPES:
+        if event_type.startswith(prefix) and needed not in principal.scopes:
+            return False
+    return True

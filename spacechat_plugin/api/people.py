@@ -84,7 +84,10 @@ async def update_me(request: Request) -> Response:
             audit_action(tx, request, who, "auth.password_changed", "user", who.user_id)
         return identity.user_json(identity.user_row(tx, who.user_id))
 
-    return JSONResponse({"user": await app.db.write(change)})
+    user = await app.db.write(change)
+    if new_hash is not None:
+        app.end_streams(who.user_id)  # the other devices are signed out: their streams end too
+    return JSONResponse({"user": user})
 
 
 @operation("Your devices (sessions)", tags=["auth"], scope="any")
@@ -159,7 +162,9 @@ async def change_role(request: Request) -> Response:
         )
         return changed
 
-    return JSONResponse({"user": await app.db.write(change)})
+    changed = await app.db.write(change)
+    app.end_streams(user["id"])  # the new role's scopes apply to their streams from the reconnect
+    return JSONResponse({"user": changed})
 
 
 @operation("Deactivate a member: sessions and tokens end at once", tags=["members"], scope="members:manage")

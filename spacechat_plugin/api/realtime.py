@@ -58,10 +58,7 @@ def resume_point(conn: HTTPConnection) -> int | None:
 async def run_stream(app: Spacechat, who: Principal, after: int | None, sink: Sink) -> None:
     """The one subscription core behind SSE and WebSocket."""
 
-    access = app.access
-
-    def visible(item: Entry) -> bool:
-        return access.visible(who, item.org_id, item.channel_id, item.event_type)
+    visible = app.access.visibility(who)
 
     async def replay(after: int) -> tuple[int, bool]:
         """Send one page of the log after `after`; return the last seq read and whether more remain."""
