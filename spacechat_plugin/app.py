@@ -26,7 +26,7 @@ from .hookspecs import HostAPI, call_hook, first_hook
 from .incidents import Incidents
 from .observability import Observability
 from .ops import Ops
-from .permissions import Access, Principal
+from .permissions import Access, Principal, event_class
 from .replies import ReplyStreams
 from .resources import resource
 from .sdk import SpacechatAPI
@@ -52,7 +52,7 @@ class Spacechat:
             synchronous=settings.storage.synchronous,
             read_connections=settings.storage.read_connections,
         )
-        self.bus = Bus(ring_size=settings.realtime.ring_size, max_lag=settings.realtime.max_lag)
+        self.bus = Bus(ring_size=settings.realtime.ring_size, max_lag=settings.realtime.max_lag, classify=event_class)
         self.db.on_commit = self._committed
         self.access = Access()
         self.auth: Authenticator | None = None

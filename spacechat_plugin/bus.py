@@ -2,10 +2,14 @@
 
 Each event is encoded once, into an entry that holds its SSE frame and its JSON, and appended to
 a ring of recent entries. Subscribers hold only a cursor into the ring: waking one is setting a
-future, and delivering is joining bytes that are already made (PERFORMANCE.md: per-subscriber
-work is what limits fan-out). A subscriber more than `max_lag` entries behind the newest is cut:
-its stream ends with a `lagged` notice and the client resumes from the log, which has everything.
-The same happens to one whose cursor the ring has overwritten.
+future, and delivering is writing bytes that are already made (PERFORMANCE.md: per-subscriber
+work is what limits fan-out). Subscribers woken by the same publish share one view of what is
+new: its entries cut into runs of the same organisation, channel and visibility class, each run's
+frames joined once, so a subscriber's work is one check and one join per run, not per event.
+
+A subscriber more than `max_lag` entries behind the newest is cut: its stream ends with a `lagged`
+notice and the client resumes from the log, which has everything. The same happens to one whose
+cursor the ring has overwritten.
 
 The bus never imports the API, the host or the plugin; it is handed `Event`s.
 """
@@ -57,6 +61,59 @@ def encode_entry(
     return Entry(pos, seq, event_type, org_id, channel_id, thread_id, body, frame)
 
 
+@dataclass(slots=True)
+class Run:
+    """Consecutive entries of one organisation, channel and visibility class: whoever may see
+    one may see all, so they are checked once and sent as one joined chunk."""
+
+    org_id: str | None
+    channel_id: str | None
+    event_type: str  # the visibility class of its events (see Bus.classify)
+    entries: list[Entry]
+    sse: bytes
+    first_seq: int | None
+    last_seq: int | None
+
+
+def make_runs(entries: list[Entry], classify: Callable[[str], str]) -> list[Run]:
+    runs: list[Run] = []
+    current: list[Entry] = []
+    key: tuple[str | None, str | None, str] | None = None
+    for entry in entries:
+        entry_key = (entry.org_id, entry.channel_id, classify(entry.event_type))
+        if entry_key != key and current:
+            runs.append(_run(key, current))
+            current = []
+        key = entry_key
+        current.append(entry)
+    if current:
+        runs.append(_run(key, current))
+    return runs
+
+
+def _run(key: Any, entries: list[Entry]) -> Run:
+    seqs = [entry.seq for entry in entries if entry.seq is not None]
+    return Run(
+        key[0],
+        key[1],
+        key[2],
+        entries,
+        b"".join([entry.sse for entry in entries]),
+        seqs[0] if seqs else None,
+        seqs[-1] if seqs else None,
+    )
+
+
+def trim(run: Run, after_seq: int) -> Run | None:
+    """The part of a run not already delivered by a replay that reached `after_seq`."""
+    if run.first_seq is None or run.first_seq > after_seq:
+        return run
+    kept = [entry for entry in run.entries if entry.seq is None or entry.seq > after_seq]
+    if not kept:
+        return None
+    return _run((run.org_id, run.channel_id, run.event_type), kept)
+
+
 def control_frame(name: str, data: dict[str, Any], *, seq: int | None = None) -> bytes:
     """A named SSE control event (`reset`, `lagged`, `heartbeat`, `ready`)."""
     head = b"id: %d\n" % seq if seq is not None else b""
@@ -70,7 +127,7 @@ class Lagged(Exception):
 class Subscription:
     __slots__ = ("_bus", "closed", "lagged", "pos", "visible", "waiter")
 
-    def __init__(self, bus: Bus, visible: Callable[[Entry], bool]) -> None:
+    def __init__(self, bus: Bus, visible: Callable[[Any], bool]) -> None:
         self._bus = bus
         self.pos = bus.head
         self.visible = visible
@@ -78,9 +135,9 @@ class Subscription:
         self.lagged = False
         self.closed = False
 
-    async def next(self) -> list[Entry]:
-        """The visible entries after this subscriber's cursor; waits for some. Returns an empty
-        list on a heartbeat tick or when closed. Raises Lagged when cut."""
+    async def next(self) -> list[Run]:
+        """The runs after this subscriber's cursor that it may see; waits for some. Returns an
+        empty list on a heartbeat tick or when closed. Raises Lagged when cut."""
         bus = self._bus
         while True:
             if self.lagged:
@@ -88,13 +145,13 @@ class Subscription:
             if self.closed:
                 return []
             if self.pos < bus.head:
-                entries = bus.entries_after(self.pos)
-                if entries is None:
+                runs = bus.runs_after(self.pos)
+                if runs is None:
                     self.lagged = True
                     raise Lagged()
                 self.pos = bus.head
                 visible = self.visible
-                shown = [entry for entry in entries if visible(entry)]
+                shown = [run for run in runs if visible(run)]
                 if shown:
                     return shown
                 continue  # nothing this subscriber may see: keep waiting, say nothing
@@ -124,8 +181,14 @@ _TICK: Any = object()
 class Bus:
     """Fan-out of committed (and live-only) events, in publish order."""
 
-    def __init__(self, *, ring_size: int = 8192, max_lag: int = 2000) -> None:
+    def __init__(
+        self, *, ring_size: int = 8192, max_lag: int = 2000, classify: Callable[[str], str] = lambda _: ""
+    ) -> None:
+        """`classify` maps an event type to its visibility class: events of one organisation,
+        channel and class are visible to the same subscribers."""
         assert ring_size >= max_lag, "the ring must hold at least max_lag entries"
+        self.classify = classify
+        self._runs: dict[int, tuple[int, list[Run]]] = {}
         self._ring: list[Entry | None] = [None] * ring_size
         self._size = ring_size
         self.max_lag = max_lag
@@ -139,7 +202,7 @@ class Bus:
     def subscriber_count(self) -> int:
         return len(self._subscribers)
 
-    def subscribe(self, visible: Callable[[Entry], bool]) -> Subscription:
+    def subscribe(self, visible: Callable[[Any], bool]) -> Subscription:
         subscription = Subscription(self, visible)
         self._subscribers.add(subscription)
         return subscription
@@ -190,6 +253,21 @@ class Bus:
             assert entry is not None and entry.pos == p
             out.append(entry)
         return out
+
+    def runs_after(self, pos: int) -> list[Run] | None:
+        """`entries_after(pos)` cut into runs, made once for all the subscribers at `pos`; None
+        when the ring no longer holds them."""
+        cached = self._runs.get(pos)
+        if cached is not None and cached[0] == self.head:
+            return cached[1]
+        entries = self.entries_after(pos)
+        if entries is None:
+            return None
+        runs = make_runs(entries, self.classify)
+        if len(self._runs) > 64:  # subscribers wake at a handful of positions; forget old ones
+            self._runs = {p: v for p, v in self._runs.items() if v[0] == self.head}
+        self._runs[pos] = (self.head, runs)
+        return runs
 
     def tick(self) -> None:
         """Heartbeat: wake every idle subscriber so it can prove the connection is alive."""

@@ -223,6 +223,15 @@ class Access:
         return visible
 
 
+def event_class(event_type: str) -> str:
+    """An event type's visibility class: the EVENT_SCOPES prefix it falls under, or "" (events of
+    one organisation, channel and class are visible to the same subscribers)."""
+    for prefix, _ in EVENT_SCOPES:
+        if event_type.startswith(prefix):
+            return prefix
+    return ""
+
+
 def type_allowed(principal: Principal, event_type: str) -> bool:
     for prefix, needed in EVENT_SCOPES:
         if event_type.startswith(prefix) and needed not in principal.scopes:

@@ -1,4 +1,4 @@
-"""The bus: encode once, fan out by cursor, cut the laggard."""
+"""The bus: encode once, fan out by cursor in shared runs, cut the laggard."""
 
 from __future__ import annotations
 
@@ -6,26 +6,30 @@ import asyncio
 
 import pytest
 
-from spacechat_plugin.bus import Bus, Lagged
-from spacechat_plugin.events import Event, SystemHealthChanged
+from spacechat_plugin.bus import Bus, Lagged, trim
+from spacechat_plugin.events import Event, MessageStreamDelta, SystemHealthChanged, TaskCreated
 
 pytestmark = pytest.mark.asyncio
 
 
-def event(seq: int) -> Event:
-    return Event(SystemHealthChanged(component=f"c{seq}", status="ok"), org_id="org_a", seq=seq)
+def event(seq: int, channel: str | None = None) -> Event:
+    return Event(SystemHealthChanged(component=f"c{seq}", status="ok"), org_id="org_a", channel_id=channel, seq=seq)
+
+
+def seqs(runs: list) -> list[int | None]:  # type: ignore[type-arg]
+    return [entry.seq for run in runs for entry in run.entries]
 
 
 async def test_every_subscriber_gets_every_visible_event_in_order() -> None:
     bus = Bus(ring_size=64, max_lag=32)
-    everyone = bus.subscribe(lambda entry: True)
-    nobody = bus.subscribe(lambda entry: False)
+    everyone = bus.subscribe(lambda item: True)
+    nobody = bus.subscribe(lambda item: False)
     bus.publish([event(1), event(2)])
     bus.publish([event(3)])
     got = await everyone.next()
-    assert [entry.seq for entry in got] == [1, 2, 3]
-    assert got[0].sse.startswith(b"id: 1\ndata: {")
-    assert got[0].json is bus.entries_after(0)[0].json  # type: ignore[index]
+    assert seqs(got) == [1, 2, 3]
+    assert got[0].sse.startswith(b"id: 1\ndata: {") and got[0].sse.count(b"\n\n") == 3
+    assert got[0].entries[0].json is bus.entries_after(0)[0].json  # type: ignore[index]
     waiting = asyncio.create_task(nobody.next())
     await asyncio.sleep(0.01)
     assert not waiting.done(), "invisible events do not wake a subscriber with nothing to send"
@@ -33,21 +37,43 @@ async def test_every_subscriber_gets_every_visible_event_in_order() -> None:
     assert await waiting == []
 
 
+async def test_runs_split_by_channel_and_class_and_are_shared() -> None:
+    bus = Bus(ring_size=64, max_lag=32, classify=lambda kind: "task." if kind.startswith("task.") else "")
+    first = bus.subscribe(lambda item: True)
+    second = bus.subscribe(lambda item: True)
+    delta = Event(MessageStreamDelta(message_id="m", offset=0, text="hi"), org_id="org_a", channel_id="a")
+    task = Event(TaskCreated(task={}), org_id="org_a", channel_id="a", seq=4)
+    bus.publish([event(1, "a"), event(2, "a"), delta, event(3, "b"), task])
+    runs = await first.next()
+    assert [(run.channel_id, run.event_type, len(run.entries)) for run in runs] == [
+        ("a", "", 3),
+        ("b", "", 1),
+        ("a", "task.", 1),
+    ]
+    assert runs[0].first_seq == 1 and runs[0].last_seq == 2, "live-only deltas have no seq"
+    shared = await second.next()
+    assert all(mine is theirs for mine, theirs in zip(shared, runs, strict=True)), (
+        "subscribers woken by the same publish share one view"
+    )
+    assert seqs([trim(runs[0], 1)]) == [2, None]  # type: ignore[list-item]
+    assert trim(runs[1], 3) is None
+
+
 async def test_a_subscriber_too_far_behind_is_cut() -> None:
     bus = Bus(ring_size=16, max_lag=5)
-    slow = bus.subscribe(lambda entry: True)
-    fast = bus.subscribe(lambda entry: True)
+    slow = bus.subscribe(lambda item: True)
+    fast = bus.subscribe(lambda item: True)
     for seq in range(1, 4):
         bus.publish([event(seq)])
-        assert [e.seq for e in await fast.next()] == [seq]
+        assert seqs(await fast.next()) == [seq]
     bus.publish([event(4), event(5)])
     assert not slow.lagged
-    assert len(await fast.next()) == 2
+    assert len(seqs(await fast.next())) == 2
     bus.publish([event(6)])
     assert slow.lagged and bus.lagged_total == 1
     with pytest.raises(Lagged):
         await slow.next()
-    assert [e.seq for e in await fast.next()] == [6]
+    assert seqs(await fast.next()) == [6]
 
 
 async def test_events_must_arrive_in_seq_order() -> None:

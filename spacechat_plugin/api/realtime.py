@@ -25,7 +25,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from ..bus import Entry, Lagged, control_frame, encode_entry
+from ..bus import Entry, Lagged, Run, control_frame, encode_entry, trim
 from ..errors import BadRequest, SpacechatError
 from ..events import now_rfc3339
 from ..permissions import Principal, check
@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 
 class Sink(Protocol):
     async def events(self, items: Sequence[Entry]) -> None: ...
+    async def runs(self, runs: Sequence[Run]) -> None: ...
     async def control(self, name: str, data: dict[str, Any], seq: int | None = None) -> None: ...
 
 
@@ -87,21 +88,23 @@ async def run_stream(app: Spacechat, who: Principal, after: int | None, sink: Si
     try:
         while True:
             try:
-                entries = await subscription.next()
+                runs = await subscription.next()
             except Lagged:
                 await sink.control("lagged", {"resume_after": sent})
                 return
             if subscription.closed:
                 return
-            if not entries:
+            if not runs:
                 await sink.control("heartbeat", {"ts": now_rfc3339()})
                 continue
-            fresh = [entry for entry in entries if entry.seq is None or entry.seq > sent]
-            if fresh:
-                await sink.events(fresh)
-                newest = max((entry.seq for entry in fresh if entry.seq is not None), default=None)
-                if newest is not None:
-                    sent = newest
+            if runs[0].first_seq is not None and runs[0].first_seq <= sent:  # the seam after a replay
+                runs = [kept for run in runs if (kept := trim(run, sent)) is not None]
+            if runs:
+                await sink.runs(runs)
+                for run in reversed(runs):
+                    if run.last_seq is not None:
+                        sent = run.last_seq
+                        break
     finally:
         app.unsubscribe(who, subscription)
 
@@ -126,6 +129,9 @@ class SSESink:
     async def events(self, items: Sequence[Entry]) -> None:
         if items:
             await self._write(b"".join([item.sse for item in items]))
+
+    async def runs(self, runs: Sequence[Run]) -> None:
+        await self._write(runs[0].sse if len(runs) == 1 else b"".join([run.sse for run in runs]))
 
     async def control(self, name: str, data: dict[str, Any], seq: int | None = None) -> None:
         await self._write(control_frame(name, data, seq=seq))
@@ -194,6 +200,10 @@ class WSSink:
     async def events(self, items: Sequence[Entry]) -> None:
         for item in items:
             await self.ws.send_text(item.text())
+
+    async def runs(self, runs: Sequence[Run]) -> None:
+        for run in runs:
+            await self.events(run.entries)
 
     async def control(self, name: str, data: dict[str, Any], seq: int | None = None) -> None:
         await self.ws.send_text(orjson.dumps({"type": name, **data}).decode())
