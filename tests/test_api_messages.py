@@ -10,6 +10,8 @@ from typing import Any
 import httpx
 import pytest
 
+from spacechat_plugin.store.messages import _title
+
 from .support import Server
 
 pytestmark = pytest.mark.asyncio
@@ -338,3 +340,18 @@ async def test_history_around_a_message_for_deep_links(shared_server: Server) ->
         assert page["cursors"]["before"] is not None and page["cursors"]["after"] is not None
         both = await client.get(f"/v1/threads/{thread_id}/history", params={"around": 1, "after": 2})
         assert both.status_code == 400
+
+
+@pytest.mark.parametrize(
+    ("text", "title"),
+    [
+        ("Deploy **today**?\n```py\nprint(1)\n```", "Deploy today? print(1)"),
+        ("<script>alert('XSS1')</script>", "<script>alert('XSS1')</script>"),
+        ("# Heading\n> quoted *em* and snake_case_name", "Heading quoted em and snake_case_name"),
+        ("- [x] item with [link](http://x) and `code`", "item with link and code"),
+        ("2 * 3 * 4 and a>b", "2 * 3 * 4 and a>b"),
+        ("x" * 100, "x" * 79 + "…"),
+    ],
+)
+async def test_thread_titles_drop_markdown_marks_but_keep_literal_text(text: str, title: str) -> None:
+    assert _title(text) == title

@@ -86,13 +86,25 @@ def attachment_json(row: Any) -> dict[str, Any]:
     }
 
 
-_MARKUP = re.compile(r"(```[\w+-]*|\*\*|__|[*_`~>#])|\[([^\]]*)\]\([^)]*\)")
+_FENCE = re.compile(r"^\s*(```|~~~)[\w+-]*\s*$")
+_LINE_MARK = re.compile(r"^\s{0,3}(?:#{1,6}\s+|(?:>\s?)+|[-*+]\s+(?:\[[ xX]\]\s+)?|\d+[.)]\s+)")
+_LINK = re.compile(r"!?\[([^\]]*)\]\([^)]*\)")
+_STRONG = re.compile(r"(\*\*|__|~~)(\S(?:.*?\S)?)\1")
+_EMPHASIS = re.compile(r"(?<![\w*])([*_])(\S(?:.*?\S)?)\1(?![\w*])")
+_CODE = re.compile(r"`+([^`]*)`+")
 
 
 def _title(text: str) -> str:
-    """A thread's title: its first message as plain text (Markdown marks and link targets
-    dropped), on one line."""
-    plain = _MARKUP.sub(lambda m: m.group(2) or "", text)
+    """A thread's title: its first message as plain text, on one line.
+
+    Only real Markdown marks are dropped (fence lines, heading, quote and list markers at
+    the start of a line, emphasis pairs, code spans, link targets); anything else, such as
+    a literal ``<b>`` or a lone ``*``, is kept as written, since the UI shows it as text."""
+    lines = [_LINE_MARK.sub("", line) for line in text.splitlines() if not _FENCE.match(line)]
+    plain = _LINK.sub(r"\1", " ".join(lines))
+    plain = _CODE.sub(r"\1", plain)
+    plain = _STRONG.sub(r"\2", plain)
+    plain = _EMPHASIS.sub(r"\2", plain)
     line = " ".join(plain.split())
     return line if len(line) <= TITLE_CHARS else line[: TITLE_CHARS - 1] + "…"
 
