@@ -160,3 +160,48 @@ async def count_text(page: Page, text: str) -> int:
             text,
         )
     )
+
+
+# --- for the cards, tasks and operations tests (test_ui_cards.py, test_ui_ops.py) -----------------
+
+
+async def sign_in_person(context: BrowserContext, server: Server, person: Any) -> None:
+    """Sign the context in as an invited person (tests.support.invite)."""
+    await sign_in(context, server, person.user["email"], person.password)
+
+
+async def signed_in_page(browser: Browser, server: Server, person: Any = None, **options: Any) -> Watched:
+    """A fresh context signed in (as the owner, or `person`), with a watched page."""
+    context = await new_context(browser, **options)
+    if person is None:
+        await sign_in(context, server)
+    else:
+        await sign_in_person(context, server, person)
+    return await new_page(context)
+
+
+async def events_of(server: Server, after: int, event_type: str) -> list[dict[str, Any]]:
+    """The logged events of one type after `after` (read off the loop: a test's own fake model
+    may need it)."""
+    from .support import events_after
+
+    events = await asyncio.to_thread(events_after, server, after)
+    return [e for e in events if e["event_type"] == event_type]
+
+
+async def log_seq(server: Server) -> int:
+    """Where the event log stands now."""
+    async with server.client() as client:
+        return int((await client.get("/v1/me")).json()["seq"])
+
+
+async def wait_until_async(predicate: Any, timeout: float = TIMEOUT_MS / 1000, interval: float = 0.1) -> Any:
+    """Await an async predicate until it is truthy."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        value = await predicate()
+        if value:
+            return value
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(interval)

@@ -6,6 +6,8 @@ import * as state from "./state.js";
 import * as realtime from "./realtime.js";
 import { forgetAll } from "./store.js";
 import { clearForSignOut, forgetStored } from "./outbox.js";
+import { resetOps } from "./ops.js";
+import { resetTasks } from "./tasks.js";
 
 export async function loadMe() {
   const me = await get("/v1/me", { quiet401: true });
@@ -107,7 +109,10 @@ export function endSession() {
   batch(() => {
     state.me.value = null;
     state.channels.value = new Map();
+    state.workers.value = new Map();
     state.booted.value = false;
+    resetOps();
+    resetTasks();
   });
 }
 

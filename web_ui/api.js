@@ -66,3 +66,25 @@ export async function request(method, path, { json, body, headers = {}, signal, 
 export const get = async (path, options) => (await request("GET", path, options)).data;
 export const post = async (path, json, options = {}) => (await request("POST", path, { ...options, json })).data;
 export const del = async (path, options) => (await request("DELETE", path, options)).data;
+export const patch = async (path, json, options = {}) => (await request("PATCH", path, { ...options, json })).data;
+
+/** A fresh Idempotency-Key (docs/api.md: 1-128 of letters, digits and . _ : ~ -). */
+export function newKey(prefix = "web") {
+  if (crypto.randomUUID) return `${prefix}-${crypto.randomUUID()}`;
+  return `${prefix}-` + Array.from(crypto.getRandomValues(new Uint8Array(16)), (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/** A POST that may be sent again with the same Idempotency-Key until the server has answered:
+ * a dropped connection or a 409 `idempotency_key_in_use` (the first try still in flight) is
+ * retried, so one act counts once however often it travels. */
+export async function postOnce(path, json, { key = newKey(), tries = 4 } = {}) {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await request("POST", path, { json, headers: { "Idempotency-Key": key } });
+    } catch (error) {
+      const again = error instanceof NetworkError || (error instanceof ApiError && error.code === "idempotency_key_in_use");
+      if (!again || attempt + 1 >= tries) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 400 * 2 ** attempt));
+    }
+  }
+}

@@ -1,13 +1,14 @@
 // Spacechat's web UI: boot, the layout, routes and global keys. Plain ES modules, no build step
 // (docs/ui.md); the libraries are vendored under vendor/ and imported through deps.js.
-import { render, useEffect, effect, HIGHLIGHT_CSS, HIGHLIGHT_DARK_CSS } from "./deps.js";
-import { NetworkError, whenUnauthorized } from "./api.js";
+import { render, useEffect, effect, HIGHLIGHT_CSS, HIGHLIGHT_DARK_CSS, UPLOT_CSS } from "./deps.js";
+import { NetworkError, whenUnauthorized, get } from "./api.js";
 import * as state from "./state.js";
 import * as realtime from "./realtime.js";
 import { threadModels, channelModels, threadModel, refetchMessage, openThread, loadThreads } from "./store.js";
 import { restore as restoreOutbox, flush as flushOutbox } from "./outbox.js";
 import { loadMe, loadStructure, refreshChannels, endSession, saveSnapshot, restoreSnapshot } from "./actions.js";
-import { parse, navigate, interceptLinks, channelPath } from "./router.js";
+import { parse, navigate, interceptLinks, channelPath, messagePath } from "./router.js";
+import { startOps } from "./ops.js";
 import { html, Icon, Spinner } from "./views/ui.js";
 import { warmUp } from "./markdown.js";
 import { Sidebar, ConnectionBadge } from "./views/sidebar.js";
@@ -16,6 +17,12 @@ import { ThreadView } from "./views/thread.js";
 import { SettingsView } from "./views/settings.js";
 import { SetupView, LoginView, InviteView } from "./views/auth.js";
 import { Dialogs, openDialog, openShortcuts } from "./views/dialogs.js";
+import { BoardView } from "./views/board.js";
+import { TaskView } from "./views/task.js";
+import { DashboardView } from "./views/dashboard.js";
+import { AgentView } from "./views/agent.js";
+import { IncidentsView } from "./views/incidents.js";
+import { AuditView } from "./views/admin.js";
 
 window.spacechat = { version: 1 }; // timings for the bench and tests (bench/ui.py)
 
@@ -79,6 +86,7 @@ async function boot() {
   mark("structure");
   saveSnapshot();
   state.booted.value = true;
+  startOps();
   restoreOutbox();
   if (offline) reopenFailed();
   if (state.route.value.name === "home") goHome();
@@ -147,7 +155,25 @@ function Main({ route }) {
     return html`<${ThreadView} key=${route.threadId} threadId=${route.threadId} messageId=${route.messageId} />`;
   }
   if (route.name === "settings") return html`<${SettingsView} />`;
+  if (route.name === "tasks") return html`<${BoardView} key=${route.teamId || ""} teamId=${route.teamId} />`;
+  if (route.name === "task") return html`<${TaskView} key=${route.taskId} taskId=${route.taskId} />`;
+  if (route.name === "dashboard") return html`<${DashboardView} />`;
+  if (route.name === "agent") return html`<${AgentView} key=${route.agentId} agentId=${route.agentId} />`;
+  if (route.name === "incidents") return html`<${IncidentsView} />`;
+  if (route.name === "audit") return html`<${AuditView} />`;
+  if (route.name === "message") return html`<${MessageRedirect} messageId=${route.messageId} />`;
   if (route.name === "notfound") return html`<section class="view"><p class="empty">There is nothing at this address.</p></section>`;
+  return html`<section class="view"><div class="loading-center"><${Spinner} /></div></section>`;
+}
+
+/** /m/<message id>: find the message's thread, then show it there. */
+function MessageRedirect({ messageId }) {
+  useEffect(() => {
+    get(`/v1/messages/${encodeURIComponent(messageId)}`).then(
+      ({ message }) => navigate(messagePath(message.thread_id, message.id), { replace: true }),
+      () => navigate("/not-found", { replace: true }),
+    );
+  }, [messageId]);
   return html`<section class="view"><div class="loading-center"><${Spinner} /></div></section>`;
 }
 
@@ -236,6 +262,7 @@ function addStylesheet(href, media) {
 }
 addStylesheet(HIGHLIGHT_CSS, "(prefers-color-scheme: light)");
 addStylesheet(HIGHLIGHT_DARK_CSS, "(prefers-color-scheme: dark)");
+addStylesheet(UPLOT_CSS, "all");
 
 effect(() => {
   const value = state.connection.value;

@@ -230,8 +230,10 @@ function apply(event) {
       const channelModel = channelModels.get(message.channel_id);
       if (channelModel && channelModel.noteMessage(message)) channelModel.bump();
       if (event.event_type === "message.created") noteUnread(event, message);
-      if (event.event_type !== "message.created" && message.author.kind === "agent") {
+      // A reply that ended ends its turn's activity (a card the agent updates does not).
+      if ((event.event_type === "message.completed" || event.event_type === "message.failed") && message.author.kind === "agent") {
         state.setActivity(message.thread_id, null);
+        state.clearWorkers(message.thread_id);
       }
       break;
     }
@@ -281,10 +283,25 @@ function apply(event) {
       if (current) state.setActivity(event.thread_id, { ...current, tool: null });
       break;
     }
+    case "worker.started":
+      state.setWorker(event.thread_id, p.worker_id, { agent_id: p.agent_id, state: "running", status: "", task: p.task });
+      break;
+    case "worker.status":
+      state.setWorker(event.thread_id, p.worker_id, { agent_id: p.agent_id, state: p.state, status: p.status || "" });
+      break;
+    case "worker.completed":
+      state.setWorker(event.thread_id, p.worker_id, null);
+      break;
     default:
       break;
   }
-  for (const listener of listeners) listener(event);
+  for (const listener of listeners) {
+    try {
+      listener(event);
+    } catch (error) {
+      console.error("realtime: a listener failed on", event.event_type, error);
+    }
+  }
 }
 
 function noteUnread(event, message) {

@@ -4,6 +4,9 @@
 //   /c/<channel id>                         a channel: its threads
 //   /t/<thread id>                          a thread
 //   /t/<thread id>/m/<message id>           a message in its thread (deep link)
+//   /m/<message id>                         a message, wherever it is (resolved to the above)
+//   /tasks?team=<team id>   /tasks/<id>     a team's task board; a task
+//   /dashboard   /agents/<id>   /incidents   /audit      observability and operations
 import { route } from "./state.js";
 
 export function parse(location) {
@@ -25,6 +28,19 @@ export function parse(location) {
     case "t":
       if (!parts[1]) return { name: "home" };
       return { name: "thread", threadId: parts[1], messageId: parts[2] === "m" ? parts[3] || null : null };
+    case "m":
+      return parts[1] ? { name: "message", messageId: parts[1] } : { name: "notfound" };
+    case "tasks":
+      if (parts[1]) return { name: "task", taskId: parts[1] };
+      return { name: "tasks", teamId: new URLSearchParams(location.search).get("team") || null };
+    case "dashboard":
+      return { name: "dashboard" };
+    case "agents":
+      return parts[1] ? { name: "agent", agentId: parts[1] } : { name: "dashboard" };
+    case "incidents":
+      return { name: "incidents" };
+    case "audit":
+      return { name: "audit" };
     default:
       return { name: "notfound" };
   }
@@ -41,6 +57,10 @@ export const channelPath = (id) => `/c/${encodeURIComponent(id)}`;
 export const threadPath = (id) => `/t/${encodeURIComponent(id)}`;
 export const messagePath = (threadId, messageId) =>
   `/t/${encodeURIComponent(threadId)}/m/${encodeURIComponent(messageId)}`;
+export const anyMessagePath = (messageId) => `/m/${encodeURIComponent(messageId)}`;
+export const tasksPath = (teamId) => (teamId ? `/tasks?team=${encodeURIComponent(teamId)}` : "/tasks");
+export const taskPath = (id) => `/tasks/${encodeURIComponent(id)}`;
+export const agentPath = (id) => `/agents/${encodeURIComponent(id)}`;
 
 /** Same-origin links navigate in the page (no reload); others behave as usual. */
 export function interceptLinks(root) {

@@ -12,6 +12,7 @@ export const agents = signal([]);
 export const route = signal({ name: "loading" });
 export const connection = signal("connecting"); // connecting | connected | reconnecting | offline
 export const activity = signal(new Map()); // thread_id -> {agent_id, status, tool}
+export const workers = signal(new Map()); // thread_id -> Map(worker_id -> {agent_id, state, status, task})
 export const announcement = signal(""); // polite screen-reader announcements
 export const drawerOpen = signal(false); // the sidebar on narrow screens
 export const booted = signal(false);
@@ -61,4 +62,31 @@ export function setActivity(threadId, value) {
   if (value) next.set(threadId, value);
   else next.delete(threadId);
   activity.value = next;
+}
+
+/** A worker's state in a thread (worker.* events); null removes it. */
+export function setWorker(threadId, workerId, value) {
+  if (!threadId) return;
+  const next = new Map(workers.value);
+  const inThread = new Map(next.get(threadId) || []);
+  if (value) inThread.set(workerId, { ...(inThread.get(workerId) || {}), ...value });
+  else inThread.delete(workerId);
+  if (inThread.size) next.set(threadId, inThread);
+  else next.delete(threadId);
+  workers.value = next;
+}
+
+export function clearWorkers(threadId) {
+  if (!workers.value.has(threadId)) return;
+  const next = new Map(workers.value);
+  next.delete(threadId);
+  workers.value = next;
+}
+
+/** The first worker of a thread that waits for people (an approval, a question), if any. */
+export function waitingWorker(threadId) {
+  const inThread = workers.value.get(threadId);
+  if (!inThread) return null;
+  for (const worker of inThread.values()) if (worker.state === "waiting_for_input") return worker;
+  return null;
 }

@@ -11,6 +11,8 @@ self.VENDOR_FILES = [
   "/vendor/preact-11.2.0/preact.mjs",
   "/vendor/signals-2.11.4/signals.mjs",
   "/vendor/signals-core-1.14.5/signals-core.mjs",
+  "/vendor/uplot-1.6.32/uPlot.esm.js",
+  "/vendor/uplot-1.6.32/uPlot.min.css",
   "/vendor/virtual-core-3.19.11/index.js",
   "/vendor/virtual-core-3.19.11/ios-gesture.js",
   "/vendor/virtual-core-3.19.11/lazy-measurements.js",

@@ -10,6 +10,7 @@ import { useVirtualizer } from "../virtual.js";
 import { memo } from "./message.js";
 import { Composer } from "./composer.js";
 import { focusRow } from "./feed.js";
+import { MetricsToggle, ChannelMetrics, metricsOpen } from "./metrics.js";
 import { html, Icon, Spinner, ErrorNote, shortTime } from "./ui.js";
 
 const ROW = 68;
@@ -128,8 +129,10 @@ export function ChannelView({ channelId }) {
         <${Icon} name=${channel.private ? "lock" : "hash"} label=${channel.private ? "private channel" : null} />
         ${channel.name}
       </h1>
+      <${MetricsToggle} controls="channel-metrics" />
       ${channel.topic && html`<p class="topic">${channel.topic}</p>`}
     </header>
+    ${metricsOpen.value && html`<${ChannelMetrics} id="channel-metrics" channelId=${channel.id} />`}
     <${ErrorNote} error=${model.error} onRetry=${() => loadThreads(model)} />
     <div class="scroller" ref=${scroller} role="feed" aria-busy=${model.loading ? "true" : "false"}
       aria-label=${"Threads in #" + channel.name} onKeyDown=${keys}>

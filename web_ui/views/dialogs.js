@@ -1,27 +1,90 @@
 // Dialogs on the native <dialog> element (focus is trapped and Escape closes it): creating a
-// channel, and the keyboard shortcuts.
+// channel, the keyboard shortcuts, and `ask()`: a confirmation (a card button's `confirm`) or a
+// question with a typed answer (an operation's reason).
 import { signal, useRef, useEffect, useState } from "../deps.js";
 import { createChannel } from "../actions.js";
+import { render as renderMarkdown } from "../markdown.js";
 import { channelPath, navigate } from "../router.js";
 import { CATEGORIES } from "../state.js";
 import { html } from "./ui.js";
 
-export const openDialog = signal(null); // "create-channel" | "shortcuts" | null
+export const openDialog = signal(null); // "create-channel" | "shortcuts" | "ask" | null
+const asking = signal(null); // {id, title, text, confirmLabel, denyLabel, danger, input, resolve, opener}
+let asked = 0;
 
 export const openCreateChannel = () => (openDialog.value = "create-channel");
 export const openShortcuts = () => (openDialog.value = "shortcuts");
 
-function Dialog({ name, title, children }) {
+/** Ask the person: resolves true (confirmed), the typed answer (with `input`), or null
+ * (cancelled, Escape). `text` is Markdown; `input` is {label, minLength, placeholder}. */
+export function ask(options) {
+  return new Promise((resolve) => {
+    if (asking.value) asking.value.resolve(null);
+    asking.value = { ...options, id: ++asked, resolve, opener: document.activeElement };
+    openDialog.value = "ask";
+  });
+}
+
+function Dialog({ name, title, children, onClose }) {
   const ref = useRef(null);
   useEffect(() => {
     const dialog = ref.current;
     if (dialog && !dialog.open) dialog.showModal();
     return () => dialog && dialog.open && dialog.close();
   }, []);
-  return html`<dialog ref=${ref} class="dialog" aria-labelledby=${name + "-title"} onClose=${() => (openDialog.value = null)}>
+  function closed() {
+    if (onClose) onClose();
+    if (openDialog.value === name) openDialog.value = null;
+  }
+  return html`<dialog ref=${ref} class="dialog" aria-labelledby=${name + "-title"} onClose=${closed}>
     <h2 id=${name + "-title"}>${title}</h2>
     ${children}
   </dialog>`;
+}
+
+function Ask() {
+  const request = asking.value;
+  const [answer, setAnswer] = useState("");
+  const [error, setError] = useState(null);
+  const input = request.input;
+  function finish(result) {
+    if (asking.value !== request) return;
+    asking.value = null;
+    if (openDialog.value === "ask") openDialog.value = null;
+    request.resolve(result);
+    const opener = request.opener;
+    if (opener && opener.isConnected && opener.focus) requestAnimationFrame(() => opener.focus());
+  }
+  function submit(event) {
+    event.preventDefault();
+    if (input) {
+      const text = answer.trim();
+      if (text.length < (input.minLength || 1)) {
+        setError(`Please write at least ${input.minLength || 1} characters.`);
+        return;
+      }
+      finish(text);
+    } else {
+      finish(true);
+    }
+  }
+  return html`<${Dialog} name="ask" title=${request.title} onClose=${() => finish(null)}>
+    <form class="form" onSubmit=${submit} noValidate>
+      ${request.text && html`<div class="md" dangerouslySetInnerHTML=${{ __html: renderMarkdown(request.text) }}></div>`}
+      ${input &&
+      html`<label>${input.label}
+        <textarea name="answer" rows="3" required minLength=${input.minLength || 1} maxLength=${input.maxLength || 1000}
+          placeholder=${input.placeholder || ""} value=${answer} autoFocus
+          aria-invalid=${error ? "true" : "false"} aria-describedby=${error ? "ask-error" : null}
+          onInput=${(e) => (setAnswer(e.currentTarget.value), setError(null))}></textarea>
+      </label>`}
+      ${error && html`<p class="form-error" id="ask-error" role="alert">${error}</p>`}
+      <div class="actions">
+        <button type="button" class="secondary" onClick=${() => finish(null)}>${request.denyLabel || "Cancel"}</button>
+        <button type="submit" class=${request.danger ? "danger" : ""} autoFocus=${!input}>${request.confirmLabel || "Confirm"}</button>
+      </div>
+    </form>
+  <//>`;
 }
 
 function CreateChannel() {
@@ -92,5 +155,6 @@ function Shortcuts() {
 export function Dialogs() {
   if (openDialog.value === "create-channel") return html`<${CreateChannel} />`;
   if (openDialog.value === "shortcuts") return html`<${Shortcuts} />`;
+  if (openDialog.value === "ask" && asking.value) return html`<${Ask} key=${asking.value.id} />`;
   return null;
 }

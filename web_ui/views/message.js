@@ -1,10 +1,12 @@
-// One message: author, time (a link to the message), sanitized Markdown, attachments, the state
-// of an agent's reply (streaming, completed, failed, interrupted) with Retry on failure, and the
-// state of one's own unsent message (sending, queued, failed) with Retry and Discard.
+// One message: author, time (a link to the message), sanitized Markdown, attachments, its card
+// (cards.js), the state of an agent's reply (working, waiting for people, streaming, completed,
+// failed, interrupted) with Retry on failure, and the state of one's own unsent message
+// (sending, queued, failed) with Retry and Discard.
 import { Component } from "../deps.js";
 import { render as renderMarkdown } from "../markdown.js";
 import { messagePath } from "../router.js";
 import { html, shortTime, fullTime, size, Icon } from "./ui.js";
+import { Blocks } from "./cards.js";
 
 /** A component that re-renders only when a prop changes (by identity). */
 export function memo(render) {
@@ -22,10 +24,11 @@ export function memo(render) {
 
 const FAILURE = { error: "failed", interrupted: "interrupted", cancelled: "cancelled" };
 
-function StateChip({ message }) {
+function StateChip({ message, waiting }) {
   if (message.author.kind !== "agent") return null;
   if (message.state === "created" || message.state === "streaming") {
-    return html`<span class="chip chip-streaming" data-chip="streaming">streaming</span>`;
+    if (waiting) return html`<span class="chip chip-waiting" data-chip="waiting">waiting</span>`;
+    return html`<span class="chip chip-streaming" data-chip="streaming">${message.text ? "streaming" : "working"}</span>`;
   }
   if (message.state === "failed") {
     const reason = FAILURE[message.failure_reason] || "failed";
@@ -63,18 +66,12 @@ function Attachments({ attachments }) {
   </ul>`;
 }
 
-/** Cards (message.blocks): their renderer belongs to the cards issue; this is its place. */
-function Blocks({ blocks }) {
-  if (!blocks || (Array.isArray(blocks) && !blocks.length)) return null;
-  return html`<div class="blocks" data-blocks=${Array.isArray(blocks) ? blocks.length : 1}></div>`;
-}
-
 function Body({ message }) {
   if (!message.text) return null;
   return html`<div class="body" dangerouslySetInnerHTML=${{ __html: renderMarkdown(message.text, message.format) }}></div>`;
 }
 
-export const MessageRow = memo(function MessageRow({ message, name, index, total, target, measure, start, onRetryReply }) {
+export const MessageRow = memo(function MessageRow({ message, name, index, total, target, measure, start, onRetryReply, waiting }) {
   const streaming = message.state === "created" || message.state === "streaming";
   const failed = message.state === "failed";
   const superseded = message.metadata && message.metadata.superseded_by_turn;
@@ -100,15 +97,19 @@ export const MessageRow = memo(function MessageRow({ message, name, index, total
       <a class="time" href=${messagePath(message.thread_id, message.id)} title=${fullTime(message.created_at)}>
         <time datetime=${message.created_at}>${shortTime(message.created_at)}</time>
       </a>
-      <${StateChip} message=${message} />
+      <${StateChip} message=${message} waiting=${waiting} />
     </header>
     ${message._reasoning &&
     message._reasoning.text &&
     html`<details class="reasoning"><summary>Reasoning</summary><p>${message._reasoning.text}</p></details>`}
     <${Body} message=${message} />
-    ${streaming && !message.text && html`<div class="body typing" aria-label="writing">…</div>`}
+    ${streaming &&
+    !message.text &&
+    (waiting
+      ? html`<div class="body typing waiting" data-waiting="true">Waiting: ${waiting}…</div>`
+      : html`<div class="body typing" aria-label="working">…</div>`)}
     <${Attachments} attachments=${message.attachments} />
-    <${Blocks} blocks=${message.blocks} />
+    <${Blocks} message=${message} />
     ${failed &&
     html`<div class="failure" role="note">
       <span>${message.failure_reason === "interrupted" ? "The reply was interrupted." : message.error || "The reply failed."}</span>

@@ -1,9 +1,11 @@
-// Settings: your devices (sessions) with sign-out per device, and for admins, invitation links.
+// Settings: your devices (sessions) with sign-out per device, your API tokens, the members and
+// their roles, and for admins, invitation links (admin.js has members and tokens).
 import { useState, useEffect } from "../deps.js";
 import * as state from "../state.js";
 import { listSessions, revokeSession, createInvitation, endSession } from "../actions.js";
 import { navigate } from "../router.js";
 import { html, fullTime, ErrorNote } from "./ui.js";
+import { Members, Tokens } from "./admin.js";
 
 function Devices() {
   const [sessions, setSessions] = useState(null);
@@ -97,6 +99,8 @@ export function SettingsView() {
         <p>${me.user.name} · ${me.user.email} · ${me.role}</p>
       </section>
       <${Devices} />
+      ${state.can("tokens:create") && html`<${Tokens} />`}
+      ${state.can("members:read") && html`<${Members} />`}
       ${state.can("members:manage") && html`<${Invitations} />`}
     </div>
   </section>`;

@@ -1,9 +1,12 @@
 // The sidebar: organisation, teams, and their channels grouped by category with unread counts and
-// private-channel markers; a filter (Ctrl+K); the signed-in person with Settings and Sign out.
+// private-channel markers; a filter (Ctrl+K); tasks, incidents (with the open count) and the
+// dashboard (with the instance's health) for those who may see them; the signed-in person with
+// Settings and Sign out.
 import { useState, useRef } from "../deps.js";
 import * as state from "../state.js";
-import { channelPath, navigate } from "../router.js";
+import { channelPath, navigate, tasksPath } from "../router.js";
 import { signOut } from "../actions.js";
+import { healthStatus, openIncidents } from "../ops.js";
 import { html, Icon } from "./ui.js";
 import { openCreateChannel } from "./dialogs.js";
 
@@ -95,6 +98,7 @@ export function Sidebar({ currentChannelId }) {
         <${Icon} name="plus" />
       </button>`}
     </div>
+    <${NavLinks} />
     <div class="sidebar-scroll">
       ${multipleTeams
         ? teams.map((team) => {
@@ -119,4 +123,48 @@ export function Sidebar({ currentChannelId }) {
       <button type="button" class="small secondary" onClick=${() => signOut().finally(() => navigate("/login", { replace: true }))}>Sign out</button>
     </div>
   </nav>`;
+}
+
+const HEALTH_LABEL = { ok: "all healthy", degraded: "degraded", down: "something is down" };
+
+function NavLinks() {
+  const route = state.route.value.name;
+  const close = () => (state.drawerOpen.value = false);
+  const link = (href, names, icon, label, extra = null, data = {}) => html`<li>
+    <a href=${href} class=${"nav-link" + (names.includes(route) ? " current" : "")}
+      aria-current=${names.includes(route) ? "page" : null} onClick=${close} ...${data}>
+      <${Icon} name=${icon} /><span class="channel-name">${label}</span>${extra}
+    </a>
+  </li>`;
+  const open = openIncidents.value;
+  const health = healthStatus.value;
+  const items = [];
+  if (state.can("tasks:read")) items.push(link(tasksPath(), ["tasks", "task"], "tasks", "Tasks"));
+  if (state.can("incidents:read")) {
+    items.push(
+      link(
+        "/incidents",
+        ["incidents"],
+        "alert",
+        "Incidents",
+        open ? html`<span class="badge" aria-label=${open + " open"}>${open}</span>` : null,
+        { "data-open-incidents": String(open) },
+      ),
+    );
+  }
+  if (state.can("diagnostics:read")) {
+    items.push(
+      link(
+        "/dashboard",
+        ["dashboard", "agent"],
+        "pulse",
+        "Dashboard",
+        health ? html`<span class=${"health-dot " + health} role="img" aria-label=${"Health: " + HEALTH_LABEL[health]}></span>` : null,
+        { "data-health": health || "unknown" },
+      ),
+    );
+  }
+  if (state.can("audit:read")) items.push(link("/audit", ["audit"], "list", "Audit log"));
+  if (!items.length) return null;
+  return html`<ul class="nav-links" aria-label="Views">${items}</ul>`;
 }

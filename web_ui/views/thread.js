@@ -6,12 +6,14 @@ import * as state from "../state.js";
 import { threadModel, openThread, loadOlder, loadNewer } from "../store.js";
 import { outbox, pendingFor, retry, discard } from "../outbox.js";
 import { markRead, retryReply } from "../actions.js";
+import { get } from "../api.js";
 import { channelPath } from "../router.js";
 import { useVirtualizer, useBatchedMeasure } from "../virtual.js";
 import { MessageRow, PendingRow } from "./message.js";
 import { Composer } from "./composer.js";
 import { html, Icon, Spinner, ErrorNote } from "./ui.js";
 import { focusRow } from "./feed.js";
+import { MetricsToggle, ThreadMetrics, metricsOpen } from "./metrics.js";
 
 const EDGE = 60; // rows from an end of what is loaded at which the next page is fetched (early: a fling is fast)
 
@@ -45,6 +47,24 @@ export function ThreadView({ threadId, messageId }) {
   }, [channel && channel.id, lastSeq, model.loaded]);
 
   const activity = state.activity.value.get(threadId);
+  const waiting = state.waitingWorker(threadId);
+
+  // Workers are followed from their events; a page opened while a reply is still under way
+  // asks the channel's metrics which of them work for this thread (one may wait for people).
+  const underWay = model.loaded && model.atLiveEnd && replyUnderWay(model.items);
+  useEffect(() => {
+    if (!underWay || !channel || state.workers.value.has(threadId)) return;
+    get(`/v1/channels/${encodeURIComponent(channel.id)}/metrics`).then(
+      (metrics) => {
+        for (const agent of metrics.agents) {
+          for (const w of agent.workers) {
+            if (w.thread_id === threadId) state.setWorker(threadId, w.worker_id, { agent_id: agent.id, state: w.state, status: "", task: w.task });
+          }
+        }
+      },
+      () => {},
+    );
+  }, [underWay, channel && channel.id]);
   const list = useRef(null);
   const title = model.thread ? model.thread.title : "";
 
@@ -61,18 +81,26 @@ export function ThreadView({ threadId, messageId }) {
         <${Icon} name="back" /><span class="back-label">#${channel.name}</span>
       </a>`}
       <h1 id="view-title" class="view-title">${title || "Thread"}</h1>
+      <${MetricsToggle} controls="thread-metrics" />
     </header>
+    ${metricsOpen.value && channel && html`<${ThreadMetrics} id="thread-metrics" threadId=${threadId} channelId=${channel.id} />`}
     <${ErrorNote} error=${model.error} onRetry=${() => openThread(model, { aroundMessageId: messageId })} />
     ${showList
       ? html`<${MessageList} key=${model.generation} model=${model} pending=${pending} title=${title} handle=${list} />`
       : html`<div class="scroller" role="feed" aria-busy="true" aria-label="Messages">
           ${model.loading && html`<div class="loading-center"><${Spinner} label="Loading the thread" /></div>`}
         </div>`}
-    <div class="activity" aria-live="polite" data-activity=${activity ? activity.status : "idle"}>
+    <div class="activity" aria-live="polite" data-activity=${waiting ? "waiting" : activity ? activity.status : "idle"}>
       ${activity &&
       html`<span class="dots" aria-hidden="true"></span>
         ${state.displayName({ kind: "agent", id: activity.agent_id })}
-        ${activity.tool ? ` is using ${activity.tool}…` : activity.status === "branching" ? " is thinking it over…" : " is thinking…"}`}
+        ${waiting
+          ? ` is waiting: ${waiting.status || "waiting for input"}…`
+          : activity.tool
+            ? ` is using ${activity.tool}…`
+            : activity.status === "branching"
+              ? " is thinking it over…"
+              : " is thinking…"}`}
     </div>
     ${channel &&
     html`<${Composer}
@@ -84,6 +112,15 @@ export function ThreadView({ threadId, messageId }) {
       autoFocus=${!messageId}
     />`}
   </section>`;
+}
+
+/** Whether an agent's reply among the newest messages is still being written. */
+function replyUnderWay(items) {
+  for (let i = items.length - 1; i >= Math.max(0, items.length - 50); i--) {
+    const m = items[i];
+    if (m.author.kind === "agent" && (m.state === "created" || m.state === "streaming")) return true;
+  }
+  return false;
 }
 
 async function retryAgent(message) {
@@ -169,6 +206,8 @@ function MessageList({ model, pending, title, handle }) {
 
   const me = state.me.value;
   const myName = me ? me.user.name : "";
+  const worker = state.waitingWorker(threadId);
+  const waiting = worker ? worker.status || "waiting for input" : null;
   const total = model.before === null && model.after === null ? count : -1;
 
   return html`<div
@@ -195,6 +234,7 @@ function MessageList({ model, pending, title, handle }) {
             target=${message.id === model.target}
             measure=${measure}
             onRetryReply=${retryAgent}
+            waiting=${waiting && message.author.kind === "agent" && (message.state === "created" || message.state === "streaming") ? waiting : null}
           />`;
         }
         const entry = pending[row.index - items.length];
@@ -216,7 +256,8 @@ function MessageList({ model, pending, title, handle }) {
 
 /** Arrow keys, j/k, Home and End move between messages (WAI-ARIA feed pattern). */
 export function feedKeys(event, virtualizer, count) {
-  if (event.target.closest("textarea, input, button, a, summary") && !event.target.matches("[role=article], article")) return;
+  // Keys in a control (a card's buttons, menus, forms and polls included) are the control's.
+  if (event.target.closest("textarea, input, select, button, a, summary, .blocks, .metrics") && !event.target.matches("[role=article], article")) return;
   const current = event.target.closest("[data-index]");
   let index = current ? Number(current.dataset.index) : -1;
   switch (event.key) {

@@ -1,7 +1,15 @@
 // Shared view helpers: the htm binding, time and size formatting, small icons.
 import { h, htm } from "../deps.js";
+import { render as renderMarkdown } from "../markdown.js";
 
 export const html = htm.bind(h);
+
+/** Sanitized Markdown (markdown.js) in a div, or a span when `inline`. */
+export function Markdown({ text, inline = false, className = "" }) {
+  if (!text) return null;
+  const tag = inline ? "span" : "div";
+  return html`<${tag} class=${"md " + className} dangerouslySetInnerHTML=${{ __html: renderMarkdown(text) }}><//>`;
+}
 
 // Formatters are made on first use (building one costs milliseconds) and what they produce is
 // kept: a scrolling list formats the same few timestamps again and again.
@@ -57,6 +65,11 @@ const PATHS = {
   bot: "M5 9h14v10H5zM12 5v4M9 14h.01M15 14h.01",
   retry: "M4 12a8 8 0 1 0 3-6.2M4 4v5h5",
   close: "M6 6l12 12M18 6L6 18",
+  chart: "M4 20V10M10 20V4M16 20v-7M22 20H2",
+  tasks: "M9 6h11M9 12h11M9 18h11M4 6l1 1 2-2M4 12l1 1 2-2M4 18l1 1 2-2",
+  alert: "M12 3l10 18H2zM12 10v4M12 17h.01",
+  pulse: "M2 12h4l3-8 4 16 3-8h6",
+  list: "M8 6h13M8 12h13M8 18h13M3 6h.01M3 12h.01M3 18h.01",
   gear: "M12 15a3 3 0 1 0 0-6 3 3 0 0 0 0 6zM19 12l2-1-2-4-2 .5-1.5-1.2L15 4h-4l-.5 2.3L9 7.5 7 7 5 11l2 1-.1 1.5L5 15l2 4 2-.5 1.5 1.2.5 2.3h4l.5-2.3 1.5-1.2 2 .5 2-4-2-1z",
 };
 
