@@ -86,6 +86,7 @@ def attachment_json(row: Any) -> dict[str, Any]:
     }
 
 
+_MARKISH = re.compile(r"[*_`~\[\n]|^\s*(?:[#>+-]|\d)")  # might hold a mark: take the slow path
 _FENCE = re.compile(r"^\s*(```|~~~)[\w+-]*\s*$")
 _LINE_MARK = re.compile(r"^\s{0,3}(?:#{1,6}\s+|(?:>\s?)+|[-*+]\s+(?:\[[ xX]\]\s+)?|\d+[.)]\s+)")
 _LINK = re.compile(r"!?\[([^\]]*)\]\([^)]*\)")
@@ -100,6 +101,9 @@ def _title(text: str) -> str:
     Only real Markdown marks are dropped (fence lines, heading, quote and list markers at
     the start of a line, emphasis pairs, code spans, link targets); anything else, such as
     a literal ``<b>`` or a lone ``*``, is kept as written, since the UI shows it as text."""
+    if not _MARKISH.search(text):
+        line = " ".join(text.split())
+        return line if len(line) <= TITLE_CHARS else line[: TITLE_CHARS - 1] + "…"
     lines = [_LINE_MARK.sub("", line) for line in text.splitlines() if not _FENCE.match(line)]
     plain = _LINK.sub(r"\1", " ".join(lines))
     plain = _CODE.sub(r"\1", plain)
