@@ -196,7 +196,19 @@ class Spacechat:
                 self.access.joined(event.payload.user_id, event.channel_id)  # type: ignore[attr-defined]
             elif kind == "member.removed" and event.channel_id:
                 self.access.left(event.payload.user_id, event.channel_id)  # type: ignore[attr-defined]
-        self.bus.publish(events)
+        self._publish_soon(events)
+
+    def _publish_soon(self, events: list[Event]) -> None:
+        """Fan out on the loop's next turn, after the tasks just answered by the commit have
+        run: a send's 201 does not wait for the fan-out (which may write to every subscriber's
+        socket at once). Every publish goes this way, so events keep their order."""
+        asyncio.get_running_loop().call_soon(self._publish, events)
+
+    def _publish(self, events: list[Event]) -> None:
+        try:
+            self.bus.publish(events)
+        except Exception:  # a broken subscriber must not stop the fan-out for everyone after
+            logger.exception("publishing events failed")
 
     def subscribe(self, who: Principal, visible: Any) -> Subscription:
         """A bus subscription registered under its credential and user, so ending access ends it."""
@@ -379,7 +391,7 @@ class Spacechat:
     async def publish_live(self, event: Event) -> None:
         """Fan out a live-only event (a stream delta): no log, no transaction."""
         assert event.live_only
-        self.bus.publish([event])
+        self._publish_soon([event])
 
 
 def _report(name: str, impl: Any, error: BaseException) -> None:

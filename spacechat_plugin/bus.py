@@ -7,6 +7,11 @@ work is what limits fan-out). Subscribers woken by the same publish share one vi
 new: its entries cut into runs of the same organisation, channel and visibility class, each run's
 frames joined once, so a subscriber's work is one check and one join per run, not per event.
 
+A subscriber that is caught up and idle, and whose stream can take bytes synchronously (an SSE
+response served by uvicorn: `Subscription.direct`), is written to from `publish` itself: no task
+wake, no trip through the ASGI send chain. One that cannot take them now (its transport is
+paused by back-pressure) is woken instead and goes the usual way, which waits for the socket.
+
 A subscriber more than `max_lag` entries behind the newest is cut: its stream ends with a `lagged`
 notice and the client resumes from the log, which has everything. The same happens to one whose
 cursor the ring has overwritten.
@@ -125,7 +130,7 @@ class Lagged(Exception):
 
 
 class Subscription:
-    __slots__ = ("_bus", "closed", "lagged", "pos", "visible", "waiter")
+    __slots__ = ("_bus", "closed", "direct", "lagged", "pos", "sent", "visible", "waiter")
 
     def __init__(self, bus: Bus, visible: Callable[[Any], bool]) -> None:
         self._bus = bus
@@ -134,6 +139,26 @@ class Subscription:
         self.waiter: asyncio.Future[None] | None = None
         self.lagged = False
         self.closed = False
+        # The seq of the newest event its stream has sent (kept by its owner, and by `publish`
+        # when it writes directly), so nothing a replay already sent is sent again.
+        self.sent = 0
+        # Writes bytes to the stream now, or answers False when it cannot (then the owner's
+        # task is woken to send them). Set by the owner once the stream is live.
+        self.direct: Callable[[bytes], bool] | None = None
+
+    def shown(self, runs: list[Run]) -> list[Run]:
+        """Of `runs`, what this subscriber may see and has not been sent."""
+        visible, sent = self.visible, self.sent
+        shown = [run for run in runs if visible(run)]
+        if shown and shown[0].first_seq is not None and shown[0].first_seq <= sent:  # the seam after a replay
+            shown = [kept for run in shown if (kept := trim(run, sent)) is not None]
+        return shown
+
+    def delivered(self, runs: list[Run]) -> None:
+        for run in reversed(runs):
+            if run.last_seq is not None:
+                self.sent = run.last_seq
+                return
 
     async def next(self) -> list[Run]:
         """The runs after this subscriber's cursor that it may see; waits for some. Returns an
@@ -239,8 +264,25 @@ class Bus:
                 subscription.lagged = True
                 self.lagged_total += 1
                 subscription.wake()
-            elif subscription.waiter is not None:
+            elif subscription.waiter is not None and (
+                subscription.direct is None or subscription.closed or not self._write_direct(subscription)
+            ):
                 subscription.wake()
+
+    def _write_direct(self, subscription: Subscription) -> bool:
+        """Deliver what is new to an idle subscriber's stream now; False to wake it instead."""
+        assert subscription.direct is not None
+        runs = self.runs_after(subscription.pos)
+        if runs is None:
+            return False
+        shown = subscription.shown(runs)
+        if shown:
+            body = shown[0].sse if len(shown) == 1 else b"".join([run.sse for run in shown])
+            if not subscription.direct(body):
+                return False
+            subscription.delivered(shown)
+        subscription.pos = self.head
+        return True
 
     def entries_after(self, pos: int) -> list[Entry] | None:
         """Entries after `pos` up to the head; None when the ring no longer holds them."""

@@ -83,3 +83,31 @@ async def test_events_must_arrive_in_seq_order() -> None:
         bus.publish([event(1)])
     with pytest.raises(AssertionError):
         bus.publish(["not an event"])  # type: ignore[list-item]
+
+
+async def test_an_idle_subscriber_with_a_direct_writer_is_written_to_without_waking() -> None:
+    bus = Bus(ring_size=64, max_lag=32)
+    written: list[bytes] = []
+    open_now = [True]
+
+    def write(body: bytes) -> bool:
+        if open_now[0]:
+            written.append(body)
+        return open_now[0]
+
+    sub = bus.subscribe(lambda item: item.channel_id != "secret")
+    sub.sent = 2  # a replay already sent seqs 1 and 2
+    sub.direct = write
+    waiting = asyncio.create_task(sub.next())
+    await asyncio.sleep(0)  # idle in next(): now publish may write directly
+    bus.publish([event(1), event(2), event(3), event(4, "secret")])
+    assert b"".join(written).count(b"\n\n") == 1 and written[0].startswith(b"id: 3\n"), (
+        "only what is visible and not already replayed is written"
+    )
+    assert sub.sent == 3 and sub.pos == bus.head
+    assert not waiting.done(), "a direct write does not wake the subscriber's task"
+
+    open_now[0] = False  # back-pressure: the stream cannot take bytes now
+    bus.publish([event(5)])
+    assert len(written) == 1
+    assert seqs(await waiting) == [5], "then the task is woken and sends them the usual way"

@@ -16,16 +16,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from ..bus import Entry, Lagged, Run, control_frame, encode_entry, trim
+from ..bus import Entry, Lagged, Run, control_frame, encode_entry
 from ..errors import BadRequest, SpacechatError
 from ..events import now_rfc3339
 from ..permissions import Principal, check
@@ -40,6 +40,7 @@ class Sink(Protocol):
     async def events(self, items: Sequence[Entry]) -> None: ...
     async def runs(self, runs: Sequence[Run]) -> None: ...
     async def control(self, name: str, data: dict[str, Any], seq: int | None = None) -> None: ...
+    def direct(self) -> Callable[[bytes], bool] | None: ...
 
 
 def resume_point(conn: HTTPConnection) -> int | None:
@@ -85,26 +86,24 @@ async def run_stream(app: Spacechat, who: Principal, after: int | None, sink: Si
         while more:  # what committed between the last page and subscribing
             sent, more = await replay(sent)
         await sink.control("ready", {"resume_after": sent})
+    subscription.sent = sent
+    subscription.direct = sink.direct()
     try:
         while True:
             try:
                 runs = await subscription.next()
             except Lagged:
-                await sink.control("lagged", {"resume_after": sent})
+                await sink.control("lagged", {"resume_after": subscription.sent})
                 return
             if subscription.closed:
                 return
             if not runs:
                 await sink.control("heartbeat", {"ts": now_rfc3339()})
                 continue
-            if runs[0].first_seq is not None and runs[0].first_seq <= sent:  # the seam after a replay
-                runs = [kept for run in runs if (kept := trim(run, sent)) is not None]
+            runs = subscription.shown(runs)
             if runs:
                 await sink.runs(runs)
-                for run in reversed(runs):
-                    if run.last_seq is not None:
-                        sent = run.last_seq
-                        break
+                subscription.delivered(runs)
     finally:
         app.unsubscribe(who, subscription)
 
@@ -112,11 +111,48 @@ async def run_stream(app: Spacechat, who: Principal, after: int | None, sink: Si
 # --- SSE -----------------------------------------------------------------------------------
 
 
-class SSESink:
-    __slots__ = ("_first", "send")
+# `spacechat serve` puts uvicorn's own `send` in the scope under this key (see
+# `expose_server_send`), so an event stream can write its frames without a trip through every
+# middleware's `send` wrapper. Served by another host, the key is absent and nothing changes.
+SERVER_SEND = "spacechat.server_send"
 
-    def __init__(self, send: Send) -> None:
+
+def expose_server_send(app: ASGIApp) -> ASGIApp:
+    async def with_server_send(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            scope[SERVER_SEND] = send
+        await app(scope, receive, send)
+
+    return with_server_send
+
+
+def chunk_writer(server_send: Any) -> Callable[[bytes], bool] | None:
+    """A synchronous writer of HTTP/1.1 chunks for a response already started on uvicorn's
+    httptools protocol, or None where that is not what serves it. It writes only while the
+    transport takes data (not paused by back-pressure) and the response is open; otherwise it
+    answers False and the caller sends the usual way, which waits for the socket."""
+    cycle = getattr(server_send, "__self__", None)
+    if cycle is None or type(cycle).__module__ != "uvicorn.protocols.http.httptools_impl":
+        return None
+    if not getattr(cycle, "chunked_encoding", False) or not getattr(cycle, "response_started", False):
+        return None
+    transport, flow = cycle.transport, cycle.flow
+
+    def write(body: bytes) -> bool:
+        if cycle.disconnected or cycle.response_complete or flow.write_paused:
+            return False
+        transport.write(b"%x\r\n%s\r\n" % (len(body), body))
+        return True
+
+    return write
+
+
+class SSESink:
+    __slots__ = ("_first", "_server_send", "send")
+
+    def __init__(self, send: Send, server_send: Any = None) -> None:
         self.send = send
+        self._server_send = server_send
         # Browsers reconnect after `retry` ms, sending Last-Event-ID; it rides on the first frame
         # so no client sees an event without data.
         self._first = b"retry: 1000\n"
@@ -136,6 +172,9 @@ class SSESink:
     async def control(self, name: str, data: dict[str, Any], seq: int | None = None) -> None:
         await self._write(control_frame(name, data, seq=seq))
 
+    def direct(self) -> Callable[[bytes], bool] | None:
+        return None if self._first else chunk_writer(self._server_send)
+
 
 class EventStreamResponse(Response):
     """A text/event-stream that writes pre-encoded frames and ends when the client leaves."""
@@ -153,7 +192,8 @@ class EventStreamResponse(Response):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
-        stream = asyncio.ensure_future(run_stream(self.app, self.who, self.after, SSESink(send)))
+        sink = SSESink(send, scope.get(SERVER_SEND))
+        stream = asyncio.ensure_future(run_stream(self.app, self.who, self.after, sink))
 
         async def watch_disconnect() -> None:
             while (await receive())["type"] != "http.disconnect":
@@ -207,6 +247,9 @@ class WSSink:
 
     async def control(self, name: str, data: dict[str, Any], seq: int | None = None) -> None:
         await self.ws.send_text(orjson.dumps({"type": name, **data}).decode())
+
+    def direct(self) -> Callable[[bytes], bool] | None:
+        return None
 
 
 async def ws(websocket: WebSocket) -> None:

@@ -14,6 +14,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
 from .. import __version__, hookspecs
+from ..api.realtime import expose_server_send
 
 log = logging.getLogger("spacechat.host.server")
 
@@ -66,7 +67,7 @@ class HostServer(uvicorn.Server):
 
 def uvicorn_config(app: Starlette, *, host: str, port: int, log_level: str) -> uvicorn.Config:
     return uvicorn.Config(
-        app,
+        expose_server_send(app),
         host=host,
         port=port,
         log_level=log_level,
