@@ -80,7 +80,8 @@ export function Tokens() {
   }, []);
   async function create(event) {
     event.preventDefault();
-    const form = new FormData(event.currentTarget);
+    const element = event.currentTarget; // null once the event is dispatched, so kept for after the await
+    const form = new FormData(element);
     const scopes = form.getAll("scope").map(String);
     const body = { name: String(form.get("name")).trim(), scopes };
     const days = Number(form.get("days"));
@@ -89,7 +90,7 @@ export function Tokens() {
     try {
       const made = await post("/v1/tokens", body);
       setSecret({ name: made.token.name, secret: made.secret });
-      event.currentTarget && event.currentTarget.reset && event.currentTarget.reset();
+      element.reset();
       load();
     } catch (failure) {
       setError(failure);
@@ -166,8 +167,13 @@ export function AuditView() {
     <header class="view-head">
       <h1 id="view-title" class="view-title">Audit log</h1>
       <form class="form inline" onSubmit=${(e) => (e.preventDefault(), load())}>
-        <label class="inline-select">Action starts with
-          <input value=${action} placeholder="e.g. ops." onInput=${(e) => setAction(e.currentTarget.value)} />
+        <label class="inline-select">Action
+          <input
+            value=${action}
+            placeholder="ops.retry, or ops. for all"
+            title="A full action name, or a prefix ending in a dot for every action under it"
+            onInput=${(e) => setAction(e.currentTarget.value)}
+          />
         </label>
         <button type="submit" class="small">Filter</button>
       </form>
@@ -176,6 +182,8 @@ export function AuditView() {
       <${ErrorNote} error=${error} onRetry=${() => load()} />
       ${entries === null
         ? !error && html`<p class="meta">Loading…</p>`
+        : entries.length === 0
+        ? html`<p class="meta empty">No entries match. A filter is a full action name (ops.retry) or a prefix ending in a dot (ops.).</p>`
         : html`<table class="data-table audit">
             <thead><tr><th scope="col">When</th><th scope="col">Who</th><th scope="col">Action</th><th scope="col">Target</th><th scope="col">Outcome</th><th scope="col">Details</th></tr></thead>
             <tbody>
