@@ -53,6 +53,40 @@ def test_tool_approval_holds_the_call_until_approved(hooked: Server) -> None:
     assert again.status_code == 409 and again.json()["error"]["code"] == "already_decided"
 
 
+def test_a_waiting_approval_does_not_hold_up_the_channels_other_threads(hooked: Server) -> None:
+    spacebot = hooked.channel_id("spacebot")
+    with httpx.Client(base_url=hooked.url, headers=hooked.auth) as client:
+        waiting = client.post(f"/v1/channels/{spacebot}/messages", json={"text": "restart billing"}).json()["thread"][
+            "id"
+        ]
+        card = approval_card(hooked, waiting)
+        # Another thread of the same channel is answered while the approval waits.
+        other = client.post(f"/v1/channels/{spacebot}/messages", json={"text": "hello there"}).json()["thread"]["id"]
+        answered = wait_for_message(
+            hooked, other, lambda m: m["author"]["kind"] == "agent" and m["state"] == "completed"
+        )
+        assert answered["text"]
+        # A follow-up in the waiting thread waits for that thread's turn to end: turns of one
+        # thread never overlap.
+        client.post(f"/v1/threads/{waiting}/messages", json={"text": "and then say hi"})
+        reply = wait_for_message(hooked, waiting, lambda m: m["author"]["kind"] == "agent" and not m["blocks"])
+        history = client.get(f"/v1/threads/{waiting}/history", params={"limit": 50}).json()["messages"]
+        agent_replies = [m for m in history if m["author"]["kind"] == "agent" and not m["blocks"]]
+        assert [m["id"] for m in agent_replies] == [reply["id"]], "no second turn while the first waits"
+        assert reply["state"] in ("created", "streaming")
+    assert click(hooked, hooked.auth, str(card["id"]), "tool.approve").status_code == 201
+    first = wait_for_message(hooked, waiting, lambda m: m["id"] == reply["id"] and m["state"] == "completed")
+    assert "restart of billing requested" in first["text"]
+    second = wait_for_message(
+        hooked,
+        waiting,
+        lambda m: (
+            m["author"]["kind"] == "agent" and not m["blocks"] and m["id"] != reply["id"] and m["state"] == "completed"
+        ),
+    )
+    assert second["seq"] > first["seq"], "the held follow-up ran after the approved turn"
+
+
 def test_tool_approval_deny_skips_the_call(hooked: Server) -> None:
     spacebot = hooked.channel_id("spacebot")
     with httpx.Client(base_url=hooked.url, headers=hooked.auth) as client:

@@ -68,6 +68,12 @@ class AgentChannel:
     last_turns: dict[str, TurnRecord] = field(default_factory=dict)
     current_turn: str | None = None
     task: asyncio.Task[None] | None = None
+    # Turns whose worker waits for people (an approval, an answer), by thread: they go on in the
+    # background while the loop serves other threads; new work for their thread is held until
+    # they end, so one thread's turns never overlap.
+    waiting: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+    held: dict[str, list[Work]] = field(default_factory=dict)
+    _parked: tuple[str, asyncio.Event] | None = None
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
 
     # -- the loop -----------------------------------------------------------------------------
@@ -81,10 +87,27 @@ class AgentChannel:
             with contextlib.suppress(asyncio.CancelledError):
                 await self.task
             self.task = None
+        for turn in list(self.waiting.values()):
+            turn.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await turn
+        self.waiting.clear()
 
     @property
     def queue_depth(self) -> int:
-        return len(self.pending) + len(self.retries)
+        return len(self.pending) + len(self.retries) + sum(len(work) for work in self.held.values())
+
+    def park(self, thread_id: str) -> None:
+        """A worker of the running turn waits for people: the loop may go on without it."""
+        if self._parked is not None and self._parked[0] == thread_id:
+            self._parked[1].set()
+
+    def _unparked(self, thread_id: str) -> None:
+        self.waiting.pop(thread_id, None)
+        held = self.held.pop(thread_id, [])
+        if held:
+            self.retries.extend(held)
+            self._wake.set()
 
     def enqueue(self, inbound: Inbound) -> None:
         self.pending.append(inbound)
@@ -115,7 +138,38 @@ class AgentChannel:
                 by_thread.setdefault(inbound.thread_id, []).append(inbound)
             work.extend(Work(group) for group in by_thread.values())
             for item in work:
-                await self.run_turn(item.inbound, turn_id=item.turn_id, approved_call=item.approved_call)
+                await self._run(item)
+
+    async def _run(self, item: Work) -> None:
+        """Run one turn until it ends, or until its worker waits for people (then it goes on in
+        the background, and work for its thread waits for it)."""
+        thread_id = item.inbound[0].thread_id
+        if thread_id in self.waiting:
+            self.held.setdefault(thread_id, []).append(item)
+            return
+        turn_id = item.turn_id or new_id("turn")
+        parked = asyncio.Event()
+        self._parked = (thread_id, parked)
+        self.current_turn = turn_id
+        turn = asyncio.create_task(
+            self.run_turn(item.inbound, turn_id=turn_id, approved_call=item.approved_call),
+            name=f"turn {turn_id}",
+        )
+        parking = asyncio.ensure_future(parked.wait())
+        try:
+            await asyncio.wait({turn, parking}, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            turn.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await turn
+            raise
+        finally:
+            parking.cancel()
+            self._parked = None
+            self.current_turn = None
+        if not turn.done():
+            self.waiting[thread_id] = turn
+            turn.add_done_callback(lambda _: self._unparked(thread_id))
 
     # -- a turn -------------------------------------------------------------------------------
 
@@ -130,7 +184,6 @@ class AgentChannel:
         record = TurnRecord(thread_id, inbound, turn_id)
         self.last_turns[thread_id] = record
         self.last_turns["*"] = record
-        self.current_turn = turn_id
         started = time.monotonic()
         base = {
             "agent_id": agent.id,
@@ -284,8 +337,6 @@ class AgentChannel:
                 retryable=False,
                 duration_ms=int((time.monotonic() - started) * 1000),
             )
-        finally:
-            self.current_turn = None
 
     async def _usage(self, usage: Usage, base: Mapping[str, Any], process_type: str, provider: str) -> None:
         await self.host.hooks.call(

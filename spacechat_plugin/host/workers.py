@@ -43,6 +43,7 @@ class Worker:
 
     def __init__(self, channel: AgentChannel, base: Mapping[str, Any], task: str, *, interactive: bool) -> None:
         self.host = channel.host
+        self.channel = channel
         self.base = base
         self.interactive = interactive
         self.info = WorkerInfo(
@@ -77,6 +78,7 @@ class Worker:
             return task.result()
         hooks = self.host.hooks
         self.info.state = "waiting_for_input"
+        self.channel.park(self.base["thread_id"])
         await hooks.call("spacebot_worker_status", **self.ids, state="waiting_for_input", status=status)
         await hooks.call("spacebot_worker_idle", **self.ids)
         try:
