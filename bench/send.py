@@ -220,7 +220,10 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=2, help="unmeasured seconds of load first (default 2)")
     parser.add_argument("--target", choices=["channel", "thread"], default="channel")
     parser.add_argument(
-        "--rate", type=float, default=0, help="open loop: messages/s offered by all senders together (default: closed loop)"
+        "--rate",
+        type=float,
+        default=0,
+        help="open loop: messages/s offered by all senders together (default: closed loop)",
     )
     parser.add_argument("--ring-size", type=int, default=200_000, help="realtime ring_size = max_lag (default 200000)")
     parser.add_argument("--runs", type=int, default=3)
