@@ -5,11 +5,13 @@ Routes are lists (STYLE.md 5); every endpoint asks permissions.check before acti
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
+from starlette.routing import BaseRoute, Mount, Route, Router, WebSocketRoute
+from starlette.types import Receive, Scope, Send
 
 from . import (
     admin,
@@ -112,12 +114,48 @@ V1_ROUTES: list[BaseRoute] = [
 ]
 
 
+class IndexedRouter(Router):
+    """A Router that matches a request only against the routes of its first path segment
+    (`/channels/...` against the `channels` routes), not against all of them in turn: the
+    linear scan was a tenth of the event loop's time under a send load. Matching within a group
+    is Starlette's own, so 404, 405 and the route order inside a group behave as before."""
+
+    def __init__(self, routes: Sequence[BaseRoute]) -> None:
+        super().__init__(routes=list(routes))
+        grouped: dict[str, list[BaseRoute]] = {}
+        for route in routes:
+            path = getattr(route, "path", "")
+            first = path.split("/", 2)[1] if path.startswith("/") else ""
+            assert first and "{" not in first, f"{path}: a route's first segment must be literal"
+            grouped.setdefault(first, []).append(route)
+        self._groups = {first: Router(routes=group) for first, group in grouped.items()}
+
+    async def app(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket"):
+            path = _route_path(scope)
+            group = self._groups.get(path.split("/", 2)[1] if path.startswith("/") else "")
+            if group is not None:
+                if "router" not in scope:
+                    scope["router"] = self
+                await group.app(scope, receive, send)
+                return
+        await super().app(scope, receive, send)
+
+
+def _route_path(scope: Scope) -> str:
+    """The path below the mount point (what Starlette's routes match against)."""
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    return path[len(root) :] if root and path.startswith(root) else path
+
+
 def build_api(app: Spacechat, routes: list[BaseRoute] = V1_ROUTES) -> Starlette:
     api = Starlette(
         routes=routes,
         middleware=[Middleware(RequestIdMiddleware)],
         exception_handlers=EXCEPTION_HANDLERS,
     )
+    api.router = IndexedRouter(routes)
     api.state.spacechat = app
     return api
 
