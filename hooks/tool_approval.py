@@ -101,7 +101,7 @@ async def spacebot_before_tool_call(
     return await _decided(card["id"], interaction)
 
 
-async def _decided(message_id: str, interaction: Mapping[str, Any]) -> Mapping[str, Any] | None:
+async def _decided(message_id: str, interaction: Mapping[str, Any]) -> Mapping[str, Any]:
     approved = interaction["action_id"] == "tool.approve"
     user = interaction["user"]
     who = user["name"] or user["id"]
@@ -109,7 +109,9 @@ async def _decided(message_id: str, interaction: Mapping[str, Any]) -> Mapping[s
         message_id, "decision", f"{'Approved' if approved else 'Denied'} by {who}", Actor(user["kind"], user["id"])
     )
     await _spacechat.delete_state(PLUGIN, message_id)
-    return None if approved else {"decision": "deny", "reason": f"{who} denied it"}
+    if approved:
+        return {"decision": "allow", "reason": f"{who} approved it"}
+    return {"decision": "deny", "reason": f"{who} denied it"}
 
 
 @hookimpl
@@ -123,7 +125,7 @@ async def spacechat_interaction_submitted(
     if pending is None:
         return None
     decision = await _decided(message["id"], interaction)
-    if decision is None:
+    if decision["decision"] == "allow":
         await spacechat.run_tool_call(
             pending["agent_id"],
             {

@@ -351,9 +351,11 @@ def spacebot_before_tool_call(
 ) -> Awaitable[Mapping[str, Any] | None] | Mapping[str, Any] | None:
     """*firstresult*. Called before every tool call, while the agent's turn waits.
 
-    Return None to let the call run, or `{"decision": "deny" | "skip", "reason": str}` to stop
-    it (the agent sees the reason as the tool's result). An awaitable may take as long as a
-    human decision takes: the worker is `waiting_for_input` meanwhile.
+    Return None to let the call run, `{"decision": "allow", "reason": str}` when people approved
+    it (the call runs, and the agent's own permission prompt for the tool is not asked again),
+    or `{"decision": "deny" | "skip", "reason": str}` to stop it (the agent sees the reason as
+    the tool's result). An awaitable may take as long as a human decision takes: the worker is
+    `waiting_for_input` meanwhile.
     """
 
 

@@ -87,6 +87,43 @@ def test_a_waiting_approval_does_not_hold_up_the_channels_other_threads(hooked: 
     assert second["seq"] > first["seq"], "the held follow-up ran after the approved turn"
 
 
+def test_an_approved_card_is_not_followed_by_the_agents_own_permission_prompt(tmp_path: Path) -> None:
+    # The same tool is sensitive for the tool-approval hook and in the agent's permission_tools:
+    # people approve it once.
+    config = toml_config(
+        """
+[[agents]]
+id = "spacebot"
+name = "Spacebot"
+provider = "scripted"
+channels = ["spacebot"]
+permission_tools = ["restart_service"]
+""",
+        top='hook_plugins = ["tool_approval"]',
+        hooks__tool_approval={"tools": ["restart_service"]},
+    )
+    server = Server(tmp_path / "data", config).start()
+    try:
+        spacebot = server.channel_id("spacebot")
+        with httpx.Client(base_url=server.url, headers=server.auth) as client:
+            thread_id = client.post(f"/v1/channels/{spacebot}/messages", json={"text": "restart billing"}).json()[
+                "thread"
+            ]["id"]
+            card = approval_card(server, thread_id)
+            assert click(server, server.auth, str(card["id"]), "tool.approve").status_code == 201
+            done = wait_for_message(
+                server,
+                thread_id,
+                lambda m: m["author"]["kind"] == "agent" and not m["blocks"] and m["state"] == "completed",
+            )
+            assert "restart of billing requested" in done["text"]
+            history = client.get(f"/v1/threads/{thread_id}/history", params={"limit": 50}).json()["messages"]
+            cards = [m for m in history if m["blocks"]]
+            assert [m["id"] for m in cards] == [card["id"]], "one approval, no second prompt"
+    finally:
+        server.stop()
+
+
 def test_tool_approval_deny_skips_the_call(hooked: Server) -> None:
     spacebot = hooked.channel_id("spacebot")
     with httpx.Client(base_url=hooked.url, headers=hooked.auth) as client:

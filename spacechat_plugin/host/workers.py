@@ -135,7 +135,8 @@ async def run_worker(
         if decision and decision.get("decision") in ("deny", "skip"):
             verb = "denied" if decision["decision"] == "deny" else "skipped"
             return await refuse(f"Tool {verb}: {decision.get('reason') or 'no reason given'}", "blocked")
-        if call.name in channel.agent.permission_tools and not preapproved:
+        approved = preapproved or bool(decision and decision.get("decision") == "allow")
+        if call.name in channel.agent.permission_tools and not approved:
             allowed = await worker.wait(
                 ask_permission(channel, worker, call), f"asking permission to run {call.name}", grace=0
             )
