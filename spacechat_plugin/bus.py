@@ -222,6 +222,8 @@ class Bus:
         self._subscribers: set[Subscription] = set()
         self.published = 0
         self.lagged_total = 0
+        self.direct_writes = 0  # deliveries written from publish itself
+        self.task_wakes = 0  # subscribers woken to deliver through their own task
 
     @property
     def subscriber_count(self) -> int:
@@ -267,6 +269,7 @@ class Bus:
             elif subscription.waiter is not None and (
                 subscription.direct is None or subscription.closed or not self._write_direct(subscription)
             ):
+                self.task_wakes += 1
                 subscription.wake()
 
     def _write_direct(self, subscription: Subscription) -> bool:
@@ -280,6 +283,7 @@ class Bus:
             body = shown[0].sse if len(shown) == 1 else b"".join([run.sse for run in shown])
             if not subscription.direct(body):
                 return False
+            self.direct_writes += 1
             subscription.delivered(shown)
         subscription.pos = self.head
         return True

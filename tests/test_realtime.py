@@ -303,3 +303,41 @@ async def test_slow_subscriber_is_cut_and_resumes_without_loss(tmp_path: Path) -
         assert seqs == sorted(set(seqs))
     finally:
         server.stop()
+
+
+async def test_live_events_are_written_by_the_fan_out_itself_exactly_once(tmp_path: Path) -> None:
+    """Under `spacechat serve` a caught-up SSE stream is written to straight from the fan-out
+    (no task wake); /metrics counts which path delivered. If a uvicorn upgrade took the fast
+    path away, streams would still work, and this test would say so."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    server = Server(tmp_path / "data", toml_config(runtime={"mode": "none"})).start()
+    try:
+        thread_id = await new_thread(server)
+        async with httpx.AsyncClient(base_url=server.url, headers=server.auth, timeout=20) as client:
+            async with aconnect_sse(client, "GET", "/v1/realtime/sse") as source:
+                events = source.aiter_sse()
+                async with asyncio.timeout(20):
+                    assert (await anext(events)).event == "ready"
+                    for i in range(20):
+                        posted = await client.post(f"/v1/threads/{thread_id}/messages", json={"text": f"live {i}"})
+                        assert posted.status_code == 201
+                    got: list[Any] = []
+                    async for event in events:
+                        if event.event == "message" and event.id:
+                            got.append(json.loads(event.data))
+                        if len(got) == 20:
+                            break
+            texts = [e["payload"]["message"]["text"] for e in got]
+            assert texts == [f"live {i}" for i in range(20)], "in order, each once"
+            metrics = (await client.get("/metrics")).text
+        deliveries = {
+            sample.labels["path"]: sample.value
+            for family in text_string_to_metric_families(metrics)
+            if family.name == "spacechat_realtime_deliveries"
+            for sample in family.samples
+            if sample.name.endswith("_total")
+        }
+        assert deliveries["direct"] >= 1, deliveries
+    finally:
+        server.stop()

@@ -84,7 +84,14 @@ async def metrics(request: Request) -> Response:
     subscribers.add_metric([], app.bus.subscriber_count)
     lagged = CounterMetricFamily("spacechat_realtime_lagged", "Streams cut for lagging since start")
     lagged.add_metric([], app.bus.lagged_total)
-    families += [events, subscribers, lagged]
+    deliveries = CounterMetricFamily(
+        "spacechat_realtime_deliveries",
+        "Writes of events to realtime streams since start: direct (from the fan-out itself) or by the stream's task",
+        labels=["path"],
+    )
+    deliveries.add_metric(["direct"], app.bus.direct_writes)
+    deliveries.add_metric(["task"], app.bus.task_wakes)
+    families += [events, subscribers, lagged, deliveries]
 
     queue = GaugeMetricFamily("spacechat_agent_queue_depth", "Turns waiting per agent", labels=["agent"])
     workers = GaugeMetricFamily(
