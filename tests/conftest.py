@@ -1,10 +1,12 @@
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from playwright.async_api import Browser
 
+from .browser import chromium
 from .support import Server, toml_config
 
 
@@ -22,3 +24,10 @@ def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     running = Server(tmp_path_factory.mktemp("shared") / "data", toml_config()).start()
     yield running
     running.stop()
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    """Debian's Chromium, headless, for the web UI tests (one per test; tests/browser.py)."""
+    async with chromium() as running:
+        yield running

@@ -14,6 +14,8 @@ from typing import Any
 
 from aiohttp import web
 
+from .support import toml_config
+
 REPLY = "Hello from the local model. It streams in pieces."
 
 
@@ -114,3 +116,29 @@ class FakeOpenAI:
         await response.write(b"data: [DONE]\n\n")
         await response.write_eof()
         return response
+
+
+def priced_agent_config(model: FakeOpenAI, extra: str = "", **sections: dict[str, Any]) -> str:
+    """A server config whose agent `llama` (in #spacebot) runs on this fake model, with a price
+    table for it; `extra` TOML and `sections` as `toml_config` takes them."""
+    return toml_config(
+        f"""
+[providers.local]
+kind = "openai"
+base_url = "{model.url}"
+
+[pricing."local-model"]
+input = 1.0
+output = 2.0
+cache_read = 0.5
+
+[[agents]]
+id = "llama"
+name = "Llama"
+provider = "local"
+model = "local-model-7b"
+channels = ["spacebot"]
+{extra}
+""",
+        **sections,
+    )

@@ -13,8 +13,8 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from .fake_openai import FakeOpenAI
-from .support import Person, Server, events_after, invite, toml_config, wait_for_message
+from .fake_openai import FakeOpenAI, priced_agent_config
+from .support import Person, Server, events_after, invite, wait_for_message
 
 pytestmark = pytest.mark.asyncio
 
@@ -29,30 +29,6 @@ async def model() -> AsyncIterator[FakeOpenAI]:
     fake = await FakeOpenAI().start()
     yield fake
     await fake.stop()
-
-
-def config(model: FakeOpenAI, extra: str = "", **sections: dict[str, Any]) -> str:
-    return toml_config(
-        f"""
-[providers.local]
-kind = "openai"
-base_url = "{model.url}"
-
-[pricing."local-model"]
-input = 1.0
-output = 2.0
-cache_read = 0.5
-
-[[agents]]
-id = "llama"
-name = "Llama"
-provider = "local"
-model = "local-model-7b"
-channels = ["spacebot"]
-{extra}
-""",
-        **sections,
-    )
 
 
 def ask(server: Server, text: str, thread_id: str | None = None, headers: dict[str, str] | None = None) -> str:
@@ -79,7 +55,7 @@ def _count(server: Server, thread_id: str, predicate: Any) -> int:
 
 
 async def test_usage_rolls_up_to_hand_computed_totals(tmp_path: Path, model: FakeOpenAI) -> None:
-    server = Server(tmp_path / "data", config(model)).start()
+    server = Server(tmp_path / "data", priced_agent_config(model)).start()
     try:
         first = ask(server, "hello")
         await asyncio.to_thread(replies, server, first, 1)
@@ -123,7 +99,7 @@ async def test_usage_rolls_up_to_hand_computed_totals(tmp_path: Path, model: Fak
 async def test_budget_warns_once_then_stops_with_a_clear_message(tmp_path: Path, model: FakeOpenAI) -> None:
     # The limit sits between two and three turns: warn after two, stop after three.
     budget = {"limit_usd": 2.5 * TURN_COST, "warn_at": 0.75, "hard_stop": True}
-    server = Server(tmp_path / "data", config(model, budgets__agents__llama=budget)).start()
+    server = Server(tmp_path / "data", priced_agent_config(model, budgets__agents__llama=budget)).start()
     try:
         thread_id = ask(server, "one")
         await asyncio.to_thread(replies, server, thread_id, 1)
@@ -156,7 +132,7 @@ async def test_budget_warns_once_then_stops_with_a_clear_message(tmp_path: Path,
 
 async def test_failure_drill(tmp_path: Path, model: FakeOpenAI) -> None:
     model.fail_with = 503
-    server = Server(tmp_path / "data", config(model)).start()
+    server = Server(tmp_path / "data", priced_agent_config(model)).start()
     try:
         operator = invite(server, server.token, "operator")
         seq = 0
@@ -203,7 +179,7 @@ def _people(server: Server) -> dict[str, Person]:
 
 
 async def test_every_operation_by_every_role(tmp_path: Path, model: FakeOpenAI) -> None:
-    server = Server(tmp_path / "data", config(model)).start()
+    server = Server(tmp_path / "data", priced_agent_config(model)).start()
     try:
         people = _people(server)
         thread_id = ask(server, "hi")
@@ -244,7 +220,7 @@ def audit_count(server: Server) -> int:
 
 
 async def test_two_person_rule(tmp_path: Path, model: FakeOpenAI) -> None:
-    server = Server(tmp_path / "data", config(model, ops={"require_second_approval": ["restart"]})).start()
+    server = Server(tmp_path / "data", priced_agent_config(model, ops={"require_second_approval": ["restart"]})).start()
     try:
         first = invite(server, server.token, "operator")
         second = invite(server, server.token, "operator")
@@ -324,7 +300,7 @@ async def test_incidents_move_through_their_states(shared_server: Server) -> Non
 
 
 async def test_metrics_parse_and_match_the_database(tmp_path: Path, model: FakeOpenAI) -> None:
-    server = Server(tmp_path / "data", config(model)).start()
+    server = Server(tmp_path / "data", priced_agent_config(model)).start()
     try:
         thread_id = ask(server, "count me")
         await asyncio.to_thread(replies, server, thread_id, 1)

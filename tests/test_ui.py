@@ -5,7 +5,6 @@ failed agent reply, and the shell's CSP-safe, vendored make-up. Each test runs i
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
@@ -15,7 +14,6 @@ from playwright.async_api import Browser, expect
 from .browser import (
     TIMEOUT_MS,
     WEB_UI,
-    chromium,
     count_text,
     free_port,
     new_context,
@@ -30,19 +28,6 @@ from .fake_openai import REPLY, FakeOpenAI
 from .support import Server, invite, toml_config
 
 pytestmark = pytest.mark.browser
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with chromium() as running:
-        yield running
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[Server]:
-    running = Server(tmp_path / "data", toml_config()).start()
-    yield running
-    running.stop()
 
 
 # --- setup -> owner -> channel -> post -> streamed agent reply ----------------------------------

@@ -7,7 +7,6 @@ its own `spacechat serve` (the `server` fixture of conftest.py) and its own brow
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -15,18 +14,12 @@ import httpx
 import pytest
 from playwright.async_api import Browser, expect
 
-from .browser import chromium, signed_in_page, wait_connected
+from .browser import signed_in_page, wait_connected
 from .support import Server, invite
 
 pytestmark = pytest.mark.browser
 
 VIEWPORT = {"width": 1400, "height": 1000}
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with chromium() as running:
-        yield running
 
 
 async def audit(server: Server, action: str) -> list[dict[str, Any]]:

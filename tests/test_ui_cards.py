@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,6 @@ from playwright.async_api import Browser, Page, expect
 
 from .browser import (
     TIMEOUT_MS,
-    chromium,
     events_of,
     free_port,
     log_seq,
@@ -35,12 +33,6 @@ TOOL_APPROVAL = toml_config(top='hook_plugins = ["tool_approval"]', hooks__tool_
 PNG = base64.b64decode(
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg=="
 )
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with chromium() as running:
-        yield running
 
 
 # --- tool approval, end to end ---------------------------------------------------------------------

@@ -5,8 +5,6 @@ counts and attachments. Each test runs its own `spacechat serve` and browser con
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -15,7 +13,6 @@ from playwright.async_api import Browser, expect
 
 from .browser import (
     WEB_UI,
-    chromium,
     new_context,
     new_page,
     open_thread,
@@ -24,22 +21,9 @@ from .browser import (
     wait_connected,
     wait_for_js,
 )
-from .support import Server, invite, toml_config
+from .support import Server, invite
 
 pytestmark = pytest.mark.browser
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with chromium() as running:
-        yield running
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[Server]:
-    running = Server(tmp_path / "data", toml_config()).start()
-    yield running
-    running.stop()
 
 
 # --- keyboard, screen readers, phones --------------------------------------------------------------

@@ -7,25 +7,17 @@ dashboard's usage chart, and the two-person rule's waiting operation. Each test 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from aiohttp import web
 from playwright.async_api import Browser, Page, expect
 
-from .browser import TIMEOUT_MS, chromium, signed_in_page, wait_connected, wait_for_js
-from .fake_openai import REPLY, FakeOpenAI
+from .browser import TIMEOUT_MS, signed_in_page, wait_connected, wait_for_js
+from .fake_openai import REPLY, FakeOpenAI, priced_agent_config
 from .support import Server, invite, toml_config
 
 pytestmark = pytest.mark.browser
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with chromium() as running:
-        yield running
 
 
 class PausingModel(FakeOpenAI):
@@ -39,29 +31,6 @@ class PausingModel(FakeOpenAI):
         if body["messages"][-1]["role"] == "tool":
             await asyncio.sleep(self.pause)
         return await super().completions(request)
-
-
-def config(model: FakeOpenAI, **sections: dict[str, Any]) -> str:
-    return toml_config(
-        f"""
-[providers.local]
-kind = "openai"
-base_url = "{model.url}"
-
-[pricing."local-model"]
-input = 1.0
-output = 2.0
-cache_read = 0.5
-
-[[agents]]
-id = "llama"
-name = "Llama"
-provider = "local"
-model = "local-model-7b"
-channels = ["spacebot"]
-""",
-        **sections,
-    )
 
 
 async def start_thread(page: Page, server: Server, text: str) -> None:
@@ -80,7 +49,7 @@ async def start_thread(page: Page, server: Server, text: str) -> None:
 async def test_failure_drill(tmp_path: Path, browser: Browser) -> None:
     model = await FakeOpenAI().start()
     model.fail_with = 503  # the provider's API is down
-    server = Server(tmp_path / "data", config(model)).start()
+    server = Server(tmp_path / "data", priced_agent_config(model)).start()
     try:
         operator = invite(server, server.token, "operator", name="Opal Operator")
         member = invite(server, server.token, "member", name="Mo Member")
@@ -201,7 +170,7 @@ WATCH_PANEL = """() => {
 
 async def test_metrics_add_up_during_a_stream_and_the_dashboard_charts_usage(tmp_path: Path, browser: Browser) -> None:
     model = await PausingModel().start()
-    server = Server(tmp_path / "data", config(model)).start()
+    server = Server(tmp_path / "data", priced_agent_config(model)).start()
     try:
         watched = await signed_in_page(browser, server, viewport={"width": 1400, "height": 1000})
         page = watched.page
