@@ -16,18 +16,18 @@ from typing import Any
 
 from starlette.requests import HTTPConnection
 
-from .activity import Activity
-from .auth import Authenticator, load_or_create_secret
-from .bus import Bus, Subscription
-from .cardservice import CardService
+from .agents.activity import Activity
+from .agents.replies import ReplyStreams
+from .cards.service import CardService
 from .config import ConfigError, Settings
 from .events import SYSTEM, Actor, Event, now_rfc3339
 from .hookspecs import HostAPI, call_hook, first_hook
-from .incidents import Incidents
-from .observability import Observability
-from .ops import Ops
-from .permissions import Access, Principal, event_class
-from .replies import ReplyStreams
+from .identity.auth import Authenticator, load_or_create_secret
+from .identity.permissions import Access, Principal, event_class
+from .operations.incidents import Incidents
+from .operations.observability import Observability
+from .operations.ops import Ops
+from .realtime.bus import Bus, Subscription
 from .resources import resource
 from .sdk import SpacechatAPI
 from .store import identity, tenancy

@@ -72,11 +72,11 @@ async def _serve(settings: Settings, raw: dict[str, Any]) -> None:
     pm = plugin_manager([plugin])
     host: Any
     if settings.runtime.mode == "bridge":
-        from .host.bridge import BridgeHost
+        from .host.bridge.host import BridgeHost
 
         host = BridgeHost(settings, pm, raw)
     else:
-        from .host.embedded import EmbeddedHost
+        from .host.embedded.host import EmbeddedHost
 
         host = EmbeddedHost(settings, pm, raw)
     await host.start()

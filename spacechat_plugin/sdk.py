@@ -9,7 +9,7 @@ import asyncio
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from .cardservice import check_card, initial_state
+from .cards.service import check_card, initial_state
 from .events import SYSTEM, Actor, now_rfc3339
 from .store import messages as message_store
 from .store import tasks as task_store

@@ -2,7 +2,7 @@
 
 Each test gets its own browser context (cookies, storage and service worker of its own). A page
 is watched for uncaught errors, console errors and CSP violations, which fail the test: the UI
-must run under the strict CSP that spacechat_plugin/webui.py sends.
+must run under the strict CSP that spacechat_plugin/api/webui.py sends.
 """
 
 from __future__ import annotations

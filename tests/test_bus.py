@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
-from spacechat_plugin.bus import Bus, Lagged, trim
 from spacechat_plugin.events import Event, MessageStreamDelta, SystemHealthChanged, TaskCreated
+from spacechat_plugin.realtime.bus import Bus, Lagged, trim
 
 pytestmark = pytest.mark.asyncio
 

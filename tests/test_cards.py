@@ -23,7 +23,16 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator
 
-from spacechat_plugin.cards import (
+from spacechat_plugin.cards.render import (
+    interaction_from_discord,
+    interaction_from_slack,
+    render_discord,
+    render_slack,
+    render_text,
+    to_mrkdwn,
+    to_plain,
+)
+from spacechat_plugin.cards.validate import (
     BLOCK_TYPES,
     CARD_VERSION,
     CardError,
@@ -34,15 +43,6 @@ from spacechat_plugin.cards import (
     schema_text,
     validate_card,
     validate_values,
-)
-from spacechat_plugin.cards_render import (
-    interaction_from_discord,
-    interaction_from_slack,
-    render_discord,
-    render_slack,
-    render_text,
-    to_mrkdwn,
-    to_plain,
 )
 
 ROOT = Path(__file__).resolve().parent.parent

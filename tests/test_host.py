@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from spacechat_plugin.config import load_settings
-from spacechat_plugin.host.embedded import EmbeddedHost
+from spacechat_plugin.host.embedded.host import EmbeddedHost
 from spacechat_plugin.host.server import plugin_manager
 
 from .hookrecorder import Recorder

@@ -19,7 +19,7 @@ from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect as ws_connect
 
 from spacechat_plugin.api import V1_ROUTES
-from spacechat_plugin.permissions import ROLE_SCOPES, ROLES
+from spacechat_plugin.identity.permissions import ROLE_SCOPES, ROLES
 
 from .support import PASSWORD, Person, Server, bot, invite, login, toml_config
 

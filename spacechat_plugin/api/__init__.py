@@ -162,7 +162,7 @@ def build_api(app: Spacechat, routes: list[BaseRoute] = V1_ROUTES) -> Starlette:
 
 def routes(app: Spacechat) -> list[BaseRoute]:
     """What the plugin mounts on the host's server: the API, then the web UI at the root."""
-    from ..webui import WebUI
+    from .webui import WebUI
 
     return [
         Mount("/v1", app=build_api(app)),

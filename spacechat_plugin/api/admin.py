@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ..errors import BadRequest, Conflict, Forbidden, NotFound
-from ..permissions import Principal, check
+from ..identity.permissions import Principal, check
 from ..store import audit, identity, tenancy
 from ..store.db import WriteTx
 from .channels import channel_or_404

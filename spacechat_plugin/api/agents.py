@@ -5,7 +5,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ..permissions import check
+from ..identity.permissions import check
 from .common import JSONResponse, operation, principal, spacechat
 
 

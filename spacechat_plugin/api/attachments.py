@@ -21,7 +21,7 @@ from starlette.responses import FileResponse, Response
 
 from ..errors import BadRequest, NotFound, PayloadTooLarge, UnsupportedMediaType
 from ..events import new_id
-from ..permissions import check
+from ..identity.permissions import check
 from ..store import messages as message_store
 from .common import JSONResponse, operation, principal, spacechat
 

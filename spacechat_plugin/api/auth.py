@@ -13,10 +13,10 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ..auth import client_address, hash_password, verify_password
 from ..errors import BadRequest, Gone, NotFound, Unauthorized
 from ..events import SYSTEM, Actor, now_rfc3339
-from ..permissions import public
+from ..identity.auth import client_address, hash_password, verify_password
+from ..identity.permissions import public
 from ..store import audit, identity
 from ..store.db import WriteTx, loads
 from ..store.tenancy import channel_json

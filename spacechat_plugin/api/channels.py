@@ -7,9 +7,9 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ..auth import client_address
 from ..errors import BadRequest, Conflict, NotFound
-from ..permissions import Principal, can_read_channel, check
+from ..identity.auth import client_address
+from ..identity.permissions import Principal, can_read_channel, check
 from ..store import audit, identity, tenancy
 from ..store import messages as message_store
 from ..store.db import WriteTx

@@ -23,7 +23,7 @@ from ..store.db import WriteTx
 
 if TYPE_CHECKING:
     from ..app import Spacechat
-    from ..permissions import Principal
+    from ..identity.permissions import Principal
 
 log = logging.getLogger("spacechat.api")
 
@@ -161,7 +161,7 @@ def audit_action(
     outcome: str = "ok",
 ) -> None:
     """Append an audit row for what `who` did in this request (same transaction as the act)."""
-    from ..auth import client_address
+    from ..identity.auth import client_address
 
     audit.append(
         tx,

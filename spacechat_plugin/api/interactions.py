@@ -16,9 +16,9 @@ import re
 from starlette.requests import Request
 from starlette.responses import Response
 
-from .. import cards_render
+from ..cards import render as cards_render
 from ..errors import BadRequest, NotFound
-from ..permissions import check
+from ..identity.permissions import check
 from ..store import messages as message_store
 from .common import JSONResponse, operation, principal, read_json, spacechat
 from .models import KEY_PATTERN, RelayedInteraction, SubmitInteraction

@@ -14,11 +14,11 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from .. import cards
-from ..auth import client_address
-from ..cardservice import check_card, initial_state
+from ..cards import validate as cards
+from ..cards.service import check_card, initial_state
 from ..errors import BadRequest, Conflict, NotFound
-from ..permissions import Principal, check
+from ..identity.auth import client_address
+from ..identity.permissions import Principal, check
 from ..store import audit
 from ..store import messages as message_store
 from ..store.db import WriteTx

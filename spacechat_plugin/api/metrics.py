@@ -11,7 +11,7 @@ from prometheus_client.registry import Collector
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ..permissions import check
+from ..identity.permissions import check
 from ..store import usage
 from .common import operation, principal, spacechat
 

@@ -13,9 +13,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ..errors import BadRequest, NotFound
-from ..permissions import check
-from ..store import incidents_query, usage
+from ..identity.permissions import check
+from ..store import incidents as incidents_query
 from ..store import messages as message_store
+from ..store import usage
 from .common import JSONResponse, operation, principal, spacechat, time_param
 
 

@@ -13,7 +13,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 
 from .. import __version__
-from ..permissions import public
+from ..identity.permissions import public
 from .common import JSONResponse, Operation, operation
 
 _PARAM = re.compile(r"{([a-z_]+)}")

@@ -7,11 +7,11 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
-from .. import incidents as incident_service
-from ..auth import client_address
 from ..errors import BadRequest, NotFound
-from ..ops import SCOPES
-from ..permissions import check
+from ..identity.auth import client_address
+from ..identity.permissions import check
+from ..operations import incidents as incident_service
+from ..operations.ops import SCOPES
 from .common import JSONResponse, operation, principal, query_int, read_json, spacechat
 from .models import CreateIncident, IncidentAction, OpsDecision, OpsRequest
 

@@ -10,9 +10,9 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ..auth import hash_password, verify_password
 from ..errors import BadRequest, Conflict, Forbidden, NotFound
-from ..permissions import ASSIGNABLE, ROLE_SCOPES, SCOPES, Principal, check
+from ..identity.auth import hash_password, verify_password
+from ..identity.permissions import ASSIGNABLE, ROLE_SCOPES, SCOPES, Principal, check
 from ..store import identity
 from ..store.db import WriteTx
 from .auth import require_good_password

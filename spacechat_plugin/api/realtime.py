@@ -25,10 +25,10 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from ..bus import Entry, Lagged, Run, control_frame, encode_entry
 from ..errors import BadRequest, SpacechatError
 from ..events import now_rfc3339
-from ..permissions import Principal, check
+from ..identity.permissions import Principal, check
+from ..realtime.bus import Entry, Lagged, Run, control_frame, encode_entry
 from ..store import log as event_log
 from .common import error_response, operation, principal, query_int, spacechat
 

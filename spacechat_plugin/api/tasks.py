@@ -12,9 +12,9 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ..auth import client_address
 from ..errors import BadRequest, NotFound
-from ..permissions import Principal, can_read_channel, check
+from ..identity.auth import client_address
+from ..identity.permissions import Principal, can_read_channel, check
 from ..store import identity, tenancy
 from ..store import tasks as task_store
 from ..store.db import WriteTx

@@ -15,8 +15,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..events import new_id
-from .hooks import HookRunner
+from ...events import new_id
+from ..hooks import HookRunner
 
 log = logging.getLogger("spacechat.host.bridge")
 

@@ -14,14 +14,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .cardservice import agent_card, initial_state
-from .events import AgentStatusChanged, Event, MessageStreamDelta, now_rfc3339
-from .store import messages as message_store
-from .store import usage as usage_store
-from .store.db import WriteTx
+from ..cards.service import agent_card, initial_state
+from ..events import AgentStatusChanged, Event, MessageStreamDelta, now_rfc3339
+from ..store import messages as message_store
+from ..store import usage as usage_store
+from ..store.db import WriteTx
 
 if TYPE_CHECKING:
-    from .app import Spacechat
+    from ..app import Spacechat
 
 log = logging.getLogger("spacechat.replies")
 

@@ -11,7 +11,7 @@ card: it truncates to the target's limits. docs/connectors.md has the table of w
 {"label", "by"}}}`; every part is optional.
 
 The encodings of acts inside these messages (Slack poll values, Discord custom_ids) live in
-cards.py with their decoding, `interaction_from_slack` and `interaction_from_discord`, which this
+cards/validate.py with their decoding, `interaction_from_slack` and `interaction_from_discord`, which this
 module re-exports for connectors.
 """
 
@@ -24,7 +24,7 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-from .cards import (
+from .validate import (
     DISCORD_CUSTOM_ID,
     SLACK_OPEN_ACTION,
     SLACK_VOTE_PREFIX,

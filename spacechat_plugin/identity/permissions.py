@@ -18,8 +18,8 @@ from collections.abc import Callable, Mapping, Set
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import Forbidden, NotFound
-from .events import Actor
+from ..errors import Forbidden, NotFound
+from ..events import Actor
 
 ROLES: tuple[str, ...] = ("owner", "admin", "operator", "member", "guest", "agent")
 

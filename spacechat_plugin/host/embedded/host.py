@@ -17,9 +17,9 @@ from typing import Any
 
 import pluggy
 
-from ..config import ProviderConfig, Settings
-from ..events import new_id, now_rfc3339
-from .hooks import HookRunner
+from ...config import ProviderConfig, Settings
+from ...events import new_id, now_rfc3339
+from ..hooks import HookRunner
 from .providers import Provider, ToolCall
 from .providers.openai import OpenAIProvider
 from .providers.scripted import ScriptedProvider

@@ -12,7 +12,7 @@ import re
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
-from ...events import new_id
+from ....events import new_id
 from . import Card, ProviderError, ProviderEvent, ReasoningDelta, TextDelta, ToolCall, ToolSpec, Usage
 
 _MATH = re.compile(r"(-?\d+(?:\.\d+)?(?:\s*[-+*/]\s*-?\d+(?:\.\d+)?)+)")

@@ -2,7 +2,7 @@
 
 Why a module of its own: these strict pydantic models are the single source for validating a card,
 for the JSON Schema published in docs/cards.schema.json and for checking what people send back, so
-the documented schema cannot drift from what the server enforces. `cards.py` is the API built on
+the documented schema cannot drift from what the server enforces. `validate.py` is the API built on
 them; docs/cards.md is the reference for card authors.
 
 Each model checks its shape (strict types, no unknown fields, lengths, patterns) through pydantic,

@@ -28,7 +28,7 @@ from typing import Any
 
 import orjson
 
-from .events import Event
+from ..events import Event
 
 
 @dataclass(slots=True)

@@ -33,14 +33,14 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from starlette.requests import HTTPConnection
 
-from .errors import Forbidden, TooManyRequests, Unauthorized
-from .events import Actor, now_rfc3339
+from ..errors import Forbidden, TooManyRequests, Unauthorized
+from ..events import Actor, now_rfc3339
+from ..store import identity
+from ..store.db import loads
 from .permissions import ROLE_SCOPES, Principal
-from .store import identity
-from .store.db import loads
 
 if TYPE_CHECKING:
-    from .app import Spacechat
+    from ..app import Spacechat
 
 SESSION_COOKIE = "spacechat_session"
 CSRF_HEADER = "x-csrf-token"

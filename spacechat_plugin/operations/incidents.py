@@ -13,9 +13,9 @@ import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from .cardservice import set_card_state
-from .errors import Conflict, NotFound
-from .events import (
+from ..cards.service import set_card_state
+from ..errors import Conflict, NotFound
+from ..events import (
     SYSTEM,
     Actor,
     Event,
@@ -27,12 +27,12 @@ from .events import (
     new_id,
     now_rfc3339,
 )
-from .store import audit
-from .store import messages as message_store
-from .store.db import Database, WriteTx, dumps, loads
+from ..store import audit
+from ..store import messages as message_store
+from ..store.db import Database, WriteTx, dumps, loads
 
 if TYPE_CHECKING:
-    from .app import Spacechat
+    from ..app import Spacechat
 
 log = logging.getLogger("spacechat.incidents")
 

@@ -15,7 +15,7 @@ from starlette.responses import FileResponse, Response
 from starlette.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
 
-from .resources import resource
+from ..resources import resource
 
 # Scripts and styles only from us; no inline script; images from us, data: and blob: (previews);
 # the API and the realtime stream on our own origin.

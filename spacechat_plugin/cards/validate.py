@@ -1,10 +1,10 @@
-"""Cards: what the server does with the block schema (cards_schema.py) when a card is posted,
+"""Cards: what the server does with the block schema (cards/schema.py) when a card is posted,
 when someone acts on it in Spacechat, and when the act comes from Slack or Discord.
 
 Why one API module: a card is validated when it is posted; every click, vote and form submission
 is then checked against the stored card (a declared action, allowed values; the caller checks
 `Target.scope`); and an act relayed from Slack or Discord is decoded into the same interaction
-shape first, with the encodings `cards_render.py` puts into those messages defined here, next to
+shape first, with the encodings `cards/render.py` puts into those messages defined here, next to
 their decoding. Errors always look like the HTTP API's (api/common.py): `{"path":
 "blocks[2].elements[0].action_id", "message": ...}`, with pydantic's union tags taken out of paths.
 
@@ -26,7 +26,7 @@ from pydantic import TypeAdapter, ValidationError
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
 from pydantic_core import core_schema
 
-from .cards_schema import (
+from .schema import (
     BLOCK_TYPES,
     ID_PATTERN,
     PATTERN_MESSAGES,
@@ -60,7 +60,7 @@ __all__ = [
 
 CARD_VERSION = 1
 
-# How cards_render.py encodes acts in Slack and Discord messages (decoded below). '/' and '|' are
+# How cards/render.py encodes acts in Slack and Discord messages (decoded below). '/' and '|' are
 # outside card ids, so these can never collide with an author's action_id or block_id.
 SLACK_OPEN_ACTION = "spacechat/open"  # a link button back to Spacechat: not an interaction
 SLACK_VOTE_PREFIX = "vote/"  # action_id of a poll's option button: vote/<option index>

@@ -12,13 +12,13 @@ import logging
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from .config import BudgetConfig
-from .events import AgentTokenUsage, Event, SystemHealthChanged, now_rfc3339
-from .store import usage as usage_store
-from .store.db import WriteTx
+from ..config import BudgetConfig
+from ..events import AgentTokenUsage, Event, SystemHealthChanged, now_rfc3339
+from ..store import usage as usage_store
+from ..store.db import WriteTx
 
 if TYPE_CHECKING:
-    from .app import Spacechat
+    from ..app import Spacechat
 
 log = logging.getLogger("spacechat.observability")
 

@@ -12,15 +12,15 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from .errors import Conflict, Forbidden, NotFound
-from .events import Actor, Event, SystemRecoveryInvoked, new_id, now_rfc3339
-from .permissions import Principal
-from .store import audit
-from .store import messages as message_store
-from .store.db import WriteTx, dumps, loads
+from ..errors import Conflict, Forbidden, NotFound
+from ..events import Actor, Event, SystemRecoveryInvoked, new_id, now_rfc3339
+from ..identity.permissions import Principal
+from ..store import audit
+from ..store import messages as message_store
+from ..store.db import WriteTx, dumps, loads
 
 if TYPE_CHECKING:
-    from .app import Spacechat
+    from ..app import Spacechat
 
 log = logging.getLogger("spacechat.ops")
 

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ..events import new_id
+from ...events import new_id
 from .providers import ToolCall
 
 if TYPE_CHECKING:

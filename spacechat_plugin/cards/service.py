@@ -17,17 +17,17 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from . import cards
-from .errors import BadRequest, Conflict, Forbidden, NotFound, Unprocessable
-from .events import SYSTEM, Actor, Event, InteractionSubmitted, MessageUpdated, new_id, now_rfc3339
-from .permissions import SCOPES, Principal
-from .store import audit
-from .store import messages as message_store
-from .store import tasks as task_store
-from .store.db import WriteTx, dumps, loads
+from ..errors import BadRequest, Conflict, Forbidden, NotFound, Unprocessable
+from ..events import SYSTEM, Actor, Event, InteractionSubmitted, MessageUpdated, new_id, now_rfc3339
+from ..identity.permissions import SCOPES, Principal
+from ..store import audit
+from ..store import messages as message_store
+from ..store import tasks as task_store
+from ..store.db import WriteTx, dumps, loads
+from . import validate as cards
 
 if TYPE_CHECKING:
-    from .app import Spacechat
+    from ..app import Spacechat
 
 log = logging.getLogger("spacechat.cards")
 

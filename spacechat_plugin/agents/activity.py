@@ -11,7 +11,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .events import (
+from ..events import (
     SYSTEM,
     AgentStatusChanged,
     Event,
@@ -25,11 +25,11 @@ from .events import (
     WorkerStarted,
     WorkerStatus,
 )
-from .store import usage as usage_store
-from .store.db import WriteTx
+from ..store import usage as usage_store
+from ..store.db import WriteTx
 
 if TYPE_CHECKING:
-    from .app import Spacechat
+    from ..app import Spacechat
 
 SUMMARY_CHARS = 200
 FINISHED_KEPT = 1000

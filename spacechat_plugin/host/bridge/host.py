@@ -52,9 +52,10 @@ from typing import Any
 import aiohttp
 import pluggy
 
-from ..config import Settings
-from ..events import new_id, now_rfc3339
-from .bridge_events import (
+from ...config import Settings
+from ...events import new_id, now_rfc3339
+from ..hooks import HookRunner
+from .events import (
     MODEL,
     PROVIDER,
     BridgeEvents,
@@ -66,7 +67,6 @@ from .bridge_events import (
     SSEParser,
     reason,
 )
-from .hooks import HookRunner
 
 log = logging.getLogger("spacechat.host.bridge")
 

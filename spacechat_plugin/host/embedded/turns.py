@@ -16,14 +16,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..events import new_id
+from ...events import new_id
 from .providers import Card, ProviderError, ReasoningDelta, TextDelta, ToolCall, Usage
 from .tools import ASK_USER_SPEC, BRANCH_SPEC, MEMORY_SAVE_SPEC
 from .workers import run_worker
 
 if TYPE_CHECKING:
-    from ..config import AgentConfig
-    from .embedded import EmbeddedHost
+    from ...config import AgentConfig
+    from .host import EmbeddedHost
 
 log = logging.getLogger("spacechat.host.turns")
 

@@ -1,0 +1,1 @@
+"""What agents do, as people see it: reply streams, and their tools, workers and branches."""

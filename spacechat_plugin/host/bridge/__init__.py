@@ -1,0 +1,1 @@
+"""The bridge host: fronts a running Rust Spacebot over its HTTP API and event stream."""

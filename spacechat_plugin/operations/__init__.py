@@ -1,0 +1,1 @@
+"""Operations: usage and observability, ops with the two-person rule, incidents."""
