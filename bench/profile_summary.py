@@ -33,7 +33,8 @@ def package(frame: str) -> str:
     if not match:
         return frame
     path = match["file"]
-    # py-spy shortens paths relative to sys.path: `asyncio/events.py`, `spacechat_plugin/realtime/bus.py`, `selectors.py`
+    # py-spy shortens paths relative to sys.path: `asyncio/events.py`, `spacechat_plugin/realtime/bus.py`,
+    # `selectors.py`
     if path.startswith("spacechat_plugin/"):
         return path
     return path.split("/")[0]

@@ -7,7 +7,6 @@ from __future__ import annotations
 from typing import Any
 
 from spacechat_plugin.hookspecs import hookimpl
-from spacechat_plugin.store.usage import hint_for
 
 _spacechat: Any = None
 
@@ -27,7 +26,7 @@ async def spacebot_worker_completed(agent_id: str, worker_id: str, outcome: str,
         "agent_id": agent_id,
         "worker_id": worker_id,
         "error": result[:2000],
-        "hint": hint_for(result),
+        "hint": _spacechat.remediation_hint(result),
     }
     if place.get("channel_id"):
         details["retry"] = {"channel_id": place["channel_id"], "thread_id": place.get("thread_id")}

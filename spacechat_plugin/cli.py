@@ -66,8 +66,8 @@ def run(main: Any) -> None:
 
 
 async def _serve(settings: Settings, raw: dict[str, Any]) -> None:
-    from . import plugin
     from .host.server import HostServer, build_app, plugin_manager, uvicorn_config
+    from .plugin import plugin
 
     pm = plugin_manager([plugin])
     host: Any

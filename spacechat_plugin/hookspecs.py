@@ -103,6 +103,43 @@ async def first_hook(pm: pluggy.PluginManager, name: str, *, on_error: OnError |
     return None
 
 
+class PluginHooks:
+    """Calls Spacechat's own hooks (`spacechat_*`) on every registered plugin, handing each the
+    SDK as `spacechat`; a failing plugin is reported and skipped. With no plugin manager (no
+    host) every call returns at once. The composition root sets `sdk` once it is built."""
+
+    def __init__(self, pm: pluggy.PluginManager | None, on_error: OnError) -> None:
+        self.pm = pm
+        self.sdk: Any = None
+        self._on_error = on_error
+
+    async def call(self, name: str, **kwargs: Any) -> list[Any]:
+        if self.pm is None:
+            return []
+        return await call_hook(self.pm, name, on_error=self._on_error, spacechat=self.sdk, **kwargs)
+
+    async def first(self, name: str, **kwargs: Any) -> Any:
+        if self.pm is None:
+            return None
+        return await first_hook(self.pm, name, on_error=self._on_error, spacechat=self.sdk, **kwargs)
+
+
+# ============================================================================================
+# Capabilities a serving host may offer in the ASGI scope
+# ============================================================================================
+
+DIRECT_WRITE = "spacebot.direct_write"
+"""An ASGI scope extension (`scope["extensions"][DIRECT_WRITE]`) that a host serving HTTP may
+set on every `http` request: `{"open": Callable[[], Callable[[bytes], bool] | None]}`. Once the
+response has started, `open()` returns a synchronous writer of one body chunk, or None when the
+response cannot be written that way. The writer answers False (and writes nothing) when the
+transport cannot take bytes now (back-pressure, a closed connection); the caller then sends the
+usual ASGI way. Event streams use it to write pre-encoded frames from the fan-out itself, with
+no task wake and no trip through each middleware's `send` (PERFORMANCE.md). A host that does not
+offer it changes nothing but speed. `spacechat serve` offers it on the uvicorn versions it is
+tested with (host/fastpath.py)."""
+
+
 # ============================================================================================
 # The HostAPI: what a plugin may ask of the host that runs the agents
 # ============================================================================================

@@ -87,5 +87,5 @@ def test_manifest_declares_the_plugin() -> None:
     manifest = tomllib.loads(manifest_path().read_text())
     plugin = manifest["plugin"]
     assert plugin["name"] == "spacechat"
-    assert plugin["entry_point"] == "spacechat_plugin.plugin"
+    assert plugin["entry_point"] == "spacechat_plugin.plugin:plugin"
     assert plugin["hook_marker"] == "spacebot"

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import json
 from collections import OrderedDict
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from ..cards.service import CardService
 from ..events import (
     SYSTEM,
+    Actor,
     AgentStatusChanged,
     Event,
     Payload,
@@ -25,11 +28,11 @@ from ..events import (
     WorkerStarted,
     WorkerStatus,
 )
+from ..hookspecs import hookimpl
+from ..identity.permissions import Access
+from ..instance import Instance
 from ..store import usage as usage_store
-from ..store.db import WriteTx
-
-if TYPE_CHECKING:
-    from ..app import Spacechat
+from ..store.db import Database, WriteTx
 
 SUMMARY_CHARS = 200
 FINISHED_KEPT = 1000
@@ -49,8 +52,8 @@ class WorkerPlace:
 
 
 class Activity:
-    def __init__(self, app: Spacechat) -> None:
-        self.app = app
+    def __init__(self, db: Database, access: Access, instance: Instance, cards: CardService) -> None:
+        self.db, self.access, self.instance, self.cards = db, access, instance, cards
         self.workers: dict[str, WorkerPlace] = {}
         # Where recently finished workers ran, for plugins reacting to their end (bounded).
         self.finished: OrderedDict[str, WorkerPlace] = OrderedDict()
@@ -65,12 +68,12 @@ class Activity:
         failure: tuple[str, str] | None = None,
     ) -> None:
         """Log the event; with `failure` (source, message), also keep it among the last errors."""
-        channel = await self.app.channel(channel_id) if channel_id else None
-        actor = self.app.agent_actor(agent_id) if agent_id else SYSTEM
+        channel = self.access.channels.get(channel_id) if channel_id else None
+        actor = Actor("agent", agent_id) if agent_id else SYSTEM
         event = Event(
             payload,
             actor=actor,
-            org_id=channel["org_id"] if channel else self.app.org_id,
+            org_id=channel["org_id"] if channel else self.instance.org_id,
             team_id=channel["team_id"] if channel else None,
             channel_id=channel["id"] if channel else None,
             thread_id=thread_id if channel else None,
@@ -81,7 +84,7 @@ class Activity:
             if failure is not None:
                 usage_store.error(
                     tx,
-                    org_id=event.org_id or self.app.org_id,
+                    org_id=event.org_id or self.instance.org_id,
                     source=failure[0],
                     message=failure[1],
                     agent_id=agent_id,
@@ -90,11 +93,11 @@ class Activity:
                     at=event.timestamp,
                 )
 
-        await self.app.db.write(write)
+        await self.db.write(write)
 
-    async def tool_started(
+    @hookimpl
+    async def spacebot_tool_started(
         self,
-        *,
         agent_id: str,
         channel_id: str,
         thread_id: str,
@@ -112,9 +115,9 @@ class Activity:
         )
         await self._emit(payload, agent_id=agent_id, channel_id=channel_id, thread_id=thread_id)
 
-    async def tool_completed(
+    @hookimpl
+    async def spacebot_tool_completed(
         self,
-        *,
         agent_id: str,
         channel_id: str,
         thread_id: str,
@@ -134,9 +137,9 @@ class Activity:
         )
         await self._emit(payload, agent_id=agent_id, channel_id=channel_id, thread_id=thread_id)
 
-    async def tool_failed(
+    @hookimpl
+    async def spacebot_tool_failed(
         self,
-        *,
         agent_id: str,
         channel_id: str,
         thread_id: str,
@@ -158,20 +161,23 @@ class Activity:
             payload, agent_id=agent_id, channel_id=channel_id, thread_id=thread_id, failure=("tool", f"{tool}: {error}")
         )
 
-    async def worker_started(
-        self, *, agent_id: str, channel_id: str | None, thread_id: str | None, worker_id: str, task: str
+    @hookimpl
+    async def spacebot_worker_started(
+        self, agent_id: str, channel_id: str | None, thread_id: str | None, worker_id: str, task: str
     ) -> None:
         self.workers[worker_id] = WorkerPlace(agent_id, channel_id, thread_id)
         payload = WorkerStarted(worker_id=worker_id, agent_id=agent_id, task=summarize(task))
         await self._emit(payload, agent_id=agent_id, channel_id=channel_id, thread_id=thread_id)
 
-    async def worker_status(self, *, agent_id: str, worker_id: str, state: str, status: str) -> None:
+    @hookimpl
+    async def spacebot_worker_status(self, agent_id: str, worker_id: str, state: str, status: str) -> None:
         place = self.workers.get(worker_id, WorkerPlace(agent_id, None, None))
         payload = WorkerStatus(worker_id=worker_id, agent_id=agent_id, state=state, status=summarize(status, 256))
         await self._emit(payload, agent_id=agent_id, channel_id=place.channel_id, thread_id=place.thread_id)
 
-    async def worker_completed(
-        self, *, agent_id: str, worker_id: str, outcome: str, result: str, success: bool
+    @hookimpl
+    async def spacebot_worker_completed(
+        self, agent_id: str, worker_id: str, outcome: str, result: str, success: bool
     ) -> None:
         place = self.workers.pop(worker_id, None) or self.finished.get(worker_id) or WorkerPlace(agent_id, None, None)
         self.finished[worker_id] = place
@@ -189,12 +195,13 @@ class Activity:
             failure=("worker", f"worker {outcome}: {result}") if failed else None,
         )
 
-    async def question(
-        self, *, agent_id: str, worker_id: str, question_id: str, questions: list[dict[str, Any]]
+    @hookimpl
+    async def spacebot_worker_question_asked(
+        self, agent_id: str, worker_id: str, question_id: str, questions: Sequence[Mapping[str, Any]]
     ) -> None:
         place = self.workers.get(worker_id, WorkerPlace(agent_id, None, None))
         payload = WorkerQuestionAsked(
-            worker_id=worker_id, agent_id=agent_id, question_id=question_id, questions=questions
+            worker_id=worker_id, agent_id=agent_id, question_id=question_id, questions=[dict(q) for q in questions]
         )
         await self._emit(payload, agent_id=agent_id, channel_id=place.channel_id, thread_id=place.thread_id)
         if place.channel_id and questions:
@@ -225,17 +232,18 @@ class Activity:
                         "fields": [{"type": "textarea", "name": "answer", "label": "Your answer", "required": True}],
                     }
                 )
-            await self.app.sdk.post(
-                place.channel_id,
+            await self.cards.post(
+                self.access.channels[place.channel_id],
                 f"{agent_id} asks: {first.get('question', '')}"[:3000],
                 thread_id=place.thread_id,
                 blocks=blocks,
-                author=self.app.agent_actor(agent_id),
+                author=Actor("agent", agent_id),
                 metadata={"worker_question": {"question_id": question_id, "agent_id": agent_id}},
             )
 
-    async def permission(
-        self, *, agent_id: str, worker_id: str, permission_id: str, description: str, patterns: list[str]
+    @hookimpl
+    async def spacebot_worker_permission_asked(
+        self, agent_id: str, worker_id: str, permission_id: str, description: str, patterns: Sequence[str]
     ) -> None:
         place = self.workers.get(worker_id, WorkerPlace(agent_id, None, None))
         payload = WorkerPermissionAsked(
@@ -243,7 +251,7 @@ class Activity:
             agent_id=agent_id,
             permission_id=permission_id,
             description=summarize(description, 500),
-            patterns=patterns,
+            patterns=list(patterns),
         )
         await self._emit(payload, agent_id=agent_id, channel_id=place.channel_id, thread_id=place.thread_id)
         if place.channel_id:
@@ -271,14 +279,28 @@ class Activity:
                     ],
                 },
             ]
-            await self.app.sdk.post(
-                place.channel_id,
+            await self.cards.post(
+                self.access.channels[place.channel_id],
                 f"{agent_id} asks permission: {summarize(description, 200)}",
                 thread_id=place.thread_id,
                 blocks=blocks,
-                author=self.app.agent_actor(agent_id),
+                author=Actor("agent", agent_id),
                 metadata={"worker_permission": {"permission_id": permission_id, "agent_id": agent_id}},
             )
+
+    @hookimpl
+    async def spacebot_worker_idle(self, agent_id: str, worker_id: str) -> None:
+        await self.spacebot_worker_status(agent_id, worker_id, "waiting_for_input", "waiting for input")
+
+    @hookimpl
+    async def spacebot_branch_started(self, agent_id: str, channel_id: str, thread_id: str, description: str) -> None:
+        await self.status(
+            agent_id=agent_id, channel_id=channel_id, thread_id=thread_id, status="branching", detail=description
+        )
+
+    @hookimpl
+    async def spacebot_branch_completed(self, agent_id: str, channel_id: str, thread_id: str) -> None:
+        await self.status(agent_id=agent_id, channel_id=channel_id, thread_id=thread_id, status="thinking", detail=None)
 
     async def status(self, *, agent_id: str, channel_id: str, thread_id: str, status: str, detail: str | None) -> None:
         payload = AgentStatusChanged(agent_id=agent_id, status=status, detail=detail)

@@ -10,18 +10,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..cards.service import agent_card, initial_state
-from ..events import AgentStatusChanged, Event, MessageStreamDelta, now_rfc3339
+from ..events import Actor, AgentStatusChanged, Event, MessageStreamDelta, now_rfc3339
+from ..hookspecs import hookimpl
+from ..identity.permissions import Access
+from ..store import identity
 from ..store import messages as message_store
 from ..store import usage as usage_store
-from ..store.db import WriteTx
-
-if TYPE_CHECKING:
-    from ..app import Spacechat
+from ..store.db import Database, WriteTx
 
 log = logging.getLogger("spacechat.replies")
 
@@ -40,19 +40,91 @@ class ReplyStream:
     message_ids: list[str] = field(default_factory=list)
 
 
+async def turn_input(db: Database, reply: Mapping[str, Any]) -> dict[str, Any]:
+    """The stored input of the turn behind an agent's reply, for a host that lost the turn (a
+    restart): `{agent_id, messages: [{id, text, author}]}`."""
+    messages = []
+    for message_id in (reply.get("metadata") or {}).get("in_reply_to") or []:
+        found = await message_store.get_message(db, message_id)
+        if found is not None:
+            user = await identity.get_user(db, found["author"]["id"] or "")
+            messages.append(
+                {"id": found["id"], "text": found["text"], "author": user["name"] if user else found["author"]["id"]}
+            )
+    return {"agent_id": reply["author"]["id"], "messages": messages}
+
+
 class ReplyStreams:
-    def __init__(self, app: Spacechat) -> None:
-        self.app = app
+    def __init__(self, db: Database, access: Access, publish_live: Callable[[Event], None], checkpoint_ms: int) -> None:
+        self.db, self.access, self.publish_live, self.checkpoint_ms = db, access, publish_live, checkpoint_ms
         self.by_turn: dict[str, ReplyStream] = {}
 
     def envelope(self, stream: ReplyStream) -> dict[str, Any]:
         return {
-            "actor": self.app.agent_actor(stream.agent_id),
+            "actor": Actor("agent", stream.agent_id),
             "org_id": stream.org_id,
             "team_id": stream.team_id,
             "channel_id": stream.channel_id,
             "thread_id": stream.thread_id,
         }
+
+    # -- the hooks this service implements (registered as a plugin by the composition root) --
+
+    @hookimpl
+    async def spacebot_turn_started(
+        self,
+        agent_id: str,
+        channel_id: str,
+        thread_id: str,
+        turn_id: str,
+        model: str,
+        provider: str,
+        message_ids: Sequence[str],
+    ) -> None:
+        await self.started(
+            agent_id=agent_id,
+            channel_id=channel_id,
+            thread_id=thread_id,
+            turn_id=turn_id,
+            model=model,
+            provider=provider,
+            message_ids=message_ids,
+        )
+
+    @hookimpl
+    async def spacebot_text_delta(self, turn_id: str, delta: str, aggregated_text: str) -> None:
+        await self.delta(turn_id=turn_id, delta=delta, aggregated_text=aggregated_text)
+
+    @hookimpl
+    async def spacebot_reasoning_delta(self, turn_id: str, delta: str) -> None:
+        await self.delta(turn_id=turn_id, delta=delta, aggregated_text="", kind="reasoning")
+
+    @hookimpl
+    async def spacebot_turn_completed(
+        self, turn_id: str, text: str, blocks: Sequence[Mapping[str, Any]] | None, ttft_ms: int | None, duration_ms: int
+    ) -> None:
+        await self.completed(
+            turn_id=turn_id, text=text, blocks=blocks, metadata={"ttft_ms": ttft_ms, "duration_ms": duration_ms}
+        )
+
+    @hookimpl
+    async def spacebot_turn_failed(self, turn_id: str, error: str, retryable: bool, duration_ms: int) -> None:
+        await self.failed(turn_id=turn_id, error=error, retryable=retryable, duration_ms=duration_ms)
+
+    @hookimpl
+    async def spacebot_outbound_message(
+        self,
+        agent_id: str,
+        channel_id: str,
+        thread_id: str | None,
+        text: str,
+        blocks: Sequence[Mapping[str, Any]] | None,
+    ) -> str | None:
+        return await self.outbound(
+            agent_id=agent_id, channel_id=channel_id, thread_id=thread_id, text=text, blocks=blocks
+        )
+
+    # -- reply streams --------------------------------------------------------------------------
 
     async def started(
         self,
@@ -65,11 +137,11 @@ class ReplyStreams:
         message_ids: Sequence[str],
         provider: str = "",
     ) -> str | None:
-        channel = await self.app.channel(channel_id)
+        channel = self.access.channels.get(channel_id)
         if channel is None:
             log.warning("turn %s started in unknown channel %s", turn_id, channel_id)
             return None
-        actor = self.app.agent_actor(agent_id)
+        actor = Actor("agent", agent_id)
 
         def create(tx: WriteTx) -> str:
             result = message_store.post_message(
@@ -107,7 +179,7 @@ class ReplyStreams:
             )
             return str(result.message["id"])
 
-        message_id = await self.app.db.write(create)
+        message_id = await self.db.write(create)
         self.by_turn[turn_id] = ReplyStream(
             agent_id,
             message_id,
@@ -130,10 +202,10 @@ class ReplyStreams:
             offset = len(aggregated_text) - len(delta)
             stream.text = aggregated_text
         payload = MessageStreamDelta(message_id=stream.message_id, offset=offset, text=delta, kind=kind)  # type: ignore[arg-type]
-        await self.app.publish_live(Event(payload, **self.envelope(stream)))
+        self.publish_live(Event(payload, **self.envelope(stream)))
 
     async def checkpoint_loop(self) -> None:
-        interval = self.app.settings.realtime.checkpoint_ms / 1000
+        interval = self.checkpoint_ms / 1000
         while True:
             await asyncio.sleep(interval)
             try:
@@ -146,7 +218,7 @@ class ReplyStreams:
         dirty = {s.message_id: s.text for s in self.by_turn.values() if s.text != s.saved}
         if not dirty:
             return
-        await self.app.db.write(lambda tx: message_store.checkpoint_streams(tx, dirty))
+        await self.db.write(lambda tx: message_store.checkpoint_streams(tx, dirty))
         for stream in self.by_turn.values():
             if stream.message_id in dirty:
                 stream.saved = dirty[stream.message_id]
@@ -177,7 +249,7 @@ class ReplyStreams:
             )
             return message
 
-        return await self.app.db.write(finish)
+        return await self.db.write(finish)
 
     async def failed(self, *, turn_id: str, error: str, retryable: bool, duration_ms: int = 0) -> dict[str, Any] | None:
         stream = self.by_turn.pop(turn_id, None)
@@ -204,7 +276,7 @@ class ReplyStreams:
             )
             return message
 
-        return await self.app.db.write(fail)
+        return await self.db.write(fail)
 
     def message_for_turn(self, turn_id: str) -> str | None:
         stream = self.by_turn.get(turn_id)
@@ -220,13 +292,13 @@ class ReplyStreams:
         blocks: Sequence[Mapping[str, Any]] | None,
     ) -> str | None:
         """A whole message from an agent (a notice, a card), outside a streamed reply."""
-        channel = await self.app.channel(channel_id)
+        channel = self.access.channels.get(channel_id)
         if channel is None:
             log.warning("agent %s posted to unknown channel %s", agent_id, channel_id)
             return None
-        actor = self.app.agent_actor(agent_id)
+        actor = Actor("agent", agent_id)
         card = agent_card(blocks)
-        result = await self.app.db.write(
+        result = await self.db.write(
             lambda tx: message_store.post_message(
                 tx,
                 actor=actor,

@@ -32,7 +32,7 @@ from . import (
 from .common import EXCEPTION_HANDLERS, RequestIdMiddleware
 
 if TYPE_CHECKING:
-    from ..app import Spacechat
+    from .context import Context
 
 V1_ROUTES: list[BaseRoute] = [
     Route("/auth/setup", auth.setup, methods=["POST"]),
@@ -149,7 +149,7 @@ def _route_path(scope: Scope) -> str:
     return path[len(root) :] if root and path.startswith(root) else path
 
 
-def build_api(app: Spacechat, routes: list[BaseRoute] = V1_ROUTES) -> Starlette:
+def build_api(app: Context, routes: list[BaseRoute] = V1_ROUTES) -> Starlette:
     api = Starlette(
         routes=routes,
         middleware=[Middleware(RequestIdMiddleware)],
@@ -160,7 +160,7 @@ def build_api(app: Spacechat, routes: list[BaseRoute] = V1_ROUTES) -> Starlette:
     return api
 
 
-def routes(app: Spacechat) -> list[BaseRoute]:
+def routes(app: Context) -> list[BaseRoute]:
     """What the plugin mounts on the host's server: the API, then the web UI at the root."""
     from .webui import WebUI
 

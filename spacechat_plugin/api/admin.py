@@ -13,7 +13,17 @@ from ..identity.permissions import Principal, check
 from ..store import audit, identity, tenancy
 from ..store.db import WriteTx
 from .channels import channel_or_404
-from .common import JSONResponse, audit_action, operation, principal, query_int, read_json, spacechat, time_param
+from .common import (
+    JSONResponse,
+    audit_action,
+    channel_of,
+    operation,
+    principal,
+    query_int,
+    read_json,
+    spacechat,
+    time_param,
+)
 from .models import AddMember, CreateOrg, CreateTeam, UpdateChannel
 
 
@@ -115,7 +125,7 @@ async def add_member(request: Request) -> Response:
 async def remove_member(request: Request) -> Response:
     app = spacechat(request)
     who = await principal(request)
-    channel = await app.channel(request.path_params["channel_id"])
+    channel = await channel_of(app, request.path_params["channel_id"])
     if channel is None:
         raise NotFound("no such channel")
     user_id = request.path_params["user_id"]

@@ -23,7 +23,7 @@ from ..errors import BadRequest, NotFound, PayloadTooLarge, UnsupportedMediaType
 from ..events import new_id
 from ..identity.permissions import check
 from ..store import messages as message_store
-from .common import JSONResponse, operation, principal, spacechat
+from .common import JSONResponse, channel_of, operation, principal, spacechat
 
 INLINE_TYPES = ("image/", "audio/", "application/pdf", "text/plain")
 _TEXT_TYPES = ("text/plain", "text/markdown", "text/csv", "application/json")
@@ -162,7 +162,7 @@ async def download(request: Request) -> Response:
     else:
         message = await message_store.get_message(app.db, row["message_id"])
         assert message is not None
-        check(who, "messages:read", dict(row), channel=await app.channel(message["channel_id"]))
+        check(who, "messages:read", dict(row), channel=await channel_of(app, message["channel_id"]))
     content_type = row["content_type"]
     inline = content_type.startswith(INLINE_TYPES) and request.query_params.get("download") != "1"
     media_type = f"{content_type}; charset=utf-8" if content_type.startswith("text/") else content_type

@@ -153,7 +153,7 @@ async def login(request: Request) -> Response:
     ok = await verify_password(row["password_hash"] if row else None, body.password)
     if row is None or not ok:
         app.auth.login_failed(email, address)
-        org_id = row["org_id"] if row else app.org_id
+        org_id = row["org_id"] if row else app.instance.org_id
         await app.db.write(
             lambda tx: audit.append(
                 tx,

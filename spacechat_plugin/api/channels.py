@@ -13,13 +13,13 @@ from ..identity.permissions import Principal, can_read_channel, check
 from ..store import audit, identity, tenancy
 from ..store import messages as message_store
 from ..store.db import WriteTx
-from .common import JSONResponse, operation, principal, query_int, read_json, spacechat
+from .common import JSONResponse, channel_of, operation, principal, query_int, read_json, spacechat
 from .models import CreateChannel, MarkRead
 
 
 async def channel_or_404(request: Request, action: str) -> dict[str, Any]:
     app = spacechat(request)
-    channel = await app.channel(request.path_params["channel_id"])
+    channel = await channel_of(app, request.path_params["channel_id"])
     if channel is None:
         raise NotFound("no such channel")
     check(await principal(request), action, channel, channel=channel)

@@ -18,28 +18,40 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..errors import BadRequest, PayloadTooLarge, SpacechatError, UnsupportedMediaType
 from ..events import current_request_id, new_id
-from ..store import audit
+from ..store import audit, tenancy
 from ..store.db import WriteTx
 
 if TYPE_CHECKING:
-    from ..app import Spacechat
     from ..identity.permissions import Principal
+    from .context import Context
 
 log = logging.getLogger("spacechat.api")
 
 M = TypeVar("M", bound=BaseModel)
 
 
-def spacechat(conn: HTTPConnection) -> Spacechat:
-    app: Spacechat = conn.app.state.spacechat
+def spacechat(conn: HTTPConnection) -> Context:
+    app: Context = conn.app.state.spacechat
     return app
+
+
+async def channel_of(app: Context, channel_id: str) -> dict[str, Any] | None:
+    """A channel by id, from the access cache (kept current at every commit) or the store."""
+    cached = app.access.channels.get(channel_id)
+    if cached is None:
+        cached = await tenancy.get_channel(app.db, channel_id)
+        if cached is not None:
+            app.access.channels[channel_id] = cached
+    return cached
 
 
 async def principal(conn: HTTPConnection) -> Principal:
     """Authenticate the request (cached on it for the rest of the request)."""
     cached: Principal | None = conn.scope.get("spacechat.principal")
     if cached is None:
-        cached = await spacechat(conn).authenticate(conn)
+        auth = spacechat(conn).auth
+        assert auth is not None, "the API is mounted only after start-up"
+        cached = await auth.authenticate(conn)
         conn.scope["spacechat.principal"] = cached
     return cached
 

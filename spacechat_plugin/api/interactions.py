@@ -3,10 +3,10 @@
 Every interaction is checked against the card it targets; a refused one changes nothing. An
 `Idempotency-Key` (or `client_id`) makes a retried click count once. Interactions never expire.
 
-Slack and Discord relays: a connector that shows Spacechat cards in Slack or Discord (Spacebot's
-adapters, or any relay holding a Spacechat bot token) forwards the platform's own interaction
-payload with the Spacechat message id; it maps into the same `interaction.submitted`. The relay
-acts with its bot's scopes, so actions that need a scope (approvals) stay in Spacechat.
+Slack and Discord relays: a connector that shows Context cards in Slack or Discord (Spacebot's
+adapters, or any relay holding a Context bot token) forwards the platform's own interaction
+payload with the Context message id; it maps into the same `interaction.submitted`. The relay
+acts with its bot's scopes, so actions that need a scope (approvals) stay in Context.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from ..cards import render as cards_render
 from ..errors import BadRequest, NotFound
 from ..identity.permissions import check
 from ..store import messages as message_store
-from .common import JSONResponse, operation, principal, read_json, spacechat
+from .common import JSONResponse, channel_of, operation, principal, read_json, spacechat
 from .models import KEY_PATTERN, RelayedInteraction, SubmitInteraction
 
 _KEY = re.compile(KEY_PATTERN)
@@ -32,7 +32,7 @@ async def _message(request: Request, message_id: str) -> dict[str, object]:
     message = await message_store.get_message(app.db, message_id)
     if message is None:
         raise NotFound("no such message")
-    check(who, "messages:write", message, channel=await app.channel(message["channel_id"]))
+    check(who, "messages:write", message, channel=await channel_of(app, message["channel_id"]))
     return message
 
 
@@ -89,7 +89,7 @@ async def _relay(request: Request, connector: str) -> Response:
 
 
 @operation(
-    "Relay a Slack block_actions payload for a Spacechat card",
+    "Relay a Slack block_actions payload for a Context card",
     tags=["interactions"],
     body=RelayedInteraction,
     status=201,
@@ -100,7 +100,7 @@ async def from_slack(request: Request) -> Response:
 
 
 @operation(
-    "Relay a Discord message-component interaction for a Spacechat card",
+    "Relay a Discord message-component interaction for a Context card",
     tags=["interactions"],
     body=RelayedInteraction,
     status=201,
@@ -120,7 +120,7 @@ async def render(request: Request) -> Response:
     message = await message_store.get_message(app.db, request.path_params["message_id"])
     if message is None:
         raise NotFound("no such message")
-    check(await principal(request), "messages:read", message, channel=await app.channel(message["channel_id"]))
+    check(await principal(request), "messages:read", message, channel=await channel_of(app, message["channel_id"]))
     target = request.path_params["connector"]
     url = f"{app.base_url}/c/{message['channel_id']}/t/{message['thread_id']}?m={message['id']}"
     blocks = message.get("blocks") or []

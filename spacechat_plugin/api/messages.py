@@ -14,6 +14,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
+from ..agents.replies import turn_input
 from ..cards import validate as cards
 from ..cards.service import check_card, initial_state
 from ..errors import BadRequest, Conflict, NotFound
@@ -23,7 +24,7 @@ from ..store import audit
 from ..store import messages as message_store
 from ..store.db import WriteTx
 from .channels import channel_or_404
-from .common import JSONResponse, operation, principal, query_int, read_json, spacechat
+from .common import JSONResponse, channel_of, operation, principal, query_int, read_json, spacechat
 from .models import KEY_PATTERN, PostMessage
 
 _KEY = re.compile(KEY_PATTERN)
@@ -119,7 +120,7 @@ async def _post(request: Request, who: Principal, channel: dict[str, Any], threa
     if not result.replayed and app.host is not None and who.actor.kind == "user":
         message = {**result.message, "author": {**result.message["author"], "name": who.name}}
         app.spawn(
-            app.deliver(channel, result.thread["id"], message, mentions(body.text)),
+            app.delivery.deliver(channel, result.thread["id"], message, mentions(body.text)),
             name=f"deliver {result.message['id']}",
         )
     headers = {"Idempotent-Replayed": "true"} if result.replayed else None
@@ -145,7 +146,7 @@ async def thread_or_404(request: Request, action: str) -> tuple[dict[str, Any], 
     thread = await message_store.get_thread(app.db, request.path_params["thread_id"])
     if thread is None:
         raise NotFound("no such thread")
-    channel = await app.channel(thread["channel_id"])
+    channel = await channel_of(app, thread["channel_id"])
     assert channel is not None
     check(await principal(request), action, channel, channel=channel)
     return thread, channel
@@ -212,7 +213,7 @@ async def get_message(request: Request) -> Response:
     message = await message_store.get_message(app.db, request.path_params["message_id"])
     if message is None:
         raise NotFound("no such message")
-    check(await principal(request), "messages:read", message, channel=await app.channel(message["channel_id"]))
+    check(await principal(request), "messages:read", message, channel=await channel_of(app, message["channel_id"]))
     return JSONResponse({"message": message})
 
 
@@ -228,7 +229,7 @@ async def retry_reply(request: Request) -> Response:
     message = await message_store.get_message(app.db, request.path_params["message_id"])
     if message is None:
         raise NotFound("no such message")
-    check(who, "messages:write", message, channel=await app.channel(message["channel_id"]))
+    check(who, "messages:write", message, channel=await channel_of(app, message["channel_id"]))
     if message["author"]["kind"] != "agent" or message["state"] != "failed":
         raise Conflict("only a failed agent reply can be retried", code="not_retryable")
     if message["metadata"].get("superseded_by_turn"):
@@ -237,7 +238,7 @@ async def retry_reply(request: Request) -> Response:
         raise Conflict("no agent host is running", code="no_host")
     try:
         result = await app.host.retry_turn(
-            channel_id=message["channel_id"], thread_id=message["thread_id"], **await app.turn_input(message)
+            channel_id=message["channel_id"], thread_id=message["thread_id"], **await turn_input(app.db, message)
         )
     except LookupError:
         raise Conflict(

@@ -17,7 +17,7 @@ from ..identity.permissions import check
 from ..store import incidents as incidents_query
 from ..store import messages as message_store
 from ..store import usage
-from .common import JSONResponse, operation, principal, spacechat, time_param
+from .common import JSONResponse, channel_of, operation, principal, spacechat, time_param
 
 
 def _since_day() -> str:
@@ -45,7 +45,7 @@ async def system_health(request: Request) -> Response:
             "store": {"last_seq": app.db.last_seq, "path": app.db.path.name},
             "realtime": {"subscribers": app.bus.subscriber_count, "lagged_total": app.bus.lagged_total},
             "open_incidents": await incidents_query.count_open(app.db, who.org_id),
-            "started_at": app.started_at,
+            "started_at": app.instance.started_at,
         }
     )
 
@@ -89,7 +89,7 @@ async def thread_metrics(request: Request) -> Response:
     thread = await message_store.get_thread(app.db, request.path_params["thread_id"])
     if thread is None:
         raise NotFound("no such thread")
-    check(who, "messages:read", thread, channel=await app.channel(thread["channel_id"]))
+    check(who, "messages:read", thread, channel=await channel_of(app, thread["channel_id"]))
     scope = {"thread": thread["id"]}
     where = "thread_id = :thread"
     last = await app.db.fetchone(
@@ -123,7 +123,7 @@ async def thread_metrics(request: Request) -> Response:
 async def channel_metrics(request: Request) -> Response:
     app = spacechat(request)
     who = await principal(request)
-    channel = await app.channel(request.path_params["channel_id"])
+    channel = await channel_of(app, request.path_params["channel_id"])
     if channel is None:
         raise NotFound("no such channel")
     check(who, "messages:read", channel, channel=channel)

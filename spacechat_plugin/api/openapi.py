@@ -111,7 +111,7 @@ def build(routes: list[BaseRoute], prefix: str = "/v1") -> dict[str, Any]:
             paths.setdefault(prefix + route.path, {})[method.lower()] = entry
     return {
         "openapi": "3.1.0",
-        "info": {"title": "Spacechat API", "version": __version__},
+        "info": {"title": "Context API", "version": __version__},
         "paths": paths,
         "components": {
             "schemas": schemas,

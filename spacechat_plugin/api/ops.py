@@ -4,6 +4,8 @@ and is audited; incidents move open -> acknowledged -> resolved, with escalation
 
 from __future__ import annotations
 
+from typing import Any
+
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -12,7 +14,8 @@ from ..identity.auth import client_address
 from ..identity.permissions import check
 from ..operations import incidents as incident_service
 from ..operations.ops import SCOPES
-from .common import JSONResponse, operation, principal, query_int, read_json, spacechat
+from ..store import incidents as incident_store
+from .common import JSONResponse, channel_of, operation, principal, query_int, read_json, spacechat
 from .models import CreateIncident, IncidentAction, OpsDecision, OpsRequest
 
 
@@ -35,7 +38,7 @@ async def _operate(request: Request, action: str, target: str) -> Response:
 )
 async def retry(request: Request) -> Response:
     app = spacechat(request)
-    channel = await app.channel(request.path_params["channel_id"])
+    channel = await channel_of(app, request.path_params["channel_id"])
     if channel is None:
         raise NotFound("no such channel")
     check(await principal(request), "ops:retry", channel, channel=channel)
@@ -117,12 +120,12 @@ async def list_incidents(request: Request) -> Response:
         raise BadRequest("status is open, acknowledged or resolved", details=[{"path": "status", "message": "unknown"}])
     limit = query_int(request, "limit", 100, low=1, high=500)
     assert limit is not None
-    return JSONResponse({"incidents": await incident_service.listing(app.db, who.org_id, status, limit)})
+    return JSONResponse({"incidents": await incident_store.listing(app.db, who.org_id, status, limit)})
 
 
-async def _incident(request: Request, action: str) -> dict[str, object]:
+async def _incident(request: Request, action: str) -> dict[str, Any]:
     app = spacechat(request)
-    incident = await incident_service.get(app.db, request.path_params["incident_id"])
+    incident = await incident_store.get(app.db, request.path_params["incident_id"])
     if incident is None:
         raise NotFound("no such incident")
     check(await principal(request), action, incident)

@@ -16,7 +16,7 @@ from ..identity.permissions import ASSIGNABLE, ROLE_SCOPES, SCOPES, Principal, c
 from ..store import identity
 from ..store.db import WriteTx
 from .auth import require_good_password
-from .common import JSONResponse, audit_action, operation, principal, read_json, spacechat
+from .common import JSONResponse, audit_action, channel_of, operation, principal, read_json, spacechat
 from .models import ChangeRole, CreateBot, CreateInvitation, CreateToken, UpdateMe
 
 
@@ -356,7 +356,7 @@ async def create_invitation(request: Request) -> Response:
     if body.role not in ASSIGNABLE.get(who.role, frozenset()):
         raise Forbidden(f"you cannot invite someone as {body.role}", code="role_not_assignable")
     for channel_id in body.channel_ids:
-        channel = await app.channel(channel_id)
+        channel = await channel_of(app, channel_id)
         if channel is None:
             raise BadRequest(f"no such channel {channel_id}", details=[{"path": "channel_ids", "message": "unknown"}])
         check(who, "members:manage", channel, channel=channel)

@@ -18,7 +18,7 @@ from ..identity.permissions import Principal, can_read_channel, check
 from ..store import identity, tenancy
 from ..store import tasks as task_store
 from ..store.db import WriteTx
-from .common import JSONResponse, operation, principal, query_int, read_json, spacechat
+from .common import JSONResponse, channel_of, operation, principal, query_int, read_json, spacechat
 from .models import CreateTask, TaskAction, TaskComment, UpdateTask
 
 ACTIONS = task_store.ACTIONS
@@ -31,7 +31,7 @@ async def task_or_404(request: Request, action: str) -> tuple[Principal, dict[st
     task = await task_store.get(app.db, request.path_params["task_id"])
     if task is None:
         raise NotFound("no such task")
-    channel = await app.channel(task["channel_id"]) if task["channel_id"] else None
+    channel = await channel_of(app, task["channel_id"]) if task["channel_id"] else None
     check(who, action, task, channel=channel)
     return who, task
 
@@ -71,7 +71,7 @@ async def list_tasks(request: Request) -> Response:
     )
     visible = []
     for task in rows:
-        channel = await app.channel(task["channel_id"]) if task["channel_id"] else None
+        channel = await channel_of(app, task["channel_id"]) if task["channel_id"] else None
         if channel is None or can_read_channel(who, channel):
             visible.append(task)
     return JSONResponse({"tasks": visible})
@@ -87,7 +87,7 @@ async def create_task(request: Request) -> Response:
     body = await read_json(request, CreateTask, max_bytes=64 * 1024)
     channel = None
     if body.channel_id:
-        channel = await app.channel(body.channel_id)
+        channel = await channel_of(app, body.channel_id)
         if channel is None:
             raise BadRequest("no such channel", details=[{"path": "channel_id", "message": "unknown"}])
         check(who, "messages:write", channel, channel=channel)

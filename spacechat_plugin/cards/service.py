@@ -15,27 +15,21 @@ import asyncio
 import logging
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from ..errors import BadRequest, Conflict, Forbidden, NotFound, Unprocessable
-from ..events import SYSTEM, Actor, Event, InteractionSubmitted, MessageUpdated, new_id, now_rfc3339
+from ..errors import BadRequest, Conflict, Forbidden, Unprocessable
+from ..events import SYSTEM, Actor, Event, InteractionSubmitted, new_id, now_rfc3339
+from ..hookspecs import HostAPI, PluginHooks
 from ..identity.permissions import SCOPES, Principal
 from ..store import audit
+from ..store import cards as card_store
 from ..store import messages as message_store
 from ..store import tasks as task_store
-from ..store.db import WriteTx, dumps, loads
+from ..store.db import Database, WriteTx, dumps
 from . import validate as cards
-
-if TYPE_CHECKING:
-    from ..app import Spacechat
 
 log = logging.getLogger("spacechat.cards")
 
-INCIDENT_ACTIONS = {
-    "incident.acknowledge": "acknowledge",
-    "incident.resolve": "resolve",
-    "incident.escalate": "escalate",
-}
 TASK_ACTIONS = {"task.approve": "approve", "task.reject": "reject", "task.start": "start", "task.complete": "complete"}
 
 
@@ -124,35 +118,36 @@ def _envelope(message: Mapping[str, Any], actor: Actor) -> dict[str, Any]:
     }
 
 
-def set_card_state(tx: WriteTx, message_id: str, state: dict[str, Any], actor: Actor) -> dict[str, Any]:
-    tx.execute(
-        "UPDATE messages SET card_state = ?, updated_at = ? WHERE id = ?", (dumps(state), now_rfc3339(), message_id)
-    )
-    message = message_store.message_json(tx.one("SELECT * FROM messages WHERE id = ?", (message_id,)))
-    tx.emit(Event(MessageUpdated(message=message), **_envelope(message, actor)))
-    return message
-
-
 def _tally(tx: WriteTx, message: Mapping[str, Any], block: Mapping[str, Any]) -> dict[str, Any]:
     tallies = {option["value"]: 0 for option in block["options"]}
     voters: dict[str, list[str]] = {option["value"]: [] for option in block["options"]}
-    for row in tx.all(
-        "SELECT voter_name, choice FROM poll_votes WHERE message_id = ? AND block_id = ?",
-        (message["id"], block["block_id"]),
-    ):
-        for value in loads(row["choice"]):
+    for voter_name, choice in card_store.votes(tx, message["id"], block["block_id"]):
+        for value in choice:
             if value in tallies:
                 tallies[value] += 1
-                voters[value].append(row["voter_name"])
+                voters[value].append(voter_name)
     poll: dict[str, Any] = {"tallies": tallies, "closed": False}
     if not block.get("anonymous"):
         poll["voters"] = voters
     return poll
 
 
+class CardHandler(Protocol):
+    """A part of Spacechat that owns some cards (operations, incidents): it may refuse an
+    interaction before it is recorded, and takes the ones it owns after. Registered by the
+    composition root, so the card service never imports the services that own cards."""
+
+    async def check_interaction(self, who: Principal, message: Mapping[str, Any], action_id: str) -> None: ...
+
+    async def handle_interaction(
+        self, who: Principal, interaction: dict[str, Any], message: dict[str, Any]
+    ) -> bool: ...
+
+
 class CardService:
-    def __init__(self, app: Spacechat) -> None:
-        self.app = app
+    def __init__(self, db: Database, host: HostAPI | None, hooks: PluginHooks) -> None:
+        self.db, self.host, self.hooks = db, host, hooks
+        self.handlers: list[CardHandler] = []
         self._waiters: dict[str, list[asyncio.Future[dict[str, Any]]]] = {}
         self.inflight: set[tuple[str, str]] = set()
 
@@ -178,6 +173,33 @@ class CardService:
             card_state={"tasks": {task["id"]: task_store.card_snapshot(task)}},
         )
         task_store.bind_card(tx, task["id"], result.message["id"])
+        return result.message
+
+    async def post(
+        self,
+        channel: Mapping[str, Any],
+        text: str,
+        *,
+        thread_id: str | None = None,
+        blocks: list[dict[str, Any]] | None = None,
+        author: Actor = SYSTEM,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Post a message as the system or an agent (a card when `blocks` are given; they are
+        validated like any card)."""
+        checked = check_card(blocks) if blocks else None
+        result = await self.db.write(
+            lambda tx: message_store.post_message(
+                tx,
+                actor=author,
+                channel=dict(channel),
+                thread_id=thread_id,
+                text=text,
+                blocks=checked,
+                metadata=dict(metadata or {}),
+                card_state=initial_state(checked),
+            )
+        )
         return result.message
 
     # -- tasks --------------------------------------------------------------------------------
@@ -215,26 +237,24 @@ class CardService:
                     self._mark_decided(tx, task, action, actor)
             return updated, previous
 
-        updated, previous = await self.app.db.write(act)
+        updated, previous = await self.db.write(act)
         await self.task_changed(updated, previous, "assigned" if action == "assign" else "status")
         return updated, previous
 
     def _mark_decided(self, tx: WriteTx, task: dict[str, Any], action: str, actor: Actor) -> None:
         """An approval card shows who decided, and offers its buttons no more."""
-        for link in tx.all("SELECT message_id FROM task_cards WHERE task_id = ?", (task["id"],)):
-            row = tx.one("SELECT card_state, blocks FROM messages WHERE id = ?", (link["message_id"],))
-            if not any(block.get("block_id") == "approval" for block in loads(row["blocks"]) or []):
+        for message_id, blocks, state in card_store.task_cards(tx, task["id"]):
+            if not any(block.get("block_id") == "approval" for block in blocks):
                 continue
-            state = loads(row["card_state"]) or {}
             state.setdefault("decided", {})["approval"] = {
                 "label": "Approved" if action == "approve" else "Rejected",
                 "by": actor.id,
                 "at": now_rfc3339(),
             }
-            set_card_state(tx, link["message_id"], state, actor)
+            card_store.set_state(tx, message_id, state, actor)
 
     async def task_changed(self, task: dict[str, Any], previous: str | None, change: str) -> None:
-        await self.app.call_plugins("spacechat_task_changed", task=task, previous_status=previous, change=change)
+        await self.hooks.call("spacechat_task_changed", task=task, previous_status=previous, change=change)
 
     # -- interactions -------------------------------------------------------------------------
 
@@ -273,11 +293,8 @@ class CardService:
                 code="invalid_values",
                 details=exc.details,
             ) from None
-        pending_op = (message.get("metadata") or {}).get("pending_op")
-        if pending_op and action_id in ("ops.approve", "ops.deny"):
-            row = await self.app.db.fetchone("SELECT requested_by FROM pending_ops WHERE id = ?", (pending_op,))
-            if row is not None and row["requested_by"] == who.user_id:
-                raise Forbidden("the operator who asked cannot approve their own operation", code="same_operator")
+        for handler in self.handlers:
+            await handler.check_interaction(who, message, action_id)
         state = message.get("card_state") or {}
         if target.block_id in (state.get("decided") or {}):
             raise Conflict(
@@ -296,7 +313,7 @@ class CardService:
                 raise Conflict("an interaction with this key is still in progress", code="idempotency_key_in_use")
             self.inflight.add((who.user_id, key))
         try:
-            status, body, fresh = await self.app.db.write(
+            status, body, fresh = await self.db.write(
                 lambda tx: self._record(tx, who, message, target, normalized, claim, connector, external_user)
             )
         finally:
@@ -321,27 +338,17 @@ class CardService:
     ) -> tuple[int, dict[str, Any], bool]:
         if claim is not None and (replay := message_store.replay_claim(tx, claim)) is not None:
             return replay[0], replay[1], False
-        current = message_store.message_json(tx.one("SELECT * FROM messages WHERE id = ?", (message["id"],)))
+        current = card_store.message(tx, message["id"])
         name = (external_user or {}).get("name") or who.name
         if target.kind == "poll":
             choice = dumps(sorted(values))
-            before = tx.one(
-                "SELECT choice FROM poll_votes WHERE message_id = ? AND block_id = ? AND voter_id = ?",
-                (message["id"], target.block_id, who.user_id),
-            )
-            if before is not None and before["choice"] == choice:
+            if card_store.vote_choice(tx, message["id"], target.block_id, who.user_id) == choice:
                 # The same vote again changes nothing and reaches nobody.
                 return 200, {"interaction": None, "message": current, "changed": False}, False
-            tx.execute(
-                "INSERT INTO poll_votes (message_id, block_id, voter_id, voter_name, choice, updated_at)"
-                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(message_id, block_id, voter_id)"
-                " DO UPDATE SET choice = excluded.choice, voter_name = excluded.voter_name,"
-                " updated_at = excluded.updated_at",
-                (message["id"], target.block_id, who.user_id, name, choice, now_rfc3339()),
-            )
+            card_store.record_vote(tx, message["id"], target.block_id, who.user_id, name, choice)
             state = current.get("card_state") or {}
             state.setdefault("polls", {})[target.block_id] = _tally(tx, current, target.element)
-            current = set_card_state(tx, message["id"], state, who.actor)
+            current = card_store.set_state(tx, message["id"], state, who.actor)
         interaction = {
             "id": new_id("int"),
             "message_id": message["id"],
@@ -356,24 +363,7 @@ class CardService:
             "external_user": dict(external_user) if external_user else None,
             "created_at": now_rfc3339(),
         }
-        tx.execute(
-            "INSERT INTO interactions (id, org_id, message_id, block_id, action_id, kind, actor_kind, actor_id,"
-            " actor_name, vals, connector, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                interaction["id"],
-                message["org_id"],
-                message["id"],
-                target.block_id,
-                target.action_id,
-                target.kind,
-                who.actor.kind,
-                who.user_id,
-                name,
-                dumps(values),
-                connector,
-                interaction["created_at"],
-            ),
-        )
+        card_store.record_interaction(tx, interaction, message["org_id"])
         tx.emit(Event(InteractionSubmitted(interaction=interaction), **_envelope(message, who.actor)))
         body = {"interaction": interaction, "message": current, "changed": True}
         if claim is not None:
@@ -385,14 +375,14 @@ class CardService:
         handled = await self._builtin(who, interaction, message)
         if not handled:
             handled = bool(
-                await self.app.first_plugin("spacechat_interaction_submitted", interaction=interaction, message=message)
+                await self.hooks.first("spacechat_interaction_submitted", interaction=interaction, message=message)
             )
         for future in self._waiters.pop(message["id"], []):
             if not future.done():
                 future.set_result(interaction)
                 handled = True
         author = message["author"]
-        host = self.app.host
+        host = self.host
         if not handled and author["kind"] == "agent" and host is not None:
             try:
                 await host.deliver_interaction(agent_id=author["id"], interaction=interaction)
@@ -401,12 +391,13 @@ class CardService:
 
     async def _builtin(self, who: Principal, interaction: dict[str, Any], message: dict[str, Any]) -> bool:
         metadata = message.get("metadata") or {}
-        if metadata.get("incident_id") or metadata.get("pending_op"):
-            return await self._operations(who, interaction, message, metadata)
+        for handler in self.handlers:
+            if await handler.handle_interaction(who, interaction, message):
+                return True
         action = TASK_ACTIONS.get(interaction["action_id"])
         task_ids = list((message.get("card_state") or {}).get("tasks") or {})
         if action is not None and task_ids:
-            task = await task_store.get(self.app.db, task_ids[0])
+            task = await task_store.get(self.db, task_ids[0])
             if task is not None:
                 try:
                     await self.act_on_task(task, action, who.actor)
@@ -414,7 +405,7 @@ class CardService:
                     log.info("task button %s on task %s: %s", action, task["id"], exc.message)
                 return True
         ask = metadata.get("worker_question") or metadata.get("worker_permission")
-        if ask and self.app.host is not None:
+        if ask and self.host is not None:
             answer: dict[str, Any] = {**interaction}
             if "question_id" in ask:
                 values = interaction["values"]
@@ -425,45 +416,12 @@ class CardService:
                 answer.update(question_id=ask["question_id"], answer=values)
             else:
                 answer.update(permission_id=ask["permission_id"], allow=interaction["action_id"] == "permission.allow")
-            await self.app.host.deliver_interaction(agent_id=ask["agent_id"], interaction=answer)
+            await self.host.deliver_interaction(agent_id=ask["agent_id"], interaction=answer)
             await self.decide(
                 message["id"], interaction["block_id"] or "", self._label(message, interaction), who.actor
             )
             return True
         return False
-
-    async def _operations(
-        self, who: Principal, interaction: dict[str, Any], message: dict[str, Any], metadata: dict[str, Any]
-    ) -> bool:
-        """Incident cards (acknowledge, escalate, resolve, retry) and second-operator approvals."""
-        action_id = interaction["action_id"]
-        try:
-            if metadata.get("pending_op") and action_id in ("ops.approve", "ops.deny"):
-                await self.app.ops.decide(who, metadata["pending_op"], action_id == "ops.approve", ip=None)
-            elif metadata.get("incident_id") and action_id in INCIDENT_ACTIONS:
-                values = interaction["values"]
-                to = values[0] if isinstance(values, list) and values else None
-                await self.app.incidents.act(metadata["incident_id"], INCIDENT_ACTIONS[action_id], who.actor, to=to)
-            elif metadata.get("incident_id") and action_id == "ops.retry":
-                incident = await self.app.db.fetchone(
-                    "SELECT number, details FROM incidents WHERE id = ?", (metadata["incident_id"],)
-                )
-                retry = (loads(incident["details"]) or {}).get("retry") if incident else None
-                if retry:
-                    await self.app.ops.execute(
-                        who.actor,
-                        who.org_id,
-                        "retry",
-                        retry["channel_id"],
-                        f"retry from incident #{incident['number']}",
-                        ip=None,
-                        thread_id=retry.get("thread_id"),
-                    )
-            else:
-                return False
-        except (Conflict, Forbidden, NotFound) as exc:
-            log.info("%s on %s: %s", action_id, message["id"], exc.message)
-        return True
 
     @staticmethod
     def _label(message: Mapping[str, Any], interaction: Mapping[str, Any]) -> str:
@@ -488,9 +446,8 @@ class CardService:
         """Mark a block decided (its buttons are then refused with 409) and show who decided."""
 
         def mark(tx: WriteTx) -> dict[str, Any]:
-            row = tx.one("SELECT card_state FROM messages WHERE id = ?", (message_id,))
-            state = loads(row["card_state"]) or {}
+            state = card_store.state(tx, message_id)
             state.setdefault("decided", {})[block_id] = {"label": label, "by": actor.id, "at": now_rfc3339()}
-            return set_card_state(tx, message_id, state, actor)
+            return card_store.set_state(tx, message_id, state, actor)
 
-        return await self.app.db.write(mark)
+        return await self.db.write(mark)

@@ -14,7 +14,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
 from .. import __version__, hookspecs
-from ..api.realtime import expose_server_send
+from .fastpath import offer_direct_write
 
 log = logging.getLogger("spacechat.host.server")
 
@@ -67,7 +67,7 @@ class HostServer(uvicorn.Server):
 
 def uvicorn_config(app: Starlette, *, host: str, port: int, log_level: str) -> uvicorn.Config:
     return uvicorn.Config(
-        expose_server_send(app),
+        offer_direct_write(app),
         host=host,
         port=port,
         log_level=log_level,

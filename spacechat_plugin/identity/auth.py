@@ -26,21 +26,19 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from starlette.requests import HTTPConnection
 
+from ..config import Settings
 from ..errors import Forbidden, TooManyRequests, Unauthorized
 from ..events import Actor, now_rfc3339
 from ..store import identity
-from ..store.db import loads
-from .permissions import ROLE_SCOPES, Principal
-
-if TYPE_CHECKING:
-    from ..app import Spacechat
+from ..store.db import Database, loads
+from .permissions import ROLE_SCOPES, Access, Principal
 
 SESSION_COOKIE = "spacechat_session"
 CSRF_HEADER = "x-csrf-token"
@@ -109,8 +107,8 @@ class RateLimiter:
 
 
 class Authenticator:
-    def __init__(self, app: Spacechat, secret: bytes) -> None:
-        self.app = app
+    def __init__(self, db: Database, access: Access, settings: Settings, secret: bytes) -> None:
+        self.db, self.access, self.settings = db, access, settings
         self._secret = secret
         self._signer = URLSafeTimedSerializer(secret, salt="spacechat-session")
         self.login_by_account = RateLimiter(limit=5, window=15 * 60)
@@ -125,7 +123,7 @@ class Authenticator:
         return str(self._signer.dumps(session_id))
 
     def unsign(self, reference: str) -> str | None:
-        max_age = int(self.app.settings.auth.session_days * 86400)
+        max_age = int(self.settings.auth.session_days * 86400)
         try:
             value = self._signer.loads(reference, max_age=max_age)
         except (BadSignature, SignatureExpired):
@@ -140,9 +138,9 @@ class Authenticator:
             "key": SESSION_COOKIE,
             "httponly": True,
             "samesite": "lax",
-            "secure": self.app.settings.public_url.startswith("https://"),
+            "secure": self.settings.public_url.startswith("https://"),
             "path": "/",
-            "max_age": int(self.app.settings.auth.session_days * 86400),
+            "max_age": int(self.settings.auth.session_days * 86400),
         }
 
     # -- authentication -----------------------------------------------------------------------
@@ -162,7 +160,7 @@ class Authenticator:
         session_id = self.unsign(reference)
         if session_id is None:
             raise Unauthorized("the session is not valid; sign in again", code="session_invalid")
-        row = await self._cached(f"s:{session_id}", lambda: identity.session_with_user(self.app.db, session_id))
+        row = await self._cached(f"s:{session_id}", lambda: identity.session_with_user(self.db, session_id))
         now = now_rfc3339()
         if row is None or row["revoked_at"] is not None or row["expires_at"] <= now:
             raise Unauthorized("the session has ended; sign in again", code="session_invalid")
@@ -174,9 +172,7 @@ class Authenticator:
         return self._principal(row, credential="session", credential_id=session_id, scopes=ROLE_SCOPES[row["role"]])
 
     async def _from_token(self, secret: str) -> Principal:
-        row = await self._cached(
-            f"t:{identity.hash_token(secret)}", lambda: identity.token_with_user(self.app.db, secret)
-        )
+        row = await self._cached(f"t:{identity.hash_token(secret)}", lambda: identity.token_with_user(self.db, secret))
         if row is None or row["revoked_at"] is not None:
             raise Unauthorized("this API token is not valid", code="token_invalid")
         if row["expires_at"] is not None and row["expires_at"] <= now_rfc3339():
@@ -215,7 +211,7 @@ class Authenticator:
             credential=credential,
             credential_id=credential_id,
             instance_admin=bool(row["instance_admin"]),
-            channels=self.app.access.memberships(row["id"]),
+            channels=self.access.memberships(row["id"]),
         )
 
     def _check_csrf(self, conn: HTTPConnection, session_id: str) -> None:
@@ -240,7 +236,7 @@ class Authenticator:
     async def flush_seen(self) -> None:
         if self._touch:
             batch, self._touch = self._touch, {}
-            await self.app.db.write(lambda tx: identity.touch_sessions(tx, batch))
+            await self.db.write(lambda tx: identity.touch_sessions(tx, batch))
 
     # -- login rate limits --------------------------------------------------------------------
 

@@ -14,7 +14,7 @@ Realtime uses the same rule per event (`visible`), live and on replay alike.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Set
+from collections.abc import Callable, Iterable, Mapping, Set
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -166,6 +166,21 @@ class Access:
         self.channels: dict[str, dict[str, Any]] = {}
         self._members: dict[str, set[str]] = {}
         self.version = 0
+
+    def channel_named(self, name: str, org_id: str) -> dict[str, Any] | None:
+        return next((c for c in self.channels.values() if c["name"] == name and c["org_id"] == org_id), None)
+
+    def apply(self, events: Iterable[Any]) -> None:
+        """After each commit, before fan-out: keep the caches current, so every event is
+        filtered by the memberships that hold after it."""
+        for event in events:
+            kind = event.event_type
+            if kind in ("channel.created", "channel.updated"):
+                self.channel_changed(event.payload.channel)
+            elif kind == "member.added" and event.channel_id:
+                self.joined(event.payload.user_id, event.channel_id)
+            elif kind == "member.removed" and event.channel_id:
+                self.left(event.payload.user_id, event.channel_id)
 
     def load(self, channels: list[dict[str, Any]], memberships: list[tuple[str, str]]) -> None:
         self.channels = {channel["id"]: channel for channel in channels}

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from ..cards.service import set_card_state
+from ..config import OpsConfig
 from ..errors import Conflict, NotFound
 from ..events import (
     SYSTEM,
@@ -27,40 +27,18 @@ from ..events import (
     new_id,
     now_rfc3339,
 )
+from ..identity.permissions import Access, Principal
 from ..store import audit
+from ..store import cards as card_store
+from ..store import incidents as incident_store
 from ..store import messages as message_store
-from ..store.db import Database, WriteTx, dumps, loads
-
-if TYPE_CHECKING:
-    from ..app import Spacechat
+from ..store.db import Database, WriteTx
 
 log = logging.getLogger("spacechat.incidents")
 
 ESCALATE_TO = ("role:admin", "role:owner")
 PAST = {"acknowledge": "incident.acknowledged", "escalate": "incident.escalated", "resolve": "incident.resolved"}
 ACTIONS = {"incident.acknowledge": "acknowledge", "incident.resolve": "resolve", "incident.escalate": "escalate"}
-
-
-def incident_json(row: Any) -> dict[str, Any]:
-    return {
-        "id": row["id"],
-        "number": row["number"],
-        "org_id": row["org_id"],
-        "kind": row["kind"],
-        "source": row["source"],
-        "title": row["title"],
-        "severity": row["severity"],
-        "status": row["status"],
-        "details": loads(row["details"]),
-        "channel_id": row["channel_id"],
-        "message_id": row["message_id"],
-        "escalated_to": row["escalated_to"],
-        "opened_at": row["opened_at"],
-        "acknowledged_at": row["acknowledged_at"],
-        "acknowledged_by": row["acknowledged_by"],
-        "resolved_at": row["resolved_at"],
-        "resolved_by": row["resolved_by"],
-    }
 
 
 def card(incident: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -115,12 +93,11 @@ def card(incident: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 
 class Incidents:
-    def __init__(self, app: Spacechat) -> None:
-        self.app = app
+    def __init__(self, db: Database, access: Access, settings: OpsConfig) -> None:
+        self.db, self.access, self.settings = db, access, settings
 
     def _channel(self, org_id: str) -> dict[str, Any] | None:
-        name = self.app.settings.ops.incidents_channel
-        return next((c for c in self.app.channels.values() if c["org_id"] == org_id and c["name"] == name), None)
+        return self.access.channel_named(self.settings.incidents_channel, org_id)
 
     async def open(
         self,
@@ -136,41 +113,30 @@ class Incidents:
         channel = self._channel(org_id)
 
         def create(tx: WriteTx) -> dict[str, Any]:
-            if source is not None:
-                open_row = tx.one(
-                    "SELECT * FROM incidents WHERE org_id = ? AND source = ? AND status != 'resolved'", (org_id, source)
-                )
-                if open_row is not None:
-                    return incident_json(open_row)
-            number = tx.one("SELECT COALESCE(MAX(number), 0) + 1 FROM incidents WHERE org_id = ?", (org_id,))[0]
-            row = {
-                "id": new_id("inc"),
-                "org_id": org_id,
-                "number": number,
-                "kind": kind,
-                "source": source,
-                "title": title[:300],
-                "severity": severity,
-                "status": "open",
-                "details": dumps(dict(details or {})),
-                "channel_id": channel["id"] if channel else None,
-                "message_id": None,
-                "escalated_to": None,
-                "opened_at": now_rfc3339(),
-                "acknowledged_at": None,
-                "acknowledged_by": None,
-                "resolved_at": None,
-                "resolved_by": None,
-            }
-            tx.execute(
-                "INSERT INTO incidents (id, org_id, number, kind, source, title, severity, status, details, channel_id,"
-                " message_id, escalated_to, opened_at, acknowledged_at, acknowledged_by, resolved_at, resolved_by)"
-                " VALUES (:id, :org_id, :number, :kind, :source, :title, :severity, :status, :details, :channel_id,"
-                " :message_id, :escalated_to, :opened_at, :acknowledged_at, :acknowledged_by, :resolved_at,"
-                " :resolved_by)",
-                row,
+            if source is not None and (already := incident_store.open_with_source(tx, org_id, source)) is not None:
+                return already
+            incident = incident_store.insert(
+                tx,
+                {
+                    "id": new_id("inc"),
+                    "org_id": org_id,
+                    "kind": kind,
+                    "source": source,
+                    "title": title[:300],
+                    "severity": severity,
+                    "status": "open",
+                    "details": dict(details or {}),
+                    "channel_id": channel["id"] if channel else None,
+                    "message_id": None,
+                    "escalated_to": None,
+                    "opened_at": now_rfc3339(),
+                    "acknowledged_at": None,
+                    "acknowledged_by": None,
+                    "resolved_at": None,
+                    "resolved_by": None,
+                },
             )
-            incident = incident_json(row)
+            number = incident["number"]
             if channel is not None:
                 posted = message_store.post_message(
                     tx,
@@ -182,7 +148,7 @@ class Incidents:
                     card_state={"incident": incident},
                     metadata={"incident_id": incident["id"]},
                 )
-                tx.execute("UPDATE incidents SET message_id = ? WHERE id = ?", (posted.message["id"], incident["id"]))
+                incident_store.set_message(tx, incident["id"], posted.message["id"])
                 incident["message_id"] = posted.message["id"]
             self._emit(tx, IncidentOpened(incident=incident), incident, actor)
             audit.append(
@@ -196,10 +162,10 @@ class Incidents:
             )
             return incident
 
-        return await self.app.db.write(create)
+        return await self.db.write(create)
 
     def _emit(self, tx: WriteTx, payload: Payload, incident: Mapping[str, Any], actor: Actor) -> None:
-        channel = self.app.channels.get(incident["channel_id"] or "")
+        channel = self.access.channels.get(incident["channel_id"] or "")
         tx.emit(
             Event(
                 payload,
@@ -223,7 +189,7 @@ class Incidents:
         """acknowledge, escalate (to `role:admin`, `role:owner` or a user id) or resolve."""
 
         def change(tx: WriteTx) -> dict[str, Any]:
-            row = tx.one("SELECT * FROM incidents WHERE id = ?", (incident_id,))
+            row = incident_store.row(tx, incident_id)
             if row is None:
                 raise NotFound("no such incident")
             if row["status"] == "resolved":
@@ -233,22 +199,16 @@ class Incidents:
             if action == "acknowledge":
                 if row["status"] == "acknowledged":
                     raise Conflict("this incident is already acknowledged", code="already_acknowledged")
-                tx.execute(
-                    "UPDATE incidents SET status = 'acknowledged', acknowledged_at = ?, acknowledged_by = ?"
-                    " WHERE id = ?",
-                    (now, actor.id, incident_id),
-                )
+                incident_store.acknowledge(tx, incident_id, now, actor.id)
                 payload = IncidentAcknowledged
             elif action == "escalate":
-                tx.execute("UPDATE incidents SET escalated_to = ? WHERE id = ?", (to, incident_id))
+                incident_store.escalate(tx, incident_id, to)
                 payload = IncidentEscalated
             else:
-                tx.execute(
-                    "UPDATE incidents SET status = 'resolved', resolved_at = ?, resolved_by = ? WHERE id = ?",
-                    (now, actor.id, incident_id),
-                )
+                incident_store.resolve(tx, incident_id, now, actor.id)
                 payload = IncidentResolved
-            incident = incident_json(tx.one("SELECT * FROM incidents WHERE id = ?", (incident_id,)))
+            incident = incident_store.row(tx, incident_id)
+            assert incident is not None
             self._emit(tx, payload(incident=incident), incident, actor)
             audit.append(
                 tx,
@@ -263,17 +223,17 @@ class Incidents:
             self._refresh_card(tx, incident, actor, note=note, to=to, action=action)
             return incident
 
-        return await self.app.db.write(change)
+        return await self.db.write(change)
 
     def _refresh_card(
         self, tx: WriteTx, incident: dict[str, Any], actor: Actor, *, note: str | None, to: str | None, action: str
     ) -> None:
         if not incident["message_id"]:
             return
-        tx.execute("UPDATE messages SET blocks = ? WHERE id = ?", (dumps(card(incident)), incident["message_id"]))
-        set_card_state(tx, incident["message_id"], {"incident": incident}, actor)
-        channel = self.app.channels.get(incident["channel_id"] or "")
-        thread = tx.one("SELECT thread_id FROM messages WHERE id = ?", (incident["message_id"],))
+        card_store.set_blocks(tx, incident["message_id"], card(incident))
+        card_store.set_state(tx, incident["message_id"], {"incident": incident}, actor)
+        channel = self.access.channels.get(incident["channel_id"] or "")
+        thread = card_store.thread_of(tx, incident["message_id"])
         if channel is not None and thread is not None:
             who = actor.id or "the system"
             words = {
@@ -282,30 +242,29 @@ class Incidents:
                 "escalate": f"escalated to {(to or '').removeprefix('role:')}s by {who}",
             }[action]
             text = f"Incident #{incident['number']} {words}" + (f": {note}" if note else "")
-            message_store.post_message(tx, actor=actor, channel=channel, thread_id=thread["thread_id"], text=text)
+            message_store.post_message(tx, actor=actor, channel=channel, thread_id=thread, text=text)
 
     async def resolve_source(self, org_id: str, source: str, note: str) -> None:
         """The cause cleared (a provider is back): resolve its open incident, if any."""
-        row = await self.app.db.fetchone(
-            "SELECT id FROM incidents WHERE org_id = ? AND source = ? AND status != 'resolved'", (org_id, source)
-        )
-        if row is not None:
-            await self.act(row["id"], "resolve", SYSTEM, note=note)
+        incident_id = await incident_store.open_id_with_source(self.db, org_id, source)
+        if incident_id is not None:
+            await self.act(incident_id, "resolve", SYSTEM, note=note)
 
+    # -- the card (cards.service.CardHandler) ------------------------------------------------
 
-async def get(db: Database, incident_id: str) -> dict[str, Any] | None:
-    row = await db.fetchone("SELECT * FROM incidents WHERE id = ?", (incident_id,))
-    return None if row is None else incident_json(row)
+    async def check_interaction(self, who: Principal, message: Mapping[str, Any], action_id: str) -> None:
+        return None
 
-
-async def listing(db: Database, org_id: str, status: str | None, limit: int) -> list[dict[str, Any]]:
-    if status:
-        rows = await db.fetchall(
-            "SELECT * FROM incidents WHERE org_id = ? AND status = ? ORDER BY number DESC LIMIT ?",
-            (org_id, status, limit),
-        )
-    else:
-        rows = await db.fetchall(
-            "SELECT * FROM incidents WHERE org_id = ? ORDER BY number DESC LIMIT ?", (org_id, limit)
-        )
-    return [incident_json(row) for row in rows]
+    async def handle_interaction(self, who: Principal, interaction: dict[str, Any], message: dict[str, Any]) -> bool:
+        """Acknowledge, escalate and resolve from the incident's card (Retry is an operation)."""
+        incident_id = (message.get("metadata") or {}).get("incident_id")
+        action = ACTIONS.get(interaction["action_id"])
+        if not incident_id or action is None:
+            return False
+        values = interaction["values"]
+        to = values[0] if isinstance(values, list) and values else None
+        try:
+            await self.act(incident_id, action, who.actor, to=to)
+        except (Conflict, NotFound) as exc:
+            log.info("%s on %s: %s", interaction["action_id"], message["id"], exc.message)
+        return True

@@ -10,15 +10,19 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from ..config import BudgetConfig
-from ..events import AgentTokenUsage, Event, SystemHealthChanged, now_rfc3339
+from ..agents.home import home_channel
+from ..agents.replies import ReplyStreams
+from ..cards.service import CardService
+from ..config import BudgetConfig, Settings
+from ..events import Actor, AgentTokenUsage, Event, SystemHealthChanged, now_rfc3339
+from ..hookspecs import HostAPI, hookimpl
+from ..identity.permissions import Access
+from ..instance import Instance
 from ..store import usage as usage_store
-from ..store.db import WriteTx
-
-if TYPE_CHECKING:
-    from ..app import Spacechat
+from ..store.db import Database, WriteTx
+from .incidents import Incidents
 
 log = logging.getLogger("spacechat.observability")
 
@@ -39,8 +43,67 @@ def period_end_text(period: str, now: datetime | None = None) -> str:
 
 
 class Observability:
-    def __init__(self, app: Spacechat) -> None:
-        self.app = app
+    def __init__(
+        self,
+        *,
+        db: Database,
+        settings: Settings,
+        instance: Instance,
+        access: Access,
+        host: HostAPI | None,
+        cards: CardService,
+        replies: ReplyStreams,
+        incidents: Incidents,
+    ) -> None:
+        self.db, self.settings, self.instance, self.access, self.host = db, settings, instance, access, host
+        self.cards, self.replies, self.incidents = cards, replies, incidents
+
+    # -- the hooks this service implements (registered as a plugin by the composition root) --
+
+    @hookimpl
+    async def spacebot_llm_usage(
+        self,
+        agent_id: str,
+        channel_id: str | None,
+        thread_id: str | None,
+        turn_id: str | None,
+        process_type: str,
+        model: str,
+        provider: str,
+        input_tokens: int,
+        output_tokens: int,
+        cache_read_tokens: int,
+        cache_write_tokens: int,
+        reasoning_tokens: int,
+        cost_usd: float | None,
+    ) -> None:
+        counts = {
+            "input_tokens": input_tokens,
+            "output_tokens": output_tokens,
+            "cache_read_tokens": cache_read_tokens,
+            "cache_write_tokens": cache_write_tokens,
+            "reasoning_tokens": reasoning_tokens,
+        }
+        await self.usage(
+            agent_id=agent_id,
+            channel_id=channel_id,
+            thread_id=thread_id,
+            turn_id=turn_id,
+            process_type=process_type,
+            model=model,
+            provider=provider,
+            counts=counts,
+            cost_usd=cost_usd,
+        )
+
+    @hookimpl
+    async def spacebot_health_changed(self, component: str, status: str, detail: str | None) -> None:
+        await self.health(component=component, status=status, detail=detail)
+
+    @hookimpl
+    async def spacebot_connector_status(self, connector: str, status: str, detail: str | None) -> None:
+        health = {"connected": "ok", "disconnected": "down", "error": "down"}.get(status, "degraded")
+        await self.health(component=f"connector:{connector}", status=health, detail=detail)
 
     # -- usage --------------------------------------------------------------------------------
 
@@ -57,9 +120,9 @@ class Observability:
         counts: dict[str, int],
         cost_usd: float | None,
     ) -> None:
-        channel = await self.app.channel(channel_id) if channel_id else None
-        org_id = channel["org_id"] if channel else self.app.org_id
-        cost = cost_usd if cost_usd is not None else usage_store.price(self.app.settings.pricing, model, counts)
+        channel = self.access.channels.get(channel_id) if channel_id else None
+        org_id = channel["org_id"] if channel else self.instance.org_id
+        cost = cost_usd if cost_usd is not None else usage_store.price(self.settings.pricing, model, counts)
         row = {
             "ts": now_rfc3339(),
             "org_id": org_id,
@@ -80,7 +143,7 @@ class Observability:
             provider=provider,
             cost_usd=cost,
             turn_id=turn_id,
-            message_id=self.app.replies.message_for_turn(turn_id) if turn_id else None,
+            message_id=self.replies.message_for_turn(turn_id) if turn_id else None,
             **counts,
         )
 
@@ -89,7 +152,7 @@ class Observability:
             tx.emit(
                 Event(
                     payload,
-                    actor=self.app.agent_actor(agent_id),
+                    actor=Actor("agent", agent_id),
                     org_id=org_id,
                     team_id=channel["team_id"] if channel else None,
                     channel_id=channel["id"] if channel else None,
@@ -97,14 +160,14 @@ class Observability:
                 )
             )
 
-        await self.app.db.write(write)
+        await self.db.write(write)
         if cost:
             await self.check_budgets(agent_id, org_id)
 
     # -- health and errors --------------------------------------------------------------------
 
     async def health(self, *, component: str, status: str, detail: str | None) -> None:
-        org_id = self.app.org_id
+        org_id = self.instance.org_id
         at = now_rfc3339()
 
         def write(tx: WriteTx) -> bool:
@@ -117,11 +180,11 @@ class Observability:
                     )
             return changed
 
-        if not await self.app.db.write(write):
+        if not await self.db.write(write):
             return
         if component.startswith(("provider:", "connector:")):
             if status == "down":
-                await self.app.incidents.open(
+                await self.incidents.open(
                     org_id=org_id,
                     kind="provider_outage",
                     source=component,
@@ -130,26 +193,24 @@ class Observability:
                     details={"error": detail, "hint": usage_store.hint_for(detail or "")},
                 )
             elif status == "ok":
-                await self.app.incidents.resolve_source(org_id, component, "it is back up")
+                await self.incidents.resolve_source(org_id, component, "it is back up")
 
     # -- budgets ------------------------------------------------------------------------------
 
     def _budgets(self, agent_id: str) -> list[tuple[str, str, BudgetConfig]]:
-        budgets = self.app.settings.budgets
+        budgets = self.settings.budgets
         found = []
         if agent_id in budgets.agents:
-            found.append((f"agent:{agent_id}", "agent_id = :agent", budgets.agents[agent_id]))
+            found.append((f"agent:{agent_id}", "agent", budgets.agents[agent_id]))
         if budgets.org is not None:
-            found.append((f"org:{self.app.org_id}", "org_id = :org", budgets.org))
+            found.append((f"org:{self.instance.org_id}", "org", budgets.org))
         return found
 
     async def spent(self, where: str, budget: BudgetConfig, agent_id: str) -> float:
         since = usage_store.ts(period_start(budget.period))
-        row = await self.app.db.fetchone(
-            f"SELECT COALESCE(SUM(cost_usd), 0) FROM usage_records WHERE {where} AND ts >= :since",
-            {"agent": agent_id, "org": self.app.org_id, "since": since},
-        )
-        return float(row[0]) if row else 0.0
+        if where == "agent":
+            return await usage_store.spent_since(self.db, agent_id=agent_id, org_id=None, since=since)
+        return await usage_store.spent_since(self.db, agent_id=None, org_id=self.instance.org_id, since=since)
 
     async def budget_status(self, agent_id: str) -> list[dict[str, Any]]:
         out = []
@@ -179,7 +240,7 @@ class Observability:
             ):
                 await self._warn(agent_id, status)
             if status["stopped"] and await self._first(status["scope"], period, "stopped"):
-                await self.app.incidents.open(
+                await self.incidents.open(
                     org_id=org_id,
                     kind="budget_stop",
                     source=f"budget:{status['scope']}:{period}",
@@ -192,25 +253,18 @@ class Observability:
 
     async def _first(self, scope_key: str, period: str, kind: str) -> bool:
         """Record an alert; False when it was already made this period."""
-        inserted = await self.app.db.write(
-            lambda tx: (
-                tx.execute(
-                    "INSERT OR IGNORE INTO budget_alerts (scope_key, period_start, kind, at) VALUES (?, ?, ?, ?)",
-                    (scope_key, period, kind, now_rfc3339()),
-                ).rowcount
-            )
-        )
-        return bool(inserted)
+        return await self.db.write(lambda tx: usage_store.first_alert(tx, scope_key, period, kind))
 
     async def _warn(self, agent_id: str, status: dict[str, Any]) -> None:
-        home = self.app.sdk.agent_home(agent_id) if status["scope"].startswith("agent:") else None
-        home = home or self.app.sdk.channel_named(self.app.settings.ops.ops_channel)
+        org_id = self.instance.org_id
+        home = home_channel(self.host, self.access, org_id, agent_id) if status["scope"].startswith("agent:") else None
+        home = home or self.access.channel_named(self.settings.ops.ops_channel, org_id)
         if home is None:
             return
         share = status["spent_usd"] / status["limit_usd"]
         what = "stops new turns" if status["hard_stop"] else "is only a warning"
-        await self.app.sdk.post(
-            home["id"],
+        await self.cards.post(
+            home,
             f"Budget warning: {status['scope']} has spent {share:.0%} of its {status['period']} budget",
             blocks=[
                 {

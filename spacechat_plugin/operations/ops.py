@@ -10,50 +10,38 @@ one who asked cannot approve their own.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import Any
 
+from ..agents.replies import turn_input
+from ..cards.service import CardService, check_card, initial_state
+from ..config import OpsConfig
 from ..errors import Conflict, Forbidden, NotFound
 from ..events import Actor, Event, SystemRecoveryInvoked, new_id, now_rfc3339
-from ..identity.permissions import Principal
+from ..hookspecs import HostAPI
+from ..identity.permissions import Access, Principal
 from ..store import audit
+from ..store import incidents as incident_store
 from ..store import messages as message_store
-from ..store.db import WriteTx, dumps, loads
-
-if TYPE_CHECKING:
-    from ..app import Spacechat
+from ..store import ops as ops_store
+from ..store.db import Database, WriteTx, loads
 
 log = logging.getLogger("spacechat.ops")
 
 SCOPES = {"retry": "ops:retry", "restart": "ops:restart", "reconnect": "ops:reconnect", "recover": "ops:recover"}
 
 
-def pending_json(row: Any) -> dict[str, Any]:
-    return {
-        key: row[key]
-        for key in (
-            "id",
-            "action",
-            "target",
-            "reason",
-            "requested_by",
-            "requested_at",
-            "status",
-            "decided_by",
-            "decided_at",
-            "message_id",
-        )
-    } | {"result": loads(row["result"])}
-
-
 class Ops:
-    def __init__(self, app: Spacechat) -> None:
-        self.app = app
+    def __init__(
+        self, *, db: Database, settings: OpsConfig, host: HostAPI | None, access: Access, cards: CardService
+    ) -> None:
+        self.db, self.settings, self.host, self.access, self.cards = db, settings, host, access, cards
 
     async def request(
         self, who: Principal, action: str, target: str, reason: str, *, ip: str | None, thread_id: str | None = None
     ) -> tuple[int, dict[str, Any]]:
         """Run an operation now, or, under the two-person rule, ask for a second approval (202)."""
-        if action in self.app.settings.ops.require_second_approval:
+        if action in self.settings.require_second_approval:
             return 202, await self._ask_second(who, action, target, reason, ip, thread_id)
         return 200, await self.execute(who.actor, who.org_id, action, target, reason, ip=ip, thread_id=thread_id)
 
@@ -70,14 +58,14 @@ class Ops:
         operation_id: str | None = None,
         approved_by: str | None = None,
     ) -> dict[str, Any]:
-        host = self.app.host
+        host = self.host
         outcome, result = "ok", {}
         try:
             if host is None:
                 raise RuntimeError("no agent host is running")
             if action == "retry":
                 last = await self._last_reply(target, thread_id)
-                lost = await self.app.turn_input(last) if last else {}
+                lost = await turn_input(self.db, last) if last else {}
                 result = await host.retry_turn(
                     channel_id=target, thread_id=thread_id or (last or {}).get("thread_id"), **lost
                 )
@@ -128,43 +116,29 @@ class Ops:
                 details=details,
             )
             if operation_id is not None:
-                tx.execute(
-                    "UPDATE pending_ops SET status = ?, result = ? WHERE id = ?",
-                    ("done" if outcome == "ok" else "failed", dumps(result), operation_id),
-                )
+                ops_store.finish_pending(tx, operation_id, outcome == "ok", result)
 
-        await self.app.db.write(record)
+        await self.db.write(record)
         return {"action": action, "target": target, "outcome": outcome, "result": result}
 
     async def _last_reply(self, channel_id: str, thread_id: str | None) -> dict[str, Any] | None:
         """The channel's (or thread's) last agent reply: the turn a retry runs again."""
-        where, params = ("thread_id = ?", [thread_id]) if thread_id else ("channel_id = ?", [channel_id])
-        row = await self.app.db.fetchone(
-            f"SELECT id FROM messages WHERE {where} AND author_kind = 'agent' AND blocks IS NULL"
-            " ORDER BY seq DESC LIMIT 1",
-            params,
-        )
-        return None if row is None else await message_store.get_message(self.app.db, row["id"])
+        reply_id = await ops_store.last_agent_reply_id(self.db, channel_id, thread_id)
+        return None if reply_id is None else await message_store.get_message(self.db, reply_id)
 
     async def _supersede(self, channel_id: str, thread_id: str | None, turn_id: str, actor: Actor) -> None:
         """Retry marks the failed reply it replaces as superseded."""
-        where, params = "channel_id = ?", [channel_id]
-        if thread_id:
-            where, params = "thread_id = ?", [thread_id]
-        row = await self.app.db.fetchone(
-            f"SELECT id, metadata FROM messages WHERE {where} AND author_kind = 'agent' AND state = 'failed'"
-            " ORDER BY seq DESC LIMIT 1",
-            params,
-        )
-        if row is None or loads(row["metadata"]).get("superseded_by_turn"):
+        found = await ops_store.last_failed_reply(self.db, channel_id, thread_id)
+        if found is None or found[1].get("superseded_by_turn"):
             return
-        metadata = {**loads(row["metadata"]), "superseded_by_turn": turn_id}
-        await self.app.db.write(lambda tx: message_store.update_message(tx, row["id"], metadata=metadata))
+        reply_id, metadata = found
+        metadata = {**metadata, "superseded_by_turn": turn_id}
+        await self.db.write(lambda tx: message_store.update_message(tx, reply_id, metadata=metadata))
 
     async def _ask_second(
         self, who: Principal, action: str, target: str, reason: str, ip: str | None, thread_id: str | None
     ) -> dict[str, Any]:
-        channel = self.app.sdk.channel_named(self.app.settings.ops.ops_channel, who.org_id)
+        channel = self.access.channel_named(self.settings.ops_channel, who.org_id)
         operation_id = new_id("op")
         scope = SCOPES[action]
         blocks: list[dict[str, Any]] = [
@@ -193,31 +167,33 @@ class Ops:
                 ],
             },
         ]
-        message = None
-        if channel is not None:
-            message = await self.app.sdk.post(
-                channel["id"],
-                f"{action} {target} needs a second operator",
-                blocks=blocks,
-                author=who.actor,
-                metadata={"pending_op": operation_id},
-            )
+        checked = check_card(blocks)
 
         def create(tx: WriteTx) -> dict[str, Any]:
-            tx.execute(
-                "INSERT INTO pending_ops (id, org_id, action, target, reason, requested_by, requested_at, status,"
-                " message_id, result) VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?)",
-                (
-                    operation_id,
-                    who.org_id,
-                    action,
-                    target,
-                    reason,
-                    who.user_id,
-                    now_rfc3339(),
-                    message["id"] if message else None,
-                    dumps({"thread_id": thread_id}),
-                ),
+            # The approval card and the pending operation are one change: one transaction.
+            message = None
+            if channel is not None:
+                message = message_store.post_message(
+                    tx,
+                    actor=who.actor,
+                    channel=channel,
+                    thread_id=None,
+                    text=f"{action} {target} needs a second operator",
+                    blocks=checked,
+                    metadata={"pending_op": operation_id},
+                    card_state=initial_state(checked),
+                ).message
+            pending = ops_store.insert_pending(
+                tx,
+                operation_id=operation_id,
+                org_id=who.org_id,
+                action=action,
+                target=target,
+                reason=reason,
+                requested_by=who.user_id,
+                requested_at=now_rfc3339(),
+                message_id=message["id"] if message else None,
+                thread_id=thread_id,
             )
             tx.emit(
                 Event(
@@ -244,12 +220,12 @@ class Ops:
                 outcome="pending",
                 details={"reason": reason, "operation_id": operation_id},
             )
-            return pending_json(tx.one("SELECT * FROM pending_ops WHERE id = ?", (operation_id,)))
+            return pending
 
-        return await self.app.db.write(create)
+        return await self.db.write(create)
 
     async def decide(self, who: Principal, operation_id: str, approve: bool, *, ip: str | None) -> dict[str, Any]:
-        row = await self.app.db.fetchone("SELECT * FROM pending_ops WHERE id = ?", (operation_id,))
+        row = await ops_store.get_pending(self.db, operation_id)
         if row is None or row["org_id"] != who.org_id:
             raise NotFound("no such operation")
         scope = SCOPES[row["action"]]
@@ -261,10 +237,9 @@ class Ops:
             raise Conflict(f"this operation is already {row['status']}", code="already_decided")
 
         def mark(tx: WriteTx) -> bool:
-            changed = tx.execute(
-                "UPDATE pending_ops SET status = ?, decided_by = ?, decided_at = ? WHERE id = ? AND status = 'pending'",
-                ("approved" if approve else "denied", who.user_id, now_rfc3339(), operation_id),
-            ).rowcount
+            changed = ops_store.decide_pending(
+                tx, operation_id, "approved" if approve else "denied", who.user_id, now_rfc3339()
+            )
             if changed and not approve:
                 tx.emit(
                     Event(
@@ -293,10 +268,10 @@ class Ops:
                 )
             return bool(changed)
 
-        if not await self.app.db.write(mark):
+        if not await self.db.write(mark):
             raise Conflict("this operation was decided meanwhile", code="already_decided")
         if row["message_id"]:
-            await self.app.cards.decide(
+            await self.cards.decide(
                 row["message_id"],
                 "second",
                 f"{'Approved' if approve else 'Denied'} by {who.name or who.user_id}",
@@ -319,7 +294,41 @@ class Ops:
         return {"operation_id": operation_id, "status": "approved", **result}
 
     async def pending(self, org_id: str) -> list[dict[str, Any]]:
-        rows = await self.app.db.fetchall(
-            "SELECT * FROM pending_ops WHERE org_id = ? ORDER BY requested_at DESC LIMIT 100", (org_id,)
-        )
-        return [pending_json(row) for row in rows]
+        return await ops_store.list_pending(self.db, org_id)
+
+    # -- cards this service owns (cards.service.CardHandler) ---------------------------------
+
+    async def check_interaction(self, who: Principal, message: Mapping[str, Any], action_id: str) -> None:
+        pending_op = (message.get("metadata") or {}).get("pending_op")
+        if (
+            pending_op
+            and action_id in ("ops.approve", "ops.deny")
+            and await ops_store.requested_by(self.db, pending_op) == who.user_id
+        ):
+            raise Forbidden("the operator who asked cannot approve their own operation", code="same_operator")
+
+    async def handle_interaction(self, who: Principal, interaction: dict[str, Any], message: dict[str, Any]) -> bool:
+        """A second operator's Approve/Deny, and Retry on an incident's card."""
+        metadata = message.get("metadata") or {}
+        action_id = interaction["action_id"]
+        try:
+            if metadata.get("pending_op") and action_id in ("ops.approve", "ops.deny"):
+                await self.decide(who, metadata["pending_op"], action_id == "ops.approve", ip=None)
+            elif metadata.get("incident_id") and action_id == "ops.retry":
+                incident = await incident_store.get(self.db, metadata["incident_id"])
+                retry = (incident["details"] or {}).get("retry") if incident else None
+                if incident is not None and retry:
+                    await self.execute(
+                        who.actor,
+                        who.org_id,
+                        "retry",
+                        retry["channel_id"],
+                        f"retry from incident #{incident['number']}",
+                        ip=None,
+                        thread_id=retry.get("thread_id"),
+                    )
+            else:
+                return False
+        except (Conflict, Forbidden, NotFound) as exc:
+            log.info("%s on %s: %s", action_id, message["id"], exc.message)
+        return True

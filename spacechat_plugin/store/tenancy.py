@@ -153,3 +153,8 @@ async def get_channel(db: Database, channel_id: str) -> dict[str, Any] | None:
 async def find_channel(db: Database, org_id: str, name: str) -> dict[str, Any] | None:
     row = await db.fetchone("SELECT * FROM channels WHERE org_id = ? AND name = ?", (org_id, name))
     return None if row is None else channel_json(row)
+
+
+def channel_by_name(tx: WriteTx, org_id: str, name: str) -> dict[str, Any] | None:
+    row = tx.one("SELECT * FROM channels WHERE org_id = ? AND name = ?", (org_id, name))
+    return None if row is None else channel_json(row)

@@ -14,6 +14,7 @@ from statistics import quantiles
 from typing import Any
 
 from ..config import PriceConfig
+from ..events import now_rfc3339
 from .db import Database, WriteTx
 
 COUNTERS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens")
@@ -218,3 +219,21 @@ async def recent_errors(db: Database, where: str, params: dict[str, Any], limit:
 
 async def health(db: Database) -> list[dict[str, Any]]:
     return [dict(row) for row in await db.fetchall("SELECT * FROM health ORDER BY component")]
+
+
+async def spent_since(db: Database, *, agent_id: str | None, org_id: str | None, since: str) -> float:
+    """Cost recorded since `since`, for one agent or (agent_id None) for one organisation."""
+    where, key = ("agent_id = ?", agent_id) if agent_id is not None else ("org_id = ?", org_id)
+    row = await db.fetchone(
+        f"SELECT COALESCE(SUM(cost_usd), 0) FROM usage_records WHERE {where} AND ts >= ?", (key, since)
+    )
+    return float(row[0]) if row else 0.0
+
+
+def first_alert(tx: WriteTx, scope_key: str, period: str, kind: str) -> bool:
+    """Record a budget alert; False when it was already made this period."""
+    inserted = tx.execute(
+        "INSERT OR IGNORE INTO budget_alerts (scope_key, period_start, kind, at) VALUES (?, ?, ?, ?)",
+        (scope_key, period, kind, now_rfc3339()),
+    ).rowcount
+    return bool(inserted)

@@ -1,0 +1,55 @@
+"""What the routes may use: the services, as the composition root hands them over.
+
+A Protocol, so that api/ depends on this list and not on app.py (which builds the services and
+imports the API to mount it). Routes are the outermost layer: they may call every service, and
+they reach the agents only through the HostAPI (`host`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any, Protocol
+
+from ..agents.activity import Activity
+from ..agents.delivery import Delivery
+from ..agents.replies import ReplyStreams
+from ..cards.service import CardService
+from ..config import Settings
+from ..hookspecs import HostAPI
+from ..identity.auth import Authenticator
+from ..identity.permissions import Access
+from ..instance import Instance
+from ..operations.incidents import Incidents
+from ..operations.observability import Observability
+from ..operations.ops import Ops
+from ..realtime.bus import Bus
+from ..realtime.streams import Streams
+from ..store.db import Database
+
+
+class Context(Protocol):
+    settings: Settings
+    host: HostAPI | None
+    data_dir: Path
+    instance: Instance
+    db: Database
+    bus: Bus
+    streams: Streams
+    access: Access
+    auth: Authenticator | None
+    cards: CardService
+    replies: ReplyStreams
+    activity: Activity
+    incidents: Incidents
+    observe: Observability
+    ops: Ops
+    delivery: Delivery
+    inflight_keys: set[tuple[str, str]]
+
+    @property
+    def base_url(self) -> str: ...
+
+    def end_streams(self, key: str) -> None: ...
+
+    def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> None: ...

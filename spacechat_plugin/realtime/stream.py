@@ -1,0 +1,193 @@
+"""The one subscription core behind SSE and WebSocket, and its sinks.
+
+A client resumes after a seq. The core replays the log after that seq in pages, subscribes to
+the bus, replays once more what committed meanwhile, then goes live skipping anything it already
+sent: no gap and no duplicate at the seam. Without a cursor the stream starts at the newest
+event. A cursor older than the log's retention gets `reset` (refetch, then continue from the seq
+it carries). A subscriber that falls `realtime.max_lag` events behind gets `lagged` and the stream
+ends; it resumes from its last id.
+
+SSE frames: logged events are `id: <seq>` + `data: <envelope>`; live-only stream deltas carry no
+id; control events are named (`ready`, `heartbeat`, `reset`, `lagged`). WebSocket messages are the
+envelopes themselves, and `{"type": <control>, ...}` for control.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+import orjson
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+from starlette.websockets import WebSocket
+
+from ..errors import SpacechatError
+from ..events import now_rfc3339
+from ..hookspecs import DIRECT_WRITE
+from ..store import log as event_log
+from ..store.db import Database
+from .bus import Entry, Lagged, Run, control_frame, encode_entry
+from .streams import Streams
+
+Visible = Callable[[Any], bool]
+
+
+class Sink(Protocol):
+    async def events(self, items: Sequence[Entry]) -> None: ...
+    async def runs(self, runs: Sequence[Run]) -> None: ...
+    async def control(self, name: str, data: dict[str, Any], seq: int | None = None) -> None: ...
+    def direct(self) -> Callable[[bytes], bool] | None: ...
+
+
+async def run_stream(
+    db: Database, streams: Streams, keys: Sequence[str | None], visible: Visible, after: int | None, sink: Sink
+) -> None:
+    """Replay after `after`, then live, to `sink`, for a subscriber that may see what `visible`
+    allows; registered under `keys` (its credential and user) so ending access ends it."""
+
+    async def replay(after: int) -> tuple[int, bool]:
+        """Send one page of the log after `after`; return the last seq read and whether more remain."""
+        page = await event_log.read_after(db, after)
+        entries = [encode_entry(0, e.seq, e.event_type, e.org_id, e.channel_id, e.thread_id, e.body) for e in page]
+        await sink.events([entry for entry in entries if visible(entry)])
+        return (page[-1].seq if page else after), len(page) == event_log.PAGE
+
+    bus = streams.bus
+    if after is not None and after < await event_log.pruned_through(db):
+        await sink.control("reset", {"reason": "retention", "resume_after": bus.last_seq}, seq=bus.last_seq)
+        after = None
+    if after is None:
+        subscription = streams.subscribe(keys, visible)
+        sent = bus.last_seq
+        await sink.control("ready", {"resume_after": sent})
+    else:
+        sent, more = after, True
+        while more:  # catch up from the log without holding a place in the ring
+            sent, more = await replay(sent)
+        subscription = streams.subscribe(keys, visible)
+        more = True
+        while more:  # what committed between the last page and subscribing
+            sent, more = await replay(sent)
+        await sink.control("ready", {"resume_after": sent})
+    subscription.sent = sent
+    subscription.direct = sink.direct()
+    try:
+        while True:
+            try:
+                runs = await subscription.next()
+            except Lagged:
+                await sink.control("lagged", {"resume_after": subscription.sent})
+                return
+            if subscription.closed:
+                return
+            if not runs:
+                await sink.control("heartbeat", {"ts": now_rfc3339()})
+                continue
+            runs = subscription.shown(runs)
+            if runs:
+                await sink.runs(runs)
+                subscription.delivered(runs)
+    finally:
+        streams.unsubscribe(keys, subscription)
+
+
+# --- SSE -----------------------------------------------------------------------------------
+
+
+class SSESink:
+    __slots__ = ("_first", "_open_direct", "send")
+
+    def __init__(self, send: Send, open_direct: Callable[[], Callable[[bytes], bool] | None] | None = None) -> None:
+        self.send = send
+        self._open_direct = open_direct
+        # Browsers reconnect after `retry` ms, sending Last-Event-ID; it rides on the first frame
+        # so no client sees an event without data.
+        self._first = b"retry: 1000\n"
+
+    async def _write(self, body: bytes) -> None:
+        if self._first:
+            body, self._first = self._first + body, b""
+        await self.send({"type": "http.response.body", "body": body, "more_body": True})
+
+    async def events(self, items: Sequence[Entry]) -> None:
+        if items:
+            await self._write(b"".join([item.sse for item in items]))
+
+    async def runs(self, runs: Sequence[Run]) -> None:
+        await self._write(runs[0].sse if len(runs) == 1 else b"".join([run.sse for run in runs]))
+
+    async def control(self, name: str, data: dict[str, Any], seq: int | None = None) -> None:
+        await self._write(control_frame(name, data, seq=seq))
+
+    def direct(self) -> Callable[[bytes], bool] | None:
+        """The serving host's direct body writer (hookspecs.DIRECT_WRITE), once the first frame
+        went the usual way; None where the host offers none."""
+        if self._first or self._open_direct is None:
+            return None
+        return self._open_direct()
+
+
+class EventStreamResponse(Response):
+    """A text/event-stream that writes pre-encoded frames and ends when the client leaves."""
+
+    def __init__(self, start: Callable[[Sink], Any]) -> None:
+        # No Content-Length: the body never ends by itself.
+        self.start = start
+        self.status_code = 200
+        self.background = None
+        self.raw_headers = [
+            (b"content-type", b"text/event-stream; charset=utf-8"),
+            (b"cache-control", b"no-store"),
+            (b"x-accel-buffering", b"no"),
+        ]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+        offered = (scope.get("extensions") or {}).get(DIRECT_WRITE) or {}
+        sink = SSESink(send, offered.get("open"))
+        stream = asyncio.ensure_future(self.start(sink))
+
+        async def watch_disconnect() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            stream.cancel()
+
+        watcher = asyncio.ensure_future(watch_disconnect())
+        try:
+            await stream
+        except asyncio.CancelledError:
+            if not stream.cancelled():
+                raise
+        except SpacechatError as exc:
+            await send({"type": "http.response.body", "body": control_frame("error", exc.body()), "more_body": True})
+        finally:
+            watcher.cancel()
+        with contextlib.suppress(Exception):
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+# --- WebSocket -----------------------------------------------------------------------------
+
+
+class WSSink:
+    __slots__ = ("ws",)
+
+    def __init__(self, ws: WebSocket) -> None:
+        self.ws = ws
+
+    async def events(self, items: Sequence[Entry]) -> None:
+        for item in items:
+            await self.ws.send_text(item.text())
+
+    async def runs(self, runs: Sequence[Run]) -> None:
+        for run in runs:
+            await self.events(run.entries)
+
+    async def control(self, name: str, data: dict[str, Any], seq: int | None = None) -> None:
+        await self.ws.send_text(orjson.dumps({"type": name, **data}).decode())
+
+    def direct(self) -> Callable[[bytes], bool] | None:
+        return None

@@ -1,0 +1,62 @@
+"""The open realtime streams, by credential and by user, and the hand-off from commit to fan-out.
+
+Ending access (a revoked session or token, a deactivated user, a new password) closes the
+matching streams at once; the client then reconnects and is refused or re-authorised.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from ..events import Event
+from .bus import Bus, Subscription
+
+log = logging.getLogger("spacechat.realtime")
+
+
+class Streams:
+    def __init__(self, bus: Bus) -> None:
+        self.bus = bus
+        self._by_key: dict[str, set[Subscription]] = {}
+
+    def subscribe(self, keys: Iterable[str | None], visible: Callable[[Any], bool]) -> Subscription:
+        """A bus subscription registered under its credential and user, so ending access ends it."""
+        subscription = self.bus.subscribe(visible)
+        for key in keys:
+            if key:
+                self._by_key.setdefault(key, set()).add(subscription)
+        return subscription
+
+    def unsubscribe(self, keys: Iterable[str | None], subscription: Subscription) -> None:
+        subscription.close()
+        for key in keys:
+            streams = self._by_key.get(key or "")
+            if streams is not None:
+                streams.discard(subscription)
+                if not streams:
+                    del self._by_key[key or ""]
+
+    def end(self, key: str) -> None:
+        """Close every stream opened under a credential or user id."""
+        for subscription in list(self._by_key.pop(key, ())):
+            subscription.close()
+
+    def publish_soon(self, events: list[Event]) -> None:
+        """Fan out on the loop's next turn, after the tasks just answered by the commit have
+        run: a send's 201 does not wait for the fan-out (which may write to every subscriber's
+        socket at once). Every publish goes this way, so events keep their order."""
+        asyncio.get_running_loop().call_soon(self._publish, events)
+
+    def publish_live(self, event: Event) -> None:
+        """Fan out a live-only event (a stream delta): no log, no transaction."""
+        assert event.live_only
+        self.publish_soon([event])
+
+    def _publish(self, events: list[Event]) -> None:
+        try:
+            self.bus.publish(events)
+        except Exception:  # a broken subscriber must not stop the fan-out for everyone after
+            log.exception("publishing events failed")
