@@ -109,6 +109,7 @@ def migrate(config: str | None, data_dir: str | None) -> None:
     async def run() -> list[dict[str, Any]]:
         from .resources import resource
         from .store.db import Database
+        from .store.migrate import applied_list
 
         db = Database(
             settings.data_path / "spacechat.db",
@@ -118,12 +119,10 @@ def migrate(config: str | None, data_dir: str | None) -> None:
         )
         await db.open()
         try:
-            rows = await db.fetchall(
-                "SELECT version, name, checksum, applied_at FROM schema_migrations ORDER BY version"
-            )
+            rows = await applied_list(db)
             for name in db.applied_now:
                 click.echo(f"applied {name}")
-            return [dict(row) for row in rows]
+            return rows
         finally:
             await db.close()
 

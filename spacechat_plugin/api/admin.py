@@ -51,7 +51,7 @@ async def create_team(request: Request) -> Response:
     body = await read_json(request, CreateTeam, max_bytes=8 * 1024)
 
     def create(tx: WriteTx) -> dict[str, Any]:
-        if tx.one("SELECT 1 FROM teams WHERE org_id = ? AND name = ?", (who.org_id, body.name)):
+        if tenancy.team_name_taken(tx, who.org_id, body.name):
             raise Conflict(f"a team named {body.name} already exists", code="name_taken")
         team = tenancy.create_team(tx, who.org_id, body.name)
         identity.emit_team_created(tx, team, who.actor)

@@ -17,9 +17,8 @@ from ..errors import BadRequest, Gone, NotFound, Unauthorized
 from ..events import SYSTEM, Actor, now_rfc3339
 from ..identity.auth import client_address, hash_password, verify_password
 from ..identity.permissions import public
-from ..store import audit, identity
+from ..store import audit, identity, tenancy
 from ..store.db import WriteTx, loads
-from ..store.tenancy import channel_json
 from .common import JSONResponse, operation, principal, read_json, spacechat
 from .models import AcceptInvitation, InvitationToken, Login, Setup
 
@@ -103,7 +102,7 @@ async def setup(request: Request) -> Response:
 
     def create(tx: WriteTx) -> tuple[dict[str, Any], dict[str, Any]]:
         claim = identity.claim_setup_token(tx, body.token)
-        if tx.one("SELECT 1 FROM users WHERE org_id = ? AND role = 'owner'", (claim["org_id"],)):
+        if identity.has_owner(tx, claim["org_id"]):
             raise Gone("this organisation already has an owner", code="setup_link_used")
         user = identity.create_user(
             tx,
@@ -262,13 +261,11 @@ async def accept_invitation(request: Request) -> Response:
             password_hash=password_hash,
             actor=inviter,
         )
-        tx.execute(
-            "UPDATE invitations SET used_at = ?, used_by = ? WHERE id = ?", (now_rfc3339(), user["id"], row["id"])
-        )
+        identity.use_invitation(tx, row["id"], user["id"])
         for channel_id in loads(row["channel_ids"]):
-            channel = tx.one("SELECT * FROM channels WHERE id = ? AND org_id = ?", (channel_id, row["org_id"]))
+            channel = tenancy.org_channel(tx, row["org_id"], channel_id)
             if channel is not None:
-                identity.add_member(tx, channel_json(channel), user["id"], inviter)
+                identity.add_member(tx, channel, user["id"], inviter)
         audit.append(
             tx,
             org_id=user["org_id"],

@@ -38,21 +38,15 @@ async def metrics(request: Request) -> Response:
     families: list[CounterMetricFamily | GaugeMetricFamily] = []
 
     messages = CounterMetricFamily("spacechat_messages", "Messages stored", labels=["author_kind", "state"])
-    for row in await db.fetchall(
-        "SELECT author_kind, state, COUNT(*) FROM messages WHERE org_id = ? GROUP BY author_kind, state", (org,)
-    ):
+    rows = await usage.metric_rows(db, org)
+    for row in rows["messages"]:
         messages.add_metric([row[0], row[1]], row[2])
     families.append(messages)
 
     tokens = CounterMetricFamily("spacechat_llm_tokens", "LLM tokens used", labels=["agent", "model", "kind"])
     requests = CounterMetricFamily("spacechat_llm_requests", "LLM requests", labels=["agent", "model"])
     cost = CounterMetricFamily("spacechat_llm_cost_usd", "LLM cost in USD (priced requests)", labels=["agent", "model"])
-    sums = ", ".join(f"SUM({name})" for name in usage.COUNTERS)
-    for row in await db.fetchall(
-        f"SELECT agent_id, model, {sums}, COUNT(*), COALESCE(SUM(cost_usd), 0)"
-        " FROM usage_records WHERE org_id = ? GROUP BY agent_id, model",
-        (org,),
-    ):
+    for row in rows["usage"]:
         for index, name in enumerate(usage.COUNTERS):
             tokens.add_metric([row[0], row[1], name.removesuffix("_tokens")], row[2 + index] or 0)
         requests.add_metric([row[0], row[1]], row[7])
@@ -60,16 +54,12 @@ async def metrics(request: Request) -> Response:
     families += [tokens, requests, cost]
 
     turns = CounterMetricFamily("spacechat_turns", "Agent turns ended", labels=["agent", "outcome"])
-    for row in await db.fetchall(
-        "SELECT agent_id, outcome, COUNT(*) FROM turns WHERE org_id = ?"
-        " AND outcome != 'running' GROUP BY agent_id, outcome",
-        (org,),
-    ):
+    for row in rows["turns"]:
         turns.add_metric([row[0], row[1]], row[2])
     families.append(turns)
 
     incidents = GaugeMetricFamily("spacechat_incidents", "Incidents by status", labels=["status"])
-    for row in await db.fetchall("SELECT status, COUNT(*) FROM incidents WHERE org_id = ? GROUP BY status", (org,)):
+    for row in rows["incidents"]:
         incidents.add_metric([row[0]], row[1])
     families.append(incidents)
 

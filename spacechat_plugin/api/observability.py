@@ -92,10 +92,7 @@ async def thread_metrics(request: Request) -> Response:
     check(who, "messages:read", thread, channel=await channel_of(app, thread["channel_id"]))
     scope = {"thread": thread["id"]}
     where = "thread_id = :thread"
-    last = await app.db.fetchone(
-        "SELECT model, provider, agent_id FROM turns WHERE thread_id = ? ORDER BY started_at DESC LIMIT 1",
-        (thread["id"],),
-    )
+    last = await usage.last_model(app.db, thread["id"])
     return JSONResponse(
         {
             "thread_id": thread["id"],

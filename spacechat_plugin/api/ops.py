@@ -14,6 +14,7 @@ from ..identity.auth import client_address
 from ..identity.permissions import check
 from ..operations import incidents as incident_service
 from ..operations.ops import SCOPES
+from ..store import identity
 from ..store import incidents as incident_store
 from .common import JSONResponse, channel_of, operation, principal, query_int, read_json, spacechat
 from .models import CreateIncident, IncidentAction, OpsDecision, OpsRequest
@@ -171,13 +172,11 @@ async def incident_action(request: Request) -> Response:
     if action == "escalate":
         if not body.to:
             raise BadRequest("escalate needs `to`", details=[{"path": "to", "message": "required"}])
-        if body.to not in incident_service.ESCALATE_TO:
-            target = await app.db.fetchone("SELECT org_id FROM users WHERE id = ?", (body.to,))
-            if target is None or target["org_id"] != who.org_id:
-                raise BadRequest(
-                    "escalate to role:admin, role:owner or a member of this organisation",
-                    details=[{"path": "to", "message": "unknown"}],
-                )
+        if body.to not in incident_service.ESCALATE_TO and await identity.org_of_user(app.db, body.to) != who.org_id:
+            raise BadRequest(
+                "escalate to role:admin, role:owner or a member of this organisation",
+                details=[{"path": "to", "message": "unknown"}],
+            )
     updated = await app.incidents.act(
         str(incident["id"]), action, who.actor, to=body.to, note=body.note, ip=client_address(request)
     )

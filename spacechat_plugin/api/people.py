@@ -63,7 +63,7 @@ async def update_me(request: Request) -> Response:
     body = await read_json(request, UpdateMe, max_bytes=64 * 1024)
     new_hash = None
     if body.password is not None:
-        row = await app.db.fetchone("SELECT email, password_hash FROM users WHERE id = ?", (who.user_id,))
+        row = await identity.login_of(app.db, who.user_id)
         if row is None or not await verify_password(row["password_hash"], body.current_password or ""):
             raise Forbidden("the current password is wrong", code="wrong_password")
         require_good_password(body.password, row["email"] or "", app.settings.auth.password_min_length)
@@ -72,15 +72,9 @@ async def update_me(request: Request) -> Response:
 
     def change(tx: WriteTx) -> dict[str, Any]:
         if body.name is not None:
-            tx.execute("UPDATE users SET name = ? WHERE id = ?", (body.name, who.user_id))
+            identity.rename(tx, who.user_id, body.name)
         if new_hash is not None:
-            tx.execute("UPDATE users SET password_hash = ? WHERE id = ?", (new_hash, who.user_id))
-            # A new password signs out every other device.
-            tx.execute(
-                "UPDATE sessions SET revoked_at = strftime('%Y-%m-%dT%H:%M:%fZ'), revoked_by = ?"
-                " WHERE user_id = ? AND revoked_at IS NULL AND id IS NOT ?",
-                (who.user_id, who.user_id, keep),
-            )
+            identity.set_password(tx, who.user_id, new_hash, keep)
             audit_action(tx, request, who, "auth.password_changed", "user", who.user_id)
         return identity.user_json(identity.user_row(tx, who.user_id))
 
@@ -392,17 +386,14 @@ async def create_invitation(request: Request) -> Response:
 async def revoke_invitation(request: Request) -> Response:
     app = spacechat(request)
     who = await principal(request)
-    row = await app.db.fetchone("SELECT * FROM invitations WHERE id = ?", (request.path_params["invitation_id"],))
+    row = await identity.get_invitation(app.db, request.path_params["invitation_id"])
     if row is None:
         raise NotFound("no such invitation")
     check(who, "members:manage", dict(row))
     invitation_id = row["id"]
 
     def revoke(tx: WriteTx) -> None:
-        tx.execute(
-            "UPDATE invitations SET revoked_at = strftime('%Y-%m-%dT%H:%M:%fZ') WHERE id = ? AND revoked_at IS NULL",
-            (invitation_id,),
-        )
+        identity.revoke_invitation(tx, invitation_id)
         audit_action(tx, request, who, "member.invitation_revoked", "invitation", invitation_id)
 
     await app.db.write(revoke)

@@ -419,3 +419,46 @@ async def channel_members(db: Database, channel_id: str) -> list[dict[str, Any]]
 
 def emit_team_created(tx: WriteTx, team: dict[str, Any], actor: Actor) -> None:
     tx.emit(Event(TeamCreated(team=team), actor=actor, org_id=team["org_id"], team_id=team["id"]))
+
+
+def has_owner(tx: WriteTx, org_id: str) -> bool:
+    return tx.one("SELECT 1 FROM users WHERE org_id = ? AND role = 'owner'", (org_id,)) is not None
+
+
+def use_invitation(tx: WriteTx, invitation_id: str, user_id: str) -> None:
+    tx.execute("UPDATE invitations SET used_at = ?, used_by = ? WHERE id = ?", (now_rfc3339(), user_id, invitation_id))
+
+
+async def get_invitation(db: Database, invitation_id: str) -> Any:
+    return await db.fetchone("SELECT * FROM invitations WHERE id = ?", (invitation_id,))
+
+
+def revoke_invitation(tx: WriteTx, invitation_id: str) -> None:
+    tx.execute(
+        "UPDATE invitations SET revoked_at = strftime('%Y-%m-%dT%H:%M:%fZ') WHERE id = ? AND revoked_at IS NULL",
+        (invitation_id,),
+    )
+
+
+async def login_of(db: Database, user_id: str) -> Any:
+    """`(email, password_hash)` of a user, or None."""
+    return await db.fetchone("SELECT email, password_hash FROM users WHERE id = ?", (user_id,))
+
+
+def rename(tx: WriteTx, user_id: str, name: str) -> None:
+    tx.execute("UPDATE users SET name = ? WHERE id = ?", (name, user_id))
+
+
+def set_password(tx: WriteTx, user_id: str, password_hash: str, keep_session: str | None) -> None:
+    """A new password signs out every other device (all sessions but `keep_session`)."""
+    tx.execute("UPDATE users SET password_hash = ? WHERE id = ?", (password_hash, user_id))
+    tx.execute(
+        "UPDATE sessions SET revoked_at = strftime('%Y-%m-%dT%H:%M:%fZ'), revoked_by = ?"
+        " WHERE user_id = ? AND revoked_at IS NULL AND id IS NOT ?",
+        (user_id, user_id, keep_session),
+    )
+
+
+async def org_of_user(db: Database, user_id: str) -> str | None:
+    row = await db.fetchone("SELECT org_id FROM users WHERE id = ?", (user_id,))
+    return None if row is None else str(row["org_id"])

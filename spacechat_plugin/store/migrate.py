@@ -108,3 +108,9 @@ def _statements(script: str) -> list[str]:
     if buffer.strip() and not all(part.strip().startswith("--") or not part.strip() for part in buffer.splitlines()):
         raise MigrationError("a migration ends with an incomplete statement")
     return statements
+
+
+async def applied_list(db: Any) -> list[dict[str, Any]]:
+    """What `schema_migrations` records, through an open Database's read connection."""
+    rows = await db.fetchall("SELECT version, name, checksum, applied_at FROM schema_migrations ORDER BY version")
+    return [dict(row) for row in rows]

@@ -158,3 +158,12 @@ async def find_channel(db: Database, org_id: str, name: str) -> dict[str, Any] |
 def channel_by_name(tx: WriteTx, org_id: str, name: str) -> dict[str, Any] | None:
     row = tx.one("SELECT * FROM channels WHERE org_id = ? AND name = ?", (org_id, name))
     return None if row is None else channel_json(row)
+
+
+def team_name_taken(tx: WriteTx, org_id: str, name: str) -> bool:
+    return tx.one("SELECT 1 FROM teams WHERE org_id = ? AND name = ?", (org_id, name)) is not None
+
+
+def org_channel(tx: WriteTx, org_id: str, channel_id: str) -> dict[str, Any] | None:
+    row = tx.one("SELECT * FROM channels WHERE id = ? AND org_id = ?", (channel_id, org_id))
+    return None if row is None else channel_json(row)

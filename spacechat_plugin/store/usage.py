@@ -237,3 +237,33 @@ def first_alert(tx: WriteTx, scope_key: str, period: str, kind: str) -> bool:
         (scope_key, period, kind, now_rfc3339()),
     ).rowcount
     return bool(inserted)
+
+
+async def last_model(db: Database, thread_id: str) -> Any:
+    """`(model, provider, agent_id)` of a thread's latest turn, or None."""
+    return await db.fetchone(
+        "SELECT model, provider, agent_id FROM turns WHERE thread_id = ? ORDER BY started_at DESC LIMIT 1", (thread_id,)
+    )
+
+
+async def metric_rows(db: Database, org_id: str) -> dict[str, list[Any]]:
+    """The counts `/metrics` exposes for one organisation, by family."""
+    sums = ", ".join(f"SUM({name})" for name in COUNTERS)
+    return {
+        "messages": await db.fetchall(
+            "SELECT author_kind, state, COUNT(*) FROM messages WHERE org_id = ? GROUP BY author_kind, state", (org_id,)
+        ),
+        "usage": await db.fetchall(
+            f"SELECT agent_id, model, {sums}, COUNT(*), COALESCE(SUM(cost_usd), 0)"
+            " FROM usage_records WHERE org_id = ? GROUP BY agent_id, model",
+            (org_id,),
+        ),
+        "turns": await db.fetchall(
+            "SELECT agent_id, outcome, COUNT(*) FROM turns WHERE org_id = ?"
+            " AND outcome != 'running' GROUP BY agent_id, outcome",
+            (org_id,),
+        ),
+        "incidents": await db.fetchall(
+            "SELECT status, COUNT(*) FROM incidents WHERE org_id = ? GROUP BY status", (org_id,)
+        ),
+    }
