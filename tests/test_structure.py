@@ -175,3 +175,32 @@ def test_the_structure_test_catches_what_it_claims() -> None:
     finally:
         GRAPH.clear()
         GRAPH.update(saved)
+
+
+def test_a_route_states_its_scope_once() -> None:
+    """`@operation(scope=...)` checks the scope (api/common.py); a route that also calls
+    `check(who, "<that scope>")` names it twice, and the two drift apart."""
+    twice = []
+    for name, path in MODULES.items():
+        if not under(name, "api"):
+            continue
+        for fn in ast.parse(path.read_text()).body:
+            if not isinstance(fn, ast.AsyncFunctionDef):
+                continue
+            scopes = [
+                keyword.value.value
+                for decorator in fn.decorator_list
+                if isinstance(decorator, ast.Call) and getattr(decorator.func, "id", "") == "operation"
+                for keyword in decorator.keywords
+                if keyword.arg == "scope" and isinstance(keyword.value, ast.Constant)
+            ]
+            for node in ast.walk(fn):
+                if (
+                    isinstance(node, ast.Call)
+                    and getattr(node.func, "id", "") == "check"
+                    and len(node.args) > 1
+                    and isinstance(node.args[1], ast.Constant)
+                    and node.args[1].value in scopes
+                ):
+                    twice.append(f"{path.name}: {fn.name}")
+    assert twice == []

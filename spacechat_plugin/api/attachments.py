@@ -21,9 +21,8 @@ from starlette.responses import FileResponse, Response
 
 from ..errors import BadRequest, NotFound, PayloadTooLarge, UnsupportedMediaType
 from ..events import new_id
-from ..identity.permissions import check
 from ..store import messages as message_store
-from .common import JSONResponse, channel_of, operation, principal, spacechat
+from .common import JSONResponse, authorize, channel_of, operation, principal, spacechat
 
 INLINE_TYPES = ("image/", "audio/", "application/pdf", "text/plain")
 _TEXT_TYPES = ("text/plain", "text/markdown", "text/csv", "application/json")
@@ -82,7 +81,6 @@ def _path(root: Path, attachment_id: str) -> Path:
 async def upload(request: Request) -> Response:
     app = spacechat(request)
     who = await principal(request)
-    check(who, "files:write")
     limits = app.settings.uploads
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type not in limits.allowed_types:
@@ -147,6 +145,7 @@ async def upload(request: Request) -> Response:
     scope="messages:read",
     produces="application/octet-stream",
     query={"download": "1 to force a download instead of inline display"},
+    resource=True,
 )
 async def download(request: Request) -> Response:
     app = spacechat(request)
@@ -158,11 +157,11 @@ async def download(request: Request) -> Response:
         # Not yet attached: only its uploader may see it.
         if row["uploader_id"] != who.user_id:
             raise NotFound("no such attachment")
-        check(who, "messages:read", dict(row))
+        await authorize(request, dict(row))
     else:
         message = await message_store.get_message(app.db, row["message_id"])
         assert message is not None
-        check(who, "messages:read", dict(row), channel=await channel_of(app, message["channel_id"]))
+        await authorize(request, dict(row), channel=await channel_of(app, message["channel_id"]))
     content_type = row["content_type"]
     inline = content_type.startswith(INLINE_TYPES) and request.query_params.get("download") != "1"
     media_type = f"{content_type}; charset=utf-8" if content_type.startswith("text/") else content_type

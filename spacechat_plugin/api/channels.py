@@ -9,20 +9,20 @@ from starlette.responses import Response
 
 from ..errors import BadRequest, Conflict, NotFound
 from ..identity.auth import client_address
-from ..identity.permissions import Principal, can_read_channel, check
+from ..identity.permissions import Principal, can_read_channel
 from ..store import audit, identity, tenancy
 from ..store import messages as message_store
 from ..store.db import WriteTx
-from .common import JSONResponse, channel_of, operation, principal, query_int, read_json, spacechat
+from .common import JSONResponse, authorize, channel_of, operation, principal, query_int, read_json, spacechat
 from .models import CreateChannel, MarkRead
 
 
-async def channel_or_404(request: Request, action: str) -> dict[str, Any]:
+async def channel_or_404(request: Request) -> dict[str, Any]:
     app = spacechat(request)
     channel = await channel_of(app, request.path_params["channel_id"])
     if channel is None:
         raise NotFound("no such channel")
-    check(await principal(request), action, channel, channel=channel)
+    await authorize(request, channel, channel=channel)
     return channel
 
 
@@ -34,7 +34,6 @@ def with_membership(who: Principal, channel: dict[str, Any]) -> dict[str, Any]:
 async def get_org(request: Request) -> Response:
     app = spacechat(request)
     who = await principal(request)
-    check(who, "channels:read")
     org = await tenancy.get_org(app.db, who.org_id)
     teams = await tenancy.list_teams(app.db, who.org_id)
     return JSONResponse({"org": org, "teams": teams})
@@ -44,7 +43,6 @@ async def get_org(request: Request) -> Response:
 async def list_channels(request: Request) -> Response:
     app = spacechat(request)
     who = await principal(request)
-    check(who, "channels:read")
     channels = await tenancy.list_channels(app.db, who.org_id)
     reads = await message_store.read_state(app.db, who.user_id, who.org_id)
     shown = []
@@ -60,10 +58,11 @@ async def list_channels(request: Request) -> Response:
     tags=["channels"],
     body=MarkRead,
     scope="messages:read",
+    resource=True,
 )
 async def mark_read(request: Request) -> Response:
     app = spacechat(request)
-    channel = await channel_or_404(request, "messages:read")
+    channel = await channel_or_404(request)
     who = await principal(request)
     body = await read_json(request, MarkRead, max_bytes=1024)
     seq = min(body.seq, app.db.last_seq)
@@ -75,7 +74,6 @@ async def mark_read(request: Request) -> Response:
 async def create_channel(request: Request) -> Response:
     app = spacechat(request)
     who = await principal(request)
-    check(who, "channels:manage")
     body = await read_json(request, CreateChannel, max_bytes=app.settings.messages.max_body_bytes)
     teams = await tenancy.list_teams(app.db, who.org_id)
     team = next((t for t in teams if t["id"] == body.team_id), None) if body.team_id else teams[0]
@@ -112,9 +110,9 @@ async def create_channel(request: Request) -> Response:
     return JSONResponse({"channel": with_membership(who, channel)}, status_code=201)
 
 
-@operation("Get a channel", tags=["channels"], scope="channels:read")
+@operation("Get a channel", tags=["channels"], scope="channels:read", resource=True)
 async def get_channel(request: Request) -> Response:
-    channel = await channel_or_404(request, "channels:read")
+    channel = await channel_or_404(request)
     fresh = await tenancy.get_channel(spacechat(request).db, channel["id"])  # the cache's last_seq lags
     return JSONResponse({"channel": with_membership(await principal(request), fresh or channel)})
 
@@ -124,9 +122,10 @@ async def get_channel(request: Request) -> Response:
     tags=["threads"],
     scope="messages:read",
     query={"before": "cursor from `next_before`", "limit": "1-200, default 50"},
+    resource=True,
 )
 async def list_threads(request: Request) -> Response:
-    channel = await channel_or_404(request, "messages:read")
+    channel = await channel_or_404(request)
     before = query_int(request, "before", None)
     limit = query_int(request, "limit", 50, low=1, high=200)
     assert limit is not None

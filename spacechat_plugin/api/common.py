@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -18,6 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..errors import BadRequest, PayloadTooLarge, SpacechatError, UnsupportedMediaType
 from ..events import current_request_id, new_id
+from ..identity.permissions import Principal, check
 from ..store import audit, tenancy
 from ..store.db import WriteTx
 
@@ -204,17 +206,56 @@ class Operation:
     produces: str = "application/json"
 
 
-F = TypeVar("F", bound=Callable[..., Any])
+Endpoint = Callable[[Request], Awaitable[Response]]
+REQUIRED_SCOPE = "spacechat.required_scope"
+# Scopes that name no permission: anyone (the route declares itself with permissions.public) or
+# anyone signed in.
+OPEN_SCOPES = ("public", "any")
 
 
-def operation(summary: str, *, tags: list[str], **kwargs: Any) -> Callable[[F], F]:
-    """Describe an endpoint for the OpenAPI document (api/openapi.py reads it)."""
+def operation(
+    summary: str, *, tags: list[str], resource: bool = False, **kwargs: Any
+) -> Callable[[Endpoint], Endpoint]:
+    """Describe an endpoint (api/openapi.py reads it) and check its scope, stated here once.
 
-    def mark(fn: F) -> F:
-        fn.__spacechat_operation__ = Operation(summary, tags, **kwargs)  # type: ignore[attr-defined]
-        return fn
+    With `scope="x:y"` the caller is authenticated and must hold the scope before the route
+    runs. With `resource=True` the scope is checked against what the route loads (its
+    organisation, the channel it lives in): the route calls `authorize(request, resource,
+    channel=...)`, so another organisation's resource answers 404 before a missing scope answers
+    403 (docs/permissions.md); the few routes whose scope depends on what they act on check it
+    there too, with the same permission function. `scope="any"` needs only a sign-in;
+    `"public"` not even that. tests/test_permissions_matrix.py runs every route as every role.
+    """
+
+    def mark(fn: Endpoint) -> Endpoint:
+        op = Operation(summary, tags, **kwargs)
+        scope = op.scope
+        if scope is None or scope == "public":
+            endpoint = fn
+        else:
+
+            @functools.wraps(fn)
+            async def endpoint(request: Request) -> Response:
+                who = await principal(request)
+                request.scope[REQUIRED_SCOPE] = scope
+                if scope not in OPEN_SCOPES and not resource:
+                    check(who, scope)
+                return await fn(request)
+
+        endpoint.__spacechat_operation__ = op  # type: ignore[attr-defined]
+        return endpoint
 
     return mark
+
+
+async def authorize(
+    request: Request, resource: Mapping[str, Any] | None, *, channel: Mapping[str, Any] | None = None
+) -> Principal:
+    """The permission check of a `resource=True` operation: the scope its `@operation` states,
+    on the resource it loaded."""
+    who = await principal(request)
+    check(who, request.scope[REQUIRED_SCOPE], resource, channel=channel)
+    return who
 
 
 # --- middleware and error handling ---------------------------------------------------------

@@ -18,9 +18,8 @@ from starlette.responses import Response
 
 from ..cards import render as cards_render
 from ..errors import BadRequest, NotFound
-from ..identity.permissions import check
 from ..store import messages as message_store
-from .common import JSONResponse, channel_of, operation, principal, read_json, spacechat
+from .common import JSONResponse, authorize, channel_of, operation, principal, read_json, spacechat
 from .models import KEY_PATTERN, RelayedInteraction, SubmitInteraction
 
 _KEY = re.compile(KEY_PATTERN)
@@ -28,11 +27,10 @@ _KEY = re.compile(KEY_PATTERN)
 
 async def _message(request: Request, message_id: str) -> dict[str, object]:
     app = spacechat(request)
-    who = await principal(request)
     message = await message_store.get_message(app.db, message_id)
     if message is None:
         raise NotFound("no such message")
-    check(who, "messages:write", message, channel=await channel_of(app, message["channel_id"]))
+    await authorize(request, message, channel=await channel_of(app, message["channel_id"]))
     return message
 
 
@@ -42,6 +40,7 @@ async def _message(request: Request, message_id: str) -> dict[str, object]:
     body=SubmitInteraction,
     status=201,
     scope="messages:write",
+    resource=True,
 )
 async def submit(request: Request) -> Response:
     app = spacechat(request)
@@ -94,6 +93,7 @@ async def _relay(request: Request, connector: str) -> Response:
     body=RelayedInteraction,
     status=201,
     scope="messages:write",
+    resource=True,
 )
 async def from_slack(request: Request) -> Response:
     return await _relay(request, "slack")
@@ -105,6 +105,7 @@ async def from_slack(request: Request) -> Response:
     body=RelayedInteraction,
     status=201,
     scope="messages:write",
+    resource=True,
 )
 async def from_discord(request: Request) -> Response:
     return await _relay(request, "discord")
@@ -114,13 +115,14 @@ async def from_discord(request: Request) -> Response:
     "A card rendered for a connector: slack (Block Kit), discord (components) or text",
     tags=["interactions"],
     scope="messages:read",
+    resource=True,
 )
 async def render(request: Request) -> Response:
     app = spacechat(request)
     message = await message_store.get_message(app.db, request.path_params["message_id"])
     if message is None:
         raise NotFound("no such message")
-    check(await principal(request), "messages:read", message, channel=await channel_of(app, message["channel_id"]))
+    await authorize(request, message, channel=await channel_of(app, message["channel_id"]))
     target = request.path_params["connector"]
     url = f"{app.base_url}/c/{message['channel_id']}/t/{message['thread_id']}?m={message['id']}"
     blocks = message.get("blocks") or []

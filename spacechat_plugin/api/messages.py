@@ -19,12 +19,12 @@ from ..cards import validate as cards
 from ..cards.service import check_card, initial_state
 from ..errors import BadRequest, Conflict, NotFound
 from ..identity.auth import client_address
-from ..identity.permissions import Principal, check
+from ..identity.permissions import Principal
 from ..store import audit
 from ..store import messages as message_store
 from ..store.db import WriteTx
 from .channels import channel_or_404
-from .common import JSONResponse, channel_of, operation, principal, query_int, read_json, spacechat
+from .common import JSONResponse, authorize, channel_of, operation, principal, query_int, read_json, spacechat
 from .models import KEY_PATTERN, PostMessage
 
 _KEY = re.compile(KEY_PATTERN)
@@ -135,32 +135,33 @@ async def _post(request: Request, who: Principal, channel: dict[str, Any], threa
     body=PostMessage,
     status=201,
     scope="messages:write",
+    resource=True,
 )
 async def post_to_channel(request: Request) -> Response:
-    channel = await channel_or_404(request, "messages:write")
+    channel = await channel_or_404(request)
     return await _post(request, await principal(request), channel, None)
 
 
-async def thread_or_404(request: Request, action: str) -> tuple[dict[str, Any], dict[str, Any]]:
+async def thread_or_404(request: Request) -> tuple[dict[str, Any], dict[str, Any]]:
     app = spacechat(request)
     thread = await message_store.get_thread(app.db, request.path_params["thread_id"])
     if thread is None:
         raise NotFound("no such thread")
     channel = await channel_of(app, thread["channel_id"])
     assert channel is not None
-    check(await principal(request), action, channel, channel=channel)
+    await authorize(request, channel, channel=channel)
     return thread, channel
 
 
-@operation("Reply in a thread", tags=["messages"], body=PostMessage, status=201, scope="messages:write")
+@operation("Reply in a thread", tags=["messages"], body=PostMessage, status=201, scope="messages:write", resource=True)
 async def post_to_thread(request: Request) -> Response:
-    thread, channel = await thread_or_404(request, "messages:write")
+    thread, channel = await thread_or_404(request)
     return await _post(request, await principal(request), channel, thread["id"])
 
 
-@operation("Get a thread", tags=["threads"], scope="messages:read")
+@operation("Get a thread", tags=["threads"], scope="messages:read", resource=True)
 async def get_thread(request: Request) -> Response:
-    thread, _ = await thread_or_404(request, "messages:read")
+    thread, _ = await thread_or_404(request)
     root = await message_store.get_message(spacechat(request).db, thread["root_message_id"])
     return JSONResponse({"thread": thread, "root": root})
 
@@ -175,9 +176,10 @@ async def get_thread(request: Request) -> Response:
         "around": "a message's seq or id: that message with older and newer ones either side (deep links)",
         "limit": "1-200, default 50",
     },
+    resource=True,
 )
 async def history(request: Request) -> Response:
-    thread, _ = await thread_or_404(request, "messages:read")
+    thread, _ = await thread_or_404(request)
     before = query_int(request, "before", None)
     after = query_int(request, "after", None)
     raw_around = request.query_params.get("around", "")
@@ -207,13 +209,13 @@ async def history(request: Request) -> Response:
     )
 
 
-@operation("Get a message", tags=["messages"], scope="messages:read")
+@operation("Get a message", tags=["messages"], scope="messages:read", resource=True)
 async def get_message(request: Request) -> Response:
     app = spacechat(request)
     message = await message_store.get_message(app.db, request.path_params["message_id"])
     if message is None:
         raise NotFound("no such message")
-    check(await principal(request), "messages:read", message, channel=await channel_of(app, message["channel_id"]))
+    await authorize(request, message, channel=await channel_of(app, message["channel_id"]))
     return JSONResponse({"message": message})
 
 
@@ -222,6 +224,7 @@ async def get_message(request: Request) -> Response:
     tags=["messages"],
     status=202,
     scope="messages:write",
+    resource=True,
 )
 async def retry_reply(request: Request) -> Response:
     app = spacechat(request)
@@ -229,7 +232,7 @@ async def retry_reply(request: Request) -> Response:
     message = await message_store.get_message(app.db, request.path_params["message_id"])
     if message is None:
         raise NotFound("no such message")
-    check(who, "messages:write", message, channel=await channel_of(app, message["channel_id"]))
+    await authorize(request, message, channel=await channel_of(app, message["channel_id"]))
     if message["author"]["kind"] != "agent" or message["state"] != "failed":
         raise Conflict("only a failed agent reply can be retried", code="not_retryable")
     if message["metadata"].get("superseded_by_turn"):

@@ -13,11 +13,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ..errors import BadRequest, NotFound
-from ..identity.permissions import check
 from ..store import incidents as incidents_query
 from ..store import messages as message_store
 from ..store import usage
-from .common import JSONResponse, channel_of, operation, principal, spacechat, time_param
+from .common import JSONResponse, authorize, channel_of, operation, principal, spacechat, time_param
 
 
 def _since_day() -> str:
@@ -32,7 +31,6 @@ def _since_day() -> str:
 async def system_health(request: Request) -> Response:
     app = spacechat(request)
     who = await principal(request)
-    check(who, "diagnostics:read")
     components = await usage.health(app.db)
     host = app.host.status() if app.host is not None else None
     states = [c["status"] for c in components]
@@ -58,7 +56,6 @@ async def system_health(request: Request) -> Response:
 async def agent_status(request: Request) -> Response:
     app = spacechat(request)
     who = await principal(request)
-    check(who, "diagnostics:read")
     agent_id = request.path_params["agent_id"]
     agent = next((a for a in (app.host.agents() if app.host else []) if a["id"] == agent_id), None)
     if agent is None:
@@ -82,6 +79,7 @@ async def agent_status(request: Request) -> Response:
     "A thread's metrics: tokens and cost, turns and their latency, models, errors",
     tags=["observability"],
     scope="messages:read",
+    resource=True,
 )
 async def thread_metrics(request: Request) -> Response:
     app = spacechat(request)
@@ -89,7 +87,7 @@ async def thread_metrics(request: Request) -> Response:
     thread = await message_store.get_thread(app.db, request.path_params["thread_id"])
     if thread is None:
         raise NotFound("no such thread")
-    check(who, "messages:read", thread, channel=await channel_of(app, thread["channel_id"]))
+    await authorize(request, thread, channel=await channel_of(app, thread["channel_id"]))
     scope = {"thread": thread["id"]}
     where = "thread_id = :thread"
     last = await usage.last_model(app.db, thread["id"])
@@ -116,14 +114,14 @@ async def thread_metrics(request: Request) -> Response:
     "A channel's metrics: usage windows, latency, queue depth and workers per agent, errors",
     tags=["observability"],
     scope="messages:read",
+    resource=True,
 )
 async def channel_metrics(request: Request) -> Response:
     app = spacechat(request)
-    who = await principal(request)
     channel = await channel_of(app, request.path_params["channel_id"])
     if channel is None:
         raise NotFound("no such channel")
-    check(who, "messages:read", channel, channel=channel)
+    await authorize(request, channel, channel=channel)
     scope = {"channel": channel["id"]}
     where = "channel_id = :channel"
     agents: list[dict[str, Any]] = []
@@ -173,7 +171,6 @@ async def channel_metrics(request: Request) -> Response:
 async def usage_report(request: Request) -> Response:
     app = spacechat(request)
     who = await principal(request)
-    check(who, "diagnostics:read")
     params = request.query_params
     group_by = [g for g in (params.get("group_by") or "").split(",") if g]
     unknown = [g for g in group_by if g not in usage.GROUPS]

@@ -11,19 +11,16 @@ from starlette.responses import Response
 
 from ..errors import BadRequest, NotFound
 from ..identity.auth import client_address
-from ..identity.permissions import check
 from ..operations import incidents as incident_service
-from ..operations.ops import SCOPES
 from ..store import identity
 from ..store import incidents as incident_store
-from .common import JSONResponse, channel_of, operation, principal, query_int, read_json, spacechat
+from .common import JSONResponse, authorize, channel_of, operation, principal, query_int, read_json, spacechat
 from .models import CreateIncident, IncidentAction, OpsDecision, OpsRequest
 
 
 async def _operate(request: Request, action: str, target: str) -> Response:
     app = spacechat(request)
-    who = await principal(request)
-    check(who, SCOPES[action])
+    who = await principal(request)  # the scope was checked by @operation (one per action)
     body = await read_json(request, OpsRequest, max_bytes=16 * 1024)
     status, result = await app.ops.request(
         who, action, target, body.reason, ip=client_address(request), thread_id=body.thread_id
@@ -36,13 +33,14 @@ async def _operate(request: Request, action: str, target: str) -> Response:
     tags=["ops"],
     body=OpsRequest,
     scope="ops:retry",
+    resource=True,
 )
 async def retry(request: Request) -> Response:
     app = spacechat(request)
     channel = await channel_of(app, request.path_params["channel_id"])
     if channel is None:
         raise NotFound("no such channel")
-    check(await principal(request), "ops:retry", channel, channel=channel)
+    await authorize(request, channel, channel=channel)
     return await _operate(request, "retry", channel["id"])
 
 
@@ -51,7 +49,6 @@ async def restart(request: Request) -> Response:
     app = spacechat(request)
     agent_id = request.path_params["agent_id"]
     if app.host is None or agent_id not in {a["id"] for a in app.host.agents()}:
-        check(await principal(request), "ops:restart")
         raise NotFound("no such agent")
     return await _operate(request, "restart", agent_id)
 
@@ -80,7 +77,6 @@ async def recover(request: Request) -> Response:
 async def pending(request: Request) -> Response:
     app = spacechat(request)
     who = await principal(request)
-    check(who, "diagnostics:read")
     return JSONResponse({"operations": await app.ops.pending(who.org_id)})
 
 
@@ -89,6 +85,7 @@ async def pending(request: Request) -> Response:
     tags=["ops"],
     body=OpsDecision,
     scope="ops:retry",
+    resource=True,  # the service checks the scope of the operation decided (ops.Ops.decide)
 )
 async def decide(request: Request) -> Response:
     app = spacechat(request)
@@ -115,7 +112,6 @@ async def decide(request: Request) -> Response:
 async def list_incidents(request: Request) -> Response:
     app = spacechat(request)
     who = await principal(request)
-    check(who, "incidents:read")
     status = request.query_params.get("status")
     if status and status not in ("open", "acknowledged", "resolved"):
         raise BadRequest("status is open, acknowledged or resolved", details=[{"path": "status", "message": "unknown"}])
@@ -124,25 +120,24 @@ async def list_incidents(request: Request) -> Response:
     return JSONResponse({"incidents": await incident_store.listing(app.db, who.org_id, status, limit)})
 
 
-async def _incident(request: Request, action: str) -> dict[str, Any]:
+async def _incident(request: Request) -> dict[str, Any]:
     app = spacechat(request)
     incident = await incident_store.get(app.db, request.path_params["incident_id"])
     if incident is None:
         raise NotFound("no such incident")
-    check(await principal(request), action, incident)
+    await authorize(request, incident)
     return incident
 
 
-@operation("An incident", tags=["incidents"], scope="incidents:read")
+@operation("An incident", tags=["incidents"], scope="incidents:read", resource=True)
 async def get_incident(request: Request) -> Response:
-    return JSONResponse({"incident": await _incident(request, "incidents:read")})
+    return JSONResponse({"incident": await _incident(request)})
 
 
 @operation("Open an incident by hand", tags=["incidents"], body=CreateIncident, status=201, scope="incidents:manage")
 async def open_incident(request: Request) -> Response:
     app = spacechat(request)
     who = await principal(request)
-    check(who, "incidents:manage")
     body = await read_json(request, CreateIncident, max_bytes=16 * 1024)
     incident = await app.incidents.open(
         org_id=who.org_id,
@@ -160,13 +155,14 @@ async def open_incident(request: Request) -> Response:
     tags=["incidents"],
     body=IncidentAction,
     scope="incidents:manage",
+    resource=True,
 )
 async def incident_action(request: Request) -> Response:
     app = spacechat(request)
     action = request.path_params["action"]
     if action not in ("acknowledge", "escalate", "resolve"):
         raise NotFound("the actions are acknowledge, escalate and resolve")
-    incident = await _incident(request, "incidents:manage")
+    incident = await _incident(request)
     who = await principal(request)
     body = await read_json(request, IncidentAction, max_bytes=16 * 1024) if await request.body() else IncidentAction()
     if action == "escalate":

@@ -12,21 +12,21 @@ from starlette.responses import Response
 
 from ..errors import BadRequest, Conflict, Forbidden, NotFound
 from ..identity.auth import hash_password, verify_password
-from ..identity.permissions import ASSIGNABLE, ROLE_SCOPES, SCOPES, Principal, check
+from ..identity.permissions import ASSIGNABLE, ROLE_SCOPES, SCOPES, Principal
 from ..store import identity
 from ..store.db import WriteTx
 from .auth import require_good_password
-from .common import JSONResponse, audit_action, channel_of, operation, principal, read_json, spacechat
+from .common import JSONResponse, audit_action, authorize, channel_of, operation, principal, read_json, spacechat
 from .models import ChangeRole, CreateBot, CreateInvitation, CreateToken, UpdateMe
 
 
-async def _user_or_404(request: Request, action: str) -> tuple[Principal, dict[str, Any]]:
+async def _user_or_404(request: Request) -> tuple[Principal, dict[str, Any]]:
     app = spacechat(request)
     who = await principal(request)
     user = await identity.get_user(app.db, request.path_params["user_id"])
     if user is None:
         raise NotFound("no such user")
-    check(who, action, user)
+    await authorize(request, user)
     return who, user
 
 
@@ -123,20 +123,19 @@ async def revoke_my_session(request: Request) -> Response:
 async def list_users(request: Request) -> Response:
     app = spacechat(request)
     who = await principal(request)
-    check(who, "members:read")
     return JSONResponse({"users": await identity.list_users(app.db, who.org_id)})
 
 
-@operation("A member", tags=["members"], scope="members:read")
+@operation("A member", tags=["members"], scope="members:read", resource=True)
 async def get_user(request: Request) -> Response:
-    _, user = await _user_or_404(request, "members:read")
+    _, user = await _user_or_404(request)
     return JSONResponse({"user": user})
 
 
-@operation("Change a member's role", tags=["members"], body=ChangeRole, scope="members:manage")
+@operation("Change a member's role", tags=["members"], body=ChangeRole, scope="members:manage", resource=True)
 async def change_role(request: Request) -> Response:
     app = spacechat(request)
-    who, user = await _user_or_404(request, "members:manage")
+    who, user = await _user_or_404(request)
     body = await read_json(request, ChangeRole, max_bytes=8 * 1024)
     allowed = ASSIGNABLE.get(who.role, frozenset())
     if user["kind"] != "human":
@@ -161,10 +160,12 @@ async def change_role(request: Request) -> Response:
     return JSONResponse({"user": changed})
 
 
-@operation("Deactivate a member: sessions and tokens end at once", tags=["members"], scope="members:manage")
+@operation(
+    "Deactivate a member: sessions and tokens end at once", tags=["members"], scope="members:manage", resource=True
+)
 async def deactivate_user(request: Request) -> Response:
     app = spacechat(request)
-    who, user = await _user_or_404(request, "members:manage")
+    who, user = await _user_or_404(request)
     if user["id"] == who.user_id:
         raise BadRequest("you cannot deactivate yourself", code="cannot_deactivate_self")
     if user["role"] == "owner" and who.role != "owner":
@@ -185,22 +186,22 @@ async def deactivate_user(request: Request) -> Response:
     return JSONResponse({"user": changed})
 
 
-@operation("A member's sessions", tags=["members"], scope="members:manage")
+@operation("A member's sessions", tags=["members"], scope="members:manage", resource=True)
 async def user_sessions(request: Request) -> Response:
     app = spacechat(request)
-    _, user = await _user_or_404(request, "members:manage")
+    _, user = await _user_or_404(request)
     rows = await identity.list_sessions(app.db, user["id"])
     return JSONResponse({"sessions": [identity.session_json(row) for row in rows]})
 
 
-@operation("End anyone's session (admins)", tags=["members"], status=204, scope="members:manage")
+@operation("End anyone's session (admins)", tags=["members"], status=204, scope="members:manage", resource=True)
 async def revoke_session(request: Request) -> Response:
     app = spacechat(request)
     who = await principal(request)
     session = await identity.get_session(app.db, request.path_params["session_id"])
     if session is None:
         raise NotFound("no such session")
-    check(who, "members:manage", dict(session))
+    await authorize(request, dict(session))
     return await _revoke_session(request, who, session)
 
 
@@ -225,7 +226,6 @@ def _scopes(who: Principal, requested: list[str]) -> list[str]:
 async def list_tokens(request: Request) -> Response:
     app = spacechat(request)
     who = await principal(request)
-    check(who, "tokens:create")
     return JSONResponse({"tokens": await identity.list_tokens(app.db, who.user_id)})
 
 
@@ -239,7 +239,6 @@ async def list_tokens(request: Request) -> Response:
 async def create_token(request: Request) -> Response:
     app = spacechat(request)
     who = await principal(request)
-    check(who, "tokens:create")
     body = await read_json(request, CreateToken, max_bytes=16 * 1024)
     scopes = _scopes(who, body.scopes)
     expires = identity.later(days=body.expires_in_days) if body.expires_in_days else None
@@ -263,7 +262,13 @@ async def create_token(request: Request) -> Response:
     return JSONResponse({"token": token, "secret": secret}, status_code=201)
 
 
-@operation("Revoke an API token (your own; admins: anyone's)", tags=["tokens"], status=204, scope="members:manage")
+@operation(
+    "Revoke an API token (your own; admins: anyone's)",
+    tags=["tokens"],
+    status=204,
+    scope="members:manage",
+    resource=True,
+)
 async def revoke_token(request: Request) -> Response:
     app = spacechat(request)
     who = await principal(request)
@@ -271,7 +276,7 @@ async def revoke_token(request: Request) -> Response:
     if row is None or row["org_id"] != who.org_id:
         raise NotFound("no such token")
     if row["user_id"] != who.user_id:
-        check(who, "members:manage", dict(row))
+        await authorize(request, dict(row))
     token_id = row["id"]
 
     def revoke(tx: WriteTx) -> None:
@@ -293,7 +298,6 @@ async def revoke_token(request: Request) -> Response:
 async def create_bot(request: Request) -> Response:
     app = spacechat(request)
     who = await principal(request)
-    check(who, "members:manage")
     body = await read_json(request, CreateBot, max_bytes=16 * 1024)
     scopes = sorted(ROLE_SCOPES["agent"] if body.scopes is None else set(body.scopes))
     unknown = set(scopes) - ROLE_SCOPES["agent"]
@@ -331,7 +335,6 @@ async def create_bot(request: Request) -> Response:
 async def list_invitations(request: Request) -> Response:
     app = spacechat(request)
     who = await principal(request)
-    check(who, "members:manage")
     return JSONResponse({"invitations": await identity.list_invitations(app.db, who.org_id)})
 
 
@@ -345,7 +348,6 @@ async def list_invitations(request: Request) -> Response:
 async def create_invitation(request: Request) -> Response:
     app = spacechat(request)
     who = await principal(request)
-    check(who, "members:manage")
     body = await read_json(request, CreateInvitation, max_bytes=16 * 1024)
     if body.role not in ASSIGNABLE.get(who.role, frozenset()):
         raise Forbidden(f"you cannot invite someone as {body.role}", code="role_not_assignable")
@@ -353,7 +355,7 @@ async def create_invitation(request: Request) -> Response:
         channel = await channel_of(app, channel_id)
         if channel is None:
             raise BadRequest(f"no such channel {channel_id}", details=[{"path": "channel_ids", "message": "unknown"}])
-        check(who, "members:manage", channel, channel=channel)
+        await authorize(request, channel, channel=channel)  # each channel must be this organisation's
     hours = body.expires_in_hours or app.settings.auth.invitation_hours
 
     def create(tx: WriteTx) -> tuple[str, dict[str, Any]]:
@@ -382,14 +384,14 @@ async def create_invitation(request: Request) -> Response:
     return JSONResponse({"invitation": invitation, "link": link, "token": secret}, status_code=201)
 
 
-@operation("Withdraw an invitation", tags=["members"], status=204, scope="members:manage")
+@operation("Withdraw an invitation", tags=["members"], status=204, scope="members:manage", resource=True)
 async def revoke_invitation(request: Request) -> Response:
     app = spacechat(request)
     who = await principal(request)
     row = await identity.get_invitation(app.db, request.path_params["invitation_id"])
     if row is None:
         raise NotFound("no such invitation")
-    check(who, "members:manage", dict(row))
+    await authorize(request, dict(row))
     invitation_id = row["id"]
 
     def revoke(tx: WriteTx) -> None:

@@ -18,21 +18,21 @@ from ..identity.permissions import Principal, can_read_channel, check
 from ..store import identity, tenancy
 from ..store import tasks as task_store
 from ..store.db import WriteTx
-from .common import JSONResponse, channel_of, operation, principal, query_int, read_json, spacechat
+from .common import JSONResponse, authorize, channel_of, operation, principal, query_int, read_json, spacechat
 from .models import CreateTask, TaskAction, TaskComment, UpdateTask
 
 ACTIONS = task_store.ACTIONS
 ACTION_SCOPE = {"approve": "tasks:approve", "reject": "tasks:approve"}
 
 
-async def task_or_404(request: Request, action: str) -> tuple[Principal, dict[str, Any]]:
+async def task_or_404(request: Request) -> tuple[Principal, dict[str, Any]]:
     app = spacechat(request)
     who = await principal(request)
     task = await task_store.get(app.db, request.path_params["task_id"])
     if task is None:
         raise NotFound("no such task")
     channel = await channel_of(app, task["channel_id"]) if task["channel_id"] else None
-    check(who, action, task, channel=channel)
+    await authorize(request, task, channel=channel)
     return who, task
 
 
@@ -57,7 +57,6 @@ async def _assignee(request: Request, who: Principal, assignee_id: str | None) -
 async def list_tasks(request: Request) -> Response:
     app = spacechat(request)
     who = await principal(request)
-    check(who, "tasks:read")
     limit = query_int(request, "limit", 200, low=1, high=500)
     assert limit is not None
     params = request.query_params
@@ -83,7 +82,6 @@ async def list_tasks(request: Request) -> Response:
 async def create_task(request: Request) -> Response:
     app = spacechat(request)
     who = await principal(request)
-    check(who, "tasks:write")
     body = await read_json(request, CreateTask, max_bytes=64 * 1024)
     channel = None
     if body.channel_id:
@@ -121,9 +119,9 @@ async def create_task(request: Request) -> Response:
     return JSONResponse({"task": task}, status_code=201)
 
 
-@operation("A task", tags=["tasks"], scope="tasks:read")
+@operation("A task", tags=["tasks"], scope="tasks:read", resource=True)
 async def get_task(request: Request) -> Response:
-    _, task = await task_or_404(request, "tasks:read")
+    _, task = await task_or_404(request)
     return JSONResponse({"task": task})
 
 
@@ -132,10 +130,11 @@ async def get_task(request: Request) -> Response:
     tags=["tasks"],
     body=UpdateTask,
     scope="tasks:write",
+    resource=True,
 )
 async def update_task(request: Request) -> Response:
     app = spacechat(request)
-    who, task = await task_or_404(request, "tasks:write")
+    who, task = await task_or_404(request)
     body = await read_json(request, UpdateTask, max_bytes=64 * 1024)
     if body.status == "ready" and task["status"] == "pending_approval":
         check(who, "tasks:approve")  # approving by PATCH needs the same permission as the action
@@ -159,13 +158,14 @@ async def update_task(request: Request) -> Response:
     tags=["tasks"],
     body=TaskAction,
     scope="tasks:write",
+    resource=True,
 )
 async def task_action(request: Request) -> Response:
     app = spacechat(request)
     action = request.path_params["action"]
     if action not in ACTIONS:
         raise NotFound(f"no task action {action}; the actions are {', '.join(ACTIONS)}")
-    who, task = await task_or_404(request, "tasks:write")
+    who, task = await task_or_404(request)
     check(who, ACTION_SCOPE.get(action, "tasks:write"))
     body = await read_json(request, TaskAction, max_bytes=16 * 1024) if await request.body() else TaskAction()
     if action == "assign":
@@ -176,24 +176,27 @@ async def task_action(request: Request) -> Response:
     return JSONResponse({"task": updated, "previous_status": previous})
 
 
-@operation("A task's comments", tags=["tasks"], scope="tasks:read")
+@operation("A task's comments", tags=["tasks"], scope="tasks:read", resource=True)
 async def list_comments(request: Request) -> Response:
-    _, task = await task_or_404(request, "tasks:read")
+    _, task = await task_or_404(request)
     return JSONResponse({"comments": await task_store.history(spacechat(request).db, task["id"], comments_only=True)})
 
 
-@operation("Comment on a task", tags=["tasks"], body=TaskComment, status=201, scope="tasks:write")
+@operation("Comment on a task", tags=["tasks"], body=TaskComment, status=201, scope="tasks:write", resource=True)
 async def add_comment(request: Request) -> Response:
     app = spacechat(request)
-    who, task = await task_or_404(request, "tasks:write")
+    who, task = await task_or_404(request)
     body = await read_json(request, TaskComment, max_bytes=64 * 1024)
     updated = await app.db.write(lambda tx: task_store.comment(tx, task["id"], body.text, who.actor))
     return JSONResponse({"task": updated}, status_code=201)
 
 
 @operation(
-    "A task's history: creation, transitions, assignments, edits and comments", tags=["tasks"], scope="tasks:read"
+    "A task's history: creation, transitions, assignments, edits and comments",
+    tags=["tasks"],
+    scope="tasks:read",
+    resource=True,
 )
 async def task_history(request: Request) -> Response:
-    _, task = await task_or_404(request, "tasks:read")
+    _, task = await task_or_404(request)
     return JSONResponse({"history": await task_store.history(spacechat(request).db, task["id"])})
