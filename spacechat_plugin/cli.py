@@ -145,18 +145,12 @@ def audit() -> None:
 def audit_verify(config: str | None, data_dir: str | None) -> None:
     """Check the audit log's hash chain; name the first broken link (exit status 1)."""
     from .store import audit as audit_log
-    from .store import sqlite
 
     settings, _ = _settings(config, {"data_dir": data_dir})
     path = settings.data_path / "spacechat.db"
     if not path.exists():
         raise click.ClickException(f"no database at {path}")
-    conn = sqlite.connect(str(path), readonly=True)
-    try:
-        rows = conn.execute("SELECT * FROM audit_log ORDER BY id").fetchall()
-    finally:
-        conn.close()
-    checked, broken = audit_log.verify_rows(rows)
+    checked, broken = audit_log.verify_file(path)
     if broken is None:
         click.echo(f"audit log: {checked} rows, chain intact")
         return

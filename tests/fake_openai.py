@@ -118,7 +118,7 @@ class FakeOpenAI:
         return response
 
 
-def priced_agent_config(model: FakeOpenAI, extra: str = "", **sections: dict[str, Any]) -> str:
+def priced_agent_config(model: FakeOpenAI, extra: str = "", **sections: Any) -> str:
     """A server config whose agent `llama` (in #spacebot) runs on this fake model, with a price
     table for it; `extra` TOML and `sections` as `toml_config` takes them."""
     return toml_config(

@@ -50,7 +50,8 @@ def _make_method(name: str) -> Callable[..., Any]:
     body = ", ".join(f"{p!r}: {p}" for p in params)
     namespace: dict[str, Any] = {}
     exec(f"def {name}(self, {args}):\n    return self._record({name!r}, {{{body}}})\n", namespace)
-    return hookspecs.hookimpl(namespace[name])
+    recorder: Callable[..., Any] = hookspecs.hookimpl(namespace[name])
+    return recorder
 
 
 for _name in hook_names():

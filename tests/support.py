@@ -37,7 +37,7 @@ def _toml_value(value: Any) -> str:
     return json.dumps(value)
 
 
-def toml_config(extra: str = "", *, top: str = "", **sections: dict[str, Any]) -> str:
+def toml_config(extra: str = "", *, top: str = "", **sections: Any) -> str:
     """The test servers' config: fast scripted agents, with `sections` merged over it
     (`toml_config(realtime={"max_lag": 20})`), `top` TOML (top-level keys) put first and `extra`
     TOML appended verbatim."""
@@ -170,7 +170,7 @@ class Server:
     def channel_id(self, name: str) -> str:
         with self.sync_client() as client:
             channels = client.get("/v1/channels").json()["channels"]
-        return next(c["id"] for c in channels if c["name"] == name)
+        return str(next(c["id"] for c in channels if c["name"] == name))
 
 
 def wait_until(predicate: Any, timeout: float = 10, interval: float = 0.05) -> Any:
@@ -197,7 +197,9 @@ class SSEEvent:
 
 def parse_sse(raw: str) -> list[SSEEvent]:
     """Parse a complete SSE text (the spec's field rules; comments and `retry` ignored)."""
-    events, data, event, last_id = [], [], "message", None
+    events: list[SSEEvent] = []
+    data: list[str] = []
+    event, last_id = "message", None
     for line in raw.replace("\r\n", "\n").split("\n"):
         if line == "":
             if data:

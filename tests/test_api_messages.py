@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,8 @@ def assert_error(response: httpx.Response, status: int, code: str | None = None)
     if code is not None:
         assert body["error"]["code"] == code
     assert "Traceback" not in response.text
-    return body["error"]
+    error: dict[str, Any] = body["error"]
+    return error
 
 
 async def test_post_opens_thread_and_reply_lands_in_it(shared_server: Server) -> None:
@@ -267,7 +269,7 @@ async def test_upload_limits(shared_server: Server) -> None:
             413,
         )
 
-        async def chunks():  # no Content-Length: the limit is enforced while streaming
+        async def chunks() -> AsyncIterator[bytes]:  # no Content-Length: the limit is enforced while streaming
             for _ in range(27):
                 yield b"a" * 1_000_000
 
@@ -300,7 +302,7 @@ async def test_unread_counts_and_read_markers(server: Server) -> None:
     async with server.client() as owner, httpx.AsyncClient(base_url=server.url, headers=reader.auth) as member:
 
         def unread(channels: list[dict[str, Any]]) -> int:
-            return next(c["unread_count"] for c in channels if c["id"] == general)
+            return int(next(c["unread_count"] for c in channels if c["id"] == general))
 
         assert unread((await member.get("/v1/channels")).json()["channels"]) == 0
         posted = [

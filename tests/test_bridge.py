@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 
 from spacechat_plugin.config import load_settings
-from spacechat_plugin.host.bridge.host import BridgeHost, Conversation, SSEParser
+from spacechat_plugin.host.bridge.events import Conversation, SSEParser
+from spacechat_plugin.host.bridge.host import BridgeHost
 from spacechat_plugin.host.server import plugin_manager
 
 from .fake_spacebot import REPLY, TOOL_RESULT, FakeSpacebot

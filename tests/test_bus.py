@@ -55,7 +55,7 @@ async def test_runs_split_by_channel_and_class_and_are_shared() -> None:
     assert all(mine is theirs for mine, theirs in zip(shared, runs, strict=True)), (
         "subscribers woken by the same publish share one view"
     )
-    assert seqs([trim(runs[0], 1)]) == [2, None]  # type: ignore[list-item]
+    assert seqs([trim(runs[0], 1)]) == [2, None]
     assert trim(runs[1], 3) is None
 
 

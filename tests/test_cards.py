@@ -212,7 +212,8 @@ INTERACTIVE = validate_card(
         ]},
         {"type": "form", "block_id": "incident", "action_id": "file", "scope": "tasks:approve", "fields": [
             {"type": "text", "name": "title", "label": "Title", "required": True, "min": 3, "max": 20,
-             "pattern": "[A-Z][a-z ]+"},
+             "pattern": "[A-Z][a-z ]+", "pattern_message": "Must start with a capital letter"},
+            {"type": "text", "name": "ref", "label": "Ticket", "pattern": "[0-9]+"},
             {"type": "textarea", "name": "notes", "label": "Notes"},
             {"type": "number", "name": "severity", "label": "Severity", "min": 1, "max": 4},
             {"type": "select", "name": "team", "label": "Team", "options": [
@@ -268,6 +269,7 @@ VALUES_ACCEPTED: list[tuple[str, str | None, object, object]] = [
         GOOD_FORM,
         {
             "title": "Disk full",
+            "ref": None,
             "notes": None,
             "severity": None,
             "team": None,
@@ -283,6 +285,7 @@ VALUES_ACCEPTED: list[tuple[str, str | None, object, object]] = [
         {**GOOD_FORM, "notes": "", "severity": 2.5, "team": "ops", "regions": ["eu", "ap"], "due": "2025-07-01"},
         {
             "title": "Disk full",
+            "ref": None,
             "notes": None,
             "severity": 2.5,
             "team": "ops",
@@ -315,7 +318,8 @@ VALUES_REFUSED: list[tuple[str, str | None, object, list[tuple[str, str]]]] = [
     ("file", None, {**GOOD_FORM, "title": 5}, [("values.title", "Input should be a valid string")]),
     ("file", None, {**GOOD_FORM, "title": "Ab"}, [("values.title", "String should have at least 3 characters")]),
     ("file", None, {**GOOD_FORM, "title": "A" * 21}, [("values.title", "String should have at most 20 characters")]),
-    ("file", None, {**GOOD_FORM, "title": "disk"}, [("values.title", "String should match pattern '[A-Z][a-z ]+'")]),
+    ("file", None, {**GOOD_FORM, "title": "disk"}, [("values.title", "Must start with a capital letter")]),
+    ("file", None, {**GOOD_FORM, "ref": "T-1"}, [("values.ref", "Should match the pattern [0-9]+")]),
     (
         "file",
         None,

@@ -17,6 +17,7 @@ def test_openapi_document_is_valid_and_complete(shared_server: Server) -> None:
     document = response.json()
     validate(document)
     for route in V1_ROUTES:
+        assert isinstance(route, Route | WebSocketRoute)
         path = "/v1" + route.path
         assert path in document["paths"], f"{path} is missing from the OpenAPI document"
         if isinstance(route, Route):

@@ -348,7 +348,7 @@ def expected_or(key: str, role: str, org: str, chan: str, allowed: int) -> int |
 
 
 def cases() -> list[tuple[str, str, str, str]]:
-    out = []
+    out: list[tuple[str, str, str, str]] = []
     for key, (scope, resource) in sorted(TABLE.items()):
         if scope == "public":
             continue

@@ -115,7 +115,7 @@ async def test_websocket_and_sse_deliver_the_same_live_events(shared_server: Ser
         sse_task = asyncio.create_task(read_sse(shared_server, until=lambda got: len(logged(got)) >= 10))
         await asyncio.sleep(0.3)
         await post_messages(shared_server, general, 5, concurrency=1)
-        ws_events = []
+        ws_events: list[dict[str, Any]] = []
         async with asyncio.timeout(10):
             while len(ws_events) < 10:
                 frame = json.loads(await ws.recv())

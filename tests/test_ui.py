@@ -35,7 +35,7 @@ pytestmark = pytest.mark.browser
 
 async def test_setup_create_channel_post_and_watch_the_reply_stream(tmp_path: Path, browser: Browser) -> None:
     # A slow scripted agent, so the stream is seen growing token by token.
-    config = toml_config(**{"providers.scripted": {"kind": "scripted", "chars_per_second": 120}})
+    config = toml_config(providers__scripted={"kind": "scripted", "chars_per_second": 120})
     server = Server(tmp_path / "data", config, create_owner=False).start()
     try:
         assert server.setup_token
@@ -106,7 +106,7 @@ async def test_setup_create_channel_post_and_watch_the_reply_stream(tmp_path: Pa
 async def test_server_restart_shows_reconnecting_then_resumes_without_duplicates(
     tmp_path: Path, browser: Browser
 ) -> None:
-    config = toml_config(**{"providers.scripted": {"kind": "scripted", "chars_per_second": 25}})
+    config = toml_config(providers__scripted={"kind": "scripted", "chars_per_second": 25})
     server = Server(tmp_path / "data", config, port=free_port()).start()
     try:
         _, thread_id = await open_thread(server, "general", "Restart drill")

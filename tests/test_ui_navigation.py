@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
-from playwright.async_api import Browser, expect
+from playwright.async_api import Browser, FilePayload, expect
 
 from .browser import (
     WEB_UI,
@@ -248,12 +248,11 @@ async def test_attach_files_and_see_previews(server: Server, browser: Browser) -
     await page.goto(f"{server.url}/t/{thread_id}")
     await wait_connected(page)
     picture = (WEB_UI / "icons" / "icon-192.png").read_bytes()
-    await page.locator(".composer input[type=file]").set_input_files(
-        [
-            {"name": "chart.png", "mimeType": "image/png", "buffer": picture},
-            {"name": "notes.txt", "mimeType": "text/plain", "buffer": b"remember the milk"},
-        ]
-    )
+    files: list[FilePayload] = [
+        {"name": "chart.png", "mimeType": "image/png", "buffer": picture},
+        {"name": "notes.txt", "mimeType": "text/plain", "buffer": b"remember the milk"},
+    ]
+    await page.locator(".composer input[type=file]").set_input_files(files)
     await expect(page.locator(".upload[data-upload=done]")).to_have_count(2)
     box = page.get_by_label("Reply in this thread")
     await box.fill("two files")

@@ -17,6 +17,7 @@ from starlette.responses import Response
 from ..agents.replies import turn_input
 from ..cards import validate as cards
 from ..cards.service import check_card, initial_state
+from ..config import MessagesConfig
 from ..errors import BadRequest, Conflict, NotFound
 from ..identity.auth import client_address
 from ..identity.permissions import Principal
@@ -51,10 +52,9 @@ def _idempotency_key(request: Request, body: PostMessage) -> str | None:
     return header or body.client_msg_id
 
 
-async def _post(request: Request, who: Principal, channel: dict[str, Any], thread_id: str | None) -> Response:
-    app = spacechat(request)
-    body = await read_json(request, PostMessage, max_bytes=app.settings.messages.max_body_bytes)
-    limits = app.settings.messages
+def _checked_body(body: PostMessage, limits: MessagesConfig) -> list[dict[str, Any]] | None:
+    """Refuse what no message may be (too long, empty, too many files, a bad card); the
+    validated card's blocks, if any."""
     if len(body.text) > limits.max_chars:
         raise BadRequest(
             f"text is longer than {limits.max_chars} characters",
@@ -83,6 +83,13 @@ async def _post(request: Request, who: Principal, channel: dict[str, Any], threa
             code="invalid_request",
             details=[{"path": "attachments", "message": "too many"}],
         )
+    return blocks
+
+
+async def _post(request: Request, who: Principal, channel: dict[str, Any], thread_id: str | None) -> Response:
+    app = spacechat(request)
+    body = await read_json(request, PostMessage, max_bytes=app.settings.messages.max_body_bytes)
+    blocks = _checked_body(body, app.settings.messages)
     key = _idempotency_key(request, body)
     claim = None
     actor_id = who.actor.id or ""

@@ -12,7 +12,14 @@ from starlette.responses import Response
 
 from ..errors import BadRequest, Conflict, Forbidden, NotFound
 from ..identity.auth import hash_password, verify_password
-from ..identity.permissions import ASSIGNABLE, ROLE_SCOPES, SCOPES, Principal
+from ..identity.permissions import (
+    ROLE_SCOPES,
+    SCOPES,
+    Principal,
+    check_deactivation,
+    check_invitable,
+    check_role_change,
+)
 from ..store import identity
 from ..store.db import WriteTx
 from .auth import require_good_password
@@ -137,14 +144,7 @@ async def change_role(request: Request) -> Response:
     app = spacechat(request)
     who, user = await _user_or_404(request)
     body = await read_json(request, ChangeRole, max_bytes=8 * 1024)
-    allowed = ASSIGNABLE.get(who.role, frozenset())
-    if user["kind"] != "human":
-        raise BadRequest("bots and agents keep the agent role", code="not_a_person")
-    if body.role not in allowed or user["role"] not in allowed | {body.role}:
-        raise Forbidden(
-            f"a{'n' if who.role[0] in 'aeiou' else ''} {who.role} cannot make a {user['role']} into a {body.role}",
-            code="role_not_assignable",
-        )
+    check_role_change(who, user, body.role)
 
     def change(tx: WriteTx) -> dict[str, Any]:
         if user["role"] == "owner" and body.role != "owner" and identity.owners_left(tx, who.org_id) <= 1:
@@ -166,22 +166,17 @@ async def change_role(request: Request) -> Response:
 async def deactivate_user(request: Request) -> Response:
     app = spacechat(request)
     who, user = await _user_or_404(request)
-    if user["id"] == who.user_id:
-        raise BadRequest("you cannot deactivate yourself", code="cannot_deactivate_self")
-    if user["role"] == "owner" and who.role != "owner":
-        raise Forbidden("only an owner can deactivate an owner", code="role_not_assignable")
-    sessions = [row["id"] for row in await identity.list_sessions(app.db, user["id"])]
-    tokens = [token["id"] for token in await identity.list_tokens(app.db, user["id"])]
+    check_deactivation(who, user)
 
-    def deactivate(tx: WriteTx) -> dict[str, Any]:
+    def deactivate(tx: WriteTx) -> tuple[dict[str, Any], list[str]]:
         if user["role"] == "owner" and identity.owners_left(tx, who.org_id) <= 1:
             raise Conflict("the organisation needs at least one owner", code="last_owner")
-        changed = identity.deactivate(tx, user["id"], who.actor)
+        changed, credentials = identity.deactivate(tx, user["id"], who.actor)
         audit_action(tx, request, who, "member.deactivated", "user", user["id"])
-        return changed
+        return changed, credentials
 
-    changed = await app.db.write(deactivate)
-    for key in (*sessions, *tokens):
+    changed, credentials = await app.db.write(deactivate)
+    for key in credentials:
         app.end_streams(key)
     return JSONResponse({"user": changed})
 
@@ -349,8 +344,7 @@ async def create_invitation(request: Request) -> Response:
     app = spacechat(request)
     who = await principal(request)
     body = await read_json(request, CreateInvitation, max_bytes=16 * 1024)
-    if body.role not in ASSIGNABLE.get(who.role, frozenset()):
-        raise Forbidden(f"you cannot invite someone as {body.role}", code="role_not_assignable")
+    check_invitable(who, body.role)
     for channel_id in body.channel_ids:
         channel = await channel_of(app, channel_id)
         if channel is None:

@@ -16,11 +16,12 @@ from __future__ import annotations
 import math
 import re
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime
 from functools import lru_cache
 from typing import Annotated, Any, Literal, TypeVar
 
+import orjson
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -29,7 +30,11 @@ from pydantic import (
     Field,
     PlainValidator,
     ValidationError,
+    ValidationInfo,
+    ValidatorFunctionWrapHandler,
     WithJsonSchema,
+    WrapValidator,
+    create_model,
 )
 from pydantic_core import PydanticCustomError, SchemaError, SchemaValidator, core_schema
 
@@ -330,9 +335,9 @@ class _Input(_Strict):
         default = getattr(self, "default", None)
         if default is not None:
             field = self.model_dump(mode="json", exclude_none=True)
-            errors: list[dict[str, str]] = []
-            check_input(field, default, f"{at}.default", errors, is_default=True)
-            yield from ((error["path"], error["message"]) for error in errors)
+            _, errors = check_answers([field], {self.name: default}, defaults=True, at="")
+            prefix = len(f".{self.name}")  # errors at `.name` or `.name[i]`: the default's own path
+            yield from ((f"{at}.default{error['path'][prefix:]}", error["message"]) for error in errors)
 
 
 class TextInput(_Input):
@@ -343,10 +348,15 @@ class TextInput(_Input):
     min: Maybe[Length] = None
     max: Maybe[Annotated[int, Field(ge=1, le=MAX_TEXT)]] = None
     pattern: Maybe[Regex] = Field(None, description="Must match the whole value; no backreferences or look-around.")
+    pattern_message: Maybe[Annotated[str, Field(min_length=1, max_length=MAX_LABEL * 2)]] = Field(
+        None, description="What a person is told when the value does not match `pattern`."
+    )
     default: Maybe[Annotated[str, Field(max_length=MAX_TEXT)]] = None
 
     def problems(self, at: str) -> Iterator[Problem]:
         yield from _bounds_problems(self.min, self.max, at)
+        if self.pattern_message is not None and self.pattern is None:
+            yield f"{at}.pattern_message", "only a field with a pattern takes a pattern_message"
         yield from super().problems(at)
 
 
@@ -539,56 +549,154 @@ def check_choices(
     return list(value)
 
 
-def check_input(
-    field: dict[str, Any], value: object, path: str, errors: list[dict[str, str]], *, is_default: bool = False
-) -> Any:
-    """One form field's submitted value, normalized; problems are appended to `errors`.
-    An empty string counts as no answer; an unanswered optional field is None ([] for a
-    multiselect, False for a checkbox)."""
-    kind, low, high = field["type"], field.get("min"), field.get("max")
-    if value is None or (value == "" and kind in ("text", "textarea", "select", "date")):
-        if field["required"] and not is_default:
-            errors.append({"path": path, "message": "Field required"})
-        return {"multiselect": [], "checkbox": False}.get(kind)
-    fail = len(errors)
-    if kind in ("text", "textarea"):
-        if not isinstance(value, str):
-            errors.append({"path": path, "message": "Input should be a valid string"})
-        elif len(value) < (low or 0):
-            errors.append({"path": path, "message": f"String should have at least {low} characters"})
-        elif len(value) > (high or MAX_TEXT):
-            errors.append({"path": path, "message": f"String should have at most {high or MAX_TEXT} characters"})
-        elif "pattern" in field and not _fullmatch(field["pattern"], value):
-            errors.append({"path": path, "message": f"String should match pattern '{field['pattern']}'"})
-    elif kind == "number":
-        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-            errors.append({"path": path, "message": "Input should be a finite number"})
-        elif low is not None and value < low:
-            errors.append({"path": path, "message": f"Input should be greater than or equal to {low}"})
-        elif high is not None and value > high:
-            errors.append({"path": path, "message": f"Input should be less than or equal to {high}"})
-    elif kind == "select":
-        if not isinstance(value, str) or value not in {option["value"] for option in field["options"]}:
-            errors.append({"path": path, "message": "Input should be one of the options"})
-    elif kind == "multiselect":
-        least = low if low is not None else (1 if field["required"] and not is_default else 0)
-        value = check_choices(field["options"], value, path, errors, low=least, high=high or len(field["options"]))
-    elif kind == "checkbox":
-        if not isinstance(value, bool):
-            errors.append({"path": path, "message": "Input should be a valid boolean"})
-        elif field["required"] and not value and not is_default:
-            errors.append({"path": path, "message": "must be checked"})
-    elif kind == "date":
-        if not isinstance(value, str) or not re.fullmatch(DATE_PATTERN, value):
-            errors.append({"path": path, "message": PATTERN_MESSAGES[DATE_PATTERN]})
-        else:
-            try:
-                _real_date(value)
-            except PydanticCustomError as exc:
-                errors.append({"path": path, "message": exc.message()})
-            else:
-                if low is not None and value < low:
-                    errors.append({"path": path, "message": f"Date should be on or after {low}"})
-                elif high is not None and value > high:
-                    errors.append({"path": path, "message": f"Date should be on or before {high}"})
-    return value if len(errors) == fail else None
+def _problem(kind: str, message: str) -> PydanticCustomError:
+    return PydanticCustomError(kind, message)
+
+
+def _answer_type(field: dict[str, Any]) -> Any:
+    """The type of one form field's answer: pydantic does the work, and every refusal carries a
+    message a person can read (the field's own `pattern_message` for a pattern). An empty string
+    counts as no answer; an unanswered optional field is None ([] for a multiselect, False for a
+    checkbox)."""
+    kind = field["type"]
+
+    def unanswered(value: Any, info: ValidationInfo) -> bool:
+        if value is None or (value == "" and kind in ("text", "textarea", "select", "date")):
+            if field["required"] and not (info.context or {}).get("defaults"):
+                raise _problem("missing", "Field required")
+            return True
+        return False
+
+    if kind == "multiselect":
+        # Items are checked one by one (errors at `name[i]`), then the list as a whole.
+        def choices(value: Any, handler: ValidatorFunctionWrapHandler, info: ValidationInfo) -> Any:
+            if unanswered(value, info):
+                return []
+            return _multiselect_answer(field, handler(value), bool((info.context or {}).get("defaults")))
+
+        item = Annotated[Any, PlainValidator(lambda value: _one_of(field, value, False))]
+        return Annotated[list[item], WrapValidator(choices)]
+
+    check = _ANSWER_CHECKS[kind]
+
+    def validate(value: Any, info: ValidationInfo) -> Any:
+        if unanswered(value, info):
+            return {"checkbox": False}.get(kind)
+        return check(field, value, bool((info.context or {}).get("defaults")))
+
+    return Annotated[Any, PlainValidator(validate)]
+
+
+def _text_answer(field: dict[str, Any], value: Any, _defaults: bool) -> str:
+    low, high = field.get("min") or 0, field.get("max") or MAX_TEXT
+    if not isinstance(value, str):
+        raise _problem("string_type", "Input should be a valid string")
+    if len(value) < low:
+        raise _problem("too_short", f"String should have at least {low} characters")
+    if len(value) > high:
+        raise _problem("too_long", f"String should have at most {high} characters")
+    if "pattern" in field and not _fullmatch(field["pattern"], value):
+        raise _problem("pattern", field.get("pattern_message") or f"Should match the pattern {field['pattern']}")
+    return value
+
+
+def _number_answer(field: dict[str, Any], value: Any, _defaults: bool) -> float:
+    low, high = field.get("min"), field.get("max")
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise _problem("finite_number", "Input should be a finite number")
+    if low is not None and value < low:
+        raise _problem("greater_than_equal", f"Input should be greater than or equal to {low}")
+    if high is not None and value > high:
+        raise _problem("less_than_equal", f"Input should be less than or equal to {high}")
+    return value
+
+
+def _one_of(field: dict[str, Any], value: Any, _defaults: bool) -> str:
+    if not isinstance(value, str) or value not in {option["value"] for option in field["options"]}:
+        raise _problem("option", "Input should be one of the options")
+    return value
+
+
+def _multiselect_answer(field: dict[str, Any], chosen: list[str], defaults: bool) -> list[str]:
+    """Distinct options (each already one of the options), as many as the field allows."""
+    for i, value in enumerate(chosen):
+        if value in chosen[:i]:
+            raise _problem("duplicate", f"duplicate value {value!r}")
+    low: int = field["min"] if field.get("min") is not None else (1 if field["required"] and not defaults else 0)
+    high: int = field.get("max") or len(field["options"])
+    plural = "s" if (high if len(chosen) > high else low) != 1 else ""
+    if low == high and len(chosen) != low:
+        raise _problem("count", f"choose exactly {low} option{plural}")
+    if len(chosen) < low:
+        raise _problem("count", f"choose at least {low} option{plural}")
+    if len(chosen) > high:
+        raise _problem("count", f"choose at most {high} option{plural}")
+    return chosen
+
+
+def _checkbox_answer(field: dict[str, Any], value: Any, defaults: bool) -> bool:
+    if not isinstance(value, bool):
+        raise _problem("bool_type", "Input should be a valid boolean")
+    if field["required"] and not value and not defaults:
+        raise _problem("unchecked", "must be checked")
+    return value
+
+
+def _date_answer(field: dict[str, Any], value: Any, _defaults: bool) -> str:
+    low, high = field.get("min"), field.get("max")
+    if not isinstance(value, str) or not re.fullmatch(DATE_PATTERN, value):
+        raise _problem("date_format", PATTERN_MESSAGES[DATE_PATTERN])
+    _real_date(value)
+    if low is not None and value < low:
+        raise _problem("too_early", f"Date should be on or after {low}")
+    if high is not None and value > high:
+        raise _problem("too_late", f"Date should be on or before {high}")
+    return value
+
+
+_ANSWER_CHECKS: dict[str, Callable[[dict[str, Any], Any, bool], Any]] = {
+    "text": _text_answer,
+    "textarea": _text_answer,
+    "number": _number_answer,
+    "select": _one_of,
+    "checkbox": _checkbox_answer,
+    "date": _date_answer,
+}
+
+
+@lru_cache(maxsize=256)
+def _form_model(fields_json: str) -> type[BaseModel]:
+    """A pydantic model for one form's answers, built once per form (`create_model`). Fields are
+    `f0`, `f1`, ... aliased to the form's names, so a name such as `copy` or `_x` cannot clash
+    with pydantic's own attributes."""
+    fields = orjson.loads(fields_json)
+    definitions: dict[str, Any] = {
+        f"f{i}": (_answer_type(field), Field(None, alias=field["name"], validate_default=True))
+        for i, field in enumerate(fields)
+    }
+    return create_model("FormAnswers", __config__=ConfigDict(extra="forbid"), **definitions)
+
+
+def check_answers(
+    fields: list[dict[str, Any]], values: dict[str, Any], *, defaults: bool = False, at: str = "values"
+) -> tuple[dict[str, Any], list[dict[str, str]]]:
+    """A form's answers, normalized by name, and what is wrong with them (paths under `at`). With
+    `defaults`, `values` are the form's own defaults: a required field may be left empty."""
+    model = _form_model(orjson.dumps(fields).decode())
+    try:
+        answers = model.model_validate(values, context={"defaults": defaults})
+    except ValidationError as exc:
+        # A missing field's error names the field (`f3`), a sent one its alias (the form's name).
+        names = {f"f{i}": field["name"] for i, field in enumerate(fields)}
+        errors = [
+            {
+                "path": f"{at}.{names.get(str(error['loc'][0]), error['loc'][0])}"
+                + "".join(f"[{i}]" for i in error["loc"][1:]),
+                "message": "unknown field" if error["type"] == "extra_forbidden" else error["msg"],
+            }
+            for error in exc.errors(include_url=False)
+        ]
+        extra = [error for error in errors if error["message"] == "unknown field"]
+        return {}, extra + [error for error in errors if error["message"] != "unknown field"]
+    dumped = answers.model_dump(by_alias=True)
+    return {field["name"]: dumped[field["name"]] for field in fields}, []

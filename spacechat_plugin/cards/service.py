@@ -132,6 +132,18 @@ def _tally(tx: WriteTx, message: Mapping[str, Any], block: Mapping[str, Any]) ->
     return poll
 
 
+def _still_open(message: Mapping[str, Any], target: cards.Target) -> None:
+    """A decided block and a closed poll take no more interactions (409)."""
+    state = message.get("card_state") or {}
+    if target.block_id in (state.get("decided") or {}):
+        raise Conflict("this was already decided", code="already_decided", details=state["decided"][target.block_id])
+    if target.kind == "poll" and (
+        cards.poll_closed(target.element, datetime.now(UTC))
+        or (state.get("polls") or {}).get(target.block_id, {}).get("closed")
+    ):
+        raise Conflict("this poll is closed", code="poll_closed")
+
+
 class CardHandler(Protocol):
     """A part of Spacechat that owns some cards (operations, incidents): it may refuse an
     interaction before it is recorded, and takes the ones it owns after. Registered by the
@@ -271,40 +283,10 @@ class CardService:
         external_user: Mapping[str, Any] | None = None,
     ) -> tuple[int, dict[str, Any]]:
         """Validate, record and hand on one interaction. Returns (status, body)."""
-        blocks = message.get("blocks")
-        if not blocks:
-            raise Unprocessable("this message has no card", code="no_card")
-        if message["metadata"].get("superseded_by_turn"):
-            raise Conflict("this card was replaced by a newer reply", code="card_superseded")
-        target = cards.find_target(blocks, action_id=action_id, block_id=block_id)
-        if target is None:
-            raise Unprocessable(
-                f"the card declares no action {action_id!r}",
-                code="unknown_action",
-                details={"action_id": action_id, "block_id": block_id},
-            )
-        if target.scope and target.scope not in who.scopes:
-            raise Forbidden(f"this action needs the {target.scope} permission", details={"scope": target.scope})
-        try:
-            normalized = cards.validate_values(target, values)
-        except cards.CardError as exc:
-            raise BadRequest(
-                f"the values are not valid: {exc.details[0]['path']}: {exc.details[0]['message']}",
-                code="invalid_values",
-                details=exc.details,
-            ) from None
+        target, normalized = self._target(who, message, action_id, block_id, values)
         for handler in self.handlers:
             await handler.check_interaction(who, message, action_id)
-        state = message.get("card_state") or {}
-        if target.block_id in (state.get("decided") or {}):
-            raise Conflict(
-                "this was already decided", code="already_decided", details=state["decided"][target.block_id]
-            )
-        if target.kind == "poll" and (
-            cards.poll_closed(target.element, datetime.now(UTC))
-            or (state.get("polls") or {}).get(target.block_id, {}).get("closed")
-        ):
-            raise Conflict("this poll is closed", code="poll_closed")
+        _still_open(message, target)
         claim = None
         if key is not None:
             fingerprint = message_store.fingerprint(message["id"], {"a": action_id, "b": block_id, "v": values})
@@ -324,6 +306,35 @@ class CardService:
         elif body.get("interaction") is not None:
             body = {**body, "replayed": True}
         return status, body
+
+    @staticmethod
+    def _target(
+        who: Principal, message: Mapping[str, Any], action_id: str, block_id: str | None, values: Any
+    ) -> tuple[cards.Target, Any]:
+        """The card's element the interaction acts on, and its values normalized; refuses an act
+        the card does not declare, one the caller may not do, and values it does not allow."""
+        blocks = message.get("blocks")
+        if not blocks:
+            raise Unprocessable("this message has no card", code="no_card")
+        if message["metadata"].get("superseded_by_turn"):
+            raise Conflict("this card was replaced by a newer reply", code="card_superseded")
+        target = cards.find_target(blocks, action_id=action_id, block_id=block_id)
+        if target is None:
+            raise Unprocessable(
+                f"the card declares no action {action_id!r}",
+                code="unknown_action",
+                details={"action_id": action_id, "block_id": block_id},
+            )
+        if target.scope and target.scope not in who.scopes:
+            raise Forbidden(f"this action needs the {target.scope} permission", details={"scope": target.scope})
+        try:
+            return target, cards.validate_values(target, values)
+        except cards.CardError as exc:
+            raise BadRequest(
+                f"the values are not valid: {exc.details[0]['path']}: {exc.details[0]['message']}",
+                code="invalid_values",
+                details=exc.details,
+            ) from None
 
     def _record(
         self,

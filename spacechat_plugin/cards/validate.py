@@ -35,8 +35,8 @@ from .schema import (
     Card,
     FormBlock,
     Problem,
+    check_answers,
     check_choices,
-    check_input,
 )
 
 __all__ = [
@@ -260,11 +260,8 @@ def validate_values(target: Target, values: object) -> Any:
     elif not isinstance(values, dict):
         errors.append({"path": "values", "message": "Input should be an object of field name to value"})
     else:
-        fields = {field["name"]: field for field in element["fields"]}
-        errors.extend({"path": f"values.{name}", "message": "unknown field"} for name in values if name not in fields)
-        result = {
-            name: check_input(field, values.get(name), f"values.{name}", errors) for name, field in fields.items()
-        }
+        result, problems = check_answers(element["fields"], values)
+        errors.extend(problems)
     if errors:
         raise CardError(errors)
     return result
@@ -324,19 +321,27 @@ def _selected(action: dict[str, Any]) -> list[str]:
     return _strings([option.get("value") for option in selected], "payload.actions[0].selected_options")
 
 
-def interaction_from_slack(payload: dict[str, Any]) -> dict[str, Any]:
-    """A Slack `block_actions` payload (one action) as a Spacechat interaction. Poll buttons
-    carry `vote:<block_id>:<value>`; selects send their selected option values."""
+def _slack_action(payload: Any) -> dict[str, Any]:
+    """The one action of a Slack `block_actions` payload."""
     if not isinstance(payload, dict) or payload.get("type") != "block_actions":
         raise _fail("payload.type", "not a Slack block_actions payload")
     actions = payload.get("actions")
     if not isinstance(actions, list) or len(actions) != 1 or not isinstance(actions[0], dict):
         raise _fail("payload.actions", "should hold exactly one action")
-    action = actions[0]
-    user = payload.get("user")
+    return actions[0]
+
+
+def _slack_person(user: Any) -> dict[str, str]:
     if not isinstance(user, dict) or not isinstance(user.get("id"), str):
         raise _fail("payload.user.id", "Field required")
-    person = {"id": user["id"], "name": str(user.get("username") or user.get("name") or user["id"])}
+    return {"id": user["id"], "name": str(user.get("username") or user.get("name") or user["id"])}
+
+
+def interaction_from_slack(payload: dict[str, Any]) -> dict[str, Any]:
+    """A Slack `block_actions` payload (one action) as a Spacechat interaction. Poll buttons
+    carry `vote:<block_id>:<value>`; selects send their selected option values."""
+    action = _slack_action(payload)
+    person = _slack_person(payload.get("user"))
     block_id = _card_id(action.get("block_id"), "payload.actions[0].block_id")
     action_id, kind = action.get("action_id"), action.get("type")
     if action_id == SLACK_OPEN_ACTION:

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Mapping, Set
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import Forbidden, NotFound
+from ..errors import BadRequest, Forbidden, NotFound
 from ..events import Actor
 
 ROLES: tuple[str, ...] = ("owner", "admin", "operator", "member", "guest", "agent")
@@ -78,6 +78,32 @@ ASSIGNABLE: dict[str, frozenset[str]] = {
     "owner": frozenset(ROLES) - {"agent"},
     "admin": frozenset({"admin", "operator", "member", "guest"}),
 }
+
+
+def check_role_change(principal: Principal, user: Mapping[str, Any], role: str) -> None:
+    """Who may give whom which role: only people change roles (bots and agents keep theirs), and
+    only between roles the caller may assign (an admin cannot touch an owner)."""
+    if user["kind"] != "human":
+        raise BadRequest("bots and agents keep the agent role", code="not_a_person")
+    allowed = ASSIGNABLE.get(principal.role, frozenset())
+    if role not in allowed or user["role"] not in allowed | {role}:
+        article = "an" if principal.role[0] in "aeiou" else "a"
+        raise Forbidden(
+            f"{article} {principal.role} cannot make a {user['role']} into a {role}", code="role_not_assignable"
+        )
+
+
+def check_invitable(principal: Principal, role: str) -> None:
+    if role not in ASSIGNABLE.get(principal.role, frozenset()):
+        raise Forbidden(f"you cannot invite someone as {role}", code="role_not_assignable")
+
+
+def check_deactivation(principal: Principal, user: Mapping[str, Any]) -> None:
+    if user["id"] == principal.user_id:
+        raise BadRequest("you cannot deactivate yourself", code="cannot_deactivate_self")
+    if user["role"] == "owner" and principal.role != "owner":
+        raise Forbidden("only an owner can deactivate an owner", code="role_not_assignable")
+
 
 # Events that need a scope to be seen, besides being in a channel one may read (by type prefix).
 EVENT_SCOPES: tuple[tuple[str, str], ...] = (

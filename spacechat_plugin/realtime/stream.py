@@ -29,7 +29,7 @@ from ..events import now_rfc3339
 from ..hookspecs import DIRECT_WRITE
 from ..store import log as event_log
 from ..store.db import Database
-from .bus import Entry, Lagged, Run, control_frame, encode_entry
+from .bus import Entry, Lagged, Run, Subscription, control_frame, encode_entry
 from .streams import Streams
 
 Visible = Callable[[Any], bool]
@@ -47,6 +47,19 @@ async def run_stream(
 ) -> None:
     """Replay after `after`, then live, to `sink`, for a subscriber that may see what `visible`
     allows; registered under `keys` (its credential and user) so ending access ends it."""
+    subscription = await _catch_up(db, streams, keys, visible, after, sink)
+    subscription.direct = sink.direct()
+    try:
+        await _live(subscription, sink)
+    finally:
+        streams.unsubscribe(keys, subscription)
+
+
+async def _catch_up(
+    db: Database, streams: Streams, keys: Sequence[str | None], visible: Visible, after: int | None, sink: Sink
+) -> Subscription:
+    """The seam: replay the log, subscribe, replay what committed meanwhile, then `ready`. The
+    subscription's `sent` is the last seq sent, so live delivery skips anything replayed."""
 
     async def replay(after: int) -> tuple[int, bool]:
         """Send one page of the log after `after`; return the last seq read and whether more remain."""
@@ -62,7 +75,6 @@ async def run_stream(
     if after is None:
         subscription = streams.subscribe(keys, visible)
         sent = bus.last_seq
-        await sink.control("ready", {"resume_after": sent})
     else:
         sent, more = after, True
         while more:  # catch up from the log without holding a place in the ring
@@ -71,27 +83,28 @@ async def run_stream(
         more = True
         while more:  # what committed between the last page and subscribing
             sent, more = await replay(sent)
-        await sink.control("ready", {"resume_after": sent})
+    await sink.control("ready", {"resume_after": sent})
     subscription.sent = sent
-    subscription.direct = sink.direct()
-    try:
-        while True:
-            try:
-                runs = await subscription.next()
-            except Lagged:
-                await sink.control("lagged", {"resume_after": subscription.sent})
-                return
-            if subscription.closed:
-                return
-            if not runs:
-                await sink.control("heartbeat", {"ts": now_rfc3339()})
-                continue
-            runs = subscription.shown(runs)
-            if runs:
-                await sink.runs(runs)
-                subscription.delivered(runs)
-    finally:
-        streams.unsubscribe(keys, subscription)
+    return subscription
+
+
+async def _live(subscription: Subscription, sink: Sink) -> None:
+    """Deliver from the bus until the stream is closed or falls too far behind (`lagged`)."""
+    while True:
+        try:
+            runs = await subscription.next()
+        except Lagged:
+            await sink.control("lagged", {"resume_after": subscription.sent})
+            return
+        if subscription.closed:
+            return
+        if not runs:
+            await sink.control("heartbeat", {"ts": now_rfc3339()})
+            continue
+        runs = subscription.shown(runs)
+        if runs:
+            await sink.runs(runs)
+            subscription.delivered(runs)
 
 
 # --- SSE -----------------------------------------------------------------------------------

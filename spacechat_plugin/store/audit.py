@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import orjson
 
 from ..events import Actor, now_rfc3339
+from . import sqlite
 from .db import Database, WriteTx, loads
 
 GENESIS = "0" * 64
@@ -94,6 +96,17 @@ def verify_rows(rows: list[Any]) -> tuple[int, BrokenLink | None]:
             return count, BrokenLink(row["id"], "its contents do not match its hash (the row was altered)")
         previous, expected_id = row["hash"], expected_id + 1
     return len(rows), None
+
+
+def verify_file(path: Path) -> tuple[int, BrokenLink | None]:
+    """`verify_rows` over a database file, opened read-only (the CLI's check of a stopped or
+    running server's log)."""
+    conn = sqlite.connect(str(path), readonly=True)
+    try:
+        rows = conn.execute("SELECT * FROM audit_log ORDER BY id").fetchall()
+    finally:
+        conn.close()
+    return verify_rows(rows)
 
 
 def audit_json(row: Any) -> dict[str, Any]:

@@ -186,39 +186,47 @@ class Database:
             first = await self._queue.get()
             if first is None:
                 break
-            batch = [first]
-            while len(batch) < MAX_BATCH and not self._queue.empty():
-                item = self._queue.get_nowait()
-                if item is None:
-                    stopping = True
-                    break
-                batch.append(item)
+            batch, stopping = self._take_batch(first)
             try:
                 await loop.run_in_executor(self._executor, self._run_batch, batch)
             except BaseException as exc:  # the whole batch failed to commit
                 log.exception("group commit failed")
                 for op in batch:
                     op.error, op.events = exc, []
-            # Answer the callers first (their tasks are queued to run before any subscriber's),
-            # then publish, in this same step, so caches are current before a caller runs again.
-            for op in batch:
-                if op.future.done():
-                    continue
-                if op.error is not None:
-                    op.future.set_exception(op.error)
-                else:
-                    op.future.set_result(op.result)
-            committed = [event for op in batch for event in op.events]
-            if committed:
-                try:
-                    self.on_commit(committed)
-                except Exception:  # a broken subscriber must not lose the callers' answers
-                    log.exception("publishing committed events failed")
+            self._answer(batch)
         # Anything queued after the stop marker is refused, not silently dropped.
         while not self._queue.empty():
             item = self._queue.get_nowait()
             if item is not None and not item.future.done():
                 item.future.set_exception(StoreClosed("the store is closed"))
+
+    def _take_batch(self, first: _Op) -> tuple[list[_Op], bool]:
+        """`first` and whatever else is queued now (up to MAX_BATCH): one transaction, one fsync.
+        True when the stop marker was met."""
+        batch = [first]
+        while len(batch) < MAX_BATCH and not self._queue.empty():
+            item = self._queue.get_nowait()
+            if item is None:
+                return batch, True
+            batch.append(item)
+        return batch, False
+
+    def _answer(self, batch: list[_Op]) -> None:
+        """Answer the callers first (their tasks are queued to run before any subscriber's),
+        then publish, in this same step, so caches are current before a caller runs again."""
+        for op in batch:
+            if op.future.done():
+                continue
+            if op.error is not None:
+                op.future.set_exception(op.error)
+            else:
+                op.future.set_result(op.result)
+        committed = [event for op in batch for event in op.events]
+        if committed:
+            try:
+                self.on_commit(committed)
+            except Exception:  # a broken subscriber must not lose the callers' answers
+                log.exception("publishing committed events failed")
 
     def _run_batch(self, batch: list[_Op]) -> None:
         conn = self._conn

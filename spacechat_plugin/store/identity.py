@@ -146,8 +146,12 @@ def set_role(tx: WriteTx, user_id: str, role: str, actor: Actor) -> dict[str, An
     return user
 
 
-def deactivate(tx: WriteTx, user_id: str, actor: Actor) -> dict[str, Any]:
+def deactivate(tx: WriteTx, user_id: str, actor: Actor) -> tuple[dict[str, Any], list[str]]:
+    """Deactivate a user, revoking every session and token; returns the user and the ids of the
+    sessions and tokens that were live (read in the same transaction, so none is missed)."""
     now = now_rfc3339()
+    live = [row[0] for row in tx.all("SELECT id FROM sessions WHERE user_id = ? AND revoked_at IS NULL", (user_id,))]
+    live += [row[0] for row in tx.all("SELECT id FROM api_tokens WHERE user_id = ? AND revoked_at IS NULL", (user_id,))]
     tx.execute("UPDATE users SET deactivated_at = COALESCE(deactivated_at, ?) WHERE id = ?", (now, user_id))
     tx.execute(
         "UPDATE sessions SET revoked_at = ?, revoked_by = ? WHERE user_id = ? AND revoked_at IS NULL",
@@ -156,7 +160,7 @@ def deactivate(tx: WriteTx, user_id: str, actor: Actor) -> dict[str, Any]:
     tx.execute("UPDATE api_tokens SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL", (now, user_id))
     user = user_json(user_row(tx, user_id))
     tx.emit(Event(MemberUpdated(user=user), actor=actor, org_id=user["org_id"]))
-    return user
+    return user, live
 
 
 def owners_left(tx: WriteTx, org_id: str) -> int:

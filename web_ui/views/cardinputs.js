@@ -176,7 +176,7 @@ function hintFor(field) {
     if (min !== undefined && max !== undefined) parts.push(`${min}–${max} characters`);
     else if (max !== undefined) parts.push(`at most ${max} characters`);
     else if (min !== undefined) parts.push(`at least ${min} characters`);
-    if (field.pattern) parts.push(`format: ${field.pattern}`);
+    if (field.pattern) parts.push(field.pattern_message || `format: ${field.pattern}`);
   } else if (field.type === "number" || field.type === "date") {
     if (min !== undefined && max !== undefined) parts.push(`${min} to ${max}`);
     else if (min !== undefined) parts.push(`from ${min}`);

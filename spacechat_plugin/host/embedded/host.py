@@ -23,9 +23,9 @@ from ..hooks import HookRunner
 from .providers import Provider, ToolCall
 from .providers.openai import OpenAIProvider
 from .providers.scripted import ScriptedProvider
+from .runtime import WorkerInfo
 from .tools import BUILTIN_TOOLS, Tool
 from .turns import AgentChannel, Inbound, TurnRecord, Work
-from .workers import WorkerInfo
 
 log = logging.getLogger("spacechat.host")
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from collections.abc import Mapping
@@ -17,13 +18,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ...events import new_id
-from .providers import Card, ProviderError, ReasoningDelta, TextDelta, ToolCall, Usage
+from .providers import Card, Provider, ProviderError, ReasoningDelta, TextDelta, ToolCall, ToolSpec, Usage
+from .runtime import AgentRuntime
 from .tools import ASK_USER_SPEC, BRANCH_SPEC, MEMORY_SAVE_SPEC
 from .workers import run_worker
 
 if TYPE_CHECKING:
     from ...config import AgentConfig
-    from .host import EmbeddedHost
 
 log = logging.getLogger("spacechat.host.turns")
 
@@ -58,8 +59,30 @@ class TurnRecord:
 
 
 @dataclass
+class Turn:
+    """One turn in progress: what it says so far, and what the model sees."""
+
+    record: TurnRecord
+    base: dict[str, Any]
+    provider: Provider
+    conversation: list[dict[str, Any]]
+    tools: list[ToolSpec]
+    started: float = field(default_factory=time.monotonic)
+    text: str = ""
+    blocks: list[dict[str, Any]] | None = None
+    ttft_ms: int | None = None
+
+    @property
+    def turn_id(self) -> str:
+        return self.record.turn_id
+
+    def elapsed_ms(self) -> int:
+        return int((time.monotonic() - self.started) * 1000)
+
+
+@dataclass
 class AgentChannel:
-    host: EmbeddedHost
+    host: AgentRuntime
     agent: AgentConfig
     channel_id: str
     pending: list[Inbound] = field(default_factory=list)
@@ -176,22 +199,41 @@ class AgentChannel:
     async def run_turn(
         self, inbound: list[Inbound], *, turn_id: str | None = None, approved_call: ToolCall | None = None
     ) -> None:
+        """One turn: prepare (hooks, transcript, memories), then model steps with their tool calls
+        until the model stops calling tools, then finish; any failure ends it through `_failed`."""
+        turn = await self._prepare(inbound, turn_id or new_id("turn"))
+        try:
+            if approved_call is not None:
+                # Resume where the lost turn stopped: the call it asked for, approved, then the model.
+                await self._tool_calls(turn, [approved_call], preapproved=True)
+            for _ in range(MAX_STEPS):
+                calls = await self._stream_step(turn)
+                if not calls:
+                    break
+                await self._tool_calls(turn, calls)
+            await self._finish(turn)
+        except asyncio.CancelledError:
+            await self._failed(turn, "the turn was cancelled", retryable=True)
+            raise
+        except ProviderError as exc:
+            await self.host.provider_failed(turn.provider.name, str(exc))
+            await self._failed(turn, str(exc), retryable=exc.retryable)
+        except Exception as exc:
+            log.exception("turn %s failed", turn.turn_id)
+            await self._failed(turn, f"internal error ({type(exc).__name__})", retryable=False)
+
+    async def _prepare(self, inbound: list[Inbound], turn_id: str) -> Turn:
+        """Turn started; the inbound messages join the thread's transcript; what the agent
+        remembers about them joins the system prompt."""
         host, agent = self.host, self.agent
-        hooks = host.hooks
         provider = host.providers[agent.provider]
         thread_id = inbound[0].thread_id
-        turn_id = turn_id or new_id("turn")
         record = TurnRecord(thread_id, inbound, turn_id)
         self.last_turns[thread_id] = record
         self.last_turns["*"] = record
+        base = {"agent_id": agent.id, "channel_id": self.channel_id, "thread_id": thread_id, "turn_id": turn_id}
         started = time.monotonic()
-        base = {
-            "agent_id": agent.id,
-            "channel_id": self.channel_id,
-            "thread_id": thread_id,
-            "turn_id": turn_id,
-        }
-        await hooks.call(
+        await host.hooks.call(
             "spacebot_turn_started",
             **base,
             model=agent.model,
@@ -205,7 +247,7 @@ class AgentChannel:
         system = agent.system_prompt
         recalled = host.recall(agent.id, " ".join(m.text for m in inbound))
         if recalled:
-            await hooks.call(
+            await host.hooks.call(
                 "spacebot_memory_recalled",
                 agent_id=agent.id,
                 channel_id=self.channel_id,
@@ -213,130 +255,81 @@ class AgentChannel:
                 memory_ids=[m["id"] for m in recalled],
             )
             system += "\n\nWhat you remember:\n" + "\n".join(f"- {m['content']}" for m in recalled)
-        conversation: list[dict[str, Any]] = [{"role": "system", "content": system}, *transcript]
-        text, blocks, ttft_ms = "", None, None
         tools = [BRANCH_SPEC, MEMORY_SAVE_SPEC, ASK_USER_SPEC, *(tool.spec for tool in host.tools.values())]
-        try:
-            if approved_call is not None:
-                # Resume where the lost turn stopped: the call it asked for, approved, then the model.
-                conversation.append(
-                    {
-                        "role": "assistant",
-                        "content": None,
-                        "tool_calls": [
-                            {
-                                "id": approved_call.call_id,
-                                "type": "function",
-                                "function": {"name": approved_call.name, "arguments": _json(approved_call.arguments)},
-                            }
-                        ],
-                    }
+        conversation: list[dict[str, Any]] = [{"role": "system", "content": system}, *transcript]
+        return Turn(record, base, provider, conversation, tools, started=started)
+
+    async def _stream_step(self, turn: Turn) -> list[ToolCall]:
+        """One model request, streamed: text and reasoning reach the hooks as they come; returns
+        the tool calls the model asked for (none: the reply is complete)."""
+        hooks, agent = self.host.hooks, self.agent
+        calls: list[ToolCall] = []
+        step_text = ""
+        async for event in turn.provider.stream(model=agent.model, messages=turn.conversation, tools=turn.tools):
+            if isinstance(event, TextDelta):
+                if turn.ttft_ms is None:
+                    turn.ttft_ms = turn.elapsed_ms()
+                turn.text += event.text
+                step_text += event.text
+                await hooks.call(
+                    "spacebot_text_delta",
+                    agent_id=agent.id,
+                    turn_id=turn.turn_id,
+                    delta=event.text,
+                    aggregated_text=turn.text,
                 )
-                result = await run_worker(self, approved_call, base, preapproved=True)
-                conversation.append(
-                    {
-                        "role": "tool",
-                        "tool_call_id": approved_call.call_id,
-                        "name": approved_call.name,
-                        "content": result,
-                    }
-                )
-            for _ in range(MAX_STEPS):
-                calls: list[ToolCall] = []
-                step_text = ""
-                async for event in provider.stream(model=agent.model, messages=conversation, tools=tools):
-                    if isinstance(event, TextDelta):
-                        if ttft_ms is None:
-                            ttft_ms = int((time.monotonic() - started) * 1000)
-                        text += event.text
-                        step_text += event.text
-                        await hooks.call(
-                            "spacebot_text_delta",
-                            agent_id=agent.id,
-                            turn_id=turn_id,
-                            delta=event.text,
-                            aggregated_text=text,
-                        )
-                    elif isinstance(event, ReasoningDelta):
-                        await hooks.call(
-                            "spacebot_reasoning_delta", agent_id=agent.id, turn_id=turn_id, delta=event.text
-                        )
-                    elif isinstance(event, Usage):
-                        await self._usage(event, base, "channel", provider.name)
-                    elif isinstance(event, Card):
-                        blocks = event.blocks
-                    elif isinstance(event, ToolCall):
-                        calls.append(event)
-                await host.provider_ok(provider.name)
-                if not calls:
-                    break
-                conversation.append(
-                    {
-                        "role": "assistant",
-                        "content": step_text or None,
-                        "tool_calls": [
-                            {
-                                "id": c.call_id,
-                                "type": "function",
-                                "function": {"name": c.name, "arguments": _json(c.arguments)},
-                            }
-                            for c in calls
-                        ],
-                    }
-                )
-                for call in calls:
-                    if call.name == "branch":
-                        result = await self._branch(call, base)
-                    elif call.name == "memory_save":
-                        result = await self._save_memory(call)
-                    else:
-                        result = await run_worker(self, call, base)
-                    conversation.append(
-                        {"role": "tool", "tool_call_id": call.call_id, "name": call.name, "content": result}
-                    )
-            transcript.append({"role": "assistant", "content": text})
-            await hooks.call(
-                "spacebot_turn_completed",
-                agent_id=agent.id,
-                turn_id=turn_id,
-                text=text,
-                blocks=blocks,
-                ttft_ms=ttft_ms,
-                duration_ms=int((time.monotonic() - started) * 1000),
+            elif isinstance(event, ReasoningDelta):
+                await hooks.call("spacebot_reasoning_delta", agent_id=agent.id, turn_id=turn.turn_id, delta=event.text)
+            elif isinstance(event, Usage):
+                await self._usage(event, turn.base, "channel", turn.provider.name)
+            elif isinstance(event, Card):
+                turn.blocks = event.blocks
+            elif isinstance(event, ToolCall):
+                calls.append(event)
+        await self.host.provider_ok(turn.provider.name)
+        if calls:
+            turn.conversation.append(_assistant_calls(step_text or None, calls))
+        return calls
+
+    async def _tool_calls(self, turn: Turn, calls: list[ToolCall], *, preapproved: bool = False) -> None:
+        """Run the model's calls in order (branches think, memory saves go through the memory
+        hook, anything else runs in a worker); each result goes back to the model."""
+        if preapproved:
+            turn.conversation.append(_assistant_calls(None, calls))
+        for call in calls:
+            if call.name == "branch":
+                result = await self._branch(call, turn.base)
+            elif call.name == "memory_save":
+                result = await self._save_memory(call)
+            else:
+                result = await run_worker(self, call, turn.base, preapproved=preapproved)
+            turn.conversation.append(
+                {"role": "tool", "tool_call_id": call.call_id, "name": call.name, "content": result}
             )
-        except asyncio.CancelledError:
-            record.ok = False
-            await hooks.call(
-                "spacebot_turn_failed",
-                agent_id=agent.id,
-                turn_id=turn_id,
-                error="the turn was cancelled",
-                retryable=True,
-                duration_ms=int((time.monotonic() - started) * 1000),
-            )
-            raise
-        except ProviderError as exc:
-            record.ok = False
-            await host.provider_failed(provider.name, str(exc))
-            await hooks.call(
-                "spacebot_turn_failed",
-                agent_id=agent.id,
-                turn_id=turn_id,
-                error=str(exc),
-                retryable=exc.retryable,
-                duration_ms=int((time.monotonic() - started) * 1000),
-            )
-        except Exception as exc:
-            record.ok = False
-            log.exception("turn %s failed", turn_id)
-            await hooks.call(
-                "spacebot_turn_failed",
-                agent_id=agent.id,
-                turn_id=turn_id,
-                error=f"internal error ({type(exc).__name__})",
-                retryable=False,
-                duration_ms=int((time.monotonic() - started) * 1000),
-            )
+
+    async def _finish(self, turn: Turn) -> None:
+        self.transcripts.setdefault(turn.record.thread_id, []).append({"role": "assistant", "content": turn.text})
+        await self.host.hooks.call(
+            "spacebot_turn_completed",
+            agent_id=self.agent.id,
+            turn_id=turn.turn_id,
+            text=turn.text,
+            blocks=turn.blocks,
+            ttft_ms=turn.ttft_ms,
+            duration_ms=turn.elapsed_ms(),
+        )
+
+    async def _failed(self, turn: Turn, error: str, *, retryable: bool) -> None:
+        """The one way a turn ends badly: marked not ok (so a retry knows), turn failed."""
+        turn.record.ok = False
+        await self.host.hooks.call(
+            "spacebot_turn_failed",
+            agent_id=self.agent.id,
+            turn_id=turn.turn_id,
+            error=error,
+            retryable=retryable,
+            duration_ms=turn.elapsed_ms(),
+        )
 
     async def _usage(self, usage: Usage, base: Mapping[str, Any], process_type: str, provider: str) -> None:
         await self.host.hooks.call(
@@ -405,7 +398,17 @@ class AgentChannel:
         return f"Saved memory {memory_id}"
 
 
-def _json(value: Any) -> str:
-    import json
-
-    return json.dumps(value, ensure_ascii=False)
+def _assistant_calls(content: str | None, calls: list[ToolCall]) -> dict[str, Any]:
+    """The assistant message that asked for `calls`, as the Chat Completions transcript keeps it."""
+    return {
+        "role": "assistant",
+        "content": content,
+        "tool_calls": [
+            {
+                "id": c.call_id,
+                "type": "function",
+                "function": {"name": c.name, "arguments": json.dumps(c.arguments, ensure_ascii=False)},
+            }
+            for c in calls
+        ],
+    }

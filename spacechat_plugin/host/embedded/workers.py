@@ -10,14 +10,11 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from ...events import new_id
 from .providers import ToolCall
-
-if TYPE_CHECKING:
-    from .turns import AgentChannel
+from .runtime import ChannelContext, WorkerInfo
 
 # A decision slower than this means a human is deciding: the worker shows as waiting.
 WAITING_AFTER_SECONDS = 0.05
@@ -26,22 +23,10 @@ RESULT_CHARS = 4000
 T = TypeVar("T")
 
 
-@dataclass
-class WorkerInfo:
-    worker_id: str
-    agent_id: str
-    channel_id: str
-    thread_id: str
-    task: str
-    state: str = "running"
-    outcome: str | None = None
-    started_at: float = 0.0
-
-
 class Worker:
     """One worker's life: started, maybe waiting, completed exactly once."""
 
-    def __init__(self, channel: AgentChannel, base: Mapping[str, Any], task: str, *, interactive: bool) -> None:
+    def __init__(self, channel: ChannelContext, base: Mapping[str, Any], task: str, *, interactive: bool) -> None:
         self.host = channel.host
         self.channel = channel
         self.base = base
@@ -108,66 +93,83 @@ class Worker:
 
 
 async def run_worker(
-    channel: AgentChannel, call: ToolCall, base: Mapping[str, Any], *, preapproved: bool = False
+    channel: ChannelContext, call: ToolCall, base: Mapping[str, Any], *, preapproved: bool = False
 ) -> str:
     """Run one tool call in a worker; return what the model sees as the tool's result.
     `preapproved` skips the approval hook (people already approved this call)."""
     if call.name == "ask_user":
         return await ask_people(channel, call, base)
-    host = channel.host
-    hooks = host.hooks
     worker = Worker(channel, base, f"run {call.name}", interactive=False)
     tool_ids = {**base, "worker_id": worker.info.worker_id, "call_id": call.call_id, "tool": call.name}
     await worker.start()
-
-    async def refuse(message: str, outcome: str, started: float | None = None) -> str:
-        took = 0 if started is None else int((time.monotonic() - started) * 1000)
-        await hooks.call("spacebot_tool_failed", **tool_ids, error=message, duration_ms=took)
-        return await worker.finish(outcome, message)
-
     try:
-        decision = None
-        if not preapproved:
-            decision = await worker.wait(
-                host.hooks.first("spacebot_before_tool_call", **tool_ids, arguments=call.arguments),
-                f"waiting for approval of {call.name}",
-            )
-        if decision and decision.get("decision") in ("deny", "skip"):
-            verb = "denied" if decision["decision"] == "deny" else "skipped"
-            return await refuse(f"Tool {verb}: {decision.get('reason') or 'no reason given'}", "blocked")
-        approved = preapproved or bool(decision and decision.get("decision") == "allow")
-        if call.name in channel.agent.permission_tools and not approved:
-            allowed = await worker.wait(
-                ask_permission(channel, worker, call), f"asking permission to run {call.name}", grace=0
-            )
-            if not allowed:
-                return await refuse(f"Tool denied: permission to run {call.name} was refused", "blocked")
-        tool = host.tools.get(call.name)
-        await hooks.call("spacebot_tool_started", **tool_ids, arguments=call.arguments)
-        started = time.monotonic()
-        if tool is None:
-            return await refuse(f"Tool error: there is no tool named {call.name}", "failed", started)
-        try:
-            result = await asyncio.wait_for(tool.run(call.arguments), timeout=tool.timeout_seconds)
-        except TimeoutError:
-            return await refuse(
-                f"Tool error: {call.name} timed out after {tool.timeout_seconds:g}s", "timed_out", started
-            )
-        except Exception as exc:
-            return await refuse(f"Tool error: {exc}", "failed", started)
-        await hooks.call(
-            "spacebot_tool_completed",
-            **tool_ids,
-            result=result[:RESULT_CHARS],
-            duration_ms=int((time.monotonic() - started) * 1000),
-        )
-        return await worker.finish("succeeded", result)
+        refusal = await _refusal(channel, worker, call, tool_ids, preapproved=preapproved)
+        if refusal is not None:
+            return await _refuse(worker, tool_ids, refusal, "blocked")
+        return await _run_tool(channel, worker, call, tool_ids)
     except asyncio.CancelledError:
         await asyncio.shield(worker.finish("cancelled", "Worker cancelled: the turn was stopped"))
         raise
 
 
-async def ask_permission(channel: AgentChannel, worker: Worker, call: ToolCall) -> bool:
+async def _refuse(
+    worker: Worker, tool_ids: Mapping[str, Any], message: str, outcome: str, started: float | None = None
+) -> str:
+    """End the worker with a tool failure the model reads as the result."""
+    took = 0 if started is None else int((time.monotonic() - started) * 1000)
+    await worker.host.hooks.call("spacebot_tool_failed", **tool_ids, error=message, duration_ms=took)
+    return await worker.finish(outcome, message)
+
+
+async def _refusal(
+    channel: ChannelContext, worker: Worker, call: ToolCall, tool_ids: Mapping[str, Any], *, preapproved: bool
+) -> str | None:
+    """Why the call may not run (an approval hook denied or skipped it, or the people asked for
+    permission refused it), or None when it may."""
+    decision = None
+    if not preapproved:
+        decision = await worker.wait(
+            channel.host.hooks.first("spacebot_before_tool_call", **tool_ids, arguments=call.arguments),
+            f"waiting for approval of {call.name}",
+        )
+    if decision and decision.get("decision") in ("deny", "skip"):
+        verb = "denied" if decision["decision"] == "deny" else "skipped"
+        return f"Tool {verb}: {decision.get('reason') or 'no reason given'}"
+    approved = preapproved or bool(decision and decision.get("decision") == "allow")
+    if call.name in channel.agent.permission_tools and not approved:
+        allowed = await worker.wait(
+            ask_permission(channel, worker, call), f"asking permission to run {call.name}", grace=0
+        )
+        if not allowed:
+            return f"Tool denied: permission to run {call.name} was refused"
+    return None
+
+
+async def _run_tool(channel: ChannelContext, worker: Worker, call: ToolCall, tool_ids: Mapping[str, Any]) -> str:
+    """Run an allowed call with its tool's time limit: tool started, then completed or failed."""
+    hooks = channel.host.hooks
+    tool = channel.host.tools.get(call.name)
+    await hooks.call("spacebot_tool_started", **tool_ids, arguments=call.arguments)
+    started = time.monotonic()
+    if tool is None:
+        return await _refuse(worker, tool_ids, f"Tool error: there is no tool named {call.name}", "failed", started)
+    try:
+        result = await asyncio.wait_for(tool.run(call.arguments), timeout=tool.timeout_seconds)
+    except TimeoutError:
+        message = f"Tool error: {call.name} timed out after {tool.timeout_seconds:g}s"
+        return await _refuse(worker, tool_ids, message, "timed_out", started)
+    except Exception as exc:
+        return await _refuse(worker, tool_ids, f"Tool error: {exc}", "failed", started)
+    await hooks.call(
+        "spacebot_tool_completed",
+        **tool_ids,
+        result=result[:RESULT_CHARS],
+        duration_ms=int((time.monotonic() - started) * 1000),
+    )
+    return await worker.finish("succeeded", result)
+
+
+async def ask_permission(channel: ChannelContext, worker: Worker, call: ToolCall) -> bool:
     """Spacebot's WorkerPermission: ask the people in the conversation, wait for their answer."""
     permission_id = new_id("perm")
     answer = channel.host.expect_answer(permission_id)
@@ -181,7 +183,7 @@ async def ask_permission(channel: AgentChannel, worker: Worker, call: ToolCall) 
     return bool((await answer).get("allow"))
 
 
-async def ask_people(channel: AgentChannel, call: ToolCall, base: Mapping[str, Any]) -> str:
+async def ask_people(channel: ChannelContext, call: ToolCall, base: Mapping[str, Any]) -> str:
     """The `ask_user` tool: an interactive worker asks a question (Spacebot's WorkerQuestion) and
     waits, as long as it takes, for an answer delivered through HostAPI.deliver_interaction."""
     worker = Worker(channel, base, "ask the people in the conversation", interactive=True)

@@ -47,25 +47,11 @@ class OpenAIProvider:
     async def stream(
         self, *, model: str, messages: Sequence[Mapping[str, Any]], tools: Sequence[ToolSpec]
     ) -> AsyncIterator[ProviderEvent]:
-        body: dict[str, Any] = {
-            "model": model,
-            "messages": [dict(m) for m in messages],
-            "stream": True,
-            "stream_options": {"include_usage": True},
-        }
-        if tools:
-            body["tools"] = [
-                {
-                    "type": "function",
-                    "function": {"name": t.name, "description": t.description, "parameters": t.parameters},
-                }
-                for t in tools
-            ]
         calls: dict[int, dict[str, Any]] = {}
         try:
             async with self._client().post(
                 f"{self.base_url}/chat/completions",
-                data=orjson.dumps(body),
+                data=orjson.dumps(_request(model, messages, tools)),
                 headers={"Content-Type": "application/json"},
             ) as response:
                 if response.status >= 400:
@@ -80,34 +66,66 @@ class OpenAIProvider:
                     chunk = orjson.loads(event)
                     if chunk.get("error"):
                         raise ProviderError(f"{self.name} reported an error: {chunk['error']}")
-                    for choice in chunk.get("choices") or []:
-                        delta = choice.get("delta") or {}
-                        if delta.get("reasoning_content"):
-                            yield ReasoningDelta(delta["reasoning_content"])
-                        if delta.get("content"):
-                            yield TextDelta(delta["content"])
-                        for fragment in delta.get("tool_calls") or []:
-                            slot = calls.setdefault(fragment.get("index", 0), {"id": "", "name": "", "arguments": ""})
-                            slot["id"] = fragment.get("id") or slot["id"]
-                            function = fragment.get("function") or {}
-                            slot["name"] += function.get("name") or ""
-                            slot["arguments"] += function.get("arguments") or ""
-                    usage = chunk.get("usage")
-                    if usage:
-                        yield _usage(usage)
+                    for item in _chunk_events(chunk, calls):
+                        yield item
         except aiohttp.ClientError as exc:
             raise ProviderError(f"could not reach {self.name}: {type(exc).__name__}") from exc
         except TimeoutError as exc:
             raise ProviderError(f"{self.name} timed out") from exc
-        for index in sorted(calls):
-            slot = calls[index]
-            try:
-                arguments = json.loads(slot["arguments"] or "{}")
-            except json.JSONDecodeError:
-                arguments = {"_raw": slot["arguments"]}
-            yield ToolCall(
-                slot["id"] or f"call_{index}", slot["name"], arguments if isinstance(arguments, dict) else {}
-            )
+        for call in _tool_calls(calls):
+            yield call
+
+
+def _request(model: str, messages: Sequence[Mapping[str, Any]], tools: Sequence[ToolSpec]) -> dict[str, Any]:
+    """The Chat Completions request body: streamed, with usage in the last chunk."""
+    body: dict[str, Any] = {
+        "model": model,
+        "messages": [dict(m) for m in messages],
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    if tools:
+        body["tools"] = [
+            {"type": "function", "function": {"name": t.name, "description": t.description, "parameters": t.parameters}}
+            for t in tools
+        ]
+    return body
+
+
+def _chunk_events(chunk: Mapping[str, Any], calls: dict[int, dict[str, Any]]) -> list[ProviderEvent]:
+    """What one streamed chunk says: reasoning and text deltas, usage; tool-call fragments are
+    gathered into `calls` (by index) until the stream ends."""
+    found: list[ProviderEvent] = []
+    for choice in chunk.get("choices") or []:
+        delta = choice.get("delta") or {}
+        if delta.get("reasoning_content"):
+            found.append(ReasoningDelta(delta["reasoning_content"]))
+        if delta.get("content"):
+            found.append(TextDelta(delta["content"]))
+        for fragment in delta.get("tool_calls") or []:
+            slot = calls.setdefault(fragment.get("index", 0), {"id": "", "name": "", "arguments": ""})
+            slot["id"] = fragment.get("id") or slot["id"]
+            function = fragment.get("function") or {}
+            slot["name"] += function.get("name") or ""
+            slot["arguments"] += function.get("arguments") or ""
+    usage = chunk.get("usage")
+    if usage:
+        found.append(_usage(usage))
+    return found
+
+
+def _tool_calls(calls: dict[int, dict[str, Any]]) -> list[ToolCall]:
+    out = []
+    for index in sorted(calls):
+        slot = calls[index]
+        try:
+            arguments = json.loads(slot["arguments"] or "{}")
+        except json.JSONDecodeError:
+            arguments = {"_raw": slot["arguments"]}
+        out.append(
+            ToolCall(slot["id"] or f"call_{index}", slot["name"], arguments if isinstance(arguments, dict) else {})
+        )
+    return out
 
 
 def _usage(usage: Mapping[str, Any]) -> Usage:
