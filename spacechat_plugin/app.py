@@ -33,6 +33,8 @@ from .realtime.bus import Bus
 from .realtime.streams import Streams
 from .resources import resource
 from .sdk import SpacechatAPI, load_hook_plugins
+from .search.service import SearchService
+from .store import chat as chat_store
 from .store import identity, tenancy
 from .store import log as event_log
 from .store import messages as message_store
@@ -85,6 +87,7 @@ class Spacechat:
         self.ops = Ops(db=self.db, settings=settings.ops, host=host, access=self.access, cards=self.cards)
         self.cards.handlers.extend([self.ops, self.incidents])
         self.delivery = Delivery(host, self.access, self.cards, self.observe)
+        self.search = SearchService(self.db, self.access)
         self.sdk = SpacechatAPI(
             db=self.db,
             settings=settings,
@@ -117,6 +120,7 @@ class Spacechat:
         self.instance.org_id = await bootstrap.primary_org(self.db, self.settings.bootstrap)
         if self.host is not None:
             await bootstrap.register_agents(self.db, self.instance.org_id, self.host.agents())
+        await self.db.write(chat_store.assign_missing_handles)
         ended = await self.db.write(message_store.interrupt_open_streams)
         if ended:
             logger.warning("%d agent replies were cut by a restart and marked interrupted", len(ended))

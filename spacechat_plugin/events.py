@@ -123,10 +123,58 @@ class MessageFailed(Payload):
 
 @dataclass(frozen=True)
 class MessageUpdated(Payload):
-    """message.updated: a message changed in place (edited text, card state, superseded)."""
+    """message.updated: a message changed in place (edited text, card state, superseded). `change`
+    is `edited` when its author edited the text (the earlier version is kept), else None."""
 
     event_type: ClassVar[str] = "message.updated"
     message: dict[str, Any]
+    change: str | None = None
+
+
+@dataclass(frozen=True)
+class MessageDeleted(Payload):
+    """message.deleted: a message was deleted; `message` is its tombstone (no text, files or card;
+    `deleted_at` and `deleted_by` set). Its place in the thread stays."""
+
+    event_type: ClassVar[str] = "message.deleted"
+    message: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ReactionAdded(Payload):
+    """reaction.added: someone reacted to a message with an emoji; `reactions` is the message's
+    whole summary after it (`[{emoji, count, user_ids}]`) and `updated_at` the message's."""
+
+    event_type: ClassVar[str] = "reaction.added"
+    message_id: str
+    emoji: str
+    user_id: str
+    reactions: list[dict[str, Any]]
+    updated_at: str
+
+
+@dataclass(frozen=True)
+class ReactionRemoved(Payload):
+    """reaction.removed: someone took their reaction back; the same fields as reaction.added."""
+
+    event_type: ClassVar[str] = "reaction.removed"
+    message_id: str
+    emoji: str
+    user_id: str
+    reactions: list[dict[str, Any]]
+    updated_at: str
+
+
+@dataclass(frozen=True)
+class ThreadRead(Payload):
+    """thread.read: a person's read marker in a thread moved (from any of their devices). Addressed
+    to that person only (the envelope's `channel_id` is their own address, `@<user id>`), so
+    every session of theirs clears the thread's unread count."""
+
+    event_type: ClassVar[str] = "thread.read"
+    thread_id: str
+    channel_id: str
+    last_read_seq: int
 
 
 @dataclass(frozen=True)

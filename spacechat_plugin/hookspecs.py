@@ -618,3 +618,16 @@ def spacechat_interaction_submitted(
 ) -> Awaitable[bool | None] | bool | None:
     """*firstresult*. Called after an interaction on a card was validated and recorded. Return
     True when this plugin handled it: the card's agent then does not also receive it."""
+
+
+@hookspec
+def spacechat_reaction_changed(
+    spacechat: Any, reaction: Mapping[str, Any], message: Mapping[str, Any]
+) -> Awaitable[None] | None:
+    """Called after someone added or took back a reaction on a message (its `reaction.added` or
+    `reaction.removed` event is already out). `reaction` is `{message_id, channel_id, thread_id,
+    emoji, action: added | removed, user: {kind, id, name}, agent_id, reactions}`: `agent_id` is
+    the message's author when an agent wrote it (else None), `reactions` the message's summary
+    after the change. A reaction on an agent's reply is feedback on it (as Slack assistants get
+    thumbs up and down); a host hands it to that agent (the embedded host puts it in the thread's
+    context for the agent's next turn)."""

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from spacechat_plugin.store.messages import _title
+from spacechat_plugin.store.shapes import title_of as _title
 
 from .support import Server
 

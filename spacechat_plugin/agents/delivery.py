@@ -24,6 +24,9 @@ class Delivery:
         member; an agent paused by a budget is skipped, and the thread is told why."""
         if self.host is None:
             return []
+        if channel.get("kind") == "dm":
+            # An agent in a direct conversation answers every message, as in its own channel.
+            named = [*named, *(a["id"] for a in self.host.agents() if a["id"] not in named)]
         mentions = [m for m in named if not channel["private"] or channel["id"] in self.access.memberships(m)]
         takers = [
             a["id"] for a in self.host.agents() if channel["name"] in a.get("channels", []) or a["id"] in mentions

@@ -24,6 +24,7 @@ from .common import (
     spacechat,
     time_param,
 )
+from .dms import refuse_direct
 from .models import AddMember, CreateOrg, CreateTeam, UpdateChannel
 
 
@@ -73,6 +74,7 @@ async def update_channel(request: Request) -> Response:
     app = spacechat(request)
     who, channel = await _channel(request)
     body = await read_json(request, UpdateChannel, max_bytes=8 * 1024)
+    refuse_direct(channel, "renamed or archived")
     changes = body.model_dump(exclude_none=True)
 
     def update(tx: WriteTx) -> dict[str, Any]:
@@ -103,6 +105,7 @@ async def add_member(request: Request) -> Response:
     app = spacechat(request)
     who, channel = await _channel(request)
     body = await read_json(request, AddMember, max_bytes=8 * 1024)
+    refuse_direct(channel, "joined")
     user = await identity.get_user(app.db, body.user_id)
     if user is None or user["org_id"] != who.org_id or user["deactivated"]:
         raise BadRequest("no such member", code="unknown_user", details=[{"path": "user_id", "message": "unknown"}])
@@ -132,6 +135,7 @@ async def remove_member(request: Request) -> Response:
         raise NotFound("no such channel")
     user_id = request.path_params["user_id"]
     check(who, "channels:read" if user_id == who.user_id else "channels:manage", channel, channel=channel)
+    refuse_direct(channel, "left")
 
     def remove(tx: WriteTx) -> None:
         if identity.remove_member(tx, channel, user_id, who.actor):

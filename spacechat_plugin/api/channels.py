@@ -11,6 +11,7 @@ from ..errors import BadRequest, Conflict, NotFound
 from ..identity.auth import client_address
 from ..identity.permissions import Principal, can_read_channel
 from ..store import audit, identity, tenancy
+from ..store import chat as chat_store
 from ..store import messages as message_store
 from ..store.db import WriteTx
 from .common import JSONResponse, authorize, channel_of, operation, principal, query_int, read_json, spacechat
@@ -39,7 +40,11 @@ async def get_org(request: Request) -> Response:
     return JSONResponse({"org": org, "teams": teams})
 
 
-@operation("List the channels of the organisation", tags=["channels"], scope="channels:read")
+@operation(
+    "List the channels of the organisation (direct conversations are at /v1/dms)",
+    tags=["channels"],
+    scope="channels:read",
+)
 async def list_channels(request: Request) -> Response:
     app = spacechat(request)
     who = await principal(request)
@@ -47,7 +52,7 @@ async def list_channels(request: Request) -> Response:
     reads = await message_store.read_state(app.db, who.user_id, who.org_id)
     shown = []
     for channel in channels:
-        if can_read_channel(who, channel):
+        if channel.get("kind") != "dm" and can_read_channel(who, channel):
             last_read, unread = reads.get(channel["id"], (0, 0))
             shown.append({**with_membership(who, channel), "last_read_seq": last_read, "unread_count": unread})
     return JSONResponse({"channels": shown, "unread_cap": message_store.UNREAD_CAP})
@@ -129,7 +134,10 @@ async def list_threads(request: Request) -> Response:
     before = query_int(request, "before", None)
     limit = query_int(request, "limit", 50, low=1, high=200)
     assert limit is not None
-    threads, next_before = await message_store.list_threads(
-        spacechat(request).db, channel["id"], before=before, limit=limit
-    )
+    db = spacechat(request).db
+    threads, next_before = await message_store.list_threads(db, channel["id"], before=before, limit=limit)
+    # Each thread with the caller's own read marker and unread count (the list's unread state).
+    reads = await chat_store.thread_unreads(db, (await principal(request)).user_id, [t["id"] for t in threads])
+    for thread in threads:
+        thread["last_read_seq"], thread["unread_count"] = reads.get(thread["id"], (0, 0))
     return JSONResponse({"threads": threads, "next_before": None if next_before is None else str(next_before)})

@@ -16,7 +16,7 @@ from ..agents.delivery import Delivery
 from ..agents.replies import ReplyStreams
 from ..cards.service import CardService
 from ..config import Settings
-from ..hookspecs import HostAPI
+from ..hookspecs import HostAPI, PluginHooks
 from ..identity.auth import Authenticator
 from ..identity.permissions import Access
 from ..instance import Instance
@@ -25,6 +25,7 @@ from ..operations.observability import Observability
 from ..operations.ops import Ops
 from ..realtime.bus import Bus
 from ..realtime.streams import Streams
+from ..search.service import SearchService
 from ..store.db import Database
 
 
@@ -45,6 +46,8 @@ class Context(Protocol):
     observe: Observability
     ops: Ops
     delivery: Delivery
+    search: SearchService
+    hooks: PluginHooks
     inflight_keys: set[tuple[str, str]]
 
     @property

@@ -22,6 +22,7 @@ from ..errors import BadRequest, Conflict, NotFound
 from ..identity.auth import client_address
 from ..identity.permissions import Principal
 from ..store import audit
+from ..store import chat as chat_store
 from ..store import messages as message_store
 from ..store.db import WriteTx
 from .channels import channel_or_404
@@ -29,15 +30,10 @@ from .common import JSONResponse, authorize, channel_of, operation, principal, q
 from .models import KEY_PATTERN, PostMessage
 
 _KEY = re.compile(KEY_PATTERN)
-_MENTION = re.compile(r"(?<![\w@])@([a-z0-9][a-z0-9_-]{0,39})\b")
 
 
 def mentions(text: str) -> list[str]:
-    seen: list[str] = []
-    for name in _MENTION.findall(text):
-        if name not in seen:
-            seen.append(name)
-    return seen
+    return chat_store.mention_names(text)
 
 
 def _idempotency_key(request: Request, body: PostMessage) -> str | None:
@@ -117,6 +113,7 @@ async def _post(request: Request, who: Principal, channel: dict[str, Any], threa
             card_state=initial_state(blocks),
             client_msg_id=body.client_msg_id,
             claim=claim,
+            mentions=mentions(body.text),
         )
 
     try:

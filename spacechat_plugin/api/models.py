@@ -185,3 +185,20 @@ class CreateIncident(Body):
 class IncidentAction(Body):
     to: str | None = Field(None, max_length=100, description="For escalate: role:admin, role:owner or a member id.")
     note: str | None = Field(None, max_length=1000)
+
+
+# --- chat essentials (issue 13) ------------------------------------------------------------
+
+
+class EditMessage(Body):
+    text: str = Field(description="The new text (Markdown or plain, as the message was posted).")
+
+
+class React(Body):
+    emoji: str = Field(min_length=1, max_length=64, description="One emoji (👍), or its alias (`:thumbsup:`).")
+
+
+class CreateDirect(Body):
+    user_ids: list[str] = Field(
+        max_length=8, description="The others in the conversation (people or agents); you are added yourself."
+    )

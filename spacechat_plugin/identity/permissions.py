@@ -30,6 +30,7 @@ SCOPES: tuple[str, ...] = (
     "channels:manage",
     "messages:read",
     "messages:write",
+    "messages:moderate",
     "files:write",
     "realtime:subscribe",
     "agents:read",
@@ -61,7 +62,15 @@ _OPERATOR = _MEMBER | {
     "tasks:approve",
     "incidents:manage",
 }
-_ADMIN = _OPERATOR | {"channels:manage", "members:manage", "ops:recover", "memory:review", "audit:read"}
+# Moderators delete other people's messages (Slack and Zulip give that to admins).
+_ADMIN = _OPERATOR | {
+    "channels:manage",
+    "members:manage",
+    "messages:moderate",
+    "ops:recover",
+    "memory:review",
+    "audit:read",
+}
 
 ROLE_SCOPES: dict[str, frozenset[str]] = {
     "owner": frozenset(_ADMIN | {"org:admin"}),
@@ -136,6 +145,15 @@ class Principal:
         return self.actor.id or ""
 
 
+# Events addressed to one person (their own read markers) carry `@<user id>` as their channel:
+# a person's own address, which only they may read.
+PERSONAL = "@"
+
+
+def personal_address(user_id: str) -> str:
+    return PERSONAL + user_id
+
+
 def can_read_channel(principal: Principal, channel: Mapping[str, Any]) -> bool:
     if channel.get("org_id") != principal.org_id:
         return False
@@ -195,6 +213,12 @@ class Access:
 
     def channel_named(self, name: str, org_id: str) -> dict[str, Any] | None:
         return next((c for c in self.channels.values() if c["name"] == name and c["org_id"] == org_id), None)
+
+    def readable_channels(self, principal: Principal) -> frozenset[str]:
+        """The ids of every channel (and direct conversation) `principal` may read now."""
+        return frozenset(
+            channel_id for channel_id, channel in self.channels.items() if can_read_channel(principal, channel)
+        )
 
     def apply(self, events: Iterable[Any]) -> None:
         """After each commit, before fan-out: keep the caches current, so every event is
@@ -257,6 +281,10 @@ class Access:
                 seen[0] = self.version
             readable = by_channel.get(channel_id)
             if readable is None:
+                if channel_id.startswith(PERSONAL):
+                    mine: bool = channel_id == personal_address(principal.user_id)
+                    by_channel[channel_id] = mine
+                    return mine
                 channel = self.channels.get(channel_id)
                 readable = by_channel[channel_id] = channel is not None and can_read_channel(principal, channel)
             return readable

@@ -7,7 +7,7 @@ from typing import Any
 
 from ..events import Actor, Event, MessageUpdated, now_rfc3339
 from .db import Database, WriteTx, dumps, loads
-from .messages import message_json
+from .shapes import message_json
 
 
 def _envelope(message: Mapping[str, Any], actor: Actor) -> dict[str, Any]:

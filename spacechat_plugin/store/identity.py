@@ -19,6 +19,7 @@ from ..events import (
     new_id,
     now_rfc3339,
 )
+from . import chat
 from .db import Database, WriteTx, dumps, loads
 
 TOKEN_PREFIX = "sc_"
@@ -45,6 +46,7 @@ def user_json(row: Any) -> dict[str, Any]:
         "name": row["name"],
         "email": row["email"],
         "role": row["role"],
+        "handle": row["handle"],
         "created_at": row["created_at"],
         "deactivated": row["deactivated_at"] is not None,
     }
@@ -110,8 +112,12 @@ def create_user(
 ) -> dict[str, Any]:
     if email is not None and tx.one("SELECT 1 FROM users WHERE org_id = ? AND email = ?", (org_id, email)):
         raise Conflict("an account with this email already exists", code="email_taken")
+    user_id = user_id or new_id("usr")
+    # An agent of the host is mentioned by its id (`@spacebot`); anyone else by their name.
+    wanted = user_id if kind == "agent" and chat.MENTION.fullmatch("@" + user_id) else chat.slug(name)
     row = {
-        "id": user_id or new_id("usr"),
+        "id": user_id,
+        "handle": chat.unique_handle(tx, org_id, wanted),
         "org_id": org_id,
         "kind": kind,
         "email": email,
@@ -124,8 +130,8 @@ def create_user(
     }
     tx.execute(
         "INSERT INTO users (id, org_id, kind, email, name, password_hash, role, instance_admin, created_at,"
-        " deactivated_at) VALUES (:id, :org_id, :kind, :email, :name, :password_hash, :role, :instance_admin,"
-        " :created_at, :deactivated_at)",
+        " deactivated_at, handle) VALUES (:id, :org_id, :kind, :email, :name, :password_hash, :role,"
+        " :instance_admin, :created_at, :deactivated_at, :handle)",
         row,
     )
     for team in tx.all("SELECT id FROM teams WHERE org_id = ?", (org_id,)):

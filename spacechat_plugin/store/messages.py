@@ -7,7 +7,7 @@ these rows never disagree.
 from __future__ import annotations
 
 import hashlib
-import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -26,91 +26,12 @@ from ..events import (
     new_id,
     now_rfc3339,
 )
+from . import chat
 from .db import Database, WriteTx, dumps, loads
+from .shapes import attachment_json, message_json, plain_preview, thread_json, title_of
 
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
-TITLE_CHARS = 80
 OPEN_STATES = ("created", "streaming")
-
-
-def message_json(row: Any) -> dict[str, Any]:
-    return {
-        "id": row["id"],
-        "seq": row["seq"],
-        "org_id": row["org_id"],
-        "team_id": row["team_id"],
-        "channel_id": row["channel_id"],
-        "thread_id": row["thread_id"],
-        "author": {"kind": row["author_kind"], "id": row["author_id"]},
-        "text": row["text"],
-        "format": row["format"],
-        "state": row["state"],
-        "failure_reason": row["failure_reason"],
-        "error": row["error"],
-        "attachments": loads(row["attachments"]),
-        "blocks": loads(row["blocks"]),
-        "metadata": loads(row["metadata"]),
-        "card_state": loads(row["card_state"]),
-        "client_msg_id": row["client_msg_id"],
-        "created_at": row["created_at"],
-        "updated_at": row["updated_at"],
-    }
-
-
-def thread_json(row: Any) -> dict[str, Any]:
-    return {
-        "id": row["id"],
-        "org_id": row["org_id"],
-        "team_id": row["team_id"],
-        "channel_id": row["channel_id"],
-        "root_message_id": row["root_message_id"],
-        "title": row["title"],
-        "reply_count": row["reply_count"],
-        "created_at": row["created_at"],
-        "created_by": {"kind": row["created_by_kind"], "id": row["created_by_id"]},
-        "last_message_at": row["last_message_at"],
-        "last_seq": row["last_seq"],
-    }
-
-
-def attachment_json(row: Any) -> dict[str, Any]:
-    return {
-        "id": row["id"],
-        "filename": row["filename"],
-        "content_type": row["content_type"],
-        "size": row["size"],
-        "sha256": row["sha256"],
-        "url": f"/v1/attachments/{row['id']}",
-        "message_id": row["message_id"],
-        "created_at": row["created_at"],
-    }
-
-
-_MARKISH = re.compile(r"[*_`~\[\n]|^\s*(?:[#>+-]|\d)")  # might hold a mark: take the slow path
-_FENCE = re.compile(r"^\s*(```|~~~)[\w+-]*\s*$")
-_LINE_MARK = re.compile(r"^\s{0,3}(?:#{1,6}\s+|(?:>\s?)+|[-*+]\s+(?:\[[ xX]\]\s+)?|\d+[.)]\s+)")
-_LINK = re.compile(r"!?\[([^\]]*)\]\([^)]*\)")
-_STRONG = re.compile(r"(\*\*|__|~~)(\S(?:.*?\S)?)\1")
-_EMPHASIS = re.compile(r"(?<![\w*])([*_])(\S(?:.*?\S)?)\1(?![\w*])")
-_CODE = re.compile(r"`+([^`]*)`+")
-
-
-def _title(text: str) -> str:
-    """A thread's title: its first message as plain text, on one line.
-
-    Only real Markdown marks are dropped (fence lines, heading, quote and list markers at
-    the start of a line, emphasis pairs, code spans, link targets); anything else, such as
-    a literal ``<b>`` or a lone ``*``, is kept as written, since the UI shows it as text."""
-    if not _MARKISH.search(text):
-        line = " ".join(text.split())
-        return line if len(line) <= TITLE_CHARS else line[: TITLE_CHARS - 1] + "…"
-    lines = [_LINE_MARK.sub("", line) for line in text.splitlines() if not _FENCE.match(line)]
-    plain = _LINK.sub(r"\1", " ".join(lines))
-    plain = _CODE.sub(r"\1", plain)
-    plain = _STRONG.sub(r"\2", plain)
-    plain = _EMPHASIS.sub(r"\2", plain)
-    line = " ".join(plain.split())
-    return line if len(line) <= TITLE_CHARS else line[: TITLE_CHARS - 1] + "…"
 
 
 # --- idempotency ---------------------------------------------------------------------------
@@ -210,8 +131,10 @@ def post_message(
     card_state: dict[str, Any] | None = None,
     client_msg_id: str | None = None,
     claim: IdempotencyClaim | None = None,
+    mentions: Sequence[str] = (),
 ) -> PostResult:
-    """Create a message; with `thread_id` None it opens a thread in `channel`."""
+    """Create a message; with `thread_id` None it opens a thread in `channel`. `mentions` are the
+    `@handles` in its text: the people and agents they name follow the thread."""
     if claim is not None:
         replay = replay_claim(tx, claim)
         if replay is not None:
@@ -220,6 +143,8 @@ def post_message(
     now = now_rfc3339()
     message_id = new_id("msg")
     seq = tx.next_seq()
+    author = {"kind": actor.kind, "id": actor.id}
+    preview = plain_preview(text)
     if thread_id is None:
         thread_row = {
             "id": new_id("th"),
@@ -227,30 +152,50 @@ def post_message(
             "team_id": channel["team_id"],
             "channel_id": channel["id"],
             "root_message_id": message_id,
-            "title": _title(text),
+            "title": title_of(text),
             "reply_count": 0,
             "created_at": now,
             "created_by_kind": actor.kind,
             "created_by_id": actor.id,
             "last_message_at": now,
             "last_seq": seq,
+            "last_message_id": message_id,
+            "last_author_kind": actor.kind,
+            "last_author_id": actor.id,
+            "last_preview": preview,
+            "repliers": "[]",
         }
         tx.execute(
             "INSERT INTO threads (id, org_id, team_id, channel_id, root_message_id, title, reply_count,"
-            " created_at, created_by_kind, created_by_id, last_message_at, last_seq) VALUES (:id, :org_id,"
+            " created_at, created_by_kind, created_by_id, last_message_at, last_seq, last_message_id,"
+            " last_author_kind, last_author_id, last_preview, repliers) VALUES (:id, :org_id,"
             " :team_id, :channel_id, :root_message_id, :title, :reply_count, :created_at, :created_by_kind,"
-            " :created_by_id, :last_message_at, :last_seq)",
+            " :created_by_id, :last_message_at, :last_seq, :last_message_id, :last_author_kind, :last_author_id,"
+            " :last_preview, :repliers)",
             thread_row,
         )
-        thread = thread_json(thread_row)
         new_thread = True
     else:
-        tx.execute(
-            "UPDATE threads SET reply_count = reply_count + 1, last_message_at = ?, last_seq = ? WHERE id = ?",
-            (now, seq, thread_id),
+        thread_row = dict(tx.one("SELECT * FROM threads WHERE id = ?", (thread_id,)))
+        repliers = [author, *[r for r in loads(thread_row["repliers"]) if r != author]][: chat.MAX_REPLIERS]
+        thread_row.update(
+            reply_count=thread_row["reply_count"] + 1,
+            last_message_at=now,
+            last_seq=seq,
+            last_message_id=message_id,
+            last_author_kind=actor.kind,
+            last_author_id=actor.id,
+            last_preview=preview,
+            repliers=dumps(repliers),
         )
-        thread = thread_json(tx.one("SELECT * FROM threads WHERE id = ?", (thread_id,)))
+        tx.execute(
+            "UPDATE threads SET reply_count = :reply_count, last_message_at = :last_message_at,"
+            " last_seq = :last_seq, last_message_id = :last_message_id, last_author_kind = :last_author_kind,"
+            " last_author_id = :last_author_id, last_preview = :last_preview, repliers = :repliers WHERE id = :id",
+            thread_row,
+        )
         new_thread = False
+    thread = thread_json(thread_row)
     attached = _check_attachments(tx, channel["org_id"], actor, attachments or [], message_id)
     row = {
         "id": message_id,
@@ -270,6 +215,10 @@ def post_message(
         "blocks": None if blocks is None else dumps(blocks),
         "metadata": dumps(metadata or {}),
         "card_state": None if card_state is None else dumps(card_state),
+        "reactions": "[]",
+        "edited_at": None,
+        "deleted_at": None,
+        "deleted_by": None,
         "client_msg_id": client_msg_id,
         "created_at": now,
         "updated_at": now,
@@ -285,6 +234,16 @@ def post_message(
     for attachment in attached:
         tx.execute("UPDATE attachments SET message_id = ? WHERE id = ?", (message_id, attachment["id"]))
     tx.execute("UPDATE channels SET last_seq = ? WHERE id = ?", (seq, channel["id"]))
+    chat.note_post(
+        tx,
+        thread_id=thread["id"],
+        channel=channel,
+        message_id=message_id,
+        author_id=actor.id,
+        now=now,
+        new_thread=new_thread,
+        mentioned=chat.resolve_handles(tx, channel["org_id"], mentions) if mentions else (),
+    )
     message = message_json(row)
     envelope = {
         "actor": actor,
@@ -353,6 +312,7 @@ def complete_message(
             message_id,
         ),
     )
+    chat.refresh_preview(tx, message_id, row["thread_id"], text)
     message = message_json(_message_row(tx, message_id))
     tx.emit(Event(MessageCompleted(message=message), **_envelope(row)))
     return message

@@ -24,7 +24,7 @@ from ..events import (
     now_rfc3339,
 )
 from .db import Database, WriteTx, dumps, loads
-from .messages import message_json
+from .shapes import message_json
 
 STATUSES = ("pending_approval", "backlog", "ready", "in_progress", "done", "failed")
 PRIORITIES = ("critical", "high", "medium", "low")

@@ -17,6 +17,7 @@ def channel_json(row: Any) -> dict[str, Any]:
         "topic": row["topic"],
         "category": row["category"],
         "private": bool(row["private"]),
+        "kind": row["kind"],
         "archived": bool(row["archived"]),
         "created_at": row["created_at"],
         "last_seq": row["last_seq"],
@@ -53,6 +54,7 @@ def create_channel(
     category: str = "departments",
     topic: str = "",
     private: bool = False,
+    kind: str = "channel",
 ) -> dict[str, Any]:
     now = now_rfc3339()
     row = {
@@ -67,11 +69,12 @@ def create_channel(
         "created_at": now,
         "created_by": actor.id,
         "last_seq": tx.next_seq(),
+        "kind": kind,
     }
     tx.execute(
         "INSERT INTO channels (id, org_id, team_id, name, topic, category, private, archived,"
-        " created_at, created_by, last_seq) VALUES (:id, :org_id, :team_id, :name, :topic,"
-        " :category, :private, :archived, :created_at, :created_by, :last_seq)",
+        " created_at, created_by, last_seq, kind) VALUES (:id, :org_id, :team_id, :name, :topic,"
+        " :category, :private, :archived, :created_at, :created_by, :last_seq, :kind)",
         row,
     )
     channel = channel_json(row)

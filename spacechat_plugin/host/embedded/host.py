@@ -19,6 +19,7 @@ import pluggy
 
 from ...config import ProviderConfig, Settings
 from ...events import new_id, now_rfc3339
+from ...hookspecs import hookimpl
 from ..hooks import HookRunner
 from .providers import Provider, ToolCall
 from .providers.openai import OpenAIProvider
@@ -58,6 +59,8 @@ class EmbeddedHost:
         self.memories: list[dict[str, Any]] = []
         # Questions and permission requests waiting for people, by question/permission id.
         self.answers: dict[str, asyncio.Future[Mapping[str, Any]]] = {}
+        if pm.get_plugin(Feedback.NAME) is None:
+            pm.register(Feedback(self), name=Feedback.NAME)
 
     # -- life cycle ---------------------------------------------------------------------------
 
@@ -348,6 +351,28 @@ class EmbeddedHost:
         process.enqueue(
             Inbound(str(thread_id), str(interaction.get("message_id")), str(who), f"[interaction] {summary}")
         )
+
+
+class Feedback:
+    """Reactions on an agent's reply reach that agent (issue 13): as a note in the thread's
+    context, which the agent's next turn there reads, like a person's feedback on an answer. It
+    starts no turn of its own."""
+
+    NAME = "spacebot.embedded.feedback"
+
+    def __init__(self, host: EmbeddedHost) -> None:
+        self.host = host
+
+    @hookimpl
+    def spacechat_reaction_changed(self, reaction: Mapping[str, Any]) -> None:
+        agent_id = reaction.get("agent_id")
+        if agent_id not in self.host.agents_by_id or not reaction.get("thread_id"):
+            return
+        who = (reaction.get("user") or {}).get("name") or "someone"
+        done = "reacted" if reaction.get("action") == "added" else "took back their reaction"
+        note = f"[feedback] {who} {done} {reaction.get('emoji')} on your reply {reaction.get('message_id')}"
+        process = self.host._channel(str(agent_id), str(reaction["channel_id"]))
+        process.transcripts.setdefault(str(reaction["thread_id"]), []).append({"role": "user", "content": note})
 
 
 def _append_line(path: Path, line: str) -> None:

@@ -1,0 +1,163 @@
+"""Search over messages: the SQL (FTS5 in migrations/0008_chat.sql, kept by triggers in the same
+transaction as each message).
+
+Every query is built by `_where` from one `Filters`, whose `channel_ids` is the caller's tenancy
+scope (search/scope.py): the organisation and the channels it may read are part of the WHERE
+clause, so another organisation's or an unreadable channel's messages are never ranked, counted
+or returned. A ranker that finds candidates elsewhere (vectors) passes them through
+`filter_candidates`, the same clause.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .db import Database, dumps
+
+# Around highlighted words in snippet(): private-use characters, never markup.
+HIT_START, HIT_END = "\ue000", "\ue001"
+SNIPPET_TOKENS = 18
+HAS = ("attachment", "card", "image", "link", "reaction")
+_HAS_SQL = {
+    "attachment": "m.attachments != '[]'",
+    "card": "m.blocks IS NOT NULL",
+    "image": "EXISTS (SELECT 1 FROM json_each(m.attachments) a"
+    " WHERE json_extract(a.value, '$.content_type') LIKE 'image/%')",
+    "link": "(m.text LIKE '%http://%' OR m.text LIKE '%https://%')",
+    "reaction": "m.reactions != '[]'",
+}
+_UNREAD_SQL = (
+    "(m.author_id IS NOT :user AND m.created_at > :joined AND m.seq > COALESCE((SELECT r.last_read_seq"
+    " FROM thread_reads r WHERE r.user_id = :user AND r.thread_id = m.thread_id), 0))"
+)
+_MENTIONED_SQL = "EXISTS (SELECT 1 FROM message_mentions mm WHERE mm.message_id = m.id AND mm.user_id = :user)"
+
+
+@dataclass(frozen=True)
+class Filters:
+    """What a search may return: the tenancy scope (`org_id`, `channel_ids`: never empty of
+    meaning, an empty set matches nothing) narrowed by the query's operators."""
+
+    org_id: str
+    user_id: str
+    channel_ids: frozenset[str]
+    exclude_channels: frozenset[str] = frozenset()
+    authors: frozenset[str] = frozenset()
+    exclude_authors: frozenset[str] = frozenset()
+    has: tuple[str, ...] = ()
+    has_not: tuple[str, ...] = ()
+    unread: bool | None = None
+    mentioned: bool | None = None
+    after: str | None = None  # created_at >= after
+    before: str | None = None  # created_at < before
+    match: str | None = None  # an FTS5 expression the text must match
+    exclude_match: str | None = None  # an FTS5 expression the text must not match (no positive terms)
+
+
+def _where(filters: Filters, joined: str) -> tuple[list[str], dict[str, Any]]:
+    where = [
+        "m.org_id = :org",
+        "m.channel_id IN (SELECT value FROM json_each(:channels))",
+        "m.state = 'completed'",
+        "m.deleted_at IS NULL",
+    ]
+    params: dict[str, Any] = {
+        "org": filters.org_id,
+        "user": filters.user_id,
+        "joined": joined,
+        "channels": dumps(sorted(filters.channel_ids)),
+    }
+    if filters.exclude_channels:
+        where.append("m.channel_id NOT IN (SELECT value FROM json_each(:not_channels))")
+        params["not_channels"] = dumps(sorted(filters.exclude_channels))
+    if filters.authors:
+        where.append("m.author_id IN (SELECT value FROM json_each(:authors))")
+        params["authors"] = dumps(sorted(filters.authors))
+    if filters.exclude_authors:
+        where.append("m.author_id NOT IN (SELECT value FROM json_each(:not_authors))")
+        params["not_authors"] = dumps(sorted(filters.exclude_authors))
+    where.extend(_HAS_SQL[name] for name in filters.has)
+    where.extend(f"NOT {_HAS_SQL[name]}" for name in filters.has_not)
+    if filters.unread is not None:
+        where.append(_UNREAD_SQL if filters.unread else f"NOT {_UNREAD_SQL}")
+    if filters.mentioned is not None:
+        where.append(_MENTIONED_SQL if filters.mentioned else f"NOT {_MENTIONED_SQL}")
+    if filters.after is not None:
+        where.append("m.created_at >= :after")
+        params["after"] = filters.after
+    if filters.before is not None:
+        where.append("m.created_at < :before")
+        params["before"] = filters.before
+    if filters.exclude_match is not None:
+        where.append("m.seq NOT IN (SELECT rowid FROM messages_fts WHERE messages_fts MATCH :exclude)")
+        params["exclude"] = filters.exclude_match
+    return where, params
+
+
+async def _joined(db: Database, user_id: str) -> str:
+    return str(await db.scalar("SELECT created_at FROM users WHERE id = ?", (user_id,)) or "")
+
+
+async def fulltext(db: Database, filters: Filters, *, sort: str, limit: int, offset: int) -> list[Any]:
+    """Messages matching `filters`, best first (`relevance`: BM25, then newest) or newest first.
+    Each row is the message's with `score` (lower is better; 0 without words) and `snippet`
+    (the matching words between HIT_START and HIT_END; None without words)."""
+    if not filters.channel_ids:
+        return []
+    where, params = _where(filters, await _joined(db, filters.user_id))
+    params.update(limit=limit, offset=offset)
+    if filters.match is None:
+        sql = (
+            "SELECT m.*, 0.0 AS score, NULL AS snippet FROM messages m WHERE "
+            + " AND ".join(where)
+            + " ORDER BY m.seq DESC LIMIT :limit OFFSET :offset"
+        )
+    else:
+        params["match"] = filters.match
+        order = "score, m.seq DESC" if sort == "relevance" else "messages_fts.rowid DESC"
+        sql = (
+            "SELECT m.*, bm25(messages_fts) AS score,"
+            f" snippet(messages_fts, 0, '{HIT_START}', '{HIT_END}', '…', {SNIPPET_TOKENS}) AS snippet"
+            " FROM messages_fts JOIN messages m ON m.seq = messages_fts.rowid"
+            " WHERE messages_fts MATCH :match AND "
+            + " AND ".join(where)
+            + f" ORDER BY {order} LIMIT :limit OFFSET :offset"
+        )
+    return await db.fetchall(sql, params)
+
+
+async def filter_candidates(db: Database, filters: Filters, message_ids: Sequence[str]) -> list[Any]:
+    """Of `message_ids` (candidates a ranker found elsewhere, e.g. by vectors), the rows that
+    `filters` allow, in no particular order: the same tenancy and operator clause as fulltext."""
+    if not message_ids or not filters.channel_ids:
+        return []
+    where, params = _where(filters, await _joined(db, filters.user_id))
+    params["ids"] = dumps(list(message_ids))
+    if filters.match is not None:
+        where.append("m.seq IN (SELECT rowid FROM messages_fts WHERE messages_fts MATCH :match)")
+        params["match"] = filters.match
+    sql = "SELECT m.* FROM messages m WHERE m.id IN (SELECT value FROM json_each(:ids)) AND " + " AND ".join(where)
+    return await db.fetchall(sql, params)
+
+
+async def threads_and_channels(db: Database, thread_ids: Sequence[str]) -> dict[str, Any]:
+    """The threads (with their channel's name, kind and privacy) of a page of hits, by id."""
+    rows = await db.fetchall(
+        "SELECT t.*, c.name AS channel_name, c.kind AS channel_kind, c.private AS channel_private"
+        " FROM threads t JOIN channels c ON c.id = t.channel_id WHERE t.id IN (SELECT value FROM json_each(?))",
+        (dumps(list(set(thread_ids))),),
+    )
+    return {row["id"]: row for row in rows}
+
+
+async def users_matching(db: Database, org_id: str, value: str) -> list[str]:
+    """The ids of the organisation's users a `from:` value names: a handle, an email, an id or a
+    whole name (case-insensitive)."""
+    rows = await db.fetchall(
+        "SELECT id FROM users WHERE org_id = ? AND (handle = lower(?) OR email = lower(?) OR id = ?"
+        " OR lower(name) = lower(?))",
+        (org_id, value, value, value, value),
+    )
+    return [row[0] for row in rows]
