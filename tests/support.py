@@ -336,3 +336,6 @@ def wait_for_message(server: Server, thread_id: str, predicate: Any, timeout: fl
         return next((m for m in history if predicate(m)), None)
 
     return dict(wait_until(found, timeout=timeout))
+
+
+PNG_BYTES = b"\x89PNG\r\n\x1a\n" + bytes(64)  # enough of a PNG for the upload check
