@@ -216,7 +216,9 @@ def test_events_are_live_and_replayed(shared_server: Server, people: dict[str, P
     assert [kind for _, kind in live] == ["message.updated", "reaction.added", "reaction.removed", "message.deleted"]
     # Nobody outside the channel hears any of it.
     outsider = invite(shared_server, shared_server.token, "guest")
-    assert not [e for e in events_after(shared_server, start, outsider.auth) if e["channel_id"] == spot["channel"]["id"]]
+    assert not [
+        e for e in events_after(shared_server, start, outsider.auth) if e["channel_id"] == spot["channel"]["id"]
+    ]
 
 
 # --- agents' replies ------------------------------------------------------------------------------

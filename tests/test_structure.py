@@ -96,9 +96,12 @@ def test_only_the_composition_root_imports_the_app() -> None:
         # Spacebot itself) must be able to replace it without touching anything else.
         (("host",), ("api", "store", "app", "plugin", "realtime", "identity", "cards", "agents", "operations")),
         # The store and the bus are below every service.
-        (("store", "realtime"), ("api", "host", "app", "plugin", "identity", "cards", "agents", "operations", "sdk")),
+        (
+            ("store", "realtime"),
+            ("api", "host", "app", "plugin", "identity", "cards", "agents", "operations", "search", "sdk"),
+        ),
         # Services never reach up into routes or hosts.
-        (("identity", "cards", "agents", "operations"), ("api", "host", "app", "plugin")),
+        (("identity", "cards", "agents", "operations", "search"), ("api", "host", "app", "plugin")),
     ],
 )
 def test_imports_point_one_way(layer: tuple[str, ...], forbidden: tuple[str, ...]) -> None:
