@@ -123,7 +123,7 @@ def answer(world: World, role: str, path: str) -> set[str]:
         with httpx.Client(base_url=world.server.url, headers=world.people[role].auth, timeout=30) as client:
             response = client.get("/v1/search", params=params)
         assert response.status_code == 200, response.text
-        found = set()
+        found: set[str] = set()
         for result in response.json()["results"]:
             found.update(t for t in result["message"]["text"].split() if t.startswith("tag"))
             assert result["message"]["org_id"] == world.people[role].user["org_id"]
