@@ -17,16 +17,17 @@ export async function loadMe() {
 }
 
 export async function loadStructure() {
-  const [org, list, people, hosted] = await Promise.all([
+  const [org, list, people, hosted, direct] = await Promise.all([
     get("/v1/org"),
     get("/v1/channels"),
     get("/v1/users").catch(() => ({ users: [] })),
     get("/v1/agents").catch(() => ({ agents: [] })),
+    get("/v1/dms").catch(() => ({ dms: [] })),
   ]);
   batch(() => {
     state.org.value = org.org;
     state.teams.value = org.teams;
-    state.channels.value = new Map(list.channels.map((c) => [c.id, c]));
+    state.channels.value = new Map([...list.channels, ...direct.dms].map((c) => [c.id, c]));
     state.unreadCap.value = list.unread_cap || 1000;
     state.users.value = new Map(people.users.map((u) => [u.id, u]));
     state.agents.value = hosted.agents || [];
@@ -79,8 +80,8 @@ export function restoreSnapshot() {
 }
 
 export async function refreshChannels() {
-  const list = await get("/v1/channels");
-  state.channels.value = new Map(list.channels.map((c) => [c.id, c]));
+  const [list, direct] = await Promise.all([get("/v1/channels"), get("/v1/dms").catch(() => ({ dms: [] }))]);
+  state.channels.value = new Map([...list.channels, ...direct.dms].map((c) => [c.id, c]));
 }
 
 export async function signIn(path, body) {

@@ -23,6 +23,10 @@ import { DashboardView } from "./views/dashboard.js";
 import { AgentView } from "./views/agent.js";
 import { IncidentsView } from "./views/incidents.js";
 import { AuditView } from "./views/admin.js";
+import { SearchView } from "./views/search.js";
+import { InboxView } from "./views/inbox.js";
+import { DmsView } from "./views/dms.js";
+import { refreshInboxCount } from "./chat.js";
 
 window.spacechat = { version: 1 }; // timings for the bench and tests (bench/ui.py)
 
@@ -87,6 +91,7 @@ async function boot() {
   saveSnapshot();
   state.booted.value = true;
   startOps();
+  refreshInboxCount();
   restoreOutbox();
   if (offline) reopenFailed();
   if (state.route.value.name === "home") goHome();
@@ -161,6 +166,9 @@ function Main({ route }) {
   if (route.name === "agent") return html`<${AgentView} key=${route.agentId} agentId=${route.agentId} />`;
   if (route.name === "incidents") return html`<${IncidentsView} />`;
   if (route.name === "audit") return html`<${AuditView} />`;
+  if (route.name === "search") return html`<${SearchView} q=${route.q} />`;
+  if (route.name === "inbox") return html`<${InboxView} />`;
+  if (route.name === "dms") return html`<${DmsView} />`;
   if (route.name === "message") return html`<${MessageRedirect} messageId=${route.messageId} />`;
   if (route.name === "notfound") return html`<section class="view"><p class="empty">There is nothing at this address.</p></section>`;
   return html`<section class="view"><div class="loading-center"><${Spinner} /></div></section>`;
@@ -242,6 +250,11 @@ document.addEventListener("keydown", (event) => {
     else if (state.route.value.name === "thread") document.querySelector(".thread-view .back")?.click();
   } else if (event.key === "?") {
     openShortcuts();
+  } else if (event.key === "/") {
+    // Search, as in Slack, GitHub and Gmail.
+    event.preventDefault();
+    if (state.route.value.name !== "search") navigate("/search");
+    requestAnimationFrame(() => document.getElementById("search-box")?.focus());
   } else if (event.key === "n") {
     const box = document.querySelector(".composer-input");
     if (box) {

@@ -7,6 +7,7 @@
 //   /m/<message id>                         a message, wherever it is (resolved to the above)
 //   /tasks?team=<team id>   /tasks/<id>     a team's task board; a task
 //   /dashboard   /agents/<id>   /incidents   /audit      observability and operations
+//   /search?q=…   /inbox   /dms                           search, the inbox, direct conversations
 import { route } from "./state.js";
 
 export function parse(location) {
@@ -41,6 +42,12 @@ export function parse(location) {
       return { name: "incidents" };
     case "audit":
       return { name: "audit" };
+    case "search":
+      return { name: "search", q: new URLSearchParams(location.search).get("q") || "" };
+    case "inbox":
+      return { name: "inbox" };
+    case "dms":
+      return { name: "dms" };
     default:
       return { name: "notfound" };
   }

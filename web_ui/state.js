@@ -23,7 +23,9 @@ export const can = (scope) => Boolean(me.value && me.value.scopes.includes(scope
 export const myId = () => (me.value ? me.value.user.id : null);
 
 export const channelList = computed(() =>
-  [...channels.value.values()].filter((c) => !c.archived).sort((a, b) => a.name.localeCompare(b.name)),
+  [...channels.value.values()]
+    .filter((c) => !c.archived && c.kind !== "dm") // direct conversations are listed apart (views/dms.js)
+    .sort((a, b) => a.name.localeCompare(b.name)),
 );
 
 export function putChannel(channel) {

@@ -12,10 +12,11 @@ import { Composer } from "./composer.js";
 import { focusRow } from "./feed.js";
 import { MetricsToggle, ChannelMetrics, metricsOpen } from "./metrics.js";
 import { html, Icon, Spinner, ErrorNote, shortTime } from "./ui.js";
+import { channelLabel } from "../chat.js";
 
-const ROW = 68;
+const ROW = 88;
 
-const ThreadRow = memo(function ThreadRow({ thread, author, index, total, start, activity }) {
+const ThreadRow = memo(function ThreadRow({ thread, author, index, total, start, activity, unread }) {
   return html`<article
     class="row thread-row"
     data-index=${index}
@@ -26,9 +27,13 @@ const ThreadRow = memo(function ThreadRow({ thread, author, index, total, start,
     aria-labelledby=${"t-" + thread.id}
   >
     <a class="thread-link" href=${threadPath(thread.id)} id=${"t-" + thread.id}>
-      <span class="thread-title">${thread.title || "(attachment)"}</span>
+      <span class="thread-title">${thread.title || (thread.root_message_id ? "(message deleted)" : "(attachment)")}</span>
+      ${thread.unread_count > 0 && html`<span class="badge" aria-label=${thread.unread_count + " unread"}>${thread.unread_count}</span>`}
+      ${thread.reply_count > 0 && thread.last_reply &&
+      html`<span class="last-reply">${thread.last_reply.author && html`<span class="author">${state.displayName(thread.last_reply.author)}:</span>`} ${thread.last_reply.preview || "…"}</span>`}
       <span class="thread-meta">
         <span class="author">${author}</span>
+        ${(thread.repliers || []).length > 0 && html`<span class="repliers" aria-label="Replied lately">${thread.repliers.map((r) => state.displayName(r)).join(", ")}</span>`}
         <span>${thread.reply_count} ${thread.reply_count === 1 ? "reply" : "replies"}</span>
         <time datetime=${thread.last_message_at}>${shortTime(thread.last_message_at)}</time>
         ${activity && html`<span class="chip chip-streaming">${activity.status}</span>`}
@@ -126,8 +131,10 @@ export function ChannelView({ channelId }) {
   return html`<section class="view channel-view" aria-labelledby="view-title">
     <header class="view-head">
       <h1 id="view-title" class="view-title">
-        <${Icon} name=${channel.private ? "lock" : "hash"} label=${channel.private ? "private channel" : null} />
-        ${channel.name}
+        ${channel.kind === "dm"
+          ? channelLabel(channel)
+          : html`<${Icon} name=${channel.private ? "lock" : "hash"} label=${channel.private ? "private channel" : null} />
+              ${channel.name}`}
       </h1>
       <${MetricsToggle} controls="channel-metrics" />
       ${channel.topic && html`<p class="topic">${channel.topic}</p>`}
@@ -135,7 +142,7 @@ export function ChannelView({ channelId }) {
     ${metricsOpen.value && html`<${ChannelMetrics} id="channel-metrics" channelId=${channel.id} />`}
     <${ErrorNote} error=${model.error} onRetry=${() => loadThreads(model)} />
     <div class="scroller" ref=${scroller} role="feed" aria-busy=${model.loading ? "true" : "false"}
-      aria-label=${"Threads in #" + channel.name} onKeyDown=${keys}>
+      aria-label=${"Threads in " + channelLabel(channel)} onKeyDown=${keys}>
       ${!model.loaded && model.loading && html`<div class="loading-center"><${Spinner} label="Loading threads" /></div>`}
       ${model.loaded && !count && html`<p class="empty">No threads yet. Start one below.</p>`}
       <div class="rows" style=${{ height: virtualizer.getTotalSize() + "px" }}>
@@ -150,14 +157,15 @@ export function ChannelView({ channelId }) {
                 total=${total}
                 start=${row.start}
                 activity=${activity.get(threads[row.index - pending.length].id)}
+                unread=${threads[row.index - pending.length].unread_count}
               />`,
         )}
       </div>
     </div>
     <${Composer}
       channelId=${channel.id}
-      label=${"Start a new thread in #" + channel.name}
-      placeholder=${"Start a new thread in #" + channel.name}
+      label=${"Start a new thread in " + channelLabel(channel)}
+      placeholder=${"Start a new thread in " + channelLabel(channel)}
       autoFocus=${true}
       onSent=${() => virtualizer.scrollToOffset(0)}
     />

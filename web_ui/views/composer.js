@@ -4,6 +4,7 @@ import { useState, useRef, useEffect } from "../deps.js";
 import { uploadFile } from "../actions.js";
 import { send } from "../outbox.js";
 import { html, Icon, size } from "./ui.js";
+import { useCompletion } from "./autocomplete.js";
 
 let uploadSeq = 0;
 
@@ -45,6 +46,7 @@ export function Composer({ channelId, threadId = null, placeholder, label, onSen
     }
   }
 
+  const completion = useCompletion({ id: `composer-${threadId || channelId}`, text, setText: change, area });
   const busy = uploads.some((u) => u.status === "uploading");
   const ready = uploads.filter((u) => u.status === "done");
 
@@ -59,6 +61,7 @@ export function Composer({ channelId, threadId = null, placeholder, label, onSen
   }
 
   function keyDown(event) {
+    if (completion.onKey(event)) return;
     if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
       event.preventDefault();
       submit();
@@ -104,6 +107,7 @@ export function Composer({ channelId, threadId = null, placeholder, label, onSen
         ref=${area}
         rows="1"
         class="composer-input"
+        ...${completion.props}
         aria-label=${label}
         placeholder=${placeholder}
         value=${text}
@@ -111,6 +115,7 @@ export function Composer({ channelId, threadId = null, placeholder, label, onSen
         onKeyDown=${keyDown}
         onPaste=${paste}
       ></textarea>
+      ${completion.list}
       <button type="submit" class="icon-button send" aria-label="Send" disabled=${busy || (!text.trim() && !ready.length)}>
         <${Icon} name="send" />
       </button>

@@ -139,6 +139,8 @@ export const SHORTCUTS = [
   ["Enter", "Open the focused thread; send a message"],
   ["Shift+Enter", "New line in a message"],
   ["n", "Write a message (focus the message box)"],
+  ["/", "Search messages"],
+  ["@ / #", "Mention someone / a channel (↑ ↓ choose, Enter or Tab insert)"],
   ["Escape", "Back from a thread to its channel; close a dialog"],
   ["?", "This list"],
 ];

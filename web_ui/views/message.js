@@ -7,6 +7,7 @@ import { render as renderMarkdown } from "../markdown.js";
 import { messagePath } from "../router.js";
 import { html, shortTime, fullTime, size, Icon } from "./ui.js";
 import { Blocks } from "./cards.js";
+import { Reactions, MessageActions, Editor, Edited, Tombstone, isEditing } from "./reactions.js";
 
 /** A component that re-renders only when a prop changes (by identity). */
 export function memo(render) {
@@ -71,6 +72,14 @@ function Body({ message }) {
   return html`<div class="body" dangerouslySetInnerHTML=${{ __html: renderMarkdown(message.text, message.format) }}></div>`;
 }
 
+/** The text, or its editor while its author edits it, or the tombstone of a deleted message
+ * (a function component, so it follows the `editing` signal). */
+function Content({ message }) {
+  if (message.deleted_at) return html`<${Tombstone} />`;
+  if (isEditing(message)) return html`<${Editor} message=${message} />`;
+  return html`<${Body} message=${message} />`;
+}
+
 export const MessageRow = memo(function MessageRow({ message, name, index, total, target, measure, start, onRetryReply, waiting }) {
   const streaming = message.state === "created" || message.state === "streaming";
   const failed = message.state === "failed";
@@ -98,11 +107,12 @@ export const MessageRow = memo(function MessageRow({ message, name, index, total
         <time datetime=${message.created_at}>${shortTime(message.created_at)}</time>
       </a>
       <${StateChip} message=${message} waiting=${waiting} />
+      <${Edited} message=${message} />
     </header>
     ${message._reasoning &&
     message._reasoning.text &&
     html`<details class="reasoning"><summary>Reasoning</summary><p>${message._reasoning.text}</p></details>`}
-    <${Body} message=${message} />
+    <${Content} message=${message} />
     ${streaming &&
     !message.text &&
     (waiting
@@ -110,6 +120,8 @@ export const MessageRow = memo(function MessageRow({ message, name, index, total
       : html`<div class="body typing" aria-label="working">…</div>`)}
     <${Attachments} attachments=${message.attachments} />
     <${Blocks} message=${message} />
+    <${Reactions} message=${message} />
+    <${MessageActions} message=${message} />
     ${failed &&
     html`<div class="failure" role="note">
       <span>${message.failure_reason === "interrupted" ? "The reply was interrupted." : message.error || "The reply failed."}</span>

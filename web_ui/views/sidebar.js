@@ -7,6 +7,8 @@ import * as state from "../state.js";
 import { channelPath, navigate, tasksPath } from "../router.js";
 import { signOut } from "../actions.js";
 import { healthStatus, openIncidents } from "../ops.js";
+import { inbox, channelLabel } from "../chat.js";
+import { dmList } from "./dms.js";
 import { html, Icon } from "./ui.js";
 import { openCreateChannel } from "./dialogs.js";
 
@@ -125,6 +127,22 @@ export function Sidebar({ currentChannelId }) {
   </nav>`;
 }
 
+/** The direct conversations, below the views (the five most recent). */
+function DirectList() {
+  const dms = dmList().slice(0, 5);
+  if (!dms.length) return null;
+  const current = state.route.value.channelId;
+  return html`<ul class="channels direct" aria-label="Direct messages">
+    ${dms.map((dm) => html`<li key=${dm.id}><a href=${"/c/" + encodeURIComponent(dm.id)}
+      class=${"channel-link" + (dm.id === current ? " current" : "") + (dm.unread_count ? " unread" : "")}
+      aria-current=${dm.id === current ? "page" : null} data-dm-id=${dm.id}
+      onClick=${() => (state.drawerOpen.value = false)}>
+      <span class="channel-name">${channelLabel(dm)}</span>
+      ${dm.unread_count > 0 && html`<span class="badge" aria-label=${dm.unread_count + " unread"}>${dm.unread_count}</span>`}
+    </a></li>`)}
+  </ul>`;
+}
+
 const HEALTH_LABEL = { ok: "all healthy", degraded: "degraded", down: "something is down" };
 
 function NavLinks() {
@@ -139,6 +157,14 @@ function NavLinks() {
   const open = openIncidents.value;
   const health = healthStatus.value;
   const items = [];
+  const unread = inbox.value.unread;
+  items.push(
+    link("/inbox", ["inbox"], "list", "Inbox",
+      unread ? html`<span class="badge" aria-label=${unread + " threads with unread messages"}>${unread}</span>` : null,
+      { "data-inbox-unread": String(unread) }),
+  );
+  items.push(link("/search", ["search"], "hash", "Search"));
+  items.push(link("/dms", ["dms"], "plus", "Direct messages"));
   if (state.can("tasks:read")) items.push(link(tasksPath(), ["tasks", "task"], "tasks", "Tasks"));
   if (state.can("incidents:read")) {
     items.push(
@@ -165,6 +191,6 @@ function NavLinks() {
     );
   }
   if (state.can("audit:read")) items.push(link("/audit", ["audit"], "list", "Audit log"));
-  if (!items.length) return null;
-  return html`<ul class="nav-links" aria-label="Views">${items}</ul>`;
+  return html`<ul class="nav-links" aria-label="Views">${items}</ul>
+    <${DirectList} />`;
 }

@@ -14,6 +14,7 @@ import { Composer } from "./composer.js";
 import { html, Icon, Spinner, ErrorNote } from "./ui.js";
 import { focusRow } from "./feed.js";
 import { MetricsToggle, ThreadMetrics, metricsOpen } from "./metrics.js";
+import { markThreadRead, channelLabel } from "../chat.js";
 
 const EDGE = 60; // rows from an end of what is loaded at which the next page is fetched (early: a fling is fast)
 
@@ -45,6 +46,11 @@ export function ThreadView({ threadId, messageId }) {
   useEffect(() => {
     if (channel && model.atLiveEnd) markRead(channel.id);
   }, [channel && channel.id, lastSeq, model.loaded]);
+  // Seen at its newest message: the thread is read (on this device and, by the event, on others).
+  const newestSeq = model.atLiveEnd && model.items.length ? model.items[model.items.length - 1].seq : 0;
+  useEffect(() => {
+    if (newestSeq) markThreadRead(threadId, newestSeq);
+  }, [threadId, newestSeq]);
 
   const activity = state.activity.value.get(threadId);
   const waiting = state.waitingWorker(threadId);
@@ -77,8 +83,8 @@ export function ThreadView({ threadId, messageId }) {
   return html`<section class="view thread-view" aria-labelledby="view-title">
     <header class="view-head">
       ${channel &&
-      html`<a class="back" href=${channelPath(channel.id)} aria-label=${"Back to #" + channel.name}>
-        <${Icon} name="back" /><span class="back-label">#${channel.name}</span>
+      html`<a class="back" href=${channelPath(channel.id)} aria-label=${"Back to " + channelLabel(channel)}>
+        <${Icon} name="back" /><span class="back-label">${channelLabel(channel)}</span>
       </a>`}
       <h1 id="view-title" class="view-title">${title || "Thread"}</h1>
       <${MetricsToggle} controls="thread-metrics" />
