@@ -315,10 +315,17 @@ class Server:
     process: subprocess.Popen[bytes] | None = None
     _workdir: tempfile.TemporaryDirectory[str] | None = None
     _lines: list[str] = field(default_factory=list)
+    # A directory to keep the data in across a stop and a start (the caller removes it); set
+    # `token` from the first start to sign in again.
+    workdir: Path | None = None
 
     def start(self, timeout: float = 60) -> Server:
-        self._workdir = tempfile.TemporaryDirectory(prefix="spacechat-bench-")
-        root = Path(self._workdir.name)
+        if self.workdir is not None:
+            root = self.workdir
+            self.port, self._lines = 0, []
+        else:
+            self._workdir = tempfile.TemporaryDirectory(prefix="spacechat-bench-")
+            root = Path(self._workdir.name)
         (root / "config.toml").write_text(self.config)
         stderr = (root / "server.log").open("wb")
         self.process = subprocess.Popen(
@@ -486,11 +493,14 @@ class HTTPConnection(asyncio.Protocol):
             return
         head = bytes(buffer[:end]).lower()
         start = head.find(b"\r\ncontent-length:")
-        if start < 0:
+        if start < 0 and head[9:12] in (b"204", b"304"):  # no body, and no Content-Length either
+            length = 0
+        elif start < 0:
             waiter.set_exception(HTTPError("response without Content-Length: " + head[:200].decode()))
             return
-        stop = head.find(b"\r\n", start + 2)
-        length = int(head[start + 17 : stop if stop > 0 else None])
+        else:
+            stop = head.find(b"\r\n", start + 2)
+            length = int(head[start + 17 : stop if stop > 0 else None])
         if len(buffer) < end + 4 + length:
             return
         body = bytes(buffer[end + 4 : end + 4 + length])

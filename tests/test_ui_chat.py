@@ -40,7 +40,7 @@ async def test_search_with_slash_and_jump_to_the_hit(server: Server, browser: Br
 
 
 async def test_react_edit_and_delete_live_for_everyone(server: Server, browser: Browser) -> None:
-    channel_id, thread_id = await open_thread(server, "general", "lunch?")
+    _, thread_id = await open_thread(server, "general", "lunch?")
     member = invite(server, server.token, "member", name="Mia Member")
     pages = []
     for person in (None, member):
@@ -101,7 +101,9 @@ async def test_react_edit_and_delete_live_for_everyone(server: Server, browser: 
 async def test_inbox_unread_is_cleared_on_both_sessions(server: Server, browser: Browser) -> None:
     reader = invite(server, server.token, "member", name="Rae Reader")
     channel_id = server.channel_id("general")
-    posted = await post(server, f"/v1/channels/{channel_id}/messages", {"text": f"@{reader.user['handle']} can you check?"})
+    posted = await post(
+        server, f"/v1/channels/{channel_id}/messages", {"text": f"@{reader.user['handle']} can you check?"}
+    )
     thread_id = posted["thread"]["id"]
     await post(server, f"/v1/threads/{thread_id}/messages", {"text": "the numbers are in"})
     sessions = []
@@ -125,9 +127,9 @@ async def test_inbox_unread_is_cleared_on_both_sessions(server: Server, browser:
     # A new reply makes it unread again on the device that is not looking at the thread.
     await post(server, f"/v1/threads/{thread_id}/messages", {"text": "one more thing"})
     await expect(second.locator(f".inbox-item[data-thread-id='{thread_id}']")).to_have_attribute("data-unread", "1")
-    await expect(
-        second.locator(f".inbox-item[data-thread-id='{thread_id}'] .last-reply")
-    ).to_contain_text("one more thing")
+    await expect(second.locator(f".inbox-item[data-thread-id='{thread_id}'] .last-reply")).to_contain_text(
+        "one more thing"
+    )
     await second.get_by_role("button", name=f"Mark @{reader.user['handle']} can you check? read").click()
     await expect(second.locator(f".inbox-item[data-thread-id='{thread_id}']")).to_have_attribute("data-unread", "0")
     for watched in sessions:
