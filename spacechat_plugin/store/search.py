@@ -121,25 +121,18 @@ async def fulltext(db: Database, filters: Filters, *, sort: str, limit: int, off
         return [dict(row) for row in await db.fetchall(sql, params)]
     params["match"] = filters.match
     if sort == "relevance":
-        # BM25 costs a few µs per match: a word in a fifth of a million messages would take
-        # seconds. Relevance ranks the newest RELEVANCE_WINDOW matches (every match of a word
-        # rarer than that); older ones are reached newest-first or with before:/after:.
-        floor = await db.scalar(
-            "SELECT rowid FROM messages_fts WHERE messages_fts MATCH ? ORDER BY rowid DESC LIMIT 1 OFFSET ?",
-            (filters.match, RELEVANCE_WINDOW - 1),
+        rows = await _by_relevance(db, filters.match, where, params, limit=limit, offset=offset)
+    else:
+        sql = (
+            "SELECT m.*, bm25(messages_fts) AS score"
+            # CROSS JOIN keeps the FTS index the outer loop (SQLite does not reorder it): the
+            # planner would otherwise walk the channels' messages and run the MATCH for each.
+            " FROM messages_fts CROSS JOIN messages m ON m.seq = messages_fts.rowid"
+            " WHERE messages_fts MATCH :match AND "
+            + " AND ".join(where)
+            + " ORDER BY messages_fts.rowid DESC LIMIT :limit OFFSET :offset"
         )
-        if floor is not None:
-            where.append("messages_fts.rowid >= :floor")
-            params["floor"] = floor
-    order = "score, m.seq DESC" if sort == "relevance" else "messages_fts.rowid DESC"
-    sql = (
-        "SELECT m.*, bm25(messages_fts) AS score"
-        # CROSS JOIN keeps the FTS index the outer loop (SQLite does not reorder it): the
-        # planner would otherwise walk the channels' messages and run the MATCH for each.
-        " FROM messages_fts CROSS JOIN messages m ON m.seq = messages_fts.rowid"
-        " WHERE messages_fts MATCH :match AND " + " AND ".join(where) + f" ORDER BY {order} LIMIT :limit OFFSET :offset"
-    )
-    rows = [dict(row) for row in await db.fetchall(sql, params)]
+        rows = [dict(row) for row in await db.fetchall(sql, params)]
     # Snippets only for the page, not for every match ranked.
     snippets = await db.fetchall(
         f"SELECT rowid, snippet(messages_fts, 0, '{HIT_START}', '{HIT_END}', '…', {SNIPPET_TOKENS})"
@@ -150,6 +143,41 @@ async def fulltext(db: Database, filters: Filters, *, sort: str, limit: int, off
     for row in rows:
         row["snippet"] = by_seq.get(row["seq"])
     return rows
+
+
+async def _by_relevance(
+    db: Database, match: str, where: list[str], params: dict[str, Any], *, limit: int, offset: int
+) -> list[dict[str, Any]]:
+    """BM25 order. FTS5 ranks inside its index (under a µs a match); the messages are then
+    taken in that order and only those `where` allows are kept, until the page is full: the same
+    answer as filtering first and ranking after, since a message's score does not depend on the
+    others. BM25 still costs for every match of a word in a fifth of a million messages, so the
+    newest RELEVANCE_WINDOW matches are ranked (every match of a rarer word); older ones are
+    reached newest-first or with before:/after:."""
+    floor = await db.scalar(
+        "SELECT rowid FROM messages_fts WHERE messages_fts MATCH ? ORDER BY rowid DESC LIMIT 1 OFFSET ?",
+        (match, RELEVANCE_WINDOW - 1),
+    )
+    need = offset + limit
+    take = max(200, need * 4)
+    while True:
+        ranked = await db.fetchall(
+            "SELECT rowid, rank FROM messages_fts WHERE messages_fts MATCH ? AND rowid >= ?"
+            " ORDER BY rank, rowid DESC LIMIT ?",
+            (match, floor or 0, take),
+        )
+        scores = {row[0]: row[1] for row in ranked}
+        allowed = await db.fetchall(
+            "SELECT m.* FROM messages m WHERE m.seq IN (SELECT value FROM json_each(:seqs)) AND " + " AND ".join(where),
+            {**params, "seqs": dumps(list(scores))},
+        )
+        if len(allowed) >= need or len(ranked) < take:
+            break
+        take *= 4
+    rows = sorted(
+        ({**dict(row), "score": scores[row["seq"]]} for row in allowed), key=lambda r: (r["score"], -r["seq"])
+    )
+    return rows[offset:need]
 
 
 async def filter_candidates(db: Database, filters: Filters, message_ids: Sequence[str]) -> list[Any]:
