@@ -284,6 +284,46 @@ async def interactions(context: BrowserContext, url: str, thread_id: str, rounds
     }
 
 
+async def seed_inbox(server: Server, threads: int, concurrency: int = 20) -> None:
+    """`threads` threads the owner started (so all are in their inbox), each with a reply."""
+    conns = [await HTTPConnection.open(server.host, server.port, server.token) for _ in range(concurrency)]
+    channel_id = await general_channel(conns[0])
+    left = list(range(threads))
+
+    async def worker(conn: HTTPConnection) -> None:
+        while left:
+            i = left.pop()
+            made = await conn.json(
+                "POST", f"/v1/channels/{channel_id}/messages", {"text": f"inbox thread {i}"}, expect=201
+            )
+            await conn.json("POST", f"/v1/threads/{made['thread']['id']}/messages", {"text": f"reply {i}"}, expect=201)
+
+    try:
+        await asyncio.gather(*(worker(conn) for conn in conns))
+    finally:
+        for conn in conns:
+            conn.close()
+
+
+async def open_inbox(context: BrowserContext, url: str, channel_id: str, rounds: int) -> list[float]:
+    """From a channel, a click on Inbox until its first page of rows is rendered, ms."""
+    page = await context.new_page()
+    await page.goto(f"{url}/c/{channel_id}")
+    await wait_js(page, "document.documentElement.dataset.connection === 'connected'")
+    times = []
+    for _ in range(rounds):
+        await page.evaluate(
+            "window.spacechat.inboxOpened = null; window.__t0 = performance.now();"
+            " document.querySelector('a.nav-link[href=\"/inbox\"]').click()"
+        )
+        opened = await wait_js(page, "window.spacechat.inboxOpened")
+        times.append(float(opened["at"]) - float(await page.evaluate("window.__t0")))
+        await page.evaluate(f"document.querySelector('a[data-channel-id=\"{channel_id}\"]').click()")
+        await wait_js(page, "document.querySelector('.channel-view') !== null")
+    await page.close()
+    return times
+
+
 def frame_stats(deltas: list[float]) -> list[str]:
     dropped = sum(1 for d in deltas if d > DROPPED_MS)
     return [
@@ -328,6 +368,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 results["scroll"][name] = await scroll(context, url, thread_id, step, args.scroll_seconds)
             results["send_pending_ms"], results["send_confirmed_ms"] = await sends(context, url, thread_id, args.sends)
             results["interactions_ms"] = await interactions(context, url, thread_id)
+            log(f"seeding {args.inbox_threads} threads for the inbox")
+            await seed_inbox(server, args.inbox_threads)
+            results["inbox_threads"] = args.inbox_threads
+            results["inbox_open_ms"] = await open_inbox(context, url, channel_id, args.rounds)
             await browser.close()
     finally:
         server.stop()
@@ -408,6 +452,12 @@ def report(results: dict[str, Any]) -> None:
             ],
         ],
     )
+    inbox = results["inbox_open_ms"]
+    print_table(
+        f"Opening the inbox with {results['inbox_threads']:,} threads (a click on Inbox → first 100 rows rendered)",
+        ["what", "median ms", "max ms"],
+        [["click → rendered", f"{median(inbox):.0f}", f"{max(inbox):.0f}"]],
+    )
     print_table(
         "Local interactions (ms)",
         ["what", "p50", "p95", "max"],
@@ -424,6 +474,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5, help="opens of each kind")
     parser.add_argument("--sends", type=int, default=20)
     parser.add_argument("--scroll-seconds", type=float, default=8)
+    parser.add_argument("--inbox-threads", type=int, default=1000, help="threads in the owner's inbox")
     parser.add_argument("--chromium", default="/usr/bin/chromium")
     parser.add_argument("--json", type=Path, help="also write the raw results here")
     add_server_options(parser)
