@@ -71,6 +71,8 @@ class BridgeConfig(_Section):
     token: str = Field("", repr=False)
     poll_seconds: float = Field(15, gt=0)
     reconnect_max_seconds: float = Field(30, gt=0)
+    # A turn with no event from Spacebot for this long is looked for in its history, then failed.
+    turn_timeout_seconds: float = Field(600, gt=0)
 
     @field_validator("url")
     @classmethod
