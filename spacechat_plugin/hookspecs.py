@@ -56,7 +56,17 @@ ProcessType = Literal["channel", "branch", "worker", "compactor", "cortex"]
 WORKER_STATES: tuple[str, ...] = ("running", "waiting_for_input", "done", "failed")
 WORKER_OUTCOMES: tuple[str, ...] = ("succeeded", "partial", "cancelled", "timed_out", "blocked", "failed")
 TASK_STATUSES: tuple[str, ...] = ("pending_approval", "backlog", "ready", "in_progress", "done", "failed", "deleted")
-TASK_ACTIONS: tuple[str, ...] = ("approve", "reject", "assign", "start", "complete", "fail", "reopen", "edit", "comment")
+TASK_ACTIONS: tuple[str, ...] = (
+    "approve",
+    "reject",
+    "assign",
+    "start",
+    "complete",
+    "fail",
+    "reopen",
+    "edit",
+    "comment",
+)
 
 
 class HostRefused(RuntimeError):

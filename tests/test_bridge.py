@@ -303,7 +303,7 @@ async def test_unknown_conversations_are_ignored(bridged: Bridged) -> None:
 
 
 async def test_hook_connector_status_follows_the_stream(bridged: Bridged) -> None:
-    host, recorder, fake = bridged
+    _, recorder, fake = bridged
     fake.drop_streams()
     await recorder.wait_for("spacebot_connector_status", count=3)
     statuses = recorder.of("spacebot_connector_status")
