@@ -349,6 +349,18 @@ class EmbeddedHost:
             Inbound(str(thread_id), str(interaction.get("message_id")), str(who), f"[interaction] {summary}")
         )
 
+    async def task_action(
+        self,
+        *,
+        source: str,
+        number: int,
+        action: str,
+        actor: Mapping[str, Any],
+        changes: Mapping[str, Any],
+    ) -> dict[str, Any]:
+        """The embedded host owns no tasks of another system: Spacechat's own tasks are its own."""
+        raise LookupError(f"the embedded host has no {source!r} tasks (only the bridge to a Spacebot has)")
+
 
 def _append_line(path: Path, line: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)

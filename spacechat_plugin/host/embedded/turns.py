@@ -13,12 +13,22 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ...events import new_id
-from .providers import Card, Provider, ProviderError, ReasoningDelta, TextDelta, ToolCall, ToolSpec, Usage
+from .providers import (
+    Card,
+    Provider,
+    ProviderError,
+    ProviderEvent,
+    ReasoningDelta,
+    TextDelta,
+    ToolCall,
+    ToolSpec,
+    Usage,
+)
 from .runtime import AgentRuntime
 from .tools import ASK_USER_SPEC, BRANCH_SPEC, MEMORY_SAVE_SPEC
 from .workers import run_worker
@@ -265,7 +275,8 @@ class AgentChannel:
         hooks, agent = self.host.hooks, self.agent
         calls: list[ToolCall] = []
         step_text = ""
-        async for event in turn.provider.stream(model=agent.model, messages=turn.conversation, tools=turn.tools):
+        stream = turn.provider.stream(model=agent.model, messages=turn.conversation, tools=turn.tools)
+        async for event in self._model_call(stream, turn.base, "channel", turn.provider.name):
             if isinstance(event, TextDelta):
                 if turn.ttft_ms is None:
                     turn.ttft_ms = turn.elapsed_ms()
@@ -331,6 +342,27 @@ class AgentChannel:
             duration_ms=turn.elapsed_ms(),
         )
 
+    async def _model_call(
+        self, stream: AsyncIterator[ProviderEvent], base: Mapping[str, Any], process_type: str, provider: str
+    ) -> AsyncIterator[ProviderEvent]:
+        """One model request between `spacebot_completion_call` and `spacebot_completion_response`
+        (Spacebot's `PromptHook::on_completion_call` / `on_completion_response`)."""
+        hooks = self.host.hooks
+        ids = {**base, "process_type": process_type, "model": self.agent.model, "provider": provider}
+        await hooks.call("spacebot_completion_call", **ids)
+        started = time.monotonic()
+        error: str | None = "the request was cancelled"
+        try:
+            async for event in stream:
+                yield event
+            error = None
+        except Exception as exc:
+            error = str(exc) or type(exc).__name__
+            raise
+        finally:
+            took = int((time.monotonic() - started) * 1000)
+            await hooks.call("spacebot_completion_response", **ids, duration_ms=took, error=error)
+
     async def _usage(self, usage: Usage, base: Mapping[str, Any], process_type: str, provider: str) -> None:
         await self.host.hooks.call(
             "spacebot_llm_usage",
@@ -363,7 +395,8 @@ class AgentChannel:
             },
             {"role": "user", "content": description},
         ]
-        async for event in provider.stream(model=agent.model, messages=messages, tools=[]):
+        stream = provider.stream(model=agent.model, messages=messages, tools=[])
+        async for event in self._model_call(stream, base, "branch", provider.name):
             if isinstance(event, TextDelta | ReasoningDelta):
                 if isinstance(event, TextDelta):
                     conclusion += event.text
