@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ...events import new_id
+from ..agui.client import AguiAgent
+from ..agui.run import AguiRun
 from .providers import (
     Card,
     Provider,
@@ -27,6 +29,7 @@ from .providers import (
     TextDelta,
     ToolCall,
     ToolSpec,
+    TurnError,
     Usage,
 )
 from .runtime import AgentRuntime
@@ -213,24 +216,36 @@ class AgentChannel:
         until the model stops calling tools, then finish; any failure ends it through `_failed`."""
         turn = await self._prepare(inbound, turn_id or new_id("turn"))
         try:
-            if approved_call is not None:
-                # Resume where the lost turn stopped: the call it asked for, approved, then the model.
-                await self._tool_calls(turn, [approved_call], preapproved=True)
-            for _ in range(MAX_STEPS):
-                calls = await self._stream_step(turn)
-                if not calls:
-                    break
-                await self._tool_calls(turn, calls)
+            if isinstance(turn.provider, AguiAgent):
+                # The AG-UI endpoint runs the whole turn; the same hooks come out of its events.
+                said = [{"id": m.message_id, "author": m.author, "text": m.text} for m in inbound]
+                await AguiRun(self, turn, turn.provider, said).run()
+                await self.host.provider_ok(turn.provider.name)
+            else:
+                await self._model_steps(turn, approved_call)
             await self._finish(turn)
         except asyncio.CancelledError:
             await self._failed(turn, "the turn was cancelled", retryable=True)
             raise
+        except TurnError as exc:
+            await self._failed(turn, str(exc), retryable=exc.retryable)
         except ProviderError as exc:
             await self.host.provider_failed(turn.provider.name, str(exc))
             await self._failed(turn, str(exc), retryable=exc.retryable)
         except Exception as exc:
             log.exception("turn %s failed", turn.turn_id)
             await self._failed(turn, f"internal error ({type(exc).__name__})", retryable=False)
+
+    async def _model_steps(self, turn: Turn, approved_call: ToolCall | None) -> None:
+        """Model requests and their tool calls until the model stops calling tools."""
+        if approved_call is not None:
+            # Resume where the lost turn stopped: the call it asked for, approved, then the model.
+            await self._tool_calls(turn, [approved_call], preapproved=True)
+        for _ in range(MAX_STEPS):
+            calls = await self._stream_step(turn)
+            if not calls:
+                break
+            await self._tool_calls(turn, calls)
 
     async def _prepare(self, inbound: list[Inbound], turn_id: str) -> Turn:
         """Turn started; the inbound messages join the thread's transcript; what the agent
