@@ -78,7 +78,10 @@ class AguiRun:
         self.hooks = channel.host.hooks
         self.base = turn.base
         self.thread: Thread = agent.thread(turn.base["agent_id"], turn.base["channel_id"], turn.base["thread_id"])
+        seen = {m.get("id") for m in self.thread.messages}
         for message in inbound:
+            if message["id"] in seen:
+                continue  # a retried turn: the agent already has these messages
             self.thread.messages.append(
                 {"id": message["id"], "role": "user", "content": message["text"], "name": message["author"][:64]}
             )

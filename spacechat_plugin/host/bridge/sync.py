@@ -95,7 +95,9 @@ class BridgeSync:
         if state.known_ids is not None:
             return
         rows = await self._history(conversation, BASELINE_LIMIT)
-        state.known_ids = {str(row["id"]) for row in rows or []}
+        if rows is None:
+            return  # no baseline, no backfill (better a reply late than an old one shown again); next send retries
+        state.known_ids = {str(row["id"]) for row in rows}
         if self.usage_enabled:
             state.usage_base = await self._conversation_usage(conversation)
 
