@@ -260,3 +260,18 @@ async def test_compaction_and_agent_links(bridged: Bridged) -> None:
     assert recorder.of("spacebot_compaction_completed")[0]["success"] is True
     sent, received = recorder.of("spacebot_agent_message")
     assert (sent["direction"], received["direction"], sent["link_channel"]) == ("sent", "received", "link:l1")
+
+
+async def test_a_spacebot_that_refuses_then_accepts_is_reconnected_by_itself(
+    tmp_path: Path, fake: FakeSpacebot
+) -> None:
+    host, recorder, _ = make_host(tmp_path, fake.url, token="sb-rotated-token-11aa")
+    await host.start()
+    try:
+        refused = (await recorder.wait_for("spacebot_connector_status"))[0]
+        assert refused["status"] == "error" and "HTTP 401" in (refused["detail"] or "")
+        fake.token = "sb-rotated-token-11aa"  # Spacebot's operator rotates its token to the bridge's
+        await until(lambda: host.link_status == "connected", timeout=10)
+        assert [s["status"] for s in recorder.of("spacebot_connector_status")][-1] == "connected"
+    finally:
+        await host.stop()
