@@ -179,3 +179,17 @@ def test_an_agent_in_a_direct_conversation_answers(shared_server: Server) -> Non
     # Still private: the owner does not see the reply either.
     with shared_server.sync_client() as owner:
         assert owner.get(f"/v1/messages/{reply['id']}").status_code == 404
+
+
+def test_handles_come_from_names_and_agents_ids(shared_server: Server) -> None:
+    from .support import bot
+
+    first = invite(shared_server, shared_server.token, "member", name="Émile Zola")
+    second = invite(shared_server, shared_server.token, "member", name="Émile Zola")
+    robot = bot(shared_server, shared_server.token, name="Build Robot")
+    assert first.user["handle"].startswith("emile-zola")  # another test's Émile may have it first
+    assert second.user["handle"] != first.user["handle"] and second.user["handle"].startswith("emile-zola-")
+    assert robot.user["handle"].startswith("build-robot")
+    with shared_server.sync_client() as client:
+        users = {u["id"]: u for u in client.get("/v1/users").json()["users"]}
+    assert users["spacebot"]["handle"] == "spacebot"

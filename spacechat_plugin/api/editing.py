@@ -22,6 +22,7 @@ from ..identity.permissions import Principal, check
 from ..store import chat as chat_store
 from ..store import messages as message_store
 from ..store.db import WriteTx
+from ..store.shapes import message_in
 from .common import JSONResponse, audit_action, authorize, channel_of, operation, read_json, spacechat
 from .models import EditMessage, React
 
@@ -75,7 +76,7 @@ async def edit_message(request: Request) -> Response:
         return JSONResponse({"message": message})
 
     def edit(tx: WriteTx) -> dict[str, Any]:
-        current = chat_store.get_message_tx(tx, message["id"])
+        current = message_in(tx, message["id"])
         _writable(current)  # still so inside the transaction (a concurrent delete wins)
         return chat_store.edit_message(tx, current, body.text, who.actor)
 
@@ -100,7 +101,7 @@ async def delete_message(request: Request) -> Response:
         raise Conflict("this reply is still being written; delete it once it ends", code="not_editable")
 
     def delete(tx: WriteTx) -> dict[str, Any]:
-        tombstone = chat_store.delete_message(tx, chat_store.get_message_tx(tx, message["id"]), who.actor)
+        tombstone = chat_store.delete_message(tx, message_in(tx, message["id"]), who.actor)
         if not own:
             details = {"author": message["author"], "channel_id": channel["id"]}
             audit_action(tx, request, who, "message.deleted", "message", message["id"], details)

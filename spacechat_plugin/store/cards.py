@@ -7,21 +7,11 @@ from typing import Any
 
 from ..events import Actor, Event, MessageUpdated, now_rfc3339
 from .db import Database, WriteTx, dumps, loads
-from .shapes import message_json
-
-
-def _envelope(message: Mapping[str, Any], actor: Actor) -> dict[str, Any]:
-    return {
-        "actor": actor,
-        "org_id": message["org_id"],
-        "team_id": message["team_id"],
-        "channel_id": message["channel_id"],
-        "thread_id": message["thread_id"],
-    }
+from .shapes import envelope_of, message_in
 
 
 def message(tx: WriteTx, message_id: str) -> dict[str, Any]:
-    return message_json(tx.one("SELECT * FROM messages WHERE id = ?", (message_id,)))
+    return message_in(tx, message_id)
 
 
 def set_state(tx: WriteTx, message_id: str, state: dict[str, Any], actor: Actor) -> dict[str, Any]:
@@ -30,7 +20,7 @@ def set_state(tx: WriteTx, message_id: str, state: dict[str, Any], actor: Actor)
         "UPDATE messages SET card_state = ?, updated_at = ? WHERE id = ?", (dumps(state), now_rfc3339(), message_id)
     )
     updated = message(tx, message_id)
-    tx.emit(Event(MessageUpdated(message=updated), **_envelope(updated, actor)))
+    tx.emit(Event(MessageUpdated(message=updated), **envelope_of(updated, actor)))
     return updated
 
 

@@ -8,6 +8,7 @@ index (kept by triggers, migrations/0008_chat.sql), the events and these rows ne
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -22,7 +23,7 @@ from ..events import (
     now_rfc3339,
 )
 from .db import Database, WriteTx, dumps
-from .shapes import message_json, plain_preview, title_of
+from .shapes import envelope_of, message_in, plain_preview, title_of
 
 MAX_REPLIERS = 5
 UNREAD_CAP = 1000
@@ -46,8 +47,10 @@ def mention_names(text: str) -> list[str]:
 
 
 def slug(name: str) -> str:
-    """A handle made of a name: lower-case letters and digits joined by '-' (at most 32)."""
-    text = _HANDLE_CHARS.sub("-", name.lower()).strip("-")[:32].strip("-")
+    """A handle made of a name: lower-case letters and digits joined by '-' (at most 32), accents
+    dropped (`Émile Zola` is `emile-zola`); a name with no such letter gives `user`."""
+    plain = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+    text = _HANDLE_CHARS.sub("-", plain.lower()).strip("-")[:32].strip("-")
     return text or "user"
 
 
@@ -72,7 +75,8 @@ def assign_missing_handles(tx: WriteTx) -> int:
     """Give every user without a handle one (users created before handles existed)."""
     rows = tx.all("SELECT id, org_id, kind, name FROM users WHERE handle IS NULL ORDER BY created_at")
     for row in rows:
-        agent_id = row["id"] if row["kind"] == "agent" and MENTION.fullmatch("@" + row["id"]) else None
+        host_agent = row["kind"] == "agent" and not row["id"].startswith("usr_")
+        agent_id = row["id"] if host_agent and MENTION.fullmatch("@" + row["id"]) else None
         handle = unique_handle(tx, row["org_id"], agent_id or slug(row["name"]))
         tx.execute("UPDATE users SET handle = ? WHERE id = ?", (handle, row["id"]))
     return len(rows)
@@ -158,8 +162,8 @@ def edit_message(tx: WriteTx, message: dict[str, Any], text: str, actor: Actor) 
             "INSERT OR IGNORE INTO message_mentions (message_id, user_id) VALUES (?, ?)", (message["id"], user_id)
         )
         follow(tx, user_id, message["thread_id"], "mentioned", now)
-    updated = get_message_tx(tx, message["id"])
-    tx.emit(Event(MessageUpdated(message=updated, change="edited"), **_envelope(updated, actor)))
+    updated = message_in(tx, message["id"])
+    tx.emit(Event(MessageUpdated(message=updated, change="edited"), **envelope_of(updated, actor)))
     return updated
 
 
@@ -179,8 +183,8 @@ def delete_message(tx: WriteTx, message: dict[str, Any], actor: Actor) -> dict[s
     if thread is not None and thread["root_message_id"] == message["id"]:
         tx.execute("UPDATE threads SET title = '' WHERE id = ?", (message["thread_id"],))
     refresh_preview(tx, message["id"], message["thread_id"], "")
-    tombstone = get_message_tx(tx, message["id"])
-    tx.emit(Event(MessageDeleted(message=tombstone), **_envelope(tombstone, actor)))
+    tombstone = message_in(tx, message["id"])
+    tx.emit(Event(MessageDeleted(message=tombstone), **envelope_of(tombstone, actor)))
     return tombstone
 
 
@@ -199,20 +203,6 @@ async def edit_history(db: Database, message_id: str) -> list[dict[str, Any]]:
         }
         for r in rows
     ]
-
-
-def get_message_tx(tx: WriteTx, message_id: str) -> dict[str, Any]:
-    return message_json(tx.one("SELECT * FROM messages WHERE id = ?", (message_id,)))
-
-
-def _envelope(message: dict[str, Any], actor: Actor) -> dict[str, Any]:
-    return {
-        "actor": actor,
-        "org_id": message["org_id"],
-        "team_id": message["team_id"],
-        "channel_id": message["channel_id"],
-        "thread_id": message["thread_id"],
-    }
 
 
 # --- reactions -----------------------------------------------------------------------------
@@ -260,7 +250,7 @@ def react(tx: WriteTx, message: dict[str, Any], emoji: str, actor: Actor, *, add
     payload = (ReactionAdded if add else ReactionRemoved)(
         message_id=message["id"], emoji=emoji, user_id=user_id, reactions=summary, updated_at=now
     )
-    tx.emit(Event(payload, **_envelope(message, actor)))
+    tx.emit(Event(payload, **envelope_of(message, actor)))
     return summary
 
 

@@ -112,9 +112,11 @@ def create_user(
 ) -> dict[str, Any]:
     if email is not None and tx.one("SELECT 1 FROM users WHERE org_id = ? AND email = ?", (org_id, email)):
         raise Conflict("an account with this email already exists", code="email_taken")
+    # An agent of the host (whose id is its own, `spacebot`) is mentioned by its id; anyone else,
+    # bots included, by their name.
+    named_by_id = kind == "agent" and user_id is not None and chat.MENTION.fullmatch("@" + user_id)
     user_id = user_id or new_id("usr")
-    # An agent of the host is mentioned by its id (`@spacebot`); anyone else by their name.
-    wanted = user_id if kind == "agent" and chat.MENTION.fullmatch("@" + user_id) else chat.slug(name)
+    wanted = user_id if named_by_id else chat.slug(name)
     row = {
         "id": user_id,
         "handle": chat.unique_handle(tx, org_id, wanted),

@@ -4,8 +4,10 @@ title. Shared by the message store and the chat store (edits, reactions, the inb
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any
 
+from ..events import Actor
 from .db import loads
 
 TITLE_CHARS = 80
@@ -115,3 +117,19 @@ def title_of(text: str) -> str:
     plain = _EMPHASIS.sub(r"\2", plain)
     line = " ".join(plain.split())
     return line if len(line) <= TITLE_CHARS else line[: TITLE_CHARS - 1] + "…"
+
+
+def envelope_of(message: Mapping[str, Any], actor: Actor) -> dict[str, Any]:
+    """The envelope fields of an event about `message`, done by `actor`."""
+    return {
+        "actor": actor,
+        "org_id": message["org_id"],
+        "team_id": message["team_id"],
+        "channel_id": message["channel_id"],
+        "thread_id": message["thread_id"],
+    }
+
+
+def message_in(tx: Any, message_id: str) -> dict[str, Any]:
+    """A message as the API shows it, read inside a write transaction."""
+    return message_json(tx.one("SELECT * FROM messages WHERE id = ?", (message_id,)))
