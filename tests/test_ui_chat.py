@@ -157,11 +157,12 @@ async def test_a_direct_conversation_with_the_agent_and_at_completion(server: Se
     # `@` completion: type, choose with the keyboard, insert.
     reply = page.get_by_label("Reply in this thread")
     await reply.fill("thanks @spa")
-    await expect(reply).to_have_attribute("aria-expanded", "true")
+    await expect(reply).to_have_attribute("data-completing", "true")
     option = page.get_by_role("option", name="Spacebot @spacebot · agent")
     await expect(option).to_have_attribute("aria-selected", "true")
     await reply.press("Enter")
     await expect(reply).to_have_value("thanks @spacebot ")
-    await expect(reply).to_have_attribute("aria-expanded", "false")
+    await expect(reply).to_have_attribute("data-completing", "false")
+    assert await reply.get_attribute("aria-activedescendant") is None
     await wait_for_js(page, "document.querySelectorAll('article.msg').length >= 2")
     await watched.assert_clean()

@@ -1,5 +1,6 @@
 // `@` and `#` completion in the message box: people and agents by handle or name, channels by
-// name. The box is an ARIA combobox: ↑ ↓ choose, Enter or Tab insert, Escape closes the list.
+// name. The box points at the list of suggestions (aria-activedescendant): ↑ ↓ choose, Enter or
+// Tab insert, Escape closes the list.
 import { useState } from "../deps.js";
 import * as state from "../state.js";
 import { html } from "./ui.js";
@@ -73,12 +74,14 @@ export function useCompletion({ id, text, setText, area }) {
     return false;
   }
 
+  // A textarea keeps its textbox role (a combobox role is not allowed on it), with the
+  // attributes a textbox may carry for a list of suggestions.
   const props = {
-    role: "combobox",
     "aria-autocomplete": "list",
-    "aria-expanded": open ? "true" : "false",
+    "aria-haspopup": "listbox",
     "aria-controls": listId,
     "aria-activedescendant": open ? `${listId}-${at}` : null,
+    "data-completing": open ? "true" : "false",
   };
   const list = open
     ? html`<ul class="completions" id=${listId} role="listbox" aria-label=${match[2] === "#" ? "Channels" : "People and agents"}>
