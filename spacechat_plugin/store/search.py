@@ -171,9 +171,11 @@ async def _by_relevance(
             "SELECT m.* FROM messages m WHERE m.seq IN (SELECT value FROM json_each(:seqs)) AND " + " AND ".join(where),
             {**params, "seqs": dumps(list(scores))},
         )
-        if len(allowed) >= need or len(ranked) < take:
+        if len(allowed) >= need or len(ranked) < take or take >= RELEVANCE_WINDOW:
             break
-        take *= 4
+        # Few pass the filters (one channel, a date range): take as many as that rate needs.
+        rate = max(len(allowed) / len(ranked), 0.002)
+        take = min(max(take * 4, int(need / rate * 1.5)), RELEVANCE_WINDOW)
     rows = sorted(
         ({**dict(row), "score": scores[row["seq"]]} for row in allowed), key=lambda r: (r["score"], -r["seq"])
     )
