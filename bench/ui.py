@@ -309,7 +309,7 @@ async def open_inbox(context: BrowserContext, url: str, channel_id: str, rounds:
     """From a channel, a click on Inbox until its first page of rows is rendered, ms."""
     page = await context.new_page()
     await page.goto(f"{url}/c/{channel_id}")
-    await wait_js(page, "document.documentElement.dataset.connection === 'connected'")
+    await wait_js(page, "document.querySelector('a.nav-link[href=\"/inbox\"]') !== null")
     times = []
     for _ in range(rounds):
         await page.evaluate(

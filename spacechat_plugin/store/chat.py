@@ -329,16 +329,24 @@ async def inbox(
         "before": before,
         "limit": limit + 1,
     }
-    rows = await db.fetchall(
-        "SELECT * FROM (SELECT t.*, f.started, f.replied, f.mentioned, f.direct,"
-        f" {_LAST_READ} AS last_read_seq, {_UNREAD} AS unread_count"
-        " FROM thread_follows f JOIN threads t ON t.id = f.thread_id"
+    followed = (
+        "FROM thread_follows f JOIN threads t ON t.id = f.thread_id"
         " WHERE f.user_id = :user AND t.channel_id IN (SELECT value FROM json_each(:channels))"
-        " AND (:before IS NULL OR t.last_seq < :before))"
-        + (" WHERE unread_count > 0" if unread_only else "")
-        + " ORDER BY last_seq DESC LIMIT :limit",
-        params,
+        " AND (:before IS NULL OR t.last_seq < :before)"
     )
+    columns = (
+        f"t.*, f.started, f.replied, f.mentioned, f.direct, {_LAST_READ} AS last_read_seq, {_UNREAD} AS unread_count"
+    )
+    if unread_only:
+        sql = f"SELECT * FROM (SELECT {columns} {followed}) WHERE unread_count > 0 ORDER BY last_seq DESC LIMIT :limit"
+    else:
+        # The page first (an index walk and a sort of ids), then the unread counts of its rows only.
+        sql = (
+            f"SELECT {columns} FROM (SELECT t.id AS page_id {followed} ORDER BY t.last_seq DESC LIMIT :limit) page"
+            " JOIN threads t ON t.id = page.page_id JOIN thread_follows f ON f.thread_id = t.id AND f.user_id = :user"
+            " ORDER BY t.last_seq DESC"
+        )
+    rows = await db.fetchall(sql, params)
     page = rows[:limit]
     return page, (page[-1]["last_seq"] if len(rows) > limit else None)
 
