@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from .fake_openai import FakeOpenAI
-from .support import Person, Server, events_after, invite, toml_config, wait_for_message, wait_until
+from .support import PNG_BYTES, Person, Server, events_after, invite, toml_config, wait_for_message, wait_until
 
 ROLES_THAT_MODERATE = {"owner", "admin"}
 
@@ -153,6 +153,20 @@ def test_deleting_leaves_a_tombstone_and_forgets_the_versions(shared_server: Ser
         again = client.post(f"/v1/messages/{message_id}/reactions", json={"emoji": "🎉"})
         assert again.status_code == 409 and again.json()["error"]["code"] == "message_deleted"
         assert client.delete(f"/v1/messages/{message_id}").status_code == 200  # deleting twice is harmless
+
+
+def test_a_deleted_messages_files_are_no_longer_served(shared_server: Server, people: dict[str, Person]) -> None:
+    spot = place(shared_server, people)
+    with shared_server.sync_client() as client:
+        upload = client.post(
+            "/v1/uploads", params={"filename": "p.png"}, content=PNG_BYTES, headers={"Content-Type": "image/png"}
+        ).json()["attachment"]
+        posted = client.post(
+            f"/v1/threads/{spot['thread']['id']}/messages", json={"text": "see", "attachments": [upload["id"]]}
+        ).json()
+        assert client.get(f"/v1/attachments/{upload['id']}").status_code == 200
+        assert client.delete(f"/v1/messages/{posted['message']['id']}").status_code == 200
+        assert client.get(f"/v1/attachments/{upload['id']}").status_code == 404
 
 
 def test_bad_edits_and_reactions_change_nothing(shared_server: Server, people: dict[str, Person]) -> None:

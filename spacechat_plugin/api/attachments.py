@@ -162,6 +162,9 @@ async def download(request: Request) -> Response:
         message = await message_store.get_message(app.db, row["message_id"])
         assert message is not None
         await authorize(request, dict(row), channel=await channel_of(app, message["channel_id"]))
+        if message["deleted_at"] is not None:
+            # Deleting a message takes its files with it (docs/chat.md): they are no longer served.
+            raise NotFound("no such attachment (its message was deleted)")
     content_type = row["content_type"]
     inline = content_type.startswith(INLINE_TYPES) and request.query_params.get("download") != "1"
     media_type = f"{content_type}; charset=utf-8" if content_type.startswith("text/") else content_type
