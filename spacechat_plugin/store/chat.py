@@ -124,7 +124,8 @@ def follow(tx: WriteTx, user_id: str, thread_id: str, reason: str, now: str) -> 
     assert reason in ("started", "replied", "mentioned", "direct")
     tx.execute(
         f"INSERT INTO thread_follows (user_id, thread_id, {reason}, created_at) VALUES (?, ?, 1, ?)"
-        f" ON CONFLICT (user_id, thread_id) DO UPDATE SET {reason} = 1",
+        # Most replies come from people who already follow the thread: then nothing is written.
+        f" ON CONFLICT (user_id, thread_id) DO UPDATE SET {reason} = 1 WHERE {reason} = 0",
         (user_id, thread_id, now),
     )
 
