@@ -126,7 +126,7 @@ class Review:
         memory = await self.db.write(write)
         for record in [memory, *invalidated]:
             await self.deliver(record)
-        return memory
+        return await self._fresh(memory)
 
     @staticmethod
     def _supersede(tx: WriteTx, ids: Sequence[str], newer: dict[str, Any], actor: Actor) -> list[dict[str, Any]]:
@@ -237,7 +237,7 @@ class Review:
         memory = await self.db.write(write)
         await self._reembed(memory)
         await self.deliver(memory)
-        return memory
+        return await self._fresh(memory)
 
     # -- a memory's life ----------------------------------------------------------------------
 
@@ -275,7 +275,7 @@ class Review:
         memory = await self.db.write(write)
         await self._reembed(memory)
         await self.deliver(memory)
-        return memory
+        return await self._fresh(memory)
 
     async def rollback(
         self, memory_id: str, actor: Actor, org_id: str, *, ip: str | None, revision: int
@@ -321,7 +321,7 @@ class Review:
         memory = await self.db.write(write)
         await self._reembed(memory)
         await self.deliver(memory)
-        return memory
+        return await self._fresh(memory)
 
     async def delete(self, memory_id: str, actor: Actor, org_id: str, *, ip: str | None, by_person: bool) -> None:
         def write(tx: WriteTx) -> dict[str, Any]:
@@ -365,6 +365,10 @@ class Review:
             return withdrawn
 
         return await self.db.write(write)
+
+    async def _fresh(self, memory: dict[str, Any]) -> dict[str, Any]:
+        """The record as it stands after delivery (its delivery state and host id)."""
+        return await memory_store.get(self.db, memory["id"]) or memory
 
     async def _reembed(self, memory: dict[str, Any]) -> None:
         vector = await self.ingest.embed(memory["content"]) if memory["status"] == "valid" else None
