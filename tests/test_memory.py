@@ -21,7 +21,7 @@ from .memory_support import (
     sentinel,
     trigger,
 )
-from .support import Server, events_after, toml_config, wait_until
+from .support import Server, events_after, toml_config
 
 SOURCES = ("agent", "message", "interaction", "task")
 ALL_SOURCES = list(SOURCES)
