@@ -216,10 +216,7 @@ class Ingest:
 
         def write(tx: WriteTx) -> None:
             for (message_id, org_id, channel_id, _), vector in embedded:
-                if tx.one("SELECT 1 FROM messages WHERE id = ?", (message_id,)) is not None:
-                    vectors.upsert(
-                        tx, kind="message", ref_id=message_id, org_id=org_id, channel_id=channel_id, vector=vector
-                    )
+                vectors.upsert_message(tx, message_id=message_id, org_id=org_id, channel_id=channel_id, vector=vector)
 
         await self.db.write(write)
 

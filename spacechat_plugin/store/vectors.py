@@ -60,6 +60,12 @@ def upsert(tx: WriteTx, *, kind: str, ref_id: str, org_id: str, channel_id: str 
     )
 
 
+def upsert_message(tx: WriteTx, *, message_id: str, org_id: str, channel_id: str, vector: bytes) -> None:
+    """A message's vector, unless the message is gone (purged while it was being embedded)."""
+    if tx.one("SELECT 1 FROM messages WHERE id = ?", (message_id,)) is not None:
+        upsert(tx, kind="message", ref_id=message_id, org_id=org_id, channel_id=channel_id, vector=vector)
+
+
 def remove(tx: WriteTx, ref_ids: Sequence[str]) -> int:
     """Drop the vectors of these things (a purge, a deletion, a decided candidate)."""
     removed = 0
