@@ -130,7 +130,7 @@ def test_search_never_shows_what_the_caller_cannot_read(place: Place, role: str,
         assert markers == READABLE[role], (role, mode, query, markers)
         for result in results:
             assert result["kind"] in ("message", "memory")
-            assert "secret" not in result["text"] and "other org" not in result["text"] or role == "other-owner"
+            assert ("secret" not in result["text"] and "other org" not in result["text"]) or role == "other-owner"
 
 
 @pytest.mark.slow

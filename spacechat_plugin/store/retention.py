@@ -46,7 +46,7 @@ def scrub_events(tx: WriteTx, kind: str, ids: Sequence[str]) -> int:
         for row in rows:
             envelope = orjson.loads(row["body"])
             envelope["payload"] = {"purged": True, "id": row["ref"]}
-            tx.execute("UPDATE events SET body = ? WHERE seq = ?", (orjson.dumps(envelope).decode(), row["seq"]))
+            tx.execute("UPDATE events SET body = ? WHERE seq = ?", (orjson.dumps(envelope), row["seq"]))
             scrubbed += 1
     return scrubbed
 
