@@ -52,6 +52,29 @@ def _search(server: Server, token: str, query: str, mode: str, **params: Any) ->
         return list(answer.json()["results"])
 
 
+def _remember(server: Server, token: str, channel_id: str, question: str) -> None:
+    poll = {
+        "type": "poll",
+        "block_id": "q",
+        "question": question,
+        "options": [{"label": "Yes", "value": "yes"}, {"label": "No", "value": "no"}],
+    }
+    with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {token}"}, timeout=30) as client:
+        card = client.post(f"/v1/channels/{channel_id}/messages", json={"text": "poll", "blocks": [poll]}).json()
+        voted = client.post(
+            "/v1/interactions",
+            json={"message_id": card["message"]["id"], "action_id": "vote", "block_id": "q", "values": ["yes"]},
+        )
+        assert voted.status_code == 201, voted.text
+
+        def made() -> str | None:
+            pending = client.get("/v1/memory/candidates").json()["candidates"]
+            return next((c["id"] for c in pending if c["source_message_id"] == card["message"]["id"]), None)
+
+        candidate = wait_until(made, timeout=20)
+        assert client.post(f"/v1/memory/candidates/{candidate}/approve", json={}).status_code == 200
+
+
 @pytest.fixture(scope="module")
 def place(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Place]:
     server = Server(tmp_path_factory.mktemp("search") / "data", toml_config()).start()
@@ -87,6 +110,10 @@ def place(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Place]:
     _post(server, server.token, built.channels["pub-a"], f"{TOPIC} [pub-A]")
     _post(server, server.token, built.channels["priv-a"], f"{TOPIC} [priv-A] secret")
     _post(server, built.people["other-owner"].token, built.channels["pub-b"], f"{TOPIC} [pub-B] other org")
+    # Memories too: a poll vote in each channel becomes a candidate, approved into a memory.
+    _remember(server, server.token, built.channels["pub-a"], f"{TOPIC} [pub-A]")
+    _remember(server, server.token, built.channels["priv-a"], f"{TOPIC} [priv-A] secret")
+    _remember(server, built.people["other-owner"].token, built.channels["pub-b"], f"{TOPIC} [pub-B] other org")
     for text, _ in LABELLED:
         _post(server, server.token, built.channels["labelled"], text)
     # Nobody of the matrix is in the private channel: the owner posted, then leaves.
@@ -128,6 +155,9 @@ def test_search_never_shows_what_the_caller_cannot_read(place: Place, role: str,
         results = _search(place.server, place.people[role].token, query, mode, limit=50)
         markers = {m for r in results for m in ("[pub-A]", "[priv-A]", "[pub-B]") if m in r["text"]}
         assert markers == READABLE[role], (role, mode, query, markers)
+        kinds = {r["kind"] for r in results if "[pub-A]" in r["text"] or "[pub-B]" in r["text"]}
+        # Memories show to reviewers (and their subject); each principal's own org's only.
+        assert ("memory" in kinds) == (role in ("owner", "admin", "other-owner")), (role, mode, query, kinds)
         for result in results:
             assert result["kind"] in ("message", "memory")
             assert ("secret" not in result["text"] and "other org" not in result["text"]) or role == "other-owner"

@@ -27,6 +27,7 @@ from ..store import messages as message_store
 RRF_K = 60
 MODES = ("semantic", "hybrid")
 KINDS = ("messages", "memories")
+KIND_OF = {"messages": "message", "memories": "memory"}
 
 
 def readable_channels(access: Access, who: Principal) -> list[str]:
@@ -69,7 +70,7 @@ class Search:
         channels = readable_channels(self.access, who)
         fetch = limit * 3
         memory_channels = ["", *channels]
-        wanted = [k[:-1] for k in kinds]  # messages -> message
+        wanted = [KIND_OF[k] for k in kinds]
         vector_hits: list[tuple[str, str, float]] = []
         if self.embedder is not None and self.vectors_ready:
             embedder = self.embedder
