@@ -70,7 +70,8 @@ async def test_review_edit_approve_and_find_by_paraphrase(tmp_path: Path, browse
         found = page.locator('li.search-result[data-kind="memory"]', has_text=EDITED)
         await expect(found).to_have_count(1)
         rank = await page.evaluate(
-            "(text) => [...document.querySelectorAll('li.search-result')].findIndex((li) => li.textContent.includes(text))",
+            "(text) => [...document.querySelectorAll('li.search-result')]"
+            ".findIndex((li) => li.textContent.includes(text))",
             EDITED,
         )
         assert 0 <= rank < 3, f"the memory ranks {rank + 1}"
