@@ -22,7 +22,6 @@ from ..identity.permissions import Access, Principal, can_read_channel
 from ..memory.embeddings import Embedder
 from ..store import fulltext, vectors
 from ..store import memories as memory_store
-from ..store import messages as message_store
 
 RRF_K = 60
 MODES = ("semantic", "hybrid")
@@ -97,10 +96,11 @@ class Search:
 
     async def _materialize(self, who: Principal, hits: list[Hit], limit: int) -> list[dict[str, Any]]:
         memories = await memory_store.by_ids(self.db, [h.id for h in hits if h.kind == "memory"])
+        messages = await vectors.messages_json(self.db, [h.id for h in hits if h.kind == "message"])
         reviewer = "memory:review" in who.scopes
         results = []
         for hit in hits:
-            item = await self._item(hit, memories, who, reviewer)
+            item = self._item(hit, memories, messages, who, reviewer)
             if item is None:
                 continue
             results.append(item)
@@ -108,8 +108,13 @@ class Search:
                 break
         return results
 
-    async def _item(
-        self, hit: Hit, memories: dict[str, dict[str, Any]], who: Principal, reviewer: bool
+    def _item(
+        self,
+        hit: Hit,
+        memories: dict[str, dict[str, Any]],
+        messages: dict[str, dict[str, Any]],
+        who: Principal,
+        reviewer: bool,
     ) -> dict[str, Any] | None:
         base = {
             "kind": hit.kind,
@@ -125,7 +130,7 @@ class Search:
             if not reviewer and who.user_id not in (memory["subject_id"], memory["source_user_id"]):
                 return None
             return {**base, "channel_id": memory["channel_id"], "text": memory["content"], "memory": memory}
-        message = await message_store.get_message(self.db, hit.id)
+        message = messages.get(hit.id)
         if message is None or message["org_id"] != who.org_id:
             return None
         channel = self.access.channels.get(message["channel_id"])
