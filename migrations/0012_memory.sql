@@ -121,19 +121,23 @@ CREATE TABLE vector_refs (
 );
 CREATE INDEX vector_refs_by_channel ON vector_refs (channel_id);
 
--- Full-text indexes for hybrid search's keyword side (FTS5, kept by triggers).
+-- Full-text indexes for hybrid search's keyword side (FTS5, kept by triggers). Only completed
+-- messages are indexed, so a streaming reply's checkpoints (every 250 ms) touch no index; the
+-- index always holds exactly the completed messages' current text.
 CREATE VIRTUAL TABLE messages_fts USING fts5(text, content='messages', content_rowid='rowid');
-CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages BEGIN
+CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages WHEN new.state = 'completed' BEGIN
     INSERT INTO messages_fts(rowid, text) VALUES (new.rowid, new.text);
 END;
-CREATE TRIGGER messages_fts_delete AFTER DELETE ON messages BEGIN
+CREATE TRIGGER messages_fts_delete AFTER DELETE ON messages WHEN old.state = 'completed' BEGIN
     INSERT INTO messages_fts(messages_fts, rowid, text) VALUES ('delete', old.rowid, old.text);
 END;
-CREATE TRIGGER messages_fts_update AFTER UPDATE OF text ON messages BEGIN
+CREATE TRIGGER messages_fts_unindex AFTER UPDATE OF text, state ON messages WHEN old.state = 'completed' BEGIN
     INSERT INTO messages_fts(messages_fts, rowid, text) VALUES ('delete', old.rowid, old.text);
+END;
+CREATE TRIGGER messages_fts_index AFTER UPDATE OF text, state ON messages WHEN new.state = 'completed' BEGIN
     INSERT INTO messages_fts(rowid, text) VALUES (new.rowid, new.text);
 END;
-INSERT INTO messages_fts(messages_fts) VALUES ('rebuild');
+INSERT INTO messages_fts(rowid, text) SELECT rowid, text FROM messages WHERE state = 'completed';
 
 CREATE VIRTUAL TABLE memories_fts USING fts5(content, content='memories', content_rowid='rowid');
 CREATE TRIGGER memories_fts_insert AFTER INSERT ON memories BEGIN

@@ -191,3 +191,17 @@ def test_bad_search_input(place: Place) -> None:
             answer = client.get("/v1/search", params=params)
             assert answer.status_code == 400, (params, answer.text)
             assert set(answer.json()) == {"error"}
+
+
+@pytest.mark.slow
+def test_an_agents_streamed_reply_is_found_once_complete(place: Place) -> None:
+    """Replies stream (checkpointed every 250 ms); the keyword index takes the final text only."""
+    spacebot = place.server.channel_id("spacebot")
+    _post(place.server, place.server.token, spacebot, "calculate 17 * 23")
+
+    def reply() -> list[dict[str, Any]]:
+        found = _search(place.server, place.server.token, "391", "hybrid", kinds="messages")
+        return [r for r in found if r["message"]["author"]["kind"] == "agent"]
+
+    hits = wait_until(reply, timeout=30)
+    assert len(hits) == 1 and hits[0]["ranks"]["fulltext"] == 1 and "391" in hits[0]["text"], hits[0]["text"]

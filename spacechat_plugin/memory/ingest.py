@@ -208,7 +208,11 @@ class Ingest:
         return True
 
     async def _index(self, rows: Sequence[Any]) -> None:
-        texts = [(row["id"], row["org_id"], row["channel_id"], row["text"]) for row in rows if row["text"]]
+        texts = [
+            (row["id"], row["org_id"], row["channel_id"], row["text"])
+            for row in rows
+            if row["text"] and row["state"] == "completed"
+        ]
         if not texts or self.embedder is None:
             return
         embedder = self.embedder

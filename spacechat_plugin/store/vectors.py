@@ -155,7 +155,7 @@ async def indexed_ids(db: Database, kind: str, ref_ids: Sequence[str]) -> set[st
 async def unindexed_messages(db: Database, limit: int) -> list[Any]:
     """Completed messages with text that have no vector yet (the indexer's catch-up)."""
     return await db.fetchall(
-        "SELECT m.id, m.org_id, m.channel_id, m.text FROM messages m"
+        "SELECT m.id, m.org_id, m.channel_id, m.text, m.state FROM messages m"
         " WHERE m.state = 'completed' AND m.text != ''"
         " AND NOT EXISTS (SELECT 1 FROM vector_refs r WHERE r.ref_id = m.id) ORDER BY m.seq LIMIT ?",
         (limit,),
