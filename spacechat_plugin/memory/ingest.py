@@ -26,6 +26,7 @@ from ..store import messages as message_store
 from ..store.db import Database, WriteTx
 from .admission import Admitted, Proposal, Refused, admit
 from .embeddings import Embedder, EmbeddingsUnavailable
+from .policy import allows, effective
 
 log = logging.getLogger("spacechat.memory")
 
@@ -123,7 +124,7 @@ class Ingest:
         if self.embedder is None or not self.vectors_ready:
             return None
         try:
-            return await asyncio.to_thread(self.embedder.embed, text)
+            return await self.embedder.embed_background(text)
         except EmbeddingsUnavailable:
             return None
 
@@ -215,14 +216,19 @@ class Ingest:
         ]
         if not texts or self.embedder is None:
             return
-        embedder = self.embedder
-        embedded = await asyncio.to_thread(lambda: [(t, embedder.embed(t[3])) for t in texts])
+        embedded = [(t, await self.embedder.embed_background(t[3])) for t in texts]
 
         def write(tx: WriteTx) -> None:
             for (message_id, org_id, channel_id, _), vector in embedded:
                 vectors.upsert_message(tx, message_id=message_id, org_id=org_id, channel_id=channel_id, vector=vector)
 
         await self.db.write(write)
+
+    async def _takes(self, source: str, channel: Mapping[str, Any] | None, org_id: str) -> bool:
+        """A read-only look at the policy before any work: most channels take no messages."""
+        team_id, channel_id = (channel["team_id"], channel["id"]) if channel else (None, None)
+        policy, _ = effective(await store.policy_levels(self.db, org_id, team_id, channel_id))
+        return allows(policy, source)
 
     async def _propose(self, proposal: Proposal) -> None:
         try:
@@ -243,6 +249,8 @@ class Ingest:
         ):
             return
         channel = self.access.channels.get(message["channel_id"])
+        if not await self._takes("message", channel, message["org_id"]):
+            return
         user = await identity.get_user(self.db, author["id"])
         thread = await message_store.get_thread(self.db, message["thread_id"])
         name = user["name"] if user else "someone"
@@ -271,7 +279,9 @@ class Ingest:
         if interaction["kind"] not in ("poll", "form") or interaction["user"]["kind"] != "user":
             return
         message = await message_store.get_message(self.db, interaction["message_id"])
-        if message is None:
+        if message is None or not await self._takes(
+            "interaction", self.access.channels.get(message["channel_id"]), message["org_id"]
+        ):
             return
         blocks: list[dict[str, Any]] = message["blocks"] or []
         block: dict[str, Any] = next((b for b in blocks if b.get("block_id") == interaction["block_id"]), {})
@@ -303,6 +313,8 @@ class Ingest:
             return
         task, actor = payload["task"], envelope["actor"]
         channel = self.access.channels.get(task["channel_id"] or "")
+        if not await self._takes("task", channel, task["org_id"]):
+            return
         source_user = actor["id"] if actor["kind"] == "user" else None
         assignee = (
             task["assignee_id"] if task["assignee_id"] and task["assignee_id"] != task["owner_agent_id"] else None

@@ -74,6 +74,8 @@ class Memory:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
+        if self.embedder is not None:
+            self.embedder.close()
 
     def committed(self, events: list[Any]) -> None:
         """After each commit: wake the log follower when something it turns into memory happened."""
