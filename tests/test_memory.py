@@ -207,6 +207,8 @@ def test_supersede_invalidates_and_delete_leaves_a_tombstone(world: World) -> No
     assert gone["memory"]["status"] == "deleted" and gone["memory"]["content"] == ""
     assert gone["memory"]["deleted_by"] == world.people["in"].id
     assert all(r["content"] == "" for r in gone["revisions"]), "no revision keeps the text"
+    became = owner.get(f"/v1/memory/candidates/{first['id']}").json()["candidate"]
+    assert became["content"] == "" and became["original_content"] is None, "nor the candidate it came from"
     assert owner.delete(f"/v1/memories/{old['id']}").status_code == 409
     with world.client(world.people["out"]) as otto:
         assert otto.delete(f"/v1/me/memories/{new.json()['memory']['id']}").status_code == 404
@@ -263,3 +265,28 @@ def test_a_policy_level_inherits_what_it_does_not_set(world: World) -> None:
     assert shown["effective"]["sources"] == ["message"] and shown["origin"]["sources"] == "channel"
     assert shown["effective"]["ingestion"] == "review" and shown["origin"]["ingestion"] == "default"
     assert owner.put(f"/v1/memory/policies/org/{org_id}", json={}).status_code == 200
+
+
+@pytest.mark.slow
+def test_near_duplicate_candidates_are_grouped(world: World) -> None:
+    owner = world.owner
+    said = []
+    with world.client(world.people["in"]) as ina:
+        for text in (
+            "the release train leaves every second Tuesday",
+            "the release train departs every other Tuesday",
+            "Ina's cat is called Pixel",
+        ):
+            posted = ina.post(
+                f"/v1/channels/{world.channels['review']}/messages", json={"text": f"@spacebot remember that {text}"}
+            )
+            assert "Queued for review" in agent_reply(ina, posted.json()["thread"]["id"])
+            said.append(text)
+    found = {c["content"]: c for c in candidates(owner) if c["content"] in said}
+    first, second, other = (found[text] for text in said)
+    assert first["group_id"] is not None and first["group_id"] == second["group_id"]
+    assert other["group_id"] != first["group_id"]
+    listed = owner.get("/v1/memory/candidates", params={"limit": 200}).json()
+    assert listed["groups"][first["group_id"]] == 2
+    detail = owner.get(f"/v1/memory/candidates/{second['id']}").json()
+    assert set(detail["group"]) == {first["id"], second["id"]}

@@ -329,6 +329,7 @@ class Review:
             memory = memory_store.tombstone(tx, memory_id, actor)
             vectors.remove(tx, [memory_id])
             retention_store.scrub_events(tx, "memory", [memory_id])
+            retention_store.scrub_events(tx, "candidate", store.forget_candidates_of(tx, memory_id))
             audit.append(
                 tx,
                 org_id=org_id,

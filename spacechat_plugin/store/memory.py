@@ -253,6 +253,17 @@ def withdraw_for_person(tx: WriteTx, user_id: str, actor: Actor) -> list[str]:
     return ids
 
 
+def forget_candidates_of(tx: WriteTx, memory_id: str) -> list[str]:
+    """The candidates that became (or were merged into) a deleted memory keep no text either."""
+    ids = [row["id"] for row in tx.all("SELECT id FROM memory_candidates WHERE memory_id = ?", (memory_id,))]
+    tx.execute(
+        "UPDATE memory_candidates SET content = '', original_content = NULL, diff = NULL, metadata = '{}'"
+        " WHERE memory_id = ?",
+        (memory_id,),
+    )
+    return ids
+
+
 def queue_clause(org_id: str, status: str, channel_ids: Sequence[str]) -> tuple[str, list[Any]]:
     """A queue's filter: its organisation and status, and only channels the reviewer may read
     (candidates with no channel are the organisation's and visible to every reviewer)."""
