@@ -159,6 +159,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         "other": _seed_place(server, other_owner, "priv-b", "pub-b"),
     }
     yield World(server, people, places)
+    if server.process is not None and server.process.poll() is not None:  # it died: say how
+        print("the matrix's server exited:\n" + "".join(server.output[-120:]))
     server.stop()
 
 
