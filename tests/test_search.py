@@ -172,7 +172,7 @@ def test_relevance_newest_and_paging(shared_server: Server, channel: dict[str, A
         ({"q": "x in:#no-such-channel"}, "invalid_query"),
         ({"q": "x from:@nobody-at-all"}, "invalid_query"),
         ({"q": "x" * 501}, "invalid_query"),
-        ({"q": "x", "mode": "semantic"}, "unsupported_mode"),
+        ({"q": "x", "mode": "psychic"}, "unsupported_mode"),
         ({"q": "x", "sort": "random"}, "bad_request"),
         ({"q": "x", "limit": "0"}, "bad_request"),
         ({"q": "x", "cursor": "abc"}, "bad_request"),

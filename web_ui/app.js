@@ -27,6 +27,7 @@ import { SearchView } from "./views/search.js";
 import { InboxView } from "./views/inbox.js";
 import { DmsView } from "./views/dms.js";
 import { refreshInboxCount } from "./chat.js";
+import { MemoryView } from "./views/memory.js";
 
 window.spacechat = { version: 1 }; // timings for the bench and tests (bench/ui.py)
 
@@ -166,9 +167,10 @@ function Main({ route }) {
   if (route.name === "agent") return html`<${AgentView} key=${route.agentId} agentId=${route.agentId} />`;
   if (route.name === "incidents") return html`<${IncidentsView} />`;
   if (route.name === "audit") return html`<${AuditView} />`;
-  if (route.name === "search") return html`<${SearchView} q=${route.q} />`;
+  if (route.name === "search") return html`<${SearchView} q=${route.q} mode=${route.mode} />`;
   if (route.name === "inbox") return html`<${InboxView} />`;
   if (route.name === "dms") return html`<${DmsView} />`;
+  if (route.name === "memory") return html`<${MemoryView} key=${route.tab + (route.memoryId || "")} tab=${route.tab} memoryId=${route.memoryId} />`;
   if (route.name === "message") return html`<${MessageRedirect} messageId=${route.messageId} />`;
   if (route.name === "notfound") return html`<section class="view"><p class="empty">There is nothing at this address.</p></section>`;
   return html`<section class="view"><div class="loading-center"><${Spinner} /></div></section>`;

@@ -7,7 +7,8 @@
 //   /m/<message id>                         a message, wherever it is (resolved to the above)
 //   /tasks?team=<team id>   /tasks/<id>     a team's task board; a task
 //   /dashboard   /agents/<id>   /incidents   /audit      observability and operations
-//   /search?q=…   /inbox   /dms                           search, the inbox, direct conversations
+//   /search?q=…&mode=fulltext|semantic|hybrid   /inbox   /dms     search, the inbox, direct conversations
+//   /memory   /memory/memories   /memory/policies   /memory/m/<id>     memory review (issue 12)
 import { route } from "./state.js";
 
 export function parse(location) {
@@ -42,12 +43,17 @@ export function parse(location) {
       return { name: "incidents" };
     case "audit":
       return { name: "audit" };
-    case "search":
-      return { name: "search", q: new URLSearchParams(location.search).get("q") || "" };
+    case "search": {
+      const query = new URLSearchParams(location.search);
+      return { name: "search", q: query.get("q") || "", mode: query.get("mode") || "fulltext" };
+    }
     case "inbox":
       return { name: "inbox" };
     case "dms":
       return { name: "dms" };
+    case "memory":
+      if (parts[1] === "m" && parts[2]) return { name: "memory", tab: "memory", memoryId: parts[2] };
+      return { name: "memory", tab: parts[1] || "queue" };
     default:
       return { name: "notfound" };
   }

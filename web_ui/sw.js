@@ -40,6 +40,7 @@ const SHELL = [
   "/views/feed.js",
   "/views/inbox.js",
   "/views/incidents.js",
+  "/views/memory.js",
   "/views/message.js",
   "/views/metrics.js",
   "/views/opsbuttons.js",

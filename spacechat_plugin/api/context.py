@@ -21,6 +21,7 @@ from ..hookspecs import HostAPI, PluginHooks
 from ..identity.auth import Authenticator
 from ..identity.permissions import Access
 from ..instance import Instance
+from ..memory.service import Memory
 from ..operations.incidents import Incidents
 from ..operations.observability import Observability
 from ..operations.ops import Ops
@@ -50,6 +51,7 @@ class Context(Protocol):
     delivery: Delivery
     search: SearchService
     hooks: PluginHooks
+    memory: Memory
     inflight_keys: set[tuple[str, str]]
 
     @property

@@ -191,6 +191,7 @@ function NavLinks() {
     );
   }
   if (state.can("audit:read")) items.push(link("/audit", ["audit"], "list", "Audit log"));
+  if (state.can("memory:review")) items.push(link("/memory", ["memory"], "list", "Memory review"));
   return html`<ul class="nav-links" aria-label="Views">${items}</ul>
     <${DirectList} />`;
 }
