@@ -13,6 +13,7 @@ import contextlib
 import logging
 import os
 from collections.abc import Coroutine
+from pathlib import Path
 from typing import Any
 
 from .agents.activity import Activity
@@ -34,6 +35,7 @@ from .realtime.streams import Streams
 from .resources import resource
 from .sdk import SpacechatAPI, load_hook_plugins
 from .store import identity, tenancy
+from .store import lock as data_dir_lock
 from .store import log as event_log
 from .store import messages as message_store
 from .store.db import Database
@@ -103,11 +105,22 @@ class Spacechat:
         self._background: list[asyncio.Task[Any]] = []
         self._registered: list[str] = []
         self._setup_secret: str | None = None
+        self._lock: Path | None = None
 
     # -- life cycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        """Start, or fail having closed whatever was opened (issue 10: a failed start left the
+        database threads running and the process hanging)."""
+        # One server per data directory, locked before anything in it is read or written.
+        self._lock = data_dir_lock.acquire(self.data_dir)
+        try:
+            await self._start()
+        except BaseException:
+            await self._close()
+            raise
+
+    async def _start(self) -> None:
         with contextlib.suppress(OSError):
             os.chmod(self.data_dir, 0o700)
         self.auth = Authenticator(self.db, self.access, self.settings, load_or_create_secret(self.data_dir))
@@ -185,19 +198,38 @@ class Spacechat:
 
     async def stop(self) -> None:
         self.begin_shutdown()
+        await self._cancel_background()
+        self._unregister_plugins()
+        await self.replies.flush()
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=5)
+        await self._close()
+
+    async def _cancel_background(self) -> None:
         for task in self._background:
             task.cancel()
         for task in self._background:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        self._background = []
+
+    def _unregister_plugins(self) -> None:
         if self.host is not None:
             for name in self._registered:
                 self.host.pm.unregister(name=name)
         self._registered = []
-        await self.replies.flush()
-        if self._tasks:
-            await asyncio.wait(self._tasks, timeout=5)
-        await self.db.close()
+
+    async def _close(self) -> None:
+        """Close what start opened, whatever it got to: the background tasks, the hook plugins,
+        the database (its threads keep a process alive), and last the data directory's lock."""
+        try:
+            await self._cancel_background()
+            self._unregister_plugins()
+            await self.db.close()
+        finally:
+            if self._lock is not None:
+                data_dir_lock.release(self._lock)
+                self._lock = None
 
     async def _heartbeat(self) -> None:
         while True:

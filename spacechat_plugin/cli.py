@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import sys
 from typing import Any
 
@@ -11,6 +12,12 @@ import click
 
 from . import __version__
 from .config import ConfigError, Settings, load_raw, validate
+from .store import lock as data_dir_lock
+from .store.lock import DataDirBusy
+
+
+class StartupError(Exception):
+    """Start-up failed for a reason other than a configuration mistake; already logged."""
 
 
 def _settings(config: str | None, overrides: dict[str, Any]) -> tuple[Settings, dict[str, Any]]:
@@ -51,8 +58,19 @@ def serve(config: str | None, host: str | None, port: int | None, data_dir: str 
     # The event loop shares the GIL with the store's writer and reader threads: a shorter switch
     # interval stops it waiting up to 5 ms for a thread that is only finishing a SQLite call.
     sys.setswitchinterval(0.0005)
-    with contextlib.suppress(KeyboardInterrupt):
-        run(_serve(settings, raw))
+    try:
+        # First of all, before the host reads its files or the plugin opens the database (and
+        # before the slow imports, so a second server refuses at once): one server per data dir.
+        held = data_dir_lock.acquire(settings.data_path)
+        try:
+            with contextlib.suppress(KeyboardInterrupt):
+                run(_serve(settings, raw))
+        finally:
+            data_dir_lock.release(held)
+    except (ConfigError, DataDirBusy, StartupError) as exc:
+        # A plain mistake (a setting, a second server on the data dir): one clear line, no
+        # traceback, a non-zero exit; whatever start-up opened is closed by now (issue 10).
+        raise click.ClickException(str(exc)) from None
 
 
 def run(main: Any) -> None:
@@ -66,7 +84,7 @@ def run(main: Any) -> None:
 
 
 async def _serve(settings: Settings, raw: dict[str, Any]) -> None:
-    from .host.server import HostServer, build_app, plugin_manager, uvicorn_config
+    from .host.server import plugin_manager
     from .plugin import plugin
 
     pm = plugin_manager([plugin])
@@ -79,24 +97,43 @@ async def _serve(settings: Settings, raw: dict[str, Any]) -> None:
         from .host.embedded.host import EmbeddedHost
 
         host = EmbeddedHost(settings, pm, raw)
-    await host.start()
+    await _start_host(host)
     try:
-        app = build_app(host.routes())
-
-        def started(url: str) -> None:
-            pm.hook.spacebot_server_started(url=url)
-            shown = settings.public_url or url
-            click.echo(f"Spacechat is running at {shown}/", err=False)
-            sys.stdout.flush()
-
-        server = HostServer(
-            uvicorn_config(app, host=settings.host, port=settings.port, log_level=settings.log_level),
-            on_started=started,
-            on_stopping=lambda: pm.hook.spacebot_server_stopping(),
-        )
-        await server.serve()
+        await _run_server(settings, pm, host)
     finally:
         await host.stop()
+
+
+async def _start_host(host: Any) -> None:
+    """Start the host (which starts the plugin), or close whatever it opened and say why."""
+    try:
+        await host.start()
+    except BaseException as exc:
+        with contextlib.suppress(Exception):
+            await host.stop()
+        if isinstance(exc, ConfigError | DataDirBusy) or not isinstance(exc, Exception):
+            raise
+        logging.getLogger("spacechat").exception("start-up failed")
+        raise StartupError(f"start-up failed: {exc}") from None
+
+
+async def _run_server(settings: Settings, pm: Any, host: Any) -> None:
+    from .host.server import HostServer, build_app, uvicorn_config
+
+    app = build_app(host.routes())
+
+    def started(url: str) -> None:
+        pm.hook.spacebot_server_started(url=url)
+        shown = settings.public_url or url
+        click.echo(f"Spacechat is running at {shown}/", err=False)
+        sys.stdout.flush()
+
+    server = HostServer(
+        uvicorn_config(app, host=settings.host, port=settings.port, log_level=settings.log_level),
+        on_started=started,
+        on_stopping=lambda: pm.hook.spacebot_server_stopping(),
+    )
+    await server.serve()
 
 
 @main.command()
@@ -127,7 +164,11 @@ def migrate(config: str | None, data_dir: str | None) -> None:
             await db.close()
 
     try:
-        rows = asyncio.run(run())
+        held = data_dir_lock.acquire(settings.data_path)  # not under a running server
+        try:
+            rows = asyncio.run(run())
+        finally:
+            data_dir_lock.release(held)
     except Exception as exc:
         raise click.ClickException(str(exc)) from None
     for row in rows:
