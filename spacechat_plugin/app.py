@@ -86,7 +86,7 @@ class Spacechat:
         )
         self.ops = Ops(db=self.db, settings=settings.ops, host=host, access=self.access, cards=self.cards)
         self.cards.handlers.extend([self.ops, self.incidents])
-        self.delivery = Delivery(host, self.access, self.cards, self.observe)
+        self.delivery = Delivery(host, self.access, self.cards, self.observe, self.instance)
         self.sdk = SpacechatAPI(
             db=self.db,
             settings=settings,
@@ -128,8 +128,9 @@ class Spacechat:
         if self.db.applied_now:
             logger.info("applied migrations: %s", ", ".join(self.db.applied_now))
         self.instance.org_id = await bootstrap.primary_org(self.db, self.settings.bootstrap)
+        self.instance.agent_orgs = await bootstrap.agent_orgs(self.db, self.instance.org_id, self.settings.agents)
         if self.host is not None:
-            await bootstrap.register_agents(self.db, self.instance.org_id, self.host.agents())
+            await bootstrap.register_agents(self.db, self.instance.org_id, self.instance.agent_orgs, self.host.agents())
         ended = await self.db.write(message_store.interrupt_open_streams)
         if ended:
             logger.warning("%d agent replies were cut by a restart and marked interrupted", len(ended))

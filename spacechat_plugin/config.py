@@ -125,6 +125,9 @@ class AgentConfig(_Section):
     system_prompt: str = ""
     # Tools this agent asks the people in the conversation permission for before each run.
     permission_tools: list[str] = []
+    # The organisation the agent belongs to, by name or id (default: the first organisation).
+    # Its channels, status, queue, usage and operations exist only there (issue 10).
+    org: str = ""
 
 
 class PriceConfig(_Section):

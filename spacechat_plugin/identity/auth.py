@@ -38,7 +38,7 @@ from ..errors import Forbidden, TooManyRequests, Unauthorized
 from ..events import Actor, now_rfc3339
 from ..store import identity
 from ..store.db import Database, loads
-from .permissions import ROLE_SCOPES, Access, Principal
+from .permissions import Access, Principal, granted_scopes
 
 SESSION_COOKIE = "spacechat_session"
 CSRF_HEADER = "x-csrf-token"
@@ -169,7 +169,8 @@ class Authenticator:
         if via_cookie:
             self._check_csrf(conn, session_id)
         self._remember_seen(session_id, now)
-        return self._principal(row, credential="session", credential_id=session_id, scopes=ROLE_SCOPES[row["role"]])
+        scopes = granted_scopes(row["role"], bool(row["instance_admin"]))
+        return self._principal(row, credential="session", credential_id=session_id, scopes=scopes)
 
     async def _from_token(self, secret: str) -> Principal:
         row = await self._cached(f"t:{identity.hash_token(secret)}", lambda: identity.token_with_user(self.db, secret))
@@ -179,7 +180,7 @@ class Authenticator:
             raise Unauthorized("this API token has expired", code="token_expired")
         if row["deactivated_at"] is not None:
             raise Unauthorized("this account is deactivated", code="account_deactivated")
-        scopes = frozenset(loads(row["scopes"])) & ROLE_SCOPES[row["role"]]
+        scopes = frozenset(loads(row["scopes"])) & granted_scopes(row["role"], bool(row["instance_admin"]))
         return self._principal(row, credential="token", credential_id=row["token_id"], scopes=scopes)
 
     async def _cached(self, key: str, load: Callable[[], Awaitable[Any]]) -> Any:

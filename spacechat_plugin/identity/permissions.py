@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Set
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 from ..errors import BadRequest, Forbidden, NotFound
@@ -49,6 +50,8 @@ SCOPES: tuple[str, ...] = (
     "tasks:approve",
     "incidents:read",
     "incidents:manage",
+    "instance:read",
+    "instance:operate",
 )
 
 _EVERYONE = {"channels:read", "messages:read", "messages:write", "files:write", "realtime:subscribe", "agents:read"}
@@ -72,6 +75,18 @@ ROLE_SCOPES: dict[str, frozenset[str]] = {
     "guest": frozenset(_EVERYONE | {"members:read"}),
     "agent": frozenset(_EVERYONE | {"members:read", "tasks:read", "tasks:write"}),
 }
+
+# The instance role: what no organisation's role grants, held by the instance's operators (the
+# first owner, and whoever they grant it with `spacechat instance grant`): instance-wide figures
+# (every organisation's agents, the event log, the realtime gateway) and instance-wide operations
+# (recover the instance, reconnect a provider several organisations share). Issue 10.
+INSTANCE_SCOPES: frozenset[str] = frozenset({"instance:read", "instance:operate"})
+
+
+def granted_scopes(role: str, instance_operator: bool) -> frozenset[str]:
+    """What a person's role grants, and the instance role's scopes when they hold it."""
+    return ROLE_SCOPES[role] | INSTANCE_SCOPES if instance_operator else ROLE_SCOPES[role]
+
 
 # Who may give which role: an owner any; an admin up to admin; nobody else.
 ASSIGNABLE: dict[str, frozenset[str]] = {
@@ -136,6 +151,11 @@ class Principal:
         return self.actor.id or ""
 
 
+# The resource of an instance-wide act (recover the instance, reconnect a shared provider): it
+# belongs to no organisation, and acting on it needs the instance role besides the act's scope.
+INSTANCE: Mapping[str, Any] = MappingProxyType({"kind": "instance"})
+
+
 def can_read_channel(principal: Principal, channel: Mapping[str, Any]) -> bool:
     if channel.get("org_id") != principal.org_id:
         return False
@@ -154,17 +174,26 @@ def check(
     """Allow, or raise NotFound / Forbidden.
 
     :param action: a scope from SCOPES.
-    :param resource: the thing acted on (anything with an `org_id`), or None for the
-        principal's own organisation.
+    :param resource: the thing acted on (anything with an `org_id`), None for the principal's
+        own organisation, or INSTANCE for the whole instance (the act also needs the instance
+        role, `instance:operate`).
     :param channel: the channel the resource lives in (or is), when it lives in one.
     """
     assert action in SCOPES, f"unknown action {action!r}"
+    if resource is INSTANCE:
+        _require(principal, action)
+        _require(principal, "instance:operate")
+        return
     if resource is not None and resource.get("org_id") != principal.org_id:
         raise NotFound("no such resource")
     if channel is not None and not can_read_channel(principal, channel):
         raise NotFound("no such resource")
-    if action not in principal.scopes:
-        raise Forbidden(f"this needs the {action} permission", details={"scope": action})
+    _require(principal, action)
+
+
+def _require(principal: Principal, scope: str) -> None:
+    if scope not in principal.scopes:
+        raise Forbidden(f"this needs the {scope} permission", details={"scope": scope})
 
 
 # Actions anyone may attempt without signing in (each route that allows it says so).
