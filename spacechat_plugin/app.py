@@ -34,10 +34,11 @@ from .realtime.bus import Bus
 from .realtime.streams import Streams
 from .resources import resource
 from .sdk import SpacechatAPI, load_hook_plugins
-from .store import identity, tenancy
+from .store import audit, identity, tenancy
 from .store import lock as data_dir_lock
 from .store import log as event_log
 from .store import messages as message_store
+from .store.anchor import AuditAnchor
 from .store.db import Database
 
 logger = logging.getLogger("spacechat")
@@ -67,6 +68,8 @@ class Spacechat:
         self.streams = Streams(self.bus)
         self.access = Access()
         self.db.on_commit = self._committed
+        self.audit_anchor = AuditAnchor(self.data_dir)
+        self.db.on_audit = self.audit_anchor.record
         self.auth: Authenticator | None = None
         self.hooks = PluginHooks(host.pm if host is not None else None, on_error=_report)
 
@@ -127,6 +130,7 @@ class Spacechat:
         await self.db.open()
         if self.db.applied_now:
             logger.info("applied migrations: %s", ", ".join(self.db.applied_now))
+        self.audit_anchor.catch_up(await audit.head(self.db))
         self.instance.org_id = await bootstrap.primary_org(self.db, self.settings.bootstrap)
         self.instance.agent_orgs = await bootstrap.agent_orgs(self.db, self.instance.org_id, self.settings.agents)
         if self.host is not None:

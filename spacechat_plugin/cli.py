@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
@@ -183,17 +184,134 @@ def audit() -> None:
 @audit.command("verify")
 @click.option("--config", "config", type=click.Path(dir_okay=False), envvar="SPACECHAT_CONFIG")
 @click.option("--data-dir", default=None)
-def audit_verify(config: str | None, data_dir: str | None) -> None:
-    """Check the audit log's hash chain; name the first broken link (exit status 1)."""
+@click.option(
+    "--expect",
+    "witnessed",
+    multiple=True,
+    help="A head an external witness kept (ROW:HASH, from `spacechat audit head`); may repeat.",
+)
+def audit_verify(config: str | None, data_dir: str | None, witnessed: tuple[str, ...]) -> None:
+    """Check the audit log's hash chain, then the chain against its checkpoints (and any heads
+    given with --expect); name what was done to it (exit status 1)."""
+    from .store import anchor
     from .store import audit as audit_log
 
     settings, _ = _settings(config, {"data_dir": data_dir})
+    rows = [dict(row) for row in audit_log.read_rows(_database(settings))]
+    checked, broken = audit_log.verify_rows(rows)
+    if broken is not None:
+        click.echo(f"audit log: BROKEN at row {broken.row_id}: {broken.reason} ({checked} rows before it check out)")
+        sys.exit(1)
+    try:
+        witnesses = [anchor.parse_witness(text) for text in witnessed]
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    checkpoints = anchor.read_checkpoints(settings.data_path / anchor.CHECKPOINTS) + witnesses
+    if rows and not checkpoints:
+        click.echo(
+            f"audit log: UNANCHORED: {len(rows)} rows and no checkpoint ({anchor.CHECKPOINTS} is missing): "
+            "truncation and re-chaining cannot be checked"
+        )
+        sys.exit(1)
+    problem = anchor.check(rows, checkpoints)
+    if problem is not None:
+        click.echo(f"audit log: {problem}")
+        sys.exit(1)
+    newest = max((c.row_id for c in checkpoints), default=0)
+    click.echo(f"audit log: {checked} rows, chain intact, anchored at row {newest} ({len(checkpoints)} checkpoints)")
+
+
+@audit.command("head")
+@click.option("--config", "config", type=click.Path(dir_okay=False), envvar="SPACECHAT_CONFIG")
+@click.option("--data-dir", default=None)
+def audit_head(config: str | None, data_dir: str | None) -> None:
+    """Print the audit log's head as ROW:HASH, for an external witness to keep (and to give back
+    to `audit verify --expect`)."""
+    from .store import audit as audit_log
+
+    settings, _ = _settings(config, {"data_dir": data_dir})
+    rows = audit_log.read_rows(_database(settings))
+    if not rows:
+        raise click.ClickException("the audit log is empty")
+    click.echo(f"{rows[-1]['id']}:{rows[-1]['hash']}")
+
+
+def _database(settings: Settings) -> Path:
     path = settings.data_path / "spacechat.db"
     if not path.exists():
         raise click.ClickException(f"no database at {path}")
-    checked, broken = audit_log.verify_file(path)
-    if broken is None:
-        click.echo(f"audit log: {checked} rows, chain intact")
-        return
-    click.echo(f"audit log: BROKEN at row {broken.row_id}: {broken.reason} ({checked} rows before it check out)")
-    sys.exit(1)
+    return path
+
+
+@main.group()
+def instance() -> None:
+    """The instance role: who may act on the whole instance (every organisation's agents, recover,
+    shared providers, instance-wide metrics). Safe beside a running server."""
+
+
+@instance.command("grant")
+@click.argument("email")
+@click.option("--org", default=None, help="The person's organisation (name or id), when the email is in several.")
+@click.option("--config", "config", type=click.Path(dir_okay=False), envvar="SPACECHAT_CONFIG")
+@click.option("--data-dir", default=None)
+def instance_grant(email: str, org: str | None, config: str | None, data_dir: str | None) -> None:
+    """Give a person the instance role (audited)."""
+    _set_instance_role(email, org, config, data_dir, granted=True)
+
+
+@instance.command("revoke")
+@click.argument("email")
+@click.option("--org", default=None, help="The person's organisation (name or id), when the email is in several.")
+@click.option("--config", "config", type=click.Path(dir_okay=False), envvar="SPACECHAT_CONFIG")
+@click.option("--data-dir", default=None)
+def instance_revoke(email: str, org: str | None, config: str | None, data_dir: str | None) -> None:
+    """Take the instance role from a person (audited)."""
+    _set_instance_role(email, org, config, data_dir, granted=False)
+
+
+@instance.command("list")
+@click.option("--config", "config", type=click.Path(dir_okay=False), envvar="SPACECHAT_CONFIG")
+@click.option("--data-dir", default=None)
+def instance_list(config: str | None, data_dir: str | None) -> None:
+    """Who holds the instance role."""
+    from .store import operators
+
+    settings, _ = _settings(config, {"data_dir": data_dir})
+    for person in asyncio.run(_with_database(settings, operators.holders)):
+        click.echo(f"{person['email']}  {person['name']}  ({person['org_name']}, {person['org_id']})")
+
+
+def _set_instance_role(email: str, org: str | None, config: str | None, data_dir: str | None, *, granted: bool) -> None:
+    import getpass
+
+    from .store import operators
+
+    settings, _ = _settings(config, {"data_dir": data_dir})
+
+    def change(tx: Any) -> str:
+        people = operators.people_with_email(tx, email, org)
+        if not people:
+            raise click.ClickException(f"nobody active has the email {email}" + (f" in {org}" if org else ""))
+        if len(people) > 1:
+            raise click.ClickException(f"{email} is in several organisations; name one with --org")
+        changed = operators.set_role(tx, people[0], granted=granted, by=getpass.getuser())
+        state = "now holds" if granted else "no longer holds"
+        return f"{email} ({people[0]['org_name']}) {state} the instance role" + ("" if changed else " (unchanged)")
+
+    click.echo(asyncio.run(_with_database(settings, lambda db: db.write(change))))
+
+
+async def _with_database(settings: Settings, work: Any) -> Any:
+    """Open the database beside a running server or without one (no event is written), anchor
+    any audit row the work appends, close."""
+    from .resources import resource
+    from .store.anchor import AuditAnchor
+    from .store.db import Database
+
+    db = Database(_database(settings), migrations=resource("migrations"), read_connections=1)
+    db.on_audit = AuditAnchor(settings.data_path).record
+    await db.open()
+    try:
+        return await work(db)
+    finally:
+        await db.close()
