@@ -19,13 +19,14 @@ from typing import Any
 from .agents.activity import Activity
 from .agents.delivery import Delivery
 from .agents.replies import ReplyStreams
+from .api import route_scopes
 from .cards.service import CardService
 from .config import Settings
 from .events import Event
 from .hookspecs import HostAPI, PluginHooks
 from .identity import bootstrap
 from .identity.auth import Authenticator, load_or_create_secret
-from .identity.permissions import Access, event_class
+from .identity.permissions import Access, event_rules
 from .instance import Instance
 from .operations.incidents import Incidents
 from .operations.observability import Observability
@@ -64,9 +65,14 @@ class Spacechat:
             synchronous=settings.storage.synchronous,
             read_connections=settings.storage.read_connections,
         )
-        self.bus = Bus(ring_size=settings.realtime.ring_size, max_lag=settings.realtime.max_lag, classify=event_class)
+        # A realtime event reaches whoever the matching REST read would answer (issue 10).
+        self.access = Access(event_rules(route_scopes()))
+        self.bus = Bus(
+            ring_size=settings.realtime.ring_size,
+            max_lag=settings.realtime.max_lag,
+            classify=self.access.event_class,
+        )
         self.streams = Streams(self.bus)
-        self.access = Access()
         self.db.on_commit = self._committed
         self.audit_anchor = AuditAnchor(self.data_dir)
         self.db.on_audit = self.audit_anchor.record

@@ -336,3 +336,52 @@ def wait_for_message(server: Server, thread_id: str, predicate: Any, timeout: fl
         return next((m for m in history if predicate(m)), None)
 
     return dict(wait_until(found, timeout=timeout))
+
+
+SPACEBOT_AGENT = (
+    '[[agents]]\nid = "spacebot"\nname = "Spacebot"\nprovider = "scripted"\nmodel = "scripted-1"\n'
+    'channels = ["spacebot"]\n'
+)
+
+
+def agent_toml(agent_id: str, *, org: str = "", provider: str = "scripted", channels: tuple[str, ...] = ()) -> str:
+    """An `[[agents]]` table (a config that has one replaces the default agents: add SPACEBOT_AGENT)."""
+    names = ", ".join(f'"{name}"' for name in channels)
+    return (
+        f'[[agents]]\nid = "{agent_id}"\nname = "{agent_id.title()}"\nprovider = "{provider}"\n'
+        f'model = "scripted-1"\norg = "{org}"\nchannels = [{names}]\n'
+    )
+
+
+def other_org(server: Server, name: str, email: str) -> Person:
+    """Another organisation on the instance (made by its first owner) and that organisation's
+    owner, signed in through the setup link it returns."""
+    with httpx.Client(base_url=server.url, headers=server.auth, timeout=30) as client:
+        created = client.post("/v1/orgs", json={"name": name})
+        assert created.status_code == 201, created.text
+        owner = client.post(
+            "/v1/auth/setup",
+            json={
+                "token": created.json()["setup_token"],
+                "email": email,
+                "name": f"{name} Owner",
+                "password": PASSWORD,
+                "return_token": True,
+            },
+            headers={"Authorization": ""},
+        )
+        assert owner.status_code == 201, owner.text
+    return Person(owner.json()["user"], owner.json()["session_token"])
+
+
+def two_org_server(data_dir: Path, extra: str = "", **sections: Any) -> tuple[Server, Person]:
+    """A server with a second organisation, Globex, whose own agent `globex-bot` (provider
+    `scripted-b`) answers in Globex's #general; the first organisation keeps `spacebot`."""
+    sections.setdefault("providers__scripted-b", {"kind": "scripted", "chars_per_second": 4000})
+    server = Server(data_dir, toml_config(extra, **sections)).start()
+    globex = other_org(server, "Globex", "owner@globex.example")
+    server.stop()
+    agents = SPACEBOT_AGENT + agent_toml("globex-bot", org="Globex", provider="scripted-b", channels=("general",))
+    server.config_text = toml_config(extra + "\n" + agents, **sections)
+    server.start()
+    return server, globex

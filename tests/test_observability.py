@@ -218,8 +218,9 @@ async def test_every_operation_by_every_role(tmp_path: Path, model: FakeOpenAI) 
         with httpx.Client(base_url=server.url, headers=people["admin"].auth) as client:
             # The server reads a credential's row again within seconds (identity/auth.py).
             recovered = wait_until(
-                lambda: (r := client.post("/v1/ops/instance/recover", json={"reason": "granted"})).status_code == 200
-                and r
+                lambda: (
+                    (r := client.post("/v1/ops/instance/recover", json={"reason": "granted"})).status_code == 200 and r
+                )
             )
             assert recovered.json()["outcome"] == "ok", recovered.text
         with httpx.Client(base_url=server.url, headers=people["operator"].auth) as client:

@@ -170,3 +170,17 @@ def routes(app: Context) -> list[BaseRoute]:
         Route("/metrics", build_api(app, [Route("/metrics", metrics.metrics, methods=["GET"])])),
         Mount("/", app=WebUI()),
     ]
+
+
+def route_scopes(routes: Sequence[BaseRoute] = V1_ROUTES) -> dict[str, str]:
+    """Each route's scope as its `@operation` states it, by `"METHOD /v1/path"`: the table the
+    permission matrix is generated from, and the realtime event rules too (identity/permissions.py
+    EVENT_READS), so the two cannot drift apart."""
+    scopes: dict[str, str] = {}
+    for route in routes:
+        if isinstance(route, Route):
+            operation = getattr(route.endpoint, "__spacechat_operation__", None)
+            for method in (route.methods or set()) - {"HEAD"}:
+                if operation is not None and operation.scope:
+                    scopes[f"{method} /v1{route.path}"] = operation.scope
+    return scopes
