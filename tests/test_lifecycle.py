@@ -8,6 +8,7 @@ import asyncio
 import subprocess
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -114,72 +115,77 @@ def test_a_later_start_up_error_closes_what_it_opened(tmp_path: Path) -> None:
     Server(tmp_path / "data", toml_config()).start().stop()
 
 
-@pytest.mark.slow
-async def test_sigterm_with_a_thousand_streams_exits_promptly_losing_nothing(tmp_path: Path) -> None:
-    server = Server(tmp_path / "data", toml_config(runtime={"mode": "none"})).start()
-    general = server.channel_id("general")
-    limits = httpx.Limits(max_connections=1100, max_keepalive_connections=0)
-    acked: dict[str, str] = {}
-    streams_open = 0
-    all_open = asyncio.Event()
-    ended: list[float] = []
+@dataclass
+class Load:
+    """1,000 open SSE streams and senders in flight, as the SIGTERM test holds them."""
 
-    async def listen(client: httpx.AsyncClient) -> None:
-        nonlocal streams_open
+    server: Server
+    general: str
+    acked: dict[str, str] = field(default_factory=dict)
+    open_streams: int = 0
+    all_open: asyncio.Event = field(default_factory=asyncio.Event)
+    ended: int = 0
+    stop_sending: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def listen(self, client: httpx.AsyncClient, wanted: int) -> None:
         try:
             async with client.stream("GET", "/v1/realtime/sse") as response:
                 assert response.status_code == 200
-                streams_open += 1
-                if streams_open == 1000:
-                    all_open.set()
+                self.open_streams += 1
+                if self.open_streams == wanted:
+                    self.all_open.set()
                 async for _ in response.aiter_bytes():
                     pass
         except httpx.HTTPError:
             pass
-        ended.append(time.monotonic())
+        self.ended += 1
 
-    stop_sending = asyncio.Event()
-
-    async def send(client: httpx.AsyncClient, worker: int) -> None:
+    async def send(self, client: httpx.AsyncClient, worker: int) -> None:
         i = 0
-        while not stop_sending.is_set():
+        while not self.stop_sending.is_set():
             text = f"s{worker}-{i}"
             try:
-                response = await client.post(f"/v1/channels/{general}/messages", json={"text": text})
+                response = await client.post(f"/v1/channels/{self.general}/messages", json={"text": text})
             except httpx.HTTPError:
                 return
             if response.status_code == 201:
-                acked[text] = response.json()["message"]["id"]
+                self.acked[text] = response.json()["message"]["id"]
             i += 1
 
+
+@pytest.mark.slow
+async def test_sigterm_with_a_thousand_streams_exits_promptly_losing_nothing(tmp_path: Path) -> None:
+    server = Server(tmp_path / "data", toml_config(runtime={"mode": "none"})).start()
+    load = Load(server, server.channel_id("general"))
+    limits = httpx.Limits(max_connections=1100, max_keepalive_connections=0)
     async with (
         httpx.AsyncClient(base_url=server.url, headers=server.auth, timeout=60, limits=limits) as streams,
         httpx.AsyncClient(base_url=server.url, headers=server.auth, timeout=60) as senders,
     ):
-        listeners = [asyncio.create_task(listen(streams)) for _ in range(1000)]
+        listeners = [asyncio.create_task(load.listen(streams, 1000)) for _ in range(1000)]
         async with asyncio.timeout(120):
-            await all_open.wait()
-        sending = [asyncio.create_task(send(senders, w)) for w in range(8)]
+            await load.all_open.wait()
+        sending = [asyncio.create_task(load.send(senders, w)) for w in range(8)]
         async with asyncio.timeout(30):
-            while len(acked) < 40:
+            while len(load.acked) < 40:
                 await asyncio.sleep(0.02)
         assert server.process is not None
         signalled = time.monotonic()
         server.process.terminate()
         code = await asyncio.to_thread(server.process.wait, 30)
         took = time.monotonic() - signalled
-        stop_sending.set()
+        load.stop_sending.set()
         await asyncio.gather(*sending)
         async with asyncio.timeout(30):
             await asyncio.gather(*listeners)
     server.stop()
     assert code == 0
     assert took < 5, f"the server took {took:.1f} s to stop with 1,000 open streams"
-    assert len(ended) == 1000, "every stream ended"
+    assert load.ended == 1000, "every stream ended"
     server.start()
     try:
         with server.sync_client() as client:
-            for text, message_id in acked.items():
+            for text, message_id in load.acked.items():
                 got = client.get(f"/v1/messages/{message_id}")
                 assert got.status_code == 200 and got.json()["message"]["text"] == text, text
     finally:

@@ -207,9 +207,10 @@ async def test_every_operation_by_every_role(tmp_path: Path, model: FakeOpenAI) 
                     assert response.status_code in (403, 404), (action, role, response.status_code)
                     assert audit_count(server) == audit_before, "a refused operation leaves no trace but this"
         # Once the instance's operator grants the admin the instance role, the admin may recover.
-        granted = subprocess.run(
-            [sys.executable, "-m", "spacechat_plugin", "instance", "grant", people["admin"].user["email"]]
-            + ["--data-dir", str(server.data_dir)],
+        command = ["instance", "grant", people["admin"].user["email"], "--data-dir", str(server.data_dir)]
+        granted = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "spacechat_plugin", *command],
             capture_output=True,
             text=True,
             timeout=30,

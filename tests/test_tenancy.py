@@ -99,11 +99,12 @@ def test_a_shared_provider_needs_the_instance_role(world: tuple[Server, Person])
     server, globex = world
     # globex-bot's provider is Globex's alone; spacebot's is ours. None is shared: the first
     # owner (instance role) may reconnect either, Globex's owner only its own (above).
+    probe = {"reason": "probing"}
     with server.sync_client() as client:
-        assert client.post("/v1/ops/providers/scripted-b/reconnect", json={"reason": "probing"}).json()["outcome"] == "ok"
-        assert client.post("/v1/ops/providers/nowhere/reconnect", json={"reason": "probing"}).json()["outcome"] == "failed"
+        assert client.post("/v1/ops/providers/scripted-b/reconnect", json=probe).json()["outcome"] == "ok"
+        assert client.post("/v1/ops/providers/nowhere/reconnect", json=probe).json()["outcome"] == "failed"
     with httpx.Client(base_url=server.url, headers=globex.auth) as them:
-        assert them.post("/v1/ops/providers/nowhere/reconnect", json={"reason": "probing"}).status_code == 404
+        assert them.post("/v1/ops/providers/nowhere/reconnect", json=probe).status_code == 404
 
 
 def test_agents_hear_only_their_own_organisation(world: tuple[Server, Person]) -> None:
