@@ -204,7 +204,9 @@ class Spacechat:
         self.streams.end(key)
 
     def begin_shutdown(self) -> None:
-        """End every realtime stream so the server can stop (SSE never ends by itself)."""
+        """End every realtime stream so the server can stop (SSE never ends by itself); replies
+        the host cuts from now on were interrupted by the stop."""
+        self.replies.stopping = True
         self.bus.close_all()
 
     async def stop(self) -> None:
@@ -212,8 +214,8 @@ class Spacechat:
         await self._cancel_background()
         self._unregister_plugins()
         await self.replies.flush()
-        if self._tasks:
-            await asyncio.wait(self._tasks, timeout=5)
+        if self._tasks:  # hand-offs to the host under way (deliveries): brief, but let them end
+            await asyncio.wait(self._tasks, timeout=1)
         await self._close()
 
     async def _cancel_background(self) -> None:

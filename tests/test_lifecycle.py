@@ -170,10 +170,17 @@ async def test_sigterm_with_a_thousand_streams_exits_promptly_losing_nothing(tmp
             while len(load.acked) < 40:
                 await asyncio.sleep(0.02)
         assert server.process is not None
-        signalled = time.monotonic()
-        server.process.terminate()
-        code = await asyncio.to_thread(server.process.wait, 30)
-        took = time.monotonic() - signalled
+        process = server.process
+
+        def stopped() -> tuple[int, float]:
+            """SIGTERM, and how long until the process is gone (timed on this thread: the test's
+            own loop is busy with a thousand streams ending)."""
+            signalled = time.monotonic()
+            process.terminate()
+            code = process.wait(30)
+            return code, time.monotonic() - signalled
+
+        code, took = await asyncio.to_thread(stopped)
         load.stop_sending.set()
         await asyncio.gather(*sending)
         async with asyncio.timeout(30):
@@ -188,5 +195,56 @@ async def test_sigterm_with_a_thousand_streams_exits_promptly_losing_nothing(tmp
             for text, message_id in load.acked.items():
                 got = client.get(f"/v1/messages/{message_id}")
                 assert got.status_code == 200 and got.json()["message"]["text"] == text, text
+    finally:
+        server.stop()
+
+
+@pytest.mark.slow
+async def test_sigterm_mid_reply_with_a_browser_like_client_stops_promptly(tmp_path: Path) -> None:
+    """The probe's case: a browser holds an SSE stream and a WebSocket while an agent reply
+    streams. SIGTERM ends both streams, stops within 5 s, and the cut reply is `interrupted` with
+    the text so far (a clean stop, not the agent's error)."""
+    from websockets.asyncio.client import connect
+    from websockets.exceptions import ConnectionClosed
+
+    server = Server(tmp_path / "data", toml_config(providers__scripted={"chars_per_second": 60})).start()
+    spacebot = server.channel_id("spacebot")
+    async with server.client() as client:
+        asked = await client.post(f"/v1/channels/{spacebot}/messages", json={"text": "tell me about yourself"})
+        thread_id = asked.json()["thread"]["id"]
+        url = server.url.replace("http://", "ws://") + "/v1/realtime/ws"
+        async with (
+            client.stream("GET", "/v1/realtime/sse") as sse,
+            connect(url, additional_headers=server.auth) as ws,
+        ):
+            with server.sync_client() as sync:
+                streaming = await asyncio.to_thread(
+                    wait_for_reply, sync, thread_id, lambda m: m["state"] == "streaming" and m["text"]
+                )
+            process = server.process
+            assert process is not None
+
+            def stopped() -> tuple[int, float]:
+                signalled = time.monotonic()
+                process.terminate()
+                return process.wait(30), time.monotonic() - signalled
+
+            code, took = await asyncio.to_thread(stopped)
+            async with asyncio.timeout(5):
+                async for _ in sse.aiter_bytes():
+                    pass
+                with pytest.raises(ConnectionClosed) as closed:
+                    async for _ in ws:
+                        pass
+            # 1012: the service restarts, come back (the UI reconnects and resumes).
+            assert closed.value.rcvd is not None and closed.value.rcvd.code in (1000, 1001, 1012)
+    server.stop()
+    assert code == 0 and took < 5, f"exit {code} after {took:.1f} s"
+    server.start()
+    try:
+        with server.sync_client() as client:
+            after = client.get(f"/v1/messages/{streaming['id']}").json()["message"]
+        assert after["state"] == "failed" and after["failure_reason"] == "interrupted", after
+        assert after["text"].startswith(streaming["text"])
     finally:
         server.stop()

@@ -54,6 +54,24 @@ def holder_pid(data_dir: Path) -> int | None:
     return int(text) if text.isdigit() else None
 
 
+def ensure_free(data_dir: Path) -> None:
+    """Raise DataDirBusy when another process holds the directory's lock; create nothing (the
+    quick check before a slow start: `acquire` is what holds it)."""
+    path = data_dir.expanduser().resolve() / LOCK_NAME
+    if path.resolve().parent in _held:
+        return
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise DataDirBusy(path.parent, holder_pid(path.parent)) from None
+    finally:
+        os.close(fd)
+
+
 def acquire(data_dir: Path) -> Path:
     """Take the data directory's lock (creating the directory); raise DataDirBusy at once when
     another process holds it. Returns the resolved directory, the key for `release`."""
