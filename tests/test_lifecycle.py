@@ -242,8 +242,8 @@ async def test_sigterm_mid_reply_with_a_browser_like_client_stops_promptly(tmp_p
     assert code == 0 and took < 5, f"exit {code} after {took:.1f} s"
     server.start()
     try:
-        with server.sync_client() as client:
-            after = client.get(f"/v1/messages/{streaming['id']}").json()["message"]
+        with server.sync_client() as again:
+            after = again.get(f"/v1/messages/{streaming['id']}").json()["message"]
         assert after["state"] == "failed" and after["failure_reason"] == "interrupted", after
         assert after["text"].startswith(streaming["text"])
     finally:
