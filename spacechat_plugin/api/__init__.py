@@ -5,12 +5,14 @@ Routes are lists (STYLE.md 5); every endpoint asks permissions.check before acti
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.routing import BaseRoute, Mount, Route, Router, WebSocketRoute
+from starlette.routing import BaseRoute, Match, Mount, Route, Router, WebSocketRoute
 from starlette.types import Receive, Scope, Send
 
 from . import (
@@ -137,9 +139,24 @@ class IndexedRouter(Router):
             if group is not None:
                 if "router" not in scope:
                     scope["router"] = self
+                _refuse_wrong_method(group, scope)
                 await group.app(scope, receive, send)
                 return
         await super().app(scope, receive, send)
+
+
+def _refuse_wrong_method(group: Router, scope: Scope) -> None:
+    """405 with every method the path answers to in `Allow`: Starlette names only the first
+    route's whose path matched (`PUT /v1/channels` said `Allow: GET, HEAD`, issue 10)."""
+    allowed: set[str] = set()
+    for route in group.routes:
+        match, _ = route.matches(scope)
+        if match is Match.FULL:
+            return
+        if match is Match.PARTIAL and isinstance(route, Route):
+            allowed |= route.methods or set()
+    if allowed and scope["type"] == "http":
+        raise HTTPException(status_code=405, headers={"Allow": ", ".join(sorted(allowed))})
 
 
 def _route_path(scope: Scope) -> str:
@@ -165,11 +182,18 @@ def routes(app: Context) -> list[BaseRoute]:
     from .webui import WebUI
 
     return [
-        Mount("/v1", app=build_api(app)),
+        _any_path(Mount("/v1", app=build_api(app))),
         # An ASGI app as a Route's endpoint sees the whole path, so /metrics matches exactly.
         Route("/metrics", build_api(app, [Route("/metrics", metrics.metrics, methods=["GET"])])),
-        Mount("/", app=WebUI()),
+        _any_path(Mount("/", app=WebUI())),
     ]
+
+
+def _any_path(mount: Mount) -> Mount:
+    """A mount that takes every path under it: Starlette's pattern stops at a newline, so
+    `/v1/channels/a%0Ab` matched nothing and the host answered a text 404 (issue 10)."""
+    mount.path_regex = re.compile(mount.path_regex.pattern, re.DOTALL)
+    return mount
 
 
 def route_scopes(routes: Sequence[BaseRoute] = V1_ROUTES) -> dict[str, str]:

@@ -13,11 +13,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import orjson
 from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException
-from starlette.requests import HTTPConnection, Request
+from starlette.requests import ClientDisconnect, HTTPConnection, Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..errors import BadRequest, PayloadTooLarge, SpacechatError, UnsupportedMediaType
+from ..errors import BadRequest, PayloadTooLarge, SpacechatError, Unprocessable, UnsupportedMediaType
 from ..events import current_request_id, new_id
 from ..identity.permissions import Principal, check
 from ..store import audit, tenancy
@@ -118,11 +118,11 @@ async def read_json(request: Request, model: type[M], *, max_bytes: int) -> M:
         return model.model_validate(data)
     except ValidationError as exc:
         details = validation_details(exc)
-        raise BadRequest(
-            f"the body is not valid: {details[0]['path']}: {details[0]['message']}",
-            code="invalid_request",
-            details=details,
-        ) from None
+        message = f"the body is not valid: {details[0]['path']}: {details[0]['message']}"
+        if all(item["type"] == "unsafe_text" for item in exc.errors()):
+            # Well-formed, but text people would read says something else than it shows.
+            raise Unprocessable(message, code="unsafe_text", details=details) from None
+        raise BadRequest(message, code="invalid_request", details=details) from None
 
 
 # --- query parameters ----------------------------------------------------------------------
@@ -288,6 +288,9 @@ class RequestIdMiddleware:
 
         try:
             await self.app(scope, receive, send_with_id)
+        except ClientDisconnect:
+            # The client hung up before its body arrived: nobody to answer, and not our error.
+            log.info("the client disconnected before sending its whole request")
         except Exception:
             log.exception("unhandled error")
             if scope["type"] == "http" and not started:

@@ -2,13 +2,39 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import re
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic_core import PydanticCustomError
 
 KEY_PATTERN = r"^[A-Za-z0-9._:~-]{1,128}$"
 CHANNEL_NAME = r"^[a-z0-9][a-z0-9_-]{0,79}$"
 CATEGORIES = ("agents", "departments", "ops", "incidents", "projects")
+
+
+# Text that people read as a name or a title: no control characters (line breaks included) and no
+# bidirectional overrides or isolates, which make a name display as something else ("‮gnp.exe"
+# shows as "exe.png"). Refused with 422 `unsafe_text` (issue 10), as channel names always were.
+UNSAFE_CHARACTERS = "\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069"
+_UNSAFE = re.compile(f"[{UNSAFE_CHARACTERS}]")
+
+
+def _readable(value: str) -> str:
+    found = _UNSAFE.search(value)
+    if found is not None:
+        raise PydanticCustomError(
+            "unsafe_text",
+            "contains a control or bidirectional-override character (U+{code})",
+            {"code": f"{ord(found.group()):04X}"},
+        )
+    return value
+
+
+# The pattern only documents the rule in the OpenAPI document; the validator enforces it (422).
+ReadableText = Annotated[
+    str, AfterValidator(_readable), Field(json_schema_extra={"pattern": f"^[^{UNSAFE_CHARACTERS}]*$"})
+]
 
 
 class Body(BaseModel):
@@ -29,7 +55,7 @@ class PostMessage(Body):
 
 class CreateChannel(Body):
     name: str = Field(pattern=CHANNEL_NAME, description="Lower-case letters, digits, '-' and '_'; unique in the org.")
-    topic: str = Field("", max_length=250)
+    topic: ReadableText = Field("", max_length=250)
     category: Literal["agents", "departments", "ops", "incidents", "projects"] = "departments"
     private: bool = False
     team_id: str | None = None
@@ -43,9 +69,9 @@ INVITABLE_ROLE = Literal["admin", "operator", "member", "guest"]
 class Setup(Body):
     token: str = Field(min_length=1, max_length=200)
     email: str = Field(pattern=EMAIL, max_length=254)
-    name: str = Field(min_length=1, max_length=80)
+    name: ReadableText = Field(min_length=1, max_length=80)
     password: str = Field(min_length=1, max_length=1024)
-    device_name: str = Field("browser", max_length=80)
+    device_name: ReadableText = Field("browser", max_length=80)
     return_token: bool = False
 
 
@@ -53,7 +79,7 @@ class Login(Body):
     email: str = Field(min_length=1, max_length=254)
     password: str = Field(min_length=1, max_length=1024)
     org_id: str | None = None
-    device_name: str = Field("browser", max_length=80)
+    device_name: ReadableText = Field("browser", max_length=80)
     return_token: bool = Field(False, description="Also return the session reference, for non-browser clients.")
 
 
@@ -64,9 +90,9 @@ class InvitationToken(Body):
 class AcceptInvitation(Body):
     token: str = Field(min_length=1, max_length=200)
     email: str = Field(pattern=EMAIL, max_length=254)
-    name: str = Field(min_length=1, max_length=80)
+    name: ReadableText = Field(min_length=1, max_length=80)
     password: str = Field(min_length=1, max_length=1024)
-    device_name: str = Field("browser", max_length=80)
+    device_name: ReadableText = Field("browser", max_length=80)
     return_token: bool = False
 
 
@@ -78,13 +104,13 @@ class CreateInvitation(Body):
 
 
 class CreateToken(Body):
-    name: str = Field(min_length=1, max_length=80)
+    name: ReadableText = Field(min_length=1, max_length=80)
     scopes: list[str] = Field(min_length=1, max_length=40)
     expires_in_days: float | None = Field(None, gt=0, le=3650)
 
 
 class CreateBot(Body):
-    name: str = Field(min_length=1, max_length=80)
+    name: ReadableText = Field(min_length=1, max_length=80)
     scopes: list[str] | None = Field(None, max_length=40)
     expires_in_days: float | None = Field(None, gt=0, le=3650)
 
@@ -94,22 +120,22 @@ class ChangeRole(Body):
 
 
 class UpdateMe(Body):
-    name: str | None = Field(None, min_length=1, max_length=80)
+    name: ReadableText | None = Field(None, min_length=1, max_length=80)
     password: str | None = Field(None, min_length=1, max_length=1024)
     current_password: str | None = Field(None, max_length=1024)
 
 
 class CreateTeam(Body):
-    name: str = Field(min_length=1, max_length=80)
+    name: ReadableText = Field(min_length=1, max_length=80)
 
 
 class CreateOrg(Body):
-    name: str = Field(min_length=1, max_length=80)
+    name: ReadableText = Field(min_length=1, max_length=80)
 
 
 class UpdateChannel(Body):
     name: str | None = Field(None, pattern=CHANNEL_NAME)
-    topic: str | None = Field(None, max_length=250)
+    topic: ReadableText | None = Field(None, max_length=250)
     category: Literal["agents", "departments", "ops", "incidents", "projects"] | None = None
     archived: bool | None = None
 
@@ -127,7 +153,7 @@ TASK_STATUS = Literal["pending_approval", "backlog", "ready", "in_progress", "do
 
 
 class CreateTask(Body):
-    title: str = Field(min_length=1, max_length=200)
+    title: ReadableText = Field(min_length=1, max_length=200)
     description: str = Field("", max_length=20_000)
     team_id: str | None = None
     channel_id: str | None = Field(None, description="The task's home channel; a task card is posted there.")
@@ -138,7 +164,7 @@ class CreateTask(Body):
 
 
 class UpdateTask(Body):
-    title: str | None = Field(None, min_length=1, max_length=200)
+    title: ReadableText | None = Field(None, min_length=1, max_length=200)
     description: str | None = Field(None, max_length=20_000)
     priority: PRIORITY | None = None
     status: TASK_STATUS | None = None
@@ -177,7 +203,7 @@ class OpsDecision(Body):
 
 
 class CreateIncident(Body):
-    title: str = Field(min_length=1, max_length=300)
+    title: ReadableText = Field(min_length=1, max_length=300)
     severity: Literal["critical", "major", "minor"] = "major"
     details: str = Field("", max_length=5000)
 

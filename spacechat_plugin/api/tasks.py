@@ -84,7 +84,7 @@ async def create_task(request: Request) -> Response:
     who = await principal(request)
     body = await read_json(request, CreateTask, max_bytes=64 * 1024)
     channel = None
-    if body.channel_id:
+    if body.channel_id is not None:  # "" names no channel: 400, never a 500 from the store (issue 10)
         channel = await channel_of(app, body.channel_id)
         if channel is None:
             raise BadRequest("no such channel", details=[{"path": "channel_id", "message": "unknown"}])
@@ -101,7 +101,7 @@ async def create_task(request: Request) -> Response:
             tx,
             org_id=who.org_id,
             team_id=team_id,
-            channel_id=body.channel_id,
+            channel_id=channel["id"] if channel else None,
             title=body.title,
             description=body.description,
             status=body.status,
