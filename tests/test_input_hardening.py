@@ -44,9 +44,10 @@ def test_routing_errors_are_json_with_a_correct_allow(shared_server: Server) -> 
         assert_json_error(client.delete("/v1/me"), 405)
 
 
-def test_an_empty_channel_id_is_a_clear_400(shared_server: Server) -> None:
+def test_an_empty_channel_id_is_a_clear_404_naming_it(shared_server: Server) -> None:
     with shared_server.sync_client() as client:
-        error = assert_json_error(client.post("/v1/tasks", json={"title": "x", "channel_id": ""}), 400)
+        # It was a 500 (`FOREIGN KEY constraint failed`); no channel has that id: 404, as any other.
+        error = assert_json_error(client.post("/v1/tasks", json={"title": "x", "channel_id": ""}), 404)
         assert error["details"] == [{"path": "channel_id", "message": "unknown"}]
 
 

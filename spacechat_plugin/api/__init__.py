@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.routing import BaseRoute, Match, Mount, Route, Router, WebSocketRoute
+from starlette.routing import BaseRoute, Match, Mount, Route, Router
 from starlette.types import Receive, Scope, Send
 
 from . import (
@@ -111,7 +111,7 @@ V1_ROUTES: list[BaseRoute] = [
     Route("/uploads", attachments.upload, methods=["POST"]),
     Route("/attachments/{attachment_id}", attachments.download, methods=["GET"]),
     Route("/realtime/sse", realtime.sse, methods=["GET"]),
-    WebSocketRoute("/realtime/ws", realtime.ws),
+    realtime.WebSocketEndpoint("/realtime/ws", realtime.ws),
     Route("/openapi.json", openapi.document, methods=["GET"]),
 ]
 

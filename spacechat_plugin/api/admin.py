@@ -8,7 +8,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ..errors import BadRequest, Conflict, Forbidden, NotFound
+from ..errors import Conflict, Forbidden, NotFound
 from ..identity.permissions import Principal, check
 from ..store import audit, identity, tenancy
 from ..store.db import WriteTx
@@ -105,7 +105,7 @@ async def add_member(request: Request) -> Response:
     body = await read_json(request, AddMember, max_bytes=8 * 1024)
     user = await identity.get_user(app.db, body.user_id)
     if user is None or user["org_id"] != who.org_id or user["deactivated"]:
-        raise BadRequest("no such member", code="unknown_user", details=[{"path": "user_id", "message": "unknown"}])
+        raise NotFound("no such member", code="unknown_user", details=[{"path": "user_id", "message": "unknown"}])
 
     def add(tx: WriteTx) -> bool:
         added = identity.add_member(tx, channel, user["id"], who.actor)

@@ -62,9 +62,8 @@ def clean_filename(raw: str | None) -> str:
         raise BadRequest("give the file's name as ?filename=", details=[{"path": "filename", "message": "required"}])
     name = unicodedata.normalize("NFC", raw).replace("\\", "/").split("/")[-1]
     name = "".join(ch for ch in name if unicodedata.category(ch)[0] != "C").strip().strip(".")
-    if not name:
-        raise BadRequest("the file name is empty once cleaned", details=[{"path": "filename", "message": "invalid"}])
-    return name[:255]
+    # Nothing left of it (only dots, spaces or invisible characters): a name all the same.
+    return name[:255] or "untitled"
 
 
 def _path(root: Path, attachment_id: str) -> Path:
@@ -108,7 +107,8 @@ class _Spool:
     status=201,
     scope="files:write",
     raw_body="the file's bytes, with its Content-Type",
-    query={"filename": "the file's name (required)"},
+    query={"filename": {"description": "the file's name (required)", "type": "string", "minLength": 1}},
+    required_query=("filename",),
 )
 async def upload(request: Request) -> Response:
     app = spacechat(request)
@@ -145,8 +145,6 @@ async def upload(request: Request) -> Response:
             # stream and request while the disk worked (issue 10).
             await asyncio.to_thread(spool.write, chunk)
         await asyncio.to_thread(spool.finish, final)
-        if size == 0:
-            raise BadRequest("the file is empty")
         if not _looks_like(content_type, head):
             raise UnsupportedMediaType(f"the file's contents do not look like {content_type}", code="content_mismatch")
         attachment = await app.db.write(

@@ -147,10 +147,10 @@ def query_int(
 
 def time_param(value: str | None, name: str) -> str | None:
     """An RFC 3339 time in the log's own form (UTC, milliseconds), so times compare as text."""
-    if value is None or value == "":
+    if value is None:
         return None
     try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError:
         raise BadRequest(
             f"{name} must be an RFC 3339 time", details=[{"path": name, "message": "not a time"}]
@@ -200,10 +200,12 @@ class Operation:
     body: type[BaseModel] | None = None
     response: type[BaseModel] | None = None
     status: int = 200
-    query: dict[str, str] = field(default_factory=dict)
+    query: dict[str, str | dict[str, Any]] = field(default_factory=dict)
     scope: str | None = None
     raw_body: str | None = None  # media type description for non-JSON bodies
     produces: str = "application/json"
+    also: tuple[int, ...] = ()  # other success statuses (a replayed send's 200, a waiting operation's 202)
+    required_query: tuple[str, ...] = ()
 
 
 Endpoint = Callable[[Request], Awaitable[Response]]

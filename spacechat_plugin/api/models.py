@@ -5,8 +5,10 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue
 from pydantic_core import PydanticCustomError
+
+from ..identity.permissions import ROLE_SCOPES, SCOPES
 
 KEY_PATTERN = r"^[A-Za-z0-9._:~-]{1,128}$"
 CHANNEL_NAME = r"^[a-z0-9][a-z0-9_-]{0,79}$"
@@ -35,6 +37,11 @@ def _readable(value: str) -> str:
 ReadableText = Annotated[
     str, AfterValidator(_readable), Field(json_schema_extra={"pattern": f"^[^{UNSAFE_CHARACTERS}]*$"})
 ]
+
+
+# What a token or a bot may be given: the document lists them, so a client knows before asking.
+_ALL_SCOPES: list[JsonValue] = [*SCOPES]
+_BOT_SCOPES: list[JsonValue] = [*sorted(ROLE_SCOPES["agent"])]
 
 
 class Body(BaseModel):
@@ -99,19 +106,30 @@ class AcceptInvitation(Body):
 class CreateInvitation(Body):
     role: INVITABLE_ROLE = "member"
     email: str | None = Field(None, pattern=EMAIL, max_length=254)
-    channel_ids: list[str] = Field(default_factory=list, max_length=100)
+    channel_ids: list[Annotated[str, Field(max_length=100)]] = Field(default_factory=list, max_length=100)
     expires_in_hours: float | None = Field(None, gt=0, le=24 * 90)
 
 
 class CreateToken(Body):
     name: ReadableText = Field(min_length=1, max_length=80)
-    scopes: list[str] = Field(min_length=1, max_length=40)
+    scopes: list[str] = Field(
+        min_length=1, max_length=40, json_schema_extra={"items": {"type": "string", "enum": _ALL_SCOPES}}
+    )
     expires_in_days: float | None = Field(None, gt=0, le=3650)
 
 
 class CreateBot(Body):
     name: ReadableText = Field(min_length=1, max_length=80)
-    scopes: list[str] | None = Field(None, max_length=40)
+    scopes: list[str] | None = Field(
+        None,
+        max_length=40,
+        json_schema_extra={
+            "anyOf": [
+                {"type": "array", "maxItems": 40, "items": {"type": "string", "enum": _BOT_SCOPES}},
+                {"type": "null"},
+            ]
+        },
+    )
     expires_in_days: float | None = Field(None, gt=0, le=3650)
 
 

@@ -175,7 +175,13 @@ async def channel_metrics(request: Request) -> Response:
     tags=["observability"],
     scope="diagnostics:read",
     query={
-        "group_by": "comma list of agent, model, provider, channel, team, thread, day, hour",
+        "group_by": {
+            "description": "comma list of agent, model, provider, channel, team, thread, day, hour",
+            "type": "array",
+            "items": {"type": "string", "enum": list(usage.GROUPS)},
+            "style": "form",
+            "explode": False,
+        },
         "since": "RFC 3339 (default 30 days ago)",
         "until": "RFC 3339 (default now)",
         "agent": "",

@@ -128,13 +128,16 @@ async def decide(request: Request) -> Response:
     "Incidents, newest first",
     tags=["incidents"],
     scope="incidents:read",
-    query={"status": "open, acknowledged or resolved", "limit": "1-500, default 100"},
+    query={
+        "status": {"description": "open, acknowledged or resolved", "enum": ["open", "acknowledged", "resolved"]},
+        "limit": "1-500, default 100",
+    },
 )
 async def list_incidents(request: Request) -> Response:
     app = spacechat(request)
     who = await principal(request)
     status = request.query_params.get("status")
-    if status and status not in ("open", "acknowledged", "resolved"):
+    if status is not None and status not in ("open", "acknowledged", "resolved"):
         raise BadRequest("status is open, acknowledged or resolved", details=[{"path": "status", "message": "unknown"}])
     limit = query_int(request, "limit", 100, low=1, high=500)
     assert limit is not None
@@ -159,7 +162,7 @@ async def get_incident(request: Request) -> Response:
 async def open_incident(request: Request) -> Response:
     app = spacechat(request)
     who = await principal(request)
-    body = await read_json(request, CreateIncident, max_bytes=16 * 1024)
+    body = await read_json(request, CreateIncident, max_bytes=64 * 1024)
     incident = await app.incidents.open(
         org_id=who.org_id,
         kind="manual",
