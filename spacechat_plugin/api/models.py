@@ -68,7 +68,10 @@ class CreateChannel(Body):
     team_id: str | None = None
 
 
-EMAIL = r"^[^@\s]{1,64}@[^@\s]{1,190}\.[^@\s]{1,60}$"
+# No `@`, space or control character in any part; spelled out (not `\s`), since regex dialects
+# disagree on what `\s` covers and the document's readers must match what the server does.
+_EMAIL_CHAR = r"[^@\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff]"
+EMAIL = rf"^{_EMAIL_CHAR}{{1,64}}@{_EMAIL_CHAR}{{1,190}}\.{_EMAIL_CHAR}{{1,60}}$"
 ROLE = Literal["owner", "admin", "operator", "member", "guest"]
 INVITABLE_ROLE = Literal["admin", "operator", "member", "guest"]
 
