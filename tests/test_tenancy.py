@@ -97,11 +97,13 @@ def test_another_organisation_cannot_stop_or_see_our_agent(world: tuple[Server, 
 
 def test_a_shared_provider_needs_the_instance_role(world: tuple[Server, Person]) -> None:
     server, globex = world
-    # globex-bot's provider is Globex's alone; spacebot's is ours. None is shared: the first
-    # owner (instance role) may reconnect either, Globex's owner only its own (above).
+    # globex-bot's provider is Globex's alone, spacebot's ours: each exists only for its own
+    # organisation, even for the instance's operator; one no agent uses (the bridge's link) is the
+    # instance's, for its operators only.
     probe = {"reason": "probing"}
     with server.sync_client() as client:
-        assert client.post("/v1/ops/providers/scripted-b/reconnect", json=probe).json()["outcome"] == "ok"
+        assert client.post("/v1/ops/providers/scripted-b/reconnect", json=probe).status_code == 404
+        assert client.post("/v1/ops/providers/scripted/reconnect", json=probe).json()["outcome"] == "ok"
         assert client.post("/v1/ops/providers/nowhere/reconnect", json=probe).json()["outcome"] == "failed"
     with httpx.Client(base_url=server.url, headers=globex.auth) as them:
         assert them.post("/v1/ops/providers/nowhere/reconnect", json=probe).status_code == 404

@@ -9,13 +9,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ..errors import Conflict, Forbidden, NotFound
-from ..identity.permissions import Principal, check
+from ..identity.permissions import INSTANCE, Principal, check
 from ..store import audit, identity, tenancy
 from ..store.db import WriteTx
 from .channels import channel_or_404
 from .common import (
     JSONResponse,
     audit_action,
+    authorize,
     channel_of,
     operation,
     principal,
@@ -160,12 +161,12 @@ async def join_channel(request: Request) -> Response:
     body=CreateOrg,
     status=201,
     scope="org:admin",
+    resource=True,
 )
 async def create_org(request: Request) -> Response:
     app = spacechat(request)
-    who = await principal(request)
-    if not who.instance_admin:
-        raise Forbidden("only the instance's owner can create organisations", code="instance_admin_only")
+    # A new organisation is the instance's business: the instance role, not an owner as such.
+    who = await authorize(request, INSTANCE)
     body = await read_json(request, CreateOrg, max_bytes=8 * 1024)
 
     def create(tx: WriteTx) -> tuple[dict[str, Any], str]:

@@ -71,13 +71,13 @@ async def reconnect(request: Request) -> Response:
     who = await principal(request)
     name = request.path_params["name"]
     orgs = provider_orgs(app.host, app.instance, name)
+    if who.org_id not in orgs and (orgs or not may(who, "instance:operate")):
+        raise NotFound("no such provider")  # another organisation's alone: it does not exist here
     if orgs == {who.org_id}:
         await authorize(request, {"org_id": who.org_id})
-    elif who.org_id in orgs or may(who, "instance:operate"):
-        # Shared with another organisation, or used by none (the bridge's link): instance-wide.
-        await authorize(request, INSTANCE)
     else:
-        raise NotFound("no such provider")
+        # Shared with another organisation, or used by no agent (the bridge's link): instance-wide.
+        await authorize(request, INSTANCE)
     return await _operate(request, "reconnect", name)
 
 
