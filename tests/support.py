@@ -52,6 +52,12 @@ def toml_config(extra: str = "", *, top: str = "", **sections: Any) -> str:
     return top + "\n" + "\n".join(lines) + "\n" + extra
 
 
+def serve_command(config: Path, data_dir: Path, port: int) -> list[str]:
+    """`spacechat serve` with this config, data directory and port, as the tests run it."""
+    command = ["serve", "--config", str(config), "--data-dir", str(data_dir), "--port", str(port)]
+    return [sys.executable, "-m", "spacechat_plugin", *command]
+
+
 @dataclass
 class Server:
     data_dir: Path
@@ -73,18 +79,7 @@ class Server:
         config.write_text(self.config_text)
         env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env}
         self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "spacechat_plugin",
-                "serve",
-                "--config",
-                str(config),
-                "--data-dir",
-                str(self.data_dir),
-                "--port",
-                str(self.port),
-            ],
+            serve_command(config, self.data_dir, self.port),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from .support import Server, toml_config
+from .support import Server, serve_command, toml_config
 
 
 def serve(
@@ -24,18 +23,7 @@ def serve(
     """Run `spacechat serve` to its end; return it and how long it took."""
     started = time.monotonic()
     result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "spacechat_plugin",
-            "serve",
-            "--config",
-            str(config),
-            "--data-dir",
-            str(data_dir),
-            "--port",
-            str(port),
-        ],
+        serve_command(config, data_dir, port),
         capture_output=True,
         text=True,
         timeout=timeout,
