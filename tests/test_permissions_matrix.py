@@ -122,6 +122,11 @@ def _people(server: Server, owner: Person) -> dict[str, Person]:
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     server, globex = two_org_server(tmp_path_factory.mktemp("matrix") / "data")
     owner = Person(server.owner, server.token)
+    # Like A's owner, B's acts through an API token (signing out ends a session, not a token).
+    with httpx.Client(base_url=server.url, headers=globex.auth, timeout=30) as client:
+        scopes = client.get("/v1/me").json()["scopes"]
+        secret = client.post("/v1/tokens", json={"name": "matrix", "scopes": scopes}).json()["secret"]
+    globex = Person(globex.user, secret)
     people = {"A": _people(server, owner), "B": _people(server, globex)}
     places = {
         "A": _seed_place(server, owner, ("pub-a", "priv-a"), "spacebot", "scripted"),
