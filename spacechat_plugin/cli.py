@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from .config import Settings
 
 # The configuration and asyncio are imported where used: under load, building the settings'
-# models alone took over a second, and `serve` first checks that the data directory is free.
+# models alone took over a second (launch.py checks the data directory before any of it).
 
 
 class StartupError(Exception):
@@ -61,13 +61,7 @@ def main() -> None:
 @click.option("--data-dir", default=None, help="Where the database and files live (default ./spacechat-data).")
 def serve(config: str | None, host: str | None, port: int | None, data_dir: str | None) -> None:
     """Run Spacechat with its embedded Spacebot host and print the URL to open."""
-    if data_dir is not None:
-        # A second server on a running one's data dir refuses before anything slow (issue 10);
-        # the lock itself is taken below, once the configuration is known to be good.
-        try:
-            data_dir_lock.ensure_free(Path(data_dir))
-        except DataDirBusy as exc:
-            raise click.ClickException(str(exc)) from None
+    # (launch.py has already refused a data dir another server holds, before the slow imports.)
     from .config import ConfigError
 
     settings, raw = _settings(config, {"enabled": True, "host": host, "port": port, "data_dir": data_dir})
