@@ -236,3 +236,13 @@ async def test_sigterm_mid_reply_with_a_browser_like_client_stops_promptly(tmp_p
         assert after["text"].startswith(streaming["text"])
     finally:
         server.stop()
+
+
+def test_the_launcher_finds_the_data_dir_of_a_serve_command_line() -> None:
+    from spacechat_plugin.launch import data_dir_argument
+
+    assert data_dir_argument(["serve", "--port", "0", "--data-dir", "/srv/a"]) == "/srv/a"
+    assert data_dir_argument(["serve", "--data-dir=/srv/b"]) == "/srv/b"
+    assert data_dir_argument(["serve", "--data-dir"]) is None
+    assert data_dir_argument(["migrate", "--data-dir", "/srv/a"]) is None
+    assert data_dir_argument([]) is None
