@@ -94,9 +94,11 @@ def test_a_later_start_up_error_closes_what_it_opened(tmp_path: Path) -> None:
             'channels = ["general"]\n'
         )
     )
-    result, took = serve(tmp_path / "data", config, timeout=10)
+    result, took = serve(tmp_path / "data", config, timeout=60)
     assert result.returncode != 0
-    assert took < 5, f"start-up took {took:.1f} s to fail"
+    # It used to hang for good (the database's threads kept the process alive); opening and
+    # migrating a new database is most of this time, so the bound is loose.
+    assert took < 20, f"start-up took {took:.1f} s to fail"
     assert "no organisation named 'Globex'" in result.stderr
     assert "Traceback" not in result.stdout + result.stderr
     # Nothing holds the data dir now: a good configuration starts on it.
