@@ -139,24 +139,28 @@ class IndexedRouter(Router):
             if group is not None:
                 if "router" not in scope:
                     scope["router"] = self
-                _refuse_wrong_method(group, scope)
-                await group.app(scope, receive, send)
+                try:
+                    await group.app(scope, receive, send)
+                except HTTPException as refused:
+                    raise _with_full_allow(refused, group, scope) from None
                 return
         await super().app(scope, receive, send)
 
 
-def _refuse_wrong_method(group: Router, scope: Scope) -> None:
-    """405 with every method the path answers to in `Allow`: Starlette names only the first
-    route's whose path matched (`PUT /v1/channels` said `Allow: GET, HEAD`, issue 10)."""
+def _with_full_allow(refused: HTTPException, group: Router, scope: Scope) -> HTTPException:
+    """A 405 names every method the path answers to in `Allow`: Starlette names only the first
+    route's whose path matched (`PUT /v1/channels` said `Allow: GET, HEAD`, issue 10). Worked
+    out only on the way out of a 405, so matching a request costs what it did."""
+    if refused.status_code != 405:
+        return refused
     allowed: set[str] = set()
     for route in group.routes:
         match, _ = route.matches(scope)
-        if match is Match.FULL:
-            return
         if match is Match.PARTIAL and isinstance(route, Route):
             allowed |= route.methods or set()
-    if allowed and scope["type"] == "http":
-        raise HTTPException(status_code=405, headers={"Allow": ", ".join(sorted(allowed))})
+    if not allowed:
+        return refused
+    return HTTPException(status_code=405, headers={"Allow": ", ".join(sorted(allowed))})
 
 
 def _route_path(scope: Scope) -> str:
