@@ -145,6 +145,9 @@ EVENT_READS: tuple[tuple[str, str, str], ...] = (
     ("worker.", "GET /v1/channels/{channel_id}/metrics", "GET /v1/agents/{agent_id}/status"),
     ("system.", "GET /v1/system/health", "GET /v1/system/health"),
     ("incident.", "GET /v1/incidents/{incident_id}", "GET /v1/incidents/{incident_id}"),
+    # Candidates and memories carry what people said about people: as the review queue and the
+    # memories show them (docs/memory.md).
+    ("memory.", "GET /v1/memory/candidates/{candidate_id}", "GET /v1/memory/candidates/{candidate_id}"),
 )
 
 
