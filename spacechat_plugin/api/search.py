@@ -21,11 +21,26 @@ MAX_QUERY = 500
     tags=["search"],
     scope="messages:read",
     query={
-        "q": "the query (1-500 characters)",
-        "mode": "semantic or hybrid (default hybrid)",
-        "kinds": "messages, memories or both, comma-separated (default both)",
+        # Required, and not blank: something other than the whitespace that is stripped from it.
+        "q": {
+            "description": "the query (1-500 characters)",
+            "type": "string",
+            "minLength": 1,
+            "maxLength": 500,
+            "pattern": "[^\\t-\\r \\x1c-\\x1f\\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]",
+        },
+        "mode": {"description": "semantic or hybrid (default hybrid)", "enum": ["semantic", "hybrid"]},
+        "kinds": {
+            "description": "messages, memories or both, comma-separated (default both)",
+            "type": "array",
+            "items": {"type": "string", "enum": ["messages", "memories"]},
+            "minItems": 1,
+            "style": "form",
+            "explode": False,
+        },
         "limit": "1-50, default 20",
     },
+    required_query=("q",),
 )
 async def search(request: Request) -> Response:
     app = spacechat(request)
