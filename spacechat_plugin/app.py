@@ -13,19 +13,21 @@ import contextlib
 import logging
 import os
 from collections.abc import Coroutine
+from pathlib import Path
 from typing import Any
 
 from .agents.activity import Activity
 from .agents.delivery import Delivery
 from .agents.replies import ReplyStreams
 from .agents.task_mirror import TaskMirror
+from .api import route_scopes
 from .cards.service import CardService
 from .config import Settings
 from .events import Event
 from .hookspecs import HostAPI, PluginHooks
 from .identity import bootstrap
 from .identity.auth import Authenticator, load_or_create_secret
-from .identity.permissions import Access, event_class
+from .identity.permissions import Access, event_rules
 from .instance import Instance
 from .memory.ingest import Ingest
 from .memory.service import Memory
@@ -37,10 +39,12 @@ from .realtime.streams import Streams
 from .resources import resource
 from .sdk import SpacechatAPI, load_hook_plugins
 from .search.service import SearchService
+from .store import audit, identity, tenancy
 from .store import chat as chat_store
-from .store import identity, tenancy
+from .store import lock as data_dir_lock
 from .store import log as event_log
 from .store import messages as message_store
+from .store.anchor import AuditAnchor
 from .store.db import Database
 
 logger = logging.getLogger("spacechat")
@@ -66,10 +70,17 @@ class Spacechat:
             synchronous=settings.storage.synchronous,
             read_connections=settings.storage.read_connections,
         )
-        self.bus = Bus(ring_size=settings.realtime.ring_size, max_lag=settings.realtime.max_lag, classify=event_class)
+        # A realtime event reaches whoever the matching REST read would answer (issue 10).
+        self.access = Access(event_rules(route_scopes()))
+        self.bus = Bus(
+            ring_size=settings.realtime.ring_size,
+            max_lag=settings.realtime.max_lag,
+            classify=self.access.event_class,
+        )
         self.streams = Streams(self.bus)
-        self.access = Access()
         self.db.on_commit = self._committed
+        self.audit_anchor = AuditAnchor(self.data_dir)
+        self.db.on_audit = self.audit_anchor.record
         self.auth: Authenticator | None = None
         self.hooks = PluginHooks(host.pm if host is not None else None, on_error=_report)
 
@@ -91,7 +102,7 @@ class Spacechat:
         )
         self.ops = Ops(db=self.db, settings=settings.ops, host=host, access=self.access, cards=self.cards)
         self.cards.handlers.extend([self.ops, self.incidents])
-        self.delivery = Delivery(host, self.access, self.cards, self.observe)
+        self.delivery = Delivery(host, self.access, self.cards, self.observe, self.instance)
         self.memory = Memory(self.db, self.access, self.instance, host, settings.memory, self.data_dir)
         self.search = SearchService(self.db, self.access)
         self.sdk = SpacechatAPI(
@@ -112,20 +123,33 @@ class Spacechat:
         self._background: list[asyncio.Task[Any]] = []
         self._registered: list[str] = []
         self._setup_secret: str | None = None
+        self._lock: Path | None = None
 
     # -- life cycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        """Start, or fail having closed whatever was opened (issue 10: a failed start left the
+        database threads running and the process hanging)."""
+        # One server per data directory, locked before anything in it is read or written.
+        self._lock = data_dir_lock.acquire(self.data_dir)
+        try:
+            await self._start()
+        except BaseException:
+            await self._close()
+            raise
+
+    async def _start(self) -> None:
         with contextlib.suppress(OSError):
             os.chmod(self.data_dir, 0o700)
         self.auth = Authenticator(self.db, self.access, self.settings, load_or_create_secret(self.data_dir))
         await self.db.open()
         if self.db.applied_now:
             logger.info("applied migrations: %s", ", ".join(self.db.applied_now))
+        self.audit_anchor.catch_up(await audit.head(self.db))
         self.instance.org_id = await bootstrap.primary_org(self.db, self.settings.bootstrap)
+        self.instance.agent_orgs = await bootstrap.agent_orgs(self.db, self.instance.org_id, self.settings.agents)
         if self.host is not None:
-            await bootstrap.register_agents(self.db, self.instance.org_id, self.host.agents())
+            await bootstrap.register_agents(self.db, self.instance.org_id, self.instance.agent_orgs, self.host.agents())
         await self.db.write(chat_store.assign_missing_handles)
         ended = await self.db.write(message_store.interrupt_open_streams)
         if ended:
@@ -192,25 +216,46 @@ class Spacechat:
         self.streams.end(key)
 
     def begin_shutdown(self) -> None:
-        """End every realtime stream so the server can stop (SSE never ends by itself)."""
+        """End every realtime stream so the server can stop (SSE never ends by itself); replies
+        the host cuts from now on were interrupted by the stop."""
+        self.replies.stopping = True
         self.bus.close_all()
 
     async def stop(self) -> None:
         self.begin_shutdown()
-        await self.memory.stop()
+        await self._cancel_background()
+        self._unregister_plugins()
+        await self.replies.flush()
+        if self._tasks:  # hand-offs to the host under way (deliveries): brief, but let them end
+            await asyncio.wait(self._tasks, timeout=1)
+        await self._close()
+
+    async def _cancel_background(self) -> None:
         for task in self._background:
             task.cancel()
         for task in self._background:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        self._background = []
+
+    def _unregister_plugins(self) -> None:
         if self.host is not None:
             for name in self._registered:
                 self.host.pm.unregister(name=name)
         self._registered = []
-        await self.replies.flush()
-        if self._tasks:
-            await asyncio.wait(self._tasks, timeout=5)
-        await self.db.close()
+
+    async def _close(self) -> None:
+        """Close what start opened, whatever it got to: the background tasks, the hook plugins,
+        the database (its threads keep a process alive), and last the data directory's lock."""
+        try:
+            await self.memory.stop()
+            await self._cancel_background()
+            self._unregister_plugins()
+            await self.db.close()
+        finally:
+            if self._lock is not None:
+                data_dir_lock.release(self._lock)
+                self._lock = None
 
     async def _heartbeat(self) -> None:
         while True:

@@ -2,18 +2,33 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
+import logging
+import os
 import sys
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from . import __version__
-from .config import ConfigError, Settings, load_raw, validate
+from .store import lock as data_dir_lock
+from .store.lock import DataDirBusy
+
+if TYPE_CHECKING:
+    from .config import Settings
+
+# The configuration and asyncio are imported where used: under load, building the settings'
+# models alone took over a second (launch.py checks the data directory before any of it).
+
+
+class StartupError(Exception):
+    """Start-up failed for a reason other than a configuration mistake; already logged."""
 
 
 def _settings(config: str | None, overrides: dict[str, Any]) -> tuple[Settings, dict[str, Any]]:
+    from .config import ConfigError, load_raw, validate
+
     try:
         raw = load_raw(config, overrides={k: v for k, v in overrides.items() if v is not None})
         return validate(raw), raw
@@ -46,17 +61,41 @@ def main() -> None:
 @click.option("--data-dir", default=None, help="Where the database and files live (default ./spacechat-data).")
 def serve(config: str | None, host: str | None, port: int | None, data_dir: str | None) -> None:
     """Run Spacechat with its embedded Spacebot host and print the URL to open."""
+    # (launch.py has already refused a data dir another server holds, before the slow imports.)
+    from .config import ConfigError
+
     settings, raw = _settings(config, {"enabled": True, "host": host, "port": port, "data_dir": data_dir})
     _logging(settings)
     # The event loop shares the GIL with the store's writer and reader threads: a shorter switch
     # interval stops it waiting up to 5 ms for a thread that is only finishing a SQLite call.
     sys.setswitchinterval(0.0005)
-    with contextlib.suppress(KeyboardInterrupt):
-        run(_serve(settings, raw))
+    try:
+        # First of all, before the host reads its files or the plugin opens the database (and
+        # before the slow imports, so a second server refuses at once): one server per data dir.
+        held = data_dir_lock.acquire(settings.data_path)
+        try:
+            with contextlib.suppress(KeyboardInterrupt):
+                run(_serve(settings, raw))
+        finally:
+            data_dir_lock.release(held)
+    except (ConfigError, DataDirBusy, StartupError) as exc:
+        # A plain mistake (a setting, a second server on the data dir): one clear line, no
+        # traceback, a non-zero exit; whatever start-up opened is closed by now (issue 10).
+        raise click.ClickException(str(exc)) from None
+    # Stopped cleanly: every stream ended, the host and the plugin stopped, the database closed,
+    # the data directory unlocked. The interpreter's own teardown of a server that held a
+    # thousand connections then took seconds more (freeing their objects one by one), while a
+    # supervisor waited for the process: end it now that nothing of ours is left open.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def run(main: Any) -> None:
     """Run on uvloop where it is installed (uvicorn[standard] brings it), else on asyncio's loop."""
+    import asyncio
+
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency on Linux and macOS
@@ -66,7 +105,7 @@ def run(main: Any) -> None:
 
 
 async def _serve(settings: Settings, raw: dict[str, Any]) -> None:
-    from .host.server import HostServer, build_app, plugin_manager, uvicorn_config
+    from .host.server import plugin_manager
     from .plugin import plugin
 
     pm = plugin_manager([plugin])
@@ -79,24 +118,45 @@ async def _serve(settings: Settings, raw: dict[str, Any]) -> None:
         from .host.embedded.host import EmbeddedHost
 
         host = EmbeddedHost(settings, pm, raw)
-    await host.start()
+    await _start_host(host)
     try:
-        app = build_app(host.routes())
-
-        def started(url: str) -> None:
-            pm.hook.spacebot_server_started(url=url)
-            shown = settings.public_url or url
-            click.echo(f"Spacechat is running at {shown}/", err=False)
-            sys.stdout.flush()
-
-        server = HostServer(
-            uvicorn_config(app, host=settings.host, port=settings.port, log_level=settings.log_level),
-            on_started=started,
-            on_stopping=lambda: pm.hook.spacebot_server_stopping(),
-        )
-        await server.serve()
+        await _run_server(settings, pm, host)
     finally:
         await host.stop()
+
+
+async def _start_host(host: Any) -> None:
+    """Start the host (which starts the plugin), or close whatever it opened and say why."""
+    from .config import ConfigError
+
+    try:
+        await host.start()
+    except BaseException as exc:
+        with contextlib.suppress(Exception):
+            await host.stop()
+        if isinstance(exc, ConfigError | DataDirBusy) or not isinstance(exc, Exception):
+            raise
+        logging.getLogger("spacechat").exception("start-up failed")
+        raise StartupError(f"start-up failed: {exc}") from None
+
+
+async def _run_server(settings: Settings, pm: Any, host: Any) -> None:
+    from .host.server import HostServer, build_app, uvicorn_config
+
+    app = build_app(host.routes())
+
+    def started(url: str) -> None:
+        pm.hook.spacebot_server_started(url=url)
+        shown = settings.public_url or url
+        click.echo(f"Spacechat is running at {shown}/", err=False)
+        sys.stdout.flush()
+
+    server = HostServer(
+        uvicorn_config(app, host=settings.host, port=settings.port, log_level=settings.log_level),
+        on_started=started,
+        on_stopping=lambda: pm.hook.spacebot_server_stopping(),
+    )
+    await server.serve()
 
 
 @main.command()
@@ -127,7 +187,11 @@ def migrate(config: str | None, data_dir: str | None) -> None:
             await db.close()
 
     try:
-        rows = asyncio.run(run())
+        held = data_dir_lock.acquire(settings.data_path)  # not under a running server
+        try:
+            rows = _asyncio_run(run())
+        finally:
+            data_dir_lock.release(held)
     except Exception as exc:
         raise click.ClickException(str(exc)) from None
     for row in rows:
@@ -142,20 +206,143 @@ def audit() -> None:
 @audit.command("verify")
 @click.option("--config", "config", type=click.Path(dir_okay=False), envvar="SPACECHAT_CONFIG")
 @click.option("--data-dir", default=None)
-def audit_verify(config: str | None, data_dir: str | None) -> None:
-    """Check the audit log's hash chain; name the first broken link (exit status 1)."""
+@click.option(
+    "--expect",
+    "witnessed",
+    multiple=True,
+    help="A head an external witness kept (ROW:HASH, from `spacechat audit head`); may repeat.",
+)
+def audit_verify(config: str | None, data_dir: str | None, witnessed: tuple[str, ...]) -> None:
+    """Check the audit log's hash chain, then the chain against its checkpoints (and any heads
+    given with --expect); name what was done to it (exit status 1)."""
+    from .store import anchor
     from .store import audit as audit_log
 
     settings, _ = _settings(config, {"data_dir": data_dir})
+    rows = [dict(row) for row in audit_log.read_rows(_database(settings))]
+    checked, broken = audit_log.verify_rows(rows)
+    if broken is not None:
+        click.echo(f"audit log: BROKEN at row {broken.row_id}: {broken.reason} ({checked} rows before it check out)")
+        sys.exit(1)
+    try:
+        witnesses = [anchor.parse_witness(text) for text in witnessed]
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    checkpoints = anchor.read_checkpoints(settings.data_path / anchor.CHECKPOINTS) + witnesses
+    if rows and not checkpoints:
+        click.echo(
+            f"audit log: UNANCHORED: {len(rows)} rows and no checkpoint ({anchor.CHECKPOINTS} is missing): "
+            "truncation and re-chaining cannot be checked"
+        )
+        sys.exit(1)
+    problem = anchor.check(rows, checkpoints)
+    if problem is not None:
+        click.echo(f"audit log: {problem}")
+        sys.exit(1)
+    newest = max((c.row_id for c in checkpoints), default=0)
+    click.echo(f"audit log: {checked} rows, chain intact, anchored at row {newest} ({len(checkpoints)} checkpoints)")
+
+
+@audit.command("head")
+@click.option("--config", "config", type=click.Path(dir_okay=False), envvar="SPACECHAT_CONFIG")
+@click.option("--data-dir", default=None)
+def audit_head(config: str | None, data_dir: str | None) -> None:
+    """Print the audit log's head as ROW:HASH, for an external witness to keep (and to give back
+    to `audit verify --expect`)."""
+    from .store import audit as audit_log
+
+    settings, _ = _settings(config, {"data_dir": data_dir})
+    rows = audit_log.read_rows(_database(settings))
+    if not rows:
+        raise click.ClickException("the audit log is empty")
+    click.echo(f"{rows[-1]['id']}:{rows[-1]['hash']}")
+
+
+def _database(settings: Settings) -> Path:
     path = settings.data_path / "spacechat.db"
     if not path.exists():
         raise click.ClickException(f"no database at {path}")
-    checked, broken = audit_log.verify_file(path)
-    if broken is None:
-        click.echo(f"audit log: {checked} rows, chain intact")
-        return
-    click.echo(f"audit log: BROKEN at row {broken.row_id}: {broken.reason} ({checked} rows before it check out)")
-    sys.exit(1)
+    return path
+
+
+@main.group()
+def instance() -> None:
+    """The instance role: who may act on the whole instance (every organisation's agents, recover,
+    shared providers, instance-wide metrics). Safe beside a running server."""
+
+
+@instance.command("grant")
+@click.argument("email")
+@click.option("--org", default=None, help="The person's organisation (name or id), when the email is in several.")
+@click.option("--config", "config", type=click.Path(dir_okay=False), envvar="SPACECHAT_CONFIG")
+@click.option("--data-dir", default=None)
+def instance_grant(email: str, org: str | None, config: str | None, data_dir: str | None) -> None:
+    """Give a person the instance role (audited)."""
+    _set_instance_role(email, org, config, data_dir, granted=True)
+
+
+@instance.command("revoke")
+@click.argument("email")
+@click.option("--org", default=None, help="The person's organisation (name or id), when the email is in several.")
+@click.option("--config", "config", type=click.Path(dir_okay=False), envvar="SPACECHAT_CONFIG")
+@click.option("--data-dir", default=None)
+def instance_revoke(email: str, org: str | None, config: str | None, data_dir: str | None) -> None:
+    """Take the instance role from a person (audited)."""
+    _set_instance_role(email, org, config, data_dir, granted=False)
+
+
+@instance.command("list")
+@click.option("--config", "config", type=click.Path(dir_okay=False), envvar="SPACECHAT_CONFIG")
+@click.option("--data-dir", default=None)
+def instance_list(config: str | None, data_dir: str | None) -> None:
+    """Who holds the instance role."""
+    from .store import operators
+
+    settings, _ = _settings(config, {"data_dir": data_dir})
+    for person in _asyncio_run(_with_database(settings, operators.holders)):
+        click.echo(f"{person['email']}  {person['name']}  ({person['org_name']}, {person['org_id']})")
+
+
+def _set_instance_role(email: str, org: str | None, config: str | None, data_dir: str | None, *, granted: bool) -> None:
+    import getpass
+
+    from .store import operators
+
+    settings, _ = _settings(config, {"data_dir": data_dir})
+
+    def change(tx: Any) -> str:
+        people = operators.people_with_email(tx, email, org)
+        if not people:
+            raise click.ClickException(f"nobody active has the email {email}" + (f" in {org}" if org else ""))
+        if len(people) > 1:
+            raise click.ClickException(f"{email} is in several organisations; name one with --org")
+        changed = operators.set_role(tx, people[0], granted=granted, by=getpass.getuser())
+        state = "now holds" if granted else "no longer holds"
+        return f"{email} ({people[0]['org_name']}) {state} the instance role" + ("" if changed else " (unchanged)")
+
+    click.echo(_asyncio_run(_with_database(settings, lambda db: db.write(change))))
+
+
+def _asyncio_run(work: Any) -> Any:
+    import asyncio
+
+    return asyncio.run(work)
+
+
+async def _with_database(settings: Settings, work: Any) -> Any:
+    """Open the database beside a running server or without one (no event is written), anchor
+    any audit row the work appends, close."""
+    from .resources import resource
+    from .store.anchor import AuditAnchor
+    from .store.db import Database
+
+    db = Database(_database(settings), migrations=resource("migrations"), read_connections=1)
+    db.on_audit = AuditAnchor(settings.data_path).record
+    await db.open()
+    try:
+        return await work(db)
+    finally:
+        await db.close()
 
 
 @main.command()
@@ -184,7 +371,7 @@ def purge(config: str | None, data_dir: str | None, dry_run: bool) -> None:
             await db.close()
 
     try:
-        counts = asyncio.run(run())
+        counts = _asyncio_run(run())
     except Exception as exc:
         raise click.ClickException(str(exc)) from None
     verb = "would delete" if dry_run else "deleted"

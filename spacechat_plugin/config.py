@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .resources import manifest_path
+from .resources import manifest_path, resource
 
 ENV_PREFIX = "SPACECHAT_"
 # Environment variables with this prefix that are not settings.
@@ -131,6 +131,9 @@ class AgentConfig(_Section):
     system_prompt: str = ""
     # Tools this agent asks the people in the conversation permission for before each run.
     permission_tools: list[str] = []
+    # The organisation the agent belongs to, by name or id (default: the first organisation).
+    # Its channels, status, queue, usage and operations exist only there (issue 10).
+    org: str = ""
 
 
 class PriceConfig(_Section):
@@ -206,6 +209,17 @@ class Settings(_Section):
             raise ValueError("must start with http:// or https://")
         return value.rstrip("/")
 
+    @field_validator("hook_plugins")
+    @classmethod
+    def _known_hook_plugins(cls, names: list[str]) -> list[str]:
+        """A hook plugin is a file of hooks/: a name that is none is a configuration mistake,
+        found here with the others, not half-way through start-up (issue 10)."""
+        known = hook_plugin_names()
+        for name in names:
+            if name not in known:
+                raise ValueError(f"no hook plugin named {name!r} (there are: {', '.join(sorted(known))})")
+        return names
+
     @model_validator(mode="after")
     def _agents_use_known_providers(self) -> Settings:
         ids = set()
@@ -227,6 +241,11 @@ class Settings(_Section):
             return self.public_url
         shown = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
         return f"http://{shown}:{self.port}"
+
+
+def hook_plugin_names() -> set[str]:
+    """The ready-made hook plugins shipped in hooks/ (`hook_plugins` names them)."""
+    return {path.stem for path in resource("hooks").glob("*.py") if not path.stem.startswith("_")}
 
 
 def manifest_defaults() -> dict[str, Any]:
@@ -275,7 +294,7 @@ def _describe(error: ValidationError) -> str:
     lines = []
     for item in error.errors():
         loc = ".".join(str(part) for part in item["loc"])
-        message = item["msg"]
+        message = item["msg"].removeprefix("Value error, ")
         if item["type"] == "extra_forbidden":
             message = "unknown setting"
         lines.append(f"{loc}: {message}" if loc else message)

@@ -77,6 +77,11 @@ class Unprocessable(SpacechatError):
     code = "unprocessable"
 
 
+class UpgradeRequired(SpacechatError):
+    status = 426
+    code = "upgrade_required"
+
+
 class TooManyRequests(SpacechatError):
     status = 429
     code = "rate_limited"

@@ -19,6 +19,9 @@ class Instance:
     org_id: str = ""
     bound_url: str | None = None
     started_at: str = field(default_factory=now_rfc3339)
+    # Each configured agent's organisation (agents/home.py: an agent not listed is the primary
+    # organisation's), resolved at start-up.
+    agent_orgs: dict[str, str] = field(default_factory=dict)
 
     @property
     def base_url(self) -> str:

@@ -71,7 +71,7 @@ class SpacechatAPI:
 
     def agent_home(self, agent_id: str) -> dict[str, Any] | None:
         """An agent's home channel: the first channel it is bound to."""
-        return home_channel(self._host, self._access, self.org_id, agent_id)
+        return home_channel(self._host, self._access, self._instance, agent_id)
 
     # -- messages and cards -------------------------------------------------------------------
 

@@ -52,6 +52,12 @@ def toml_config(extra: str = "", *, top: str = "", **sections: Any) -> str:
     return top + "\n" + "\n".join(lines) + "\n" + extra
 
 
+def serve_command(config: Path, data_dir: Path, port: int) -> list[str]:
+    """`spacechat serve` with this config, data directory and port, as the tests run it."""
+    command = ["serve", "--config", str(config), "--data-dir", str(data_dir), "--port", str(port)]
+    return [sys.executable, "-m", "spacechat_plugin", *command]
+
+
 @dataclass
 class Server:
     data_dir: Path
@@ -73,18 +79,7 @@ class Server:
         config.write_text(self.config_text)
         env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env}
         self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "spacechat_plugin",
-                "serve",
-                "--config",
-                str(config),
-                "--data-dir",
-                str(self.data_dir),
-                "--port",
-                str(self.port),
-            ],
+            serve_command(config, self.data_dir, self.port),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -339,3 +334,52 @@ def wait_for_message(server: Server, thread_id: str, predicate: Any, timeout: fl
 
 
 PNG_BYTES = b"\x89PNG\r\n\x1a\n" + bytes(64)  # enough of a PNG for the upload check
+
+
+SPACEBOT_AGENT = (
+    '[[agents]]\nid = "spacebot"\nname = "Spacebot"\nprovider = "scripted"\nmodel = "scripted-1"\n'
+    'channels = ["spacebot"]\n'
+)
+
+
+def agent_toml(agent_id: str, *, org: str = "", provider: str = "scripted", channels: tuple[str, ...] = ()) -> str:
+    """An `[[agents]]` table (a config that has one replaces the default agents: add SPACEBOT_AGENT)."""
+    names = ", ".join(f'"{name}"' for name in channels)
+    return (
+        f'[[agents]]\nid = "{agent_id}"\nname = "{agent_id.title()}"\nprovider = "{provider}"\n'
+        f'model = "scripted-1"\norg = "{org}"\nchannels = [{names}]\n'
+    )
+
+
+def other_org(server: Server, name: str, email: str) -> Person:
+    """Another organisation on the instance (made by its first owner) and that organisation's
+    owner, signed in through the setup link it returns."""
+    with httpx.Client(base_url=server.url, headers=server.auth, timeout=30) as client:
+        created = client.post("/v1/orgs", json={"name": name})
+        assert created.status_code == 201, created.text
+        owner = client.post(
+            "/v1/auth/setup",
+            json={
+                "token": created.json()["setup_token"],
+                "email": email,
+                "name": f"{name} Owner",
+                "password": PASSWORD,
+                "return_token": True,
+            },
+            headers={"Authorization": ""},
+        )
+        assert owner.status_code == 201, owner.text
+    return Person(owner.json()["user"], owner.json()["session_token"])
+
+
+def two_org_server(data_dir: Path, extra: str = "", **sections: Any) -> tuple[Server, Person]:
+    """A server with a second organisation, Globex, whose own agent `globex-bot` (provider
+    `scripted-b`) answers in Globex's #general; the first organisation keeps `spacebot`."""
+    sections.setdefault("providers__scripted-b", {"kind": "scripted", "chars_per_second": 4000})
+    server = Server(data_dir, toml_config(extra, **sections)).start()
+    globex = other_org(server, "Globex", "owner@globex.example")
+    server.stop()
+    agents = SPACEBOT_AGENT + agent_toml("globex-bot", org="Globex", provider="scripted-b", channels=("general",))
+    server.config_text = toml_config(extra + "\n" + agents, **sections)
+    server.start()
+    return server, globex

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
 import subprocess
 import sys
+from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
-from .support import OWNER, Server, invite, login
+from spacechat_plugin.store.audit import row_hash
+
+from .support import OWNER, Server, invite, login, toml_config, wait_until
 
 
 def verify(server: Server) -> subprocess.CompletedProcess[str]:
@@ -89,3 +94,110 @@ def test_audit_queries_filter_and_need_audit_read(server: Server) -> None:
         assert [e["id"] for e in nxt["entries"]] == [e["id"] for e in everything[2:4]]
         bad = client.get("/v1/audit", params={"since": "last tuesday"}, headers=server.auth)
         assert bad.status_code == 400
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "spacechat_plugin", *args], capture_output=True, text=True, timeout=30)
+
+
+def rechain_from(conn: sqlite3.Connection, first: int) -> None:
+    """What an attacker with the file does after rewriting a row: recompute every hash from it on."""
+    rows = [
+        dict(zip([c[0] for c in conn.execute("SELECT * FROM audit_log").description], r, strict=True))
+        for r in conn.execute("SELECT * FROM audit_log WHERE id >= ? ORDER BY id", (first,))
+    ]
+    previous = conn.execute("SELECT hash FROM audit_log WHERE id = ?", (first - 1,)).fetchone()[0]
+    for row in rows:
+        row["prev_hash"] = previous
+        row["hash"] = row_hash(row)
+        conn.execute(
+            "UPDATE audit_log SET prev_hash = ?, hash = ? WHERE id = ?", (row["prev_hash"], row["hash"], row["id"])
+        )
+        previous = row["hash"]
+
+
+def tampered_copy(source: Path, target: Path, tamper: Any) -> Path:
+    shutil.copytree(source, target)
+    conn = sqlite3.connect(target / "spacechat.db")
+    conn.execute("DROP TRIGGER audit_log_append_only_update")
+    conn.execute("DROP TRIGGER audit_log_append_only_delete")
+    tamper(conn)
+    conn.commit()
+    conn.close()
+    return target
+
+
+def test_audit_tampering_drill(tmp_path: Path) -> None:
+    """On copies of a stopped server's data dir: cut the tail, rewrite a row, rewrite and re-chain.
+    `audit verify` names each; the checkpoints and the log line hold the head outside the file."""
+    server = Server(tmp_path / "data", toml_config()).start()
+    for _ in range(4):
+        login(server, OWNER["email"], OWNER["password"])
+    head = cli("audit", "head", "--data-dir", str(server.data_dir))
+    assert head.returncode == 0, head.stderr
+    witnessed = head.stdout.strip()
+    row_id, _, digest = witnessed.partition(":")
+    # The head is in the structured log too (shipped off the machine, it is a copy nobody here can edit).
+    assert any('"audit_row": ' + row_id in line and digest in line for line in server.output)
+    server.stop()
+    data = server.data_dir
+    last = int(row_id)
+    assert last >= 5
+    ok = cli("audit", "verify", "--data-dir", str(data))
+    assert ok.returncode == 0 and f"{last} rows, chain intact, anchored at row {last}" in ok.stdout, ok.stdout
+
+    truncated = tampered_copy(
+        data, tmp_path / "truncated", lambda c: c.execute("DELETE FROM audit_log WHERE id >= ?", (last - 1,))
+    )
+    result = cli("audit", "verify", "--data-dir", str(truncated))
+    assert result.returncode == 1
+    assert f"TRUNCATED: the log ends at row {last - 2} but a checkpoint records row {last}" in result.stdout
+
+    altered = tampered_copy(
+        data, tmp_path / "altered", lambda c: c.execute("UPDATE audit_log SET ip = '10.6.6.6' WHERE id = 3")
+    )
+    result = cli("audit", "verify", "--data-dir", str(altered))
+    assert (
+        result.returncode == 1
+        and "BROKEN at row 3: its contents do not match its hash (the row was altered)" in result.stdout
+    )
+
+    def rewrite_and_rechain(conn: sqlite3.Connection) -> None:
+        conn.execute("UPDATE audit_log SET ip = '10.6.6.6' WHERE id = 3")
+        rechain_from(conn, 3)
+
+    rechained = tampered_copy(data, tmp_path / "rechained", rewrite_and_rechain)
+    result = cli("audit", "verify", "--data-dir", str(rechained))
+    assert result.returncode == 1 and "RE-CHAINED at or before row" in result.stdout, result.stdout
+
+    # With the checkpoint file deleted too, the log itself says so; an external witness's head
+    # (from `audit head`) still catches the rewrite.
+    (rechained / "audit.checkpoints").unlink()
+    result = cli("audit", "verify", "--data-dir", str(rechained))
+    assert result.returncode == 1 and "UNANCHORED" in result.stdout
+    result = cli("audit", "verify", "--data-dir", str(rechained), "--expect", witnessed)
+    assert result.returncode == 1 and f"RE-CHAINED at or before row {last}" in result.stdout
+
+
+def test_the_instance_role_is_granted_with_the_cli_and_audited(server: Server) -> None:
+    admin = invite(server, server.token, "admin")
+    with httpx.Client(base_url=server.url) as client:
+        refused = client.post("/v1/ops/instance/recover", json={"reason": "try"}, headers=admin.auth)
+        assert refused.status_code == 403 and refused.json()["error"]["details"]["scope"] == "instance:operate"
+        assert "instance:operate" not in client.get("/v1/me", headers=admin.auth).json()["scopes"]
+    data = ["--data-dir", str(server.data_dir)]
+    granted = cli("instance", "grant", admin.user["email"], *data)
+    assert granted.returncode == 0 and "now holds the instance role" in granted.stdout, granted.stderr
+    listed = cli("instance", "list", *data)
+    assert admin.user["email"] in listed.stdout and OWNER["email"] in listed.stdout
+    with httpx.Client(base_url=server.url, headers=admin.auth) as client:
+        wait_until(lambda: "instance:operate" in client.get("/v1/me").json()["scopes"])
+        entries = client.get("/v1/audit", params={"action": "instance."}).json()["entries"]
+    assert [(e["action"], e["target"]["id"], e["actor"]) for e in entries] == [
+        ("instance.role_granted", admin.id, {"kind": "system", "id": "cli"})
+    ]
+    revoked = cli("instance", "revoke", admin.user["email"], *data)
+    assert revoked.returncode == 0 and "no longer holds" in revoked.stdout
+    unknown = cli("instance", "grant", "nobody@example.com", *data)
+    assert unknown.returncode != 0 and "nobody active has the email" in unknown.stderr
+    assert cli("audit", "verify", *data).returncode == 0  # the CLI's audit rows are anchored too

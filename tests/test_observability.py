@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -14,7 +16,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from .fake_openai import FakeOpenAI, priced_agent_config
-from .support import Person, Server, events_after, invite, wait_for_message
+from .support import Person, Server, events_after, invite, wait_for_message, wait_until
 
 pytestmark = pytest.mark.asyncio
 
@@ -189,7 +191,8 @@ async def test_every_operation_by_every_role(tmp_path: Path, model: FakeOpenAI) 
             "retry": (f"/v1/ops/channels/{spacebot}/retry", {"admin", "operator"}),
             "restart": ("/v1/ops/agents/llama/restart", {"admin", "operator"}),
             "reconnect": ("/v1/ops/providers/local/reconnect", {"admin", "operator"}),
-            "recover": ("/v1/ops/instance/recover", {"admin"}),
+            # Recovering the instance is instance-wide: no organisation role is enough (issue 10).
+            "recover": ("/v1/ops/instance/recover", set()),
         }
         for action, (url, allowed) in ops.items():
             for role, person in people.items():
@@ -203,6 +206,24 @@ async def test_every_operation_by_every_role(tmp_path: Path, model: FakeOpenAI) 
                 else:
                     assert response.status_code in (403, 404), (action, role, response.status_code)
                     assert audit_count(server) == audit_before, "a refused operation leaves no trace but this"
+        # Once the instance's operator grants the admin the instance role, the admin may recover.
+        command = ["instance", "grant", people["admin"].user["email"], "--data-dir", str(server.data_dir)]
+        granted = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "spacechat_plugin", *command],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert granted.returncode == 0, granted.stderr
+        with httpx.Client(base_url=server.url, headers=people["admin"].auth) as client:
+            # The server reads a credential's row again within seconds (identity/auth.py).
+            recovered = wait_until(
+                lambda: (
+                    (r := client.post("/v1/ops/instance/recover", json={"reason": "granted"})).status_code == 200 and r
+                )
+            )
+            assert recovered.json()["outcome"] == "ok", recovered.text
         with httpx.Client(base_url=server.url, headers=people["operator"].auth) as client:
             assert client.post("/v1/ops/agents/nobody/restart", json={"reason": "typo"}).status_code == 404
             short = client.post("/v1/ops/agents/llama/restart", json={"reason": ""})

@@ -1,6 +1,9 @@
 """Every route x every role x own/other organisation x public/private channel gets the answer
-docs/permissions.md documents. A route without a row there, or a row without a request here,
-fails the test."""
+docs/permissions.md documents, for callers of two organisations on one instance (issue 10): the
+first, whose owner holds the instance role, and a second one. Agents and operations included: each
+organisation has its own agent and provider. Any 2xx across organisations fails, and so does a 2xx
+that mentions the other organisation's resources. A route without a row there, or a row without a
+request here, fails the test."""
 
 from __future__ import annotations
 
@@ -21,13 +24,15 @@ from websockets.sync.client import connect as ws_connect
 from spacechat_plugin.api import V1_ROUTES
 from spacechat_plugin.identity.permissions import ROLE_SCOPES, ROLES
 
-from .support import PASSWORD, Person, Server, bot, invite, login, toml_config, wait_until
+from .support import PASSWORD, Person, Server, bot, invite, login, two_org_server, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = (ROOT / "docs" / "permissions.md").read_text()
 ROW = re.compile(r"^\| `(GET|POST|PUT|PATCH|DELETE|WS) (/v1/\S+)` \| (\S+) \| ([^|]+?) \|$", re.M)
 TABLE = {f"{m} {p}": (scope, resource.strip()) for m, p, scope, resource in ROW.findall(DOC)}
 CHANNEL_KINDS = {"channel", "thread", "message", "attachment", "task", "candidate", "memory"}
+ORGS = ("A", "B")  # A: the first organisation (its owner holds the instance role); B: another
+INSTANCE_WIDE = {"GET /v1/system/health"}  # routes whose answer covers the instance with instance:read
 POLL = {
     "type": "poll",
     "block_id": "p",
@@ -49,30 +54,42 @@ def route_keys() -> list[str]:
 
 @dataclass
 class Place:
-    """An organisation's fixtures: its owner, a target member, channels and their contents."""
+    """An organisation's fixtures: its owner, a target member, channels and their contents, and
+    its own agent and model provider."""
 
     owner: Person
     target: Person
+    agent: str
+    provider: str
     channels: dict[str, dict[str, str]] = field(default_factory=dict)  # public/private -> ids
     token_id: str = ""
     invitation_id: str = ""
     user_export_id: str = ""
     incident_id: str = ""
 
+    def ids(self) -> set[str]:
+        """What of this organisation another may never see mentioned."""
+        found = {self.owner.id, self.target.id, self.agent, self.token_id, self.invitation_id, self.incident_id}
+        for contents in self.channels.values():
+            found |= set(contents.values())
+        return found
+
 
 @dataclass
 class World:
     server: Server
-    people: dict[str, Person]
-    places: dict[str, Place]
+    people: dict[str, dict[str, Person]]  # org -> role -> person
+    places: dict[str, Place]  # org -> its fixtures
+    home: str = "A"  # the organisation of the caller of the case being run
 
     def client(self, person: Person) -> httpx.Client:
         return httpx.Client(base_url=self.server.url, headers=person.auth, timeout=30)
 
 
-def _seed_place(server: Server, owner: Person, private_name: str, public_name: str) -> Place:
+def _seed_place(server: Server, owner: Person, names: tuple[str, str], agent: str, provider: str) -> Place:
     target = invite(server, owner.token, "member")
-    place = Place(owner, target)
+    place = Place(owner, target, agent, provider)
+    public_name, private_name = names
     with httpx.Client(base_url=server.url, headers=owner.auth, timeout=30) as client:
         for kind, name in (("public", public_name), ("private", private_name)):
             channel = client.post("/v1/channels", json={"name": name, "private": kind == "private"}).json()["channel"]
@@ -99,6 +116,14 @@ def _seed_place(server: Server, owner: Person, private_name: str, public_name: s
         place.invitation_id = client.post("/v1/invitations", json={"role": "member"}).json()["invitation"]["id"]
         place.incident_id = client.post("/v1/incidents", json={"title": "matrix"}).json()["incident"]["id"]
     return place
+
+
+def _people(server: Server, owner: Person) -> dict[str, Person]:
+    return {
+        "owner": owner,
+        **{role: invite(server, owner.token, role) for role in ("admin", "operator", "member", "guest")},
+        "agent": bot(server, owner.token),
+    }
 
 
 def _voted_candidate(client: httpx.Client, channel_id: str) -> str:
@@ -131,32 +156,17 @@ def _seed_memory(client: httpx.Client, channel_id: str) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    server = Server(tmp_path_factory.mktemp("matrix") / "data", toml_config()).start()
+    server, globex = two_org_server(tmp_path_factory.mktemp("matrix") / "data")
     owner = Person(server.owner, server.token)
-    people = {
-        "owner": owner,
-        "admin": invite(server, server.token, "admin"),
-        "operator": invite(server, server.token, "operator"),
-        "member": invite(server, server.token, "member"),
-        "guest": invite(server, server.token, "guest"),
-        "agent": bot(server, server.token),
-    }
-    with httpx.Client(base_url=server.url, headers=owner.auth) as client:
-        org = client.post("/v1/orgs", json={"name": "Other Org"}).json()
-        b = client.post(
-            "/v1/auth/setup",
-            json={
-                "token": org["setup_token"],
-                "email": "b@other.example",
-                "name": "B",
-                "password": PASSWORD,
-                "return_token": True,
-            },
-        ).json()
-    other_owner = Person(b["user"], b["session_token"])
+    # Like A's owner, B's acts through an API token (signing out ends a session, not a token).
+    with httpx.Client(base_url=server.url, headers=globex.auth, timeout=30) as client:
+        scopes = client.get("/v1/me").json()["scopes"]
+        secret = client.post("/v1/tokens", json={"name": "matrix", "scopes": scopes}).json()["secret"]
+    globex = Person(globex.user, secret)
+    people = {"A": _people(server, owner), "B": _people(server, globex)}
     places = {
-        "own": _seed_place(server, owner, "priv-a", "pub-a"),
-        "other": _seed_place(server, other_owner, "priv-b", "pub-b"),
+        "A": _seed_place(server, owner, ("pub-a", "priv-a"), "spacebot", "scripted"),
+        "B": _seed_place(server, globex, ("pub-b", "priv-b"), "globex-bot", "scripted-b"),
     }
     yield World(server, people, places)
     if server.process is not None and server.process.poll() is not None:  # it died: say how
@@ -199,7 +209,7 @@ def ids(world: World, org: str, chan: str) -> dict[str, str]:
 
 
 def session_logout(world: World, role: str, org: str, chan: str) -> Call:
-    person = world.people[role]
+    person = world.people[world.home][role]
     if person.user["kind"] == "agent" or role == "owner":
         return Call("POST", "/v1/auth/logout")  # a token: nothing to end, still 204
     token = login(world.server, person.user["email"]).json()["session_token"]
@@ -207,9 +217,9 @@ def session_logout(world: World, role: str, org: str, chan: str) -> Call:
 
 
 def revoke_my_session(world: World, role: str, org: str, chan: str) -> Call:
-    person = world.people[role]
-    if org == "other":
-        return Call("DELETE", f"/v1/me/sessions/{fresh_session(world, world.places['other'].target)}")
+    person = world.people[world.home][role]
+    if org != world.home:
+        return Call("DELETE", f"/v1/me/sessions/{fresh_session(world, world.places[org].target)}")
     if person.user["kind"] == "agent" or role == "owner":
         return Call("DELETE", "/v1/me/sessions/ses_none", expect=404)  # tokens have no sessions
     return Call("DELETE", f"/v1/me/sessions/{fresh_session(world, person)}")
@@ -222,11 +232,17 @@ def delete_message(world: World, role: str, org: str, chan: str) -> Call:
     key = "DELETE /v1/messages/{message_id}"
     moderates = 200 if role in ("owner", "admin") else 403
     if chan == "private":
-        return Call("DELETE", f"/v1/messages/{ids(world, org, chan)['message']}", expect=expected(key, role, org, chan))
+        return Call(
+            "DELETE",
+            f"/v1/messages/{ids(world, org, chan)['message']}",
+            expect=expected(key, role, world.home, org, chan),
+        )
     with world.client(world.places[org].owner) as client:
         posted = client.post(f"/v1/channels/{ids(world, org, chan)['channel']}/messages", json={"text": "delete me"})
     return Call(
-        "DELETE", f"/v1/messages/{posted.json()['message']['id']}", expect=expected_or(key, role, org, chan, moderates)
+        "DELETE",
+        f"/v1/messages/{posted.json()['message']['id']}",
+        expect=expected_or(key, role, world.home, org, chan, moderates),
     )
 
 
@@ -263,17 +279,17 @@ BUILDERS: dict[str, Builder] = {
     "POST /v1/teams": lambda w, r, o, c: Call("POST", "/v1/teams", json={"name": unique("team")}),
     "GET /v1/audit": lambda w, r, o, c: Call("GET", "/v1/audit"),
     "GET /v1/agents": lambda w, r, o, c: Call("GET", "/v1/agents"),
-    "GET /v1/agents/{agent_id}/status": lambda w, r, o, c: Call("GET", "/v1/agents/spacebot/status"),
+    "GET /v1/agents/{agent_id}/status": lambda w, r, o, c: Call("GET", f"/v1/agents/{w.places[o].agent}/status"),
     "GET /v1/system/health": lambda w, r, o, c: Call("GET", "/v1/system/health"),
     "GET /v1/usage": lambda w, r, o, c: Call("GET", "/v1/usage", params={"group_by": "agent"}),
     "POST /v1/ops/channels/{channel_id}/retry": lambda w, r, o, c: Call(
         "POST", f"/v1/ops/channels/{ids(w, o, c)['channel']}/retry", json={"reason": f"matrix {r}"}
     ),
     "POST /v1/ops/agents/{agent_id}/restart": lambda w, r, o, c: Call(
-        "POST", "/v1/ops/agents/spacebot/restart", json={"reason": f"matrix {r}"}
+        "POST", f"/v1/ops/agents/{w.places[o].agent}/restart", json={"reason": f"matrix {r}"}
     ),
     "POST /v1/ops/providers/{name}/reconnect": lambda w, r, o, c: Call(
-        "POST", "/v1/ops/providers/scripted/reconnect", json={"reason": f"matrix {r}"}
+        "POST", f"/v1/ops/providers/{w.places[o].provider}/reconnect", json={"reason": f"matrix {r}"}
     ),
     "POST /v1/ops/instance/recover": lambda w, r, o, c: Call(
         "POST", "/v1/ops/instance/recover", json={"reason": f"matrix {r}"}
@@ -336,7 +352,9 @@ BUILDERS: dict[str, Builder] = {
         "PATCH",
         f"/v1/messages/{ids(w, o, c)['message']}",
         json={"text": f"in {c}, edited"},
-        expect=expected_or("PATCH /v1/messages/{message_id}", r, o, c, 200 if r == "owner" and o == "own" else 403),
+        expect=expected_or(
+            "PATCH /v1/messages/{message_id}", r, w.home, o, c, 200 if r == "owner" and o == w.home else 403
+        ),
     ),
     "DELETE /v1/messages/{message_id}": delete_message,
     "GET /v1/messages/{message_id}/edits": lambda w, r, o, c: Call(
@@ -358,7 +376,7 @@ BUILDERS: dict[str, Builder] = {
     "POST /v1/messages/{message_id}/retry": lambda w, r, o, c: Call(
         "POST",
         f"/v1/messages/{ids(w, o, c)['message']}/retry",
-        expect=expected_or("POST /v1/messages/{message_id}/retry", r, o, c, 409),
+        expect=expected_or("POST /v1/messages/{message_id}/retry", r, w.home, o, c, 409),
     ),
     "GET /v1/messages/{message_id}/render/{connector}": lambda w, r, o, c: Call(
         "GET", f"/v1/messages/{ids(w, o, c)['message']}/render/text"
@@ -368,19 +386,19 @@ BUILDERS: dict[str, Builder] = {
         "POST",
         "/v1/interactions",
         json={"message_id": ids(w, o, c)["message"], "action_id": "x"},
-        expect=expected_or("POST /v1/interactions", r, o, c, 422),
+        expect=expected_or("POST /v1/interactions", r, w.home, o, c, 422),
     ),
     "POST /v1/interactions/slack": lambda w, r, o, c: Call(
         "POST",
         "/v1/interactions/slack",
         json={"message_id": ids(w, o, c)["message"], "payload": {}},
-        expect=expected_or("POST /v1/interactions/slack", r, o, c, 400),
+        expect=expected_or("POST /v1/interactions/slack", r, w.home, o, c, 400),
     ),
     "POST /v1/interactions/discord": lambda w, r, o, c: Call(
         "POST",
         "/v1/interactions/discord",
         json={"message_id": ids(w, o, c)["message"], "payload": {}},
-        expect=expected_or("POST /v1/interactions/discord", r, o, c, 400),
+        expect=expected_or("POST /v1/interactions/discord", r, w.home, o, c, 400),
     ),
     "GET /v1/tasks": lambda w, r, o, c: Call("GET", "/v1/tasks"),
     "POST /v1/tasks": lambda w, r, o, c: Call("POST", "/v1/tasks", json={"title": f"by {r}"}),
@@ -423,7 +441,7 @@ BUILDERS: dict[str, Builder] = {
         "POST",
         f"/v1/memory/candidates/{ids(w, o, c)['candidate']}/reject",
         json={"reason": "matrix"},
-        expect=expected_or("POST /v1/memory/candidates/{candidate_id}/{action}", r, o, c, 409),
+        expect=expected_or("POST /v1/memory/candidates/{candidate_id}/{action}", r, w.home, o, c, 409),
     ),
     "GET /v1/memories": lambda w, r, o, c: Call("GET", "/v1/memories"),
     "GET /v1/memories/{memory_id}": lambda w, r, o, c: Call("GET", f"/v1/memories/{ids(w, o, c)['memory']}"),
@@ -433,7 +451,7 @@ BUILDERS: dict[str, Builder] = {
     "DELETE /v1/memories/{memory_id}": lambda w, r, o, c: Call(
         "DELETE",
         f"/v1/memories/{ids(w, o, c)['deleted_memory']}",
-        expect=expected_or("DELETE /v1/memories/{memory_id}", r, o, c, 409),
+        expect=expected_or("DELETE /v1/memories/{memory_id}", r, w.home, o, c, 409),
     ),
     "POST /v1/memories/{memory_id}/rollback": lambda w, r, o, c: Call(
         "POST", f"/v1/memories/{ids(w, o, c)['memory']}/rollback", json={"revision": 1}
@@ -447,9 +465,12 @@ BUILDERS: dict[str, Builder] = {
 }
 
 
-def expected(key: str, role: str, org: str, chan: str) -> int | str:
+def expected(key: str, role: str, home: str, org: str, chan: str) -> int | str:
+    """The documented answer for `role` of organisation `home` acting on a resource of `org`."""
     scope, resource = TABLE[key]
-    if resource != "-" and org == "other":
+    if resource == "instance":  # the scope, and the instance role (held by A's first owner only)
+        return "ok" if scope in ROLE_SCOPES[role] and (home, role) == ("A", "owner") else 403
+    if resource != "-" and org != home:
         return 404
     if resource in CHANNEL_KINDS and (chan == "private" or role == "guest"):
         return 404
@@ -458,25 +479,28 @@ def expected(key: str, role: str, org: str, chan: str) -> int | str:
     return 403
 
 
-def expected_or(key: str, role: str, org: str, chan: str, allowed: int) -> int | str:
+def expected_or(key: str, role: str, home: str, org: str, chan: str, allowed: int) -> int | str:
     """The documented answer, except that where access is allowed the route answers `allowed`
     (e.g. the matrix's message is a person's, which cannot be retried: 409 after the checks)."""
-    answer = expected(key, role, org, chan)
+    answer = expected(key, role, home, org, chan)
     return allowed if answer == "ok" else answer
 
 
-def cases() -> list[tuple[str, str, str, str]]:
-    out: list[tuple[str, str, str, str]] = []
+def cases() -> list[tuple[str, str, str, str, str]]:
+    """(route, role, the caller's organisation, the resource's, public or private channel)."""
+    out: list[tuple[str, str, str, str, str]] = []
     for key, (scope, resource) in sorted(TABLE.items()):
         if scope == "public":
             continue
-        orgs = ["own", "other"] if resource != "-" else ["own"]
         chans = ["public", "private"] if resource in CHANNEL_KINDS else ["public"]
-        out.extend((key, role, org, chan) for role, org, chan in itertools.product(ROLES, orgs, chans))
+        for home, role in itertools.product(ORGS, ROLES):
+            orgs = ORGS if resource not in ("-", "instance") else (home,)
+            out.extend((key, role, home, org, chan) for org, chan in itertools.product(orgs, chans))
     return out
 
 
-def perform(world: World, call: Call, person: Person) -> int:
+def perform(world: World, call: Call, person: Person) -> tuple[int, str]:
+    """The status, and the body of a success (checked for the other organisation's ids)."""
     token = call.credential or person.token
     headers = {"Authorization": f"Bearer {token}", **call.headers}
     if call.method == "WS":
@@ -485,12 +509,12 @@ def perform(world: World, call: Call, person: Person) -> int:
             with ws_connect(url, additional_headers=headers, open_timeout=10) as ws:
                 ws.recv(timeout=5)
         except InvalidStatus as refused:
-            return refused.response.status_code
-        return 101
+            return refused.response.status_code, ""
+        return 101, ""
     with httpx.Client(base_url=world.server.url, timeout=30) as client:
         if call.path == "/v1/realtime/sse":
             with client.stream("GET", call.path, headers=headers) as response:
-                return response.status_code
+                return response.status_code, ""
         response = client.request(
             call.method, call.path, json=call.json, content=call.content, headers=headers, params=call.params
         )
@@ -499,7 +523,7 @@ def perform(world: World, call: Call, person: Person) -> int:
             assert set(body) == {"error"} and body["error"]["code"], response.text
             if response.status_code == 403:
                 assert body["error"]["details"]["scope"], "a 403 names the missing scope"
-        return response.status_code
+        return response.status_code, response.text
 
 
 def test_every_route_is_documented_and_has_a_request() -> None:
@@ -521,15 +545,24 @@ def test_documented_scopes_match_the_code() -> None:
             assert TABLE[f"{method} /v1{route.path}"][0] == operation.scope, f"{method} {route.path}"
 
 
-@pytest.mark.parametrize(("key", "role", "org", "chan"), cases())
-def test_route_answers_as_documented(world: World, key: str, role: str, org: str, chan: str) -> None:
+@pytest.mark.parametrize(("key", "role", "home", "org", "chan"), cases())
+def test_route_answers_as_documented(world: World, key: str, role: str, home: str, org: str, chan: str) -> None:
+    world.home = home
     call = BUILDERS[key](world, role, org, chan)
-    want = call.expect if call.expect is not None else expected(key, role, org, chan)
-    got = perform(world, call, world.people[role])
+    want = call.expect if call.expect is not None else expected(key, role, home, org, chan)
+    got, body = perform(world, call, world.people[home][role])
+    where = f"{key} as {home}'s {role} ({org}'s resource, {chan})"
     if want == "ok":
-        assert 200 <= got < 300 or got == 101, f"{key} as {role} ({org} org, {chan}): {got}, expected success"
+        assert 200 <= got < 300 or got == 101, f"{where}: {got}, expected success"
     else:
-        assert got == want, f"{key} as {role} ({org} org, {chan}): {got}, expected {want}"
+        assert got == want, f"{where}: {got}, expected {want}"
+    # The instance's operator (A's owner) sees every organisation's agents in the instance-wide
+    # figures of health, by the instance role's `instance:read`: that is no leak.
+    instance_view = key in INSTANCE_WIDE and (home, role) == ("A", "owner")
+    if 200 <= got < 300 and not instance_view:
+        other = world.places[next(o for o in ORGS if o != home)]
+        leaked = sorted(found for found in other.ids() if found and found in body)
+        assert not leaked, f"{where} shows the other organisation's {leaked}"
 
 
 def test_role_table_matches_the_code() -> None:

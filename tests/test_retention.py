@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import sqlite3
 import subprocess
 import sys
 import zipfile
@@ -92,6 +93,30 @@ def _counts(path: Path) -> dict[str, Any]:
     return asyncio.run(read())
 
 
+def _tables_holding(path: Path, word: str) -> list[str]:
+    """The tables (full-text index shadows and vectors aside) with a text cell holding `word`."""
+    conn = sqlite3.connect(path)
+    try:
+        tables = [
+            name
+            for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+            if "fts" not in name and not name.startswith(("vec_", "sqlite_"))
+        ]
+        holding = []
+        for table in tables:
+            columns = [row[1] for row in conn.execute(f"PRAGMA table_info({table})")]
+            for column in columns:
+                hit = conn.execute(
+                    f"SELECT 1 FROM {table} WHERE typeof({column}) = 'text' AND instr(lower({column}), ?) LIMIT 1",
+                    (word,),
+                ).fetchone()
+                if hit:
+                    holding.append(f"{table}.{column}")
+        return holding
+    finally:
+        conn.close()
+
+
 def _purge(path: Path, data_dir: Path, *, dry_run: bool, days_ahead: float) -> dict[str, Any]:
     async def run() -> dict[str, Any]:
         db = Database(path, migrations=resource("migrations"), read_connections=1)
@@ -112,6 +137,14 @@ def test_purge_removes_exactly_what_is_due(tmp_path: Path) -> None:
         short = _channel(client, "short", retention_days=1, sources=["interaction"])
         long = _channel(client, "long", retention_days=30, sources=["interaction"])
         due = _post_with_file(client, short, "the heron project is cancelled")
+        # What people do to a message hangs on it and goes with it: an edit's history, a reaction,
+        # a reply in its thread (the thread's preview), a mention.
+        edited = client.patch(f"/v1/messages/{due['id']}", json={"text": "the heron project is cancelled, sadly"})
+        assert edited.status_code == 200, edited.text
+        reacted = client.post(f"/v1/messages/{due['id']}/reactions", json={"emoji": "👍"})
+        assert reacted.status_code in (200, 201), reacted.text
+        reply = client.post(f"/v1/threads/{due['thread_id']}/messages", json={"text": "heron follow-up @spacebot"})
+        assert reply.status_code == 201, reply.text
         kept = _post_with_file(client, long, "the kestrel project is on track")
         due_memory, due_candidate = _memory_in(client, short)
         kept_memory, kept_candidate = _memory_in(client, long)
@@ -148,6 +181,7 @@ def test_purge_removes_exactly_what_is_due(tmp_path: Path) -> None:
     assert after["candidates"] == {c: ch for c, ch in before["candidates"].items() if ch != short}
     assert kept_candidate in after["candidates"] and due_candidate not in after["candidates"]
     assert after["memories"][due_memory] == ("deleted", "") and after["memories"][kept_memory][0] == "valid"
+    assert not _tables_holding(path, "heron"), "no row keeps the text of a purged message"
     log = "\n".join(after["events"])
     assert "heron" not in log and "kestrel" in log, "the log keeps no text of purged rows"
     assert [json.loads(a["details"])["dry_run"] for a in after["audit"]] == [True, False]

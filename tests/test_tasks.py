@@ -71,14 +71,16 @@ def test_task_lifecycle_and_its_live_card(shared_server: Server) -> None:
 
 def test_task_input_is_checked(shared_server: Server) -> None:
     with httpx.Client(base_url=shared_server.url, headers=shared_server.auth) as client:
-        for body, path in [
-            ({}, "title"),
-            ({"title": "x", "status": "done"}, "status"),
-            ({"title": "x", "priority": "urgent"}, "priority"),
-            ({"title": "x", "channel_id": "ch_nope"}, "channel_id"),
-            ({"title": "x", "assignee_id": "usr_nope"}, "assignee_id"),
+        # Invalid values are 400; ids that name nothing are 404 (issue 10: as the OpenAPI document
+        # says, and as any other unknown resource), both naming the field.
+        for body, path, status in [
+            ({}, "title", 400),
+            ({"title": "x", "status": "done"}, "status", 400),
+            ({"title": "x", "priority": "urgent"}, "priority", 400),
+            ({"title": "x", "channel_id": "ch_nope"}, "channel_id", 404),
+            ({"title": "x", "assignee_id": "usr_nope"}, "assignee_id", 404),
         ]:
             response = client.post("/v1/tasks", json=body)
-            assert response.status_code == 400, (body, response.text)
+            assert response.status_code == status, (body, response.text)
             assert response.json()["error"]["details"][0]["path"] == path
         assert client.get("/v1/tasks/task_nope").status_code == 404

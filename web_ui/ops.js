@@ -32,8 +32,12 @@ export const OPS = {
     label: "Reconnect",
     path: (target) => `/v1/ops/providers/${encodeURIComponent(target)}/reconnect`,
   },
-  recover: { scope: "ops:recover", label: "Recover", path: () => "/v1/ops/instance/recover" },
+  // Instance-wide: the instance role too, never an organisation's role alone.
+  recover: { scope: "ops:recover", also: "instance:operate", label: "Recover", path: () => "/v1/ops/instance/recover" },
 };
+
+/** Whether the signed-in person may run (or decide) an operation. */
+export const mayOperate = (op) => state.can(op.scope) && (!op.also || state.can(op.also));
 
 export async function loadHealth() {
   if (!state.can("diagnostics:read")) return null;

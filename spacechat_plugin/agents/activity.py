@@ -33,6 +33,7 @@ from ..identity.permissions import Access
 from ..instance import Instance
 from ..store import usage as usage_store
 from ..store.db import Database, WriteTx
+from .home import agent_org
 
 SUMMARY_CHARS = 200
 FINISHED_KEPT = 1000
@@ -73,7 +74,7 @@ class Activity:
         event = Event(
             payload,
             actor=actor,
-            org_id=channel["org_id"] if channel else self.instance.org_id,
+            org_id=channel["org_id"] if channel else agent_org(self.instance, agent_id or ""),
             team_id=channel["team_id"] if channel else None,
             channel_id=channel["id"] if channel else None,
             thread_id=thread_id if channel else None,

@@ -58,6 +58,9 @@ class ReplyStreams:
     def __init__(self, db: Database, access: Access, publish_live: Callable[[Event], None], checkpoint_ms: int) -> None:
         self.db, self.access, self.publish_live, self.checkpoint_ms = db, access, publish_live, checkpoint_ms
         self.by_turn: dict[str, ReplyStream] = {}
+        # Set when the server starts stopping: a turn the host then cuts was interrupted by the
+        # restart, as one cut by a crash is found to be at the next start, not the agent's error.
+        self.stopping = False
 
     def envelope(self, stream: ReplyStream) -> dict[str, Any]:
         return {
@@ -281,6 +284,12 @@ class ReplyStreams:
         if stream is None:
             return None
         envelope = self.envelope(stream)
+        if self.stopping:
+            return await self.db.write(
+                lambda tx: message_store.fail_message(
+                    tx, stream.message_id, reason="interrupted", error="the server stopped mid-stream", text=stream.text
+                )
+            )
 
         def fail(tx: WriteTx) -> dict[str, Any] | None:
             message = message_store.fail_message(tx, stream.message_id, reason="error", error=error, text=stream.text)

@@ -63,7 +63,7 @@ class TaskMirror:
     def _home(self, agent_id: str | None) -> dict[str, Any] | None:
         if agent_id is None:
             return None
-        return home_channel(self.host, self.access, self.instance.org_id, agent_id)
+        return home_channel(self.host, self.access, self.instance, agent_id)
 
     # -- Spacebot's changes (hooks the bridge calls) ------------------------------------------
 

@@ -5,12 +5,14 @@ Routes are lists (STYLE.md 5); every endpoint asks permissions.check before acti
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.routing import BaseRoute, Mount, Route, Router, WebSocketRoute
+from starlette.routing import BaseRoute, Match, Mount, Route, Router
 from starlette.types import Receive, Scope, Send
 
 from . import (
@@ -143,7 +145,7 @@ V1_ROUTES: list[BaseRoute] = [
     Route("/memories/{memory_id}/deliver", memory.deliver_memory, methods=["POST"]),
     Route("/search", search.search, methods=["GET"]),
     Route("/realtime/sse", realtime.sse, methods=["GET"]),
-    WebSocketRoute("/realtime/ws", realtime.ws),
+    realtime.WebSocketEndpoint("/realtime/ws", realtime.ws),
     Route("/openapi.json", openapi.document, methods=["GET"]),
 ]
 
@@ -171,9 +173,28 @@ class IndexedRouter(Router):
             if group is not None:
                 if "router" not in scope:
                     scope["router"] = self
-                await group.app(scope, receive, send)
+                try:
+                    await group.app(scope, receive, send)
+                except HTTPException as refused:
+                    raise _with_full_allow(refused, group, scope) from None
                 return
         await super().app(scope, receive, send)
+
+
+def _with_full_allow(refused: HTTPException, group: Router, scope: Scope) -> HTTPException:
+    """A 405 names every method the path answers to in `Allow`: Starlette names only the first
+    route's whose path matched (`PUT /v1/channels` said `Allow: GET, HEAD`, issue 10). Worked
+    out only on the way out of a 405, so matching a request costs what it did."""
+    if refused.status_code != 405:
+        return refused
+    allowed: set[str] = set()
+    for route in group.routes:
+        match, _ = route.matches(scope)
+        if match is Match.PARTIAL and isinstance(route, Route):
+            allowed |= route.methods or set()
+    if not allowed:
+        return refused
+    return HTTPException(status_code=405, headers={"Allow": ", ".join(sorted(allowed))})
 
 
 def _route_path(scope: Scope) -> str:
@@ -199,8 +220,29 @@ def routes(app: Context) -> list[BaseRoute]:
     from .webui import WebUI
 
     return [
-        Mount("/v1", app=build_api(app)),
+        _any_path(Mount("/v1", app=build_api(app))),
         # An ASGI app as a Route's endpoint sees the whole path, so /metrics matches exactly.
         Route("/metrics", build_api(app, [Route("/metrics", metrics.metrics, methods=["GET"])])),
-        Mount("/", app=WebUI()),
+        _any_path(Mount("/", app=WebUI())),
     ]
+
+
+def _any_path(mount: Mount) -> Mount:
+    """A mount that takes every path under it: Starlette's pattern stops at a newline, so
+    `/v1/channels/a%0Ab` matched nothing and the host answered a text 404 (issue 10)."""
+    mount.path_regex = re.compile(mount.path_regex.pattern, re.DOTALL)
+    return mount
+
+
+def route_scopes(routes: Sequence[BaseRoute] = V1_ROUTES) -> dict[str, str]:
+    """Each route's scope as its `@operation` states it, by `"METHOD /v1/path"`: the table the
+    permission matrix is generated from, and the realtime event rules too (identity/permissions.py
+    EVENT_READS), so the two cannot drift apart."""
+    scopes: dict[str, str] = {}
+    for route in routes:
+        if isinstance(route, Route):
+            operation = getattr(route.endpoint, "__spacechat_operation__", None)
+            for method in (route.methods or set()) - {"HEAD"}:
+                if operation is not None and operation.scope:
+                    scopes[f"{method} /v1{route.path}"] = operation.scope
+    return scopes

@@ -8,14 +8,15 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ..errors import BadRequest, Conflict, Forbidden, NotFound
-from ..identity.permissions import Principal, check
+from ..errors import Conflict, Forbidden, NotFound
+from ..identity.permissions import INSTANCE, Principal, check
 from ..store import audit, identity, tenancy
 from ..store.db import WriteTx
 from .channels import channel_or_404
 from .common import (
     JSONResponse,
     audit_action,
+    authorize,
     channel_of,
     operation,
     principal,
@@ -108,7 +109,7 @@ async def add_member(request: Request) -> Response:
     refuse_direct(channel, "joined")
     user = await identity.get_user(app.db, body.user_id)
     if user is None or user["org_id"] != who.org_id or user["deactivated"]:
-        raise BadRequest("no such member", code="unknown_user", details=[{"path": "user_id", "message": "unknown"}])
+        raise NotFound("no such member", code="unknown_user", details=[{"path": "user_id", "message": "unknown"}])
 
     def add(tx: WriteTx) -> bool:
         added = identity.add_member(tx, channel, user["id"], who.actor)
@@ -164,12 +165,12 @@ async def join_channel(request: Request) -> Response:
     body=CreateOrg,
     status=201,
     scope="org:admin",
+    resource=True,
 )
 async def create_org(request: Request) -> Response:
     app = spacechat(request)
-    who = await principal(request)
-    if not who.instance_admin:
-        raise Forbidden("only the instance's owner can create organisations", code="instance_admin_only")
+    # A new organisation is the instance's business: the instance role, not an owner as such.
+    who = await authorize(request, INSTANCE)
     body = await read_json(request, CreateOrg, max_bytes=8 * 1024)
 
     def create(tx: WriteTx) -> tuple[dict[str, Any], str]:

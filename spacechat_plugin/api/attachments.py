@@ -9,6 +9,7 @@ The upload is then attached by id to a message. Downloads carry `nosniff`, a san
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import os
@@ -61,13 +62,43 @@ def clean_filename(raw: str | None) -> str:
         raise BadRequest("give the file's name as ?filename=", details=[{"path": "filename", "message": "required"}])
     name = unicodedata.normalize("NFC", raw).replace("\\", "/").split("/")[-1]
     name = "".join(ch for ch in name if unicodedata.category(ch)[0] != "C").strip().strip(".")
-    if not name:
-        raise BadRequest("the file name is empty once cleaned", details=[{"path": "filename", "message": "invalid"}])
-    return name[:255]
+    # Nothing left of it (only dots, spaces or invisible characters): a name all the same.
+    return name[:255] or "untitled"
 
 
 def _path(root: Path, attachment_id: str) -> Path:
     return root / attachment_id[-2:] / attachment_id
+
+
+class _Spool:
+    """An upload on its way to disk; every method does file I/O and runs on a worker thread."""
+
+    def __init__(self, partial: Path) -> None:
+        partial.parent.mkdir(parents=True, exist_ok=True)
+        self.partial = partial
+        self.fd: int | None = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+
+    def write(self, chunk: bytes) -> None:
+        assert self.fd is not None
+        view = memoryview(chunk)
+        while view:
+            view = view[os.write(self.fd, view) :]
+
+    def finish(self, final: Path) -> None:
+        """Make it durable, then give it its final name."""
+        assert self.fd is not None
+        os.fsync(self.fd)
+        os.close(self.fd)
+        self.fd = None
+        os.replace(self.partial, final)
+
+    def discard(self, final: Path) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+        for path in (self.partial, final):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
 
 
 @operation(
@@ -76,7 +107,8 @@ def _path(root: Path, attachment_id: str) -> Path:
     status=201,
     scope="files:write",
     raw_body="the file's bytes, with its Content-Type",
-    query={"filename": "the file's name (required)"},
+    query={"filename": {"description": "the file's name (required)", "type": "string", "minLength": 1}},
+    required_query=("filename",),
 )
 async def upload(request: Request) -> Response:
     app = spacechat(request)
@@ -95,29 +127,26 @@ async def upload(request: Request) -> Response:
     root = app.data_dir / "attachments"
     attachment_id = new_id("att")
     final = _path(root, attachment_id)
-    final.parent.mkdir(parents=True, exist_ok=True)
     partial = final.with_suffix(".part")
+    spool = await asyncio.to_thread(_Spool, partial)
     digest, size, head = hashlib.sha256(), 0, b""
     try:
-        with partial.open("wb") as handle:
-            async for chunk in request.stream():
-                size += len(chunk)
-                if size > limits.max_bytes:
-                    raise PayloadTooLarge(
-                        f"files are limited to {limits.max_bytes} bytes",
-                        details={"max_bytes": limits.max_bytes},
-                    )
-                if len(head) < 4096:
-                    head += chunk[: 4096 - len(head)]
-                digest.update(chunk)
-                handle.write(chunk)
-            handle.flush()
-            os.fsync(handle.fileno())
-        if size == 0:
-            raise BadRequest("the file is empty")
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limits.max_bytes:
+                raise PayloadTooLarge(
+                    f"files are limited to {limits.max_bytes} bytes",
+                    details={"max_bytes": limits.max_bytes},
+                )
+            if len(head) < 4096:
+                head += chunk[: 4096 - len(head)]
+            digest.update(chunk)
+            # Disk writes and the fsync go to a thread: on the event loop they stalled every
+            # stream and request while the disk worked (issue 10).
+            await asyncio.to_thread(spool.write, chunk)
+        await asyncio.to_thread(spool.finish, final)
         if not _looks_like(content_type, head):
             raise UnsupportedMediaType(f"the file's contents do not look like {content_type}", code="content_mismatch")
-        os.replace(partial, final)
         attachment = await app.db.write(
             lambda tx: message_store.record_attachment(
                 tx,
@@ -131,10 +160,7 @@ async def upload(request: Request) -> Response:
             )
         )
     except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            partial.unlink()
-        with contextlib.suppress(FileNotFoundError):
-            final.unlink()
+        await asyncio.to_thread(spool.discard, final)
         raise
     return JSONResponse({"attachment": attachment}, status_code=201)
 

@@ -7,7 +7,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ..errors import BadRequest, Conflict, NotFound
+from ..errors import Conflict, NotFound
 from ..identity.auth import client_address
 from ..identity.permissions import Principal, can_read_channel
 from ..store import audit, identity, tenancy
@@ -83,7 +83,7 @@ async def create_channel(request: Request) -> Response:
     teams = await tenancy.list_teams(app.db, who.org_id)
     team = next((t for t in teams if t["id"] == body.team_id), None) if body.team_id else teams[0]
     if team is None:
-        raise BadRequest("no such team", details=[{"path": "team_id", "message": "unknown team"}])
+        raise NotFound("no such team", details=[{"path": "team_id", "message": "unknown team"}])
 
     def create(tx: WriteTx) -> dict[str, Any]:
         if tenancy.channel_name_taken(tx, who.org_id, body.name):

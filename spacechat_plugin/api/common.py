@@ -13,11 +13,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import orjson
 from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException
-from starlette.requests import HTTPConnection, Request
+from starlette.requests import ClientDisconnect, HTTPConnection, Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..errors import BadRequest, PayloadTooLarge, SpacechatError, UnsupportedMediaType
+from ..errors import BadRequest, PayloadTooLarge, SpacechatError, Unprocessable, UnsupportedMediaType
 from ..events import current_request_id, new_id
 from ..identity.permissions import Principal, check
 from ..store import audit, tenancy
@@ -118,11 +118,11 @@ async def read_json(request: Request, model: type[M], *, max_bytes: int) -> M:
         return model.model_validate(data)
     except ValidationError as exc:
         details = validation_details(exc)
-        raise BadRequest(
-            f"the body is not valid: {details[0]['path']}: {details[0]['message']}",
-            code="invalid_request",
-            details=details,
-        ) from None
+        message = f"the body is not valid: {details[0]['path']}: {details[0]['message']}"
+        if all(item["type"] == "unsafe_text" for item in exc.errors()):
+            # Well-formed, but text people would read says something else than it shows.
+            raise Unprocessable(message, code="unsafe_text", details=details) from None
+        raise BadRequest(message, code="invalid_request", details=details) from None
 
 
 # --- query parameters ----------------------------------------------------------------------
@@ -147,10 +147,10 @@ def query_int(
 
 def time_param(value: str | None, name: str) -> str | None:
     """An RFC 3339 time in the log's own form (UTC, milliseconds), so times compare as text."""
-    if value is None or value == "":
+    if value is None:
         return None
     try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError:
         raise BadRequest(
             f"{name} must be an RFC 3339 time", details=[{"path": name, "message": "not a time"}]
@@ -200,10 +200,12 @@ class Operation:
     body: type[BaseModel] | None = None
     response: type[BaseModel] | None = None
     status: int = 200
-    query: dict[str, str] = field(default_factory=dict)
+    query: dict[str, str | dict[str, Any]] = field(default_factory=dict)
     scope: str | None = None
     raw_body: str | None = None  # media type description for non-JSON bodies
     produces: str = "application/json"
+    also: tuple[int, ...] = ()  # other success statuses (a replayed send's 200, a waiting operation's 202)
+    required_query: tuple[str, ...] = ()
 
 
 Endpoint = Callable[[Request], Awaitable[Response]]
@@ -288,6 +290,9 @@ class RequestIdMiddleware:
 
         try:
             await self.app(scope, receive, send_with_id)
+        except ClientDisconnect:
+            # The client hung up before its body arrived: nobody to answer, and not our error.
+            log.info("the client disconnected before sending its whole request")
         except Exception:
             log.exception("unhandled error")
             if scope["type"] == "http" and not started:

@@ -137,8 +137,11 @@ async def put_policy(request: Request) -> Response:
     tags=["memory"],
     scope="memory:review",
     query={
-        "status": "pending (default), approved, rejected, merged, withdrawn",
-        "after": "created_at cursor",
+        "status": {
+            "description": "pending (default), approved, rejected, merged, withdrawn",
+            "enum": ["pending", "approved", "rejected", "merged", "withdrawn"],
+        },
+        "after": {"description": "created_at cursor", "type": "string"},
         "limit": "1-200, default 50",
     },
 )
@@ -269,9 +272,12 @@ async def decide_candidate(request: Request) -> Response:
     tags=["memory"],
     scope="memory:review",
     query={
-        "status": "valid, invalid or deleted",
+        "status": {
+            "description": "valid, invalid or deleted (empty: any)",
+            "enum": ["", "valid", "invalid", "deleted"],
+        },
         "subject_id": "",
-        "before": "updated_at cursor",
+        "before": {"description": "updated_at cursor", "type": "string"},
         "limit": "1-200, default 50",
     },
 )

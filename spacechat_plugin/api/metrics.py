@@ -1,9 +1,13 @@
 """Prometheus text at `/metrics` (prometheus_client's exposition format), for a scraper holding a
-token with `diagnostics:read`. Totals are read from the database at each scrape, so they match
-it exactly and survive restarts; live gauges (subscribers, queues, workers) come from memory.
+token with `diagnostics:read`: its organisation's figures, and with `instance:read` (the
+instance role) the instance's too: every agent, the event log, the realtime gateway. Totals are
+read from the database at each scrape, so they match it exactly and survive restarts; live
+gauges (subscribers, queues, workers) come from memory.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -11,8 +15,12 @@ from prometheus_client.registry import Collector
 from starlette.requests import Request
 from starlette.responses import Response
 
+from ..agents.home import org_status
+from ..identity.permissions import may
 from ..store import usage
 from .common import operation, principal, spacechat
+from .context import Context
+from .observability import components
 
 
 class _Snapshot(Collector):
@@ -61,13 +69,42 @@ async def metrics(request: Request) -> Response:
         incidents.add_metric([row[0]], row[1])
     families.append(incidents)
 
+    instance_wide = may(who, "instance:read")
     health = GaugeMetricFamily("spacechat_component_up", "1 when a component is ok", labels=["component"])
-    for row in await usage.health(db):
+    for row in await components(app, who.org_id, instance_wide):
         health.add_metric([row["component"]], 1 if row["status"] == "ok" else 0)
     families.append(health)
 
+    families += _agent_families(org_status(app.host, app.instance, None if instance_wide else org))
+    if instance_wide:
+        # The instance's own figures, for its operators' scraper only (issue 10).
+        families += await _instance_families(app)
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Snapshot(families))
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+
+def _agent_families(status: dict[str, Any] | None) -> list[CounterMetricFamily | GaugeMetricFamily]:
+    queue = GaugeMetricFamily("spacechat_agent_queue_depth", "Turns waiting per agent", labels=["agent"])
+    workers = GaugeMetricFamily(
+        "spacechat_agent_workers", "Running workers per agent and state", labels=["agent", "state"]
+    )
+    for agent in (status or {"agents": []})["agents"]:
+        queue.add_metric([agent["id"]], sum(agent["queue"].values()))
+        states: dict[str, int] = {}
+        for worker in agent["workers"]:
+            states[worker["state"]] = states.get(worker["state"], 0) + 1
+        for state, count in states.items():
+            workers.add_metric([agent["id"], state], count)
+    return [queue, workers]
+
+
+async def _instance_families(app: Context) -> list[CounterMetricFamily | GaugeMetricFamily]:
+    """The event log and the realtime gateway: one per instance, shared by every organisation, so
+    only a token with instance:read sees them."""
     events = GaugeMetricFamily("spacechat_event_log_seq", "Newest event seq")
-    events.add_metric([], db.last_seq)
+    events.add_metric([], app.db.last_seq)
     subscribers = GaugeMetricFamily("spacechat_realtime_subscribers", "Open realtime streams")
     subscribers.add_metric([], app.bus.subscriber_count)
     lagged = CounterMetricFamily("spacechat_realtime_lagged", "Streams cut for lagging since start")
@@ -79,21 +116,4 @@ async def metrics(request: Request) -> Response:
     )
     deliveries.add_metric(["direct"], app.bus.direct_writes)
     deliveries.add_metric(["task"], app.bus.task_wakes)
-    families += [events, subscribers, lagged, deliveries]
-
-    queue = GaugeMetricFamily("spacechat_agent_queue_depth", "Turns waiting per agent", labels=["agent"])
-    workers = GaugeMetricFamily(
-        "spacechat_agent_workers", "Running workers per agent and state", labels=["agent", "state"]
-    )
-    for agent in app.host.status()["agents"] if app.host else []:
-        queue.add_metric([agent["id"]], sum(agent["queue"].values()))
-        states: dict[str, int] = {}
-        for worker in agent["workers"]:
-            states[worker["state"]] = states.get(worker["state"], 0) + 1
-        for state, count in states.items():
-            workers.add_metric([agent["id"], state], count)
-    families += [queue, workers]
-
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(_Snapshot(families))
-    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+    return [events, subscribers, lagged, deliveries]

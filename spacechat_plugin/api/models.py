@@ -2,13 +2,46 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import re
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue
+from pydantic_core import PydanticCustomError
+
+from ..identity.permissions import ROLE_SCOPES, SCOPES
 
 KEY_PATTERN = r"^[A-Za-z0-9._:~-]{1,128}$"
 CHANNEL_NAME = r"^[a-z0-9][a-z0-9_-]{0,79}$"
 CATEGORIES = ("agents", "departments", "ops", "incidents", "projects")
+
+
+# Text that people read as a name or a title: no control characters (line breaks included) and no
+# bidirectional overrides or isolates, which make a name display as something else ("‮gnp.exe"
+# shows as "exe.png"). Refused with 422 `unsafe_text` (issue 10), as channel names always were.
+UNSAFE_CHARACTERS = "\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069"
+_UNSAFE = re.compile(f"[{UNSAFE_CHARACTERS}]")
+
+
+def _readable(value: str) -> str:
+    found = _UNSAFE.search(value)
+    if found is not None:
+        raise PydanticCustomError(
+            "unsafe_text",
+            "contains a control or bidirectional-override character (U+{code})",
+            {"code": f"{ord(found.group()):04X}"},
+        )
+    return value
+
+
+# The pattern only documents the rule in the OpenAPI document; the validator enforces it (422).
+ReadableText = Annotated[
+    str, AfterValidator(_readable), Field(json_schema_extra={"pattern": f"^[^{UNSAFE_CHARACTERS}]*$"})
+]
+
+
+# What a token or a bot may be given: the document lists them, so a client knows before asking.
+_ALL_SCOPES: list[JsonValue] = [*SCOPES]
+_BOT_SCOPES: list[JsonValue] = [*sorted(ROLE_SCOPES["agent"])]
 
 
 class Body(BaseModel):
@@ -29,13 +62,16 @@ class PostMessage(Body):
 
 class CreateChannel(Body):
     name: str = Field(pattern=CHANNEL_NAME, description="Lower-case letters, digits, '-' and '_'; unique in the org.")
-    topic: str = Field("", max_length=250)
+    topic: ReadableText = Field("", max_length=250)
     category: Literal["agents", "departments", "ops", "incidents", "projects"] = "departments"
     private: bool = False
     team_id: str | None = None
 
 
-EMAIL = r"^[^@\s]{1,64}@[^@\s]{1,190}\.[^@\s]{1,60}$"
+# No `@`, space or control character in any part; spelled out (not `\s`), since regex dialects
+# disagree on what `\s` covers and the document's readers must match what the server does.
+_EMAIL_CHAR = r"[^@\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff]"
+EMAIL = rf"^{_EMAIL_CHAR}{{1,64}}@{_EMAIL_CHAR}{{1,190}}\.{_EMAIL_CHAR}{{1,60}}$"
 ROLE = Literal["owner", "admin", "operator", "member", "guest"]
 INVITABLE_ROLE = Literal["admin", "operator", "member", "guest"]
 
@@ -43,9 +79,9 @@ INVITABLE_ROLE = Literal["admin", "operator", "member", "guest"]
 class Setup(Body):
     token: str = Field(min_length=1, max_length=200)
     email: str = Field(pattern=EMAIL, max_length=254)
-    name: str = Field(min_length=1, max_length=80)
+    name: ReadableText = Field(min_length=1, max_length=80)
     password: str = Field(min_length=1, max_length=1024)
-    device_name: str = Field("browser", max_length=80)
+    device_name: ReadableText = Field("browser", max_length=80)
     return_token: bool = False
 
 
@@ -53,7 +89,7 @@ class Login(Body):
     email: str = Field(min_length=1, max_length=254)
     password: str = Field(min_length=1, max_length=1024)
     org_id: str | None = None
-    device_name: str = Field("browser", max_length=80)
+    device_name: ReadableText = Field("browser", max_length=80)
     return_token: bool = Field(False, description="Also return the session reference, for non-browser clients.")
 
 
@@ -64,28 +100,39 @@ class InvitationToken(Body):
 class AcceptInvitation(Body):
     token: str = Field(min_length=1, max_length=200)
     email: str = Field(pattern=EMAIL, max_length=254)
-    name: str = Field(min_length=1, max_length=80)
+    name: ReadableText = Field(min_length=1, max_length=80)
     password: str = Field(min_length=1, max_length=1024)
-    device_name: str = Field("browser", max_length=80)
+    device_name: ReadableText = Field("browser", max_length=80)
     return_token: bool = False
 
 
 class CreateInvitation(Body):
     role: INVITABLE_ROLE = "member"
     email: str | None = Field(None, pattern=EMAIL, max_length=254)
-    channel_ids: list[str] = Field(default_factory=list, max_length=100)
+    channel_ids: list[Annotated[str, Field(max_length=100)]] = Field(default_factory=list, max_length=100)
     expires_in_hours: float | None = Field(None, gt=0, le=24 * 90)
 
 
 class CreateToken(Body):
-    name: str = Field(min_length=1, max_length=80)
-    scopes: list[str] = Field(min_length=1, max_length=40)
+    name: ReadableText = Field(min_length=1, max_length=80)
+    scopes: list[str] = Field(
+        min_length=1, max_length=40, json_schema_extra={"items": {"type": "string", "enum": _ALL_SCOPES}}
+    )
     expires_in_days: float | None = Field(None, gt=0, le=3650)
 
 
 class CreateBot(Body):
-    name: str = Field(min_length=1, max_length=80)
-    scopes: list[str] | None = Field(None, max_length=40)
+    name: ReadableText = Field(min_length=1, max_length=80)
+    scopes: list[str] | None = Field(
+        None,
+        max_length=40,
+        json_schema_extra={
+            "anyOf": [
+                {"type": "array", "maxItems": 40, "items": {"type": "string", "enum": _BOT_SCOPES}},
+                {"type": "null"},
+            ]
+        },
+    )
     expires_in_days: float | None = Field(None, gt=0, le=3650)
 
 
@@ -94,22 +141,22 @@ class ChangeRole(Body):
 
 
 class UpdateMe(Body):
-    name: str | None = Field(None, min_length=1, max_length=80)
+    name: ReadableText | None = Field(None, min_length=1, max_length=80)
     password: str | None = Field(None, min_length=1, max_length=1024)
     current_password: str | None = Field(None, max_length=1024)
 
 
 class CreateTeam(Body):
-    name: str = Field(min_length=1, max_length=80)
+    name: ReadableText = Field(min_length=1, max_length=80)
 
 
 class CreateOrg(Body):
-    name: str = Field(min_length=1, max_length=80)
+    name: ReadableText = Field(min_length=1, max_length=80)
 
 
 class UpdateChannel(Body):
     name: str | None = Field(None, pattern=CHANNEL_NAME)
-    topic: str | None = Field(None, max_length=250)
+    topic: ReadableText | None = Field(None, max_length=250)
     category: Literal["agents", "departments", "ops", "incidents", "projects"] | None = None
     archived: bool | None = None
 
@@ -127,7 +174,7 @@ TASK_STATUS = Literal["pending_approval", "backlog", "ready", "in_progress", "do
 
 
 class CreateTask(Body):
-    title: str = Field(min_length=1, max_length=200)
+    title: ReadableText = Field(min_length=1, max_length=200)
     description: str = Field("", max_length=20_000)
     team_id: str | None = None
     channel_id: str | None = Field(None, description="The task's home channel; a task card is posted there.")
@@ -138,7 +185,7 @@ class CreateTask(Body):
 
 
 class UpdateTask(Body):
-    title: str | None = Field(None, min_length=1, max_length=200)
+    title: ReadableText | None = Field(None, min_length=1, max_length=200)
     description: str | None = Field(None, max_length=20_000)
     priority: PRIORITY | None = None
     status: TASK_STATUS | None = None
@@ -177,7 +224,7 @@ class OpsDecision(Body):
 
 
 class CreateIncident(Body):
-    title: str = Field(min_length=1, max_length=300)
+    title: ReadableText = Field(min_length=1, max_length=300)
     severity: Literal["critical", "major", "minor"] = "major"
     details: str = Field("", max_length=5000)
 

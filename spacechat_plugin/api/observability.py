@@ -12,55 +12,73 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
+from ..agents.home import find_agent, org_agents, org_status
 from ..errors import BadRequest, NotFound
+from ..identity.permissions import may
 from ..store import incidents as incidents_query
 from ..store import messages as message_store
 from ..store import usage
 from .common import JSONResponse, authorize, channel_of, operation, principal, spacechat, time_param
+from .context import Context
 
 
 def _since_day() -> str:
     return usage.ts(datetime.now(UTC) - timedelta(days=1))
 
 
+async def components(app: Context, org_id: str, instance_wide: bool) -> list[dict[str, Any]]:
+    """Component health an organisation may see: the providers its agents use and the shared
+    connectors (every provider with the instance role)."""
+    rows = await usage.health(app.db)
+    if instance_wide:
+        return rows
+    providers = {f"provider:{agent['provider']}" for agent in org_agents(app.host, app.instance, org_id)}
+    return [row for row in rows if not row["component"].startswith("provider:") or row["component"] in providers]
+
+
 @operation(
-    "The instance's health: components, host, store, realtime, open incidents",
+    "Health: components, host, open incidents (the caller's organisation; instance-wide figures with instance:read)",
     tags=["observability"],
     scope="diagnostics:read",
 )
 async def system_health(request: Request) -> Response:
     app = spacechat(request)
     who = await principal(request)
-    components = await usage.health(app.db)
-    host = app.host.status() if app.host is not None else None
-    states = [c["status"] for c in components]
+    instance_wide = may(who, "instance:read")
+    # An organisation sees its own agents and providers; the event log, the realtime gateway and
+    # every organisation's agents are the instance's (issue 10: B's owner saw A's queues).
+    shown = await components(app, who.org_id, instance_wide)
+    states = [c["status"] for c in shown]
     overall = "down" if "down" in states else "degraded" if "degraded" in states else "ok"
-    return JSONResponse(
-        {
-            "status": overall,
-            "components": components,
-            "host": host,
-            "store": {"last_seq": app.db.last_seq, "path": app.db.path.name},
-            "realtime": {"subscribers": app.bus.subscriber_count, "lagged_total": app.bus.lagged_total},
-            "open_incidents": await incidents_query.count_open(app.db, who.org_id),
-            "started_at": app.instance.started_at,
-        }
-    )
+    answer: dict[str, Any] = {
+        "status": overall,
+        "components": shown,
+        "host": org_status(app.host, app.instance, None if instance_wide else who.org_id),
+        "open_incidents": await incidents_query.count_open(app.db, who.org_id),
+        "started_at": app.instance.started_at,
+    }
+    if instance_wide:
+        answer["store"] = {"last_seq": app.db.last_seq, "path": app.db.path.name}
+        answer["realtime"] = {"subscribers": app.bus.subscriber_count, "lagged_total": app.bus.lagged_total}
+    return JSONResponse(answer)
 
 
 @operation(
     "An agent now: model and provider, health, queue, workers, latency, usage, budgets, last errors",
     tags=["observability"],
     scope="diagnostics:read",
+    resource=True,
 )
 async def agent_status(request: Request) -> Response:
     app = spacechat(request)
     who = await principal(request)
-    agent_id = request.path_params["agent_id"]
-    agent = next((a for a in (app.host.agents() if app.host else []) if a["id"] == agent_id), None)
+    agent = find_agent(app.host, app.instance, who.org_id, request.path_params["agent_id"])
     if agent is None:
         raise NotFound("no such agent")
-    live: dict[str, Any] = next((a for a in app.host.status()["agents"] if a["id"] == agent_id), {}) if app.host else {}
+    await authorize(request, agent)
+    agent_id = agent["id"]
+    status = org_status(app.host, app.instance, who.org_id) or {"agents": []}
+    live: dict[str, Any] = next((a for a in status["agents"] if a["id"] == agent_id), {})
     scope = {"agent": agent_id, "org": who.org_id}
     where = "agent_id = :agent AND org_id = :org"
     return JSONResponse(
@@ -125,7 +143,7 @@ async def channel_metrics(request: Request) -> Response:
     scope = {"channel": channel["id"]}
     where = "channel_id = :channel"
     agents: list[dict[str, Any]] = []
-    for agent in app.host.status()["agents"] if app.host else []:
+    for agent in (org_status(app.host, app.instance, channel["org_id"]) or {"agents": []})["agents"]:
         queue = agent["queue"].get(channel["id"])
         workers = [w for w in agent["workers"] if w["channel_id"] == channel["id"]]
         running = agent["running"].get(channel["id"])
@@ -157,7 +175,13 @@ async def channel_metrics(request: Request) -> Response:
     tags=["observability"],
     scope="diagnostics:read",
     query={
-        "group_by": "comma list of agent, model, provider, channel, team, thread, day, hour",
+        "group_by": {
+            "description": "comma list of agent, model, provider, channel, team, thread, day, hour",
+            "type": "array",
+            "items": {"type": "string", "enum": list(usage.GROUPS)},
+            "style": "form",
+            "explode": False,
+        },
         "since": "RFC 3339 (default 30 days ago)",
         "until": "RFC 3339 (default now)",
         "agent": "",

@@ -9,8 +9,10 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
+from ..agents.home import find_agent, provider_orgs
 from ..errors import BadRequest, NotFound
 from ..identity.auth import client_address
+from ..identity.permissions import INSTANCE, may
 from ..operations import incidents as incident_service
 from ..store import identity
 from ..store import incidents as incident_store
@@ -44,32 +46,51 @@ async def retry(request: Request) -> Response:
     return await _operate(request, "retry", channel["id"])
 
 
-@operation("Restart an agent's channel processes", tags=["ops"], body=OpsRequest, scope="ops:restart")
+@operation("Restart an agent's channel processes", tags=["ops"], body=OpsRequest, scope="ops:restart", resource=True)
 async def restart(request: Request) -> Response:
     app = spacechat(request)
-    agent_id = request.path_params["agent_id"]
-    if app.host is None or agent_id not in {a["id"] for a in app.host.agents()}:
+    who = await principal(request)
+    # Another organisation's agent does not exist here (issue 10: B's owner restarted A's agent).
+    agent = find_agent(app.host, app.instance, who.org_id, request.path_params["agent_id"])
+    if agent is None:
         raise NotFound("no such agent")
-    return await _operate(request, "restart", agent_id)
+    await authorize(request, agent)
+    return await _operate(request, "restart", agent["id"])
 
 
 @operation(
-    "Reconnect a model provider (or, in bridge mode, the link to Spacebot)",
+    "Reconnect a model provider (or, in bridge mode, the link to Spacebot); one that several "
+    "organisations share needs the instance role",
     tags=["ops"],
     body=OpsRequest,
     scope="ops:reconnect",
+    resource=True,
 )
 async def reconnect(request: Request) -> Response:
-    return await _operate(request, "reconnect", request.path_params["name"])
+    app = spacechat(request)
+    who = await principal(request)
+    name = request.path_params["name"]
+    orgs = provider_orgs(app.host, app.instance, name)
+    if who.org_id not in orgs and (orgs or not may(who, "instance:operate")):
+        raise NotFound("no such provider")  # another organisation's alone: it does not exist here
+    if orgs == {who.org_id}:
+        await authorize(request, {"org_id": who.org_id})
+    else:
+        # Shared with another organisation, or used by no agent (the bridge's link): instance-wide.
+        await authorize(request, INSTANCE)
+    return await _operate(request, "reconnect", name)
 
 
 @operation(
-    "Recover the instance: restart every channel process and reconnect every provider",
+    "Recover the instance: restart every channel process and reconnect every provider (instance role)",
     tags=["ops"],
     body=OpsRequest,
     scope="ops:recover",
+    resource=True,
 )
 async def recover(request: Request) -> Response:
+    # Every organisation's agents: the instance role, never an organisation's owner as such.
+    await authorize(request, INSTANCE)
     return await _operate(request, "recover", "instance")
 
 
@@ -107,13 +128,16 @@ async def decide(request: Request) -> Response:
     "Incidents, newest first",
     tags=["incidents"],
     scope="incidents:read",
-    query={"status": "open, acknowledged or resolved", "limit": "1-500, default 100"},
+    query={
+        "status": {"description": "open, acknowledged or resolved", "enum": ["open", "acknowledged", "resolved"]},
+        "limit": "1-500, default 100",
+    },
 )
 async def list_incidents(request: Request) -> Response:
     app = spacechat(request)
     who = await principal(request)
     status = request.query_params.get("status")
-    if status and status not in ("open", "acknowledged", "resolved"):
+    if status is not None and status not in ("open", "acknowledged", "resolved"):
         raise BadRequest("status is open, acknowledged or resolved", details=[{"path": "status", "message": "unknown"}])
     limit = query_int(request, "limit", 100, low=1, high=500)
     assert limit is not None
@@ -138,7 +162,7 @@ async def get_incident(request: Request) -> Response:
 async def open_incident(request: Request) -> Response:
     app = spacechat(request)
     who = await principal(request)
-    body = await read_json(request, CreateIncident, max_bytes=16 * 1024)
+    body = await read_json(request, CreateIncident, max_bytes=64 * 1024)
     incident = await app.incidents.open(
         org_id=who.org_id,
         kind="manual",

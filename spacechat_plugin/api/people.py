@@ -348,7 +348,7 @@ async def create_invitation(request: Request) -> Response:
     for channel_id in body.channel_ids:
         channel = await channel_of(app, channel_id)
         if channel is None:
-            raise BadRequest(f"no such channel {channel_id}", details=[{"path": "channel_ids", "message": "unknown"}])
+            raise NotFound(f"no such channel {channel_id}", details=[{"path": "channel_ids", "message": "unknown"}])
         await authorize(request, channel, channel=channel)  # each channel must be this organisation's
     hours = body.expires_in_hours or app.settings.auth.invitation_hours
 

@@ -11,11 +11,14 @@ import asyncio
 import contextlib
 
 import orjson
+from starlette.exceptions import HTTPException
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
+from starlette.routing import Match, WebSocketRoute
+from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from ..errors import BadRequest, SpacechatError
+from ..errors import BadRequest, SpacechatError, UpgradeRequired
 from ..identity.permissions import Principal, check
 from ..realtime.stream import EventStreamResponse, Sink, WSSink, run_stream
 from .common import error_response, operation, principal, query_int, spacechat
@@ -90,3 +93,37 @@ async def ws(websocket: WebSocket) -> None:
     if websocket.client_state == WebSocketState.CONNECTED:
         with contextlib.suppress(Exception):
             await websocket.close(code=1000)
+
+
+async def ws_over_http(request: Request) -> Response:
+    """`GET /v1/realtime/ws` without the WebSocket upgrade: the handshake's own answers (401 not
+    signed in, 403 without realtime:subscribe, 400 a bad cursor), else 426 (issue 10: it was a
+    404 the document did not mention)."""
+    who = await principal(request)
+    check(who, "realtime:subscribe")
+    resume_point(request)
+    raise UpgradeRequired(
+        "this is a WebSocket endpoint: connect with a WebSocket (or use /v1/realtime/sse)",
+        headers={"Upgrade": "websocket", "Connection": "Upgrade"},
+    )
+
+
+class WebSocketEndpoint(WebSocketRoute):
+    """The WebSocket route, which also answers a plain HTTP GET on its path (ws_over_http)."""
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        if scope["type"] != "http":
+            return super().matches(scope)
+        match, child = super().matches({**scope, "type": "websocket"})
+        if match is Match.FULL and scope["method"] not in ("GET", "HEAD"):
+            return Match.PARTIAL, child
+        return match, child
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await super().handle(scope, receive, send)
+            return
+        if scope["method"] not in ("GET", "HEAD"):
+            raise HTTPException(status_code=405, headers={"Allow": "GET"})
+        response = await ws_over_http(Request(scope, receive))
+        await response(scope, receive, send)

@@ -20,14 +20,33 @@ MAX_QUERY = 500
     tags=["search"],
     scope="messages:read",
     query={
-        "q": 'words, "phrases", prefix*, -negation and operators: in:#channel from:@person has:attachment'
-        " has:card has:image has:link has:reaction is:unread is:mentioned before:YYYY-MM-DD after:YYYY-MM-DD",
-        "mode": "`fulltext` (the default), `semantic` or `hybrid`",
-        "kinds": "semantic and hybrid: messages, memories or both, comma-separated (default both)",
-        "sort": "`relevance` (the default) or `newest`",
+        # Required, and not blank: something other than the whitespace that is stripped from it.
+        "q": {
+            "description": 'the query (1-500 characters): words, "phrases", prefix*, -negation and operators:'
+            " in:#channel from:@person has:attachment has:card has:image has:link has:reaction is:unread"
+            " is:mentioned before:YYYY-MM-DD after:YYYY-MM-DD",
+            "type": "string",
+            "minLength": 1,
+            "maxLength": 500,
+            "pattern": "[^\\t-\\r \\x1c-\\x1f\\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]",
+        },
+        "mode": {
+            "description": "`fulltext` (the default), `semantic` or `hybrid`",
+            "enum": ["fulltext", "semantic", "hybrid"],
+        },
+        "kinds": {
+            "description": "semantic and hybrid: messages, memories or both, comma-separated (default both)",
+            "type": "array",
+            "items": {"type": "string", "enum": ["messages", "memories"]},
+            "minItems": 1,
+            "style": "form",
+            "explode": False,
+        },
+        "sort": {"description": "`relevance` (the default) or `newest`", "enum": ["relevance", "newest"]},
         "limit": "1-100, default 20",
-        "cursor": "from `next`, for the next page",
+        "cursor": {"description": "from `next`, for the next page", "type": "integer", "minimum": 0, "maximum": 1000},
     },
+    required_query=("q",),
 )
 async def search(request: Request) -> Response:
     app = spacechat(request)
@@ -63,7 +82,7 @@ async def _semantic(request: Request, mode: str) -> Response:
     kinds = [k.strip() for k in (params.get("kinds") or ",".join(KINDS)).split(",") if k.strip()]
     if not kinds or any(k not in KINDS for k in kinds):
         raise BadRequest(f"kinds must be among {', '.join(KINDS)}", details=[{"path": "kinds", "message": "unknown"}])
-    limit = query_int(request, "limit", 20, low=1, high=50)
+    limit = query_int(request, "limit", 20, low=1, high=100)
     assert limit is not None
     degraded = app.memory.embeddings_error
     if degraded is not None and mode == "semantic":

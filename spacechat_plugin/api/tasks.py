@@ -16,7 +16,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ..errors import BadRequest, NotFound
+from ..errors import NotFound
 from ..identity.auth import client_address
 from ..identity.permissions import Principal, can_read_channel, check
 from ..store import identity, tenancy
@@ -45,7 +45,7 @@ async def _assignee(request: Request, who: Principal, assignee_id: str | None) -
         return
     user = await identity.get_user(spacechat(request).db, assignee_id)
     if user is None or user["org_id"] != who.org_id or user["deactivated"]:
-        raise BadRequest(
+        raise NotFound(
             "no such member or agent to assign",
             code="unknown_user",
             details=[{"path": "assignee_id", "message": "unknown"}],
@@ -86,17 +86,17 @@ async def list_tasks(request: Request) -> Response:
 async def create_task(request: Request) -> Response:
     app = spacechat(request)
     who = await principal(request)
-    body = await read_json(request, CreateTask, max_bytes=64 * 1024)
+    body = await read_json(request, CreateTask, max_bytes=256 * 1024)
     channel = None
-    if body.channel_id:
+    if body.channel_id is not None:  # "" names no channel: 400, never a 500 from the store (issue 10)
         channel = await channel_of(app, body.channel_id)
         if channel is None:
-            raise BadRequest("no such channel", details=[{"path": "channel_id", "message": "unknown"}])
+            raise NotFound("no such channel", details=[{"path": "channel_id", "message": "unknown"}])
         check(who, "messages:write", channel, channel=channel)
     teams = await tenancy.list_teams(app.db, who.org_id)
     team_id = body.team_id or (channel["team_id"] if channel else teams[0]["id"])
     if team_id not in {team["id"] for team in teams}:
-        raise BadRequest("no such team", details=[{"path": "team_id", "message": "unknown"}])
+        raise NotFound("no such team", details=[{"path": "team_id", "message": "unknown"}])
     await _assignee(request, who, body.assignee_id)
     owner_agent = who.user_id if who.actor.kind == "agent" else None
 
@@ -105,7 +105,7 @@ async def create_task(request: Request) -> Response:
             tx,
             org_id=who.org_id,
             team_id=team_id,
-            channel_id=body.channel_id,
+            channel_id=channel["id"] if channel else None,
             title=body.title,
             description=body.description,
             status=body.status,
@@ -139,7 +139,7 @@ async def get_task(request: Request) -> Response:
 async def update_task(request: Request) -> Response:
     app = spacechat(request)
     who, task = await task_or_404(request)
-    body = await read_json(request, UpdateTask, max_bytes=64 * 1024)
+    body = await read_json(request, UpdateTask, max_bytes=256 * 1024)
     if body.status == "ready" and task["status"] == "pending_approval":
         check(who, "tasks:approve")  # approving by PATCH needs the same permission as the action
     changes = body.model_dump(exclude_none=True, exclude={"status", "reason"})
@@ -193,7 +193,7 @@ async def list_comments(request: Request) -> Response:
 async def add_comment(request: Request) -> Response:
     app = spacechat(request)
     who, task = await task_or_404(request)
-    body = await read_json(request, TaskComment, max_bytes=64 * 1024)
+    body = await read_json(request, TaskComment, max_bytes=128 * 1024)
     if task["source"]:
         commented, _ = await app.task_mirror.act(task, "comment", who.actor, {"text": body.text})
         return JSONResponse({"task": commented}, status_code=201)

@@ -15,7 +15,9 @@ from starlette.responses import FileResponse, Response
 from starlette.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
 
+from ..errors import NotFound
 from ..resources import resource
+from .common import error_response
 
 # Scripts and styles only from us; no inline script; images from us, data: and blob: (previews);
 # the API and the realtime stream on our own origin.
@@ -57,4 +59,10 @@ class WebUI(StaticFiles):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             raise HTTPException(status_code=404)
+        path: str = scope["path"]
+        if path == "/v1" or path.startswith(("/v1/", "/metrics")):
+            # An API path the API's mount could not take (`/v1/channels/a%0Ab`: its pattern stops
+            # at a newline) is still the API's: its 404 is JSON, never the UI's (issue 10).
+            await error_response(NotFound("no such route"))(scope, receive, send)
+            return
         await super().__call__(scope, receive, send)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Sequence
 from typing import Any
 
 import pluggy
@@ -57,6 +58,18 @@ class HostServer(uvicorn.Server):
             shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
             self._on_started(f"http://{shown}:{port}")
 
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        """uvicorn re-raises a caught SIGTERM once it has stopped serving, and the default action
+        then kills the process before the host and the plugin stop (replies flushed, the database
+        closed, the data directory unlocked). Forget the signal instead: the caller stops them and
+        the process ends normally (issue 10)."""
+        with super().capture_signals():
+            try:
+                yield
+            finally:
+                self._captured_signals.clear()
+
     async def shutdown(self, sockets: list[Any] | None = None) -> None:
         try:
             self._on_stopping()
@@ -74,7 +87,9 @@ def uvicorn_config(app: Starlette, *, host: str, port: int, log_level: str) -> u
         log_config=None,  # logs.py configures logging once, for everything
         access_log=False,
         lifespan="off",
-        timeout_graceful_shutdown=5,
+        # In-flight requests get this long once every realtime stream has been ended; the whole
+        # stop (the host, the plugin, the database) fits in 5 s (issue 10).
+        timeout_graceful_shutdown=3,
         ws_ping_interval=20,
         ws_ping_timeout=20,
         proxy_headers=False,

@@ -38,7 +38,7 @@ from ..errors import Forbidden, TooManyRequests, Unauthorized
 from ..events import Actor, now_rfc3339
 from ..store import identity
 from ..store.db import Database, loads
-from .permissions import ROLE_SCOPES, Access, Principal
+from .permissions import Access, Principal, granted_scopes
 
 SESSION_COOKIE = "spacechat_session"
 CSRF_HEADER = "x-csrf-token"
@@ -79,17 +79,33 @@ async def verify_password(stored: str | None, password: str) -> bool:
 
 class RateLimiter:
     """At most `limit` events per key within `window` seconds (a sliding window, in memory:
-    one process serves an installation)."""
+    one process serves an installation).
 
-    def __init__(self, limit: int, window: float, clock: Callable[[], float] = time.monotonic) -> None:
-        self.limit, self.window, self.clock = limit, window, clock
+    Memory is bounded: a key whose events have all left the window is forgotten, and past
+    `max_keys` the keys idle longest go first (issue 10: every address ever tried stayed, so a
+    sweep of addresses grew it without end). Evicting a key can only let it try sooner, never
+    block anyone wrongly, and a sweep large enough to evict a hot key is itself rate limited per
+    account."""
+
+    def __init__(
+        self, limit: int, window: float, clock: Callable[[], float] = time.monotonic, max_keys: int = 50_000
+    ) -> None:
+        self.limit, self.window, self.clock, self.max_keys = limit, window, clock, max_keys
+        # Ordered by last hit (a hit moves its key to the end), so the oldest come first.
         self._events: dict[str, deque[float]] = {}
 
+    def __len__(self) -> int:
+        return len(self._events)
+
     def _recent(self, key: str) -> deque[float]:
-        events = self._events.setdefault(key, deque())
+        events = self._events.get(key)
+        if events is None:
+            return deque()
         cutoff = self.clock() - self.window
         while events and events[0] < cutoff:
             events.popleft()
+        if not events:
+            del self._events[key]
         return events
 
     def blocked_for(self, key: str) -> float:
@@ -100,7 +116,22 @@ class RateLimiter:
         return max(0.0, events[0] + self.window - self.clock())
 
     def hit(self, key: str) -> None:
-        self._recent(key).append(self.clock())
+        events = self._recent(key)
+        events.append(self.clock())
+        self._events.pop(key, None)
+        self._events[key] = events
+        self._forget_old()
+
+    def _forget_old(self) -> None:
+        """Drop the longest idle keys: first those with nothing left in the window, then as many
+        as it takes. Keys are in order of their last hit, so this stops at the first recent one
+        (amortised constant time, even under a sweep)."""
+        cutoff = self.clock() - self.window
+        while self._events:
+            oldest = next(iter(self._events))
+            if self._events[oldest][-1] >= cutoff and len(self._events) <= self.max_keys:
+                return
+            del self._events[oldest]
 
     def clear(self, key: str) -> None:
         self._events.pop(key, None)
@@ -169,7 +200,8 @@ class Authenticator:
         if via_cookie:
             self._check_csrf(conn, session_id)
         self._remember_seen(session_id, now)
-        return self._principal(row, credential="session", credential_id=session_id, scopes=ROLE_SCOPES[row["role"]])
+        scopes = granted_scopes(row["role"], bool(row["instance_admin"]))
+        return self._principal(row, credential="session", credential_id=session_id, scopes=scopes)
 
     async def _from_token(self, secret: str) -> Principal:
         row = await self._cached(f"t:{identity.hash_token(secret)}", lambda: identity.token_with_user(self.db, secret))
@@ -179,7 +211,7 @@ class Authenticator:
             raise Unauthorized("this API token has expired", code="token_expired")
         if row["deactivated_at"] is not None:
             raise Unauthorized("this account is deactivated", code="account_deactivated")
-        scopes = frozenset(loads(row["scopes"])) & ROLE_SCOPES[row["role"]]
+        scopes = frozenset(loads(row["scopes"])) & granted_scopes(row["role"], bool(row["instance_admin"]))
         return self._principal(row, credential="token", credential_id=row["token_id"], scopes=scopes)
 
     async def _cached(self, key: str, load: Callable[[], Awaitable[Any]]) -> Any:

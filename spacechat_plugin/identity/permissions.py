@@ -9,13 +9,16 @@ channel=...)`; nothing else decides who may do what:
   actor it does not exist;
 - a known resource without the scope answers 403.
 
-Realtime uses the same rule per event (`visible`), live and on replay alike.
+Realtime uses the same rules per event (`Access.visibility`), live and on replay alike: the
+organisation and channel as above, and the scope of the REST read that shows the same thing
+(`EVENT_READS`, resolved against the route table).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Set
+from collections.abc import Callable, Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 from ..errors import BadRequest, Forbidden, NotFound
@@ -50,6 +53,8 @@ SCOPES: tuple[str, ...] = (
     "tasks:approve",
     "incidents:read",
     "incidents:manage",
+    "instance:read",
+    "instance:operate",
 )
 
 _EVERYONE = {"channels:read", "messages:read", "messages:write", "files:write", "realtime:subscribe", "agents:read"}
@@ -81,6 +86,18 @@ ROLE_SCOPES: dict[str, frozenset[str]] = {
     "guest": frozenset(_EVERYONE | {"members:read"}),
     "agent": frozenset(_EVERYONE | {"members:read", "tasks:read", "tasks:write"}),
 }
+
+# The instance role: what no organisation's role grants, held by the instance's operators (the
+# first owner, and whoever they grant it with `spacechat instance grant`): instance-wide figures
+# (every organisation's agents, the event log, the realtime gateway) and instance-wide operations
+# (recover the instance, reconnect a provider several organisations share). Issue 10.
+INSTANCE_SCOPES: frozenset[str] = frozenset({"instance:read", "instance:operate"})
+
+
+def granted_scopes(role: str, instance_operator: bool) -> frozenset[str]:
+    """What a person's role grants, and the instance role's scopes when they hold it."""
+    return ROLE_SCOPES[role] | INSTANCE_SCOPES if instance_operator else ROLE_SCOPES[role]
+
 
 # Who may give which role: an owner any; an admin up to admin; nobody else.
 ASSIGNABLE: dict[str, frozenset[str]] = {
@@ -114,14 +131,54 @@ def check_deactivation(principal: Principal, user: Mapping[str, Any]) -> None:
         raise Forbidden("only an owner can deactivate an owner", code="role_not_assignable")
 
 
-# Events that need a scope to be seen, besides being in a channel one may read (by type prefix).
-EVENT_SCOPES: tuple[tuple[str, str], ...] = (
-    ("system.", "diagnostics:read"),
-    ("task.", "tasks:read"),
-    ("incident.", "incidents:read"),
-    # Candidates and memories carry what people said about people: reviewers see them live.
-    ("memory.", "memory:review"),
+# What an event shows is what one REST read shows, so a credential receives an event only when
+# that route would answer it: the scope the route states in its @operation, read from the route
+# table at start-up (issue 10: a token with only realtime:subscribe received message text its
+# REST calls were refused). One row per event type prefix (the longest match wins): the route for
+# an event in a channel, then the route for one outside any channel. A type that no row matches
+# reaches nobody; tests/test_realtime_scopes.py checks every event type has a row.
+EVENT_READS: tuple[tuple[str, str, str], ...] = (
+    ("message.", "GET /v1/messages/{message_id}", "GET /v1/messages/{message_id}"),
+    ("thread.", "GET /v1/threads/{thread_id}", "GET /v1/threads/{thread_id}"),
+    ("interaction.", "GET /v1/messages/{message_id}", "GET /v1/messages/{message_id}"),
+    ("channel.", "GET /v1/channels/{channel_id}", "GET /v1/channels/{channel_id}"),
+    ("team.", "GET /v1/teams", "GET /v1/teams"),
+    # Joining or leaving a channel; joining the organisation or changing one's name or role.
+    ("member.", "GET /v1/channels/{channel_id}/members", "GET /v1/users/{user_id}"),
+    ("task.", "GET /v1/tasks/{task_id}", "GET /v1/tasks/{task_id}"),
+    # An agent's activity in a channel is what the channel's and thread's metrics show there;
+    # outside any channel, only the agent's status (diagnostics) shows it.
+    ("agent.status.", "GET /v1/channels/{channel_id}/metrics", "GET /v1/agents/{agent_id}/status"),
+    ("agent.token.usage", "GET /v1/threads/{thread_id}/metrics", "GET /v1/usage"),
+    ("tool.", "GET /v1/threads/{thread_id}/history", "GET /v1/agents/{agent_id}/status"),
+    ("worker.", "GET /v1/channels/{channel_id}/metrics", "GET /v1/agents/{agent_id}/status"),
+    ("system.", "GET /v1/system/health", "GET /v1/system/health"),
+    ("incident.", "GET /v1/incidents/{incident_id}", "GET /v1/incidents/{incident_id}"),
+    # Candidates and memories carry what people said about people: as the review queue and the
+    # memories show them (docs/memory.md).
+    ("memory.", "GET /v1/memory/candidates/{candidate_id}", "GET /v1/memory/candidates/{candidate_id}"),
 )
+
+
+@dataclass(frozen=True)
+class EventRule:
+    """The scope an event of a type prefix needs: in a channel (which must also be readable),
+    and outside any channel."""
+
+    prefix: str
+    in_channel: str
+    elsewhere: str
+
+
+def event_rules(route_scopes: Mapping[str, str]) -> tuple[EventRule, ...]:
+    """EVENT_READS with each route replaced by the scope the route table gives it (`"GET
+    /v1/messages/{message_id}": "messages:read"`), longest prefix first."""
+    rules = []
+    for prefix, in_channel, elsewhere in EVENT_READS:
+        for route in (in_channel, elsewhere):
+            assert route_scopes.get(route) in SCOPES, f"event {prefix}*: {route} is not a route that needs a scope"
+        rules.append(EventRule(prefix, route_scopes[in_channel], route_scopes[elsewhere]))
+    return tuple(sorted(rules, key=lambda rule: len(rule.prefix), reverse=True))
 
 
 @dataclass(frozen=True)
@@ -156,6 +213,11 @@ def personal_address(user_id: str) -> str:
     return PERSONAL + user_id
 
 
+# The resource of an instance-wide act (recover the instance, reconnect a shared provider): it
+# belongs to no organisation, and acting on it needs the instance role besides the act's scope.
+INSTANCE: Mapping[str, Any] = MappingProxyType({"kind": "instance"})
+
+
 def can_read_channel(principal: Principal, channel: Mapping[str, Any]) -> bool:
     if channel.get("org_id") != principal.org_id:
         return False
@@ -174,17 +236,26 @@ def check(
     """Allow, or raise NotFound / Forbidden.
 
     :param action: a scope from SCOPES.
-    :param resource: the thing acted on (anything with an `org_id`), or None for the
-        principal's own organisation.
+    :param resource: the thing acted on (anything with an `org_id`), None for the principal's
+        own organisation, or INSTANCE for the whole instance (the act also needs the instance
+        role, `instance:operate`).
     :param channel: the channel the resource lives in (or is), when it lives in one.
     """
     assert action in SCOPES, f"unknown action {action!r}"
+    if resource is INSTANCE:
+        _require(principal, action)
+        _require(principal, "instance:operate")
+        return
     if resource is not None and resource.get("org_id") != principal.org_id:
         raise NotFound("no such resource")
     if channel is not None and not can_read_channel(principal, channel):
         raise NotFound("no such resource")
-    if action not in principal.scopes:
-        raise Forbidden(f"this needs the {action} permission", details={"scope": action})
+    _require(principal, action)
+
+
+def _require(principal: Principal, scope: str) -> None:
+    if scope not in principal.scopes:
+        raise Forbidden(f"this needs the {scope} permission", details={"scope": scope})
 
 
 # Actions anyone may attempt without signing in (each route that allows it says so).
@@ -208,10 +279,13 @@ class Access:
     X" stay right without being rebuilt for every event.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, rules: Sequence[EventRule] = ()) -> None:
         self.channels: dict[str, dict[str, Any]] = {}
         self._members: dict[str, set[str]] = {}
         self.version = 0
+        # Which scope each event type needs (event_rules); without rules no event reaches anyone.
+        self.rules = tuple(rules)
+        self._classes: dict[str, str] = {}
 
     def channel_named(self, name: str, org_id: str) -> dict[str, Any] | None:
         return next((c for c in self.channels.values() if c["name"] == name and c["org_id"] == org_id), None)
@@ -258,11 +332,13 @@ class Access:
         self.version += 1
 
     def visibility(self, principal: Principal) -> Callable[[Any], bool]:
-        """Whether an event (anything with org_id, channel_id and event_type) may reach this
-        principal's stream: its organisation's, allowed by type (EVENT_SCOPES), in a channel it may
-        read. A closure that remembers its answers per event type and per channel (until `version`
-        moves), since the check runs for every event and every subscriber."""
-        by_type: dict[str, bool] = {}
+        """Whether an event (anything with org_id, channel_id and event_type, the type or its
+        class) may reach this principal's stream: its organisation's, allowed by the scope the
+        matching REST read needs (`rules`), in a channel it may read. A closure that remembers its
+        answers per event type and per channel (until `version` moves), since the check runs for
+        every event and every subscriber."""
+        in_channel: dict[str, bool] = {}
+        elsewhere: dict[str, bool] = {}
         by_channel: dict[str, bool] = {}
         seen = [self.version]
         org_id = principal.org_id
@@ -270,14 +346,17 @@ class Access:
         def visible(item: Any) -> bool:
             if item.org_id != org_id:
                 return False
-            allowed = by_type.get(item.event_type)
-            if allowed is None:
-                allowed = by_type[item.event_type] = type_allowed(principal, item.event_type)
-            if not allowed:
-                return False
             channel_id = item.channel_id
             if channel_id is None:
-                return True
+                allowed = elsewhere.get(item.event_type)
+                if allowed is None:
+                    allowed = elsewhere[item.event_type] = self.type_allowed(principal, item.event_type, False)
+                return allowed
+            allowed = in_channel.get(item.event_type)
+            if allowed is None:
+                allowed = in_channel[item.event_type] = self.type_allowed(principal, item.event_type, True)
+            if not allowed:
+                return False
             if seen[0] != self.version:
                 by_channel.clear()
                 seen[0] = self.version
@@ -293,18 +372,21 @@ class Access:
 
         return visible
 
+    def rule(self, event_type: str) -> EventRule | None:
+        return next((rule for rule in self.rules if event_type.startswith(rule.prefix)), None)
 
-def event_class(event_type: str) -> str:
-    """An event type's visibility class: the EVENT_SCOPES prefix it falls under, or "" (events of
-    one organisation, channel and class are visible to the same subscribers)."""
-    for prefix, _ in EVENT_SCOPES:
-        if event_type.startswith(prefix):
-            return prefix
-    return ""
+    def event_class(self, event_type: str) -> str:
+        """An event type's visibility class: the prefix of its rule, or "" when none matches
+        (events of one organisation, channel and class are visible to the same subscribers).
+        Asked for every published event, so remembered per type."""
+        found = self._classes.get(event_type)
+        if found is None:
+            rule = self.rule(event_type)
+            found = self._classes[event_type] = "" if rule is None else rule.prefix
+        return found
 
-
-def type_allowed(principal: Principal, event_type: str) -> bool:
-    for prefix, needed in EVENT_SCOPES:
-        if event_type.startswith(prefix) and needed not in principal.scopes:
+    def type_allowed(self, principal: Principal, event_type: str, in_channel: bool) -> bool:
+        rule = self.rule(event_type)
+        if rule is None:
             return False
-    return True
+        return (rule.in_channel if in_channel else rule.elsewhere) in principal.scopes

@@ -12,7 +12,7 @@ import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from ..agents.home import home_channel
+from ..agents.home import agent_org, home_channel
 from ..agents.replies import ReplyStreams
 from ..cards.service import CardService
 from ..config import BudgetConfig, Settings
@@ -121,7 +121,7 @@ class Observability:
         cost_usd: float | None,
     ) -> None:
         channel = self.access.channels.get(channel_id) if channel_id else None
-        org_id = channel["org_id"] if channel else self.instance.org_id
+        org_id = channel["org_id"] if channel else agent_org(self.instance, agent_id)
         cost = cost_usd if cost_usd is not None else usage_store.price(self.settings.pricing, model, counts)
         row = {
             "ts": now_rfc3339(),
@@ -203,14 +203,16 @@ class Observability:
         if agent_id in budgets.agents:
             found.append((f"agent:{agent_id}", "agent", budgets.agents[agent_id]))
         if budgets.org is not None:
-            found.append((f"org:{self.instance.org_id}", "org", budgets.org))
+            found.append((f"org:{agent_org(self.instance, agent_id)}", "org", budgets.org))
         return found
 
     async def spent(self, where: str, budget: BudgetConfig, agent_id: str) -> float:
         since = usage_store.ts(period_start(budget.period))
         if where == "agent":
             return await usage_store.spent_since(self.db, agent_id=agent_id, org_id=None, since=since)
-        return await usage_store.spent_since(self.db, agent_id=None, org_id=self.instance.org_id, since=since)
+        return await usage_store.spent_since(
+            self.db, agent_id=None, org_id=agent_org(self.instance, agent_id), since=since
+        )
 
     async def budget_status(self, agent_id: str) -> list[dict[str, Any]]:
         out = []
@@ -256,8 +258,12 @@ class Observability:
         return await self.db.write(lambda tx: usage_store.first_alert(tx, scope_key, period, kind))
 
     async def _warn(self, agent_id: str, status: dict[str, Any]) -> None:
-        org_id = self.instance.org_id
-        home = home_channel(self.host, self.access, org_id, agent_id) if status["scope"].startswith("agent:") else None
+        org_id = agent_org(self.instance, agent_id)
+        home = (
+            home_channel(self.host, self.access, self.instance, agent_id)
+            if status["scope"].startswith("agent:")
+            else None
+        )
         home = home or self.access.channel_named(self.settings.ops.ops_channel, org_id)
         if home is None:
             return

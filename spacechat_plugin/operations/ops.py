@@ -228,13 +228,7 @@ class Ops:
         row = await ops_store.get_pending(self.db, operation_id)
         if row is None or row["org_id"] != who.org_id:
             raise NotFound("no such operation")
-        scope = SCOPES[row["action"]]
-        if scope not in who.scopes:
-            raise Forbidden(f"this needs the {scope} permission", details={"scope": scope})
-        if row["requested_by"] == who.user_id:
-            raise Forbidden("the operator who asked cannot approve their own operation", code="same_operator")
-        if row["status"] != "pending":
-            raise Conflict(f"this operation is already {row['status']}", code="already_decided")
+        _check_decider(who, row)
 
         def mark(tx: WriteTx) -> bool:
             changed = ops_store.decide_pending(
@@ -332,3 +326,17 @@ class Ops:
         except (Conflict, Forbidden, NotFound) as exc:
             log.info("%s on %s: %s", action_id, message["id"], exc.message)
         return True
+
+
+def _check_decider(who: Principal, row: Mapping[str, Any]) -> None:
+    """Who may decide a waiting operation: a second person holding its scope (and, for an
+    instance-wide one, the instance role, as asking for it needed), while it still waits."""
+    scope = SCOPES[row["action"]]
+    if scope not in who.scopes:
+        raise Forbidden(f"this needs the {scope} permission", details={"scope": scope})
+    if row["action"] == "recover" and "instance:operate" not in who.scopes:
+        raise Forbidden("this needs the instance:operate permission", details={"scope": "instance:operate"})
+    if row["requested_by"] == who.user_id:
+        raise Forbidden("the operator who asked cannot approve their own operation", code="same_operator")
+    if row["status"] != "pending":
+        raise Conflict(f"this operation is already {row['status']}", code="already_decided")

@@ -224,6 +224,7 @@ class Bus:
         self.lagged_total = 0
         self.direct_writes = 0  # deliveries written from publish itself
         self.task_wakes = 0  # subscribers woken to deliver through their own task
+        self.closing = False
 
     @property
     def subscriber_count(self) -> int:
@@ -231,6 +232,9 @@ class Bus:
 
     def subscribe(self, visible: Callable[[Any], bool]) -> Subscription:
         subscription = Subscription(self, visible)
+        if self.closing:  # the server is stopping: a stream that starts now ends at once
+            subscription.closed = True
+            return subscription
         self._subscribers.add(subscription)
         return subscription
 
@@ -321,5 +325,7 @@ class Bus:
             subscription.wake(_TICK)
 
     def close_all(self) -> None:
+        """End every stream, and any that starts from now on (the server is stopping)."""
+        self.closing = True
         for subscription in list(self._subscribers):
             subscription.close()

@@ -1,9 +1,15 @@
-"""The audit log: append-only, hash-chained.
+"""The audit log: append-only, hash-chained, anchored outside the database.
 
 Each row's `hash` is SHA-256 over its fields and the previous row's hash, so changing, removing
 or inserting a row breaks the chain from that row on. Rows are appended in the same transaction
 as the action they record, and SQLite triggers refuse any UPDATE or DELETE from the application.
 Details never carry secrets: callers pass ids and names, never passwords or tokens.
+
+A chain alone cannot show that its newest rows were cut off, or that someone with the file
+rewrote a row and recomputed every hash after it (issue 10). So every commit that appends audit
+rows also records the new head, (row id, hash), outside the database (anchor.py): in an
+append-only checkpoint file beside it and in the structured log (which is meant to be shipped
+off the machine). `verify` checks the chain against every checkpoint.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import orjson
 
 from ..events import Actor, now_rfc3339
 from . import sqlite
+from .anchor import Checkpoint
 from .db import Database, WriteTx, loads
 
 GENESIS = "0" * 64
@@ -68,6 +75,7 @@ def append(
         "prev_hash": last["hash"] if last else GENESIS,
     }
     row["hash"] = row_hash(row)
+    tx.audit_head = (row["id"], row["hash"])
     tx.execute(
         "INSERT INTO audit_log (id, ts, org_id, actor_kind, actor_id, action, target_type, target_id, ip, outcome,"
         " details, prev_hash, hash) VALUES (:id, :ts, :org_id, :actor_kind, :actor_id, :action, :target_type,"
@@ -98,15 +106,25 @@ def verify_rows(rows: list[Any]) -> tuple[int, BrokenLink | None]:
     return len(rows), None
 
 
-def verify_file(path: Path) -> tuple[int, BrokenLink | None]:
-    """`verify_rows` over a database file, opened read-only (the CLI's check of a stopped or
+def read_rows(path: Path) -> list[Any]:
+    """Every audit row of a database file, opened read-only (the CLI's check of a stopped or
     running server's log)."""
     conn = sqlite.connect(str(path), readonly=True)
     try:
-        rows = conn.execute("SELECT * FROM audit_log ORDER BY id").fetchall()
+        return list(conn.execute("SELECT * FROM audit_log ORDER BY id").fetchall())
     finally:
         conn.close()
-    return verify_rows(rows)
+
+
+def verify_file(path: Path) -> tuple[int, BrokenLink | None]:
+    """`verify_rows` over a database file."""
+    return verify_rows(read_rows(path))
+
+
+async def head(db: Database) -> Checkpoint | None:
+    """The newest audit row's (id, hash): what an external witness keeps."""
+    row = await db.fetchone("SELECT id, hash FROM audit_log ORDER BY id DESC LIMIT 1")
+    return None if row is None else Checkpoint(int(row["id"]), str(row["hash"]))
 
 
 def audit_json(row: Any) -> dict[str, Any]:

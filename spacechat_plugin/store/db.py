@@ -41,12 +41,14 @@ class WriteTx:
     """What a write operation sees: the connection inside the batch's transaction, and `emit`
     to append an event to the log in the same transaction."""
 
-    __slots__ = ("_db", "conn", "events")
+    __slots__ = ("_db", "audit_head", "conn", "events")
 
     def __init__(self, db: Database, conn: Any) -> None:
         self._db = db
         self.conn = conn
         self.events: list[Event] = []
+        # The audit row this operation appended last, (id, hash): anchored once committed.
+        self.audit_head: tuple[int, str] | None = None
 
     def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> Any:
         return self.conn.execute(sql, params)
@@ -121,6 +123,9 @@ class Database:
         self.applied_now: list[str] = []
         # Called with each committed batch's events, in seq order, in the step that answers the callers.
         self.on_commit: Callable[[list[Event]], None] = lambda events: None
+        # Called on the writer's thread, after a commit that appended audit rows, with the newest
+        # (id, hash): the audit chain's anchor outside the database (store/audit.py).
+        self.on_audit: Callable[[int, str], None] | None = None
 
     # -- life cycle ---------------------------------------------------------------------------
 
@@ -231,6 +236,7 @@ class Database:
     def _run_batch(self, batch: list[_Op]) -> None:
         conn = self._conn
         seq_at_start = self._seq
+        audit_head: tuple[int, str] | None = None
         conn.execute("BEGIN IMMEDIATE")
         try:
             for op in batch:
@@ -247,12 +253,18 @@ class Database:
                     continue
                 conn.execute("RELEASE op")
                 op.events = tx.events
+                audit_head = tx.audit_head or audit_head
             conn.execute("COMMIT")
         except BaseException:
             self._seq = seq_at_start
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
+        if audit_head is not None and self.on_audit is not None:
+            try:
+                self.on_audit(*audit_head)
+            except Exception:  # the rows are committed; a missed checkpoint is caught up at start
+                log.exception("anchoring the audit log failed")
 
     # -- reads --------------------------------------------------------------------------------
 

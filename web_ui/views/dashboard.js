@@ -44,7 +44,7 @@ function Health() {
         )}
       </tbody>
     </table>`}
-    <p class="meta">Store at seq ${number(value.store && value.store.last_seq)} · ${number(value.realtime && value.realtime.subscribers)} realtime subscribers</p>
+    ${value.store && html`<p class="meta">Store at seq ${number(value.store.last_seq)} · ${number(value.realtime && value.realtime.subscribers)} realtime subscribers</p>`}
   </div>`;
 }
 

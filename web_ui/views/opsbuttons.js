@@ -4,7 +4,7 @@
 // waiting for a second operator are listed with Approve and Deny.
 import { useState, useEffect } from "../deps.js";
 import * as state from "../state.js";
-import { OPS, requestOp, decideOp, pendingOps, loadPending } from "../ops.js";
+import { OPS, mayOperate, requestOp, decideOp, pendingOps, loadPending } from "../ops.js";
 import { refusal } from "../interactions.js";
 import { anyMessagePath } from "../router.js";
 import { ask } from "./dialogs.js";
@@ -21,7 +21,7 @@ export function OpsButton({ action, target, label, extra, className = "small sec
   const [busy, setBusy] = useState(false);
   const [result, setResult] = useState(null);
   const op = OPS[action];
-  if (!state.can(op.scope)) return null;
+  if (!mayOperate(op)) return null;
   const name = label || op.label;
   async function run() {
     const reason = await ask({
@@ -80,7 +80,7 @@ export function PendingOps() {
     ${!waiting.length && html`<p class="meta">Nothing waits for a second operator.</p>`}
     <ul class="plain-list">
       ${waiting.map((op) => {
-        const mayDecide = state.can(OPS[op.action].scope) && op.requested_by !== me;
+        const mayDecide = mayOperate(OPS[op.action]) && op.requested_by !== me;
         return html`<li key=${op.id} data-operation-id=${op.id} class="pending-op">
           <div><strong>${op.action}</strong> <code>${op.target}</code>${` · asked by ${state.displayName({ kind: "user", id: op.requested_by })}, ${fullTime(op.requested_at)}`}</div>
           <div class="meta">${op.reason}</div>
