@@ -104,10 +104,12 @@ class MessageStreamDelta(Payload):
 
 @dataclass(frozen=True)
 class MessageCompleted(Payload):
-    """message.completed: a streaming message finished; `message` carries the final text."""
+    """message.completed: a streaming message finished; `message` carries the final text.
+    `reason` is `stopped` when someone stopped the reply (it keeps what was written), else None."""
 
     event_type: ClassVar[str] = "message.completed"
     message: dict[str, Any]
+    reason: str | None = None
 
 
 @dataclass(frozen=True)

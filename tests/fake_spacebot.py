@@ -39,6 +39,7 @@ class FakeSpacebot:
         self.token = token
         self.ping_seconds = ping_seconds
         self.delta_chars = delta_chars
+        self.delta_pause = 0.002  # seconds between streamed pieces of the reply
         self.reply = REPLY
         self.replying = True  # play the scripted reply after each portal send
         self.healthy = True
@@ -181,13 +182,15 @@ class FakeSpacebot:
         for end in range(self.delta_chars, len(self.reply) + self.delta_chars, self.delta_chars):
             piece = self.reply[end - self.delta_chars : end]
             self.emit("outbound_message_delta", **where, text_delta=piece, aggregated_text=self.reply[:end])
-            await asyncio.sleep(0.002)
+            await asyncio.sleep(self.delta_pause)
         self.emit("outbound_message", **where, text=self.reply)
         self.emit("typing_state", **where, is_typing=False)
 
     async def _cancel_process(self, request: web.Request) -> web.Response:
         body = await request.json()
         self.cancels.append(body)
+        if body["process_type"] != "worker":  # a branch: Spacebot ends it without a worker event
+            return web.json_response({"success": True, "message": f"Branch {body['process_id']} cancelled"})
         self.emit(
             "worker_completed",
             channel_id=body["channel_id"],

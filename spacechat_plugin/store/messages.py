@@ -335,8 +335,10 @@ def complete_message(
     blocks: Any = None,
     card_state: Any = None,
     metadata: dict[str, Any] | None = None,
+    reason: str | None = None,
 ) -> dict[str, Any] | None:
-    """Finish a streaming message with its final text; None when it is already finished."""
+    """Finish a streaming message with its final text; None when it is already finished.
+    `reason` is `stopped` when someone stopped it (the text is what was written by then)."""
     row = _message_row(tx, message_id)
     if row is None or row["state"] not in OPEN_STATES:
         return None
@@ -354,8 +356,14 @@ def complete_message(
         ),
     )
     message = message_json(_message_row(tx, message_id))
-    tx.emit(Event(MessageCompleted(message=message), **_envelope(row)))
+    tx.emit(Event(MessageCompleted(message=message, reason=reason), **_envelope(row)))
     return message
+
+
+def person_author(tx: WriteTx, message_id: str) -> str | None:
+    """The id of a message's author when a person wrote it (whose turn an agent's reply is)."""
+    row = tx.one("SELECT author_kind, author_id FROM messages WHERE id = ?", (message_id,))
+    return str(row["author_id"]) if row is not None and row["author_kind"] == "user" else None
 
 
 def fail_message(

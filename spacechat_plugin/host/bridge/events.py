@@ -85,6 +85,9 @@ class ConversationState:
     last_turn_id: str | None = None
     next_turn_id: str | None = None  # preset by retry_turn, so its caller learns the id
     workers: set[str] = field(default_factory=set)
+    branches: set[str] = field(default_factory=set)
+    # A stopped reply: what Spacebot still streams for it is dropped until its typing turns off.
+    discarding: bool = False
 
 
 ConversationHandler = Callable[[Conversation, ConversationState, Payload], Awaitable[None]]
@@ -203,6 +206,7 @@ class BridgeEvents:
         """Send into a conversation; a send Spacebot did not take becomes a failed turn, as a
         provider failure does in the embedded host, so the person sees it and may retry."""
         state = self._state(conversation)
+        state.discarding = False
         state.pending.extend(sent.message_ids)
         state.last_input, state.sent_at = sent, time.monotonic()
         try:
@@ -313,12 +317,17 @@ class BridgeEvents:
         return conversation, self._state(conversation)
 
     async def _on_typing(self, conversation: Conversation, state: ConversationState, payload: Payload) -> None:
+        if state.discarding:
+            state.discarding = bool(payload.get("is_typing"))
+            return
         if payload.get("is_typing"):
             await self._open_turn(conversation, state)
         elif state.turn is not None:
             await self._complete_turn(conversation, state, state.turn, state.turn.text)
 
     async def _on_text_delta(self, conversation: Conversation, state: ConversationState, payload: Payload) -> None:
+        if state.discarding:
+            return
         delta = payload.get("text_delta")
         if delta is None:
             aggregated = str(payload.get("aggregated_text") or "")
@@ -335,6 +344,8 @@ class BridgeEvents:
             )
 
     async def _on_outbound(self, conversation: Conversation, state: ConversationState, payload: Payload) -> None:
+        if state.discarding:
+            return  # the rest of a reply someone stopped
         text = str(payload.get("text", ""))
         if state.turn is not None:
             await self._complete_turn(conversation, state, state.turn, text)
@@ -419,6 +430,7 @@ class BridgeEvents:
 
     async def _on_branch_started(self, conversation: Conversation, state: ConversationState, payload: Payload) -> None:
         description = str(payload.get("description", ""))
+        state.branches.add(str(payload["branch_id"]))
         await self.hooks.call(
             "spacebot_branch_started",
             **conversation.place,
@@ -430,6 +442,7 @@ class BridgeEvents:
         self, conversation: Conversation, state: ConversationState, payload: Payload
     ) -> None:
         conclusion = str(payload.get("conclusion", ""))
+        state.branches.discard(str(payload["branch_id"]))
         await self.hooks.call(
             "spacebot_branch_completed",
             **conversation.place,
