@@ -16,6 +16,7 @@ from collections.abc import Coroutine
 from typing import Any
 
 from .agents.activity import Activity
+from .agents.approvals import Approvals
 from .agents.delivery import Delivery
 from .agents.replies import ReplyStreams
 from .cards.service import CardService
@@ -26,6 +27,7 @@ from .identity import bootstrap
 from .identity.auth import Authenticator, load_or_create_secret
 from .identity.permissions import Access, event_class
 from .instance import Instance
+from .operations.budgets import Budgets
 from .operations.incidents import Incidents
 from .operations.observability import Observability
 from .operations.ops import Ops
@@ -72,19 +74,35 @@ class Spacechat:
         self.replies = ReplyStreams(self.db, self.access, self.streams.publish_live, settings.realtime.checkpoint_ms)
         self.activity = Activity(self.db, self.access, self.instance, self.cards)
         self.incidents = Incidents(self.db, self.access, settings.ops)
-        self.observe = Observability(
+        self.budgets = Budgets(
             db=self.db,
             settings=settings,
             instance=self.instance,
             access=self.access,
             host=host,
             cards=self.cards,
-            replies=self.replies,
             incidents=self.incidents,
         )
+        self.observe = Observability(
+            db=self.db,
+            settings=settings,
+            instance=self.instance,
+            access=self.access,
+            replies=self.replies,
+            incidents=self.incidents,
+            budgets=self.budgets,
+        )
+        self.approvals = Approvals(
+            db=self.db,
+            access=self.access,
+            settings=settings.approvals,
+            always_tools=list(settings.hooks.get("tool_approval", {}).get("tools", [])),
+            cards=self.cards,
+            host=host,
+        )
         self.ops = Ops(db=self.db, settings=settings.ops, host=host, access=self.access, cards=self.cards)
-        self.cards.handlers.extend([self.ops, self.incidents])
-        self.delivery = Delivery(host, self.access, self.cards, self.observe)
+        self.cards.handlers.extend([self.ops, self.incidents, self.approvals])
+        self.delivery = Delivery(host, self.access, self.cards, self.budgets)
         self.sdk = SpacechatAPI(
             db=self.db,
             settings=settings,
@@ -94,6 +112,7 @@ class Spacechat:
             cards=self.cards,
             activity=self.activity,
             incidents=self.incidents,
+            approvals=self.approvals,
         )
         self.hooks.sdk = self.sdk
 
@@ -131,6 +150,7 @@ class Spacechat:
             asyncio.create_task(self._heartbeat(), name="spacechat-heartbeat"),
             asyncio.create_task(self.replies.checkpoint_loop(), name="spacechat-checkpoint"),
             asyncio.create_task(self._prune_loop(), name="spacechat-prune"),
+            asyncio.create_task(self.approvals.sweep_loop(), name="spacechat-approvals"),
         ]
 
     def _register_plugins(self) -> None:

@@ -16,6 +16,7 @@ from starlette.types import Receive, Scope, Send
 from . import (
     admin,
     agents,
+    approvals,
     attachments,
     auth,
     channels,
@@ -27,6 +28,7 @@ from . import (
     ops,
     people,
     realtime,
+    stop,
     tasks,
 )
 from .common import EXCEPTION_HANDLERS, RequestIdMiddleware
@@ -72,6 +74,13 @@ V1_ROUTES: list[BaseRoute] = [
     Route("/ops/instance/recover", ops.recover, methods=["POST"]),
     Route("/ops/pending", ops.pending, methods=["GET"]),
     Route("/ops/pending/{operation_id}/{decision}", ops.decide, methods=["POST"]),
+    Route("/approvals", approvals.inbox, methods=["GET"]),
+    Route("/approvals/policies", approvals.list_policies, methods=["GET"]),
+    Route("/approvals/policies", approvals.set_policy, methods=["POST"]),
+    Route("/approvals/policies/{agent_id}/{tool}", approvals.delete_policy, methods=["DELETE"]),
+    Route("/approvals/rules", approvals.list_rules, methods=["GET"]),
+    Route("/approvals/rules/{rule_id}", approvals.forget_rule, methods=["DELETE"]),
+    Route("/approvals/{approval_id}/decide", approvals.decide, methods=["POST"]),
     Route("/incidents", ops.list_incidents, methods=["GET"]),
     Route("/incidents", ops.open_incident, methods=["POST"]),
     Route("/incidents/{incident_id}", ops.get_incident, methods=["GET"]),
@@ -94,6 +103,7 @@ V1_ROUTES: list[BaseRoute] = [
     Route("/threads/{thread_id}/metrics", observability.thread_metrics, methods=["GET"]),
     Route("/messages/{message_id}", messages.get_message, methods=["GET"]),
     Route("/messages/{message_id}/retry", messages.retry_reply, methods=["POST"]),
+    Route("/messages/{message_id}/stop", stop.stop_reply, methods=["POST"]),
     Route("/messages/{message_id}/render/{connector}", interactions.render, methods=["GET"]),
     Route("/interactions", interactions.submit, methods=["POST"]),
     Route("/interactions/slack", interactions.from_slack, methods=["POST"]),

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ..agents.activity import Activity
+from ..agents.approvals import Approvals
 from ..agents.delivery import Delivery
 from ..agents.replies import ReplyStreams
 from ..cards.service import CardService
@@ -20,6 +21,7 @@ from ..hookspecs import HostAPI
 from ..identity.auth import Authenticator
 from ..identity.permissions import Access
 from ..instance import Instance
+from ..operations.budgets import Budgets
 from ..operations.incidents import Incidents
 from ..operations.observability import Observability
 from ..operations.ops import Ops
@@ -42,6 +44,8 @@ class Context(Protocol):
     replies: ReplyStreams
     activity: Activity
     incidents: Incidents
+    budgets: Budgets
+    approvals: Approvals
     observe: Observability
     ops: Ops
     delivery: Delivery

@@ -49,6 +49,7 @@ SCOPES: tuple[str, ...] = (
     "tasks:approve",
     "incidents:read",
     "incidents:manage",
+    "approvals:manage",
 )
 
 _EVERYONE = {"channels:read", "messages:read", "messages:write", "files:write", "realtime:subscribe", "agents:read"}
@@ -61,7 +62,14 @@ _OPERATOR = _MEMBER | {
     "tasks:approve",
     "incidents:manage",
 }
-_ADMIN = _OPERATOR | {"channels:manage", "members:manage", "ops:recover", "memory:review", "audit:read"}
+_ADMIN = _OPERATOR | {
+    "channels:manage",
+    "members:manage",
+    "ops:recover",
+    "memory:review",
+    "audit:read",
+    "approvals:manage",
+}
 
 ROLE_SCOPES: dict[str, frozenset[str]] = {
     "owner": frozenset(_ADMIN | {"org:admin"}),

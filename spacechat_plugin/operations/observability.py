@@ -10,7 +10,6 @@ a budget can warn, then stop an agent, before that happens.
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from ..agents.replies import ReplyStreams
 from ..config import Settings

@@ -45,8 +45,10 @@ def _pattern(glob: str) -> re.Pattern[str]:
 class PriceTable:
     def __init__(self, rules: Sequence[PriceRule] = (), legacy: Mapping[str, PriceConfig] | None = None) -> None:
         prices = [Price(**rule.model_dump()) for rule in rules]
-        prices += [Price(match=f"{prefix}*", effective_from="1970-01-01", **rate.model_dump()) for prefix, rate in
-                   (legacy or {}).items()]
+        prices += [
+            Price(match=f"{prefix}*", effective_from="1970-01-01", **rate.model_dump())
+            for prefix, rate in (legacy or {}).items()
+        ]
         # Newest first, then most specific: the first match is the one that applies.
         self.prices = sorted(prices, key=lambda p: (p.effective_from, p.specificity), reverse=True)
 

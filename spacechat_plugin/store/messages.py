@@ -567,3 +567,12 @@ async def read_state(db: Database, user_id: str, org_id: str) -> dict[str, tuple
         {"user": user_id, "org": org_id, "cap": UNREAD_CAP},
     )
     return {row[0]: (row[1], row[2]) for row in rows}
+
+
+async def authors(db: Database, message_ids: list[str]) -> set[str]:
+    """The ids of the people and agents who wrote these messages."""
+    if not message_ids:
+        return set()
+    marks = ", ".join("?" for _ in message_ids)
+    rows = await db.fetchall(f"SELECT DISTINCT author_id FROM messages WHERE id IN ({marks})", message_ids)
+    return {str(row[0]) for row in rows if row[0]}
