@@ -73,7 +73,7 @@ class Spacechat:
         self.cards = CardService(self.db, host, self.hooks)
         self.replies = ReplyStreams(self.db, self.access, self.streams.publish_live, settings.realtime.checkpoint_ms)
         self.activity = Activity(self.db, self.access, self.instance, self.cards)
-        self.incidents = Incidents(self.db, self.access, settings.ops)
+        self.incidents = Incidents(self.db, self.access, settings.ops, settings.incidents)
         self.budgets = Budgets(
             db=self.db,
             settings=settings,
@@ -151,6 +151,7 @@ class Spacechat:
             asyncio.create_task(self.replies.checkpoint_loop(), name="spacechat-checkpoint"),
             asyncio.create_task(self._prune_loop(), name="spacechat-prune"),
             asyncio.create_task(self.approvals.sweep_loop(), name="spacechat-approvals"),
+            asyncio.create_task(self.incidents.sweep_loop(), name="spacechat-incident-reminders"),
         ]
 
     def _register_plugins(self) -> None:

@@ -196,7 +196,7 @@ class SpacechatAPI:
         *,
         kind: str,
         title: str,
-        severity: str = "major",
+        severity: str | None = None,
         details: Mapping[str, Any] | None = None,
         source: str | None = None,
     ) -> dict[str, Any]:

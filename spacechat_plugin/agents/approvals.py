@@ -22,8 +22,8 @@ import json
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from datetime import timedelta
+from typing import Any
 
 from ..cards.service import CardService, check_card, initial_state
 from ..config import ApprovalsConfig
@@ -31,6 +31,7 @@ from ..errors import Conflict, NotFound
 from ..events import SYSTEM, Actor, ApprovalDecided, ApprovalEscalated, ApprovalRequested, Event, Payload, new_id
 from ..hookspecs import HostAPI
 from ..identity.permissions import Access, Principal
+from ..operations.clock import Clock, SystemClock, parse, stamp
 from ..store import approvals as store
 from ..store import audit
 from ..store import messages as message_store
@@ -45,23 +46,6 @@ DECISIONS = {
     "tool.deny_remember": "deny_remember",
 }
 ALLOWING = ("approve", "approve_thread")
-
-
-class Clock(Protocol):
-    def now(self) -> datetime: ...
-
-
-class SystemClock:
-    def now(self) -> datetime:
-        return datetime.now(UTC)
-
-
-def stamp(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
-
-
-def parse(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 @dataclass(frozen=True)

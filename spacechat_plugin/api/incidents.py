@@ -1,0 +1,116 @@
+"""Incidents beyond the basic actions (api/ops.py): severity, roles, status updates, pinned
+messages, and the timeline with the retrospective draft (#15)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ..errors import BadRequest, NotFound
+from ..identity.auth import client_address
+from ..identity.permissions import check
+from ..store import identity
+from ..store import incidents as incident_store
+from ..store import messages as message_store
+from .common import JSONResponse, authorize, channel_of, operation, read_json, spacechat
+from .opsmodels import IncidentPin, IncidentRole, IncidentSeverity, IncidentUpdate
+
+BODY_BYTES = 16 * 1024
+
+
+async def _incident(request: Request) -> dict[str, Any]:
+    app = spacechat(request)
+    incident = await incident_store.get(app.db, request.path_params["incident_id"])
+    if incident is None:
+        raise NotFound("no such incident")
+    await authorize(request, incident)
+    return incident
+
+
+@operation(
+    "An incident's timeline (every step and pinned message), roles and retrospective draft",
+    tags=["incidents"],
+    scope="incidents:read",
+    resource=True,
+)
+async def timeline(request: Request) -> Response:
+    app = spacechat(request)
+    incident = await _incident(request)
+    return JSONResponse(
+        {
+            "incident": incident,
+            "roles": await incident_store.roles(app.db, incident["id"]),
+            "timeline": await incident_store.timeline(app.db, incident["id"]),
+            "severities": [s.model_dump() for s in app.settings.incidents.severities],
+            "role_names": app.settings.incidents.roles,
+        }
+    )
+
+
+@operation(
+    "Change an incident's severity", tags=["incidents"], body=IncidentSeverity, scope="incidents:manage", resource=True
+)
+async def set_severity(request: Request) -> Response:
+    app = spacechat(request)
+    incident = await _incident(request)
+    body = await read_json(request, IncidentSeverity, max_bytes=BODY_BYTES)
+    who = await authorize(request, incident)
+    updated = await app.incidents.set_severity(incident["id"], body.severity, who.actor, ip=client_address(request))
+    return JSONResponse({"incident": updated})
+
+
+@operation(
+    "Assign a role (lead, communications, ...) to a member",
+    tags=["incidents"],
+    body=IncidentRole,
+    scope="incidents:manage",
+    resource=True,
+)
+async def assign_role(request: Request) -> Response:
+    app = spacechat(request)
+    incident = await _incident(request)
+    body = await read_json(request, IncidentRole, max_bytes=BODY_BYTES)
+    who = await authorize(request, incident)
+    if await identity.org_of_user(app.db, body.user_id) != who.org_id:
+        raise BadRequest(
+            "user_id is not a member of this organisation", details=[{"path": "user_id", "message": "unknown"}]
+        )
+    updated = await app.incidents.assign_role(
+        incident["id"], body.role, body.user_id, who.actor, ip=client_address(request)
+    )
+    return JSONResponse({"incident": updated, "roles": await incident_store.roles(app.db, incident["id"])})
+
+
+@operation(
+    "Post a status update", tags=["incidents"], body=IncidentUpdate, status=201, scope="incidents:manage", resource=True
+)
+async def post_update(request: Request) -> Response:
+    app = spacechat(request)
+    incident = await _incident(request)
+    body = await read_json(request, IncidentUpdate, max_bytes=BODY_BYTES)
+    who = await authorize(request, incident)
+    updated = await app.incidents.post_update(incident["id"], body.text, who.actor, ip=client_address(request))
+    return JSONResponse({"incident": updated}, status_code=201)
+
+
+@operation(
+    "Pin a message to the incident's timeline",
+    tags=["incidents"],
+    body=IncidentPin,
+    status=201,
+    scope="incidents:manage",
+    resource=True,
+)
+async def pin(request: Request) -> Response:
+    app = spacechat(request)
+    incident = await _incident(request)
+    body = await read_json(request, IncidentPin, max_bytes=BODY_BYTES)
+    who = await authorize(request, incident)
+    message = await message_store.get_message(app.db, body.message_id)
+    if message is None:
+        raise NotFound("no such message")
+    check(who, "messages:read", message, channel=await channel_of(app, message["channel_id"]))
+    updated = await app.incidents.pin(incident["id"], message, who.actor, ip=client_address(request))
+    return JSONResponse({"incident": updated}, status_code=201)
