@@ -148,6 +148,10 @@ class ReplyStreams:
 
         def create(tx: WriteTx) -> tuple[str, str | None]:
             user_id = message_store.person_author(tx, message_ids[0]) if message_ids else None
+            metadata = {"turn_id": turn_id, "model": model, "provider": provider, "in_reply_to": list(message_ids)}
+            retried = message_store.answered_turn(tx, thread_id, list(message_ids))
+            if retried is not None:
+                metadata["retry_of"] = retried
             result = message_store.post_message(
                 tx,
                 actor=actor,
@@ -155,7 +159,7 @@ class ReplyStreams:
                 thread_id=thread_id,
                 text="",
                 state="created",
-                metadata={"turn_id": turn_id, "model": model, "provider": provider, "in_reply_to": list(message_ids)},
+                metadata=metadata,
             )
             usage_store.turn_started(
                 tx,

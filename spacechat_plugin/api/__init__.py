@@ -31,6 +31,7 @@ from . import (
     realtime,
     stop,
     tasks,
+    timeline,
 )
 from .common import EXCEPTION_HANDLERS, RequestIdMiddleware
 
@@ -107,6 +108,7 @@ V1_ROUTES: list[BaseRoute] = [
     Route("/threads/{thread_id}/messages", messages.post_to_thread, methods=["POST"]),
     Route("/threads/{thread_id}/history", messages.history, methods=["GET"]),
     Route("/threads/{thread_id}/metrics", observability.thread_metrics, methods=["GET"]),
+    Route("/threads/{thread_id}/timeline", timeline.thread_timeline, methods=["GET"]),
     Route("/messages/{message_id}", messages.get_message, methods=["GET"]),
     Route("/messages/{message_id}/retry", messages.retry_reply, methods=["POST"]),
     Route("/messages/{message_id}/stop", stop.stop_reply, methods=["POST"]),

@@ -576,3 +576,19 @@ async def authors(db: Database, message_ids: list[str]) -> set[str]:
     marks = ", ".join("?" for _ in message_ids)
     rows = await db.fetchall(f"SELECT DISTINCT author_id FROM messages WHERE id IN ({marks})", message_ids)
     return {str(row[0]) for row in rows if row[0]}
+
+
+def answered_turn(tx: WriteTx, thread_id: str, message_ids: list[str]) -> str | None:
+    """The turn of an earlier agent reply in the thread to the same messages (a new turn on them
+    is a retry of it), or None."""
+    if not message_ids:
+        return None
+    rows = tx.all(
+        "SELECT metadata FROM messages WHERE thread_id = ? AND author_kind = 'agent' ORDER BY seq DESC LIMIT 50",
+        (thread_id,),
+    )
+    for row in rows:
+        metadata = loads(row["metadata"])
+        if metadata.get("in_reply_to") == message_ids and metadata.get("turn_id"):
+            return str(metadata["turn_id"])
+    return None
