@@ -27,6 +27,7 @@ from .identity import bootstrap
 from .identity.auth import Authenticator, load_or_create_secret
 from .identity.permissions import Access, event_class
 from .instance import Instance
+from .operations import telemetry
 from .operations.budgets import Budgets
 from .operations.incidents import Incidents
 from .operations.observability import Observability
@@ -44,7 +45,7 @@ logger = logging.getLogger("spacechat")
 
 PRUNE_EVERY_SECONDS = 3600
 # The services that implement host hooks themselves; each is registered as a plugin at start-up.
-HOOK_SERVICES: tuple[type, ...] = (ReplyStreams, Activity, Observability)
+HOOK_SERVICES: tuple[type, ...] = (ReplyStreams, Activity, Observability, telemetry.Telemetry)
 
 
 def _report(name: str, impl: Any, error: BaseException) -> None:
@@ -115,6 +116,8 @@ class Spacechat:
             approvals=self.approvals,
         )
         self.hooks.sdk = self.sdk
+        agent_names = {a["id"]: a["name"] for a in host.agents()} if host is not None else {}
+        self.telemetry = telemetry.build(settings.telemetry, agent_names)
 
         # (actor id, idempotency key) of sends in progress: a concurrent duplicate gets 409.
         self.inflight_keys: set[tuple[str, str]] = set()
@@ -161,7 +164,12 @@ class Spacechat:
             load_hook_plugins(None, self.settings.hook_plugins)
             return
         pm = self.host.pm
-        for service in (self.replies, self.activity, self.observe):
+        services: list[Any] = [self.replies, self.activity, self.observe]
+        if self.telemetry is not None:
+            services.append(self.telemetry)
+            for handler in logging.getLogger().handlers:
+                handler.addFilter(self.telemetry.log_filter())
+        for service in services:
             assert type(service) in HOOK_SERVICES
             name = f"spacechat.{type(service).__name__}"
             if pm.get_plugin(name) is None:
@@ -216,6 +224,8 @@ class Spacechat:
                 self.host.pm.unregister(name=name)
         self._registered = []
         await self.replies.flush()
+        if self.telemetry is not None:
+            self.telemetry.shutdown()
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=5)
         await self.db.close()

@@ -100,7 +100,11 @@ async def test_a_pending_approval_escalates_then_times_out_to_deny(app: Spacecha
     clock.advance(minutes=90)
     assert await app.approvals.sweep() == {"escalated": [], "timed_out": [inbox[0]["id"]]}
     decision = await asyncio.wait_for(asked, 5)
-    assert decision["decision"] == "deny" and "no decision within 120 minutes" in decision["reason"]
+    assert (
+        decision is not None
+        and decision["decision"] == "deny"
+        and "no decision within 120 minutes" in decision["reason"]
+    )
     assert await app.approvals.inbox(app.instance.org_id) == []
     decided = await audit_rows(app, "approval.decided")
     assert decided[0]["outcome"] == "timed_out" and decided[0]["details"]["rule"] == "timed out after 120 minutes"

@@ -25,6 +25,7 @@ from ..operations.budgets import Budgets
 from ..operations.incidents import Incidents
 from ..operations.observability import Observability
 from ..operations.ops import Ops
+from ..operations.telemetry import Telemetry
 from ..realtime.bus import Bus
 from ..realtime.streams import Streams
 from ..store.db import Database
@@ -47,6 +48,7 @@ class Context(Protocol):
     budgets: Budgets
     approvals: Approvals
     observe: Observability
+    telemetry: Telemetry | None
     ops: Ops
     delivery: Delivery
     inflight_keys: set[tuple[str, str]]

@@ -3,9 +3,9 @@
 Langfuse's users' most common complaint is cache reads priced wrong or at $0; so here every
 token class has its own price, and a request that used a class whose price is not known is
 *unpriced* (cost None, counted apart), never free. Entries (`[[prices]]`) match model names by a
-glob pattern, case-insensitively, against the name with and without its `provider/` part; the
-newest entry in effect at the request's time wins, and among entries of the same day the most
-specific pattern (the most literal characters). The older `[pricing."<prefix>"]` table still
+glob pattern, case-insensitively, against the name with and without its `provider/` part; the most
+specific matching pattern (the most literal characters) wins, and of its entries the newest in
+effect at the request's time. The older `[pricing."<prefix>"]` table still
 works: each key is a prefix pattern in effect from the start.
 """
 
@@ -49,8 +49,8 @@ class PriceTable:
             Price(match=f"{prefix}*", effective_from="1970-01-01", **rate.model_dump())
             for prefix, rate in (legacy or {}).items()
         ]
-        # Newest first, then most specific: the first match is the one that applies.
-        self.prices = sorted(prices, key=lambda p: (p.effective_from, p.specificity), reverse=True)
+        # Most specific first, then newest: the first match in effect is the one that applies.
+        self.prices = sorted(prices, key=lambda p: (p.specificity, p.effective_from), reverse=True)
 
     def find(self, model: str, day: str) -> Price | None:
         """The entry that prices `model` on `day` (YYYY-MM-DD), or None."""
