@@ -235,8 +235,6 @@ class TelemetryConfig(_Section):
     # reads the standard OTEL_EXPORTER_OTLP_* variables.
     enabled: bool = False
     service_name: str = "spacechat"
-    # Record message text and tool arguments on spans (off: they may hold personal data).
-    capture_content: bool = False
 
 
 class OpsConfig(_Section):

@@ -16,7 +16,7 @@ BODY_BYTES = 16 * 1024
 
 
 @operation("Pending tool approvals, oldest first, with their age", tags=["approvals"], scope="tasks:approve")
-async def inbox(request: Request) -> Response:
+async def approvals_inbox(request: Request) -> Response:
     app = spacechat(request)
     who = await principal(request)
     return JSONResponse({"approvals": await app.approvals.inbox(who.org_id)})
@@ -29,7 +29,7 @@ async def inbox(request: Request) -> Response:
     scope="tasks:approve",
     resource=True,
 )
-async def decide(request: Request) -> Response:
+async def decide_approval(request: Request) -> Response:
     app = spacechat(request)
     approval = await approval_store.get(app.db, request.path_params["approval_id"])
     if approval is None:
@@ -43,7 +43,7 @@ async def decide(request: Request) -> Response:
 
 
 @operation("Approval policies: the API's, the config's, and the default", tags=["approvals"], scope="tasks:approve")
-async def list_policies(request: Request) -> Response:
+async def list_approval_policies(request: Request) -> Response:
     app = spacechat(request)
     who = await principal(request)
     settings = app.settings.approvals
@@ -65,7 +65,7 @@ async def list_policies(request: Request) -> Response:
     body=ApprovalPolicyBody,
     scope="approvals:manage",
 )
-async def set_policy(request: Request) -> Response:
+async def set_approval_policy(request: Request) -> Response:
     app = spacechat(request)
     who = await principal(request)
     body = await read_json(request, ApprovalPolicyBody, max_bytes=BODY_BYTES)
@@ -76,7 +76,7 @@ async def set_policy(request: Request) -> Response:
 
 
 @operation("Remove an approval policy set through the API", tags=["approvals"], status=204, scope="approvals:manage")
-async def delete_policy(request: Request) -> Response:
+async def delete_approval_policy(request: Request) -> Response:
     app = spacechat(request)
     who = await principal(request)
     params = request.path_params
@@ -87,7 +87,7 @@ async def delete_policy(request: Request) -> Response:
 @operation(
     "Rules people made by deciding: remembered denials, thread approvals", tags=["approvals"], scope="tasks:approve"
 )
-async def list_rules(request: Request) -> Response:
+async def list_approval_rules(request: Request) -> Response:
     app = spacechat(request)
     who = await principal(request)
     return JSONResponse({"rules": await approval_store.rules(app.db, who.org_id)})
@@ -96,7 +96,7 @@ async def list_rules(request: Request) -> Response:
 @operation(
     "Forget a rule (a remembered denial, a thread's approval)", tags=["approvals"], status=204, scope="approvals:manage"
 )
-async def forget_rule(request: Request) -> Response:
+async def forget_approval_rule(request: Request) -> Response:
     app = spacechat(request)
     who = await principal(request)
     await app.approvals.forget_rule(who, request.path_params["rule_id"], client_address(request))

@@ -35,7 +35,7 @@ async def _incident(request: Request) -> dict[str, Any]:
     scope="incidents:read",
     resource=True,
 )
-async def timeline(request: Request) -> Response:
+async def incident_timeline(request: Request) -> Response:
     app = spacechat(request)
     incident = await _incident(request)
     return JSONResponse(
@@ -52,7 +52,7 @@ async def timeline(request: Request) -> Response:
 @operation(
     "Change an incident's severity", tags=["incidents"], body=IncidentSeverity, scope="incidents:manage", resource=True
 )
-async def set_severity(request: Request) -> Response:
+async def set_incident_severity(request: Request) -> Response:
     app = spacechat(request)
     incident = await _incident(request)
     body = await read_json(request, IncidentSeverity, max_bytes=BODY_BYTES)
@@ -68,7 +68,7 @@ async def set_severity(request: Request) -> Response:
     scope="incidents:manage",
     resource=True,
 )
-async def assign_role(request: Request) -> Response:
+async def assign_incident_role(request: Request) -> Response:
     app = spacechat(request)
     incident = await _incident(request)
     body = await read_json(request, IncidentRole, max_bytes=BODY_BYTES)
@@ -86,7 +86,7 @@ async def assign_role(request: Request) -> Response:
 @operation(
     "Post a status update", tags=["incidents"], body=IncidentUpdate, status=201, scope="incidents:manage", resource=True
 )
-async def post_update(request: Request) -> Response:
+async def post_incident_update(request: Request) -> Response:
     app = spacechat(request)
     incident = await _incident(request)
     body = await read_json(request, IncidentUpdate, max_bytes=BODY_BYTES)
@@ -103,7 +103,7 @@ async def post_update(request: Request) -> Response:
     scope="incidents:manage",
     resource=True,
 )
-async def pin(request: Request) -> Response:
+async def pin_to_incident(request: Request) -> Response:
     app = spacechat(request)
     incident = await _incident(request)
     body = await read_json(request, IncidentPin, max_bytes=BODY_BYTES)
