@@ -23,7 +23,8 @@ pytestmark = pytest.mark.asyncio
 
 class Handler:
     def __init__(self, handles: bool) -> None:
-        self.handles, self.seen = handles, []
+        self.handles = handles
+        self.seen: list[tuple[str, str, bool]] = []
 
     @hookimpl
     def spacechat_interaction_submitted(
