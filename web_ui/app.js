@@ -22,6 +22,8 @@ import { TaskView } from "./views/task.js";
 import { DashboardView } from "./views/dashboard.js";
 import { AgentView } from "./views/agent.js";
 import { IncidentsView } from "./views/incidents.js";
+import { TimelineView } from "./views/timeline.js";
+import { ApprovalsView } from "./views/approvals.js";
 import { AuditView } from "./views/admin.js";
 
 window.spacechat = { version: 1 }; // timings for the bench and tests (bench/ui.py)
@@ -159,7 +161,9 @@ function Main({ route }) {
   if (route.name === "task") return html`<${TaskView} key=${route.taskId} taskId=${route.taskId} />`;
   if (route.name === "dashboard") return html`<${DashboardView} />`;
   if (route.name === "agent") return html`<${AgentView} key=${route.agentId} agentId=${route.agentId} />`;
-  if (route.name === "incidents") return html`<${IncidentsView} />`;
+  if (route.name === "incidents") return html`<${IncidentsView} open=${route.open} />`;
+  if (route.name === "timeline") return html`<${TimelineView} key=${route.threadId} threadId=${route.threadId} />`;
+  if (route.name === "approvals") return html`<${ApprovalsView} />`;
   if (route.name === "audit") return html`<${AuditView} />`;
   if (route.name === "message") return html`<${MessageRedirect} messageId=${route.messageId} />`;
   if (route.name === "notfound") return html`<section class="view"><p class="empty">There is nothing at this address.</p></section>`;

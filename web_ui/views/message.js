@@ -7,6 +7,7 @@ import { render as renderMarkdown } from "../markdown.js";
 import { messagePath } from "../router.js";
 import { html, shortTime, fullTime, size, Icon } from "./ui.js";
 import { Blocks } from "./cards.js";
+import { StopButton, OpenIncidentButton } from "./replyops.js";
 
 /** A component that re-renders only when a prop changes (by identity). */
 export function memo(render) {
@@ -98,6 +99,8 @@ export const MessageRow = memo(function MessageRow({ message, name, index, total
         <time datetime=${message.created_at}>${shortTime(message.created_at)}</time>
       </a>
       <${StateChip} message=${message} waiting=${waiting} />
+      ${streaming && message.author.kind === "agent" && html`<${StopButton} message=${message} />`}
+      <${OpenIncidentButton} message=${message} />
     </header>
     ${message._reasoning &&
     message._reasoning.text &&
