@@ -75,6 +75,12 @@ async def test_timeline_scrubber_shows_the_thread_at_each_step(server: Server, b
     await expect(page.locator("li.timeline-step[aria-current='step']")).to_have_attribute("data-kind", "model_call")
     await page.locator("li.timeline-step[data-kind='tool_call'] button").click()
     await expect(page.locator("li.timeline-step[aria-current='step']")).to_contain_text("current_time")
+    # The scripted model has no price: unpriced, never $0, here and on the dashboard.
+    await expect(page.locator("li.timeline-step[data-kind='model_call']").first).to_contain_text("unpriced")
+    await page.get_by_role("link", name="Dashboard").click()
+    total = page.locator(".usage-total")
+    await expect(total).to_contain_text("unpriced · 2 requests · 2 unpriced")
+    await expect(total).not_to_contain_text("$0")
     await watched.assert_clean()
 
 
