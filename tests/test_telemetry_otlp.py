@@ -98,8 +98,8 @@ async def test_a_turn_is_exported_as_genai_spans_and_metrics(tmp_path: Path, col
         await asyncio.to_thread(
             wait_for_message, server, thread_id, lambda m: m["author"]["kind"] == "agent" and m["state"] == "completed"
         )
-        names = lambda: {span.name for span in collector.spans}  # noqa: E731
-        await until(lambda: {"invoke_agent Spacebot", "chat scripted-1", "execute_tool current_time"} <= names())
+        wanted = {"invoke_agent Spacebot", "chat scripted-1", "execute_tool current_time"}
+        await until(lambda: wanted <= {span.name for span in collector.spans})
         by_name = {span.name: span for span in collector.spans}
         agent = by_name["invoke_agent Spacebot"]
         turn = attributes(agent)
