@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -129,63 +129,70 @@ class Approvals:
             return Policy("always", "high", "hooks.tool_approval.tools")
         return Policy(self.settings.default, "low" if self.settings.default == "auto" else "medium", "default")
 
+    async def _admin(
+        self,
+        who: Principal,
+        change: Callable[[WriteTx], bool],
+        *,
+        action: str,
+        target: tuple[str, str],
+        ip: str | None,
+        details: dict[str, Any] | None = None,
+    ) -> bool:
+        """A change to the policies or rules, audited in the same transaction; False (and no audit
+        row) when it changed nothing."""
+
+        def write(tx: WriteTx) -> bool:
+            if not change(tx):
+                return False
+            audit.append(
+                tx,
+                org_id=who.org_id,
+                actor=who.actor,
+                action=action,
+                target_type=target[0],
+                target_id=target[1],
+                ip=ip,
+                details=details,
+            )
+            return True
+
+        return bool(await self.db.write(write))
+
     async def set_policy(
         self, who: Principal, agent_id: str, tool: str, policy: str, risk: str, ip: str | None
     ) -> dict[str, Any]:
         at = stamp(self.clock.now())
 
-        def write(tx: WriteTx) -> None:
+        def put(tx: WriteTx) -> bool:
             store.put_policy(tx, who.org_id, agent_id, tool, policy, risk, who.user_id, at)
-            audit.append(
-                tx,
-                org_id=who.org_id,
-                actor=who.actor,
-                action="approval.policy_set",
-                target_type="approval_policy",
-                target_id=f"{agent_id}/{tool}",
-                ip=ip,
-                details={"policy": policy, "risk": risk},
-            )
+            return True
 
-        await self.db.write(write)
+        details = {"policy": policy, "risk": risk}
+        target = ("approval_policy", f"{agent_id}/{tool}")
+        await self._admin(who, put, action="approval.policy_set", target=target, ip=ip, details=details)
         return {"agent_id": agent_id, "tool": tool, "policy": policy, "risk": risk, "updated_by": who.user_id}
 
     async def delete_policy(self, who: Principal, agent_id: str, tool: str, ip: str | None) -> None:
-        def write(tx: WriteTx) -> bool:
-            if not store.delete_policy(tx, who.org_id, agent_id, tool):
-                return False
-            audit.append(
-                tx,
-                org_id=who.org_id,
-                actor=who.actor,
-                action="approval.policy_deleted",
-                target_type="approval_policy",
-                target_id=f"{agent_id}/{tool}",
-                ip=ip,
-            )
-            return True
-
-        if not await self.db.write(write):
+        target = ("approval_policy", f"{agent_id}/{tool}")
+        if not await self._admin(
+            who,
+            lambda tx: store.delete_policy(tx, who.org_id, agent_id, tool),
+            action="approval.policy_deleted",
+            target=target,
+            ip=ip,
+        ):
             raise NotFound("no such policy")
 
     async def forget_rule(self, who: Principal, rule_id: str, ip: str | None) -> None:
         at = stamp(self.clock.now())
-
-        def write(tx: WriteTx) -> bool:
-            if not store.revoke_rule(tx, who.org_id, rule_id, at):
-                return False
-            audit.append(
-                tx,
-                org_id=who.org_id,
-                actor=who.actor,
-                action="approval.rule_revoked",
-                target_type="approval_rule",
-                target_id=rule_id,
-                ip=ip,
-            )
-            return True
-
-        if not await self.db.write(write):
+        if not await self._admin(
+            who,
+            lambda tx: store.revoke_rule(tx, who.org_id, rule_id, at),
+            action="approval.rule_revoked",
+            target=("approval_rule", rule_id),
+            ip=ip,
+        ):
             raise NotFound("no such rule")
 
     # -- a tool call --------------------------------------------------------------------------

@@ -3,30 +3,41 @@ messages, and the timeline with the retrospective draft (#15)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 
 from ..errors import BadRequest, NotFound
 from ..identity.auth import client_address
-from ..identity.permissions import check
+from ..identity.permissions import Principal, check
 from ..store import identity
 from ..store import incidents as incident_store
 from ..store import messages as message_store
-from .common import JSONResponse, authorize, channel_of, operation, read_json, spacechat
+from .common import JSONResponse, M, authorize, channel_of, operation, principal, read_json, spacechat
 from .opsmodels import IncidentPin, IncidentRole, IncidentSeverity, IncidentUpdate
+
+if TYPE_CHECKING:
+    from .context import Context
 
 BODY_BYTES = 16 * 1024
 
 
-async def _incident(request: Request) -> dict[str, Any]:
+async def load_incident(request: Request) -> dict[str, Any]:
+    """The incident the path names, once the caller may act on it (404 across organisations)."""
     app = spacechat(request)
     incident = await incident_store.get(app.db, request.path_params["incident_id"])
     if incident is None:
         raise NotFound("no such incident")
     await authorize(request, incident)
     return incident
+
+
+async def _change(request: Request, model: type[M]) -> tuple[Context, dict[str, Any], M, Principal]:
+    """What every change to an incident starts with: the app, the incident, the body and who."""
+    incident = await load_incident(request)
+    body = await read_json(request, model, max_bytes=BODY_BYTES)
+    return spacechat(request), incident, body, await principal(request)
 
 
 @operation(
@@ -37,7 +48,7 @@ async def _incident(request: Request) -> dict[str, Any]:
 )
 async def incident_timeline(request: Request) -> Response:
     app = spacechat(request)
-    incident = await _incident(request)
+    incident = await load_incident(request)
     return JSONResponse(
         {
             "incident": incident,
@@ -53,10 +64,7 @@ async def incident_timeline(request: Request) -> Response:
     "Change an incident's severity", tags=["incidents"], body=IncidentSeverity, scope="incidents:manage", resource=True
 )
 async def set_incident_severity(request: Request) -> Response:
-    app = spacechat(request)
-    incident = await _incident(request)
-    body = await read_json(request, IncidentSeverity, max_bytes=BODY_BYTES)
-    who = await authorize(request, incident)
+    app, incident, body, who = await _change(request, IncidentSeverity)
     updated = await app.incidents.set_severity(incident["id"], body.severity, who.actor, ip=client_address(request))
     return JSONResponse({"incident": updated})
 
@@ -69,10 +77,7 @@ async def set_incident_severity(request: Request) -> Response:
     resource=True,
 )
 async def assign_incident_role(request: Request) -> Response:
-    app = spacechat(request)
-    incident = await _incident(request)
-    body = await read_json(request, IncidentRole, max_bytes=BODY_BYTES)
-    who = await authorize(request, incident)
+    app, incident, body, who = await _change(request, IncidentRole)
     if await identity.org_of_user(app.db, body.user_id) != who.org_id:
         raise BadRequest(
             "user_id is not a member of this organisation", details=[{"path": "user_id", "message": "unknown"}]
@@ -87,10 +92,7 @@ async def assign_incident_role(request: Request) -> Response:
     "Post a status update", tags=["incidents"], body=IncidentUpdate, status=201, scope="incidents:manage", resource=True
 )
 async def post_incident_update(request: Request) -> Response:
-    app = spacechat(request)
-    incident = await _incident(request)
-    body = await read_json(request, IncidentUpdate, max_bytes=BODY_BYTES)
-    who = await authorize(request, incident)
+    app, incident, body, who = await _change(request, IncidentUpdate)
     updated = await app.incidents.post_update(incident["id"], body.text, who.actor, ip=client_address(request))
     return JSONResponse({"incident": updated}, status_code=201)
 
@@ -104,10 +106,7 @@ async def post_incident_update(request: Request) -> Response:
     resource=True,
 )
 async def pin_to_incident(request: Request) -> Response:
-    app = spacechat(request)
-    incident = await _incident(request)
-    body = await read_json(request, IncidentPin, max_bytes=BODY_BYTES)
-    who = await authorize(request, incident)
+    app, incident, body, who = await _change(request, IncidentPin)
     message = await message_store.get_message(app.db, body.message_id)
     if message is None:
         raise NotFound("no such message")

@@ -4,8 +4,6 @@ and is audited; incidents move open -> acknowledged -> resolved, with escalation
 
 from __future__ import annotations
 
-from typing import Any
-
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -17,6 +15,7 @@ from ..store import identity
 from ..store import incidents as incident_store
 from ..store import messages as message_store
 from .common import JSONResponse, authorize, channel_of, operation, principal, query_int, read_json, spacechat
+from .incidents import load_incident as _incident
 from .models import IncidentAction, OpsDecision, OpsRequest
 from .opsmodels import OpenIncident
 
@@ -129,15 +128,6 @@ async def list_incidents(request: Request) -> Response:
     limit = query_int(request, "limit", 100, low=1, high=500)
     assert limit is not None
     return JSONResponse({"incidents": await incident_store.listing(app.db, who.org_id, status, limit)})
-
-
-async def _incident(request: Request) -> dict[str, Any]:
-    app = spacechat(request)
-    incident = await incident_store.get(app.db, request.path_params["incident_id"])
-    if incident is None:
-        raise NotFound("no such incident")
-    await authorize(request, incident)
-    return incident
 
 
 @operation("An incident", tags=["incidents"], scope="incidents:read", resource=True)
