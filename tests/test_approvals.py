@@ -184,6 +184,22 @@ def test_inbox_oldest_first_and_who_may_decide(server: Server, client: httpx.Cli
     reply_done(server, client, second, 1)
 
 
+def test_stopping_a_turn_that_waits_settles_its_approval(server: Server, client: httpx.Client) -> None:
+    set_policy(client, "restart_service", "always")
+    thread_id = ask(server, client, "restart archive")
+    asked = card(server, thread_id)
+    reply = wait_until(lambda: replies(client, thread_id))[0]
+    assert reply["state"] in ("created", "streaming")
+    stopped = client.post(f"/v1/messages/{reply['id']}/stop")
+    assert stopped.status_code == 200 and stopped.json()["message"]["metadata"]["stop_reason"] == "stopped"
+    settled = client.get(f"/v1/messages/{asked['id']}").json()["message"]
+    assert settled["card_state"]["decided"]["decision"]["label"].startswith("Not run:")
+    assert client.get("/v1/approvals").json()["approvals"] == []
+    latest = decisions(client)[0]
+    assert latest["details"]["decision"] == "stopped" and latest["details"]["rule"].startswith("the turn that asked")
+    assert click(client, settled, "tool.approve").status_code == 409, "nothing left to approve"
+
+
 def kinds(steps: list[dict[str, Any]]) -> list[str]:
     return [step["kind"] for step in steps]
 

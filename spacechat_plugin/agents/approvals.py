@@ -18,6 +18,7 @@ clock given at construction, so tests move it by hand.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
@@ -355,6 +356,7 @@ class Approvals:
             "deny": f"Denied by {name}",
             "deny_remember": f"Denied and remembered by {name}",
             "timeout": f"Denied: no decision within {self.settings.timeout_minutes:g} minutes",
+            "stopped": f"Not run: {name} stopped the turn",
         }[decision]
         if approval["message_id"]:
             await self.cards.decide(approval["message_id"], "decision", label, actor)
@@ -375,6 +377,8 @@ class Approvals:
         if not (thread_rule or decision == "deny_remember"):
             if decision == "timeout":
                 return f"timed out after {self.settings.timeout_minutes:g} minutes"
+            if decision == "stopped":
+                return f"the turn that asked was stopped by {who}"
             return f"{decision} by {who} under policy {approval['policy']}"
         rule_id = new_id("rule")
         store.add_rule(
@@ -413,6 +417,13 @@ class Approvals:
             )
         except (LookupError, RuntimeError) as exc:
             log.warning("approved call %s could not run: %s", approval["id"], exc)
+
+    async def turn_stopped(self, turn_id: str, actor: Actor, who_name: str) -> None:
+        """A stopped turn's pending approvals are settled as not run (approving one later would run
+        the call in a new turn, which the stop meant not to happen)."""
+        for approval_id in await store.pending_of_turn(self.db, turn_id):
+            with contextlib.suppress(Conflict):  # decided meanwhile
+                await self.decide(approval_id, "stopped", actor, who_name=who_name)
 
     # -- time: escalation and timeout ---------------------------------------------------------
 

@@ -64,5 +64,6 @@ async def stop_reply(request: Request) -> Response:
         )
 
     await app.db.write(record)
+    await app.approvals.turn_stopped(stream.turn_id, who.actor, who.name or who.user_id)
     stopped = await message_store.get_message(app.db, message["id"])
     return JSONResponse({"message": stopped, "turn_id": result.get("turn_id", stream.turn_id)})

@@ -74,6 +74,11 @@ async def pending(db: Database, org_id: str | None, limit: int = 500) -> list[di
     return [approval_json(found) for found in rows]
 
 
+async def pending_of_turn(db: Database, turn_id: str) -> list[str]:
+    rows = await db.fetchall("SELECT id FROM approvals WHERE turn_id = ? AND status = 'pending'", (turn_id,))
+    return [str(row[0]) for row in rows]
+
+
 async def of_thread(db: Database, thread_id: str) -> list[dict[str, Any]]:
     rows = await db.fetchall("SELECT * FROM approvals WHERE thread_id = ? ORDER BY requested_at", (thread_id,))
     return [approval_json(found) for found in rows]
