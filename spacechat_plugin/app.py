@@ -19,6 +19,7 @@ from .agents.activity import Activity
 from .agents.approvals import Approvals
 from .agents.delivery import Delivery
 from .agents.replies import ReplyStreams
+from .agents.task_mirror import TaskMirror
 from .cards.service import CardService
 from .config import Settings
 from .events import Event
@@ -45,7 +46,7 @@ logger = logging.getLogger("spacechat")
 
 PRUNE_EVERY_SECONDS = 3600
 # The services that implement host hooks themselves; each is registered as a plugin at start-up.
-HOOK_SERVICES: tuple[type, ...] = (ReplyStreams, Activity, Observability, telemetry.Telemetry)
+HOOK_SERVICES: tuple[type, ...] = (ReplyStreams, Activity, Observability, TaskMirror, telemetry.Telemetry)
 
 
 def _report(name: str, impl: Any, error: BaseException) -> None:
@@ -74,6 +75,8 @@ class Spacechat:
         self.cards = CardService(self.db, host, self.hooks)
         self.replies = ReplyStreams(self.db, self.access, self.streams.publish_live, settings.realtime.checkpoint_ms)
         self.activity = Activity(self.db, self.access, self.instance, self.cards)
+        self.task_mirror = TaskMirror(self.db, self.access, self.instance, self.cards, host)
+        self.cards.remote = self.task_mirror
         self.incidents = Incidents(self.db, self.access, settings.ops, settings.incidents)
         self.budgets = Budgets(
             db=self.db,
@@ -164,7 +167,7 @@ class Spacechat:
             load_hook_plugins(None, self.settings.hook_plugins)
             return
         pm = self.host.pm
-        services: list[Any] = [self.replies, self.activity, self.observe]
+        services: list[Any] = [self.replies, self.activity, self.observe, self.task_mirror]
         if self.telemetry is not None:
             services.append(self.telemetry)
             for handler in logging.getLogger().handlers:

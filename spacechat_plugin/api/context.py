@@ -15,6 +15,7 @@ from ..agents.activity import Activity
 from ..agents.approvals import Approvals
 from ..agents.delivery import Delivery
 from ..agents.replies import ReplyStreams
+from ..agents.task_mirror import TaskMirror
 from ..cards.service import CardService
 from ..config import Settings
 from ..hookspecs import HostAPI
@@ -44,6 +45,7 @@ class Context(Protocol):
     cards: CardService
     replies: ReplyStreams
     activity: Activity
+    task_mirror: TaskMirror
     incidents: Incidents
     budgets: Budgets
     approvals: Approvals
