@@ -118,3 +118,34 @@ def test_without_the_extra_nothing_is_built(monkeypatch: pytest.MonkeyPatch, cap
     with caplog.at_level(logging.WARNING, logger="spacechat.telemetry"):
         assert telemetry.build(TelemetryConfig(enabled=True), {}) is None
     assert "pip install 'spacechat[otel]'" in caplog.text
+
+
+def test_the_model_call_hooks_frame_the_chat_span(captured: tuple[Telemetry, InMemorySpanExporter, Any]) -> None:
+    """The embedded host calls spacebot_completion_call / _response around each request: the
+    span is exactly that request, with its usage, and a failed request is an error span."""
+    service, spans, _ = captured
+    service.spacebot_turn_started(
+        agent_id="llama", thread_id="thr_1", turn_id="t", model="local-7b", provider="local", message_ids=[]
+    )
+    service.spacebot_completion_call(turn_id="t", provider="local")
+    service.spacebot_llm_usage(
+        turn_id="t",
+        model="local-7b",
+        provider="local",
+        input_tokens=7,
+        output_tokens=3,
+        cache_read_tokens=0,
+        cache_write_tokens=0,
+        reasoning_tokens=0,
+    )
+    assert [s.name for s in spans.get_finished_spans()] == [], "the request is still open"
+    service.spacebot_completion_response(turn_id="t", model="local-7b", duration_ms=42, error=None)
+    service.spacebot_completion_call(turn_id="t", provider="local")
+    service.spacebot_completion_response(turn_id="t", model="local-7b", duration_ms=5, error="HTTP 503")
+    service.spacebot_turn_failed(turn_id="t", error="HTTP 503")
+    done = spans.get_finished_spans()
+    assert [s.name for s in done] == ["chat local-7b", "chat local-7b", "invoke_agent Llama"]
+    first, failed, turn = done
+    assert first.attributes is not None and first.attributes[semconv.GEN_AI_USAGE_OUTPUT_TOKENS] == 3
+    assert failed.attributes is not None and failed.attributes["error.type"] == "model_error"
+    assert not failed.status.is_ok and not turn.status.is_ok

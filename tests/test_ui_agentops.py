@@ -57,6 +57,7 @@ async def test_timeline_scrubber_shows_the_thread_at_each_step(server: Server, b
     await page.get_by_role("link", name="Timeline").click()
     await expect(page.get_by_role("heading", name="Timeline", level=1)).to_be_visible()
     steps = page.get_by_role("region", name="Steps").locator("li.timeline-step")
+    await expect(steps).to_have_count(6)
     kinds = [await s.get_attribute("data-kind") for s in await steps.all()]
     assert kinds == ["message", "turn_started", "model_call", "tool_call", "model_call", "turn_completed"]
     snapshot = page.get_by_role("region", name="The thread at step 6")

@@ -37,6 +37,7 @@ const SHELL = [
   "/views/dashboard.js",
   "/views/dialogs.js",
   "/views/feed.js",
+  "/views/incident.js",
   "/views/incidents.js",
   "/views/message.js",
   "/views/metrics.js",

@@ -9,9 +9,11 @@ package): an `invoke_agent {agent}` span per turn, a `chat {model}` span per mod
 `gen_ai.client.operation.time_to_first_chunk`. Spans and metrics go out over OTLP/HTTP, configured
 by the standard `OTEL_EXPORTER_OTLP_*` variables.
 
-A model request is known when its usage is reported, which providers do at the end of a
-response, so its span starts at the step before it in the turn (the turn's start or the last
-tool's end) and ends at the report. While a request is served, log lines carry its `trace_id`
+A model request's span runs from `spacebot_completion_call` to `spacebot_completion_response`
+(the embedded host's model-call hooks); where a host has no such hooks (the bridge), a request is
+known only when its usage is reported, which providers do at the end of a response, so its span
+starts at the step before it in the turn (the turn's start or the last tool's end) and ends at
+the report. While a request is served, log lines carry its `trace_id`
 and `span_id` next to `request_id`; a turn links to the span of the request that delivered its
 message, and records that request's id. Without the extra nothing of this is loaded.
 """
@@ -66,6 +68,7 @@ class TurnSpans:
     mark: int  # when the turn's current model request began (ns)
     first_chunk: bool = False
     tools: dict[str, Any] = field(default_factory=dict)
+    request: Any = None  # the chat span between the completion hooks, when the host calls them
 
 
 class Telemetry:
@@ -163,6 +166,44 @@ class Telemetry:
     def _metric_attributes(turn: TurnSpans, model: str) -> dict[str, str]:
         return {OPERATION: "chat", PROVIDER: turn.provider, REQUEST_MODEL: turn.model, RESPONSE_MODEL: model}
 
+    def _chat_span(self, turn: TurnSpans, provider: str, start: int) -> Any:
+        return self.tracer.start_span(
+            f"chat {turn.model}",
+            kind=self._trace.SpanKind.CLIENT,
+            context=self._trace.set_span_in_context(turn.span),
+            start_time=start,
+            attributes={
+                OPERATION: "chat",
+                PROVIDER: provider,
+                SYSTEM: provider,
+                REQUEST_MODEL: turn.model,
+                CONVERSATION: turn.thread_id,
+                AGENT_ID: turn.agent_id,
+            },
+        )
+
+    @hookimpl
+    def spacebot_completion_call(self, turn_id: str | None, provider: str) -> None:
+        turn = self.turns.get(turn_id or "")
+        if turn is not None:
+            turn.mark = time.time_ns()
+            turn.request = self._chat_span(turn, provider, turn.mark)
+
+    @hookimpl
+    def spacebot_completion_response(
+        self, turn_id: str | None, model: str, duration_ms: int, error: str | None
+    ) -> None:
+        turn = self.turns.get(turn_id or "")
+        if turn is None or turn.request is None:
+            return
+        span, turn.request = turn.request, None
+        if error is not None:
+            span.set_attribute(ERROR_TYPE, "model_error")
+            span.set_status(self._trace.Status(self._trace.StatusCode.ERROR, error[:200]))
+        span.end()
+        self.duration.record(duration_ms / 1000, self._metric_attributes(turn, model))
+        turn.mark = time.time_ns()
+
     @hookimpl
     def spacebot_llm_usage(
         self,
@@ -178,33 +219,26 @@ class Telemetry:
         turn = self.turns.get(turn_id or "")
         if turn is None:
             return  # usage with no turn (the bridge's totals): no span to hang it on
-        now = time.time_ns()
         # Per the conventions, input tokens count cached ones too; the hook's input excludes them.
         total_input = input_tokens + cache_read_tokens + cache_write_tokens
-        span = self.tracer.start_span(
-            f"chat {turn.model}",
-            kind=self._trace.SpanKind.CLIENT,
-            context=self._trace.set_span_in_context(turn.span),
-            start_time=turn.mark,
-            attributes={
-                OPERATION: "chat",
-                PROVIDER: provider,
-                SYSTEM: provider,
-                REQUEST_MODEL: turn.model,
-                RESPONSE_MODEL: model,
-                INPUT_TOKENS: total_input,
-                OUTPUT_TOKENS: output_tokens,
-                CACHE_READ: cache_read_tokens,
-                CACHE_WRITE: cache_write_tokens,
-                REASONING: reasoning_tokens,
-                CONVERSATION: turn.thread_id,
-                AGENT_ID: turn.agent_id,
-            },
-        )
-        span.end(end_time=now)
+        usage = {
+            RESPONSE_MODEL: model,
+            INPUT_TOKENS: total_input,
+            OUTPUT_TOKENS: output_tokens,
+            CACHE_READ: cache_read_tokens,
+            CACHE_WRITE: cache_write_tokens,
+            REASONING: reasoning_tokens,
+        }
         attributes = self._metric_attributes(turn, model)
         self.tokens.record(total_input, {**attributes, TOKEN_TYPE: "input"})
         self.tokens.record(output_tokens, {**attributes, TOKEN_TYPE: "output"})
+        if turn.request is not None:  # the completion hooks frame the request: they end it
+            turn.request.set_attributes(usage)
+            return
+        now = time.time_ns()
+        span = self._chat_span(turn, provider, turn.mark)
+        span.set_attributes(usage)
+        span.end(end_time=now)
         self.duration.record((now - turn.mark) / 1e9, attributes)
         turn.mark = now
 
@@ -251,7 +285,7 @@ class Telemetry:
         turn = self.turns.pop(turn_id, None)
         if turn is None:
             return
-        for span in turn.tools.values():
+        for span in [*turn.tools.values(), *([turn.request] if turn.request is not None else [])]:
             span.end()
         if error is not None:
             turn.span.set_attribute(ERROR_TYPE, "turn_failed")
