@@ -28,6 +28,8 @@ from .identity import bootstrap
 from .identity.auth import Authenticator, load_or_create_secret
 from .identity.permissions import Access, event_class
 from .instance import Instance
+from .memory.ingest import Ingest
+from .memory.service import Memory
 from .operations import telemetry
 from .operations.budgets import Budgets
 from .operations.incidents import Incidents
@@ -46,7 +48,7 @@ logger = logging.getLogger("spacechat")
 
 PRUNE_EVERY_SECONDS = 3600
 # The services that implement host hooks themselves; each is registered as a plugin at start-up.
-HOOK_SERVICES: tuple[type, ...] = (ReplyStreams, Activity, Observability, TaskMirror, telemetry.Telemetry)
+HOOK_SERVICES: tuple[type, ...] = (ReplyStreams, Activity, Observability, TaskMirror, Ingest, telemetry.Telemetry)
 
 
 def _report(name: str, impl: Any, error: BaseException) -> None:
@@ -107,6 +109,7 @@ class Spacechat:
         self.ops = Ops(db=self.db, settings=settings.ops, host=host, access=self.access, cards=self.cards)
         self.cards.handlers.extend([self.ops, self.incidents, self.approvals])
         self.delivery = Delivery(host, self.access, self.cards, self.budgets)
+        self.memory = Memory(self.db, self.access, self.instance, host, settings.memory, self.data_dir)
         self.sdk = SpacechatAPI(
             db=self.db,
             settings=settings,
@@ -150,6 +153,7 @@ class Spacechat:
         self._setup_secret = await bootstrap.setup_secret(self.db, self.instance.org_id)
         if self.instance.bound_url is not None:
             self._print_setup_link()
+        await self.memory.start()
         self._register_plugins()
         await self.hooks.call("spacechat_ready")
         self._background = [
@@ -167,7 +171,7 @@ class Spacechat:
             load_hook_plugins(None, self.settings.hook_plugins)
             return
         pm = self.host.pm
-        services: list[Any] = [self.replies, self.activity, self.observe, self.task_mirror]
+        services: list[Any] = [self.replies, self.activity, self.observe, self.task_mirror, self.memory.ingest]
         if self.telemetry is not None:
             services.append(self.telemetry)
             for handler in logging.getLogger().handlers:
@@ -200,6 +204,7 @@ class Spacechat:
         filtered by the memberships that hold after it; a role change or a deactivation applies
         from the next request."""
         self.access.apply(events)
+        self.memory.committed(events)
         if self.auth is not None and any(event.event_type == "member.updated" for event in events):
             self.auth.forget()
         self.streams.publish_soon(events)
@@ -217,6 +222,7 @@ class Spacechat:
 
     async def stop(self) -> None:
         self.begin_shutdown()
+        await self.memory.stop()
         for task in self._background:
             task.cancel()
         for task in self._background:

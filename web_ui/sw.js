@@ -39,6 +39,7 @@ const SHELL = [
   "/views/feed.js",
   "/views/incident.js",
   "/views/incidents.js",
+  "/views/memory.js",
   "/views/message.js",
   "/views/metrics.js",
   "/views/opsbuttons.js",

@@ -22,6 +22,7 @@ from ..hookspecs import HostAPI
 from ..identity.auth import Authenticator
 from ..identity.permissions import Access
 from ..instance import Instance
+from ..memory.service import Memory
 from ..operations.budgets import Budgets
 from ..operations.incidents import Incidents
 from ..operations.observability import Observability
@@ -53,6 +54,7 @@ class Context(Protocol):
     telemetry: Telemetry | None
     ops: Ops
     delivery: Delivery
+    memory: Memory
     inflight_keys: set[tuple[str, str]]
 
     @property
