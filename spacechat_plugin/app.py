@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .agents.activity import Activity
+from .agents.approvals import Approvals
 from .agents.delivery import Delivery
 from .agents.replies import ReplyStreams
 from .agents.task_mirror import TaskMirror
@@ -31,6 +32,8 @@ from .identity.permissions import Access, event_rules
 from .instance import Instance
 from .memory.ingest import Ingest
 from .memory.service import Memory
+from .operations import telemetry
+from .operations.budgets import Budgets
 from .operations.incidents import Incidents
 from .operations.observability import Observability
 from .operations.ops import Ops
@@ -51,7 +54,7 @@ logger = logging.getLogger("spacechat")
 
 PRUNE_EVERY_SECONDS = 3600
 # The services that implement host hooks themselves; each is registered as a plugin at start-up.
-HOOK_SERVICES: tuple[type, ...] = (ReplyStreams, Activity, Observability, TaskMirror, Ingest)
+HOOK_SERVICES: tuple[type, ...] = (ReplyStreams, Activity, Observability, TaskMirror, Ingest, telemetry.Telemetry)
 
 
 def _report(name: str, impl: Any, error: BaseException) -> None:
@@ -89,20 +92,36 @@ class Spacechat:
         self.activity = Activity(self.db, self.access, self.instance, self.cards)
         self.task_mirror = TaskMirror(self.db, self.access, self.instance, self.cards, host)
         self.cards.remote = self.task_mirror
-        self.incidents = Incidents(self.db, self.access, settings.ops)
-        self.observe = Observability(
+        self.incidents = Incidents(self.db, self.access, settings.ops, settings.incidents)
+        self.budgets = Budgets(
             db=self.db,
             settings=settings,
             instance=self.instance,
             access=self.access,
             host=host,
             cards=self.cards,
-            replies=self.replies,
             incidents=self.incidents,
         )
+        self.observe = Observability(
+            db=self.db,
+            settings=settings,
+            instance=self.instance,
+            access=self.access,
+            replies=self.replies,
+            incidents=self.incidents,
+            budgets=self.budgets,
+        )
+        self.approvals = Approvals(
+            db=self.db,
+            access=self.access,
+            settings=settings.approvals,
+            always_tools=list(settings.hooks.get("tool_approval", {}).get("tools", [])),
+            cards=self.cards,
+            host=host,
+        )
         self.ops = Ops(db=self.db, settings=settings.ops, host=host, access=self.access, cards=self.cards)
-        self.cards.handlers.extend([self.ops, self.incidents])
-        self.delivery = Delivery(host, self.access, self.cards, self.observe, self.instance)
+        self.cards.handlers.extend([self.ops, self.incidents, self.approvals])
+        self.delivery = Delivery(host, self.access, self.cards, self.budgets, self.instance)
         self.memory = Memory(self.db, self.access, self.instance, host, settings.memory, self.data_dir)
         self.search = SearchService(self.db, self.access)
         self.sdk = SpacechatAPI(
@@ -114,8 +133,11 @@ class Spacechat:
             cards=self.cards,
             activity=self.activity,
             incidents=self.incidents,
+            approvals=self.approvals,
         )
         self.hooks.sdk = self.sdk
+        agent_names = {a["id"]: a["name"] for a in host.agents()} if host is not None else {}
+        self.telemetry = telemetry.build(settings.telemetry, agent_names)
 
         # (actor id, idempotency key) of sends in progress: a concurrent duplicate gets 409.
         self.inflight_keys: set[tuple[str, str]] = set()
@@ -166,6 +188,8 @@ class Spacechat:
             asyncio.create_task(self._heartbeat(), name="spacechat-heartbeat"),
             asyncio.create_task(self.replies.checkpoint_loop(), name="spacechat-checkpoint"),
             asyncio.create_task(self._prune_loop(), name="spacechat-prune"),
+            asyncio.create_task(self.approvals.sweep_loop(), name="spacechat-approvals"),
+            asyncio.create_task(self.incidents.sweep_loop(), name="spacechat-incident-reminders"),
         ]
 
     def _register_plugins(self) -> None:
@@ -175,7 +199,12 @@ class Spacechat:
             load_hook_plugins(None, self.settings.hook_plugins)
             return
         pm = self.host.pm
-        for service in (self.replies, self.activity, self.observe, self.task_mirror, self.memory.ingest):
+        services: list[Any] = [self.replies, self.activity, self.observe, self.task_mirror, self.memory.ingest]
+        if self.telemetry is not None:
+            services.append(self.telemetry)
+            for handler in logging.getLogger().handlers:
+                handler.addFilter(self.telemetry.log_filter())
+        for service in services:
             assert type(service) in HOOK_SERVICES
             name = f"spacechat.{type(service).__name__}"
             if pm.get_plugin(name) is None:
@@ -251,6 +280,8 @@ class Spacechat:
             await self.memory.stop()
             await self._cancel_background()
             self._unregister_plugins()
+            if self.telemetry is not None:
+                self.telemetry.shutdown()
             await self.db.close()
         finally:
             if self._lock is not None:

@@ -137,12 +137,30 @@ class AgentConfig(_Section):
 
 
 class PriceConfig(_Section):
-    """USD per million tokens (reasoning tokens are priced as output, as providers bill them)."""
+    """USD per million tokens (`pricing.<model>`, matched by the longest model-name prefix).
+    Reasoning tokens are part of the output tokens (as OpenAI counts them) and priced as output
+    unless `reasoning` is set. A request with cache tokens whose price is not set is unpriced,
+    never free."""
 
     input: float = Field(ge=0)
     output: float = Field(ge=0)
-    cache_read: float = Field(0, ge=0)
-    cache_write: float = Field(0, ge=0)
+    cache_read: float | None = Field(None, ge=0)
+    cache_write: float | None = Field(None, ge=0)
+    reasoning: float | None = Field(None, ge=0)
+
+
+class PriceRule(_Section):
+    """One entry of the price table (`[[prices]]`): a glob pattern over model names (`gpt-4o*`,
+    `*/claude-3-5-sonnet*`; case-insensitive, tried against the name with and without its
+    `provider/` part), the day it takes effect, and USD per million tokens per token class."""
+
+    match: str = Field(min_length=1, max_length=200)
+    effective_from: str = Field("1970-01-01", pattern=r"^\d{4}-\d{2}-\d{2}$")
+    input: float = Field(ge=0)
+    output: float = Field(ge=0)
+    cache_read: float | None = Field(None, ge=0)
+    cache_write: float | None = Field(None, ge=0)
+    reasoning: float | None = Field(None, ge=0)
 
 
 class BudgetConfig(_Section):
@@ -157,6 +175,75 @@ class BudgetConfig(_Section):
 class BudgetsConfig(_Section):
     org: BudgetConfig | None = None
     agents: dict[str, BudgetConfig] = {}
+    # By team name or id.
+    teams: dict[str, BudgetConfig] = {}
+    # Every person's own budget (what the turns their messages start cost), and exceptions by
+    # email or user id.
+    person: BudgetConfig | None = None
+    people: dict[str, BudgetConfig] = {}
+
+
+Policy = Literal["always", "once_per_thread", "auto", "never"]
+Risk = Literal["low", "medium", "high", "critical"]
+
+
+class ApprovalPolicyConfig(_Section):
+    agent: str = "*"
+    tool: str = Field(min_length=1)
+    policy: Policy
+    risk: Risk = "medium"
+
+
+class ApprovalsConfig(_Section):
+    # The policy of a tool no rule names (tools listed in [hooks.tool_approval] tools are `always`).
+    default: Policy = "auto"
+    policies: list[ApprovalPolicyConfig] = []
+    # A pending approval older than this is escalated (0: never) to a role or a member id.
+    escalate_after_minutes: float = Field(30, ge=0)
+    escalate_to: str = "role:admin"
+    # A pending approval older than this is denied (0: it waits for people as long as it takes).
+    timeout_minutes: float = Field(0, ge=0)
+    sweep_seconds: float = Field(30, gt=0)
+
+
+class SeverityConfig(_Section):
+    name: str = Field(pattern=r"^[a-z0-9_-]{1,20}$")
+    label: str
+    # A reminder to post a status update when none was posted for this long (0: no reminders).
+    update_every_minutes: float = Field(ge=0)
+
+
+DEFAULT_SEVERITIES = [
+    SeverityConfig(name="sev1", label="Critical", update_every_minutes=15),
+    SeverityConfig(name="sev2", label="Major", update_every_minutes=30),
+    SeverityConfig(name="sev3", label="Minor", update_every_minutes=60),
+    SeverityConfig(name="sev4", label="Low", update_every_minutes=0),
+]
+
+
+class IncidentsConfig(_Section):
+    severities: list[SeverityConfig] = DEFAULT_SEVERITIES
+    default_severity: str = "sev3"
+    roles: list[str] = ["lead", "communications", "scribe", "technical"]
+    reminder_sweep_seconds: float = Field(30, gt=0)
+
+    @model_validator(mode="after")
+    def _default_is_a_severity(self) -> IncidentsConfig:
+        names = [s.name for s in self.severities]
+        if not names:
+            raise ValueError("incidents.severities: at least one severity")
+        if self.default_severity not in names:
+            raise ValueError(f"incidents.default_severity: not one of {', '.join(names)}")
+        if "lead" not in self.roles:
+            raise ValueError("incidents.roles: must include lead")
+        return self
+
+
+class TelemetryConfig(_Section):
+    # OpenTelemetry GenAI spans and metrics (needs `pip install spacechat[otel]`); the exporter
+    # reads the standard OTEL_EXPORTER_OTLP_* variables.
+    enabled: bool = False
+    service_name: str = "spacechat"
 
 
 class OpsConfig(_Section):
@@ -195,8 +282,12 @@ class Settings(_Section):
     bootstrap: BootstrapConfig = BootstrapConfig()
     providers: dict[str, ProviderConfig] = {}
     pricing: dict[str, PriceConfig] = {}
+    prices: list[PriceRule] = []
     budgets: BudgetsConfig = BudgetsConfig()
     ops: OpsConfig = OpsConfig()
+    approvals: ApprovalsConfig = ApprovalsConfig()
+    incidents: IncidentsConfig = IncidentsConfig()
+    telemetry: TelemetryConfig = TelemetryConfig()
     memory: MemoryConfig = MemoryConfig()
     # Settings of the ready-made hook plugins, by plugin name (each plugin checks its own table).
     hooks: dict[str, dict[str, Any]] = {}

@@ -104,10 +104,12 @@ class MessageStreamDelta(Payload):
 
 @dataclass(frozen=True)
 class MessageCompleted(Payload):
-    """message.completed: a streaming message finished; `message` carries the final text."""
+    """message.completed: a streaming message finished; `message` carries the final text.
+    `reason` is `stopped` when someone stopped the reply (it keeps what was written), else None."""
 
     event_type: ClassVar[str] = "message.completed"
     message: dict[str, Any]
+    reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -464,6 +466,47 @@ class IncidentResolved(Payload):
 
     event_type: ClassVar[str] = "incident.resolved"
     incident: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class IncidentUpdated(Payload):
+    """incident.updated: anything else that happened to an incident, by `change`: `status`
+    (mitigated, closed), `severity`, `role` (assigned), `update` (a status update posted),
+    `pin` (a message pinned to its timeline), `reminder` (no update for too long) or
+    `retrospective` (the draft was written). `detail` says what exactly."""
+
+    event_type: ClassVar[str] = "incident.updated"
+    incident: dict[str, Any]
+    change: str
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ApprovalRequested(Payload):
+    """approval.requested: an agent's tool call waits for a person's decision (`approval`: agent,
+    tool, arguments, risk, the policy that asks, the card's message id)."""
+
+    event_type: ClassVar[str] = "approval.requested"
+    approval: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ApprovalDecided(Payload):
+    """approval.decided: a tool call was allowed or denied, by a person (approve, approve_thread,
+    deny, deny_remember), by a rule (a remembered denial, a thread's approval, the policy never)
+    or by the timeout; `approval.rule` says which rule applied."""
+
+    event_type: ClassVar[str] = "approval.decided"
+    approval: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ApprovalEscalated(Payload):
+    """approval.escalated: an approval waited longer than `approvals.escalate_after_minutes` and
+    was escalated to a role or a person (`approval.escalated_to`)."""
+
+    event_type: ClassVar[str] = "approval.escalated"
+    approval: dict[str, Any]
 
 
 @dataclass(frozen=True)

@@ -229,6 +229,15 @@ class HostAPI(Protocol):
         agent_id, thread_id, retried_turn_id, message_ids}`."""
         ...
 
+    async def stop_turn(self, *, turn_id: str, agent_id: str, channel_id: str, thread_id: str) -> dict[str, Any]:
+        """Stop a running turn at once (a person pressed Stop on the reply): cancel its model
+        request, its workers and branches, report the usage of the request it cut (estimated when
+        the provider had not said yet), and end the turn with `spacebot_turn_completed` carrying
+        the text written so far; a host that can only fail it may call `spacebot_turn_failed`,
+        and the plugin still ends the reply as stopped. Return when the turn has ended, with
+        `{turn_id, stopped: True, ...}`; raise LookupError when the turn is not running."""
+        ...
+
     async def restart_agent(self, *, agent_id: str) -> dict[str, Any]:
         """Restart every channel process of one agent (queued messages are kept)."""
         ...

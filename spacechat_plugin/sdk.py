@@ -17,6 +17,7 @@ from typing import Any
 import pluggy
 
 from .agents.activity import Activity
+from .agents.approvals import Approvals
 from .agents.home import home_channel
 from .cards.service import CardService
 from .config import ConfigError, Settings
@@ -45,9 +46,10 @@ class SpacechatAPI:
         cards: CardService,
         activity: Activity,
         incidents: Incidents,
+        approvals: Approvals,
     ) -> None:
         self._db, self._settings, self._instance, self._access, self._host = db, settings, instance, access, host
-        self._cards, self._activity, self._incidents = cards, activity, incidents
+        self._cards, self._activity, self._incidents, self._approvals = cards, activity, incidents, approvals
 
     @property
     def org_id(self) -> str:
@@ -159,6 +161,30 @@ class SpacechatAPI:
             raise RuntimeError("no agent host is running")
         await self._host.deliver_interaction(agent_id=agent_id, interaction=call)
 
+    async def approve_tool_call(
+        self,
+        *,
+        agent_id: str,
+        channel_id: str,
+        thread_id: str,
+        turn_id: str | None,
+        call_id: str,
+        tool: str,
+        arguments: Mapping[str, Any],
+    ) -> dict[str, Any] | None:
+        """Apply the approval policies to a tool call (docs/observability.md, "Approvals"): None
+        lets it run unasked; else `{"decision": "allow" | "deny", "reason"}`, once a rule or a
+        person decided (the card waits as long as that takes)."""
+        return await self._approvals.before_tool_call(
+            agent_id=agent_id,
+            channel_id=channel_id,
+            thread_id=thread_id,
+            turn_id=turn_id,
+            call_id=call_id,
+            tool=tool,
+            arguments=arguments,
+        )
+
     # -- incidents ----------------------------------------------------------------------------
 
     def remediation_hint(self, error: str) -> str | None:
@@ -170,7 +196,7 @@ class SpacechatAPI:
         *,
         kind: str,
         title: str,
-        severity: str = "major",
+        severity: str | None = None,
         details: Mapping[str, Any] | None = None,
         source: str | None = None,
     ) -> dict[str, Any]:

@@ -368,6 +368,8 @@ class FakeSpacebot:
     async def _cancel_process(self, request: web.Request) -> web.Response:
         body = await request.json()
         self.cancels.append(body)
+        if body.get("process_type") == "branch":  # Spacebot ends a branch without a worker event
+            return web.json_response({"success": True, "message": f"Branch {body['process_id']} cancelled"})
         if body.get("process_type") != "worker" or body.get("process_id") == "unknown":
             return web.Response(status=404)
         self.emit(

@@ -506,3 +506,34 @@ async def test_serve_in_bridge_mode_streams_the_reply_into_the_thread(tmp_path: 
     finally:
         await asyncio.to_thread(server.stop)
     assert TOKEN not in "".join(server.output)
+
+
+async def test_the_bridge_stops_through_spacebots_cancel_route(bridged: Bridged) -> None:
+    host, recorder, fake = bridged
+    fake.replying = False
+    await say(host, "build and explain")
+    where = {"agent_id": "spacebot", "channel_id": SESSION}
+    fake.emit("typing_state", **where, is_typing=True)
+    fake.emit("worker_started", **where, worker_id="w-1", task="build", worker_type="builtin", interactive=False)
+    fake.emit("branch_started", **where, branch_id="b-1", description="think")
+    fake.emit("outbound_message_delta", **where, text_delta="Half of ", aggregated_text="Half of ")
+    await recorder.wait_for("spacebot_text_delta")
+    await recorder.wait_for("spacebot_branch_started")
+    turn = recorder.of("spacebot_turn_started")[0]["turn_id"]
+    result = await host.stop_turn(turn_id=turn, agent_id="spacebot", channel_id="ch_test", thread_id="th_1")
+    assert result["stopped"] is True and sorted(result["cancelled"]) == ["b-1", "w-1"]
+    assert fake.cancels == [
+        {"channel_id": SESSION, "process_type": "worker", "process_id": "w-1"},
+        {"channel_id": SESSION, "process_type": "branch", "process_id": "b-1"},
+    ]
+    done = (await recorder.wait_for("spacebot_turn_completed"))[0]
+    assert done["turn_id"] == turn and done["text"] == "Half of "
+    # What Spacebot still streams for the stopped reply is dropped.
+    fake.emit("outbound_message_delta", **where, text_delta="the rest", aggregated_text="Half of the rest")
+    fake.emit("outbound_message", **where, text="Half of the rest")
+    fake.emit("typing_state", **where, is_typing=False)
+    await recorder.wait_for("spacebot_worker_completed")
+    await asyncio.sleep(0.2)
+    assert recorder.of("spacebot_outbound_message") == [] and len(recorder.of("spacebot_turn_started")) == 1
+    with pytest.raises(LookupError):
+        await host.stop_turn(turn_id=turn, agent_id="spacebot", channel_id="ch_test", thread_id="th_1")

@@ -209,7 +209,7 @@ def test_each_plugin_implements_what_it_says() -> None:
 
     expected = {
         "task_approval": {"spacechat_task_changed"},
-        "tool_approval": {"spacechat_ready", "spacebot_before_tool_call", "spacechat_interaction_submitted"},
+        "tool_approval": {"spacechat_ready", "spacebot_before_tool_call"},
         "worker_failure": {"spacechat_ready", "spacebot_worker_completed"},
     }
     for name, hooks in expected.items():

@@ -145,7 +145,7 @@ async def test_failure_drill(tmp_path: Path, model: FakeOpenAI) -> None:
             health = client.get("/v1/system/health").json()
             assert health["status"] == "down"
             assert {"component": "provider:local", "status": "down"}.items() <= health["components"][0].items()
-            incident = client.get("/v1/incidents", params={"status": "open"}).json()["incidents"][0]
+            incident = client.get("/v1/incidents", params={"status": "triage"}).json()["incidents"][0]
             assert incident["kind"] == "provider_outage" and incident["source"] == "provider:local"
             errors = client.get("/v1/agents/llama/status").json()["errors"]
             assert any(e["source"] == "turn" and e["hint"] and "failing on its side" in e["hint"] for e in errors)
@@ -294,7 +294,8 @@ async def test_incidents_move_through_their_states(shared_server: Server) -> Non
             assert mem.get(f"/v1/incidents/{incident['id']}").status_code == 200
             assert mem.post(f"/v1/incidents/{incident['id']}/actions/acknowledge").status_code == 403
         acked = client.post(f"/v1/incidents/{incident['id']}/actions/acknowledge").json()["incident"]
-        assert acked["status"] == "acknowledged" and acked["acknowledged_by"] == operator.id
+        assert acked["status"] == "investigating" and acked["acknowledged_by"] == operator.id
+        assert acked["severity"] == "sev3", "the old severity names still work: minor is sev3"
         assert client.post(f"/v1/incidents/{incident['id']}/actions/acknowledge").status_code == 409
         bad = client.post(f"/v1/incidents/{incident['id']}/actions/escalate", json={"to": "role:janitor"})
         assert bad.status_code == 400
@@ -304,12 +305,14 @@ async def test_incidents_move_through_their_states(shared_server: Server) -> Non
         assert resolved.json()["incident"]["status"] == "resolved"
         card = client.get(f"/v1/messages/{incident['message_id']}").json()["message"]
         assert card["card_state"]["incident"]["status"] == "resolved"
-        assert not [b for b in card["blocks"] if b["type"] == "actions"], "a resolved incident offers no actions"
+        actions = [e["action_id"] for b in card["blocks"] if b["type"] == "actions" for e in b["elements"]]
+        assert actions == ["incident.close"], "a resolved incident offers only Close"
         thread = client.get(f"/v1/threads/{card['thread_id']}/history").json()["messages"]
+        name = operator.user["name"]
         assert [m["text"] for m in thread[1:]] == [
-            f"Incident #{incident['number']} acknowledged by {operator.id}",
-            f"Incident #{incident['number']} escalated to admins by {operator.id}",
-            f"Incident #{incident['number']} resolved by {operator.id}: cache warmed",
+            f"Incident #{incident['number']} acknowledged by {name}",
+            f"Incident #{incident['number']} escalated to admins by {name}",
+            f"Incident #{incident['number']} resolved by {name}: cache warmed",
         ]
     with httpx.Client(base_url=shared_server.url, headers=shared_server.auth) as owner:
         steps = [

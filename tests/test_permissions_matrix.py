@@ -299,6 +299,50 @@ BUILDERS: dict[str, Builder] = {
     "POST /v1/ops/pending/{operation_id}/{decision}": lambda w, r, o, c: Call(
         "POST", "/v1/ops/pending/op_none/approve", expect=404
     ),
+    "GET /v1/incidents/{incident_id}/timeline": lambda w, r, o, c: Call(
+        "GET", f"/v1/incidents/{w.places[o].incident_id}/timeline"
+    ),
+    "POST /v1/incidents/{incident_id}/severity": lambda w, r, o, c: Call(
+        "POST", f"/v1/incidents/{w.places[o].incident_id}/severity", json={"severity": "sev2"}
+    ),
+    "POST /v1/incidents/{incident_id}/roles": lambda w, r, o, c: Call(
+        "POST", f"/v1/incidents/{w.places[o].incident_id}/roles", json={"role": "lead", "user_id": w.places[o].owner.id}
+    ),
+    "POST /v1/incidents/{incident_id}/updates": lambda w, r, o, c: Call(
+        "POST", f"/v1/incidents/{w.places[o].incident_id}/updates", json={"text": f"update by {r}"}
+    ),
+    "POST /v1/incidents/{incident_id}/pins": lambda w, r, o, c: Call(
+        "POST", f"/v1/incidents/{w.places[o].incident_id}/pins", json={"message_id": fresh_message(w, o)}
+    ),
+    "GET /v1/approvals": lambda w, r, o, c: Call("GET", "/v1/approvals"),
+    "GET /v1/approvals/policies": lambda w, r, o, c: Call("GET", "/v1/approvals/policies"),
+    "POST /v1/approvals/policies": lambda w, r, o, c: Call(
+        "POST", "/v1/approvals/policies", json={"tool": f"matrix_{r}", "policy": "auto"}
+    ),
+    # No such policy or rule here: past the checks, the answer is 404.
+    "DELETE /v1/approvals/policies/{agent_id}/{tool}": lambda w, r, o, c: Call(
+        "DELETE",
+        "/v1/approvals/policies/*/no_such_tool",
+        expect=expected_or("DELETE /v1/approvals/policies/{agent_id}/{tool}", r, w.home, o, c, 404),
+    ),
+    "GET /v1/approvals/rules": lambda w, r, o, c: Call("GET", "/v1/approvals/rules"),
+    "DELETE /v1/approvals/rules/{rule_id}": lambda w, r, o, c: Call(
+        "DELETE",
+        "/v1/approvals/rules/rule_none",
+        expect=expected_or("DELETE /v1/approvals/rules/{rule_id}", r, w.home, o, c, 404),
+    ),
+    # No tool call waits for approval in this instance: every decision finds none.
+    "POST /v1/approvals/{approval_id}/decide": lambda w, r, o, c: Call(
+        "POST", "/v1/approvals/apv_none/decide", json={"decision": "deny"}, expect=404
+    ),
+    "GET /v1/threads/{thread_id}/timeline": lambda w, r, o, c: Call(
+        "GET", f"/v1/threads/{ids(w, o, c)['thread']}/timeline"
+    ),
+    # The matrix's message is a person's, not a streaming reply: past the checks (which also ask
+    # ops:retry of anyone who did not start the reply), 409.
+    "POST /v1/messages/{message_id}/stop": lambda w, r, o, c: Call(
+        "POST", f"/v1/messages/{ids(w, o, c)['message']}/stop", expect=stop_expected(r, w.home, o, c)
+    ),
     "GET /v1/incidents": lambda w, r, o, c: Call("GET", "/v1/incidents"),
     "POST /v1/incidents": lambda w, r, o, c: Call("POST", "/v1/incidents", json={"title": f"by {r}"}),
     "GET /v1/incidents/{incident_id}": lambda w, r, o, c: Call("GET", f"/v1/incidents/{w.places[o].incident_id}"),
@@ -477,6 +521,21 @@ def expected(key: str, role: str, home: str, org: str, chan: str) -> int | str:
     if scope == "any" or scope in ROLE_SCOPES[role]:
         return "ok"
     return 403
+
+
+def fresh_message(world: World, org: str) -> str:
+    """A new message in the organisation's public channel (each pin pins a message once)."""
+    place = world.places[org]
+    with httpx.Client(base_url=world.server.url, headers=place.owner.auth, timeout=30) as client:
+        posted = client.post(f"/v1/channels/{place.channels['public']['channel']}/messages", json={"text": "pin me"})
+        return str(posted.json()["message"]["id"])
+
+
+def stop_expected(role: str, home: str, org: str, chan: str) -> int | str:
+    answer = expected("POST /v1/messages/{message_id}/stop", role, home, org, chan)
+    if answer != "ok":
+        return answer
+    return 409 if "ops:retry" in ROLE_SCOPES[role] else 403
 
 
 def expected_or(key: str, role: str, home: str, org: str, chan: str, allowed: int) -> int | str:

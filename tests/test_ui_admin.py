@@ -269,23 +269,23 @@ async def test_incident_acknowledged_escalated_and_resolved_live(server: Server,
         f"li.incident[data-incident-id='{incident_id}']"
     )
     for row, each in ((mine, page), (theirs, their)):
-        await expect(row).to_have_attribute("data-status", "open")
+        await expect(row).to_have_attribute("data-status", "triage")
         await expect(row).to_contain_text("#1 Disk full on runner 3")
-        await expect(row.locator(".severity")).to_have_text("critical")
+        await expect(row.locator(".severity")).to_have_text("sev1")
         await expect(row.locator(".error-message")).to_have_text("ENOSPC")
         await expect(each.locator("a.nav-link[data-open-incidents]")).to_have_attribute("data-open-incidents", "1")
     # The member may read it, not act on it.
     await expect(theirs.get_by_role("link", name="Open its thread")).to_be_visible()
-    await expect(theirs.get_by_role("button")).to_have_count(0)
+    await expect(theirs.get_by_role("button")).to_have_text(["Details"])
     await expect(theirs.get_by_label("Escalate to")).to_have_count(0)
 
     # Acknowledge.
     await mine.get_by_role("button", name="Acknowledge").click()
     await expect(mine.get_by_role("status")).to_have_text("Acknowledged.")
-    await expect(mine).to_have_attribute("data-status", "acknowledged")
+    await expect(mine).to_have_attribute("data-status", "investigating")
     await expect(mine.get_by_role("button", name="Acknowledge")).to_have_count(0)
-    await expect(theirs).to_have_attribute("data-status", "acknowledged")
-    await expect(theirs.locator(".incident-status")).to_have_text("acknowledged")
+    await expect(theirs).to_have_attribute("data-status", "investigating")
+    await expect(theirs.locator(".incident-status")).to_have_text("investigating")
     await expect(theirs.locator(".meta")).to_contain_text("acknowledged by Opal Operator")
 
     # Escalate to the admins.
@@ -295,7 +295,7 @@ async def test_incident_acknowledged_escalated_and_resolved_live(server: Server,
     await escalate.click()
     await expect(mine.get_by_role("status")).to_have_text("Escalated.")
     await expect(theirs.locator(".meta")).to_contain_text("escalated to admins")
-    await expect(theirs).to_have_attribute("data-status", "acknowledged")
+    await expect(theirs).to_have_attribute("data-status", "investigating")
 
     # Resolve, with a note asked for in a dialog.
     await mine.get_by_role("button", name="Resolve").click()
@@ -304,7 +304,7 @@ async def test_incident_acknowledged_escalated_and_resolved_live(server: Server,
     await dialog.get_by_role("button", name="Resolve").click()
     await expect(dialog).to_have_count(0)
     await expect(mine).to_have_attribute("data-status", "resolved")
-    await expect(mine.get_by_role("button")).to_have_count(0)
+    await expect(mine.get_by_role("button")).to_have_text(["Details", "Close"])
     await expect(theirs).to_have_attribute("data-status", "resolved")
     await expect(theirs.locator(".meta")).to_contain_text("resolved by Opal Operator")
     for each in (page, their):

@@ -78,15 +78,15 @@ async def test_tool_approval_waits_then_approve_runs_the_tool(tmp_path: Path, br
         await expect(reply.locator("[data-waiting]")).to_contain_text("Waiting")
         await expect(page.locator(".activity")).to_have_attribute("data-activity", "waiting")
 
-        approve = card.get_by_role("button", name="Approve")
+        approve = card.get_by_role("button", name="Approve", exact=True)
         await expect(approve).to_be_enabled()
         await approve.focus()
         await page.keyboard.press("Enter")
         await expect(reply).to_have_attribute("data-state", "completed", timeout=TIMEOUT_MS)
         await expect(reply.locator(".body")).to_contain_text("restart of billing requested")
         await expect(card.locator(".decided")).to_have_text("✓ Approved by Olive Owner")
-        await expect(card.get_by_role("button", name="Approve")).to_be_disabled()
-        await expect(card.get_by_role("button", name="Deny")).to_be_disabled()
+        await expect(card.get_by_role("button", name="Approve", exact=True)).to_be_disabled()
+        await expect(card.get_by_role("button", name="Deny", exact=True)).to_be_disabled()
         await expect(page.locator(".activity")).to_have_attribute("data-activity", "idle")
         await watched.assert_clean()
     finally:
@@ -101,7 +101,7 @@ async def test_tool_approval_deny_skips_the_tool(tmp_path: Path, browser: Browse
         page = watched.page
         await ask_for_a_restart(page, server, "restart payments")
         card = approval_card(page)
-        await expect(card.get_by_role("button", name="Deny")).to_be_enabled()
+        await expect(card.get_by_role("button", name="Deny", exact=True)).to_be_enabled()
 
         # A member sees the card but may not decide: the buttons say why.
         other = await signed_in_page(browser, server, member)
@@ -109,10 +109,10 @@ async def test_tool_approval_deny_skips_the_tool(tmp_path: Path, browser: Browse
         await other.page.goto(thread_url)
         await wait_connected(other.page)
         theirs = approval_card(other.page)
-        await expect(theirs.get_by_role("button", name="Approve")).to_be_disabled()
+        await expect(theirs.get_by_role("button", name="Approve", exact=True)).to_be_disabled()
         await expect(theirs.locator(".needs").first).to_have_text("Needs the tasks:approve permission.")
 
-        await card.get_by_role("button", name="Deny").click()
+        await card.get_by_role("button", name="Deny", exact=True).click()
         reply = replies(page)
         await expect(reply).to_have_attribute("data-state", "completed", timeout=TIMEOUT_MS)
         await expect(reply.locator(".body")).to_contain_text("Tool denied")
@@ -133,7 +133,7 @@ async def test_a_waiting_approval_survives_a_restart_and_still_works(tmp_path: P
         page = watched.page
         await ask_for_a_restart(page, server, "restart search")
         card = approval_card(page)
-        await expect(card.get_by_role("button", name="Approve")).to_be_enabled()
+        await expect(card.get_by_role("button", name="Approve", exact=True)).to_be_enabled()
         await expect(replies(page).locator("[data-chip=waiting]")).to_be_visible()
         await page.evaluate("window.__sameDocument = true")
 
@@ -147,7 +147,7 @@ async def test_a_waiting_approval_survives_a_restart_and_still_works(tmp_path: P
         first = replies(page).first
         await expect(first).to_have_attribute("data-state", "failed")
         await expect(first.locator("[data-chip=interrupted]")).to_be_visible()
-        approve = card.get_by_role("button", name="Approve")
+        approve = card.get_by_role("button", name="Approve", exact=True)
         await expect(approve).to_be_enabled()
         await expect(card.locator(".decided")).to_have_count(0)
 

@@ -79,7 +79,7 @@ async def test_failure_drill(tmp_path: Path, browser: Browser) -> None:
         await expect(page.locator(".health .health-chip").first).to_have_text("down")
         await page.locator("a.nav-link[href='/incidents']").click()
         incident = page.locator("li.incident[data-source='provider:local']")
-        await expect(incident).to_have_attribute("data-status", "open")
+        await expect(incident).to_have_attribute("data-status", "triage")
         await expect(incident).to_contain_text("provider:local is down")
         await expect(page.locator("a.nav-link[data-open-incidents]")).to_have_attribute("data-open-incidents", "1")
 

@@ -21,7 +21,7 @@ export const healthStatus = computed(() => {
 });
 
 export const openIncidents = computed(
-  () => [...incidents.value.values()].filter((i) => i.status !== "resolved").length,
+  () => [...incidents.value.values()].filter((i) => ["triage", "investigating", "mitigated"].includes(i.status)).length,
 );
 
 export const OPS = {

@@ -4,6 +4,8 @@
 //   /c/<channel id>                         a channel: its threads
 //   /t/<thread id>                          a thread
 //   /t/<thread id>/m/<message id>           a message in its thread (deep link)
+//   /t/<thread id>/timeline                 what the agent did in the thread, step by step
+//   /approvals                              pending tool approvals
 //   /m/<message id>                         a message, wherever it is (resolved to the above)
 //   /tasks?team=<team id>   /tasks/<id>     a team's task board; a task
 //   /dashboard   /agents/<id>   /incidents   /audit      observability and operations
@@ -29,6 +31,7 @@ export function parse(location) {
       return parts[1] ? { name: "channel", channelId: parts[1] } : { name: "home" };
     case "t":
       if (!parts[1]) return { name: "home" };
+      if (parts[2] === "timeline") return { name: "timeline", threadId: parts[1] };
       return { name: "thread", threadId: parts[1], messageId: parts[2] === "m" ? parts[3] || null : null };
     case "m":
       return parts[1] ? { name: "message", messageId: parts[1] } : { name: "notfound" };
@@ -40,7 +43,9 @@ export function parse(location) {
     case "agents":
       return parts[1] ? { name: "agent", agentId: parts[1] } : { name: "dashboard" };
     case "incidents":
-      return { name: "incidents" };
+      return { name: "incidents", open: new URLSearchParams(location.search).get("open") || null };
+    case "approvals":
+      return { name: "approvals" };
     case "audit":
       return { name: "audit" };
     case "search": {

@@ -12,7 +12,7 @@ from .home import org_agents
 
 
 class Refusals(Protocol):
-    async def refusal(self, agent_id: str) -> str | None: ...
+    async def refusal(self, agent_id: str, user_id: str | None = None, team_id: str | None = None) -> str | None: ...
 
 
 class Delivery:
@@ -44,8 +44,10 @@ class Delivery:
             for a in self.host.agents()
             if a["id"] in own and (channel["name"] in a.get("channels", []) or a["id"] in mentions)
         ]
+        author = message.get("author") or {}
+        person = author.get("id") if author.get("kind") == "user" else None
         for agent_id in takers:
-            refusal = await self.budgets.refusal(agent_id)
+            refusal = await self.budgets.refusal(agent_id, person, channel.get("team_id"))
             if refusal is not None:
                 skip.append(agent_id)
                 await self.cards.post(

@@ -38,6 +38,9 @@ class ReplyStream:
     saved: str = ""
     reasoning_chars: int = 0
     message_ids: list[str] = field(default_factory=list)
+    user_id: str | None = None  # the person whose message started the turn
+    turn_id: str = ""
+    stopped_by: str | None = None  # set when someone asked to stop it
 
 
 async def turn_input(db: Database, reply: Mapping[str, Any]) -> dict[str, Any]:
@@ -171,7 +174,12 @@ class ReplyStreams:
             return None
         actor = Actor("agent", agent_id)
 
-        def create(tx: WriteTx) -> str:
+        def create(tx: WriteTx) -> tuple[str, str | None]:
+            user_id = message_store.person_author(tx, message_ids[0]) if message_ids else None
+            metadata = {"turn_id": turn_id, "model": model, "provider": provider, "in_reply_to": list(message_ids)}
+            retried = message_store.answered_turn(tx, thread_id, list(message_ids))
+            if retried is not None:
+                metadata["retry_of"] = retried
             result = message_store.post_message(
                 tx,
                 actor=actor,
@@ -179,7 +187,7 @@ class ReplyStreams:
                 thread_id=thread_id,
                 text="",
                 state="created",
-                metadata={"turn_id": turn_id, "model": model, "provider": provider, "in_reply_to": list(message_ids)},
+                metadata=metadata,
             )
             usage_store.turn_started(
                 tx,
@@ -205,9 +213,9 @@ class ReplyStreams:
                     thread_id=thread_id,
                 )
             )
-            return str(result.message["id"])
+            return str(result.message["id"]), user_id
 
-        message_id = await self.db.write(create)
+        message_id, user_id = await self.db.write(create)
         self.by_turn[turn_id] = ReplyStream(
             agent_id,
             message_id,
@@ -216,6 +224,8 @@ class ReplyStreams:
             channel_id,
             thread_id,
             message_ids=list(message_ids),
+            user_id=user_id,
+            turn_id=turn_id,
         )
         return message_id
 
@@ -260,16 +270,26 @@ class ReplyStreams:
         envelope = self.envelope(stream)
 
         card = agent_card(blocks)
+        reason = None
+        if stream.stopped_by is not None:
+            reason = "stopped"
+            metadata = {**metadata, "stop_reason": "stopped", "stopped_by": stream.stopped_by}
 
         def finish(tx: WriteTx) -> dict[str, Any] | None:
             message = message_store.complete_message(
-                tx, stream.message_id, text, blocks=card, card_state=initial_state(card), metadata=metadata
+                tx,
+                stream.message_id,
+                text,
+                blocks=card,
+                card_state=initial_state(card),
+                metadata=metadata,
+                reason=reason,
             )
             tx.emit(Event(AgentStatusChanged(agent_id=stream.agent_id, status="idle"), **envelope))
             usage_store.turn_ended(
                 tx,
                 turn_id,
-                outcome="completed",
+                outcome=reason or "completed",
                 ttft_ms=metadata.get("ttft_ms"),
                 duration_ms=int(metadata.get("duration_ms") or 0),
                 error=None,
@@ -280,6 +300,12 @@ class ReplyStreams:
         return await self.db.write(finish)
 
     async def failed(self, *, turn_id: str, error: str, retryable: bool, duration_ms: int = 0) -> dict[str, Any] | None:
+        stream = self.by_turn.get(turn_id)
+        if stream is not None and stream.stopped_by is not None:
+            # A host that reports a stopped turn as cancelled: it still ends as stopped, keeping its text.
+            return await self.completed(
+                turn_id=turn_id, text=stream.text, blocks=None, metadata={"duration_ms": duration_ms}
+            )
         stream = self.by_turn.pop(turn_id, None)
         if stream is None:
             return None
@@ -315,6 +341,21 @@ class ReplyStreams:
     def message_for_turn(self, turn_id: str) -> str | None:
         stream = self.by_turn.get(turn_id)
         return None if stream is None else stream.message_id
+
+    def user_for_turn(self, turn_id: str) -> str | None:
+        stream = self.by_turn.get(turn_id)
+        return None if stream is None else stream.user_id
+
+    def streaming(self, message_id: str) -> ReplyStream | None:
+        """The live stream of a reply, or None when it is not streaming in this process."""
+        return next((s for s in self.by_turn.values() if s.message_id == message_id), None)
+
+    def mark_stopping(self, stream: ReplyStream, user_id: str | None) -> None:
+        """Someone asked to stop this reply: when its turn ends, it ends `stopped`."""
+        stream.stopped_by = user_id or "system"
+
+    def unmark_stopping(self, stream: ReplyStream) -> None:
+        stream.stopped_by = None
 
     async def outbound(
         self,

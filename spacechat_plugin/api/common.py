@@ -289,7 +289,13 @@ class RequestIdMiddleware:
             await send(message)
 
         try:
-            await self.app(scope, receive, send_with_id)
+            telemetry = getattr(getattr(scope.get("app"), "state", None), "spacechat", None)
+            telemetry = getattr(telemetry, "telemetry", None)
+            if telemetry is None:
+                await self.app(scope, receive, send_with_id)
+            else:  # a span per request: its log lines carry the trace id next to the request id
+                with telemetry.request_span(scope.get("method", "WS"), scope.get("path", ""), request_id):
+                    await self.app(scope, receive, send_with_id)
         except ClientDisconnect:
             # The client hung up before its body arrived: nobody to answer, and not our error.
             log.info("the client disconnected before sending its whole request")

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ..agents.activity import Activity
+from ..agents.approvals import Approvals
 from ..agents.delivery import Delivery
 from ..agents.replies import ReplyStreams
 from ..agents.task_mirror import TaskMirror
@@ -22,9 +23,11 @@ from ..identity.auth import Authenticator
 from ..identity.permissions import Access
 from ..instance import Instance
 from ..memory.service import Memory
+from ..operations.budgets import Budgets
 from ..operations.incidents import Incidents
 from ..operations.observability import Observability
 from ..operations.ops import Ops
+from ..operations.telemetry import Telemetry
 from ..realtime.bus import Bus
 from ..realtime.streams import Streams
 from ..search.service import SearchService
@@ -46,7 +49,10 @@ class Context(Protocol):
     activity: Activity
     task_mirror: TaskMirror
     incidents: Incidents
+    budgets: Budgets
+    approvals: Approvals
     observe: Observability
+    telemetry: Telemetry | None
     ops: Ops
     delivery: Delivery
     search: SearchService

@@ -223,12 +223,6 @@ class OpsDecision(Body):
     reason: str | None = Field(None, max_length=1000)
 
 
-class CreateIncident(Body):
-    title: ReadableText = Field(min_length=1, max_length=300)
-    severity: Literal["critical", "major", "minor"] = "major"
-    details: str = Field("", max_length=5000)
-
-
 class IncidentAction(Body):
     to: str | None = Field(None, max_length=100, description="For escalate: role:admin, role:owner or a member id.")
     note: str | None = Field(None, max_length=1000)

@@ -87,7 +87,7 @@ async def agent_status(request: Request) -> Response:
             "now": live,
             "latency": await usage.latency(app.db, where, scope, _since_day()),
             "usage": await usage.windows(app.db, where, scope),
-            "budgets": await app.observe.budget_status(agent_id),
+            "budgets": await app.budgets.budget_status(agent_id),
             "errors": await usage.recent_errors(app.db, where, scope),
         }
     )

@@ -4,20 +4,21 @@ and is audited; incidents move open -> acknowledged -> resolved, with escalation
 
 from __future__ import annotations
 
-from typing import Any
-
 from starlette.requests import Request
 from starlette.responses import Response
 
 from ..agents.home import find_agent, provider_orgs
 from ..errors import BadRequest, NotFound
 from ..identity.auth import client_address
-from ..identity.permissions import INSTANCE, may
+from ..identity.permissions import INSTANCE, check, may
 from ..operations import incidents as incident_service
 from ..store import identity
 from ..store import incidents as incident_store
+from ..store import messages as message_store
 from .common import JSONResponse, authorize, channel_of, operation, principal, query_int, read_json, spacechat
-from .models import CreateIncident, IncidentAction, OpsDecision, OpsRequest
+from .incidents import load_incident as _incident
+from .models import IncidentAction, OpsDecision, OpsRequest
+from .opsmodels import OpenIncident
 
 
 async def _operate(request: Request, action: str, target: str) -> Response:
@@ -129,7 +130,11 @@ async def decide(request: Request) -> Response:
     tags=["incidents"],
     scope="incidents:read",
     query={
-        "status": {"description": "open, acknowledged or resolved", "enum": ["open", "acknowledged", "resolved"]},
+        "status": {
+            "description": "active, triage, investigating, mitigated, resolved or closed (open and acknowledged"
+            " are read as triage and investigating)",
+            "enum": ["active", "triage", "investigating", "mitigated", "resolved", "closed", "open", "acknowledged"],
+        },
         "limit": "1-500, default 100",
     },
 )
@@ -137,20 +142,15 @@ async def list_incidents(request: Request) -> Response:
     app = spacechat(request)
     who = await principal(request)
     status = request.query_params.get("status")
-    if status is not None and status not in ("open", "acknowledged", "resolved"):
-        raise BadRequest("status is open, acknowledged or resolved", details=[{"path": "status", "message": "unknown"}])
+    status = {"open": "triage", "acknowledged": "investigating"}.get(status or "", status)
+    if status and status not in ("active", "triage", "investigating", "mitigated", "resolved", "closed"):
+        raise BadRequest(
+            "status is active, triage, investigating, mitigated, resolved or closed",
+            details=[{"path": "status", "message": "unknown"}],
+        )
     limit = query_int(request, "limit", 100, low=1, high=500)
     assert limit is not None
     return JSONResponse({"incidents": await incident_store.listing(app.db, who.org_id, status, limit)})
-
-
-async def _incident(request: Request) -> dict[str, Any]:
-    app = spacechat(request)
-    incident = await incident_store.get(app.db, request.path_params["incident_id"])
-    if incident is None:
-        raise NotFound("no such incident")
-    await authorize(request, incident)
-    return incident
 
 
 @operation("An incident", tags=["incidents"], scope="incidents:read", resource=True)
@@ -158,11 +158,23 @@ async def get_incident(request: Request) -> Response:
     return JSONResponse({"incident": await _incident(request)})
 
 
-@operation("Open an incident by hand", tags=["incidents"], body=CreateIncident, status=201, scope="incidents:manage")
+@operation(
+    "Open an incident by hand, or from a message (`message_id`: pinned to its timeline)",
+    tags=["incidents"],
+    body=OpenIncident,
+    status=201,
+    scope="incidents:manage",
+)
 async def open_incident(request: Request) -> Response:
     app = spacechat(request)
     who = await principal(request)
-    body = await read_json(request, CreateIncident, max_bytes=64 * 1024)
+    body = await read_json(request, OpenIncident, max_bytes=16 * 1024)
+    source = None
+    if body.message_id is not None:
+        source = await message_store.get_message(app.db, body.message_id)
+        if source is None:
+            raise NotFound("no such message")
+        check(who, "messages:read", source, channel=await channel_of(app, source["channel_id"]))
     incident = await app.incidents.open(
         org_id=who.org_id,
         kind="manual",
@@ -170,12 +182,13 @@ async def open_incident(request: Request) -> Response:
         severity=body.severity,
         details={"error": body.details} if body.details else {},
         actor=who.actor,
+        from_message=source,
     )
     return JSONResponse({"incident": incident}, status_code=201)
 
 
 @operation(
-    "Acknowledge, escalate (to role:admin, role:owner or a member) or resolve an incident",
+    "Acknowledge, mitigate, resolve, close or escalate (to role:admin, role:owner or a member) an incident",
     tags=["incidents"],
     body=IncidentAction,
     scope="incidents:manage",
@@ -184,8 +197,8 @@ async def open_incident(request: Request) -> Response:
 async def incident_action(request: Request) -> Response:
     app = spacechat(request)
     action = request.path_params["action"]
-    if action not in ("acknowledge", "escalate", "resolve"):
-        raise NotFound("the actions are acknowledge, escalate and resolve")
+    if action not in ("acknowledge", "mitigate", "resolve", "close", "escalate"):
+        raise NotFound("the actions are acknowledge, mitigate, resolve, close and escalate")
     incident = await _incident(request)
     who = await principal(request)
     body = await read_json(request, IncidentAction, max_bytes=16 * 1024) if await request.body() else IncidentAction()

@@ -55,6 +55,7 @@ SCOPES: tuple[str, ...] = (
     "incidents:manage",
     "instance:read",
     "instance:operate",
+    "approvals:manage",
 )
 
 _EVERYONE = {"channels:read", "messages:read", "messages:write", "files:write", "realtime:subscribe", "agents:read"}
@@ -75,6 +76,7 @@ _ADMIN = _OPERATOR | {
     "ops:recover",
     "memory:review",
     "audit:read",
+    "approvals:manage",
 }
 
 ROLE_SCOPES: dict[str, frozenset[str]] = {

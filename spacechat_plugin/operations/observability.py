@@ -1,5 +1,6 @@
-"""What agents cost and how they run: usage with cost, turns with latency, errors with hints,
-component health, and budgets with their warning cards and hard stops.
+"""What agents cost and how they run: usage with cost (priced by operations/pricing.py), turns
+with latency, errors with hints, component health; spending is checked against the budgets
+(operations/budgets.py).
 
 Spacebot's own event stream carries no token usage (its users once saw an idle process spend a
 month's budget unnoticed); here every LLM request is recorded with its cost as it happens, and
@@ -9,37 +10,21 @@ a budget can warn, then stop an agent, before that happens.
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime, timedelta
-from typing import Any
 
-from ..agents.home import agent_org, home_channel
+from ..agents.home import agent_org
 from ..agents.replies import ReplyStreams
-from ..cards.service import CardService
-from ..config import BudgetConfig, Settings
+from ..config import Settings
 from ..events import Actor, AgentTokenUsage, Event, SystemHealthChanged, now_rfc3339
-from ..hookspecs import HostAPI, hookimpl
+from ..hookspecs import hookimpl
 from ..identity.permissions import Access
 from ..instance import Instance
 from ..store import usage as usage_store
 from ..store.db import Database, WriteTx
+from .budgets import Budgets
 from .incidents import Incidents
+from .pricing import PriceTable
 
 log = logging.getLogger("spacechat.observability")
-
-
-def period_start(period: str, now: datetime | None = None) -> datetime:
-    now = now or datetime.now(UTC)
-    start = now.replace(hour=0, minute=0, second=0, microsecond=0)
-    return start.replace(day=1) if period == "month" else start
-
-
-def period_end_text(period: str, now: datetime | None = None) -> str:
-    start = period_start(period, now)
-    if period == "month":
-        nxt = start.replace(year=start.year + 1, month=1) if start.month == 12 else start.replace(month=start.month + 1)
-    else:
-        nxt = start + timedelta(days=1)
-    return nxt.strftime("%Y-%m-%d %H:%M UTC")
 
 
 class Observability:
@@ -50,13 +35,13 @@ class Observability:
         settings: Settings,
         instance: Instance,
         access: Access,
-        host: HostAPI | None,
-        cards: CardService,
         replies: ReplyStreams,
         incidents: Incidents,
+        budgets: Budgets,
     ) -> None:
-        self.db, self.settings, self.instance, self.access, self.host = db, settings, instance, access, host
-        self.cards, self.replies, self.incidents = cards, replies, incidents
+        self.db, self.settings, self.instance, self.access = db, settings, instance, access
+        self.replies, self.incidents, self.budgets = replies, incidents, budgets
+        self.prices = PriceTable(settings.prices, settings.pricing)
 
     # -- the hooks this service implements (registered as a plugin by the composition root) --
 
@@ -122,14 +107,17 @@ class Observability:
     ) -> None:
         channel = self.access.channels.get(channel_id) if channel_id else None
         org_id = channel["org_id"] if channel else agent_org(self.instance, agent_id)
-        cost = cost_usd if cost_usd is not None else usage_store.price(self.settings.pricing, model, counts)
+        at = now_rfc3339()
+        cost = cost_usd if cost_usd is not None else self.prices.cost(model, at[:10], counts)
+        user_id = self.replies.user_for_turn(turn_id) if turn_id else None
         row = {
-            "ts": now_rfc3339(),
+            "ts": at,
             "org_id": org_id,
             "team_id": channel["team_id"] if channel else None,
             "channel_id": channel["id"] if channel else None,
             "thread_id": (thread_id or None) if channel else None,
             "agent_id": agent_id,
+            "user_id": user_id,
             "turn_id": turn_id,
             "process_type": process_type,
             "model": model,
@@ -162,7 +150,7 @@ class Observability:
 
         await self.db.write(write)
         if cost:
-            await self.check_budgets(agent_id, org_id)
+            await self.budgets.check(agent_id, org_id, user_id, channel["team_id"] if channel else None)
 
     # -- health and errors --------------------------------------------------------------------
 
@@ -194,106 +182,3 @@ class Observability:
                 )
             elif status == "ok":
                 await self.incidents.resolve_source(org_id, component, "it is back up")
-
-    # -- budgets ------------------------------------------------------------------------------
-
-    def _budgets(self, agent_id: str) -> list[tuple[str, str, BudgetConfig]]:
-        budgets = self.settings.budgets
-        found = []
-        if agent_id in budgets.agents:
-            found.append((f"agent:{agent_id}", "agent", budgets.agents[agent_id]))
-        if budgets.org is not None:
-            found.append((f"org:{agent_org(self.instance, agent_id)}", "org", budgets.org))
-        return found
-
-    async def spent(self, where: str, budget: BudgetConfig, agent_id: str) -> float:
-        since = usage_store.ts(period_start(budget.period))
-        if where == "agent":
-            return await usage_store.spent_since(self.db, agent_id=agent_id, org_id=None, since=since)
-        return await usage_store.spent_since(
-            self.db, agent_id=None, org_id=agent_org(self.instance, agent_id), since=since
-        )
-
-    async def budget_status(self, agent_id: str) -> list[dict[str, Any]]:
-        out = []
-        for key, where, budget in self._budgets(agent_id):
-            spent = await self.spent(where, budget, agent_id)
-            out.append(
-                {
-                    "scope": key,
-                    "period": budget.period,
-                    "limit_usd": budget.limit_usd,
-                    "spent_usd": round(spent, 6),
-                    "warn_at": budget.warn_at,
-                    "hard_stop": budget.hard_stop,
-                    "stopped": budget.hard_stop and spent >= budget.limit_usd,
-                    "resets_at": period_end_text(budget.period),
-                }
-            )
-        return out
-
-    async def check_budgets(self, agent_id: str, org_id: str) -> None:
-        """After spending: warn once per period at the threshold; at the limit with a hard stop,
-        open a budget incident (once per period)."""
-        for status in await self.budget_status(agent_id):
-            period = usage_store.ts(period_start(status["period"]))
-            if status["spent_usd"] >= status["warn_at"] * status["limit_usd"] and await self._first(
-                status["scope"], period, "warned"
-            ):
-                await self._warn(agent_id, status)
-            if status["stopped"] and await self._first(status["scope"], period, "stopped"):
-                await self.incidents.open(
-                    org_id=org_id,
-                    kind="budget_stop",
-                    source=f"budget:{status['scope']}:{period}",
-                    title=f"{status['scope']} reached its {status['period']} budget; turns are paused",
-                    details={
-                        "error": f"spent ${status['spent_usd']:.2f} of ${status['limit_usd']:.2f}",
-                        "hint": usage_store.hint_for("budget"),
-                    },
-                )
-
-    async def _first(self, scope_key: str, period: str, kind: str) -> bool:
-        """Record an alert; False when it was already made this period."""
-        return await self.db.write(lambda tx: usage_store.first_alert(tx, scope_key, period, kind))
-
-    async def _warn(self, agent_id: str, status: dict[str, Any]) -> None:
-        org_id = agent_org(self.instance, agent_id)
-        home = (
-            home_channel(self.host, self.access, self.instance, agent_id)
-            if status["scope"].startswith("agent:")
-            else None
-        )
-        home = home or self.access.channel_named(self.settings.ops.ops_channel, org_id)
-        if home is None:
-            return
-        share = status["spent_usd"] / status["limit_usd"]
-        what = "stops new turns" if status["hard_stop"] else "is only a warning"
-        await self.cards.post(
-            home,
-            f"Budget warning: {status['scope']} has spent {share:.0%} of its {status['period']} budget",
-            blocks=[
-                {
-                    "type": "status",
-                    "label": f"Budget: {share:.0%} spent",
-                    "state": "warning",
-                    "detail": f"${status['spent_usd']:.2f} of ${status['limit_usd']:.2f} this {status['period']}",
-                },
-                {
-                    "type": "section",
-                    "text": f"**{status['scope']}** has spent ${status['spent_usd']:.2f} of its "
-                    f"${status['limit_usd']:.2f} {status['period']} budget. The limit {what}; it resets at "
-                    f"{status['resets_at']}.",
-                },
-            ],
-        )
-
-    async def refusal(self, agent_id: str) -> str | None:
-        """Why an agent may not start a turn now (a budget with a hard stop is spent), or None."""
-        for status in await self.budget_status(agent_id):
-            if status["stopped"]:
-                return (
-                    f"{agent_id} is paused: its {status['period']} budget of ${status['limit_usd']:.2f} "
-                    f"({status['scope']}) is spent. It resets at {status['resets_at']}."
-                )
-        return None

@@ -66,3 +66,12 @@ def prune(tx: WriteTx, retention_days: float) -> int:
 
 async def count(db: Database) -> Any:
     return await db.scalar("SELECT COUNT(*) FROM events")
+
+
+async def thread_events(db: Database, thread_id: str, types: tuple[str, ...]) -> list[bytes]:
+    """The logged envelopes of one thread's events of these types, in order."""
+    marks = ", ".join("?" for _ in types)
+    rows = await db.fetchall(
+        f"SELECT body FROM events WHERE thread_id = ? AND event_type IN ({marks}) ORDER BY seq", (thread_id, *types)
+    )
+    return [row[0] if isinstance(row[0], bytes) else row[0].encode() for row in rows]

@@ -294,8 +294,10 @@ def complete_message(
     blocks: Any = None,
     card_state: Any = None,
     metadata: dict[str, Any] | None = None,
+    reason: str | None = None,
 ) -> dict[str, Any] | None:
-    """Finish a streaming message with its final text; None when it is already finished."""
+    """Finish a streaming message with its final text; None when it is already finished.
+    `reason` is `stopped` when someone stopped it (the text is what was written by then)."""
     row = _message_row(tx, message_id)
     if row is None or row["state"] not in OPEN_STATES:
         return None
@@ -314,8 +316,14 @@ def complete_message(
     )
     chat.refresh_preview(tx, message_id, row["thread_id"], text)
     message = message_json(_message_row(tx, message_id))
-    tx.emit(Event(MessageCompleted(message=message), **_envelope(row)))
+    tx.emit(Event(MessageCompleted(message=message, reason=reason), **_envelope(row)))
     return message
+
+
+def person_author(tx: WriteTx, message_id: str) -> str | None:
+    """The id of a message's author when a person wrote it (whose turn an agent's reply is)."""
+    row = tx.one("SELECT author_kind, author_id FROM messages WHERE id = ?", (message_id,))
+    return str(row["author_id"]) if row is not None and row["author_kind"] == "user" else None
 
 
 def fail_message(
@@ -519,3 +527,28 @@ async def read_state(db: Database, user_id: str, org_id: str) -> dict[str, tuple
         {"user": user_id, "org": org_id, "cap": UNREAD_CAP},
     )
     return {row[0]: (row[1], row[2]) for row in rows}
+
+
+async def authors(db: Database, message_ids: list[str]) -> set[str]:
+    """The ids of the people and agents who wrote these messages."""
+    if not message_ids:
+        return set()
+    marks = ", ".join("?" for _ in message_ids)
+    rows = await db.fetchall(f"SELECT DISTINCT author_id FROM messages WHERE id IN ({marks})", message_ids)
+    return {str(row[0]) for row in rows if row[0]}
+
+
+def answered_turn(tx: WriteTx, thread_id: str, message_ids: list[str]) -> str | None:
+    """The turn of an earlier agent reply in the thread to the same messages (a new turn on them
+    is a retry of it), or None."""
+    if not message_ids:
+        return None
+    rows = tx.all(
+        "SELECT metadata FROM messages WHERE thread_id = ? AND author_kind = 'agent' ORDER BY seq DESC LIMIT 50",
+        (thread_id,),
+    )
+    for row in rows:
+        metadata = loads(row["metadata"])
+        if metadata.get("in_reply_to") == message_ids and metadata.get("turn_id"):
+            return str(metadata["turn_id"])
+    return None

@@ -13,7 +13,6 @@ from datetime import UTC, datetime, timedelta
 from statistics import quantiles
 from typing import Any
 
-from ..config import PriceConfig
 from ..events import now_rfc3339
 from .db import Database, WriteTx
 
@@ -25,6 +24,7 @@ GROUPS = {
     "channel": "channel_id",
     "team": "team_id",
     "thread": "thread_id",
+    "user": "user_id",
     "day": "substr(ts, 1, 10)",
     "hour": "substr(ts, 1, 13)",
 }
@@ -50,35 +50,19 @@ def hint_for(message: str) -> str | None:
     return None
 
 
-def price(pricing: dict[str, PriceConfig], model: str, counts: dict[str, int]) -> float | None:
-    """Cost from the price table: the model's own entry, else the longest prefix that matches
-    (also after a `provider/` part), else None (unknown)."""
-    name = model.split("/", 1)[-1]
-    matches = [key for key in pricing if model.startswith(key) or name.startswith(key)]
-    if not matches:
-        return None
-    rate = pricing[max(matches, key=len)]
-    total = (
-        counts["input_tokens"] * rate.input
-        + (counts["output_tokens"]) * rate.output
-        + counts["cache_read_tokens"] * rate.cache_read
-        + counts["cache_write_tokens"] * rate.cache_write
-    )
-    return round(total / 1_000_000, 8)
-
-
 def ts(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
 def record(tx: WriteTx, row: dict[str, Any]) -> None:
     tx.execute(
-        "INSERT INTO usage_records (ts, org_id, team_id, channel_id, thread_id, agent_id, turn_id, process_type, model,"
-        " provider, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens, cost_usd)"
-        " VALUES (:ts, :org_id, :team_id, :channel_id, :thread_id, :agent_id, :turn_id, :process_type, :model,"
-        " :provider, :input_tokens, :output_tokens, :cache_read_tokens, :cache_write_tokens, :reasoning_tokens,"
-        " :cost_usd)",
-        row,
+        "INSERT INTO usage_records (ts, org_id, team_id, channel_id, thread_id, agent_id, user_id, turn_id,"
+        " process_type, model, provider, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens,"
+        " reasoning_tokens, cost_usd)"
+        " VALUES (:ts, :org_id, :team_id, :channel_id, :thread_id, :agent_id, :user_id, :turn_id, :process_type,"
+        " :model, :provider, :input_tokens, :output_tokens, :cache_read_tokens, :cache_write_tokens,"
+        " :reasoning_tokens, :cost_usd)",
+        {"user_id": None, **row},
     )
 
 
@@ -143,11 +127,15 @@ def empty() -> dict[str, Any]:
 
 
 def _row_totals(row: Any) -> dict[str, Any]:
+    """Sums of a group. `cost_usd` is the cost of the priced requests, and None when every
+    request was unpriced: an unknown cost is never shown as $0 (`unpriced_requests` says how
+    many are not in it)."""
+    requests, unpriced = int(row["requests"] or 0), int(row["unpriced"] or 0)
     return {
         **{name: int(row[name] or 0) for name in COUNTERS},
-        "requests": int(row["requests"] or 0),
-        "cost_usd": round(float(row["cost_usd"] or 0), 8),
-        "unpriced_requests": int(row["unpriced"] or 0),
+        "requests": requests,
+        "cost_usd": None if requests and unpriced == requests else round(float(row["cost_usd"] or 0), 8),
+        "unpriced_requests": unpriced,
     }
 
 
@@ -221,11 +209,13 @@ async def health(db: Database) -> list[dict[str, Any]]:
     return [dict(row) for row in await db.fetchall("SELECT * FROM health ORDER BY component")]
 
 
-async def spent_since(db: Database, *, agent_id: str | None, org_id: str | None, since: str) -> float:
-    """Cost recorded since `since`, for one agent or (agent_id None) for one organisation."""
-    where, key = ("agent_id = ?", agent_id) if agent_id is not None else ("org_id = ?", org_id)
+SPENT_BY = {"agent": "agent_id", "org": "org_id", "team": "team_id", "person": "user_id"}
+
+
+async def spent_since(db: Database, *, by: str, key: str, since: str) -> float:
+    """Cost recorded since `since` for one agent, organisation, team or person (`by`)."""
     row = await db.fetchone(
-        f"SELECT COALESCE(SUM(cost_usd), 0) FROM usage_records WHERE {where} AND ts >= ?", (key, since)
+        f"SELECT COALESCE(SUM(cost_usd), 0) FROM usage_records WHERE {SPENT_BY[by]} = ? AND ts >= ?", (key, since)
     )
     return float(row[0]) if row else 0.0
 

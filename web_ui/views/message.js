@@ -8,6 +8,7 @@ import { messagePath } from "../router.js";
 import { html, shortTime, fullTime, size, Icon } from "./ui.js";
 import { Blocks } from "./cards.js";
 import { Reactions, MessageActions, Editor, Edited, Tombstone, isEditing } from "./reactions.js";
+import { StopButton, OpenIncidentButton } from "./replyops.js";
 
 /** A component that re-renders only when a prop changes (by identity). */
 export function memo(render) {
@@ -108,6 +109,7 @@ export const MessageRow = memo(function MessageRow({ message, name, index, total
       </a>
       <${StateChip} message=${message} waiting=${waiting} />
       <${Edited} message=${message} />
+      ${streaming && message.author.kind === "agent" && html`<${StopButton} message=${message} />`}
     </header>
     ${message._reasoning &&
     message._reasoning.text &&
@@ -121,7 +123,7 @@ export const MessageRow = memo(function MessageRow({ message, name, index, total
     <${Attachments} attachments=${message.attachments} />
     <${Blocks} message=${message} />
     <${Reactions} message=${message} />
-    <${MessageActions} message=${message} />
+    <${MessageActions} message=${message} extra=${html`<${OpenIncidentButton} message=${message} />`} />
     ${failed &&
     html`<div class="failure" role="note">
       <span>${message.failure_reason === "interrupted" ? "The reply was interrupted." : message.error || "The reply failed."}</span>

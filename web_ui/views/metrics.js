@@ -29,7 +29,9 @@ const COUNTERS = ["input_tokens", "output_tokens", "cache_read_tokens", "cache_w
 export const tokensOf = (usage) =>
   usage ? usage.input_tokens + usage.output_tokens + usage.cache_read_tokens + usage.cache_write_tokens : 0;
 
+/** USD as people read it; a cost nobody knows (an unpriced request) is "unpriced", never $0. */
 export function money(usd) {
+  if (usd === null || usd === undefined) return "unpriced";
   if (!usd) return "$0.00";
   if (usd >= 1) return `$${usd.toFixed(2)}`;
   if (usd >= 0.01) return `$${usd.toFixed(4)}`;
@@ -97,7 +99,7 @@ function Usage({ usage, label }) {
   const tokens = tokensOf(usage);
   return html`<div class="stat usage-stat" data-tokens=${tokens} data-cost=${usage ? usage.cost_usd : 0}>
     <span class="stat-label">${label}</span>
-    <span class="stat-value"><span class="tokens">${number(tokens)}</span> tokens · <span class="cost">${money(usage && usage.cost_usd)}</span></span>
+    <span class="stat-value"><span class="tokens">${number(tokens)}</span> tokens · <span class="cost">${usage ? money(usage.cost_usd) : "$0.00"}</span></span>
     ${usage &&
     html`<span class="meta">in ${number(usage.input_tokens)} · out ${number(usage.output_tokens)} · cache ${number(usage.cache_read_tokens + usage.cache_write_tokens)}
       ${usage.reasoning_tokens ? ` · reasoning ${number(usage.reasoning_tokens)}` : ""} · ${number(usage.requests)} requests

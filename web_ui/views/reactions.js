@@ -54,7 +54,7 @@ const canDelete = (message) =>
   (message.author.id === state.myId() || state.can("messages:moderate"));
 
 /** React, Edit and Delete for one message (shown on hover and keyboard focus). */
-export function MessageActions({ message }) {
+export function MessageActions({ message, extra }) {
   const [picking, setPicking] = useState(false);
   const opener = useRef(null);
   const picker = useRef(null);
@@ -87,6 +87,7 @@ export function MessageActions({ message }) {
       aria-haspopup="true" onClick=${() => setPicking(!picking)}>React</button>
     ${canEdit(message) && html`<button type="button" class="small secondary" onClick=${() => (editing.value = message.id)}>Edit</button>`}
     ${canDelete(message) && html`<button type="button" class="small secondary danger" onClick=${remove}>Delete</button>`}
+    ${extra}
     ${picking &&
     html`<div class="emoji-picker" role="group" aria-label="Pick a reaction" ref=${picker}
       onKeyDown=${(e) => e.key === "Escape" && (e.stopPropagation(), close())}>

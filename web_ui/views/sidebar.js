@@ -178,6 +178,7 @@ function NavLinks() {
       ),
     );
   }
+  if (state.can("tasks:approve")) items.push(link("/approvals", ["approvals"], "tasks", "Approvals"));
   if (state.can("diagnostics:read")) {
     items.push(
       link(

@@ -87,6 +87,7 @@ export function ThreadView({ threadId, messageId }) {
         <${Icon} name="back" /><span class="back-label">${channelLabel(channel)}</span>
       </a>`}
       <h1 id="view-title" class="view-title">${title || "Thread"}</h1>
+      <a class="small-link timeline-link" href=${`/t/${encodeURIComponent(threadId)}/timeline`}>Timeline</a>
       <${MetricsToggle} controls="thread-metrics" />
     </header>
     ${metricsOpen.value && channel && html`<${ThreadMetrics} id="thread-metrics" threadId=${threadId} channelId=${channel.id} />`}

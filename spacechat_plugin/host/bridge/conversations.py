@@ -137,6 +137,9 @@ class ConversationState:
     last_turn_id: str | None = None
     next_turn_id: str | None = None  # preset by retry_turn, so its caller learns the id
     workers: set[str] = field(default_factory=set)
+    branches: set[str] = field(default_factory=set)
+    # A stopped reply: what Spacebot still streams for it is dropped until its typing turns off.
+    discarding: bool = False
     asks: list[Ask] = field(default_factory=list)
     # Backfill (sync.py): the history rows accounted for (None until the first send of this
     # process took its baseline), what was delivered and not yet seen in the history, what the

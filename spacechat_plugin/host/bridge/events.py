@@ -116,6 +116,7 @@ class BridgeEvents:
         """Send into a conversation; a send Spacebot did not take becomes a failed turn, as a
         provider failure does in the embedded host, so the person sees it and may retry."""
         state = self._state(conversation)
+        state.discarding = False
         state.pending.extend(sent.message_ids)
         state.last_input, state.sent_at = sent, time.monotonic()
         remember(state.echoes, sent.text)
@@ -265,6 +266,9 @@ class BridgeEvents:
     # -- messages and turns -------------------------------------------------------------------
 
     async def _on_typing(self, conversation: Conversation, state: ConversationState, payload: Payload) -> None:
+        if state.discarding:
+            state.discarding = bool(payload["is_typing"])
+            return
         if payload["is_typing"]:
             await self._open_turn(conversation, state)
             return
@@ -276,6 +280,8 @@ class BridgeEvents:
             await self._complete_turn(conversation, state, state.turn, state.turn.text)
 
     async def _on_text_delta(self, conversation: Conversation, state: ConversationState, payload: Payload) -> None:
+        if state.discarding:
+            return
         delta = payload.get("text_delta")
         if delta is None:
             aggregated = str(payload.get("aggregated_text") or "")
@@ -285,6 +291,8 @@ class BridgeEvents:
 
     async def _on_reasoning_delta(self, conversation: Conversation, state: ConversationState, payload: Payload) -> None:
         """`reasoning_delta` carries `reasoning_delta` and `aggregated_reasoning` (ApiEvent::ReasoningDelta)."""
+        if state.discarding:
+            return
         turn = await self._open_turn(conversation, state)
         delta = payload.get("reasoning_delta")
         if delta is None:
@@ -297,6 +305,8 @@ class BridgeEvents:
             )
 
     async def _on_outbound(self, conversation: Conversation, state: ConversationState, payload: Payload) -> None:
+        if state.discarding:
+            return  # the rest of a reply someone stopped
         text = str(payload["text"])
         if text.startswith(ERROR_REPLY):
             # Spacebot's only sign of a failed model call: the turn failed, it did not answer.
@@ -487,6 +497,7 @@ class BridgeEvents:
 
     async def _on_branch_started(self, conversation: Conversation, state: ConversationState, payload: Payload) -> None:
         description = str(payload.get("description", ""))
+        state.branches.add(str(payload["branch_id"]))
         await self.hooks.call(
             "spacebot_branch_started",
             **conversation.place,
@@ -498,6 +509,7 @@ class BridgeEvents:
         self, conversation: Conversation, state: ConversationState, payload: Payload
     ) -> None:
         conclusion = str(payload.get("conclusion", ""))
+        state.branches.discard(str(payload["branch_id"]))
         await self.hooks.call(
             "spacebot_branch_completed",
             **conversation.place,

@@ -335,8 +335,31 @@ class BridgeHost(BridgeEvents, BridgeSync, BridgeTasks):
         agents = sorted({conversation.agent_id for conversation, _ in here})
         return {"channel_id": channel_id, "agents": agents, "workers_cancelled": cancelled}
 
-    async def _cancel_worker(self, conversation: Conversation, state: ConversationState, worker_id: str) -> bool:
-        body = {"channel_id": conversation.session_id, "process_type": "worker", "process_id": worker_id}
+    async def stop_turn(self, *, turn_id: str, agent_id: str, channel_id: str, thread_id: str) -> dict[str, Any]:
+        """Spacebot's cancel route (`POST /api/channels/cancel-process`) stops workers and
+        branches, not a channel's own reply: both are cancelled, the turn ends here with the text
+        streamed so far, and what Spacebot still streams for that reply is dropped. Its tokens
+        arrive with the next `/api/usage` poll, as all of the bridge's usage does."""
+        conversation = Conversation(agent_id, channel_id, thread_id)
+        state = self.conversations.get(conversation)
+        if state is None or state.turn is None or state.turn.turn_id != turn_id:
+            raise LookupError("this turn is not running")
+        cancelled = []
+        for worker_id in sorted(state.workers):
+            if await self._cancel_worker(conversation, state, worker_id):
+                cancelled.append(worker_id)
+        for branch_id in sorted(state.branches):
+            if await self._cancel_worker(conversation, state, branch_id, process_type="branch"):
+                cancelled.append(branch_id)
+            state.branches.discard(branch_id)
+        state.discarding = True
+        await self._complete_turn(conversation, state, state.turn, state.turn.text)
+        return {"turn_id": turn_id, "stopped": True, "cancelled": cancelled}
+
+    async def _cancel_worker(
+        self, conversation: Conversation, state: ConversationState, worker_id: str, process_type: str = "worker"
+    ) -> bool:
+        body = {"channel_id": conversation.session_id, "process_type": process_type, "process_id": worker_id}
         try:
             status, answer = await self._request("POST", "/api/channels/cancel-process", body=body)
         except (aiohttp.ClientError, TimeoutError) as exc:

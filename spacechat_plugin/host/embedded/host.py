@@ -242,6 +242,12 @@ class EmbeddedHost:
             "message_ids": [m.message_id for m in record.inbound],
         }
 
+    async def stop_turn(self, *, turn_id: str, agent_id: str, channel_id: str, thread_id: str) -> dict[str, Any]:
+        process = self.channels.get((agent_id, channel_id))
+        if process is None or not await process.stop_turn(turn_id):
+            raise LookupError("this turn is not running")
+        return {"turn_id": turn_id, "stopped": True, "agent_id": agent_id}
+
     async def restart_agent(self, *, agent_id: str) -> dict[str, Any]:
         if agent_id not in self.agents_by_id:
             raise LookupError(f"no agent {agent_id}")

@@ -84,6 +84,9 @@ class Turn:
     text: str = ""
     blocks: list[dict[str, Any]] | None = None
     ttft_ms: int | None = None
+    # The model request in flight: its text so far, and whether the provider reported its usage.
+    step_text: str | None = None
+    step_usage: bool = False
 
     @property
     def turn_id(self) -> str:
@@ -109,6 +112,9 @@ class AgentChannel:
     # they end, so one thread's turns never overlap.
     waiting: dict[str, asyncio.Task[None]] = field(default_factory=dict)
     held: dict[str, list[Work]] = field(default_factory=dict)
+    # Running turns by id, and those someone asked to stop.
+    turns: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+    stopping: set[str] = field(default_factory=set)
     _parked: tuple[str, asyncio.Event] | None = None
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -191,6 +197,8 @@ class AgentChannel:
             self.run_turn(item.inbound, turn_id=turn_id, approved_call=item.approved_call),
             name=f"turn {turn_id}",
         )
+        self.turns[turn_id] = turn
+        turn.add_done_callback(lambda _: self.turns.pop(turn_id, None))
         parking = asyncio.ensure_future(parked.wait())
         try:
             await asyncio.wait({turn, parking}, return_when=asyncio.FIRST_COMPLETED)
@@ -225,6 +233,9 @@ class AgentChannel:
                 await self._model_steps(turn, approved_call)
             await self._finish(turn)
         except asyncio.CancelledError:
+            if turn.turn_id in self.stopping:
+                await self._stopped(turn)
+                return  # stopped on purpose: the turn ends well, with what it wrote
             await self._failed(turn, "the turn was cancelled", retryable=True)
             raise
         except TurnError as exc:
@@ -289,7 +300,8 @@ class AgentChannel:
         the tool calls the model asked for (none: the reply is complete)."""
         hooks, agent = self.host.hooks, self.agent
         calls: list[ToolCall] = []
-        step_text = ""
+        step_text = turn.step_text = ""
+        turn.step_usage = False
         stream = turn.provider.stream(model=agent.model, messages=turn.conversation, tools=turn.tools)
         async for event in self._model_call(stream, turn.base, "channel", turn.provider.name):
             if isinstance(event, TextDelta):
@@ -297,6 +309,7 @@ class AgentChannel:
                     turn.ttft_ms = turn.elapsed_ms()
                 turn.text += event.text
                 step_text += event.text
+                turn.step_text = step_text
                 await hooks.call(
                     "spacebot_text_delta",
                     agent_id=agent.id,
@@ -307,11 +320,13 @@ class AgentChannel:
             elif isinstance(event, ReasoningDelta):
                 await hooks.call("spacebot_reasoning_delta", agent_id=agent.id, turn_id=turn.turn_id, delta=event.text)
             elif isinstance(event, Usage):
+                turn.step_usage = True
                 await self._usage(event, turn.base, "channel", turn.provider.name)
             elif isinstance(event, Card):
                 turn.blocks = event.blocks
             elif isinstance(event, ToolCall):
                 calls.append(event)
+        turn.step_text = None
         await self.host.provider_ok(turn.provider.name)
         if calls:
             turn.conversation.append(_assistant_calls(step_text or None, calls))
@@ -344,6 +359,30 @@ class AgentChannel:
             ttft_ms=turn.ttft_ms,
             duration_ms=turn.elapsed_ms(),
         )
+
+    async def stop_turn(self, turn_id: str) -> bool:
+        """Stop a running turn of this process and wait until it has ended; False when it is not
+        running here."""
+        task = self.turns.get(turn_id)
+        if task is None or task.done():
+            return False
+        self.stopping.add(turn_id)
+        try:
+            task.cancel()
+            await asyncio.wait({task})
+        finally:
+            self.stopping.discard(turn_id)
+        return True
+
+    async def _stopped(self, turn: Turn) -> None:
+        """A stopped turn: the request it cut is counted (providers report usage only at the end
+        of a stream, so it is estimated as the scripted provider counts: four characters a token),
+        then the turn ends with the text written so far."""
+        if turn.step_text is not None and not turn.step_usage:
+            prompt = sum(len(str(m.get("content") or "")) for m in turn.conversation)
+            estimate = Usage(input_tokens=max(1, prompt // 4), output_tokens=len(turn.step_text) // 4)
+            await self._usage(estimate, turn.base, "channel", turn.provider.name)
+        await self._finish(turn)
 
     async def _failed(self, turn: Turn, error: str, *, retryable: bool) -> None:
         """The one way a turn ends badly: marked not ok (so a retry knows), turn failed."""
