@@ -143,6 +143,9 @@ EVENT_READS: tuple[tuple[str, str, str], ...] = (
     ("message.", "GET /v1/messages/{message_id}", "GET /v1/messages/{message_id}"),
     ("thread.", "GET /v1/threads/{thread_id}", "GET /v1/threads/{thread_id}"),
     ("interaction.", "GET /v1/messages/{message_id}", "GET /v1/messages/{message_id}"),
+    ("reaction.", "GET /v1/messages/{message_id}", "GET /v1/messages/{message_id}"),
+    # A tool call waiting for approval, and its decision: as the pending-approvals inbox shows them.
+    ("approval.", "GET /v1/approvals", "GET /v1/approvals"),
     ("channel.", "GET /v1/channels/{channel_id}", "GET /v1/channels/{channel_id}"),
     ("team.", "GET /v1/teams", "GET /v1/teams"),
     # Joining or leaving a channel; joining the organisation or changing one's name or role.
