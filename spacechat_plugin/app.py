@@ -26,9 +26,11 @@ from .identity import bootstrap
 from .identity.auth import Authenticator, load_or_create_secret
 from .identity.permissions import Access, event_class
 from .instance import Instance
+from .notifications.service import Notifier
 from .operations.incidents import Incidents
 from .operations.observability import Observability
 from .operations.ops import Ops
+from .presence.service import Presence
 from .realtime.bus import Bus
 from .realtime.streams import Streams
 from .resources import resource
@@ -96,6 +98,8 @@ class Spacechat:
             incidents=self.incidents,
         )
         self.hooks.sdk = self.sdk
+        self.notifications = Notifier(self.db, self.access, self.streams)
+        self.presence = Presence(self.streams.publish_live)
 
         # (actor id, idempotency key) of sends in progress: a concurrent duplicate gets 409.
         self.inflight_keys: set[tuple[str, str]] = set()
@@ -122,6 +126,7 @@ class Spacechat:
             logger.warning("%d agent replies were cut by a restart and marked interrupted", len(ended))
         await self._prune()
         self.access.load(await tenancy.all_channels(self.db), await identity.all_memberships(self.db))
+        await self.notifications.load()
         self._setup_secret = await bootstrap.setup_secret(self.db, self.instance.org_id)
         if self.instance.bound_url is not None:
             self._print_setup_link()
@@ -131,6 +136,8 @@ class Spacechat:
             asyncio.create_task(self._heartbeat(), name="spacechat-heartbeat"),
             asyncio.create_task(self.replies.checkpoint_loop(), name="spacechat-checkpoint"),
             asyncio.create_task(self._prune_loop(), name="spacechat-prune"),
+            asyncio.create_task(self.notifications.run(), name="spacechat-notifications"),
+            asyncio.create_task(self.presence.run(), name="spacechat-presence"),
         ]
 
     def _register_plugins(self) -> None:
@@ -171,6 +178,8 @@ class Spacechat:
         if self.auth is not None and any(event.event_type == "member.updated" for event in events):
             self.auth.forget()
         self.streams.publish_soon(events)
+        self.notifications.observe(events)
+        self.presence.observe(events)
 
     def end_streams(self, key: str) -> None:
         """Access ended (a revoked session or token, a deactivated user, a new password): forget

@@ -25,7 +25,7 @@ from .support import PASSWORD, Person, Server, bot, invite, login, toml_config
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = (ROOT / "docs" / "permissions.md").read_text()
-ROW = re.compile(r"^\| `(GET|POST|PATCH|DELETE|WS) (/v1/\S+)` \| (\S+) \| ([^|]+?) \|$", re.M)
+ROW = re.compile(r"^\| `(GET|POST|PUT|PATCH|DELETE|WS) (/v1/\S+)` \| (\S+) \| ([^|]+?) \|$", re.M)
 TABLE = {f"{m} {p}": (scope, resource.strip()) for m, p, scope, resource in ROW.findall(DOC)}
 CHANNEL_KINDS = {"channel", "thread", "message", "attachment", "task"}
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(64)
@@ -182,6 +182,9 @@ BUILDERS: dict[str, Builder] = {
     "GET /v1/me": lambda w, r, o, c: Call("GET", "/v1/me"),
     "PATCH /v1/me": lambda w, r, o, c: Call("PATCH", "/v1/me", json={"name": f"{r} renamed"}),
     "GET /v1/me/sessions": lambda w, r, o, c: Call("GET", "/v1/me/sessions"),
+    "GET /v1/me/notifications": lambda w, r, o, c: Call("GET", "/v1/me/notifications"),
+    "POST /v1/me/presence": lambda w, r, o, c: Call("POST", "/v1/me/presence", json={"status": "away"}),
+    "GET /v1/presence": lambda w, r, o, c: Call("GET", "/v1/presence"),
     "DELETE /v1/me/sessions/{session_id}": revoke_my_session,
     "GET /v1/users": lambda w, r, o, c: Call("GET", "/v1/users"),
     "GET /v1/users/{user_id}": lambda w, r, o, c: Call("GET", f"/v1/users/{w.places[o].target.id}"),
@@ -262,6 +265,12 @@ BUILDERS: dict[str, Builder] = {
     ),
     "POST /v1/channels/{channel_id}/read": lambda w, r, o, c: Call(
         "POST", f"/v1/channels/{ids(w, o, c)['channel']}/read", json={"seq": 1}
+    ),
+    "PUT /v1/channels/{channel_id}/notifications": lambda w, r, o, c: Call(
+        "PUT", f"/v1/channels/{ids(w, o, c)['channel']}/notifications", json={"level": "muted"}
+    ),
+    "POST /v1/channels/{channel_id}/typing": lambda w, r, o, c: Call(
+        "POST", f"/v1/channels/{ids(w, o, c)['channel']}/typing", json={"thread_id": ids(w, o, c)["thread"]}
     ),
     "GET /v1/channels/{channel_id}/threads": lambda w, r, o, c: Call(
         "GET", f"/v1/channels/{ids(w, o, c)['channel']}/threads"

@@ -20,9 +20,11 @@ from ..hookspecs import HostAPI
 from ..identity.auth import Authenticator
 from ..identity.permissions import Access
 from ..instance import Instance
+from ..notifications.service import Notifier
 from ..operations.incidents import Incidents
 from ..operations.observability import Observability
 from ..operations.ops import Ops
+from ..presence.service import Presence
 from ..realtime.bus import Bus
 from ..realtime.streams import Streams
 from ..store.db import Database
@@ -45,6 +47,8 @@ class Context(Protocol):
     observe: Observability
     ops: Ops
     delivery: Delivery
+    notifications: Notifier
+    presence: Presence
     inflight_keys: set[tuple[str, str]]
 
     @property

@@ -185,3 +185,18 @@ class CreateIncident(Body):
 class IncidentAction(Body):
     to: str | None = Field(None, max_length=100, description="For escalate: role:admin, role:owner or a member id.")
     note: str | None = Field(None, max_length=1000)
+
+
+class NotificationLevel(Body):
+    level: Literal["all", "mentions", "muted"] = Field(
+        description="all: every message; mentions: mentions, direct messages and replies in your threads; muted: none."
+    )
+
+
+class ReportPresence(Body):
+    status: Literal["active", "away"] = Field(description="What this page says about you: in use, or hidden/idle.")
+
+
+class Typing(Body):
+    thread_id: str | None = Field(None, description="The thread being replied in; null for a new thread.")
+    typing: bool = Field(True, description="true while typing (repeat every few seconds); false when done.")

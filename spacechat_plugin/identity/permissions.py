@@ -110,6 +110,8 @@ EVENT_SCOPES: tuple[tuple[str, str], ...] = (
     ("system.", "diagnostics:read"),
     ("task.", "tasks:read"),
     ("incident.", "incidents:read"),
+    # Presence is part of the directory: who may list the members may see who is around.
+    ("presence.", "members:read"),
 )
 
 
@@ -137,11 +139,17 @@ class Principal:
 
 
 def can_read_channel(principal: Principal, channel: Mapping[str, Any]) -> bool:
-    if channel.get("org_id") != principal.org_id:
+    return readable(channel, org_id=principal.org_id, role=principal.role, channels=principal.channels)
+
+
+def readable(channel: Mapping[str, Any], *, org_id: str, role: str, channels: Set[str]) -> bool:
+    """Whether someone of `org_id` with `role`, a member of `channels`, may read `channel`: a
+    public channel of their organisation (not for a guest), or one they are a member of."""
+    if channel.get("org_id") != org_id:
         return False
-    if channel["id"] in principal.channels:
+    if channel["id"] in channels:
         return True
-    return not channel.get("private") and principal.role != "guest"
+    return not channel.get("private") and role != "guest"
 
 
 def check(
