@@ -9,6 +9,8 @@ import { restore as restoreOutbox, flush as flushOutbox } from "./outbox.js";
 import { loadMe, loadStructure, refreshChannels, endSession, saveSnapshot, restoreSnapshot } from "./actions.js";
 import { parse, navigate, interceptLinks, channelPath, messagePath } from "./router.js";
 import { startOps } from "./ops.js";
+import { startNotifications } from "./notify.js";
+import { startPresence } from "./presence.js";
 import { html, Icon, Spinner } from "./views/ui.js";
 import { warmUp } from "./markdown.js";
 import { Sidebar, ConnectionBadge } from "./views/sidebar.js";
@@ -87,6 +89,8 @@ async function boot() {
   saveSnapshot();
   state.booted.value = true;
   startOps();
+  startNotifications();
+  startPresence();
   restoreOutbox();
   if (offline) reopenFailed();
   if (state.route.value.name === "home") goHome();
@@ -122,8 +126,10 @@ realtime.onReady(({ first }) => {
     loadStructure().then(saveSnapshot, () => {});
     return;
   }
-  // Back after a gap: the log replay brought every logged event; stream deltas are live only,
-  // so refetch what was streaming, refresh unread counts and resend what waits in the outbox.
+  // Back after a gap: the log replay brought every logged event; stream deltas, presence and
+  // typing are live only, so refetch what was streaming and who is here, refresh unread counts
+  // and resend what waits in the outbox.
+  startPresence();
   for (const model of threadModels.values()) for (const message of model.streaming()) refetchMessage(message.id);
   refreshChannels().catch(() => {});
   flushOutbox();

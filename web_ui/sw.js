@@ -5,6 +5,7 @@
 // (immutable, versioned paths) are cache-first. Nothing under /v1 is ever cached
 // or intercepted: the API and the realtime stream go to the network.
 importScripts("/vendor-files.js");
+importScripts("/sw-notify.js"); // notifications: their own module
 
 const CACHE = "spacechat-shell-v1";
 const SHELL = [
@@ -16,8 +17,10 @@ const SHELL = [
   "/api.js",
   "/interactions.js",
   "/markdown.js",
+  "/notify.js",
   "/ops.js",
   "/outbox.js",
+  "/presence.js",
   "/realtime.js",
   "/router.js",
   "/state.js",
@@ -38,6 +41,7 @@ const SHELL = [
   "/views/incidents.js",
   "/views/message.js",
   "/views/metrics.js",
+  "/views/notifications.js",
   "/views/opsbuttons.js",
   "/views/settings.js",
   "/views/sidebar.js",

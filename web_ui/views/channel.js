@@ -11,6 +11,7 @@ import { memo } from "./message.js";
 import { Composer } from "./composer.js";
 import { focusRow } from "./feed.js";
 import { MetricsToggle, ChannelMetrics, metricsOpen } from "./metrics.js";
+import { NotifyLevel, TypingLine } from "./notifications.js";
 import { html, Icon, Spinner, ErrorNote, shortTime } from "./ui.js";
 
 const ROW = 68;
@@ -129,6 +130,7 @@ export function ChannelView({ channelId }) {
         <${Icon} name=${channel.private ? "lock" : "hash"} label=${channel.private ? "private channel" : null} />
         ${channel.name}
       </h1>
+      <${NotifyLevel} channel=${channel} />
       <${MetricsToggle} controls="channel-metrics" />
       ${channel.topic && html`<p class="topic">${channel.topic}</p>`}
     </header>
@@ -154,6 +156,7 @@ export function ChannelView({ channelId }) {
         )}
       </div>
     </div>
+    <${TypingLine} channelId=${channel.id} />
     <${Composer}
       channelId=${channel.id}
       label=${"Start a new thread in #" + channel.name}

@@ -3,6 +3,7 @@
 import { useState, useRef, useEffect } from "../deps.js";
 import { uploadFile } from "../actions.js";
 import { send } from "../outbox.js";
+import { typed, stoppedTyping } from "../presence.js";
 import { html, Icon, size } from "./ui.js";
 
 let uploadSeq = 0;
@@ -28,8 +29,9 @@ export function Composer({ channelId, threadId = null, placeholder, label, onSen
     el.style.height = Math.min(el.scrollHeight, 240) + "px";
   }, [text]);
 
-  function change(value) {
+  function change(value, typing = true) {
     setText(value);
+    if (typing) typed(channelId, threadId, value);
     if (value) sessionStorage.setItem(draftKey, value);
     else sessionStorage.removeItem(draftKey);
   }
@@ -53,7 +55,8 @@ export function Composer({ channelId, threadId = null, placeholder, label, onSen
     const body = text.trim() ? text : "";
     if ((!body && !ready.length) || busy) return;
     send({ channelId, threadId, text: body, attachments: ready.map((u) => u.attachment) });
-    change("");
+    stoppedTyping(channelId, threadId);
+    change("", false);
     setUploads([]);
     if (onSent) onSent();
   }

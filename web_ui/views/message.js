@@ -7,6 +7,7 @@ import { render as renderMarkdown } from "../markdown.js";
 import { messagePath } from "../router.js";
 import { html, shortTime, fullTime, size, Icon } from "./ui.js";
 import { Blocks } from "./cards.js";
+import { PresenceDot } from "./notifications.js";
 
 /** A component that re-renders only when a prop changes (by identity). */
 export function memo(render) {
@@ -93,6 +94,7 @@ export const MessageRow = memo(function MessageRow({ message, name, index, total
   >
     <header class="msg-head">
       <span class="author" id=${labelId}>${name}</span>
+      ${message.author.kind === "user" && html`<${PresenceDot} userId=${message.author.id} />`}
       ${message.author.kind === "agent" && html`<span class="tag">agent</span>`}
       <a class="time" href=${messagePath(message.thread_id, message.id)} title=${fullTime(message.created_at)}>
         <time datetime=${message.created_at}>${shortTime(message.created_at)}</time>

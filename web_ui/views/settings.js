@@ -6,6 +6,7 @@ import { listSessions, revokeSession, createInvitation, endSession } from "../ac
 import { navigate } from "../router.js";
 import { html, fullTime, ErrorNote } from "./ui.js";
 import { Members, Tokens } from "./admin.js";
+import { NotificationSettings } from "./notifications.js";
 
 function Devices() {
   const [sessions, setSessions] = useState(null);
@@ -98,6 +99,7 @@ export function SettingsView() {
         <h2>You</h2>
         <p>${me.user.name} · ${me.user.email} · ${me.role}</p>
       </section>
+      <${NotificationSettings} />
       <${Devices} />
       ${state.can("tokens:create") && html`<${Tokens} />`}
       ${state.can("members:read") && html`<${Members} />`}

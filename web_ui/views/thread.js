@@ -14,6 +14,7 @@ import { Composer } from "./composer.js";
 import { html, Icon, Spinner, ErrorNote } from "./ui.js";
 import { focusRow } from "./feed.js";
 import { MetricsToggle, ThreadMetrics, metricsOpen } from "./metrics.js";
+import { TypingLine } from "./notifications.js";
 
 const EDGE = 60; // rows from an end of what is loaded at which the next page is fetched (early: a fling is fast)
 
@@ -102,6 +103,7 @@ export function ThreadView({ threadId, messageId }) {
               ? " is thinking it over…"
               : " is thinking…"}`}
     </div>
+    ${channel && html`<${TypingLine} channelId=${channel.id} threadId=${threadId} />`}
     ${channel &&
     html`<${Composer}
       channelId=${channel.id}
