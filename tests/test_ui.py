@@ -336,7 +336,8 @@ channels = ["spacebot"]
         box = page.get_by_label("Start a new thread in #spacebot")
         await box.fill("hello, model?")
         await box.press("Enter")
-        await page.locator("article.thread-row a", has_text="hello, model?").click()
+        # A new thread in an agent's channel opens by itself (issue 13).
+        await expect(page.get_by_role("heading", name="hello, model?")).to_be_visible()
         failed = page.locator("article.msg[data-author-kind=agent][data-state=failed]")
         await expect(failed.locator("[data-chip=failed]")).to_be_visible()
         await expect(failed.locator(".failure")).to_be_visible()

@@ -3,9 +3,10 @@
 import { useEffect, useMemo, useRef, useCallback } from "../deps.js";
 import * as state from "../state.js";
 import { channelModel, loadThreads } from "../store.js";
+import { onEvent } from "../realtime.js";
 import { outbox, pendingFor, retry, discard } from "../outbox.js";
 import { markRead } from "../actions.js";
-import { threadPath } from "../router.js";
+import { threadPath, navigate } from "../router.js";
 import { useVirtualizer } from "../virtual.js";
 import { memo } from "./message.js";
 import { Composer } from "./composer.js";
@@ -60,12 +61,40 @@ const PendingThreadRow = memo(function PendingThreadRow({ entry, index, total, s
   </article>`;
 });
 
+/** A channel where an agent answers (its category, or an agent bound to it). */
+function agentsChannel(channel) {
+  return channel.category === "agents" || state.agents.value.some((a) => (a.channels || []).includes(channel.name));
+}
+
+/** Open the thread a send starts, once the server has it, if the person is still on the channel
+ * (as Slack opens the thread of a message to an assistant): the agent's reply comes there. */
+function openWhenStarted(pending, channelId) {
+  pending.then((entry) => {
+    const stop = onEvent((event) => {
+      const message = event.event_type === "message.created" ? event.payload.message : null;
+      if (!message || message.client_msg_id !== entry.key) return;
+      stop();
+      const route = state.route.value;
+      if (route.name === "channel" && route.channelId === channelId) navigate(threadPath(message.thread_id));
+    });
+  });
+}
+
 export function ChannelView({ channelId }) {
   const channel = state.channels.value.get(channelId);
   const model = useMemo(() => channelModel(channelId), [channelId]);
   model.version.value;
   outbox.value;
   const scroller = useRef(null);
+  // Opened by a keyboard jump: the focus goes to the threads, not the message box.
+  const jumped = useMemo(() => {
+    const wanted = state.focusNext.channel === channelId;
+    state.focusNext.channel = null;
+    return wanted;
+  }, [channelId]);
+  useEffect(() => {
+    if (jumped && scroller.current) scroller.current.focus();
+  }, [channelId]);
   const pending = pendingFor({ channelId });
   const threads = model.threads;
   const count = pending.length + threads.length;
@@ -136,7 +165,7 @@ export function ChannelView({ channelId }) {
     </header>
     ${metricsOpen.value && html`<${ChannelMetrics} id="channel-metrics" channelId=${channel.id} />`}
     <${ErrorNote} error=${model.error} onRetry=${() => loadThreads(model)} />
-    <div class="scroller" ref=${scroller} role="feed" aria-busy=${model.loading ? "true" : "false"}
+    <div class="scroller" ref=${scroller} role="feed" tabindex="-1" aria-busy=${model.loading ? "true" : "false"}
       aria-label=${"Threads in #" + channel.name} onKeyDown=${keys}>
       ${!model.loaded && model.loading && html`<div class="loading-center"><${Spinner} label="Loading threads" /></div>`}
       ${model.loaded && !count && html`<p class="empty">No threads yet. Start one below.</p>`}
@@ -161,8 +190,11 @@ export function ChannelView({ channelId }) {
       channelId=${channel.id}
       label=${"Start a new thread in #" + channel.name}
       placeholder=${"Start a new thread in #" + channel.name}
-      autoFocus=${true}
-      onSent=${() => virtualizer.scrollToOffset(0)}
+      autoFocus=${!jumped}
+      onSent=${(sending) => {
+        virtualizer.scrollToOffset(0);
+        if (agentsChannel(channel)) openWhenStarted(sending, channel.id);
+      }}
     />
   </section>`;
 }

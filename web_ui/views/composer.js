@@ -54,11 +54,11 @@ export function Composer({ channelId, threadId = null, placeholder, label, onSen
     if (event) event.preventDefault();
     const body = text.trim() ? text : "";
     if ((!body && !ready.length) || busy) return;
-    send({ channelId, threadId, text: body, attachments: ready.map((u) => u.attachment) });
+    const sending = send({ channelId, threadId, text: body, attachments: ready.map((u) => u.attachment) });
     stoppedTyping(channelId, threadId);
     change("", false);
     setUploads([]);
-    if (onSent) onSent();
+    if (onSent) onSent(sending);
   }
 
   function keyDown(event) {

@@ -88,7 +88,12 @@ export function Sidebar({ currentChannelId }) {
         onKeyDown=${(e) => {
           if (e.key === "Enter") {
             const first = e.currentTarget.closest("nav").querySelector(".channel-link");
-            if (first) first.click();
+            if (first && first.dataset.channelId === currentChannelId) {
+              document.querySelector(".channel-view .scroller")?.focus(); // already there: go to its threads
+            } else if (first) {
+              state.focusNext.channel = first.dataset.channelId; // the channel view focuses its threads
+              first.click();
+            }
             setFilter("");
           } else if (e.key === "Escape") setFilter("");
         }}

@@ -1,0 +1,80 @@
+"""The first hour without friction (issue 13): each rough edge a newcomer hit, as a test in real
+Chromium that failed before its fix."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+from playwright.async_api import Browser, Page, expect
+
+from .browser import TIMEOUT_MS, open_thread, signed_in_page, wait_connected
+from .support import Server
+
+pytestmark = pytest.mark.browser
+
+
+async def api(server: Server, method: str, path: str, **kwargs: Any) -> Any:
+    async with server.client() as client:
+        response = await client.request(method, path, **kwargs)
+        assert response.status_code < 400, response.text
+        return response.json() if response.content else None
+
+
+async def thread_titles(page: Page) -> list[str]:
+    return list(await page.locator("article.thread-row .thread-title").all_inner_texts())
+
+
+# --- Ctrl+K leaves the focus on the channel's threads, not in the message box ----------------------
+
+
+async def test_ctrl_k_jump_then_j_j_enter_opens_a_thread_and_sends_nothing(server: Server, browser: Browser) -> None:
+    for title in ("First ops thread", "Second ops thread", "Third ops thread"):
+        await open_thread(server, "ops", title)
+    watched = await signed_in_page(browser, server, viewport={"width": 1280, "height": 800})
+    page = watched.page
+    await page.goto(f"{server.url}/c/{server.channel_id('general')}")
+    await wait_connected(page)
+    await page.keyboard.press("Control+k")
+    await expect(page.locator("#channel-filter")).to_be_focused()
+    await page.keyboard.type("ops")
+    await page.keyboard.press("Enter")
+    await expect(page.locator("h1#view-title")).to_have_text("ops")
+    await expect(page.locator("article.thread-row")).to_have_count(3)
+    await page.keyboard.press("j")
+    await page.keyboard.press("j")
+    await page.keyboard.press("Enter")
+    # Newest first: the second row is the second newest thread.
+    await expect(page.get_by_role("heading", name="Second ops thread")).to_be_visible()
+    await expect(page.locator("article.msg")).to_have_count(1)
+    threads = await api(server, "GET", f"/v1/channels/{server.channel_id('ops')}/threads")
+    assert [t["title"] for t in threads["threads"]] == ["Third ops thread", "Second ops thread", "First ops thread"]
+    await watched.assert_clean()
+
+
+# --- posting in an agent's channel opens the thread, where the reply comes ------------------------
+
+
+async def test_a_new_thread_in_an_agents_channel_opens_with_its_reply(server: Server, browser: Browser) -> None:
+    watched = await signed_in_page(browser, server)
+    page = watched.page
+    await page.goto(f"{server.url}/c/{server.channel_id('spacebot')}")
+    await wait_connected(page)
+    box = page.get_by_label("Start a new thread in #spacebot")
+    await box.fill("what time is it?")
+    await box.press("Enter")
+    await expect(page.get_by_role("heading", name="what time is it?")).to_be_visible()
+    assert "/t/" in page.url
+    reply = page.locator("article.msg[data-author-kind=agent]")
+    await expect(reply).to_have_attribute("data-state", "completed", timeout=TIMEOUT_MS)
+    await expect(reply.locator(".body")).to_contain_text("UTC")
+    # In a people's channel, a new thread stays in the list (as in Slack).
+    await page.goto(f"{server.url}/c/{server.channel_id('general')}")
+    await wait_connected(page)
+    box = page.get_by_label("Start a new thread in #general")
+    await box.fill("Lunch at noon?")
+    await box.press("Enter")
+    await expect(page.locator("article.thread-row[data-thread-id]", has_text="Lunch at noon?")).to_have_count(1)
+    assert "/c/" in page.url
+    await watched.assert_clean()
