@@ -78,3 +78,27 @@ async def test_a_new_thread_in_an_agents_channel_opens_with_its_reply(server: Se
     await expect(page.locator("article.thread-row[data-thread-id]", has_text="Lunch at noon?")).to_have_count(1)
     assert "/c/" in page.url
     await watched.assert_clean()
+
+
+# --- setup and invitation ask for the password the same way ----------------------------------------
+
+
+async def test_the_invitation_page_asks_for_the_password_twice_like_setup(server: Server, browser: Browser) -> None:
+    made = await api(server, "POST", "/v1/invitations", json={"role": "member"})
+    watched = await signed_in_page(browser, server)
+    await watched.page.context.clear_cookies()  # a newcomer: not signed in
+    page = watched.page
+    await page.goto(f"{server.url}/invite#token={made['token']}")
+    await expect(page.get_by_role("heading", name="Join Spacechat")).to_be_visible()
+    await page.get_by_label("Your name").fill("Nia Newcomer")
+    await page.get_by_label("Email").fill("nia@example.com")
+    await page.get_by_label("Password (at least 10 characters)").fill("a long enough passphrase")
+    await page.get_by_label("Repeat the password").fill("a long enough passfrase")
+    await page.get_by_role("button", name="Join").click()
+    await expect(page.get_by_role("alert")).to_have_text("The passwords do not match.")
+    users = await api(server, "GET", "/v1/users")
+    assert "nia@example.com" not in [u["email"] for u in users["users"]]
+    await page.get_by_label("Repeat the password").fill("a long enough passphrase")
+    await page.get_by_role("button", name="Join").click()
+    await expect(page.get_by_role("navigation", name="Channels")).to_be_visible()
+    await watched.assert_clean()
