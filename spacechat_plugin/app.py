@@ -178,6 +178,7 @@ class Spacechat:
         if self.auth is not None and any(event.event_type == "member.updated" for event in events):
             self.auth.forget()
         self.streams.publish_soon(events)
+        self.replies.observe(events)
         self.notifications.observe(events)
         self.presence.observe(events)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import re
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,11 @@ async def ask_for_a_restart(page: Page, server: Server, text: str) -> None:
     await expect(page.get_by_role("heading", name=text)).to_be_visible()
 
 
+def decided(text: str) -> re.Pattern[str]:
+    """A decided block's line: who decided, and when ("✓ Approved by Ann at 14:06", issue 13)."""
+    return re.compile(rf"^✓ {re.escape(text)} (at \d\d:\d\d( [AP]M)?|on .+)$")
+
+
 def approval_card(page: Page) -> Any:
     return page.locator("article.msg", has=page.locator(".block-tool"))
 
@@ -84,9 +90,10 @@ async def test_tool_approval_waits_then_approve_runs_the_tool(tmp_path: Path, br
         await page.keyboard.press("Enter")
         await expect(reply).to_have_attribute("data-state", "completed", timeout=TIMEOUT_MS)
         await expect(reply.locator(".body")).to_contain_text("restart of billing requested")
-        await expect(card.locator(".decided")).to_have_text("✓ Approved by Olive Owner")
-        await expect(card.get_by_role("button", name="Approve")).to_be_disabled()
-        await expect(card.get_by_role("button", name="Deny")).to_be_disabled()
+        await expect(card.locator(".decided")).to_have_text(decided("Approved by Olive Owner"))
+        # Settled: the decision takes the buttons' place (issue 13).
+        await expect(card.get_by_role("button", name="Approve")).to_have_count(0)
+        await expect(card.get_by_role("button", name="Deny")).to_have_count(0)
         await expect(page.locator(".activity")).to_have_attribute("data-activity", "idle")
         await watched.assert_clean()
     finally:
@@ -117,9 +124,9 @@ async def test_tool_approval_deny_skips_the_tool(tmp_path: Path, browser: Browse
         await expect(reply).to_have_attribute("data-state", "completed", timeout=TIMEOUT_MS)
         await expect(reply.locator(".body")).to_contain_text("Tool denied")
         await expect(reply.locator(".body")).not_to_contain_text("restart of payments requested")
-        await expect(card.locator(".decided")).to_have_text("✓ Denied by Olive Owner")
+        await expect(card.locator(".decided")).to_have_text(decided("Denied by Olive Owner"))
         # The member's page follows the decision live.
-        await expect(theirs.locator(".decided")).to_have_text("✓ Denied by Olive Owner")
+        await expect(theirs.locator(".decided")).to_have_text(decided("Denied by Olive Owner"))
         await watched.assert_clean()
         await other.assert_clean()
     finally:
@@ -152,7 +159,7 @@ async def test_a_waiting_approval_survives_a_restart_and_still_works(tmp_path: P
         await expect(card.locator(".decided")).to_have_count(0)
 
         await approve.click()
-        await expect(card.locator(".decided")).to_have_text("✓ Approved by Olive Owner")
+        await expect(card.locator(".decided")).to_have_text(decided("Approved by Olive Owner"))
         resumed = page.locator("article.msg[data-author-kind=agent][data-state=completed]:not(:has(.blocks))")
         await expect(resumed.locator(".body")).to_contain_text("restart of search requested", timeout=TIMEOUT_MS)
         assert await page.evaluate("window.__sameDocument") is True, "the page was reloaded"
@@ -547,7 +554,7 @@ async def test_task_board_create_approve_move_and_an_illegal_move(tmp_path: Path
         await page.locator("article.thread-row a", has_text="Buy GPUs").click()
         await expect(page.locator(".block-task")).to_have_attribute("data-status", "ready")
         await expect(page.locator(".block-task")).to_contain_text("Assignee: Mo Member")
-        await expect(page.locator(".decided")).to_have_text("✓ Approved by Opal Operator")
+        await expect(page.locator(".decided")).to_have_text(decided("Approved by Opal Operator"))
         await watched.assert_clean()
         await other.assert_clean()
     finally:

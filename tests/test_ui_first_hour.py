@@ -3,14 +3,14 @@ Chromium that failed before its fix."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
-import httpx
 import pytest
 from playwright.async_api import Browser, Page, expect
 
 from .browser import TIMEOUT_MS, open_thread, signed_in_page, wait_connected
-from .support import Server
+from .support import Server, invite
 
 pytestmark = pytest.mark.browser
 
@@ -101,4 +101,69 @@ async def test_the_invitation_page_asks_for_the_password_twice_like_setup(server
     await page.get_by_label("Repeat the password").fill("a long enough passphrase")
     await page.get_by_role("button", name="Join").click()
     await expect(page.get_by_role("navigation", name="Channels")).to_be_visible()
+    await watched.assert_clean()
+
+
+# --- an agent's card settles for everyone, live; its answers come below, in words -------------------
+
+
+async def test_an_agents_card_settles_for_everyone_and_the_agent_answers_below(
+    server: Server, browser: Browser
+) -> None:
+    olivia = invite(server, server.token, "member", name="Olivia Ops")
+    watched = await signed_in_page(browser, server)
+    page = watched.page
+    await page.goto(f"{server.url}/c/{server.channel_id('spacebot')}")
+    await wait_connected(page)
+    box = page.get_by_label("Start a new thread in #spacebot")
+    await box.fill("post an approval card")
+    await box.press("Enter")
+    card = page.locator("article.msg[data-author-kind=agent]", has=page.locator(".block-actions"))
+    await expect(card.get_by_role("button", name="Approve")).to_be_enabled(timeout=TIMEOUT_MS)
+    other = await signed_in_page(browser, server, olivia)
+    await other.page.goto(page.url)
+    await wait_connected(other.page)
+    theirs = other.page.locator("article.msg[data-author-kind=agent]", has=other.page.locator(".block-actions"))
+    await expect(theirs.get_by_role("button", name="Approve")).to_be_enabled()
+
+    await card.get_by_role("button", name="Approve").click()
+    settled = re.compile(r"^✓ Approved by Olive Owner at \d\d:\d\d( [AP]M)?$")  # the browser's locale says which
+    for view in (card, theirs):  # settled for everyone, live
+        await expect(view.locator(".decided")).to_have_text(settled)
+        await expect(view.get_by_role("button")).to_have_count(0)
+    answer = page.locator("article.msg[data-author-kind=agent]:not(:has(.blocks))").last
+    await expect(answer.locator(".body")).to_have_text(
+        "Approved. Deploying to staging now; I will post here when it is live.", timeout=TIMEOUT_MS
+    )
+    assert await answer.evaluate("(a) => Number(a.dataset.index)") > await card.evaluate(
+        "(a) => Number(a.dataset.index)"
+    ), "the answer is below the card"
+    await expect(page.locator("article.msg .body", has_text="[interaction]")).to_have_count(0)
+    await watched.assert_clean()
+    await other.assert_clean()
+
+
+async def test_answering_an_agents_question_hides_the_menu_and_the_answer_comes_below(
+    server: Server, browser: Browser
+) -> None:
+    watched = await signed_in_page(browser, server)
+    page = watched.page
+    await page.goto(f"{server.url}/c/{server.channel_id('spacebot')}")
+    await wait_connected(page)
+    box = page.get_by_label("Start a new thread in #spacebot")
+    await box.fill("please ask me which environment")
+    await box.press("Enter")
+    asking = page.locator("article.msg", has=page.locator(".card-select"))
+    await expect(asking).to_have_count(1, timeout=TIMEOUT_MS)
+    question = page.locator(f"article.msg[data-message-id='{await asking.get_attribute('data-message-id')}']")
+    await question.get_by_label("Choose").select_option("staging")
+    await question.get_by_role("button", name="Send").click()
+    await expect(question.locator(".decided")).to_have_text(re.compile(r"^✓ “staging” chosen by Olive Owner at "))
+    await expect(question.locator("select")).to_have_count(0)
+    agent = "article.msg[data-author-kind=agent][data-state=completed]"
+    answer = page.locator(agent, has_text="The answer was: staging")
+    await expect(answer).to_have_count(1, timeout=TIMEOUT_MS)
+    assert await answer.evaluate("(a) => Number(a.dataset.index)") > await question.evaluate(
+        "(a) => Number(a.dataset.index)"
+    ), "the answer is below the question"
     await watched.assert_clean()

@@ -18,7 +18,8 @@ pytestmark = pytest.mark.browser
 NOTIFICATIONS = """async () => {
   const registration = await navigator.serviceWorker.getRegistration();
   if (!registration) return [];
-  return (await registration.getNotifications()).map((n) => ({title: n.title, body: n.body, tag: n.tag, url: n.data && n.data.url}));
+  const shown = await registration.getNotifications();
+  return shown.map((n) => ({title: n.title, body: n.body, tag: n.tag, url: n.data && n.data.url}));
 }"""
 
 
@@ -74,10 +75,8 @@ async def test_a_reply_in_my_thread_notifies_me_and_a_muted_channel_does_not(ser
         assert (await client.get("/v1/me/notifications")).json()["levels"] == {general: "muted"}
     quiet = await post_as(server, None, f"/v1/threads/{mine['thread']['id']}/messages", "Also the changelog")
     loud = await post_as(server, None, f"/v1/threads/{other['thread']['id']}/messages", "db-2 is fine now")
-    tags = await wait_for_js(
-        page,
-        f"({NOTIFICATIONS})().then((list) => list.some((n) => n.tag === {loud['message']['id']!r}) && list.map((n) => n.tag))",
-    )
+    arrived = f"list.some((n) => n.tag === {loud['message']['id']!r})"
+    tags = await wait_for_js(page, f"({NOTIFICATIONS})().then((list) => {arrived} && list.map((n) => n.tag))")
     assert quiet["message"]["id"] not in tags
     # The level survives a reload (it is stored on the server).
     await page.reload()

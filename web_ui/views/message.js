@@ -72,7 +72,18 @@ function Body({ message }) {
   return html`<div class="body" dangerouslySetInnerHTML=${{ __html: renderMarkdown(message.text, message.format) }}></div>`;
 }
 
+/** An agent's reply that went on in a newer message below (a question or a card came mid-turn)
+ * and said nothing itself: it takes no room. */
+function continuedEmpty(message) {
+  const meta = message.metadata || {};
+  return Boolean(meta.continued_in) && !message.text && !(message.blocks && message.blocks.length) && !(message.attachments && message.attachments.length);
+}
+
 export const MessageRow = memo(function MessageRow({ message, name, index, total, target, measure, start, onRetryReply, waiting }) {
+  if (continuedEmpty(message)) {
+    return html`<div class="row msg-continued" data-index=${index} data-message-id=${message.id} ref=${measure}
+      style=${{ transform: `translateY(${start}px)` }} aria-hidden="true"></div>`;
+  }
   const streaming = message.state === "created" || message.state === "streaming";
   const failed = message.state === "failed";
   const superseded = message.metadata && message.metadata.superseded_by_turn;
