@@ -167,3 +167,41 @@ async def test_answering_an_agents_question_hides_the_menu_and_the_answer_comes_
         "(a) => Number(a.dataset.index)"
     ), "the answer is below the question"
     await watched.assert_clean()
+
+
+# --- the task board offers only allowed moves, its controls fit, and it works on a phone -----------
+
+
+async def test_the_board_offers_allowed_moves_fits_its_cards_and_works_on_a_phone(
+    server: Server, browser: Browser
+) -> None:
+    created = await api(server, "POST", "/v1/tasks", json={"title": "Rotate the TLS certificates", "status": "ready"})
+    task = created["task"]
+    watched = await signed_in_page(browser, server, viewport={"width": 1280, "height": 800})
+    page = watched.page
+    await page.goto(f"{server.url}/tasks")
+    await wait_connected(page)
+    card = page.locator(f"li.task-card[data-task-id='{task['id']}']")
+    await expect(card).to_have_attribute("data-status", "ready")
+    moves = card.get_by_label("Move to")
+    offered = (await moves.locator("option").all_inner_texts())[1:]
+    assert offered == [
+        {"in_progress": "In progress", "backlog": "Backlog", "failed": "Failed", "done": "Done"}[s]
+        for s in task["allowed_transitions"]
+    ], offered
+    box, inside = await card.bounding_box(), await moves.bounding_box()
+    assert box and inside and inside["x"] + inside["width"] <= box["x"] + box["width"] + 0.5, "the select fits its card"
+    button = card.get_by_role("button", name="Move", exact=True)
+    end = await button.bounding_box()
+    assert end and end["x"] + end["width"] <= box["x"] + box["width"] + 0.5, "and so does its button"
+
+    # A phone: the columns stack, empty ones are a line each, the task is on screen.
+    await page.set_viewport_size({"width": 375, "height": 740})
+    await expect(card).to_be_in_viewport()
+    box = await card.bounding_box()
+    assert box and box["x"] >= 0 and box["x"] + box["width"] <= 375, box
+    assert await page.evaluate("document.documentElement.scrollWidth") <= 375
+    await moves.select_option("in_progress")
+    await button.click()
+    await expect(card).to_have_attribute("data-status", "in_progress")
+    await watched.assert_clean()
