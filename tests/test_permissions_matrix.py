@@ -188,6 +188,12 @@ BUILDERS: dict[str, Builder] = {
     "DELETE /v1/me/sessions/{session_id}": revoke_my_session,
     "GET /v1/users": lambda w, r, o, c: Call("GET", "/v1/users"),
     "GET /v1/users/{user_id}": lambda w, r, o, c: Call("GET", f"/v1/users/{w.places[o].target.id}"),
+    # The target has no picture: past the checks, the answer is 404.
+    "GET /v1/users/{user_id}/avatar": lambda w, r, o, c: Call(
+        "GET",
+        f"/v1/users/{w.places[o].target.id}/avatar",
+        expect=expected_or("GET /v1/users/{user_id}/avatar", r, o, c, 404),
+    ),
     "PATCH /v1/users/{user_id}": lambda w, r, o, c: Call(
         "PATCH", f"/v1/users/{fresh_member(w, o).id}", json={"role": "operator"}
     ),

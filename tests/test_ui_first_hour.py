@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import httpx
 import pytest
 from playwright.async_api import Browser, Page, expect
 
@@ -204,4 +205,81 @@ async def test_the_board_offers_allowed_moves_fits_its_cards_and_works_on_a_phon
     await moves.select_option("in_progress")
     await button.click()
     await expect(card).to_have_attribute("data-status", "in_progress")
+    await watched.assert_clean()
+
+
+# --- a new API token: all my scopes in one tick, and a Copy button --------------------------------
+
+
+async def test_a_token_with_all_my_scopes_and_a_copy_button(server: Server, browser: Browser) -> None:
+    watched = await signed_in_page(browser, server, permissions=["clipboard-read", "clipboard-write"])
+    page = watched.page
+    await page.goto(f"{server.url}/settings")
+    await wait_connected(page)
+    form = page.get_by_role("form", name="New API token")
+    await form.get_by_label("Name").fill("deploy script")
+    await form.get_by_label("All my scopes").check()
+    await form.get_by_role("button", name="Create token").click()
+    secret = page.get_by_label("The new token's secret")
+    await expect(secret).to_have_value(re.compile(r"^sc_"))
+    await page.locator(".secret").get_by_role("button", name="Copy").click()
+    await expect(page.locator(".secret")).to_contain_text("Copied.")
+    assert await page.evaluate("navigator.clipboard.readText()") == await secret.input_value()
+    me = await api(server, "GET", "/v1/me")
+    tokens = await api(server, "GET", "/v1/tokens")
+    made = next(t for t in tokens["tokens"] if t["name"] == "deploy script")
+    assert sorted(made["scopes"]) == sorted(me["scopes"])
+    await watched.assert_clean()
+
+
+# --- a profile: picture, display name, password ----------------------------------------------------
+
+PNG = bytes.fromhex(
+    "89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c4890000000d4944415478da63f8cfc0"
+    "f01f0005050200 5fc8f1d20000000049454e44ae426082".replace(" ", "")
+)
+
+
+async def test_a_profile_with_a_picture_a_name_and_a_new_password(
+    server: Server, browser: Browser, tmp_path: Any
+) -> None:
+    person = invite(server, server.token, "member", name="Pat Person")
+    watched = await signed_in_page(browser, server, person)
+    page = watched.page
+    await page.goto(f"{server.url}/c/{server.channel_id('general')}")
+    await wait_connected(page)
+    await page.locator(".sidebar-foot a.me").click()
+    await expect(page.get_by_role("heading", name="Your profile")).to_be_visible()
+
+    picture = tmp_path / "me.png"
+    picture.write_bytes(PNG)
+    await page.get_by_label(re.compile("^Choose a picture")).set_input_files(str(picture))
+    await expect(page.locator(".saved")).to_have_text("Your picture is saved.")
+    image = page.locator(".profile-picture img.avatar")
+    await expect(image).to_have_attribute("src", re.compile(r"^/v1/users/usr_\w+/avatar\?v=att_"))
+    assert await image.evaluate("(img) => img.complete && img.naturalWidth") == 1
+    await expect(page.locator(".sidebar-foot img.avatar")).to_have_count(1)
+
+    named = page.get_by_role("region", name="Display name")
+    await named.get_by_role("textbox", name="Name").fill("Pat Renamed")
+    await named.get_by_role("button", name="Save").click()
+    await expect(page.locator(".sidebar-foot .me")).to_have_text("Pat Renamed")
+
+    password = page.get_by_role("region", name="Password")
+    await password.get_by_label("Current password").fill(person.password)
+    await password.get_by_label("New password (at least 10 characters)").fill("another long passphrase")
+    await password.get_by_label("Repeat the password").fill("another long passphrase!")
+    await password.get_by_role("button", name="Change the password").click()
+    await expect(password.get_by_role("alert")).to_have_text("The passwords do not match.")
+    await password.get_by_label("Repeat the password").fill("another long passphrase")
+    await password.get_by_role("button", name="Change the password").click()
+    await expect(password.locator(".saved")).to_have_text(
+        "Your password is changed. Your other devices were signed out."
+    )
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+        login = {"email": person.user["email"], "password": "another long passphrase"}
+        assert (await client.post("/v1/auth/login", json=login)).status_code == 200
+        users = (await client.get("/v1/users", headers=server.auth)).json()["users"]
+    me = next(u for u in users if u["id"] == person.id)
+    assert me["name"] == "Pat Renamed" and me["avatar_url"]
     await watched.assert_clean()

@@ -17,6 +17,7 @@ import { Sidebar, ConnectionBadge } from "./views/sidebar.js";
 import { ChannelView } from "./views/channel.js";
 import { ThreadView } from "./views/thread.js";
 import { SettingsView } from "./views/settings.js";
+import { ProfileView } from "./views/profile.js";
 import { SetupView, LoginView, InviteView } from "./views/auth.js";
 import { Dialogs, openDialog, openShortcuts } from "./views/dialogs.js";
 import { BoardView } from "./views/board.js";
@@ -161,6 +162,7 @@ function Main({ route }) {
     return html`<${ThreadView} key=${route.threadId} threadId=${route.threadId} messageId=${route.messageId} />`;
   }
   if (route.name === "settings") return html`<${SettingsView} />`;
+  if (route.name === "profile") return html`<${ProfileView} />`;
   if (route.name === "tasks") return html`<${BoardView} key=${route.teamId || ""} teamId=${route.teamId} />`;
   if (route.name === "task") return html`<${TaskView} key=${route.taskId} taskId=${route.taskId} />`;
   if (route.name === "dashboard") return html`<${DashboardView} />`;

@@ -43,6 +43,7 @@ const SHELL = [
   "/views/metrics.js",
   "/views/notifications.js",
   "/views/opsbuttons.js",
+  "/views/profile.js",
   "/views/settings.js",
   "/views/sidebar.js",
   "/views/task.js",

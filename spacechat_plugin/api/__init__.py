@@ -50,6 +50,7 @@ V1_ROUTES: list[BaseRoute] = [
     Route("/presence", notifications.presence, methods=["GET"]),
     Route("/users", people.list_users, methods=["GET"]),
     Route("/users/{user_id}", people.get_user, methods=["GET"]),
+    Route("/users/{user_id}/avatar", people.avatar, methods=["GET"]),
     Route("/users/{user_id}", people.change_role, methods=["PATCH"]),
     Route("/users/{user_id}/deactivate", people.deactivate_user, methods=["POST"]),
     Route("/users/{user_id}/sessions", people.user_sessions, methods=["GET"]),

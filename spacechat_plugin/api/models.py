@@ -97,6 +97,9 @@ class UpdateMe(Body):
     name: str | None = Field(None, min_length=1, max_length=80)
     password: str | None = Field(None, min_length=1, max_length=1024)
     current_password: str | None = Field(None, max_length=1024)
+    avatar_id: str | None = Field(
+        None, max_length=100, description="An image you uploaded (POST /v1/uploads) as your picture; null removes it."
+    )
 
 
 class CreateTeam(Body):

@@ -3,11 +3,13 @@
 // failed, interrupted) with Retry on failure, and the state of one's own unsent message
 // (sending, queued, failed) with Retry and Discard.
 import { Component } from "../deps.js";
+import { users } from "../state.js";
 import { render as renderMarkdown } from "../markdown.js";
 import { messagePath } from "../router.js";
 import { html, shortTime, fullTime, size, Icon } from "./ui.js";
 import { Blocks } from "./cards.js";
 import { PresenceDot } from "./notifications.js";
+import { Avatar } from "./profile.js";
 
 /** A component that re-renders only when a prop changes (by identity). */
 export function memo(render) {
@@ -104,6 +106,7 @@ export const MessageRow = memo(function MessageRow({ message, name, index, total
     aria-busy=${streaming ? "true" : "false"}
   >
     <header class="msg-head">
+      ${message.author.kind === "user" && html`<${Avatar} user=${users.value.get(message.author.id)} size=${20} />`}
       <span class="author" id=${labelId}>${name}</span>
       ${message.author.kind === "user" && html`<${PresenceDot} userId=${message.author.id} />`}
       ${message.author.kind === "agent" && html`<span class="tag">agent</span>`}

@@ -5,7 +5,7 @@ import * as state from "../state.js";
 import { listSessions, revokeSession, createInvitation, endSession } from "../actions.js";
 import { navigate } from "../router.js";
 import { html, fullTime, ErrorNote } from "./ui.js";
-import { Members, Tokens } from "./admin.js";
+import { Members, Tokens, CopyButton } from "./admin.js";
 import { NotificationSettings } from "./notifications.js";
 
 function Devices() {
@@ -85,7 +85,7 @@ function Invitations() {
       <label>Send this link (it works once, until ${fullTime(made.invitation.expires_at)})
         <input readOnly value=${made.link} onFocus=${(e) => e.currentTarget.select()} />
       </label>
-      <button type="button" class="small" onClick=${() => navigator.clipboard && navigator.clipboard.writeText(made.link)}>Copy</button>
+      <${CopyButton} text=${made.link} />
     </div>`}
   </section>`;
 }
@@ -97,7 +97,7 @@ export function SettingsView() {
     <div class="settings-body">
       <section class="panel">
         <h2>You</h2>
-        <p>${me.user.name} · ${me.user.email} · ${me.role}</p>
+        <p>${me.user.name} · ${me.user.email} · ${me.role} · <a href="/profile">Edit your profile</a></p>
       </section>
       <${NotificationSettings} />
       <${Devices} />

@@ -9,6 +9,7 @@ import { signOut } from "../actions.js";
 import { healthStatus, openIncidents } from "../ops.js";
 import { html, Icon } from "./ui.js";
 import { openCreateChannel } from "./dialogs.js";
+import { Avatar } from "./profile.js";
 
 const CONNECTION = {
   connecting: "Connecting…",
@@ -121,7 +122,8 @@ export function Sidebar({ currentChannelId }) {
       ${needle && !shown.length && html`<p class="empty">No channel matches.</p>`}
     </div>
     <div class="sidebar-foot">
-      <span class="me" title=${me ? me.user.email : ""}>${me ? me.user.name : ""}</span>
+      <a class="me" href="/profile" title=${me ? `Your profile (${me.user.email})` : ""}
+        onClick=${() => (state.drawerOpen.value = false)}>${me && html`<${Avatar} user=${me.user} size=${20} />`}${me ? me.user.name : ""}</a>
       <a class="icon-button" href="/settings" aria-label="Settings and devices" onClick=${() => (state.drawerOpen.value = false)}>
         <${Icon} name="gear" />
       </a>
