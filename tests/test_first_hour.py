@@ -70,3 +70,55 @@ async def test_the_answer_to_an_agents_question_comes_below_it_and_the_question_
     placeholder = next(m for m in history(server, thread_id) if m["metadata"].get("continued_in") == answer["id"])
     assert placeholder["text"] == "" and placeholder["state"] == "completed"
     assert placeholder["seq"] < question["seq"] and answer["metadata"]["continues"] == placeholder["id"]
+
+
+async def test_a_forms_answers_are_its_posters_as_json_and_csv(server: Server) -> None:
+    from .support import invite
+
+    poster = invite(server, server.token, "member", name="Paula Poster")
+    answerer = invite(server, server.token, "member", name="Andy Answerer")
+    blocks = [
+        {
+            "type": "form",
+            "block_id": "form",
+            "action_id": "submit",
+            "fields": [
+                {"type": "text", "name": "q1", "label": "Name", "required": True},
+                {"type": "checkbox", "name": "q2", "label": "Coming?"},
+                {
+                    "type": "select",
+                    "name": "q3",
+                    "label": "Diet",
+                    "options": [{"label": "Vegan", "value": "o1"}, {"label": "+1 guest", "value": "o2"}],
+                },
+            ],
+        }
+    ]
+    general = server.channel_id("general")
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        posted = client.post(
+            f"/v1/channels/{general}/messages", json={"text": "RSVP", "blocks": blocks}, headers=poster.auth
+        ).json()
+        message_id = posted["message"]["id"]
+        for values in ({"q1": "Andy", "q2": True, "q3": "o2"}, {"q1": "Andy again", "q2": False}):
+            acted = client.post(
+                "/v1/interactions",
+                json={"message_id": message_id, "block_id": "form", "action_id": "submit", "values": values},
+                headers=answerer.auth,
+            )
+            assert acted.status_code == 201, acted.text
+        assert acted.json()["message"]["card_state"]["forms"]["form"] == {"responses": 2}
+        refused = client.get(f"/v1/messages/{message_id}/responses", headers=answerer.auth)
+        assert refused.status_code == 403 and refused.json()["error"]["details"]["scope"] == "channels:manage"
+        mine = client.get(f"/v1/messages/{message_id}/responses", headers=poster.auth).json()
+        form = mine["forms"][0]
+        assert [r["values"]["q1"] for r in form["responses"]] == ["Andy", "Andy again"]
+        assert form["responses"][0]["user"]["name"] == "Andy Answerer"
+        as_admin = client.get(f"/v1/messages/{message_id}/responses", headers=server.auth)
+        assert as_admin.status_code == 200, "an admin may see them too"
+        sheet = client.get(f"/v1/messages/{message_id}/responses", params={"format": "csv"}, headers=poster.auth)
+        assert sheet.headers["content-type"].startswith("text/csv")
+        assert "attachment" in sheet.headers["content-disposition"]
+        lines = sheet.content.decode("utf-8-sig").splitlines()
+        assert lines[0] == "Submitted at,Name,Name,Coming?,Diet"
+        assert lines[1].endswith(",Andy Answerer,Andy,yes,'+1 guest") and lines[2].endswith(",Andy again,no,")

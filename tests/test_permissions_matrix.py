@@ -300,6 +300,13 @@ BUILDERS: dict[str, Builder] = {
     "GET /v1/messages/{message_id}/render/{connector}": lambda w, r, o, c: Call(
         "GET", f"/v1/messages/{ids(w, o, c)['message']}/render/text"
     ),
+    # The owner's message has no form: past the checks the owner and admins (channels:manage) get
+    # 400 no_form; the others may read it but not its answers (403).
+    "GET /v1/messages/{message_id}/responses": lambda w, r, o, c: Call(
+        "GET",
+        f"/v1/messages/{ids(w, o, c)['message']}/responses",
+        expect=expected_or("GET /v1/messages/{message_id}/responses", r, o, c, 400 if r in ("owner", "admin") else 403),
+    ),
     # The matrix's messages carry no card: past the checks, the answer is 422 no_card.
     "POST /v1/interactions": lambda w, r, o, c: Call(
         "POST",

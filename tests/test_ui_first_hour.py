@@ -283,3 +283,71 @@ async def test_a_profile_with_a_picture_a_name_and_a_new_password(
     me = next(u for u in users if u["id"] == person.id)
     assert me["name"] == "Pat Renamed" and me["avatar_url"]
     await watched.assert_clean()
+
+
+# --- polls and forms from the message box; a form's answers for its poster, and as CSV --------------
+
+
+async def test_polls_and_forms_from_the_message_box_and_a_forms_answers(server: Server, browser: Browser) -> None:
+    mia = invite(server, server.token, "member", name="Mia Member")
+    general = f"{server.url}/c/{server.channel_id('general')}"
+    watched = await signed_in_page(browser, server)
+    page = watched.page
+    await page.goto(general)
+    await wait_connected(page)
+
+    await page.get_by_role("button", name="New poll or form").click()
+    dialog = page.get_by_role("dialog", name="New poll or form")
+    await dialog.get_by_label("Question").fill("Team lunch: where?")
+    await dialog.get_by_label("Choices, one per line").fill("Pizza\nSushi\nSalad")
+    await dialog.get_by_role("button", name="Post").click()
+    await expect(dialog).to_have_count(0)
+    await expect(page.get_by_role("button", name="New poll or form")).to_be_focused()
+    await page.locator("article.thread-row a", has_text="Team lunch: where?").click()
+    poll = page.get_by_role("radiogroup", name="Team lunch: where?")
+    await expect(poll.get_by_role("radio")).to_have_count(3)
+    await expect(poll.get_by_label("Sushi")).to_be_visible()
+
+    await page.goto(general)
+    await page.get_by_role("button", name="New poll or form").click()
+    await dialog.get_by_label("Form").check()
+    await dialog.get_by_label("Title").fill("Offsite survey")
+    await dialog.locator("[data-field='0']").get_by_label("Question", exact=True).fill("Your name for the badge")
+    await dialog.locator("[data-field='0']").get_by_label("Required").check()
+    await dialog.get_by_role("button", name="Add a question").click()
+    second = dialog.locator("[data-field='1']")
+    await second.get_by_label("Question", exact=True).fill("Diet")
+    await second.get_by_label("Answer").select_option("select")
+    await second.get_by_label("Choices, one per line").fill("Anything\nVegetarian\n=cmd|' /C calc'!A0")
+    await dialog.get_by_role("button", name="Post").click()
+    await page.locator("article.thread-row a", has_text="Offsite survey").click()
+    answers = page.get_by_role("button", name="Answers (0)")
+    await expect(answers).to_be_visible()
+    thread_url = page.url
+
+    other = await signed_in_page(browser, server, mia)
+    await other.page.goto(thread_url)
+    await wait_connected(other.page)
+    form = other.page.locator("form.block-form")
+    await expect(form.get_by_role("button", name=re.compile("^Answers"))).to_have_count(0)  # not hers
+    await form.get_by_label("Your name for the badge").fill("Mia M.")
+    await form.get_by_label("Diet").select_option(label="=cmd|' /C calc'!A0")
+    await form.get_by_role("button", name="Submit").click()
+    await expect(form.locator(".feedback")).to_have_text("Submitted.")
+
+    await expect(page.get_by_role("button", name="Answers (1)")).to_be_visible()  # live
+    await page.get_by_role("button", name="Answers (1)").click()
+    table = page.get_by_role("dialog", name="Answers").locator("table")
+    await expect(table.locator("tbody tr")).to_have_count(1)
+    await expect(table.locator("tbody tr th")).to_have_text("Mia Member")
+    await expect(table.locator("tbody tr td").nth(1)).to_have_text("Mia M.")
+    async with page.expect_download() as waiting:
+        await page.get_by_role("link", name="Download CSV").click()
+    download = await waiting.value
+    text = (await download.path()).read_text(encoding="utf-8-sig")
+    rows = [line for line in text.splitlines() if line]
+    assert rows[0] == "Submitted at,Name,Your name for the badge,Diet"
+    # The choice by its label, and a would-be formula kept as text (CSV injection).
+    assert rows[1].endswith(",Mia Member,Mia M.,'=cmd|' /C calc'!A0"), rows
+    await watched.assert_clean()
+    await other.assert_clean()

@@ -31,6 +31,7 @@ const SHELL = [
   "/views/auth.js",
   "/views/board.js",
   "/views/cardinputs.js",
+  "/views/cardmaker.js",
   "/views/cards.js",
   "/views/channel.js",
   "/views/chart.js",

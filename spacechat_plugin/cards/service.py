@@ -403,6 +403,12 @@ class CardService:
             decided = {"label": decision_label(target, values), "by": who.user_id, "at": now_rfc3339()}
             state.setdefault("decided", {})[target.block_id] = decided
             current = card_store.set_state(tx, message["id"], state, who.actor)
+        elif target.kind == "form":
+            # How many answers came, live for everyone; what they say is for the poster (api/forms.py).
+            state = current.get("card_state") or {}
+            counts = state.setdefault("forms", {}).setdefault(target.block_id, {"responses": 0})
+            counts["responses"] += 1
+            current = card_store.set_state(tx, message["id"], state, who.actor)
         interaction = {
             "id": new_id("int"),
             "message_id": message["id"],

@@ -7,6 +7,7 @@ import { useState, useEffect } from "../deps.js";
 import * as state from "../state.js";
 import { interact, refusal, fieldErrors, decidedText } from "../interactions.js";
 import { ask } from "./dialogs.js";
+import { FormAnswers } from "./cardmaker.js";
 import { html, Markdown, shortTime, fullTime } from "./ui.js";
 
 const uid = (message, block, part = "") => `c-${message.id}-${block.block_id || "b"}${part ? "-" + part : ""}`.replace(/[^\w-]/g, "_");
@@ -306,6 +307,7 @@ export function FormBlock({ block, message, decided }) {
     <div class="form-foot">
       <button type="submit" disabled=${disabled} aria-describedby=${allowed ? null : base + "-needs"}>${block.submit_label || "Submit"}</button>
       ${!allowed && html`<${Needs} id=${base + "-needs"} scope=${block.scope} />`}
+      <${FormAnswers} message=${message} block=${block} />
       ${!decided && html`<${Feedback} feedback=${feedback} />`}
     </div>
     <${Decided} decided=${decided} />

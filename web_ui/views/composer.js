@@ -5,6 +5,7 @@ import { uploadFile } from "../actions.js";
 import { send } from "../outbox.js";
 import { typed, stoppedTyping } from "../presence.js";
 import { html, Icon, size } from "./ui.js";
+import { CardMakerButton, CardMakerDialog } from "./cardmaker.js";
 
 let uploadSeq = 0;
 
@@ -102,6 +103,7 @@ export function Composer({ channelId, threadId = null, placeholder, label, onSen
       <button type="button" class="icon-button" aria-label="Attach files" onClick=${() => picker.current.click()}>
         <${Icon} name="clip" />
       </button>
+      <${CardMakerButton} channelId=${channelId} threadId=${threadId} />
       <input ref=${picker} type="file" multiple hidden onChange=${(e) => { addFiles([...e.currentTarget.files]); e.currentTarget.value = ""; }} />
       <textarea
         ref=${area}
@@ -118,5 +120,6 @@ export function Composer({ channelId, threadId = null, placeholder, label, onSen
         <${Icon} name="send" />
       </button>
     </div>
-  </form>`;
+  </form>
+  <${CardMakerDialog} />`;
 }
