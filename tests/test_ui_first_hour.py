@@ -10,7 +10,7 @@ import httpx
 import pytest
 from playwright.async_api import Browser, Page, expect
 
-from .browser import TIMEOUT_MS, open_thread, signed_in_page, wait_connected
+from .browser import TIMEOUT_MS, WEB_UI, open_thread, signed_in_page, wait_connected, wait_for_js
 from .support import Server, invite
 
 pytestmark = pytest.mark.browser
@@ -351,3 +351,44 @@ async def test_polls_and_forms_from_the_message_box_and_a_forms_answers(server: 
     assert rows[1].endswith(",Mia Member,Mia M.,'=cmd|' /C calc'!A0"), rows
     await watched.assert_clean()
     await other.assert_clean()
+
+
+# --- the first visit: the whole module graph at once, compressed; the next from the worker's cache ---
+
+
+async def test_a_first_visit_gets_every_module_compressed_at_once_and_the_next_from_the_cache(
+    server: Server, browser: Browser
+) -> None:
+    watched = await signed_in_page(browser, server)
+    page = watched.page
+    modules: list[Any] = []
+    page.on("response", lambda response: modules.append(response) if response.url.endswith((".js", ".mjs")) else None)
+    await page.goto(f"{server.url}/c/{server.channel_id('general')}")
+    await wait_connected(page)
+    await expect(page.locator("h1#view-title")).to_have_text("general")
+    shell = (await (await page.request.get(f"{server.url}/")).text()).count('rel="modulepreload"')
+    fetched = [m for m in modules if "/sw.js" not in m.url and "/vendor-files.js" not in m.url]
+    assert len(fetched) >= shell, (len(fetched), shell)
+    for response in fetched:
+        headers = await response.all_headers()
+        size = (WEB_UI / response.url.split("/", 3)[3]).stat().st_size
+        if size >= 512:  # tiny files are not worth it
+            assert headers.get("content-encoding") == "gzip", (response.url, headers)
+        assert headers.get("etag"), response.url
+    # Every module was asked for before the app's own code ran (the shell preloads the graph).
+    starts = await page.evaluate(
+        "performance.getEntriesByType('resource').filter((r) => (r.name.endsWith('.js') || r.name.endsWith('.mjs'))"
+        " && !r.name.includes('sw.js')).map((r) => r.startTime)"
+    )
+    boot = await page.evaluate("performance.getEntriesByName('spacechat:boot')[0].startTime")
+    assert starts and max(starts) <= boot, (max(starts), boot)
+
+    # The next visit: nothing of the app from the network.
+    await wait_for_js(page, "navigator.serviceWorker.controller !== null")
+    await wait_for_js(page, "caches.has('spacechat-shell-v1')")
+    modules.clear()
+    await page.reload()
+    await wait_connected(page)
+    await expect(page.locator("h1#view-title")).to_have_text("general")
+    assert modules and all(m.from_service_worker for m in modules if "/sw.js" not in m.url)
+    await watched.assert_clean()

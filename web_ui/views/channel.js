@@ -104,6 +104,13 @@ export function ChannelView({ channelId }) {
     loadThreads(model);
   }, [channelId]);
 
+  // The first channel of a page load shown with its threads: bench/ui.py's "first paint".
+  useEffect(() => {
+    if (!model.loaded || window.spacechat.channelRendered) return;
+    window.spacechat.channelRendered = true;
+    requestAnimationFrame(() => performance.mark("spacechat:channel-rendered"));
+  }, [model.loaded]);
+
   const lastSeq = channel ? channel.last_seq : 0;
   useEffect(() => {
     if (channel) markRead(channel.id);
