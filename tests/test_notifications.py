@@ -11,7 +11,7 @@ import pytest
 from spacechat_plugin.notifications import rule
 
 from .listen import Listener
-from .support import Person, Server, invite
+from .support import Person, Server, invite, other_org_owner
 
 # --- the rule ------------------------------------------------------------------------------------
 
@@ -142,18 +142,6 @@ async def test_an_agents_reply_in_my_thread_notifies_me_when_it_completes(server
 
 
 async def test_levels_are_per_person_and_another_tenants_channel_is_not_found(server: Server) -> None:
-    async with httpx.AsyncClient(base_url=server.url, headers=server.auth, timeout=30) as client:
-        org = (await client.post("/v1/orgs", json={"name": "Globex"})).json()
-        other = await client.post(
-            "/v1/auth/setup",
-            json={
-                "token": org["setup_token"],
-                "email": "b@globex.example",
-                "name": "B",
-                "password": "globex passphrase",
-                "return_token": True,
-            },
-        )
-    outsider = Person(other.json()["user"], other.json()["session_token"])
+    outsider = other_org_owner(server)
     answer = await set_level(server, outsider, server.channel_id("general"), "muted")
     assert answer.status_code == 404

@@ -8,7 +8,7 @@ from spacechat_plugin.events import Event
 from spacechat_plugin.presence.service import Presence
 
 from .listen import Listener, Predicate
-from .support import Person, Server, invite
+from .support import Server, invite, other_org_owner
 
 # --- the service on its own ---------------------------------------------------------------------
 
@@ -56,19 +56,7 @@ def test_presence_follows_streams_and_what_pages_report() -> None:
 async def test_presence_reaches_the_organisation_only(server: Server) -> None:
     watcher = invite(server, server.token, "member", name="Wanda Watcher")
     mover = invite(server, server.token, "member", name="Max Mover")
-    async with httpx.AsyncClient(base_url=server.url, headers=server.auth, timeout=30) as client:
-        org = (await client.post("/v1/orgs", json={"name": "Globex"})).json()
-        other = await client.post(
-            "/v1/auth/setup",
-            json={
-                "token": org["setup_token"],
-                "email": "b@globex.example",
-                "name": "B",
-                "password": "globex passphrase",
-                "return_token": True,
-            },
-        )
-    outsider = Person(other.json()["user"], other.json()["session_token"])
+    outsider = other_org_owner(server)
 
     def changed(user_id: str, status: str) -> Predicate:
         return lambda e: e["event_type"] == "presence.changed" and e["payload"]["users"].get(user_id) == status

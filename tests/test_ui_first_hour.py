@@ -23,8 +23,13 @@ async def api(server: Server, method: str, path: str, **kwargs: Any) -> Any:
         return response.json() if response.content else None
 
 
-async def thread_titles(page: Page) -> list[str]:
-    return list(await page.locator("article.thread-row .thread-title").all_inner_texts())
+async def ask_spacebot(page: Page, server: Server, text: str) -> None:
+    """Start a thread in #spacebot from its message box, as a person would."""
+    await page.goto(f"{server.url}/c/{server.channel_id('spacebot')}")
+    await wait_connected(page)
+    box = page.get_by_label("Start a new thread in #spacebot")
+    await box.fill(text)
+    await box.press("Enter")
 
 
 # --- Ctrl+K leaves the focus on the channel's threads, not in the message box ----------------------
@@ -60,11 +65,7 @@ async def test_ctrl_k_jump_then_j_j_enter_opens_a_thread_and_sends_nothing(serve
 async def test_a_new_thread_in_an_agents_channel_opens_with_its_reply(server: Server, browser: Browser) -> None:
     watched = await signed_in_page(browser, server)
     page = watched.page
-    await page.goto(f"{server.url}/c/{server.channel_id('spacebot')}")
-    await wait_connected(page)
-    box = page.get_by_label("Start a new thread in #spacebot")
-    await box.fill("what time is it?")
-    await box.press("Enter")
+    await ask_spacebot(page, server, "what time is it?")
     await expect(page.get_by_role("heading", name="what time is it?")).to_be_visible()
     assert "/t/" in page.url
     reply = page.locator("article.msg[data-author-kind=agent]")
@@ -114,11 +115,7 @@ async def test_an_agents_card_settles_for_everyone_and_the_agent_answers_below(
     olivia = invite(server, server.token, "member", name="Olivia Ops")
     watched = await signed_in_page(browser, server)
     page = watched.page
-    await page.goto(f"{server.url}/c/{server.channel_id('spacebot')}")
-    await wait_connected(page)
-    box = page.get_by_label("Start a new thread in #spacebot")
-    await box.fill("post an approval card")
-    await box.press("Enter")
+    await ask_spacebot(page, server, "post an approval card")
     card = page.locator("article.msg[data-author-kind=agent]", has=page.locator(".block-actions"))
     await expect(card.get_by_role("button", name="Approve")).to_be_enabled(timeout=TIMEOUT_MS)
     other = await signed_in_page(browser, server, olivia)
@@ -149,11 +146,7 @@ async def test_answering_an_agents_question_hides_the_menu_and_the_answer_comes_
 ) -> None:
     watched = await signed_in_page(browser, server)
     page = watched.page
-    await page.goto(f"{server.url}/c/{server.channel_id('spacebot')}")
-    await wait_connected(page)
-    box = page.get_by_label("Start a new thread in #spacebot")
-    await box.fill("please ask me which environment")
-    await box.press("Enter")
+    await ask_spacebot(page, server, "please ask me which environment")
     asking = page.locator("article.msg", has=page.locator(".card-select"))
     await expect(asking).to_have_count(1, timeout=TIMEOUT_MS)
     question = page.locator(f"article.msg[data-message-id='{await asking.get_attribute('data-message-id')}']")
@@ -257,7 +250,7 @@ async def test_a_profile_with_a_picture_a_name_and_a_new_password(
     await expect(page.locator(".saved")).to_have_text("Your picture is saved.")
     image = page.locator(".profile-picture img.avatar")
     await expect(image).to_have_attribute("src", re.compile(r"^/v1/users/usr_\w+/avatar\?v=att_"))
-    assert await image.evaluate("(img) => img.complete && img.naturalWidth") == 1
+    await wait_for_js(page, "document.querySelector('.profile-picture img.avatar').naturalWidth === 1")
     await expect(page.locator(".sidebar-foot img.avatar")).to_have_count(1)
 
     named = page.get_by_role("region", name="Display name")
