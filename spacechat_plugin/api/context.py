@@ -14,12 +14,14 @@ from typing import Any, Protocol
 from ..agents.activity import Activity
 from ..agents.delivery import Delivery
 from ..agents.replies import ReplyStreams
+from ..agents.task_mirror import TaskMirror
 from ..cards.service import CardService
 from ..config import Settings
 from ..hookspecs import HostAPI
 from ..identity.auth import Authenticator
 from ..identity.permissions import Access
 from ..instance import Instance
+from ..memory.service import Memory
 from ..notifications.service import Notifier
 from ..operations.incidents import Incidents
 from ..operations.observability import Observability
@@ -43,12 +45,14 @@ class Context(Protocol):
     cards: CardService
     replies: ReplyStreams
     activity: Activity
+    task_mirror: TaskMirror
     incidents: Incidents
     observe: Observability
     ops: Ops
     delivery: Delivery
     notifications: Notifier
     presence: Presence
+    memory: Memory
     inflight_keys: set[tuple[str, str]]
 
     @property

@@ -112,6 +112,8 @@ EVENT_SCOPES: tuple[tuple[str, str], ...] = (
     ("incident.", "incidents:read"),
     # Presence is part of the directory: who may list the members may see who is around.
     ("presence.", "members:read"),
+    # Candidates and memories carry what people said about people: reviewers see them live.
+    ("memory.", "memory:review"),
 )
 
 

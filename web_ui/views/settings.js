@@ -7,6 +7,7 @@ import { navigate } from "../router.js";
 import { html, fullTime, ErrorNote } from "./ui.js";
 import { Members, Tokens, CopyButton } from "./admin.js";
 import { NotificationSettings } from "./notifications.js";
+import { MyMemory } from "./memory.js";
 
 function Devices() {
   const [sessions, setSessions] = useState(null);
@@ -101,6 +102,7 @@ export function SettingsView() {
       </section>
       <${NotificationSettings} />
       <${Devices} />
+      <${MyMemory} />
       ${state.can("tokens:create") && html`<${Tokens} />`}
       ${state.can("members:read") && html`<${Members} />`}
       ${state.can("members:manage") && html`<${Invitations} />`}

@@ -49,7 +49,20 @@ class AgentRuntime(Protocol):
 
     async def save_memory(self, *, agent_id: str, memory: Mapping[str, Any]) -> str: ...
 
+    async def forget_memory(self, *, agent_id: str, key: str) -> bool: ...
+
     def expect_answer(self, key: str) -> asyncio.Future[Mapping[str, Any]]: ...
+
+
+class TurnView(Protocol):
+    """A turn in progress as a host that runs whole turns (the AG-UI host) sees it: its ids, and
+    the reply it accumulates."""
+
+    base: dict[str, Any]
+    text: str
+    ttft_ms: int | None
+
+    def elapsed_ms(self) -> int: ...
 
 
 class ChannelContext(Protocol):
