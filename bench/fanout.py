@@ -17,8 +17,16 @@ Also reported: the server's RSS per idle connection ((VmRSS after connecting N a
 - VmRSS before) / N) and the server's CPU time per delivery (CPU seconds over the message loop /
 (messages * N)). Medians over the runs are printed as a Markdown table.
 
+With `--typists K --present P` (issue 13) people are also live while it runs: K bot identities
+type in ten threads of the channel (a report that they type, then that they stopped, every few
+seconds each) and P invited people with open streams switch between active and away every few
+seconds (activity.py). The first half of the measured messages runs with them quiet, the second
+half with them busy, in the same server: the report adds post->last p99 quiet and busy, and
+their ratio (the target: busy p99 within 10 % of quiet).
+
     python bench/fanout.py                       # N = 100, 500, 1000; 100 messages each; 3 runs
     python bench/fanout.py --profile /tmp/fanout.txt   # plus one unrecorded run under py-spy
+    python bench/fanout.py --subscribers 1000 --typists 100 --present 50   # presence and typing
 """
 
 from __future__ import annotations
@@ -32,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from activity import Activity
 from harness import (
     CpuMonitor,
     HTTPConnection,
@@ -108,6 +117,8 @@ class Result:
     ack_to_last_ms: list[float] = field(default_factory=list)
     post_to_ack_ms: list[float] = field(default_factory=list)
     missed: int = 0
+    busy_ms: list[float] = field(default_factory=list)  # post -> last while people type and come and go
+    reports: int = 0
     rss_per_conn_kib: float = 0.0
     server_us_per_delivery: float = 0.0
     server_sys_share: float = 0.0
@@ -130,6 +141,8 @@ class Result:
             "client_us": self.client_us_per_delivery,
             "missed": float(self.missed),
             "foreign_cpu": self.foreign_cpu,
+            "busy_p99": percentile(self.busy_ms, 99) if self.busy_ms else 0.0,
+            "reports": float(self.reports),
         }
 
 
@@ -137,7 +150,8 @@ async def measure(server: Server, subscribers: int, args: argparse.Namespace, pr
     messages, gap, warmup = args.messages, args.gap_ms / 1000, args.warmup
     host, port, token = server.host, server.port, server.token
     conn = await HTTPConnection.open(host, port, token)
-    thread_id, _ = await new_thread(conn, await general_channel(conn))
+    channel_id = await general_channel(conn)
+    thread_id, _ = await new_thread(conn, channel_id)
     path = f"/v1/threads/{thread_id}/messages"
     for i in range(20):  # warm the server's code paths before the baseline RSS
         await conn.json("POST", path, {"text": f"warm-up {i}"}, expect=201)
@@ -145,6 +159,11 @@ async def measure(server: Server, subscribers: int, args: argparse.Namespace, pr
     await asyncio.sleep(1.0)
     rss_before = server.rss_kib()
 
+    activity = None
+    if args.typists or args.present:
+        activity = Activity(host, port, token, typists=args.typists, present=args.present)
+        await activity.start(channel_id)
+        log(f"N={subscribers}: {args.typists} typists and {args.present} people present, quiet for now")
     probe = Probe()
     streams = await open_many(lambda: FanoutStream.open(host, port, token, probe=probe), subscribers)
     await asyncio.sleep(2.0)  # let the connections settle before reading RSS
@@ -161,6 +180,10 @@ async def measure(server: Server, subscribers: int, args: argparse.Namespace, pr
             for i in range(warmup + messages):
                 if i == warmup:
                     split, cpu_client = server.cpu_split(), client_cpu_seconds()
+                busy = activity is not None and i >= warmup + messages // 2
+                if busy and activity is not None and not activity.on.is_set():
+                    activity.on.set()
+                    await asyncio.sleep(3.0)  # the typists and people get going
                 marker = f"fanout-{nonce}-{i:06d}"
                 probe.arm(marker.encode(), subscribers)
                 assert probe.done is not None
@@ -174,7 +197,9 @@ async def measure(server: Server, subscribers: int, args: argparse.Namespace, pr
                     result.missed += probe.remaining
                     log(f"N={subscribers}: message {i} reached {subscribers - probe.remaining} subscribers in 10 s")
                     continue
-                if i >= warmup:
+                if busy:
+                    result.busy_ms.append((probe.last - conn.sent_at) * 1000)
+                elif i >= warmup:
                     result.post_to_last_ms.append((probe.last - conn.sent_at) * 1000)
                     result.first_to_last_ms.append((probe.last - probe.first) * 1000)
                     result.post_to_first_ms.append((probe.first - conn.sent_at) * 1000)
@@ -188,6 +213,9 @@ async def measure(server: Server, subscribers: int, args: argparse.Namespace, pr
             result.client_us_per_delivery = (client_cpu_seconds() - cpu_client) / deliveries * 1e6
         result.foreign_cpu = monitor.foreign
     finally:
+        if activity is not None:
+            result.reports = activity.reports
+            await activity.stop()
         for stream in streams:
             stream.close()
         conn.close()
@@ -207,6 +235,8 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=5, help="unmeasured messages first (default 5)")
     parser.add_argument("--gap-ms", type=float, default=20, help="pause between messages (default 20)")
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--typists", type=int, default=0, help="bots typing during the second half (issue 13)")
+    parser.add_argument("--present", type=int, default=0, help="people coming and going during the second half")
     add_profile_options(parser, "one more run of the largest N (not counted)")
     add_server_options(parser)
     parser.add_argument("--json", type=Path, help="write every run's figures here")
@@ -281,6 +311,21 @@ def report(args: argparse.Namespace, counts: list[int], runs: dict[int, list[dic
         p99 = med(1000, "p99")
         verdict = "met" if p99 <= TARGET_P99_MS else f"MISSED by {p99 - TARGET_P99_MS:.1f} ms"
         print(f"\ntarget: fan-out to 1,000 subscribers p99 <= {TARGET_P99_MS:.0f} ms: {p99:.1f} ms, {verdict}")
+    if args.typists or args.present:
+        print_table(
+            f"With {args.typists} typists and {args.present} people coming and going (second half of each run)",
+            ["N", "post->last p99 quiet (ms)", "post->last p99 busy (ms)", "busy / quiet", "reports sent"],
+            [
+                [
+                    f"{n:,}",
+                    f"{med(n, 'p99'):.1f}",
+                    f"{med(n, 'busy_p99'):.1f}",
+                    f"{med(n, 'busy_p99') / max(med(n, 'p99'), 1e-9):.2f}",
+                    f"{med(n, 'reports'):.0f}",
+                ]
+                for n in counts
+            ],
+        )
 
 
 if __name__ == "__main__":

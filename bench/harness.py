@@ -493,9 +493,11 @@ class HTTPConnection(asyncio.Protocol):
             return
         head = bytes(buffer[:end]).lower()
         start = head.find(b"\r\ncontent-length:")
-        if start < 0 and head[9:12] in (b"204", b"304"):  # no body, and no Content-Length either
-            length = 0
-        elif start < 0:
+        if start < 0 and head[9:12] in (b"204", b"304"):  # no body, and none announced
+            del buffer[: end + 4]
+            waiter.set_result((int(head[9:12]), b""))
+            return
+        if start < 0:
             waiter.set_exception(HTTPError("response without Content-Length: " + head[:200].decode()))
             return
         else:

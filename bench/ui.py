@@ -15,10 +15,15 @@ different heights) through the API with 50 concurrent senders, then drives Debia
 - send-to-render: Enter in the message box until the message is in the list (optimistic, pending),
   and until the server's copy replaces it (confirmed), in the 100,000-message thread;
 - local interactions: a click on a channel in the sidebar until the next frame is painted, and
-  keyboard focus moving between messages.
+  keyboard focus moving between messages;
+- first paint (issue 13): navigation to `/c/<channel>` until the browser's first contentful paint
+  and until the app has painted the channel with its threads (`spacechat:channel-rendered`),
+  cold (a new browser context: empty HTTP cache, no service worker) and warm (the same context
+  again, with its HTTP cache and service worker), with the requests and bytes it took.
 
     python bench/ui.py                     # 100,000 messages
     python bench/ui.py --messages 20000 --scroll-seconds 5
+    python bench/ui.py --messages 100 --first-paint-only   # first paint alone, in a minute
 """
 
 from __future__ import annotations
@@ -235,6 +240,36 @@ async def sends(context: BrowserContext, url: str, thread_id: str, count: int) -
     return pending, confirmed
 
 
+FIRST_PAINT = """
+() => {
+  const fcp = performance.getEntriesByName('first-contentful-paint')[0];
+  const shown = performance.getEntriesByName('spacechat:channel-rendered')[0];
+  const files = performance.getEntriesByType('resource').filter((r) => !new URL(r.name).pathname.startsWith('/v1/'));
+  return fcp && shown && {fcp: fcp.startTime, app: shown.startTime, requests: files.length,
+    network: files.filter((r) => r.transferSize > 0).length,
+    bytes: files.reduce((sum, r) => sum + (r.transferSize || 0), 0)};
+}
+"""
+
+
+async def first_paint(browser: Browser, url: str, channel_id: str, rounds: int) -> dict[str, list[dict[str, float]]]:
+    """Cold: a fresh context each round; warm: a second tab of it once its service worker holds the app."""
+    cold: list[dict[str, float]] = []
+    warm: list[dict[str, float]] = []
+    for _ in range(rounds):
+        context = await signed_in_context(browser, url)
+        for into, settle in ((cold, True), (warm, False)):
+            page = await context.new_page()
+            await page.goto(f"{url}/c/{channel_id}")
+            into.append(dict(await wait_js(page, FIRST_PAINT)))
+            if settle:  # the service worker installs and caches the app before the warm visit
+                await wait_js(page, "navigator.serviceWorker.controller !== null")
+                await wait_js(page, "caches.has('spacechat-shell-v1')")
+            await page.close()
+        await context.close()
+    return {"cold": cold, "warm": warm}
+
+
 CLICK_TO_PAINT = """
 async (selector) => {
   const target = document.querySelector(selector);
@@ -337,6 +372,20 @@ def frame_stats(deltas: list[float]) -> list[str]:
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     server = Server(bench_config(), src=args.src).start()
     results: dict[str, Any] = {"messages": args.messages}
+    if args.first_paint_only:
+        try:
+            url = f"http://{server.host}:{server.port}"
+            conn = await HTTPConnection.open(server.host, server.port, server.token)
+            channel_id = await general_channel(conn)
+            conn.close()
+            wait_for_idle(max_busy=0.2, timeout=60)
+            async with async_playwright() as playwright:
+                browser = await playwright.chromium.launch(executable_path=args.chromium, args=CHROMIUM_ARGS)
+                results["first_paint"] = await first_paint(browser, url, channel_id, args.rounds)
+                await browser.close()
+        finally:
+            server.stop()
+        return results
     try:
         url = f"http://{server.host}:{server.port}"
         log(f"seeding a thread of {args.messages} messages")
@@ -372,6 +421,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             await seed_inbox(server, args.inbox_threads)
             results["inbox_threads"] = args.inbox_threads
             results["inbox_open_ms"] = await open_inbox(context, url, channel_id, args.rounds)
+            results["first_paint"] = await first_paint(browser, url, channel_id, args.rounds)
             await browser.close()
     finally:
         server.stop()
@@ -397,7 +447,31 @@ class httpx_like:
         return None
 
 
+def report_first_paint(results: dict[str, Any]) -> None:
+    rows = []
+    for kind, runs in results["first_paint"].items():
+        rows.append(
+            [
+                kind,
+                f"{median([r['fcp'] for r in runs]):.0f}",
+                f"{median([r['app'] for r in runs]):.0f}",
+                f"{max(r['app'] for r in runs):.0f}",
+                f"{median([r['network'] for r in runs]):.0f} / {median([r['requests'] for r in runs]):.0f}",
+                f"{median([r['bytes'] for r in runs]) / 1024:.0f} KiB",
+            ]
+        )
+    print_table(
+        f"First paint of /c/<channel> (median of {len(results['first_paint']['cold'])}; target: app <= 600 ms cold, "
+        "<= 300 ms warm)",
+        ["visit", "first contentful paint ms", "app painted ms", "app max ms", "from network / files", "transferred"],
+        rows,
+    )
+
+
 def report(results: dict[str, Any]) -> None:
+    if "open_cold_ms" not in results:
+        report_first_paint(results)
+        return
     ms = lambda values: f"{median(values):.0f}"  # noqa: E731
     print_table(
         f"Opening a thread of {results['messages']:,} messages (median of {len(results['open_cold_ms'])})",
@@ -466,6 +540,7 @@ def report(results: dict[str, Any]) -> None:
             for name, v in results["interactions_ms"].items()
         ],
     )
+    report_first_paint(results)
 
 
 def main() -> None:
@@ -476,6 +551,7 @@ def main() -> None:
     parser.add_argument("--scroll-seconds", type=float, default=8)
     parser.add_argument("--inbox-threads", type=int, default=1000, help="threads in the owner's inbox")
     parser.add_argument("--chromium", default="/usr/bin/chromium")
+    parser.add_argument("--first-paint-only", action="store_true", help="measure only the first paint (no seeding)")
     parser.add_argument("--json", type=Path, help="also write the raw results here")
     add_server_options(parser)
     args = parser.parse_args()

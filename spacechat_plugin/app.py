@@ -32,11 +32,13 @@ from .identity.permissions import Access, event_rules
 from .instance import Instance
 from .memory.ingest import Ingest
 from .memory.service import Memory
+from .notifications.service import Notifier
 from .operations import telemetry
 from .operations.budgets import Budgets
 from .operations.incidents import Incidents
 from .operations.observability import Observability
 from .operations.ops import Ops
+from .presence.service import Presence
 from .realtime.bus import Bus
 from .realtime.streams import Streams
 from .resources import resource
@@ -138,6 +140,8 @@ class Spacechat:
         self.hooks.sdk = self.sdk
         agent_names = {a["id"]: a["name"] for a in host.agents()} if host is not None else {}
         self.telemetry = telemetry.build(settings.telemetry, agent_names)
+        self.notifications = Notifier(self.db, self.access, self.streams)
+        self.presence = Presence(self.streams.publish_live)
 
         # (actor id, idempotency key) of sends in progress: a concurrent duplicate gets 409.
         self.inflight_keys: set[tuple[str, str]] = set()
@@ -178,6 +182,7 @@ class Spacechat:
             logger.warning("%d agent replies were cut by a restart and marked interrupted", len(ended))
         await self._prune()
         self.access.load(await tenancy.all_channels(self.db), await identity.all_memberships(self.db))
+        await self.notifications.load()
         self._setup_secret = await bootstrap.setup_secret(self.db, self.instance.org_id)
         if self.instance.bound_url is not None:
             self._print_setup_link()
@@ -190,6 +195,8 @@ class Spacechat:
             asyncio.create_task(self._prune_loop(), name="spacechat-prune"),
             asyncio.create_task(self.approvals.sweep_loop(), name="spacechat-approvals"),
             asyncio.create_task(self.incidents.sweep_loop(), name="spacechat-incident-reminders"),
+            asyncio.create_task(self.notifications.run(), name="spacechat-notifications"),
+            asyncio.create_task(self.presence.run(), name="spacechat-presence"),
         ]
 
     def _register_plugins(self) -> None:
@@ -236,6 +243,9 @@ class Spacechat:
         if self.auth is not None and any(event.event_type == "member.updated" for event in events):
             self.auth.forget()
         self.streams.publish_soon(events)
+        self.replies.observe(events)
+        self.notifications.observe(events)
+        self.presence.observe(events)
 
     def end_streams(self, key: str) -> None:
         """Access ended (a revoked session or token, a deactivated user, a new password): forget

@@ -270,7 +270,7 @@ class Settings(_Section):
     data_dir: str = "./spacechat-data"
     public_url: str = ""
     log_level: Literal["debug", "info", "warning", "error"] = "info"
-    log_format: Literal["json", "text"] = "json"
+    log_format: Literal["auto", "json", "text"] = "auto"
     hook_plugins: list[str] = []
     storage: StorageConfig = StorageConfig()
     messages: MessagesConfig = MessagesConfig()

@@ -520,6 +520,44 @@ class SystemHealthChanged(Payload):
     detail: str | None = None
 
 
+# --- notifications, presence and typing (live only: never in the log) ------------------------
+
+
+@dataclass(frozen=True)
+class NotificationCreated(Payload):
+    """notification.created: live only, sent to one person's streams. A message they should hear
+    about (`reason`: `mention`, `dm`, `reply` in a thread they started or replied to, or
+    `message` in a channel whose level is `all`); `message` is a short form of it (id, thread,
+    author, an excerpt of its text), with the channel's name and the thread's title."""
+
+    event_type: ClassVar[str] = "notification.created"
+    live_only: ClassVar[bool] = True
+    reason: str
+    message: dict[str, Any]
+    channel_name: str
+    thread_title: str
+
+
+@dataclass(frozen=True)
+class PresenceChanged(Payload):
+    """presence.changed: live only. People whose presence changed, `{user_id: "active" | "away"}`
+    (changes of one moment are sent together, at most about once a second)."""
+
+    event_type: ClassVar[str] = "presence.changed"
+    live_only: ClassVar[bool] = True
+    users: dict[str, str]
+
+
+@dataclass(frozen=True)
+class TypingChanged(Payload):
+    """typing.changed: live only. Who is typing now in the thread of the envelope (`thread_id`
+    null: a new thread in the channel); sent when that set changes, at most about once a second."""
+
+    event_type: ClassVar[str] = "typing.changed"
+    live_only: ClassVar[bool] = True
+    users: list[str]
+
+
 # --- memory (issue 12) ---------------------------------------------------------------------
 
 

@@ -288,6 +288,26 @@ def invite(
     return Person(accepted.json()["user"], accepted.json()["session_token"])
 
 
+def other_org_owner(server: Server, name: str = "Globex") -> Person:
+    """The owner of a second organisation on the same server, signed in (for tenancy tests)."""
+    import secrets
+
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        org = client.post("/v1/orgs", json={"name": f"{name} {secrets.token_hex(2)}"}, headers=server.auth).json()
+        made = client.post(
+            "/v1/auth/setup",
+            json={
+                "token": org["setup_token"],
+                "email": f"owner-{secrets.token_hex(3)}@{name.lower()}.example",
+                "name": f"{name} Owner",
+                "password": PASSWORD,
+                "return_token": True,
+            },
+        )
+        assert made.status_code == 201, made.text
+    return Person(made.json()["user"], made.json()["session_token"])
+
+
 def login(server: Server, email: str, password: str = PASSWORD, **extra: Any) -> httpx.Response:
     with httpx.Client(base_url=server.url, timeout=30) as client:
         return client.post("/v1/auth/login", json={"email": email, "password": password, "return_token": True, **extra})

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from spacechat_plugin.events import Event, MessageStreamDelta, SystemHealthChanged, TaskCreated
+from spacechat_plugin.events import Event, MessageStreamDelta, NotificationCreated, SystemHealthChanged, TaskCreated
 from spacechat_plugin.realtime.bus import Bus, Lagged, trim
 
 pytestmark = pytest.mark.asyncio
@@ -111,3 +111,39 @@ async def test_an_idle_subscriber_with_a_direct_writer_is_written_to_without_wak
     bus.publish([event(5)])
     assert len(written) == 1
     assert seqs(await waiting) == [5], "then the task is woken and sends them the usual way"
+
+
+async def test_a_private_event_reaches_only_the_subscribers_named_after_what_the_ring_holds() -> None:
+    bus = Bus(ring_size=64, max_lag=32)
+    mine = bus.subscribe(lambda item: item.channel_id != "secret")
+    theirs = bus.subscribe(lambda item: True)
+    note = Event(NotificationCreated(reason="reply", message={}, channel_name="g", thread_title="t"), org_id="org_a")
+    bus.publish([event(1)])
+    assert bus.deliver_to([mine], note) == 1
+    got = await mine.next()
+    assert seqs(got) == [1, None] and got[1].entries[0].event_type == "notification.created", (
+        "the ring's events first, then the private one"
+    )
+    assert seqs(await theirs.next()) == [1], "nobody else gets it"
+    hidden = Event(note.payload, org_id="org_a", channel_id="secret")
+    assert bus.deliver_to([mine], hidden) == 0, "the subscriber's own check still applies"
+    assert mine.private == []
+
+
+async def test_a_private_event_is_written_directly_to_an_idle_stream() -> None:
+    bus = Bus(ring_size=64, max_lag=32)
+    written: list[bytes] = []
+    sub = bus.subscribe(lambda item: True)
+
+    def write(body: bytes) -> bool:
+        written.append(body)
+        return True
+
+    sub.direct = write
+    waiting = asyncio.create_task(sub.next())
+    await asyncio.sleep(0)
+    note = Event(NotificationCreated(reason="dm", message={}, channel_name="g", thread_title="t"), org_id="org_a")
+    bus.deliver_to([sub], note)
+    assert len(written) == 1 and written[0].startswith(b"data: {") and b'"notification.created"' in written[0]
+    assert not waiting.done()
+    waiting.cancel()

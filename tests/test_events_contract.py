@@ -24,5 +24,12 @@ def test_envelope_fields_are_documented() -> None:
         assert f"`{field}`" in DOCS
 
 
-def test_only_deltas_are_live_only() -> None:
-    assert {name for name, cls in payload_types().items() if cls.live_only} == {"message.stream.delta"}
+# Never in the log: stream deltas, and people's live state (issue 13). Each says so in its docs.
+LIVE_ONLY = {"message.stream.delta", "notification.created", "presence.changed", "typing.changed"}
+
+
+def test_only_the_documented_events_are_live_only() -> None:
+    assert {name for name, cls in payload_types().items() if cls.live_only} == LIVE_ONLY
+    for name in LIVE_ONLY:
+        section = DOCS.split(f"### {name}\n", 1)[1].split("### ", 1)[0]
+        assert "Live only" in section, name

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -27,6 +28,17 @@ def approval_card(server: Server, thread_id: str) -> dict[str, object]:
     return wait_for_message(server, thread_id, lambda m: bool(m["blocks"]) and m["blocks"][0]["type"] == "tool_run")
 
 
+def said(message: dict[str, Any]) -> bool:
+    """An agent's finished reply with something to say (not a card; not a first message whose
+    reply went on below a card, issue 13)."""
+    return (
+        message["author"]["kind"] == "agent"
+        and not message["blocks"]
+        and message["state"] == "completed"
+        and not message["metadata"].get("continued_in")
+    )
+
+
 def click(server: Server, headers: dict[str, str], message_id: str, action_id: str) -> httpx.Response:
     with httpx.Client(base_url=server.url, headers=headers) as client:
         return client.post("/v1/interactions", json={"message_id": message_id, "action_id": action_id})
@@ -45,9 +57,15 @@ def test_tool_approval_holds_the_call_until_approved(hooked: Server) -> None:
     refused = click(hooked, member.auth, str(card["id"]), "tool.approve")
     assert refused.status_code == 403, "approving needs tasks:approve"
     assert click(hooked, hooked.auth, str(card["id"]), "tool.approve").status_code == 201
-    done = wait_for_message(hooked, thread_id, lambda m: m["id"] == reply["id"] and m["state"] == "completed")
-    assert "restart of billing requested" in done["text"]
-    decided = wait_for_message(hooked, thread_id, lambda m: m["id"] == card["id"] and bool(m["card_state"]))
+    # The reply goes on below the card (issue 13): its first message hands over to a newer one.
+    done = wait_for_message(
+        hooked, thread_id, lambda m: m.get("metadata", {}).get("continues") == reply["id"] and m["state"] == "completed"
+    )
+    assert "restart of billing requested" in done["text"] and done["seq"] > int(str(card["seq"]))
+    # The card settled at once ("Approved"), then the plugin said who decided.
+    decided = wait_for_message(
+        hooked, thread_id, lambda m: m["id"] == card["id"] and " by " in str(m["card_state"]["decided"]["decision"])
+    )
     assert decided["card_state"]["decided"]["decision"]["label"].startswith("Approved by")
     again = click(hooked, hooked.auth, str(card["id"]), "tool.deny")
     assert again.status_code == 409 and again.json()["error"]["code"] == "already_decided"
@@ -75,13 +93,19 @@ def test_a_waiting_approval_does_not_hold_up_the_channels_other_threads(hooked: 
         assert [m["id"] for m in agent_replies] == [reply["id"]], "no second turn while the first waits"
         assert reply["state"] in ("created", "streaming")
     assert click(hooked, hooked.auth, str(card["id"]), "tool.approve").status_code == 201
-    first = wait_for_message(hooked, waiting, lambda m: m["id"] == reply["id"] and m["state"] == "completed")
-    assert "restart of billing requested" in first["text"]
+    # The approved turn goes on below its card (issue 13), in the message its first one hands over to.
+    first = wait_for_message(
+        hooked, waiting, lambda m: m["metadata"].get("continues") == reply["id"] and m["state"] == "completed"
+    )
+    assert "restart of billing requested" in first["text"] and first["seq"] > int(str(card["seq"]))
     second = wait_for_message(
         hooked,
         waiting,
         lambda m: (
-            m["author"]["kind"] == "agent" and not m["blocks"] and m["id"] != reply["id"] and m["state"] == "completed"
+            m["author"]["kind"] == "agent"
+            and not m["blocks"]
+            and m["id"] not in (reply["id"], first["id"])
+            and m["state"] == "completed"
         ),
     )
     assert second["seq"] > first["seq"], "the held follow-up ran after the approved turn"
@@ -111,11 +135,7 @@ permission_tools = ["restart_service"]
             ]["id"]
             card = approval_card(server, thread_id)
             assert click(server, server.auth, str(card["id"]), "tool.approve").status_code == 201
-            done = wait_for_message(
-                server,
-                thread_id,
-                lambda m: m["author"]["kind"] == "agent" and not m["blocks"] and m["state"] == "completed",
-            )
+            done = wait_for_message(server, thread_id, said)
             assert "restart of billing requested" in done["text"]
             history = client.get(f"/v1/threads/{thread_id}/history", params={"limit": 50}).json()["messages"]
             cards = [m for m in history if m["blocks"]]
@@ -132,9 +152,7 @@ def test_tool_approval_deny_skips_the_call(hooked: Server) -> None:
         ]["id"]
     card = approval_card(hooked, thread_id)
     assert click(hooked, hooked.auth, str(card["id"]), "tool.deny").status_code == 201
-    done = wait_for_message(
-        hooked, thread_id, lambda m: m["author"]["kind"] == "agent" and not m["blocks"] and m["state"] == "completed"
-    )
+    done = wait_for_message(hooked, thread_id, said)
     assert "I could not use restart_service: Tool denied" in done["text"]
     assert "restart of payments requested" not in done["text"]
 
@@ -150,9 +168,7 @@ def test_a_pending_approval_survives_a_restart(hooked: Server) -> None:
     interrupted = wait_for_message(hooked, thread_id, lambda m: m["author"]["kind"] == "agent" and not m["blocks"])
     assert interrupted["failure_reason"] == "interrupted"
     assert click(hooked, hooked.auth, str(card["id"]), "tool.approve").status_code == 201
-    resumed = wait_for_message(
-        hooked, thread_id, lambda m: m["author"]["kind"] == "agent" and not m["blocks"] and m["state"] == "completed"
-    )
+    resumed = wait_for_message(hooked, thread_id, said)
     assert "restart of search requested" in resumed["text"]
 
 

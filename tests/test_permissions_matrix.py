@@ -251,9 +251,18 @@ BUILDERS: dict[str, Builder] = {
     "GET /v1/me": lambda w, r, o, c: Call("GET", "/v1/me"),
     "PATCH /v1/me": lambda w, r, o, c: Call("PATCH", "/v1/me", json={"name": f"{r} renamed"}),
     "GET /v1/me/sessions": lambda w, r, o, c: Call("GET", "/v1/me/sessions"),
+    "GET /v1/me/notifications": lambda w, r, o, c: Call("GET", "/v1/me/notifications"),
+    "POST /v1/me/presence": lambda w, r, o, c: Call("POST", "/v1/me/presence", json={"status": "away"}),
+    "GET /v1/presence": lambda w, r, o, c: Call("GET", "/v1/presence"),
     "DELETE /v1/me/sessions/{session_id}": revoke_my_session,
     "GET /v1/users": lambda w, r, o, c: Call("GET", "/v1/users"),
     "GET /v1/users/{user_id}": lambda w, r, o, c: Call("GET", f"/v1/users/{w.places[o].target.id}"),
+    # The target has no picture: past the checks, the answer is 404.
+    "GET /v1/users/{user_id}/avatar": lambda w, r, o, c: Call(
+        "GET",
+        f"/v1/users/{w.places[o].target.id}/avatar",
+        expect=expected_or("GET /v1/users/{user_id}/avatar", r, w.home, o, c, 404),
+    ),
     "PATCH /v1/users/{user_id}": lambda w, r, o, c: Call(
         "PATCH", f"/v1/users/{fresh_member(w, o).id}", json={"role": "operator"}
     ),
@@ -376,6 +385,12 @@ BUILDERS: dict[str, Builder] = {
     "POST /v1/channels/{channel_id}/read": lambda w, r, o, c: Call(
         "POST", f"/v1/channels/{ids(w, o, c)['channel']}/read", json={"seq": 1}
     ),
+    "PUT /v1/channels/{channel_id}/notifications": lambda w, r, o, c: Call(
+        "PUT", f"/v1/channels/{ids(w, o, c)['channel']}/notifications", json={"level": "muted"}
+    ),
+    "POST /v1/channels/{channel_id}/typing": lambda w, r, o, c: Call(
+        "POST", f"/v1/channels/{ids(w, o, c)['channel']}/typing", json={"thread_id": ids(w, o, c)["thread"]}
+    ),
     "GET /v1/channels/{channel_id}/threads": lambda w, r, o, c: Call(
         "GET", f"/v1/channels/{ids(w, o, c)['channel']}/threads"
     ),
@@ -424,6 +439,15 @@ BUILDERS: dict[str, Builder] = {
     ),
     "GET /v1/messages/{message_id}/render/{connector}": lambda w, r, o, c: Call(
         "GET", f"/v1/messages/{ids(w, o, c)['message']}/render/text"
+    ),
+    # The owner's message has no form: past the checks the owner and admins (channels:manage) get
+    # 400 no_form; the others may read it but not its answers (403).
+    "GET /v1/messages/{message_id}/responses": lambda w, r, o, c: Call(
+        "GET",
+        f"/v1/messages/{ids(w, o, c)['message']}/responses",
+        expect=expected_or(
+            "GET /v1/messages/{message_id}/responses", r, w.home, o, c, 400 if r in ("owner", "admin") else 403
+        ),
     ),
     # The matrix's messages carry no card: past the checks, the answer is 422 no_card.
     "POST /v1/interactions": lambda w, r, o, c: Call(

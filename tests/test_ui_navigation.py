@@ -136,6 +136,7 @@ async def test_invitation_devices_logout_and_login(server: Server, browser: Brow
     await page.get_by_label("Your name").fill("Ivy Invitee")
     await page.get_by_label("Email").fill("ivy@example.com")
     await page.get_by_label("Password (at least 10 characters)").fill("a long enough passphrase")
+    await page.get_by_label("Repeat the password").fill("a long enough passphrase")
     await page.get_by_role("button", name="Join").click()
     await expect(page.get_by_role("navigation", name="Channels")).to_be_visible()
     await expect(page.locator(".sidebar-foot .me")).to_have_text("Ivy Invitee")

@@ -8,6 +8,8 @@ import { forgetAll } from "./store.js";
 import { clearForSignOut, forgetStored } from "./outbox.js";
 import { resetOps } from "./ops.js";
 import { resetTasks } from "./tasks.js";
+import { resetNotifications } from "./notify.js";
+import { resetPresence } from "./presence.js";
 
 export async function loadMe() {
   const me = await get("/v1/me", { quiet401: true });
@@ -114,6 +116,8 @@ export function endSession() {
     state.booted.value = false;
     resetOps();
     resetTasks();
+    resetNotifications();
+    resetPresence();
   });
 }
 

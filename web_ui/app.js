@@ -4,17 +4,20 @@ import { render, useEffect, effect, HIGHLIGHT_CSS, HIGHLIGHT_DARK_CSS, UPLOT_CSS
 import { NetworkError, whenUnauthorized, get } from "./api.js";
 import * as state from "./state.js";
 import * as realtime from "./realtime.js";
-import { threadModels, channelModels, threadModel, refetchMessage, openThread, loadThreads } from "./store.js";
+import { threadModels, channelModels, threadModel, channelModel, refetchMessage, openThread, loadThreads } from "./store.js";
 import { restore as restoreOutbox, flush as flushOutbox } from "./outbox.js";
 import { loadMe, loadStructure, refreshChannels, endSession, saveSnapshot, restoreSnapshot } from "./actions.js";
 import { parse, navigate, interceptLinks, channelPath, messagePath } from "./router.js";
 import { startOps } from "./ops.js";
+import { startNotifications } from "./notify.js";
+import { startPresence } from "./presence.js";
 import { html, Icon, Spinner } from "./views/ui.js";
 import { warmUp } from "./markdown.js";
 import { Sidebar, ConnectionBadge } from "./views/sidebar.js";
 import { ChannelView } from "./views/channel.js";
 import { ThreadView } from "./views/thread.js";
 import { SettingsView } from "./views/settings.js";
+import { ProfileView } from "./views/profile.js";
 import { SetupView, LoginView, InviteView } from "./views/auth.js";
 import { Dialogs, openDialog, openShortcuts } from "./views/dialogs.js";
 import { BoardView } from "./views/board.js";
@@ -80,6 +83,10 @@ async function boot() {
     // Fetch the thread's newest page alongside the organisation's structure, not after it.
     const model = threadModel(route.threadId);
     if (!model.loaded && !model.loading) openThread(model);
+  } else if (route.name === "channel") {
+    // The same for a channel's threads: the first paint waits for one round trip less.
+    const model = channelModel(route.channelId);
+    if (!model.loaded && !model.loading) loadThreads(model);
   }
   for (let attempt = 0; ; attempt++) {
     try {
@@ -95,6 +102,8 @@ async function boot() {
   state.booted.value = true;
   startOps();
   refreshInboxCount();
+  startNotifications();
+  startPresence();
   restoreOutbox();
   if (offline) reopenFailed();
   if (state.route.value.name === "home") goHome();
@@ -130,8 +139,10 @@ realtime.onReady(({ first }) => {
     loadStructure().then(saveSnapshot, () => {});
     return;
   }
-  // Back after a gap: the log replay brought every logged event; stream deltas are live only,
-  // so refetch what was streaming, refresh unread counts and resend what waits in the outbox.
+  // Back after a gap: the log replay brought every logged event; stream deltas, presence and
+  // typing are live only, so refetch what was streaming and who is here, refresh unread counts
+  // and resend what waits in the outbox.
+  startPresence();
   for (const model of threadModels.values()) for (const message of model.streaming()) refetchMessage(message.id);
   refreshChannels().catch(() => {});
   flushOutbox();
@@ -163,6 +174,7 @@ function Main({ route }) {
     return html`<${ThreadView} key=${route.threadId} threadId=${route.threadId} messageId=${route.messageId} />`;
   }
   if (route.name === "settings") return html`<${SettingsView} />`;
+  if (route.name === "profile") return html`<${ProfileView} />`;
   if (route.name === "tasks") return html`<${BoardView} key=${route.teamId || ""} teamId=${route.teamId} />`;
   if (route.name === "task") return html`<${TaskView} key=${route.taskId} taskId=${route.taskId} />`;
   if (route.name === "dashboard") return html`<${DashboardView} />`;

@@ -1,6 +1,6 @@
 // Client-side routes. The server answers index.html for every path that is not a file
 // (spacechat_plugin/webui.py), so each of these is a real, shareable URL:
-//   /setup#token=…   /invite#token=…   /login   /settings
+//   /setup#token=…   /invite#token=…   /login   /settings   /profile
 //   /c/<channel id>                         a channel: its threads
 //   /t/<thread id>                          a thread
 //   /t/<thread id>/m/<message id>           a message in its thread (deep link)
@@ -27,6 +27,8 @@ export function parse(location) {
       return { name: "login", next: new URLSearchParams(location.search).get("next") || "/" };
     case "settings":
       return { name: "settings" };
+    case "profile":
+      return { name: "profile" };
     case "c":
       return parts[1] ? { name: "channel", channelId: parts[1] } : { name: "home" };
     case "t":

@@ -16,6 +16,9 @@ export const workers = signal(new Map()); // thread_id -> Map(worker_id -> {agen
 export const announcement = signal(""); // polite screen-reader announcements
 export const drawerOpen = signal(false); // the sidebar on narrow screens
 export const booted = signal(false);
+// Where the focus goes when the next channel opens: "list" after a keyboard jump (Ctrl+K, Enter),
+// so j/k move between its threads instead of typing into the message box.
+export const focusNext = { channel: null };
 
 export const CATEGORIES = ["agents", "departments", "ops", "incidents", "projects"];
 

@@ -50,6 +50,7 @@ export class ThreadModel {
     this.version = signal(0);
     this.target = null; // a deep-linked message id
     this.generation = 0; // bumped by each full (re)load: the list starts over at its placement
+    this.arrived = []; // live messages that came while the first page was on its way
   }
 
   bump() {
@@ -84,6 +85,10 @@ export class ThreadModel {
       this.byId.set(message.id, merged);
       if (merged.client_msg_id) this.byClientId.set(merged.client_msg_id, merged);
       return true;
+    }
+    if (live && !this.loaded && this.loading === "open") {
+      this.arrived.push(message); // the page may have been read before it: applied after the page
+      return false;
     }
     if (live && !this.atLiveEnd) return false; // a gap would open: the newer page brings it
     const at = this.indexOfSeq(message.seq);
@@ -124,6 +129,9 @@ export class ThreadModel {
       if (message.client_msg_id) this.byClientId.set(message.client_msg_id, message);
     }
     this.loaded = true;
+    const arrived = this.arrived;
+    this.arrived = [];
+    if (mode === "replace") for (const message of arrived) this.upsert(message, { live: true });
   }
 
   /** Append streamed text; false when the copy is behind (the caller refetches). */

@@ -5,6 +5,7 @@
 // (immutable, versioned paths) are cache-first. Nothing under /v1 is ever cached
 // or intercepted: the API and the realtime stream go to the network.
 importScripts("/vendor-files.js");
+importScripts("/sw-notify.js"); // notifications: their own module
 
 const CACHE = "spacechat-shell-v1";
 const SHELL = [
@@ -18,8 +19,10 @@ const SHELL = [
   "/chat.js",
   "/interactions.js",
   "/markdown.js",
+  "/notify.js",
   "/ops.js",
   "/outbox.js",
+  "/presence.js",
   "/realtime.js",
   "/router.js",
   "/state.js",
@@ -32,6 +35,7 @@ const SHELL = [
   "/views/auth.js",
   "/views/board.js",
   "/views/cardinputs.js",
+  "/views/cardmaker.js",
   "/views/cards.js",
   "/views/channel.js",
   "/views/chart.js",
@@ -46,10 +50,12 @@ const SHELL = [
   "/views/memory.js",
   "/views/message.js",
   "/views/metrics.js",
+  "/views/notifications.js",
   "/views/opsbuttons.js",
   "/views/reactions.js",
   "/views/search.js",
   "/views/replyops.js",
+  "/views/profile.js",
   "/views/settings.js",
   "/views/sidebar.js",
   "/views/task.js",

@@ -39,8 +39,17 @@ class ReplyStream:
     reasoning_chars: int = 0
     message_ids: list[str] = field(default_factory=list)
     user_id: str | None = None  # the person whose message started the turn
-    turn_id: str = ""
     stopped_by: str | None = None  # set when someone asked to stop it
+    seq: int = 0  # of its message: a message posted in the thread after it moves the reply on
+    base: int = 0  # characters of the turn's text shown in earlier messages (continued below)
+    moved: bool = False  # the thread moved on: the next text goes on in a new message below
+    turn_id: str = ""
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def own_text(self) -> str:
+        """The part of the turn's text that its current message shows."""
+        return self.text[self.base :]
 
 
 async def turn_input(db: Database, reply: Mapping[str, Any]) -> dict[str, Any]:
@@ -174,20 +183,20 @@ class ReplyStreams:
             return None
         actor = Actor("agent", agent_id)
 
-        def create(tx: WriteTx) -> tuple[str, str | None]:
+        metadata: dict[str, Any] = {
+            "turn_id": turn_id,
+            "model": model,
+            "provider": provider,
+            "in_reply_to": list(message_ids),
+        }
+
+        def create(tx: WriteTx) -> tuple[dict[str, Any], str | None]:
             user_id = message_store.person_author(tx, message_ids[0]) if message_ids else None
-            metadata = {"turn_id": turn_id, "model": model, "provider": provider, "in_reply_to": list(message_ids)}
             retried = message_store.answered_turn(tx, thread_id, list(message_ids))
             if retried is not None:
                 metadata["retry_of"] = retried
             result = message_store.post_message(
-                tx,
-                actor=actor,
-                channel=channel,
-                thread_id=thread_id,
-                text="",
-                state="created",
-                metadata=metadata,
+                tx, actor=actor, channel=channel, thread_id=thread_id, text="", state="created", metadata=metadata
             )
             usage_store.turn_started(
                 tx,
@@ -213,9 +222,10 @@ class ReplyStreams:
                     thread_id=thread_id,
                 )
             )
-            return str(result.message["id"]), user_id
+            return result.message, user_id
 
-        message_id, user_id = await self.db.write(create)
+        message, user_id = await self.db.write(create)
+        message_id = str(message["id"])
         self.by_turn[turn_id] = ReplyStream(
             agent_id,
             message_id,
@@ -225,9 +235,53 @@ class ReplyStreams:
             thread_id,
             message_ids=list(message_ids),
             user_id=user_id,
+            seq=int(message["seq"]),
             turn_id=turn_id,
+            metadata=metadata,
         )
         return message_id
+
+    def observe(self, events: Sequence[Event]) -> None:
+        """After each commit: a message posted in a thread after a reply still under way moves
+        that reply on, so what it says next comes below, not above, what was posted (issue 13):
+        a question or an approval card mid-turn, or anything before the reply said a word. A
+        person chiming in while the reply streams does not cut it in two."""
+        if not self.by_turn:
+            return
+        for event in events:
+            if event.event_type != "message.created" or event.seq is None:
+                continue
+            for stream in self.by_turn.values():
+                if stream.thread_id != event.thread_id or event.seq <= stream.seq:
+                    continue
+                if not stream.own_text or event.actor.kind != "user":
+                    stream.moved = True
+
+    async def _continue_below(self, stream: ReplyStream, offset: int) -> None:
+        """Go on in a new message at the end of the thread; the current one keeps what it shows."""
+        channel = self.access.channels.get(stream.channel_id)
+        if channel is None:
+            return
+        old_id, kept = stream.message_id, stream.own_text[: max(0, offset - stream.base)]
+
+        def move(tx: WriteTx) -> dict[str, Any]:
+            result = message_store.post_message(
+                tx,
+                actor=Actor("agent", stream.agent_id),
+                channel=channel,
+                thread_id=stream.thread_id,
+                text="",
+                state="created",
+                metadata={**stream.metadata, "continues": old_id},
+            )
+            if kept != stream.saved:
+                message_store.checkpoint_streams(tx, {old_id: kept})
+            message_store.close_for_continuation(tx, old_id, result.message["id"])
+            return result.message
+
+        message = await self.db.write(move)
+        stream.message_id, stream.seq = str(message["id"]), int(message["seq"])
+        stream.base, stream.saved, stream.moved = offset, "", False
 
     async def delta(self, *, turn_id: str, delta: str, aggregated_text: str, kind: str = "text") -> None:
         stream = self.by_turn.get(turn_id)
@@ -238,7 +292,10 @@ class ReplyStreams:
             stream.reasoning_chars += len(delta)
         else:
             offset = len(aggregated_text) - len(delta)
+            if stream.moved:
+                await self._continue_below(stream, offset)
             stream.text = aggregated_text
+            offset -= stream.base
         payload = MessageStreamDelta(message_id=stream.message_id, offset=offset, text=delta, kind=kind)  # type: ignore[arg-type]
         self.publish_live(Event(payload, **self.envelope(stream)))
 
@@ -253,7 +310,7 @@ class ReplyStreams:
 
     async def flush(self) -> None:
         """Write the text so far of every stream that changed since its last checkpoint."""
-        dirty = {s.message_id: s.text for s in self.by_turn.values() if s.text != s.saved}
+        dirty = {s.message_id: s.own_text for s in self.by_turn.values() if s.own_text != s.saved}
         if not dirty:
             return
         await self.db.write(lambda tx: message_store.checkpoint_streams(tx, dirty))
@@ -276,10 +333,11 @@ class ReplyStreams:
             metadata = {**metadata, "stop_reason": "stopped", "stopped_by": stream.stopped_by}
 
         def finish(tx: WriteTx) -> dict[str, Any] | None:
+            own = text[stream.base :] if len(text) >= stream.base else text
             message = message_store.complete_message(
                 tx,
                 stream.message_id,
-                text,
+                own,
                 blocks=card,
                 card_state=initial_state(card),
                 metadata=metadata,
@@ -318,7 +376,9 @@ class ReplyStreams:
             )
 
         def fail(tx: WriteTx) -> dict[str, Any] | None:
-            message = message_store.fail_message(tx, stream.message_id, reason="error", error=error, text=stream.text)
+            message = message_store.fail_message(
+                tx, stream.message_id, reason="error", error=error, text=stream.own_text
+            )
             tx.emit(Event(AgentStatusChanged(agent_id=stream.agent_id, status="error", detail=error), **envelope))
             at = now_rfc3339()
             usage_store.turn_ended(

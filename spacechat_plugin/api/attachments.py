@@ -66,7 +66,7 @@ def clean_filename(raw: str | None) -> str:
     return name[:255] or "untitled"
 
 
-def _path(root: Path, attachment_id: str) -> Path:
+def attachment_path(root: Path, attachment_id: str) -> Path:
     return root / attachment_id[-2:] / attachment_id
 
 
@@ -126,7 +126,7 @@ async def upload(request: Request) -> Response:
         raise PayloadTooLarge(f"files are limited to {limits.max_bytes} bytes", details={"max_bytes": limits.max_bytes})
     root = app.data_dir / "attachments"
     attachment_id = new_id("att")
-    final = _path(root, attachment_id)
+    final = attachment_path(root, attachment_id)
     partial = final.with_suffix(".part")
     spool = await asyncio.to_thread(_Spool, partial)
     digest, size, head = hashlib.sha256(), 0, b""
@@ -194,7 +194,7 @@ async def download(request: Request) -> Response:
     content_type = row["content_type"]
     inline = content_type.startswith(INLINE_TYPES) and request.query_params.get("download") != "1"
     media_type = f"{content_type}; charset=utf-8" if content_type.startswith("text/") else content_type
-    path = _path(app.data_dir / "attachments", row["id"])
+    path = attachment_path(app.data_dir / "attachments", row["id"])
     if not path.exists():
         raise NotFound("the attachment's file is missing")
     response = FileResponse(

@@ -23,11 +23,13 @@ from ..identity.auth import Authenticator
 from ..identity.permissions import Access
 from ..instance import Instance
 from ..memory.service import Memory
+from ..notifications.service import Notifier
 from ..operations.budgets import Budgets
 from ..operations.incidents import Incidents
 from ..operations.observability import Observability
 from ..operations.ops import Ops
 from ..operations.telemetry import Telemetry
+from ..presence.service import Presence
 from ..realtime.bus import Bus
 from ..realtime.streams import Streams
 from ..search.service import SearchService
@@ -57,6 +59,8 @@ class Context(Protocol):
     delivery: Delivery
     search: SearchService
     hooks: PluginHooks
+    notifications: Notifier
+    presence: Presence
     memory: Memory
     inflight_keys: set[tuple[str, str]]
 

@@ -12,6 +12,7 @@ acts with its bot's scopes, so actions that need a scope (approvals) stay in Con
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -25,7 +26,7 @@ from .models import KEY_PATTERN, RelayedInteraction, SubmitInteraction
 _KEY = re.compile(KEY_PATTERN)
 
 
-async def _message(request: Request, message_id: str) -> dict[str, object]:
+async def message_or_404(request: Request, message_id: str) -> dict[str, Any]:
     app = spacechat(request)
     message = await message_store.get_message(app.db, message_id)
     if message is None:
@@ -50,7 +51,7 @@ async def submit(request: Request) -> Response:
         raise BadRequest(
             "Idempotency-Key must be 1-128 characters of letters, digits and . _ : ~ -", code="invalid_idempotency_key"
         )
-    message = await _message(request, body.message_id)
+    message = await message_or_404(request, body.message_id)
     status, result = await app.cards.submit(
         await principal(request),
         message,
@@ -66,7 +67,7 @@ async def submit(request: Request) -> Response:
 async def _relay(request: Request, connector: str) -> Response:
     app = spacechat(request)
     body = await read_json(request, RelayedInteraction, max_bytes=256 * 1024)
-    message = await _message(request, body.message_id)
+    message = await message_or_404(request, body.message_id)
     mapper = cards_render.interaction_from_slack if connector == "slack" else cards_render.interaction_from_discord
     try:
         mapped = mapper(body.payload)

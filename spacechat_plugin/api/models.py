@@ -144,6 +144,9 @@ class UpdateMe(Body):
     name: ReadableText | None = Field(None, min_length=1, max_length=80)
     password: str | None = Field(None, min_length=1, max_length=1024)
     current_password: str | None = Field(None, max_length=1024)
+    avatar_id: str | None = Field(
+        None, max_length=100, description="An image you uploaded (POST /v1/uploads) as your picture; null removes it."
+    )
 
 
 class CreateTeam(Body):
@@ -243,3 +246,18 @@ class CreateDirect(Body):
     user_ids: list[str] = Field(
         max_length=8, description="The others in the conversation (people or agents); you are added yourself."
     )
+
+
+class NotificationLevel(Body):
+    level: Literal["all", "mentions", "muted"] = Field(
+        description="all: every message; mentions: mentions, direct messages and replies in your threads; muted: none."
+    )
+
+
+class ReportPresence(Body):
+    status: Literal["active", "away"] = Field(description="What this page says about you: in use, or hidden/idle.")
+
+
+class Typing(Body):
+    thread_id: str | None = Field(None, description="The thread being replied in; null for a new thread.")
+    typing: bool = Field(True, description="true while typing (repeat every few seconds); false when done.")

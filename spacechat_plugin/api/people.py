@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import FileResponse, Response
 
 from ..errors import BadRequest, Conflict, Forbidden, NotFound
 from ..identity.auth import hash_password, verify_password
@@ -21,7 +21,9 @@ from ..identity.permissions import (
     check_role_change,
 )
 from ..store import identity
+from ..store import messages as message_store
 from ..store.db import WriteTx
+from .attachments import attachment_path
 from .auth import require_good_password
 from .common import JSONResponse, audit_action, authorize, channel_of, operation, principal, read_json, spacechat
 from .models import ChangeRole, CreateBot, CreateInvitation, CreateToken, UpdateMe
@@ -63,11 +65,33 @@ async def me(request: Request) -> Response:
     return JSONResponse(body)
 
 
-@operation("Change your name or password", tags=["auth"], body=UpdateMe, scope="any")
+AVATAR_TYPES = ("image/png", "image/jpeg", "image/gif", "image/webp")
+AVATAR_MAX_BYTES = 2 * 1024 * 1024
+
+
+async def _avatar(app: Any, who: Principal, attachment_id: str | None) -> str | None:
+    """Check that a new picture is an image the caller uploaded (400 otherwise)."""
+    if attachment_id is None:
+        return None
+    row = await message_store.get_attachment(app.db, attachment_id)
+    problem = None
+    if row is None or row["org_id"] != who.org_id or row["uploader_id"] != who.user_id:
+        problem = "no such upload of yours"
+    elif row["content_type"] not in AVATAR_TYPES:
+        problem = f"a picture must be one of {', '.join(AVATAR_TYPES)}"
+    elif row["size"] > AVATAR_MAX_BYTES:
+        problem = f"a picture is at most {AVATAR_MAX_BYTES // (1024 * 1024)} MB"
+    if problem is not None:
+        raise BadRequest(problem, code="invalid_request", details=[{"path": "avatar_id", "message": problem}])
+    return attachment_id
+
+
+@operation("Change your name, picture or password", tags=["auth"], body=UpdateMe, scope="any")
 async def update_me(request: Request) -> Response:
     app = spacechat(request)
     who = await principal(request)
     body = await read_json(request, UpdateMe, max_bytes=64 * 1024)
+    picture = await _avatar(app, who, body.avatar_id)
     new_hash = None
     if body.password is not None:
         row = await identity.login_of(app.db, who.user_id)
@@ -80,9 +104,13 @@ async def update_me(request: Request) -> Response:
     def change(tx: WriteTx) -> dict[str, Any]:
         if body.name is not None:
             identity.rename(tx, who.user_id, body.name)
+        if "avatar_id" in body.model_fields_set:
+            identity.set_avatar(tx, who.user_id, picture)
         if new_hash is not None:
             identity.set_password(tx, who.user_id, new_hash, keep)
             audit_action(tx, request, who, "auth.password_changed", "user", who.user_id)
+        if body.name is not None or "avatar_id" in body.model_fields_set:
+            return identity.profile_changed(tx, who.user_id, who.actor)
         return identity.user_json(identity.user_row(tx, who.user_id))
 
     user = await app.db.write(change)
@@ -137,6 +165,31 @@ async def list_users(request: Request) -> Response:
 async def get_user(request: Request) -> Response:
     _, user = await _user_or_404(request)
     return JSONResponse({"user": user})
+
+
+@operation(
+    "A member's picture (404 when they have none)",
+    tags=["members"],
+    scope="members:read",
+    resource=True,
+    produces="image/*",
+)
+async def avatar(request: Request) -> Response:
+    app = spacechat(request)
+    _, user = await _user_or_404(request)
+    row = await identity.avatar_of(app.db, user["id"])
+    path = attachment_path(app.data_dir / "attachments", row["id"]) if row is not None else None
+    if row is None or path is None or not path.exists():
+        raise NotFound("no picture")
+    return FileResponse(
+        path,
+        media_type=row["content_type"],
+        headers={
+            "X-Content-Type-Options": "nosniff",
+            "Content-Security-Policy": "default-src 'none'; sandbox",
+            "Cache-Control": "private, max-age=31536000, immutable",  # the URL names the picture
+        },
+    )
 
 
 @operation("Change a member's role", tags=["members"], body=ChangeRole, scope="members:manage", resource=True)

@@ -41,7 +41,16 @@ def resume_point(conn: HTTPConnection) -> int | None:
 
 async def stream_to(app: Context, who: Principal, after: int | None, sink: Sink) -> None:
     visible = app.access.visibility(who)
-    await run_stream(app.db, app.streams, (who.credential_id, who.user_id), visible, after, sink)
+    keys = (who.credential_id, who.user_id)
+    if who.credential != "session" or who.credential_id is None:
+        await run_stream(app.db, app.streams, keys, visible, after, sink)
+        return
+    # A signed-in app's open stream: its person is here (a script's API token says nothing of it).
+    app.presence.connected(who.user_id, who.org_id, who.credential_id)
+    try:
+        await run_stream(app.db, app.streams, keys, visible, after, sink)
+    finally:
+        app.presence.disconnected(who.user_id, who.credential_id)
 
 
 @operation(

@@ -132,6 +132,44 @@ def _tally(tx: WriteTx, message: Mapping[str, Any], block: Mapping[str, Any]) ->
     return poll
 
 
+# A button's label said as what was done ("Approve" -> "Approved by Olivia at 14:06").
+DONE = {
+    "approve": "Approved",
+    "reject": "Rejected",
+    "allow": "Allowed",
+    "deny": "Denied",
+    "accept": "Accepted",
+    "decline": "Declined",
+    "confirm": "Confirmed",
+    "cancel": "Cancelled",
+    "yes": "Yes",
+    "no": "No",
+}
+
+
+def decision_label(target: cards.Target, values: Any) -> str:
+    """What a decided actions block shows: the act, in words (who and when are added by the UI)."""
+    element = target.element
+    if target.kind == "button":
+        label = str(element.get("label", target.action_id))
+        return DONE.get(label.strip().lower(), f"“{label}” chosen")
+    chosen = values if isinstance(values, list) else [values]
+    labels = {str(o.get("value")): str(o.get("label", o.get("value"))) for o in element.get("options") or []}
+    return ", ".join(f"“{labels.get(str(v), str(v))}”" for v in chosen) + " chosen"
+
+
+def settles(message: Mapping[str, Any], target: cards.Target) -> bool:
+    """An agent's buttons and menus ask for one decision: the first act settles the block for
+    everyone (as a Slack app replaces its buttons with the outcome). Task cards settle when the
+    task moves (act_on_task); polls and forms take everyone's answers."""
+    author = message.get("author") or {}
+    return (
+        target.kind in ("button", "select")
+        and author.get("kind") == "agent"
+        and not (message.get("card_state") or {}).get("tasks")
+    )
+
+
 def _still_open(message: Mapping[str, Any], target: cards.Target) -> None:
     """A decided block and a closed poll take no more interactions (409)."""
     state = message.get("card_state") or {}
@@ -308,7 +346,6 @@ class CardService:
         target, normalized = self._target(who, message, action_id, block_id, values)
         for handler in self.handlers:
             await handler.check_interaction(who, message, action_id)
-        _still_open(message, target)
         claim = None
         if key is not None:
             fingerprint = message_store.fingerprint(message["id"], {"a": action_id, "b": block_id, "v": values})
@@ -370,8 +407,9 @@ class CardService:
         external_user: Mapping[str, Any] | None,
     ) -> tuple[int, dict[str, Any], bool]:
         if claim is not None and (replay := message_store.replay_claim(tx, claim)) is not None:
-            return replay[0], replay[1], False
+            return replay[0], replay[1], False  # a retried act answers as the first did, decided or not
         current = card_store.message(tx, message["id"])
+        _still_open(current, target)  # in the transaction: of two acts at once, one wins
         name = (external_user or {}).get("name") or who.name
         if target.kind == "poll":
             choice = dumps(sorted(values))
@@ -381,6 +419,17 @@ class CardService:
             card_store.record_vote(tx, message["id"], target.block_id, who.user_id, name, choice)
             state = current.get("card_state") or {}
             state.setdefault("polls", {})[target.block_id] = _tally(tx, current, target.element)
+            current = card_store.set_state(tx, message["id"], state, who.actor)
+        elif settles(current, target):
+            state = current.get("card_state") or {}
+            decided = {"label": decision_label(target, values), "by": who.user_id, "at": now_rfc3339()}
+            state.setdefault("decided", {})[target.block_id] = decided
+            current = card_store.set_state(tx, message["id"], state, who.actor)
+        elif target.kind == "form":
+            # How many answers came, live for everyone; what they say is for the poster (api/forms.py).
+            state = current.get("card_state") or {}
+            counts = state.setdefault("forms", {}).setdefault(target.block_id, {"responses": 0})
+            counts["responses"] += 1
             current = card_store.set_state(tx, message["id"], state, who.actor)
         interaction = {
             "id": new_id("int"),
@@ -418,7 +467,8 @@ class CardService:
         host = self.host
         if not handled and author["kind"] == "agent" and host is not None:
             try:
-                await host.deliver_interaction(agent_id=author["id"], interaction=interaction)
+                labelled = {**interaction, "label": self._label(message, interaction)}
+                await host.deliver_interaction(agent_id=author["id"], interaction=labelled)
             except LookupError:
                 log.info("interaction %s: agent %s is not run by this host", interaction["id"], author["id"])
 
@@ -439,22 +489,29 @@ class CardService:
                 return True
         ask = metadata.get("worker_question") or metadata.get("worker_permission")
         if ask and self.host is not None:
-            answer: dict[str, Any] = {**interaction}
-            if "question_id" in ask:
-                values = interaction["values"]
-                if isinstance(values, dict):
-                    values = values.get("answer")
-                elif isinstance(values, list):
-                    values = values[0] if values else None
-                answer.update(question_id=ask["question_id"], answer=values)
-            else:
-                answer.update(permission_id=ask["permission_id"], allow=interaction["action_id"] == "permission.allow")
-            await self.host.deliver_interaction(agent_id=ask["agent_id"], interaction=answer)
-            await self.decide(
-                message["id"], interaction["block_id"] or "", self._label(message, interaction), who.actor
-            )
+            await self._answer_worker(who, ask, interaction, message)
             return True
         return False
+
+    async def _answer_worker(
+        self, who: Principal, ask: Mapping[str, Any], interaction: dict[str, Any], message: dict[str, Any]
+    ) -> None:
+        """A worker's question or permission request was answered: the worker resumes."""
+        assert self.host is not None
+        answer: dict[str, Any] = {**interaction}
+        if "question_id" in ask:
+            values = interaction["values"]
+            if isinstance(values, dict):
+                values = values.get("answer")
+            elif isinstance(values, list):
+                values = values[0] if values else None
+            answer.update(question_id=ask["question_id"], answer=values)
+        else:
+            answer.update(permission_id=ask["permission_id"], allow=interaction["action_id"] == "permission.allow")
+        await self.host.deliver_interaction(agent_id=ask["agent_id"], interaction=answer)
+        decided = (message.get("card_state") or {}).get("decided") or {}
+        if interaction["block_id"] not in decided:  # a form's answer; buttons and menus settled already
+            await self.decide(message["id"], interaction["block_id"] or "", "Answered", who.actor)
 
     @staticmethod
     def _label(message: Mapping[str, Any], interaction: Mapping[str, Any]) -> str:

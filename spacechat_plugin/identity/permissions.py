@@ -144,6 +144,10 @@ EVENT_READS: tuple[tuple[str, str, str], ...] = (
     ("thread.", "GET /v1/threads/{thread_id}", "GET /v1/threads/{thread_id}"),
     ("interaction.", "GET /v1/messages/{message_id}", "GET /v1/messages/{message_id}"),
     ("reaction.", "GET /v1/messages/{message_id}", "GET /v1/messages/{message_id}"),
+    # Someone typing in a channel or thread; a notification (to one person's own address) quotes
+    # the message it is about.
+    ("typing.", "GET /v1/channels/{channel_id}", "GET /v1/channels/{channel_id}"),
+    ("notification.", "GET /v1/messages/{message_id}", "GET /v1/messages/{message_id}"),
     # A tool call waiting for approval, and its decision: as the pending-approvals inbox shows them.
     ("approval.", "GET /v1/approvals", "GET /v1/approvals"),
     ("channel.", "GET /v1/channels/{channel_id}", "GET /v1/channels/{channel_id}"),
@@ -157,6 +161,8 @@ EVENT_READS: tuple[tuple[str, str, str], ...] = (
     ("agent.token.usage", "GET /v1/threads/{thread_id}/metrics", "GET /v1/usage"),
     ("tool.", "GET /v1/threads/{thread_id}/history", "GET /v1/agents/{agent_id}/status"),
     ("worker.", "GET /v1/channels/{channel_id}/metrics", "GET /v1/agents/{agent_id}/status"),
+    # Presence is part of the directory: who may list the members may see who is around.
+    ("presence.", "GET /v1/users", "GET /v1/users"),
     ("system.", "GET /v1/system/health", "GET /v1/system/health"),
     ("incident.", "GET /v1/incidents/{incident_id}", "GET /v1/incidents/{incident_id}"),
     # Candidates and memories carry what people said about people: as the review queue and the
@@ -224,11 +230,17 @@ INSTANCE: Mapping[str, Any] = MappingProxyType({"kind": "instance"})
 
 
 def can_read_channel(principal: Principal, channel: Mapping[str, Any]) -> bool:
-    if channel.get("org_id") != principal.org_id:
+    return readable(channel, org_id=principal.org_id, role=principal.role, channels=principal.channels)
+
+
+def readable(channel: Mapping[str, Any], *, org_id: str, role: str, channels: Set[str]) -> bool:
+    """Whether someone of `org_id` with `role`, a member of `channels`, may read `channel`: a
+    public channel of their organisation (not for a guest), or one they are a member of."""
+    if channel.get("org_id") != org_id:
         return False
-    if channel["id"] in principal.channels:
+    if channel["id"] in channels:
         return True
-    return not channel.get("private") and principal.role != "guest"
+    return not channel.get("private") and role != "guest"
 
 
 def check(

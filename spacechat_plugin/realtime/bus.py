@@ -130,7 +130,7 @@ class Lagged(Exception):
 
 
 class Subscription:
-    __slots__ = ("_bus", "closed", "direct", "lagged", "pos", "sent", "visible", "waiter")
+    __slots__ = ("_bus", "closed", "direct", "lagged", "pos", "private", "sent", "visible", "waiter")
 
     def __init__(self, bus: Bus, visible: Callable[[Any], bool]) -> None:
         self._bus = bus
@@ -145,6 +145,9 @@ class Subscription:
         # Writes bytes to the stream now, or answers False when it cannot (then the owner's
         # task is woken to send them). Set by the owner once the stream is live.
         self.direct: Callable[[bytes], bool] | None = None
+        # Live-only events meant for this subscriber alone (Bus.deliver_to), waiting to be sent
+        # after what the ring holds for it.
+        self.private: list[Run] = []
 
     def shown(self, runs: list[Run]) -> list[Run]:
         """Of `runs`, what this subscriber may see and has not been sent."""
@@ -169,6 +172,7 @@ class Subscription:
                 raise Lagged()
             if self.closed:
                 return []
+            shown: list[Run] = []
             if self.pos < bus.head:
                 runs = bus.runs_after(self.pos)
                 if runs is None:
@@ -177,9 +181,12 @@ class Subscription:
                 self.pos = bus.head
                 visible = self.visible
                 shown = [run for run in runs if visible(run)]
-                if shown:
-                    return shown
-                continue  # nothing this subscriber may see: keep waiting, say nothing
+            if self.private:
+                shown.extend(self.private)
+                self.private = []
+            if shown:
+                return shown
+            # Nothing this subscriber may see: keep waiting, say nothing.
             waiter = asyncio.get_running_loop().create_future()
             self.waiter = waiter
             try:
@@ -275,6 +282,33 @@ class Bus:
             ):
                 self.task_wakes += 1
                 subscription.wake()
+
+    def deliver_to(self, subscriptions: Iterable[Subscription], event: Event) -> int:
+        """Send a live-only event to these subscribers only (one person's streams), each still
+        asked `visible` like any event; returns how many took it. Encoded once; an idle,
+        caught-up stream is written to at once, any other gets it after what the ring holds."""
+        assert isinstance(event, Event) and event.live_only, "only live-only events are delivered privately"
+        body = event.to_json()
+        entry = encode_entry(0, None, event.event_type, event.org_id, event.channel_id, event.thread_id, body)
+        run = _run((entry.org_id, entry.channel_id, self.classify(entry.event_type)), [entry])
+        count = 0
+        for subscription in subscriptions:
+            if subscription.closed or subscription.lagged or not subscription.visible(run):
+                continue
+            count += 1
+            direct = subscription.direct
+            if (
+                subscription.waiter is not None
+                and direct is not None
+                and subscription.pos == self.head
+                and not subscription.private
+                and direct(run.sse)
+            ):
+                self.direct_writes += 1
+                continue
+            subscription.private.append(run)
+            subscription.wake()
+        return count
 
     def _write_direct(self, subscription: Subscription) -> bool:
         """Deliver what is new to an idle subscriber's stream now; False to wake it instead."""

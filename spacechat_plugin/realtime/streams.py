@@ -55,6 +55,23 @@ class Streams:
         assert event.live_only
         self.publish_soon([event])
 
+    def publish_to(self, user_id: str, event: Event) -> int:
+        """Send a live-only event to one person's open streams (on the loop's next turn, after
+        what was published before it); each stream still checks that it may see it."""
+        assert event.live_only
+        asyncio.get_running_loop().call_soon(self._deliver, user_id, event)
+        return len(self._by_key.get(user_id, ()))
+
+    def streams_of(self, user_id: str) -> int:
+        """How many streams a person has open now."""
+        return len(self._by_key.get(user_id, ()))
+
+    def _deliver(self, user_id: str, event: Event) -> None:
+        try:
+            self.bus.deliver_to(list(self._by_key.get(user_id, ())), event)
+        except Exception:
+            log.exception("delivering an event to one person failed")
+
     def _publish(self, events: list[Event]) -> None:
         try:
             self.bus.publish(events)

@@ -105,3 +105,22 @@ async def task_card_channels(db: Database, task_id: str) -> set[str]:
         "SELECT m.channel_id FROM task_cards c JOIN messages m ON m.id = c.message_id WHERE c.task_id = ?", (task_id,)
     )
     return {row[0] for row in rows}
+
+
+async def form_responses(db: Database, message_id: str) -> list[dict[str, Any]]:
+    """Every answer submitted to a message's forms, oldest first."""
+    rows = await db.fetchall(
+        "SELECT id, block_id, actor_kind, actor_id, actor_name, vals, created_at FROM interactions"
+        " WHERE message_id = ? AND kind = 'form' ORDER BY created_at, id",
+        (message_id,),
+    )
+    return [
+        {
+            "id": row["id"],
+            "block_id": row["block_id"],
+            "user": {"kind": row["actor_kind"], "id": row["actor_id"], "name": row["actor_name"]},
+            "values": loads(row["vals"]) or {},
+            "created_at": row["created_at"],
+        }
+        for row in rows
+    ]

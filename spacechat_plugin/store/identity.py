@@ -49,7 +49,15 @@ def user_json(row: Any) -> dict[str, Any]:
         "handle": row["handle"],
         "created_at": row["created_at"],
         "deactivated": row["deactivated_at"] is not None,
+        "avatar_url": _avatar_url(row),
     }
+
+
+def _avatar_url(row: Any) -> str | None:
+    """Where a person's picture is served; the attachment id in the query busts caches."""
+    # `in` on a sqlite3.Row looks at its values: its keys() are the column names.
+    picture = row["avatar_attachment_id"] if "avatar_attachment_id" in row.keys() else None  # noqa: SIM118
+    return f"/v1/users/{row['id']}/avatar?v={picture}" if picture else None
 
 
 def session_json(row: Any, current: str | None = None) -> dict[str, Any]:
@@ -459,6 +467,24 @@ async def login_of(db: Database, user_id: str) -> Any:
 
 def rename(tx: WriteTx, user_id: str, name: str) -> None:
     tx.execute("UPDATE users SET name = ? WHERE id = ?", (name, user_id))
+
+
+def set_avatar(tx: WriteTx, user_id: str, attachment_id: str | None) -> None:
+    tx.execute("UPDATE users SET avatar_attachment_id = ? WHERE id = ?", (attachment_id, user_id))
+
+
+def profile_changed(tx: WriteTx, user_id: str, actor: Actor) -> dict[str, Any]:
+    """A person's name or picture changed: everyone sees it live (member.updated)."""
+    user = user_json(user_row(tx, user_id))
+    tx.emit(Event(MemberUpdated(user=user), actor=actor, org_id=user["org_id"]))
+    return user
+
+
+async def avatar_of(db: Database, user_id: str) -> Any:
+    """The attachment row of a person's picture, or None."""
+    return await db.fetchone(
+        "SELECT a.* FROM users u JOIN attachments a ON a.id = u.avatar_attachment_id WHERE u.id = ?", (user_id,)
+    )
 
 
 def set_password(tx: WriteTx, user_id: str, password_hash: str, keep_session: str | None) -> None:

@@ -362,6 +362,23 @@ def update_message(tx: WriteTx, message_id: str, **changes: Any) -> dict[str, An
     return message
 
 
+def close_for_continuation(tx: WriteTx, message_id: str, continued_in: str) -> dict[str, Any] | None:
+    """An agent's reply goes on in a newer message below (the thread moved on mid-turn: a
+    question, an approval card): end this one with its text so far, marked `continued_in`, as a
+    change in place (`message.updated`: the turn is not over)."""
+    row = _message_row(tx, message_id)
+    if row is None or row["state"] not in OPEN_STATES:
+        return None
+    metadata = {**loads(row["metadata"]), "continued_in": continued_in}
+    tx.execute(
+        "UPDATE messages SET state = 'completed', metadata = ?, updated_at = ? WHERE id = ?",
+        (dumps(metadata), now_rfc3339(), message_id),
+    )
+    message = message_json(_message_row(tx, message_id))
+    tx.emit(Event(MessageUpdated(message=message), **_envelope(row)))
+    return message
+
+
 def interrupt_open_streams(tx: WriteTx) -> list[dict[str, Any]]:
     """At start-up: every message still open was cut by a restart; end each as `interrupted`."""
     ids = [row["id"] for row in tx.all("SELECT id FROM messages WHERE state IN ('created', 'streaming')")]

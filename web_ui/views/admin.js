@@ -69,10 +69,26 @@ export function Members() {
   </section>`;
 }
 
+/** Copy a text to the clipboard, and say so (or say how to copy it by hand). */
+export function CopyButton({ text, label = "Copy" }) {
+  const [done, setDone] = useState(null);
+  async function copy() {
+    try {
+      await navigator.clipboard.writeText(text);
+      setDone("Copied.");
+    } catch {
+      setDone("Select it and copy it by hand.");
+    }
+  }
+  return html`<button type="button" class="small" onClick=${copy}>${label}</button>
+    <span class="meta" role="status">${done || ""}</span>`;
+}
+
 export function Tokens() {
   const [tokens, setTokens] = useState(null);
   const [error, setError] = useState(null);
   const [secret, setSecret] = useState(null);
+  const [all, setAll] = useState(false);
   const mine = state.me.value.scopes;
   const load = () => get("/v1/tokens").then((d) => setTokens(d.tokens), setError);
   useEffect(() => {
@@ -82,7 +98,7 @@ export function Tokens() {
     event.preventDefault();
     const element = event.currentTarget; // null once the event is dispatched, so kept for after the await
     const form = new FormData(element);
-    const scopes = form.getAll("scope").map(String);
+    const scopes = all ? [...mine] : form.getAll("scope").map(String);
     const body = { name: String(form.get("name")).trim(), scopes };
     const days = Number(form.get("days"));
     if (days > 0) body.expires_in_days = days;
@@ -91,6 +107,7 @@ export function Tokens() {
       const made = await post("/v1/tokens", body);
       setSecret({ name: made.token.name, secret: made.secret });
       element.reset();
+      setAll(false);
       load();
     } catch (failure) {
       setError(failure);
@@ -111,6 +128,7 @@ export function Tokens() {
     html`<div class="secret" role="status">
       <p><strong>${secret.name}</strong>: copy the secret now; it is not shown again.</p>
       <input readOnly value=${secret.secret} aria-label="The new token's secret" onFocus=${(e) => e.currentTarget.select()} />
+      <${CopyButton} text=${secret.secret} />
       <button type="button" class="small secondary" onClick=${() => setSecret(null)}>Done</button>
     </div>`}
     ${tokens &&
@@ -133,7 +151,10 @@ export function Tokens() {
       </div>
       <fieldset class="scopes">
         <legend>Scopes (at most your own)</legend>
-        ${mine.map((s) => html`<label class="check" key=${s}><input type="checkbox" name="scope" value=${s} />${s}</label>`)}
+        <label class="check all-scopes"><input type="checkbox" checked=${all} onChange=${(e) => setAll(e.currentTarget.checked)} />All my scopes</label>
+        ${all
+          ? html`<p class="meta">This token gets every scope you have now (${mine.length}).</p>`
+          : mine.map((s) => html`<label class="check" key=${s}><input type="checkbox" name="scope" value=${s} />${s}</label>`)}
       </fieldset>
       <div class="actions"><button type="submit">Create token</button></div>
     </form>`}

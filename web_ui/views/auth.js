@@ -12,6 +12,17 @@ function Field({ label, name, type = "text", autocomplete, value, readOnly, minL
   </label>`;
 }
 
+/** A new password, asked twice, the same way wherever one is chosen (setup, invitations, the
+ * profile): `checkNewPassword(form)` throws when the two differ. */
+export function NewPassword({ label = "Password (at least 10 characters)" }) {
+  return html`<${Field} label=${label} name="password" type="password" autocomplete="new-password" minLength="10" />
+    <${Field} label="Repeat the password" name="confirm" type="password" autocomplete="new-password" minLength="10" />`;
+}
+
+export function checkNewPassword(form) {
+  if (form.password !== form.confirm) throw new Error("The passwords do not match.");
+}
+
 function Card({ title, intro, children }) {
   return html`<main id="main" class="auth">
     <div class="auth-card">
@@ -50,7 +61,7 @@ export function SetupView({ token, onSignedIn }) {
   const [kept] = useState(token);
   useEffect(scrubFragment, []);
   const { error, busy, submit } = useSubmit(async (form) => {
-    if (form.password !== form.confirm) throw new Error("The passwords do not match.");
+    checkNewPassword(form);
     await signIn("/v1/auth/setup", { token: kept, email: form.email, name: form.name, password: form.password });
     await onSignedIn("/");
   });
@@ -61,8 +72,7 @@ export function SetupView({ token, onSignedIn }) {
     <form class="form" onSubmit=${submit}>
       <${Field} label="Your name" name="name" autocomplete="name" />
       <${Field} label="Email" name="email" type="email" autocomplete="email" />
-      <${Field} label="Password (at least 10 characters)" name="password" type="password" autocomplete="new-password" minLength="10" />
-      <${Field} label="Repeat the password" name="confirm" type="password" autocomplete="new-password" minLength="10" />
+      <${NewPassword} />
       ${error && html`<p class="form-error" role="alert">${error}</p>`}
       <button type="submit" disabled=${busy}>Create account</button>
     </form>
@@ -94,6 +104,7 @@ export function InviteView({ token, onSignedIn }) {
     lookupInvitation(kept).then(setOffer, (failure) => setProblem(failure.message));
   }, []);
   const { error, busy, submit } = useSubmit(async (form) => {
+    checkNewPassword(form);
     await signIn("/v1/auth/invitations/accept", { token: kept, email: form.email, name: form.name, password: form.password });
     await onSignedIn("/");
   });
@@ -106,8 +117,8 @@ export function InviteView({ token, onSignedIn }) {
   return html`<${Card} title=${"Join " + offer.org.name} intro=${`You are invited as ${offer.role}.`}>
     <form class="form" onSubmit=${submit}>
       <${Field} label="Your name" name="name" autocomplete="name" />
-      <${Field} label="Email" name="email" type="email" autocomplete="email" value=${offer.email || ""} readOnly=${Boolean(offer.email)} />
-      <${Field} label="Password (at least 10 characters)" name="password" type="password" autocomplete="new-password" minLength="10" />
+      <${Field} label="Email" name="email" type="email" autocomplete="email" value=${offer.email || undefined} readOnly=${Boolean(offer.email)} />
+      <${NewPassword} />
       ${error && html`<p class="form-error" role="alert">${error}</p>`}
       <button type="submit" disabled=${busy}>Join</button>
     </form>

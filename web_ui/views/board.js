@@ -1,9 +1,10 @@
 // A team's task board (GET /v1/tasks?team_id=): a column per status, cards with number, title,
-// priority and assignee, live from `task.*` events. A card moves by its buttons (the moves its
-// status allows: Approve, Start, Complete, ...), by "Move to" (any status: an illegal move is
-// refused with the allowed ones, which are shown), or by dragging it to a column. Approving and
-// rejecting need tasks:approve. New tasks are created here.
-import { useEffect, useState } from "../deps.js";
+// priority and assignee, live from `task.*` events. A card offers only the moves its status
+// allows and the person may make (Approve and Reject need tasks:approve): its first moves as
+// buttons, all of them under "Move to"; dragging it shows which columns take it, and a drop on
+// another says where it can go. On a phone the columns stack, and an empty one is a single line.
+// New tasks are created here.
+import { useEffect, useState, signal } from "../deps.js";
 import * as state from "../state.js";
 import {
   tasks, loadTasks, createTask, moveTask, actionFor, STATUSES, STATUS_LABEL, PRIORITIES, ACTION_LABEL,
@@ -18,24 +19,34 @@ export function moveLabel(from, to) {
   return action ? ACTION_LABEL[action] : `To ${STATUS_LABEL[to].toLowerCase()}`;
 }
 
+/** The moves a task offers to this person: its status's allowed moves, without approving or
+ * rejecting for those who may not. */
+export function offeredMoves(task) {
+  const mayApprove = state.can("tasks:approve");
+  return task.allowed_transitions.filter((to) => mayApprove || !APPROVAL.has(actionFor(task.status, to)));
+}
+
+function cannotMove(task, to, allowed) {
+  const from = STATUS_LABEL[task.status] || task.status;
+  const where = allowed.length ? `It can move to: ${allowed.map((s) => STATUS_LABEL[s] || s).join(", ")}.` : "It cannot move now.";
+  return `#${task.number} cannot move from ${from} to ${STATUS_LABEL[to] || to}. ${where}`;
+}
+
 /** What to say about a refused move: an illegal one names where the task can go. */
 export function moveRefusal(task, to, error) {
   const details = error.details || {};
   if (error.code === "illegal_transition" && Array.isArray(details.allowed)) {
-    const from = STATUS_LABEL[details.status] || details.status;
-    const allowed = details.allowed.map((s) => STATUS_LABEL[s] || s).join(", ");
-    return `#${task.number} cannot move from ${from} to ${STATUS_LABEL[to] || to}. It can move to: ${allowed}.`;
+    return cannotMove({ ...task, status: details.status }, to, details.allowed);
   }
   if (error.status === 403 && details.scope) return `You need the ${details.scope} permission for this.`;
   return error.message;
 }
 
-/** The moves a task allows now, as buttons, and "Move to" any status. */
+/** The moves a task allows now: as buttons (on the board, the first two), and under "Move to". */
 export function TaskMoves({ task, compact = false }) {
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState(null);
   const [target, setTarget] = useState("");
-  const mayApprove = state.can("tasks:approve");
   const mayWrite = state.can("tasks:write");
   if (!mayWrite) return null;
   async function move(to) {
@@ -51,11 +62,13 @@ export function TaskMoves({ task, compact = false }) {
       setBusy(false);
     }
   }
-  const moves = task.allowed_transitions.filter((to) => mayApprove || !APPROVAL.has(actionFor(task.status, to)));
+  const moves = offeredMoves(task);
+  const buttons = compact ? moves.slice(0, 2) : moves;
   const id = `move-${task.id}`;
+  if (!moves.length) return null;
   return html`<div class="task-moves">
     <div class="row-actions" role="group" aria-label=${`Move #${task.number}`}>
-      ${moves.map(
+      ${buttons.map(
         (to) => html`<button type="button" class=${"small" + (actionFor(task.status, to) === "reject" ? " danger" : to === "backlog" ? " secondary" : "")}
           key=${to} disabled=${busy} data-move=${to} onClick=${() => move(to)}>${moveLabel(task.status, to)}</button>`,
       )}
@@ -64,7 +77,7 @@ export function TaskMoves({ task, compact = false }) {
       <label for=${id} class=${compact ? "sr-only" : ""}>Move to</label>
       <select id=${id} value=${target} disabled=${busy} onChange=${(e) => setTarget(e.currentTarget.value)}>
         <option value="">Move to…</option>
-        ${STATUSES.filter((s) => s !== task.status).map((s) => html`<option value=${s}>${STATUS_LABEL[s]}</option>`)}
+        ${moves.map((s) => html`<option value=${s}>${STATUS_LABEL[s]}</option>`)}
       </select>
       <button type="submit" class="small secondary" disabled=${busy || !target}>Move</button>
     </form>
@@ -72,10 +85,17 @@ export function TaskMoves({ task, compact = false }) {
   </div>`;
 }
 
+const dragging = signal(null); // the task being dragged: the columns that take it say so
+
 function TaskCard({ task }) {
   const assignee = task.assignee_id ? state.displayName({ kind: "user", id: task.assignee_id }) : null;
+  function start(e) {
+    e.dataTransfer.setData("text/plain", task.id);
+    e.dataTransfer.effectAllowed = "move";
+    dragging.value = task;
+  }
   return html`<li class="task-card" data-task-id=${task.id} data-status=${task.status} draggable="true"
-    onDragStart=${(e) => (e.dataTransfer.setData("text/plain", task.id), (e.dataTransfer.effectAllowed = "move"))}>
+    onDragStart=${start} onDragEnd=${() => (dragging.value = null)}>
     <a class="task-title" href=${taskPath(task.id)}>#${task.number} ${task.title}</a>
     <div class="task-meta meta">
       <span class=${"chip priority " + task.priority}>${task.priority}</span>
@@ -88,7 +108,10 @@ function TaskCard({ task }) {
 function Column({ status, list, onDrop }) {
   const [over, setOver] = useState(false);
   const id = `col-${status}`;
-  return html`<section class=${"board-column" + (over ? " over" : "")} aria-labelledby=${id} data-column=${status}
+  const moving = dragging.value;
+  const takes = moving && moving.status !== status && offeredMoves(moving).includes(status);
+  const names = "board-column" + (over ? " over" : "") + (takes ? " takes" : "") + (list.length ? "" : " empty");
+  return html`<section class=${names} aria-labelledby=${id} data-column=${status}
     onDragOver=${(e) => (e.preventDefault(), setOver(true))} onDragLeave=${() => setOver(false)}
     onDrop=${(e) => {
       e.preventDefault();
@@ -174,8 +197,14 @@ export function BoardView({ teamId }) {
   const mine = [...tasks.value.values()].filter((t) => t.team_id === team.id).sort((a, b) => b.number - a.number);
   async function dropped(id, status) {
     const task = tasks.value.get(id);
+    dragging.value = null;
     if (!task || task.status === status) return;
     setDropError(null);
+    const allowed = offeredMoves(task);
+    if (!allowed.includes(status)) {
+      setDropError(cannotMove(task, status, allowed)); // said at once, nothing sent
+      return;
+    }
     try {
       await moveTask(task, status);
     } catch (failure) {

@@ -7,15 +7,23 @@ import { useState, useEffect } from "../deps.js";
 import * as state from "../state.js";
 import { interact, refusal, fieldErrors, decidedText } from "../interactions.js";
 import { ask } from "./dialogs.js";
-import { html, Markdown } from "./ui.js";
+import { FormAnswers } from "./cardmaker.js";
+import { html, Markdown, shortTime, fullTime } from "./ui.js";
 
 const uid = (message, block, part = "") => `c-${message.id}-${block.block_id || "b"}${part ? "-" + part : ""}`.replace(/[^\w-]/g, "_");
 
-/** A decided block's line: "Approved by Ann", in place of acting on it. */
+/** "at 14:06" today, "on Dec 3, 2026, 14:06" another day. */
+function when(iso) {
+  const today = new Date(iso).toDateString() === new Date().toDateString();
+  return html` <time datetime=${iso} title=${fullTime(iso)}>${today ? "at " + shortTime(iso) : "on " + fullTime(iso)}</time>`;
+}
+
+/** A decided block's line, "Approved by Olivia at 14:06", in place of acting on it: the block
+ * settles for everyone (message.updated brings it live). */
 export function Decided({ decided }) {
   if (!decided) return null;
   return html`<p class="decided" data-decided=${decided.label}>
-    <span aria-hidden="true">✓ </span>${decidedText(decided)}
+    <span aria-hidden="true">✓ </span>${decidedText(decided)}${decided.at && when(decided.at)}
   </p>`;
 }
 
@@ -124,7 +132,10 @@ function CardSelect({ element, message, block, disabled, act }) {
 
 export function ActionsBlock({ block, message, decided }) {
   const { busy, feedback, act } = useAct(message, block);
-  const disabled = busy || Boolean(decided);
+  if (decided) {
+    return html`<div class="block block-actions" data-decided="true"><${Decided} decided=${decided} /></div>`;
+  }
+  const disabled = busy;
   return html`<div class="block block-actions" role="group" aria-label="Actions" data-decided=${decided ? "true" : "false"}>
     <div class="card-controls">
       ${block.elements.map((element) =>
@@ -268,6 +279,9 @@ export function FormBlock({ block, message, decided }) {
     });
     if (errors[name]) setErrors((current) => ({ ...current, [name]: null }));
   }
+  if (decided) {
+    return html`<div class="block block-form" data-decided="true"><${Decided} decided=${decided} /></div>`;
+  }
   async function submit(event) {
     event.preventDefault();
     setErrors({});
@@ -293,6 +307,7 @@ export function FormBlock({ block, message, decided }) {
     <div class="form-foot">
       <button type="submit" disabled=${disabled} aria-describedby=${allowed ? null : base + "-needs"}>${block.submit_label || "Submit"}</button>
       ${!allowed && html`<${Needs} id=${base + "-needs"} scope=${block.scope} />`}
+      <${FormAnswers} message=${message} block=${block} />
       ${!decided && html`<${Feedback} feedback=${feedback} />`}
     </div>
     <${Decided} decided=${decided} />

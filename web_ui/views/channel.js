@@ -3,14 +3,16 @@
 import { useEffect, useMemo, useRef, useCallback } from "../deps.js";
 import * as state from "../state.js";
 import { channelModel, loadThreads } from "../store.js";
+import { onEvent } from "../realtime.js";
 import { outbox, pendingFor, retry, discard } from "../outbox.js";
 import { markRead } from "../actions.js";
-import { threadPath } from "../router.js";
+import { threadPath, navigate } from "../router.js";
 import { useVirtualizer } from "../virtual.js";
 import { memo } from "./message.js";
 import { Composer } from "./composer.js";
 import { focusRow } from "./feed.js";
 import { MetricsToggle, ChannelMetrics, metricsOpen } from "./metrics.js";
+import { NotifyLevel, TypingLine } from "./notifications.js";
 import { html, Icon, Spinner, ErrorNote, shortTime } from "./ui.js";
 import { channelLabel } from "../chat.js";
 
@@ -64,12 +66,40 @@ const PendingThreadRow = memo(function PendingThreadRow({ entry, index, total, s
   </article>`;
 });
 
+/** A channel where an agent answers (its category, or an agent bound to it). */
+function agentsChannel(channel) {
+  return channel.category === "agents" || state.agents.value.some((a) => (a.channels || []).includes(channel.name));
+}
+
+/** Open the thread a send starts, once the server has it, if the person is still on the channel
+ * (as Slack opens the thread of a message to an assistant): the agent's reply comes there. */
+function openWhenStarted(pending, channelId) {
+  pending.then((entry) => {
+    const stop = onEvent((event) => {
+      const message = event.event_type === "message.created" ? event.payload.message : null;
+      if (!message || message.client_msg_id !== entry.key) return;
+      stop();
+      const route = state.route.value;
+      if (route.name === "channel" && route.channelId === channelId) navigate(threadPath(message.thread_id));
+    });
+  });
+}
+
 export function ChannelView({ channelId }) {
   const channel = state.channels.value.get(channelId);
   const model = useMemo(() => channelModel(channelId), [channelId]);
   model.version.value;
   outbox.value;
   const scroller = useRef(null);
+  // Opened by a keyboard jump: the focus goes to the threads, not the message box.
+  const jumped = useMemo(() => {
+    const wanted = state.focusNext.channel === channelId;
+    state.focusNext.channel = null;
+    return wanted;
+  }, [channelId]);
+  useEffect(() => {
+    if (jumped && scroller.current) scroller.current.focus();
+  }, [channelId]);
   const pending = pendingFor({ channelId });
   const threads = model.threads;
   const count = pending.length + threads.length;
@@ -78,6 +108,13 @@ export function ChannelView({ channelId }) {
     localStorage.setItem("spacechat:last-channel", channelId);
     loadThreads(model);
   }, [channelId]);
+
+  // The first channel of a page load shown with its threads: bench/ui.py's "first paint".
+  useEffect(() => {
+    if (!model.loaded || window.spacechat.channelRendered) return;
+    window.spacechat.channelRendered = true;
+    requestAnimationFrame(() => performance.mark("spacechat:channel-rendered"));
+  }, [model.loaded]);
 
   const lastSeq = channel ? channel.last_seq : 0;
   useEffect(() => {
@@ -136,12 +173,13 @@ export function ChannelView({ channelId }) {
           : html`<${Icon} name=${channel.private ? "lock" : "hash"} label=${channel.private ? "private channel" : null} />
               ${channel.name}`}
       </h1>
+      <${NotifyLevel} channel=${channel} />
       <${MetricsToggle} controls="channel-metrics" />
       ${channel.topic && html`<p class="topic">${channel.topic}</p>`}
     </header>
     ${metricsOpen.value && html`<${ChannelMetrics} id="channel-metrics" channelId=${channel.id} />`}
     <${ErrorNote} error=${model.error} onRetry=${() => loadThreads(model)} />
-    <div class="scroller" ref=${scroller} role="feed" aria-busy=${model.loading ? "true" : "false"}
+    <div class="scroller" ref=${scroller} role="feed" tabindex="-1" aria-busy=${model.loading ? "true" : "false"}
       aria-label=${"Threads in " + channelLabel(channel)} onKeyDown=${keys}>
       ${!model.loaded && model.loading && html`<div class="loading-center"><${Spinner} label="Loading threads" /></div>`}
       ${model.loaded && !count && html`<p class="empty">No threads yet. Start one below.</p>`}
@@ -162,12 +200,16 @@ export function ChannelView({ channelId }) {
         )}
       </div>
     </div>
+    <${TypingLine} channelId=${channel.id} />
     <${Composer}
       channelId=${channel.id}
       label=${"Start a new thread in " + channelLabel(channel)}
       placeholder=${"Start a new thread in " + channelLabel(channel)}
-      autoFocus=${true}
-      onSent=${() => virtualizer.scrollToOffset(0)}
+      autoFocus=${!jumped}
+      onSent=${(sending) => {
+        virtualizer.scrollToOffset(0);
+        if (agentsChannel(channel)) openWhenStarted(sending, channel.id);
+      }}
     />
   </section>`;
 }

@@ -3,8 +3,10 @@
 import { useState, useRef, useEffect } from "../deps.js";
 import { uploadFile } from "../actions.js";
 import { send } from "../outbox.js";
+import { typed, stoppedTyping } from "../presence.js";
 import { html, Icon, size } from "./ui.js";
 import { useCompletion } from "./autocomplete.js";
+import { CardMakerButton, CardMakerDialog } from "./cardmaker.js";
 
 let uploadSeq = 0;
 
@@ -29,8 +31,9 @@ export function Composer({ channelId, threadId = null, placeholder, label, onSen
     el.style.height = Math.min(el.scrollHeight, 240) + "px";
   }, [text]);
 
-  function change(value) {
+  function change(value, typing = true) {
     setText(value);
+    if (typing) typed(channelId, threadId, value);
     if (value) sessionStorage.setItem(draftKey, value);
     else sessionStorage.removeItem(draftKey);
   }
@@ -54,10 +57,11 @@ export function Composer({ channelId, threadId = null, placeholder, label, onSen
     if (event) event.preventDefault();
     const body = text.trim() ? text : "";
     if ((!body && !ready.length) || busy) return;
-    send({ channelId, threadId, text: body, attachments: ready.map((u) => u.attachment) });
-    change("");
+    const sending = send({ channelId, threadId, text: body, attachments: ready.map((u) => u.attachment) });
+    stoppedTyping(channelId, threadId);
+    change("", false);
     setUploads([]);
-    if (onSent) onSent();
+    if (onSent) onSent(sending);
   }
 
   function keyDown(event) {
@@ -102,6 +106,7 @@ export function Composer({ channelId, threadId = null, placeholder, label, onSen
       <button type="button" class="icon-button" aria-label="Attach files" onClick=${() => picker.current.click()}>
         <${Icon} name="clip" />
       </button>
+      <${CardMakerButton} channelId=${channelId} threadId=${threadId} />
       <input ref=${picker} type="file" multiple hidden onChange=${(e) => { addFiles([...e.currentTarget.files]); e.currentTarget.value = ""; }} />
       <textarea
         ref=${area}
@@ -120,5 +125,6 @@ export function Composer({ channelId, threadId = null, placeholder, label, onSen
         <${Icon} name="send" />
       </button>
     </div>
-  </form>`;
+  </form>
+  <${CardMakerDialog} />`;
 }

@@ -3,12 +3,15 @@
 // failed, interrupted) with Retry on failure, and the state of one's own unsent message
 // (sending, queued, failed) with Retry and Discard.
 import { Component } from "../deps.js";
+import { users } from "../state.js";
 import { render as renderMarkdown } from "../markdown.js";
 import { messagePath } from "../router.js";
 import { html, shortTime, fullTime, size, Icon } from "./ui.js";
 import { Blocks } from "./cards.js";
 import { Reactions, MessageActions, Editor, Edited, Tombstone, isEditing } from "./reactions.js";
 import { StopButton, OpenIncidentButton } from "./replyops.js";
+import { PresenceDot } from "./notifications.js";
+import { Avatar } from "./profile.js";
 
 /** A component that re-renders only when a prop changes (by identity). */
 export function memo(render) {
@@ -81,7 +84,18 @@ function Content({ message }) {
   return html`<${Body} message=${message} />`;
 }
 
+/** An agent's reply that went on in a newer message below (a question or a card came mid-turn)
+ * and said nothing itself: it takes no room. */
+function continuedEmpty(message) {
+  const meta = message.metadata || {};
+  return Boolean(meta.continued_in) && !message.text && !(message.blocks && message.blocks.length) && !(message.attachments && message.attachments.length);
+}
+
 export const MessageRow = memo(function MessageRow({ message, name, index, total, target, measure, start, onRetryReply, waiting }) {
+  if (continuedEmpty(message)) {
+    return html`<div class="row msg-continued" data-index=${index} data-message-id=${message.id} ref=${measure}
+      style=${{ transform: `translateY(${start}px)` }} aria-hidden="true"></div>`;
+  }
   const streaming = message.state === "created" || message.state === "streaming";
   const failed = message.state === "failed";
   const superseded = message.metadata && message.metadata.superseded_by_turn;
@@ -102,7 +116,9 @@ export const MessageRow = memo(function MessageRow({ message, name, index, total
     aria-busy=${streaming ? "true" : "false"}
   >
     <header class="msg-head">
+      ${message.author.kind === "user" && html`<${Avatar} user=${users.value.get(message.author.id)} size=${20} />`}
       <span class="author" id=${labelId}>${name}</span>
+      ${message.author.kind === "user" && html`<${PresenceDot} userId=${message.author.id} />`}
       ${message.author.kind === "agent" && html`<span class="tag">agent</span>`}
       <a class="time" href=${messagePath(message.thread_id, message.id)} title=${fullTime(message.created_at)}>
         <time datetime=${message.created_at}>${shortTime(message.created_at)}</time>

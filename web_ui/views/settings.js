@@ -5,7 +5,8 @@ import * as state from "../state.js";
 import { listSessions, revokeSession, createInvitation, endSession } from "../actions.js";
 import { navigate } from "../router.js";
 import { html, fullTime, ErrorNote } from "./ui.js";
-import { Members, Tokens } from "./admin.js";
+import { Members, Tokens, CopyButton } from "./admin.js";
+import { NotificationSettings } from "./notifications.js";
 import { MyMemory } from "./memory.js";
 
 function Devices() {
@@ -85,7 +86,7 @@ function Invitations() {
       <label>Send this link (it works once, until ${fullTime(made.invitation.expires_at)})
         <input readOnly value=${made.link} onFocus=${(e) => e.currentTarget.select()} />
       </label>
-      <button type="button" class="small" onClick=${() => navigator.clipboard && navigator.clipboard.writeText(made.link)}>Copy</button>
+      <${CopyButton} text=${made.link} />
     </div>`}
   </section>`;
 }
@@ -97,8 +98,9 @@ export function SettingsView() {
     <div class="settings-body">
       <section class="panel">
         <h2>You</h2>
-        <p>${me.user.name} · ${me.user.email} · ${me.role}</p>
+        <p>${me.user.name} · ${me.user.email} · ${me.role} · <a href="/profile">Edit your profile</a></p>
       </section>
+      <${NotificationSettings} />
       <${Devices} />
       <${MyMemory} />
       ${state.can("tokens:create") && html`<${Tokens} />`}

@@ -11,6 +11,7 @@ import { inbox, channelLabel } from "../chat.js";
 import { dmList } from "./dms.js";
 import { html, Icon } from "./ui.js";
 import { openCreateChannel } from "./dialogs.js";
+import { Avatar } from "./profile.js";
 
 const CONNECTION = {
   connecting: "Connecting…",
@@ -90,7 +91,12 @@ export function Sidebar({ currentChannelId }) {
         onKeyDown=${(e) => {
           if (e.key === "Enter") {
             const first = e.currentTarget.closest("nav").querySelector(".channel-link");
-            if (first) first.click();
+            if (first && first.dataset.channelId === currentChannelId) {
+              document.querySelector(".channel-view .scroller")?.focus(); // already there: go to its threads
+            } else if (first) {
+              state.focusNext.channel = first.dataset.channelId; // the channel view focuses its threads
+              first.click();
+            }
             setFilter("");
           } else if (e.key === "Escape") setFilter("");
         }}
@@ -118,7 +124,8 @@ export function Sidebar({ currentChannelId }) {
       ${needle && !shown.length && html`<p class="empty">No channel matches.</p>`}
     </div>
     <div class="sidebar-foot">
-      <span class="me" title=${me ? me.user.email : ""}>${me ? me.user.name : ""}</span>
+      <a class="me" href="/profile" title=${me ? `Your profile (${me.user.email})` : ""}
+        onClick=${() => (state.drawerOpen.value = false)}>${me && html`<${Avatar} user=${me.user} size=${20} />`}${me ? me.user.name : ""}</a>
       <a class="icon-button" href="/settings" aria-label="Settings and devices" onClick=${() => (state.drawerOpen.value = false)}>
         <${Icon} name="gear" />
       </a>

@@ -15,6 +15,7 @@ import { html, Icon, Spinner, ErrorNote } from "./ui.js";
 import { focusRow } from "./feed.js";
 import { MetricsToggle, ThreadMetrics, metricsOpen } from "./metrics.js";
 import { markThreadRead, channelLabel } from "../chat.js";
+import { TypingLine } from "./notifications.js";
 
 const EDGE = 60; // rows from an end of what is loaded at which the next page is fetched (early: a fling is fast)
 
@@ -113,6 +114,7 @@ export function ThreadView({ threadId, messageId }) {
                   ? " is summarising the conversation to fit…"
                   : " is thinking…"}`}
     </div>
+    ${channel && html`<${TypingLine} channelId=${channel.id} threadId=${threadId} />`}
     ${channel &&
     html`<${Composer}
       channelId=${channel.id}

@@ -375,11 +375,10 @@ class EmbeddedHost:
             note = Inbound(str(thread_id), str(interaction.get("message_id")), "approval", f"[approved] {call.name}")
             process.enqueue_retry(Work([note], approved_call=call))
             return
-        summary = json.dumps({k: interaction.get(k) for k in ("action_id", "values", "block_id")}, ensure_ascii=False)
         user = interaction.get("user") or {}
         who = user.get("name") or user.get("id") or "someone"
         process.enqueue(
-            Inbound(str(thread_id), str(interaction.get("message_id")), str(who), f"[interaction] {summary}")
+            Inbound(str(thread_id), str(interaction.get("message_id")), str(who), interaction_note(who, interaction))
         )
 
     async def task_action(
@@ -425,6 +424,25 @@ def _fold(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if not record.get("forgotten"):
             latest[str(record["id"])] = record
     return list(latest.values())
+
+
+def interaction_note(who: str, interaction: Mapping[str, Any]) -> str:
+    """What the model reads about an act on its card, as a person would say it, with the details
+    a program needs after it: `[interaction] Olivia chose “Approve” (action approve, value "yes")`."""
+    kind = interaction.get("kind")
+    label = str(interaction.get("label") or interaction.get("action_id") or "")
+    values = interaction.get("values")
+    if kind == "form" and isinstance(values, Mapping):
+        answers = "; ".join(f"{name}: {value}" for name, value in values.items())
+        said = f"{who} submitted the form: {answers}" if answers else f"{who} submitted the form"
+    elif kind == "poll":
+        said = f"{who} voted {json.dumps(values, ensure_ascii=False)}"
+    else:
+        said = f"{who} chose “{label}”"
+    details = f"action {interaction.get('action_id')}"
+    if values is not None and kind != "form":
+        details += f", value {json.dumps(values, ensure_ascii=False)}"
+    return f"[interaction] {said} ({details})"
 
 
 def _append_line(path: Path, line: str) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 from ....events import new_id
 from . import Card, ProviderError, ProviderEvent, ReasoningDelta, TextDelta, ToolCall, ToolSpec, Usage
 
+_CHOSE = re.compile(r"\[interaction\] .*? chose “(?P<label>[^”]*)”")
 _MATH = re.compile(r"(-?\d+(?:\.\d+)?(?:\s*[-+*/]\s*-?\d+(?:\.\d+)?)+)")
 CHUNK = 6
 
@@ -117,8 +118,25 @@ class ScriptedProvider:
             return f"I could not use {name}: {result}"
         return f"I used `{name}` and got: **{result}**"
 
+    @staticmethod
+    def _answer_interaction(text: str) -> str:
+        """An act on one of its cards, answered as an agent would (host.interaction_note)."""
+        chose = _CHOSE.search(text)
+        label = chose.group("label") if chose else ""
+        if label.lower() in ("approve", "approved"):
+            return "Approved. Deploying to staging now; I will post here when it is live."
+        if label.lower() in ("reject", "rejected"):
+            return "Rejected. I will not deploy; tell me what should change first."
+        if "submitted the form" in text:
+            return "Thanks, I have your answers."
+        if " voted " in text:
+            return "Thanks for voting."
+        return f"Got it: {label}." if label else "Got it."
+
     def _reply(self, text: str, lowered: str) -> tuple[str, list[dict[str, Any]] | None]:
         card: list[dict[str, Any]] | None = None
+        if "[interaction] " in text:
+            return self._answer_interaction(text), None
         if "card" in lowered or "approval" in lowered:
             card = [
                 {"type": "section", "text": "**Deploy to staging?** The build passed all checks."},

@@ -1,0 +1,1 @@
+"""Who is around and who is typing: live state, never stored (issue 13)."""

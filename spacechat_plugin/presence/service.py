@@ -1,0 +1,179 @@
+"""Presence (active / away) and typing indicators, as live-only events.
+
+Neither is ever written to the log. Both are coalesced so that their cost does not grow with how
+often people type or switch tabs: changes are gathered and sent at most once per `tick` (a
+second), one `presence.changed` per organisation listing who changed, one `typing.changed` per
+thread (or per channel, for a new thread being written) carrying everyone typing there now, and
+only when that set changed. A person typing for a minute costs two events (started, stopped),
+however many keystrokes the client reports (it reports at most every few seconds; the server
+keeps the set and lets a report lapse after `typing_ttl`).
+
+Presence, as in Slack: a person is `active` while one of their signed-in apps (a session, not a
+script's API token) has its realtime stream open and has not said it is `away` (hidden, idle);
+with none open, `away`. Every event
+goes out through the bus and the one visibility check like any other (presence needs
+`members:read`, typing is seen by those who may read the channel).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..events import Actor, Event, PresenceChanged, TypingChanged
+
+log = logging.getLogger("spacechat.presence")
+
+ACTIVE, AWAY = "active", "away"
+STATUSES = (ACTIVE, AWAY)
+
+
+@dataclass
+class Person:
+    org_id: str
+    streams: dict[str, int] = field(default_factory=dict)  # credential -> open streams
+    away: set[str] = field(default_factory=set)  # credentials whose page said it is away
+    shown: str = AWAY  # what the others were last told
+
+    @property
+    def status(self) -> str:
+        return ACTIVE if any(credential not in self.away for credential in self.streams) else AWAY
+
+
+Place = tuple[str, str, str | None]  # (org, channel, thread or None for a new thread)
+
+
+class Presence:
+    def __init__(self, publish: Any, *, tick: float = 1.0, typing_ttl: float = 6.0) -> None:
+        """`publish` fans out one live-only event (Streams.publish_live)."""
+        self.publish, self.tick, self.typing_ttl = publish, tick, typing_ttl
+        self.people: dict[str, Person] = {}
+        self._changed: set[str] = set()  # people whose status may have changed since the last tick
+        self._typing: dict[Place, dict[str, float]] = {}  # place -> {user: lapses at}
+        self._told: dict[Place, frozenset[str]] = {}  # place -> the typists last sent
+        self._team: dict[str, str | None] = {}  # channel -> team, for the envelope
+        self.events_sent = 0
+
+    # -- presence -----------------------------------------------------------------------------
+
+    def connected(self, user_id: str, org_id: str, credential: str) -> None:
+        person = self.people.setdefault(user_id, Person(org_id))
+        person.streams[credential] = person.streams.get(credential, 0) + 1
+        self._changed.add(user_id)
+
+    def disconnected(self, user_id: str, credential: str) -> None:
+        person = self.people.get(user_id)
+        if person is None:
+            return
+        left = person.streams.get(credential, 0) - 1
+        if left > 0:
+            person.streams[credential] = left
+        else:
+            person.streams.pop(credential, None)
+            person.away.discard(credential)
+        self._changed.add(user_id)
+
+    def report(self, user_id: str, org_id: str, credential: str, status: str) -> str:
+        """A page says it is `active` or `away`; returns the person's presence after it."""
+        assert status in STATUSES
+        person = self.people.setdefault(user_id, Person(org_id))
+        if status == AWAY:
+            person.away.add(credential)
+        else:
+            person.away.discard(credential)
+        self._changed.add(user_id)
+        return person.status
+
+    def snapshot(self, org_id: str) -> dict[str, str]:
+        """Everyone of an organisation known to be active now (the others are away)."""
+        people = self.people.items()
+        return {uid: ACTIVE for uid, person in people if person.org_id == org_id and person.shown == ACTIVE}
+
+    def _presence_events(self) -> list[Event]:
+        by_org: dict[str, dict[str, str]] = {}
+        for user_id in self._changed:
+            person = self.people.get(user_id)
+            if person is None:
+                continue
+            status = person.status
+            if status != person.shown:
+                person.shown = status
+                by_org.setdefault(person.org_id, {})[user_id] = status
+            if not person.streams and not person.away and status == AWAY:
+                del self.people[user_id]  # gone: nothing left to remember
+        self._changed.clear()
+        return [Event(PresenceChanged(users=users), org_id=org_id) for org_id, users in by_org.items()]
+
+    # -- typing -------------------------------------------------------------------------------
+
+    def typing(self, user_id: str, channel: Mapping[str, Any], thread_id: str | None, on: bool) -> None:
+        place: Place = (channel["org_id"], channel["id"], thread_id)
+        self._team[channel["id"]] = channel.get("team_id")
+        typists = self._typing.setdefault(place, {})
+        if on:
+            typists[user_id] = time.monotonic() + self.typing_ttl
+        else:
+            typists.pop(user_id, None)
+
+    def observe(self, events: Iterable[Event]) -> None:
+        """After each commit: a person who posted has stopped typing there."""
+        for event in events:
+            if event.event_type != "message.created" or event.actor.kind != "user" or not event.channel_id:
+                continue
+            user_id, org_id = event.actor.id or "", event.org_id or ""
+            for place in ((org_id, event.channel_id, event.thread_id), (org_id, event.channel_id, None)):
+                typists = self._typing.get(place)
+                if typists is not None:
+                    typists.pop(user_id, None)
+
+    def _typing_events(self, now: float) -> list[Event]:
+        out = []
+        for place in list(self._typing):
+            typists = self._typing[place]
+            for user_id in [u for u, lapses in typists.items() if lapses <= now]:
+                del typists[user_id]
+            current = frozenset(typists)
+            if current != self._told.get(place, frozenset()):
+                org_id, channel_id, thread_id = place
+                out.append(
+                    Event(
+                        TypingChanged(users=sorted(current)),
+                        actor=Actor("system"),
+                        org_id=org_id,
+                        team_id=self._team.get(channel_id),
+                        channel_id=channel_id,
+                        thread_id=thread_id,
+                    )
+                )
+            if current:
+                self._told[place] = current
+            else:
+                self._told.pop(place, None)
+                del self._typing[place]
+        return out
+
+    def typists(self, channel_id: str) -> dict[str | None, list[str]]:
+        """Who is typing in a channel now, by thread (None: a new thread)."""
+        return {place[2]: sorted(users) for place, users in self._typing.items() if place[1] == channel_id and users}
+
+    # -- the tick -----------------------------------------------------------------------------
+
+    def flush(self, now: float | None = None) -> list[Event]:
+        """Everything that changed since the last flush, as events (and published)."""
+        events = self._presence_events() + self._typing_events(time.monotonic() if now is None else now)
+        for event in events:
+            self.publish(event)
+        self.events_sent += len(events)
+        return events
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(self.tick)
+            try:
+                self.flush()
+            except Exception:
+                log.exception("sending presence and typing failed")
