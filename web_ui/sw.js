@@ -6,6 +6,10 @@
 // or intercepted: the API and the realtime stream go to the network.
 importScripts("/vendor-files.js");
 
+// --- caching: the app shell, for opening offline --------------------------------------------------
+// (Reading threads offline is the page's own IndexedDB cache, web_ui/cache.js: nothing under /v1
+// is cached here.)
+
 const CACHE = "spacechat-shell-v1";
 const SHELL = [
   "/",
@@ -14,8 +18,10 @@ const SHELL = [
   "/deps.js",
   "/actions.js",
   "/api.js",
+  "/cache.js",
   "/interactions.js",
   "/markdown.js",
+  "/offline.js",
   "/ops.js",
   "/outbox.js",
   "/realtime.js",

@@ -11,9 +11,10 @@ import { channelPath } from "../router.js";
 import { useVirtualizer, useBatchedMeasure } from "../virtual.js";
 import { MessageRow, PendingRow } from "./message.js";
 import { Composer } from "./composer.js";
-import { html, Icon, Spinner, ErrorNote } from "./ui.js";
+import { html, Icon, Spinner, ErrorNote, StaleNote } from "./ui.js";
 import { focusRow } from "./feed.js";
 import { MetricsToggle, ThreadMetrics, metricsOpen } from "./metrics.js";
+import { keepThread } from "../offline.js";
 
 const EDGE = 60; // rows from an end of what is loaded at which the next page is fetched (early: a fling is fast)
 
@@ -39,6 +40,7 @@ export function ThreadView({ threadId, messageId }) {
       model.bump();
     }
   }, [threadId, messageId]);
+  useEffect(() => keepThread(model), [model]); // kept on this device for reading offline
 
   const channel = model.thread ? state.channels.value.get(model.thread.channel_id) : null;
   const lastSeq = channel ? channel.last_seq : 0;
@@ -81,8 +83,9 @@ export function ThreadView({ threadId, messageId }) {
         <${Icon} name="back" /><span class="back-label">#${channel.name}</span>
       </a>`}
       <h1 id="view-title" class="view-title">${title || "Thread"}</h1>
-      <${MetricsToggle} controls="thread-metrics" />
+      <${MetricsToggle} controls="thread-metrics" available=${Boolean(channel)} />
     </header>
+    <${StaleNote} stale=${model.stale} />
     ${metricsOpen.value && channel && html`<${ThreadMetrics} id="thread-metrics" threadId=${threadId} channelId=${channel.id} />`}
     <${ErrorNote} error=${model.error} onRetry=${() => openThread(model, { aroundMessageId: messageId })} />
     ${showList
@@ -248,6 +251,7 @@ function MessageList({ model, pending, title, handle }) {
           measure=${measure}
           onRetry=${retry}
           onDiscard=${discard}
+          connection=${state.connection.value}
         />`;
       })}
     </div>
