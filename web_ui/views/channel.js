@@ -105,6 +105,8 @@ export function ChannelView({ channelId }) {
   const activity = state.activity.value;
   const total = model.nextBefore === null ? count : -1;
   const isFeed = count > 0 || model.loading; // a feed holds articles: an empty channel's list is none
+  // Busy while loading, and while its rows are not laid out yet (a resize): no article in it then.
+  const busy = model.loading || (count > 0 && !virtualItems.length);
 
   function keys(event) {
     const current = event.target.closest("[data-index]");
@@ -138,7 +140,7 @@ export function ChannelView({ channelId }) {
     ${metricsOpen.value && html`<${ChannelMetrics} id="channel-metrics" channelId=${channel.id} />`}
     <${StaleNote} stale=${model.stale} />
     <${ErrorNote} error=${model.error} onRetry=${() => loadThreads(model)} />
-    <div class="scroller" ref=${scroller} role=${isFeed ? "feed" : null} aria-busy=${model.loading ? "true" : "false"}
+    <div class="scroller" ref=${scroller} role=${isFeed ? "feed" : null} aria-busy=${busy ? "true" : "false"}
       aria-label=${isFeed ? "Threads in #" + channel.name : null} onKeyDown=${keys}>
       ${!model.loaded && model.loading && html`<div class="loading-center"><${Spinner} label="Loading threads" /></div>`}
       ${model.loaded && !count && html`<p class="empty">No threads yet. Start one below.</p>`}

@@ -218,7 +218,7 @@ function MessageList({ model, pending, title, handle }) {
     ref=${scroller}
     role="feed"
     tabindex="0"
-    aria-busy=${model.loading ? "true" : "false"}
+    aria-busy=${model.loading || (count > 0 && !virtualItems.length) ? "true" : "false"}
     aria-label=${"Messages in " + (title || "this thread")}
     onKeyDown=${(event) => feedKeys(event, virtualizer, count)}
   >
