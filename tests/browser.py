@@ -138,6 +138,7 @@ async def audit_remaining(browser: Browser, check: bool = True) -> str:
     (`check=False` forgets them: the test failed already.)"""
     mine = [audit for audit in AUDITS if audit.context.browser is browser]
     for audit in mine:
+        await audit.settle()  # no check left running when the browser closes
         if check and not audit.finished:
             with contextlib.suppress(Exception):  # a context the test closed by other means
                 await audit.final()

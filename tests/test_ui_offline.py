@@ -55,6 +55,14 @@ async def open_offline_ready(context: BrowserContext, server: Server, thread_id:
     return page
 
 
+async def a_thread_ready_for_offline(browser: Browser, server: Server, title: str) -> tuple[BrowserContext, Page, str]:
+    """A new thread, and a signed-in context with a page on it ready to go offline."""
+    _, thread_id = await open_thread(server, "general", title)
+    context = await new_context(browser)
+    await sign_in(context, server)
+    return context, await open_offline_ready(context, server, thread_id), thread_id
+
+
 async def write(page: Page, text: str) -> None:
     box = page.get_by_label("Reply in this thread")
     await box.fill(text)
@@ -68,10 +76,7 @@ async def write(page: Page, text: str) -> None:
 async def test_five_sends_queued_offline_arrive_in_the_order_written_after_a_reload(
     server: Server, browser: Browser
 ) -> None:
-    _, thread_id = await open_thread(server, "general", "Order drill")
-    context = await new_context(browser)
-    await sign_in(context, server)
-    page = await open_offline_ready(context, server, thread_id)
+    context, page, thread_id = await a_thread_ready_for_offline(browser, server, "Order drill")
 
     await context.set_offline(True)
     texts = [f"m{i}" for i in range(1, 6)]
@@ -97,10 +102,7 @@ async def test_five_sends_queued_offline_arrive_in_the_order_written_after_a_rel
 async def test_a_refused_send_stops_its_threads_queue_with_retry_and_delete(tmp_path: Path, browser: Browser) -> None:
     server = Server(tmp_path / "data", toml_config(messages={"max_chars": 40})).start()
     try:
-        _, thread_id = await open_thread(server, "general", "Refusal drill")
-        context = await new_context(browser)
-        await sign_in(context, server)
-        page = await open_offline_ready(context, server, thread_id)
+        context, page, thread_id = await a_thread_ready_for_offline(browser, server, "Refusal drill")
 
         await context.set_offline(True)
         too_long = "m3 " + "is much longer than the server takes " * 2
@@ -145,10 +147,7 @@ async def test_a_refused_send_stops_its_threads_queue_with_retry_and_delete(tmp_
 async def test_two_tabs_queue_into_one_thread_and_it_arrives_in_the_order_written(
     server: Server, browser: Browser
 ) -> None:
-    _, thread_id = await open_thread(server, "general", "Two tabs")
-    context = await new_context(browser)
-    await sign_in(context, server)
-    first = await open_offline_ready(context, server, thread_id)
+    context, first, thread_id = await a_thread_ready_for_offline(browser, server, "Two tabs")
     second = (await new_page(context)).page
     await second.goto(f"{server.url}/t/{thread_id}")
     await wait_connected(second)
@@ -201,7 +200,12 @@ async def test_a_thread_read_online_opens_offline_after_a_reload_and_catches_up(
         await post(server, f"/v1/threads/{thread_id}/messages", {"text": text})
     context = await new_context(browser)
     await sign_in(context, server)
-    page = await open_offline_ready(context, server, thread_id)
+    watched = await new_page(context)
+    page = watched.page
+    await page.goto(f"{server.url}/c/{channel_id}")
+    await wait_connected(page)
+    await service_worker_ready(page)
+    await page.get_by_role("link", name="Launch checklist").click()
     await expect(page.locator("article.msg[data-message-id]")).to_have_count(4)
     saved = await wait_for_js(
         page, f"({CACHED_THREAD})('{thread_id}').then((c) => c && c.messages.length === 4 ? c : null)"
@@ -224,6 +228,12 @@ async def test_a_thread_read_online_opens_offline_after_a_reload_and_catches_up(
     await expect(stale).to_contain_text("Offline: showing what this device saved")
     await expect(page.locator(".error-note")).to_have_count(0)
     await expect(page.get_by_label("Reply in this thread")).to_be_visible()
+    # Its channel was opened online too: its list of threads opens offline the same way.
+    await page.get_by_role("link", name="Back to #general").click()
+    await expect(page.get_by_role("feed", name="Threads in #general").locator("article")).to_have_count(1)
+    await expect(stale).to_contain_text("Offline: showing what this device saved")
+    await page.get_by_role("link", name="Launch checklist").click()
+    await expect(page.locator("article.msg[data-message-id]")).to_have_count(4)
 
     tried_offline = len(requests)  # the page tried the server first, and could not reach it
     await context.set_offline(False)
@@ -244,9 +254,34 @@ async def test_a_thread_read_online_opens_offline_after_a_reload_and_catches_up(
     await page.get_by_role("link", name="Settings and devices").click()
     usage = page.locator(".offline-usage")
     await expect(usage).to_have_attribute("data-threads", "1")
-    await expect(usage).to_contain_text("Kept now: 1 thread")
+    await expect(usage).to_contain_text("Kept now: 1 thread and 1 channel")
     await page.get_by_role("button", name="Sign out", exact=True).first.click()
     await expect(page.get_by_role("heading", name="Sign in to Spacechat")).to_be_visible()
     assert await page.evaluate(CACHED_THREAD, thread_id) is None
-    _ = channel_id
+    await context.close()
+
+
+async def test_a_thread_not_kept_opens_offline_with_what_it_has(server: Server, browser: Browser) -> None:
+    """With nothing kept (the limit at 0), a thread reloaded offline says the server cannot be
+    reached; its Metrics button names no panel that is not there (it once did: invalid ARIA)."""
+    _, thread_id = await open_thread(server, "general", "Not kept")
+    context = await new_context(browser)
+    await sign_in(context, server)
+    await context.add_init_script(
+        "localStorage.setItem('spacechat:offline-limit', '0'); localStorage.setItem('spacechat:metrics-open', '1')"
+    )
+    page = await open_offline_ready(context, server, thread_id)
+    await expect(page.locator("#thread-metrics")).to_be_visible()
+    await context.set_offline(True)
+    await page.reload()
+    await expect(page.locator(".error-note")).to_contain_text("the server cannot be reached")
+    metrics = page.get_by_role("button", name="Metrics")
+    await expect(metrics).to_have_attribute("aria-expanded", "false")
+    assert await metrics.get_attribute("aria-controls") is None
+    assert await page.evaluate(CACHED_THREAD, thread_id) is None
+    await context.set_offline(False)
+    await wait_connected(page)
+    await expect(page.get_by_role("heading", name="Not kept", level=1)).to_be_visible()
+    await expect(page.locator("#thread-metrics")).to_be_visible()
+    await expect(metrics).to_have_attribute("aria-controls", "thread-metrics")
     await context.close()
