@@ -15,6 +15,12 @@ browser test is held to it without asking:
 
 A violation is reported with its rule, impact, the page's address, the scheme and width, when it
 was seen, the failing element's selector and HTML, and axe's own summary of what to fix.
+
+For test authors: nothing to call. `Watched.assert_clean()` also waits for the checks started so
+far and fails on what they found. A test that needs a colour scheme sets it on its context
+(`new_context(browser, color_scheme="dark")`): the checks put back the context's scheme, not one
+set later with `page.emulate_media`. A violation in a page you did not write is still yours to fix
+(or to report): there is no opt-out.
 """
 
 from __future__ import annotations
