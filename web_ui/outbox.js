@@ -119,8 +119,10 @@ export async function restore() {
   if (rows === null) return flush();
   const next = new Map();
   for (const entry of rows) {
+    // The stored status is every tab's (queued or failed); this tab only knows it is sending one.
     const mine = outbox.value.get(entry.key);
-    next.set(entry.key, mine && entry.status !== "failed" ? { ...entry, status: mine.status } : entry);
+    const sending = mine && mine.status === "sending" && entry.status !== "failed";
+    next.set(entry.key, sending ? { ...entry, status: "sending" } : entry);
   }
   outbox.value = next;
   markHeld();
