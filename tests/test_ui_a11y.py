@@ -32,12 +32,12 @@ PHONE = {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touc
 
 RICH = """Release notes with **bold**, a [link](https://example.com), `code` and a table:
 
-| step | owner |
-|---|---|
-| build | @ann |
+| step | owner | what the step does, at length, so that the table is wider than a phone |
+|---|---|---|
+| build | @ann | compiles_every_module_of_the_release_and_checks_their_signatures_one_by_one |
 
 ```python
-print("hello")
+print("hello")  # and a line of code much longer than a phone is wide: wrapped, not a scroll region
 ```"""
 
 
