@@ -52,6 +52,7 @@ export class ThreadModel {
     this.target = null; // a deep-linked message id
     this.generation = 0; // bumped by each full (re)load: the list starts over at its placement
     this.stale = null; // shown from this device's copy: {savedAt, seq} until it has caught up
+    this.early = []; // live messages that arrived while a page was loading (applied after it)
   }
 
   bump() {
@@ -77,6 +78,13 @@ export class ThreadModel {
 
   /** Insert or update one message; returns true when something changed. */
   upsert(message, { live = false } = {}) {
+    // The page being loaded may have been read before this message was written: keep it for
+    // after the page (a slow main thread can take the event first and the page after).
+    if (live && this.loading === "open") this.early.push(message);
+    return this.place(message, live);
+  }
+
+  place(message, live) {
     const current = this.byId.get(message.id);
     if (current) {
       if (!isNewer(message, current)) return false;
@@ -126,6 +134,11 @@ export class ThreadModel {
       if (message.client_msg_id) this.byClientId.set(message.client_msg_id, message);
     }
     this.loaded = true;
+    if (mode === "replace") {
+      const early = this.early;
+      this.early = [];
+      for (const message of early) this.place(message, true);
+    }
   }
 
   /** Append streamed text; false when the copy is behind (the caller refetches). */
@@ -257,6 +270,7 @@ export async function openThread(model, { aroundMessageId = null } = {}) {
     });
   } catch (error) {
     if (error instanceof NetworkError && !model.loaded && (await showSavedThread(model, aroundMessageId))) return;
+    model.early = [];
     model.loading = null;
     model.error = error;
     model.bump();
