@@ -104,7 +104,8 @@ export function ChannelView({ channelId }) {
   }
   const activity = state.activity.value;
   const total = model.nextBefore === null ? count : -1;
-  const isFeed = count > 0 || model.loading; // a feed holds articles: an empty channel's list is none
+  // A feed holds articles and nothing else: an empty (or still loading) channel's list is none.
+  const isFeed = count > 0;
   // Busy while loading, and while its rows are not laid out yet (a resize): no article in it then.
   const busy = model.loading || (count > 0 && !virtualItems.length);
 

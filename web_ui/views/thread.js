@@ -90,7 +90,7 @@ export function ThreadView({ threadId, messageId }) {
     <${ErrorNote} error=${model.error} onRetry=${() => openThread(model, { aroundMessageId: messageId })} />
     ${showList
       ? html`<${MessageList} key=${model.generation} model=${model} pending=${pending} title=${title} handle=${list} />`
-      : html`<div class="scroller" role="feed" aria-busy="true" aria-label="Messages">
+      : html`<div class="scroller" aria-busy="true">
           ${model.loading && html`<div class="loading-center"><${Spinner} label="Loading the thread" /></div>`}
         </div>`}
     <div class="activity" aria-live="polite" data-activity=${waiting ? "waiting" : activity ? activity.status : "idle"}>
