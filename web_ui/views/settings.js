@@ -8,6 +8,7 @@ import { navigate } from "../router.js";
 import { html, fullTime, size, ErrorNote } from "./ui.js";
 import { cacheLimit, cacheVersion, cacheStats, setCacheLimit, clearCache, MAX_LIMIT } from "../cache.js";
 import { Members, Tokens } from "./admin.js";
+import { MyMemory } from "./memory.js";
 
 function Devices() {
   const [sessions, setSessions] = useState(null);
@@ -141,6 +142,7 @@ export function SettingsView() {
       </section>
       <${Devices} />
       <${OfflineReading} />
+      <${MyMemory} />
       ${state.can("tokens:create") && html`<${Tokens} />`}
       ${state.can("members:read") && html`<${Members} />`}
       ${state.can("members:manage") && html`<${Invitations} />`}
