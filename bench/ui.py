@@ -20,6 +20,9 @@ different heights) through the API with 50 concurrent senders, then drives Debia
   and until the app has painted the channel with its threads (`spacechat:channel-rendered`),
   cold (a new browser context: empty HTTP cache, no service worker) and warm (the same context
   again, with its HTTP cache and service worker), with the requests and bytes it took.
+- offline (issue 18): the thread reloaded with no connection, from this device's cache, until its
+  rows are rendered; and `--queued` sends written offline, from the connection's return until the
+  last is acknowledged (one at a time, in order: the queue's drain rate).
 
     python bench/ui.py                     # 100,000 messages
     python bench/ui.py --messages 20000 --scroll-seconds 5
@@ -359,6 +362,47 @@ async def open_inbox(context: BrowserContext, url: str, channel_id: str, rounds:
     return times
 
 
+RENDERED_AT = (
+    "(() => { const m = performance.getEntriesByName('spacechat:thread-rendered');"
+    " return m.length && m[0].startTime; })()"
+)
+# How many of a store's entries IndexedDB holds (without creating the database).
+STORED = """(([name, expected]) => new Promise((resolve) => {
+  const open = indexedDB.open(name);
+  open.onupgradeneeded = () => open.transaction.abort();
+  open.onerror = () => resolve(expected === 0);
+  open.onsuccess = () => {
+    const db = open.result;
+    const store = db.objectStoreNames[0];
+    if (!store) return resolve(expected === 0);
+    const count = db.transaction(store).objectStore(store).count();
+    count.onsuccess = () => (db.close(), resolve(expected < 0 ? count.result > 0 : count.result === expected));
+  };
+}))"""
+
+
+async def offline(context: BrowserContext, url: str, thread_id: str, queued: int) -> dict[str, float]:
+    page = await context.new_page()
+    await page.goto(f"{url}/t/{thread_id}")
+    await wait_js(page, "window.spacechat.threadOpened")
+    await page.wait_for_selector("html[data-connection=connected]", state="attached")
+    await wait_js(page, STORED + '(["spacechat-cache", -1])', timeout=30)  # kept a moment after it opened
+    await context.set_offline(True)
+    await page.reload()
+    opened = float(await wait_js(page, RENDERED_AT))
+    box = page.locator(".composer-input")
+    for i in range(queued):
+        await box.fill(f"queued offline {i}")
+        await box.press("Enter")
+    await wait_js(page, "document.querySelector('.composer-input').value === ''")
+    started = time.perf_counter()
+    await context.set_offline(False)
+    await wait_js(page, STORED + '(["spacechat-outbox", 0])')
+    drained = time.perf_counter() - started
+    await page.close()
+    return {"open_offline_ms": opened, "queued": queued, "drain_seconds": drained}
+
+
 def frame_stats(deltas: list[float]) -> list[str]:
     dropped = sum(1 for d in deltas if d > DROPPED_MS)
     return [
@@ -422,6 +466,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             results["inbox_threads"] = args.inbox_threads
             results["inbox_open_ms"] = await open_inbox(context, url, channel_id, args.rounds)
             results["first_paint"] = await first_paint(browser, url, channel_id, args.rounds)
+            results["offline"] = await offline(context, url, thread_id, args.queued)
             await browser.close()
     finally:
         server.stop()
@@ -541,6 +586,18 @@ def report(results: dict[str, Any]) -> None:
         ],
     )
     report_first_paint(results)
+    off = results["offline"]
+    print_table(
+        "Offline",
+        ["what", "figure"],
+        [
+            ["reload offline → rows rendered (from this device's cache)", f"{off['open_offline_ms']:.0f} ms"],
+            [
+                f"{off['queued']} sends queued offline → all acknowledged, in order",
+                f"{off['drain_seconds']:.2f} s ({off['queued'] / off['drain_seconds']:.0f} messages/s)",
+            ],
+        ],
+    )
 
 
 def main() -> None:
@@ -548,6 +605,7 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=100_000)
     parser.add_argument("--rounds", type=int, default=5, help="opens of each kind")
     parser.add_argument("--sends", type=int, default=20)
+    parser.add_argument("--queued", type=int, default=50, help="sends queued offline, then drained")
     parser.add_argument("--scroll-seconds", type=float, default=8)
     parser.add_argument("--inbox-threads", type=int, default=1000, help="threads in the owner's inbox")
     parser.add_argument("--chromium", default="/usr/bin/chromium")

@@ -2,12 +2,15 @@
 
 Each test gets its own browser context (cookies, storage and service worker of its own). A page
 is watched for uncaught errors, console errors and CSP violations, which fail the test: the UI
-must run under the strict CSP that spacechat_plugin/api/webui.py sends.
+must run under the strict CSP that spacechat_plugin/api/webui.py sends. Every page of a context
+made here is also checked with axe-core after each navigation and at the end of the test
+(tests/a11y.py): an accessibility violation fails the test too.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -17,6 +20,8 @@ from typing import Any
 
 from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
 
+from .a11y import INIT_SCRIPT as AXE_SCRIPT
+from .a11y import ContextAudit, report
 from .support import OWNER, Server
 
 CHROMIUM = "/usr/bin/chromium"
@@ -76,6 +81,10 @@ class Watched:
     async def assert_clean(self) -> None:
         assert not self.errors, self.errors
         assert await self.violations() == []
+        audit = audit_of(self.page.context)
+        if audit:
+            await audit.settle()
+            assert not audit.findings, audit.report()
 
 
 async def new_page(context: BrowserContext) -> Watched:
@@ -93,11 +102,48 @@ async def new_page(context: BrowserContext) -> Watched:
     return watched
 
 
+# The accessibility audits of the running test's contexts (checked when a context is closed, and
+# at the latest when the test's browser is closed: conftest.py).
+AUDITS: list[ContextAudit] = []
+
+
+def audit_of(context: BrowserContext) -> ContextAudit | None:
+    return next((audit for audit in AUDITS if audit.context is context), None)
+
+
 async def new_context(browser: Browser, **options: Any) -> BrowserContext:
     context = await browser.new_context(**options)
     await context.add_init_script(WATCH_SCRIPT)
+    await context.add_init_script(AXE_SCRIPT)
     context.set_default_timeout(TIMEOUT_MS)
+    audit = ContextAudit(context, "dark" if options.get("color_scheme") == "dark" else "light")
+    AUDITS.append(audit)
+    context.on("page", audit.watch)
+    close = context.close
+
+    async def close_after_the_audit(**kwargs: Any) -> None:
+        """The end of the test for this context: its pages are checked in every scheme and width."""
+        try:
+            await audit.final()
+        finally:
+            await close(**kwargs)
+        assert not audit.findings, audit.report()
+
+    context.close = close_after_the_audit  # type: ignore[method-assign]
     return context
+
+
+async def audit_remaining(browser: Browser, check: bool = True) -> str:
+    """The end-of-test check of the contexts a test left open; the failure message, or ''.
+    (`check=False` forgets them: the test failed already.)"""
+    mine = [audit for audit in AUDITS if audit.context.browser is browser]
+    for audit in mine:
+        await audit.settle()  # no check left running when the browser closes
+        if check and not audit.finished:
+            with contextlib.suppress(Exception):  # a context the test closed by other means
+                await audit.final()
+    AUDITS[:] = [audit for audit in AUDITS if audit not in mine]
+    return report([finding for audit in mine for finding in audit.findings.values()]) if check else ""
 
 
 async def sign_in(

@@ -6,6 +6,7 @@ import * as state from "./state.js";
 import * as realtime from "./realtime.js";
 import { forgetAll } from "./store.js";
 import { clearForSignOut, forgetStored } from "./outbox.js";
+import { clearCache } from "./cache.js";
 import { resetOps } from "./ops.js";
 import { resetTasks } from "./tasks.js";
 import { resetNotifications } from "./notify.js";
@@ -98,14 +99,17 @@ export async function signOut() {
     await post("/v1/auth/logout", {});
   } finally {
     await forgetStored(userId);
+    await clearCache();
     endSession();
   }
 }
 
-/** Forget everything of the signed-in user (after sign-out or a revoked session). */
+/** Forget everything of the signed-in user (after sign-out or a revoked session): what this
+ * device kept for reading offline too (the unsent messages stay for an expired session). */
 export function endSession() {
   realtime.stop();
   clearForSignOut();
+  clearCache();
   forgetAll();
   setCsrfToken(null);
   localStorage.removeItem(SNAPSHOT);

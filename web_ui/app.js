@@ -4,7 +4,7 @@ import { render, useEffect, effect, HIGHLIGHT_CSS, HIGHLIGHT_DARK_CSS, UPLOT_CSS
 import { NetworkError, whenUnauthorized, get } from "./api.js";
 import * as state from "./state.js";
 import * as realtime from "./realtime.js";
-import { threadModels, channelModels, threadModel, channelModel, refetchMessage, openThread, loadThreads } from "./store.js";
+import { threadModels, channelModels, threadModel, channelModel, refetchMessage, openThread, loadThreads, catchUp } from "./store.js";
 import { restore as restoreOutbox, flush as flushOutbox } from "./outbox.js";
 import { loadMe, loadStructure, refreshChannels, endSession, saveSnapshot, restoreSnapshot } from "./actions.js";
 import { parse, navigate, interceptLinks, channelPath, messagePath } from "./router.js";
@@ -133,8 +133,9 @@ function goHome() {
   if (target) navigate(channelPath(target.id), { replace: true });
 }
 
-realtime.onReady(({ first }) => {
+realtime.onReady(({ first, resumedFrom = null }) => {
   if (!state.booted.value) return;
+  catchUp({ first, resumedFrom }); // what was shown from this device's cache
   if (first) {
     loadStructure().then(saveSnapshot, () => {});
     return;
@@ -222,7 +223,7 @@ function App() {
   }
   const channelId = currentChannelId(route);
   return html`<div class="app">
-    <a class="skip-link" href="#main">Skip to content</a>
+    <a class="skip-link" href="#main" onClick=${skipToMain}>Skip to content</a>
     <header class="topbar">
       <button type="button" class="icon-button" aria-label="Channels" aria-controls="sidebar"
         aria-expanded=${state.drawerOpen.value ? "true" : "false"}
@@ -238,6 +239,15 @@ function App() {
     <div class="sr-only" role="status" aria-live="polite">${state.announcement.value}</div>
     <${Dialogs} />
   </div>`;
+}
+
+/** The skip link moves the focus to the main region (without adding #main to the address). */
+function skipToMain(event) {
+  const main = document.getElementById("main");
+  if (!main) return;
+  event.preventDefault();
+  main.focus();
+  main.scrollIntoView({ block: "start" });
 }
 
 // --- keys -----------------------------------------------------------------------------------------

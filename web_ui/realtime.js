@@ -1,7 +1,9 @@
 // The realtime stream (GET /v1/realtime/sse) read with fetch, so the UI sees status codes and owns
 // reconnection: it remembers the seq of the last logged event it applied and reconnects with
-// ?after=<seq> (after a dropped connection, a server restart or `lagged`), so every event arrives
-// once and in order. Events are upserts (store.js), so a replayed one never doubles anything.
+// `Last-Event-ID: <seq>` (after a dropped connection, a server restart or `lagged`), so every
+// event arrives once and in order. Events are upserts (store.js), so a replayed one never doubles
+// anything. A page that opened offline and shows threads from this device's cache (cache.js)
+// starts its first stream from the oldest of their seqs, so they catch up from the log.
 import { batch } from "./deps.js";
 import { NetworkError } from "./api.js";
 import * as state from "./state.js";
@@ -14,6 +16,7 @@ let attempt = 0;
 let retryTimer = null;
 let stopped = true;
 let connectedBefore = false;
+let cursorRefused = false; // the server refused a cursor from the cache (another log): start live
 const readyWaiters = [];
 const hooks = { ready: [], unauthorized: () => {} };
 
@@ -54,6 +57,19 @@ export function stop() {
   controller = null;
   lastSeq = null;
   connectedBefore = false;
+  cursorRefused = false;
+}
+
+/** Where a connection resumes: after the last applied event; before the first connection, after
+ * the oldest seq of the threads shown from the cache (null: start live). */
+function resumeCursor() {
+  if (lastSeq !== null || connectedBefore || cursorRefused) return lastSeq;
+  let oldest = null;
+  for (const model of threadModels.values()) {
+    const seq = model.stale ? model.stale.seq : null;
+    if (typeof seq === "number" && (oldest === null || seq < oldest)) oldest = seq;
+  }
+  return oldest;
 }
 
 function reconnectNow() {
@@ -80,7 +96,9 @@ async function connect() {
   if (state.connection.value !== "connecting") {
     state.connection.value = navigator.onLine === false ? "offline" : "reconnecting";
   }
-  const url = "/v1/realtime/sse" + (lastSeq !== null ? `?after=${lastSeq}` : "");
+  const cursor = resumeCursor();
+  const headers = { Accept: "text/event-stream" };
+  if (cursor !== null) headers["Last-Event-ID"] = String(cursor);
   let watchdog = null;
   const feed = () => {
     clearTimeout(watchdog);
@@ -88,8 +106,8 @@ async function connect() {
   };
   try {
     feed();
-    const response = await fetch(url, {
-      headers: { Accept: "text/event-stream" },
+    const response = await fetch("/v1/realtime/sse", {
+      headers,
       credentials: "same-origin",
       cache: "no-store",
       signal: mine.signal,
@@ -102,6 +120,7 @@ async function connect() {
         controller = null;
         lastSeq = null;
         connectedBefore = false;
+        cursorRefused = false;
       }
       hooks.unauthorized();
       return;
@@ -109,6 +128,7 @@ async function connect() {
     if (response.status === 400) {
       // cursor_in_future: the server's log is not the one we followed (a new data directory).
       lastSeq = null;
+      cursorRefused = true;
       throw new Error("stream refused the cursor");
     }
     if (!response.ok || !response.body) throw new Error(`stream answered ${response.status}`);
@@ -121,7 +141,7 @@ async function connect() {
       buffer += value;
       const frames = buffer.split(/\r?\n\r?\n/);
       buffer = frames.pop();
-      if (frames.length) dispatchFrames(frames);
+      if (frames.length) dispatchFrames(frames, cursor);
       if (mine.signal.aborted) break;
     }
   } catch (error) {
@@ -149,7 +169,7 @@ function parseFrame(frame) {
   return data.length ? { event, data: data.join("\n") } : null;
 }
 
-function dispatchFrames(frames) {
+function dispatchFrames(frames, cursor) {
   batch(() => {
     for (const frame of frames) {
       const parsed = parseFrame(frame);
@@ -171,8 +191,8 @@ function dispatchFrames(frames) {
           console.error("realtime: could not apply", data.event_type, error);
         }
       } else if (parsed.event === "ready") {
-        const first = lastSeq === null;
-        if (first) lastSeq = data.resume_after;
+        const first = cursor === null;
+        if (first || lastSeq === null) lastSeq = data.resume_after;
         // Started over without a cursor after having one (the server refused it): what is shown
         // may have missed events, so it is fetched again.
         if (first && connectedBefore) queueMicrotask(refetchEverything);
@@ -180,7 +200,7 @@ function dispatchFrames(frames) {
         attempt = 0;
         state.connection.value = "connected";
         readyWaiters.splice(0).forEach((resolve) => resolve());
-        for (const callback of hooks.ready) queueMicrotask(() => callback({ first }));
+        for (const callback of hooks.ready) queueMicrotask(() => callback({ first, resumedFrom: cursor }));
       } else if (parsed.event === "reset") {
         lastSeq = data.resume_after;
         queueMicrotask(refetchEverything);

@@ -92,6 +92,8 @@ export function interceptLinks(root) {
     if (!link || link.target || link.hasAttribute("download")) return;
     const url = new URL(link.href, location.href);
     if (url.origin !== location.origin || url.pathname.startsWith("/v1/")) return;
+    // A link within this page (the skip link's #main) is the browser's: it moves the focus.
+    if (url.hash && url.pathname === location.pathname && url.search === location.search) return;
     event.preventDefault();
     navigate(url.pathname + url.search + url.hash);
   });

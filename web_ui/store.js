@@ -4,8 +4,9 @@
 // for which copy is newer, so a REST page and the realtime stream can overlap in any order and
 // nothing is doubled or rolled back.
 import { signal, batch } from "./deps.js";
-import { get } from "./api.js";
+import { get, NetworkError } from "./api.js";
 import { prerender } from "./markdown.js";
+import { recallThread, recallChannel } from "./cache.js";
 
 const RANK = { created: 0, streaming: 1, completed: 2, failed: 2 };
 export const PAGE = 100; // the first page of a thread
@@ -50,7 +51,8 @@ export class ThreadModel {
     this.version = signal(0);
     this.target = null; // a deep-linked message id
     this.generation = 0; // bumped by each full (re)load: the list starts over at its placement
-    this.arrived = []; // live messages that came while the first page was on its way
+    this.stale = null; // shown from this device's copy: {savedAt, seq} until it has caught up
+    this.early = []; // live messages that arrived while a page was loading (applied after it)
   }
 
   bump() {
@@ -76,6 +78,13 @@ export class ThreadModel {
 
   /** Insert or update one message; returns true when something changed. */
   upsert(message, { live = false } = {}) {
+    // The page being loaded may have been read before this message was written: keep it for
+    // after the page (a slow main thread can take the event first and the page after).
+    if (live && this.loading === "open") this.early.push(message);
+    return this.place(message, live);
+  }
+
+  place(message, live) {
     const current = this.byId.get(message.id);
     if (current) {
       if (!isNewer(message, current)) return false;
@@ -85,10 +94,6 @@ export class ThreadModel {
       this.byId.set(message.id, merged);
       if (merged.client_msg_id) this.byClientId.set(merged.client_msg_id, merged);
       return true;
-    }
-    if (live && !this.loaded && this.loading === "open") {
-      this.arrived.push(message); // the page may have been read before it: applied after the page
-      return false;
     }
     if (live && !this.atLiveEnd) return false; // a gap would open: the newer page brings it
     const at = this.indexOfSeq(message.seq);
@@ -129,9 +134,11 @@ export class ThreadModel {
       if (message.client_msg_id) this.byClientId.set(message.client_msg_id, message);
     }
     this.loaded = true;
-    const arrived = this.arrived;
-    this.arrived = [];
-    if (mode === "replace") for (const message of arrived) this.upsert(message, { live: true });
+    if (mode === "replace") {
+      const early = this.early;
+      this.early = [];
+      for (const message of early) this.place(message, true);
+    }
   }
 
   /** Append streamed text; false when the copy is behind (the caller refetches). */
@@ -174,6 +181,7 @@ export class ChannelModel {
     this.loaded = false;
     this.loading = false;
     this.error = null;
+    this.stale = null; // shown from this device's copy: {savedAt, seq} until refetched
     this.version = signal(0);
   }
 
@@ -256,14 +264,64 @@ export async function openThread(model, { aroundMessageId = null } = {}) {
     const page = await get(`/v1/threads/${encodeURIComponent(model.id)}/history?${query}`);
     batch(() => {
       model.setPage(page, "replace");
+      model.stale = null;
       model.loading = null;
       model.bump();
     });
   } catch (error) {
+    if (error instanceof NetworkError && !model.loaded && (await showSavedThread(model, aroundMessageId))) return;
+    model.early = [];
     model.loading = null;
     model.error = error;
     model.bump();
   }
+}
+
+/** The server cannot be reached: show this device's copy of the thread, if it has one. */
+async function showSavedThread(model, aroundMessageId) {
+  const saved = await recallThread(model.id);
+  if (!saved) return false;
+  batch(() => {
+    model.setPage({ thread: saved.thread, messages: saved.messages, cursors: saved.cursors }, "replace");
+    model.target = aroundMessageId && model.byId.has(aroundMessageId) ? aroundMessageId : null;
+    model.stale = { savedAt: saved.saved_at, seq: typeof saved.seq === "number" ? saved.seq : null };
+    model.loading = null;
+    model.error = null;
+    model.bump();
+  });
+  return true;
+}
+
+async function showSavedChannel(model) {
+  const saved = await recallChannel(model.id);
+  if (!saved) return false;
+  batch(() => {
+    model.threads = [];
+    model.byId = new Map();
+    for (const thread of saved.threads) model.upsertThread(thread);
+    model.nextBefore = saved.next_before;
+    model.loaded = true;
+    model.stale = { savedAt: saved.saved_at, seq: typeof saved.seq === "number" ? saved.seq : null };
+    model.error = null;
+  });
+  return true;
+}
+
+/** The stream is back (realtime.js `ready`): copies shown from the cache catch up. A thread's copy
+ * that the stream resumed at or before (Last-Event-ID) has been brought up to date by the log's
+ * replay, which arrived before `ready`; any other is fetched again. Channel lists are refetched. */
+export function catchUp({ first, resumedFrom }) {
+  for (const model of threadModels.values()) {
+    if (!model.stale) continue;
+    const replayed = !first && resumedFrom !== null && model.stale.seq !== null && model.stale.seq >= resumedFrom;
+    if (replayed) {
+      model.stale = null;
+      model.bump();
+    } else if (!model.loading) {
+      openThread(model);
+    }
+  }
+  for (const model of channelModels.values()) if (model.stale && !model.loading) loadThreads(model);
 }
 
 export async function loadOlder(model) {
@@ -316,9 +374,10 @@ export async function loadThreads(model, { more = false } = {}) {
       for (const thread of page.threads) model.upsertThread(thread);
       model.nextBefore = page.next_before;
       model.loaded = true;
+      model.stale = null;
     });
   } catch (error) {
-    model.error = error;
+    if (!(error instanceof NetworkError && !more && !model.loaded && (await showSavedChannel(model)))) model.error = error;
   } finally {
     model.loading = false;
     model.bump();

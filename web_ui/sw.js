@@ -7,6 +7,10 @@
 importScripts("/vendor-files.js");
 importScripts("/sw-notify.js"); // notifications: their own module
 
+// --- caching: the app shell, for opening offline --------------------------------------------------
+// (Reading threads offline is the page's own IndexedDB cache, web_ui/cache.js: nothing under /v1
+// is cached here.)
+
 const CACHE = "spacechat-shell-v1";
 const SHELL = [
   "/",
@@ -16,10 +20,12 @@ const SHELL = [
   "/actions.js",
   "/agentops.js",
   "/api.js",
+  "/cache.js",
   "/chat.js",
   "/interactions.js",
   "/markdown.js",
   "/notify.js",
+  "/offline.js",
   "/ops.js",
   "/outbox.js",
   "/presence.js",

@@ -87,7 +87,7 @@ export { default as DOMPurify } from "${v("dompurify")}/purify.es.mjs";
 export { Marked } from "${v("marked")}/marked.esm.js";
 export { default as hljs } from "${v("@highlightjs/cdn-assets")}/highlight.min.js";
 export { Virtualizer, elementScroll, measureElement, observeElementOffset, observeElementRect } from "${v("@tanstack/virtual-core")}/index.js";
-export { get as idbGet, set as idbSet, del as idbDel, createStore as idbCreateStore, entries as idbEntries } from "${v("idb-keyval")}/index.js";
+export { get as idbGet, set as idbSet, del as idbDel, delMany as idbDelMany, keys as idbKeys, createStore as idbCreateStore, entries as idbEntries } from "${v("idb-keyval")}/index.js";
 export { default as uPlot } from "${v("uplot")}/uPlot.esm.js";
 export const HIGHLIGHT_CSS = "${v("@highlightjs/cdn-assets").slice(1)}/github.min.css";
 export const HIGHLIGHT_DARK_CSS = "${v("@highlightjs/cdn-assets").slice(1)}/github-dark.min.css";

@@ -53,7 +53,7 @@ export function Members() {
     ${saved && html`<p class="meta" role="status">${saved}</p>`}
     ${people === null
       ? html`<p class="meta">Loading…</p>`
-      : html`<table class="data-table members">
+      : html`<div class="table-scroll" role="region" aria-label="Members" tabindex="0"><table class="data-table members">
           <thead><tr><th scope="col">Name</th><th scope="col">Email</th><th scope="col">Role</th></tr></thead>
           <tbody>
             ${people.map((u) => {
@@ -65,7 +65,7 @@ export function Members() {
               </tr>`;
             })}
           </tbody>
-        </table>`}
+        </table></div>`}
   </section>`;
 }
 
@@ -205,7 +205,7 @@ export function AuditView() {
         ? !error && html`<p class="meta">Loading…</p>`
         : entries.length === 0
         ? html`<p class="meta empty">No entries match. A filter is a full action name (ops.retry) or a prefix ending in a dot (ops.).</p>`
-        : html`<table class="data-table audit">
+        : html`<div class="table-scroll" role="region" aria-label="Audit log entries" tabindex="0"><table class="data-table audit">
             <thead><tr><th scope="col">When</th><th scope="col">Who</th><th scope="col">Action</th><th scope="col">Target</th><th scope="col">Outcome</th><th scope="col">Details</th></tr></thead>
             <tbody>
               ${entries.map(
@@ -219,7 +219,7 @@ export function AuditView() {
                 </tr>`,
               )}
             </tbody>
-          </table>`}
+          </table></div>`}
       ${next && html`<button type="button" class="small secondary" onClick=${() => load(next)}>Older entries</button>`}
     </div>
   </section>`;

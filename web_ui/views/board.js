@@ -42,6 +42,23 @@ export function moveRefusal(task, to, error) {
   return error.message;
 }
 
+/** After a move the pressed control is gone (the card went to another column, or the task page
+ * offers other moves): the focus goes to the card at its new place (its title link), or on the
+ * task's page to its first move, instead of falling to <body>. Re-renders may follow (the
+ * server's answer, then the task.* event), so it is watched for a few frames. */
+function keepFocusOnTask(taskId, frames = 30) {
+  if (frames <= 0) return;
+  const active = document.activeElement;
+  if (!active || active === document.body || !active.isConnected) {
+    const id = CSS.escape(taskId);
+    const target =
+      document.querySelector(`li.task-card[data-task-id="${id}"] .task-title`) ||
+      document.querySelector(`.task-view[data-task-id="${id}"] .task-moves button:not([disabled]), .task-view[data-task-id="${id}"] .task-moves select`);
+    if (target) target.focus();
+  }
+  requestAnimationFrame(() => keepFocusOnTask(taskId, frames - 1));
+}
+
 /** The moves a task allows now: as buttons (on the board, the first two), and under "Move to". */
 export function TaskMoves({ task, compact = false }) {
   const [busy, setBusy] = useState(false);
@@ -49,7 +66,8 @@ export function TaskMoves({ task, compact = false }) {
   const [target, setTarget] = useState("");
   const mayWrite = state.can("tasks:write");
   if (!mayWrite) return null;
-  async function move(to) {
+  async function move(to, event) {
+    const focused = event && event.currentTarget.closest(".task-moves").contains(document.activeElement);
     setBusy(true);
     setError(null);
     try {
@@ -60,6 +78,7 @@ export function TaskMoves({ task, compact = false }) {
       setError(moveRefusal(task, to, failure));
     } finally {
       setBusy(false);
+      if (focused) keepFocusOnTask(task.id);
     }
   }
   const moves = offeredMoves(task);
@@ -70,10 +89,10 @@ export function TaskMoves({ task, compact = false }) {
     <div class="row-actions" role="group" aria-label=${`Move #${task.number}`}>
       ${buttons.map(
         (to) => html`<button type="button" class=${"small" + (actionFor(task.status, to) === "reject" ? " danger" : to === "backlog" ? " secondary" : "")}
-          key=${to} disabled=${busy} data-move=${to} onClick=${() => move(to)}>${moveLabel(task.status, to)}</button>`,
+          key=${to} disabled=${busy} data-move=${to} onClick=${(e) => move(to, e)}>${moveLabel(task.status, to)}</button>`,
       )}
     </div>
-    <form class="move-to" onSubmit=${(e) => (e.preventDefault(), target && move(target))}>
+    <form class="move-to" onSubmit=${(e) => (e.preventDefault(), target && move(target, e))}>
       <label for=${id} class=${compact ? "sr-only" : ""}>Move to</label>
       <select id=${id} value=${target} disabled=${busy} onChange=${(e) => setTarget(e.currentTarget.value)}>
         <option value="">Move to…</option>

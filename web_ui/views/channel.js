@@ -8,13 +8,14 @@ import { outbox, pendingFor, retry, discard } from "../outbox.js";
 import { markRead } from "../actions.js";
 import { threadPath, navigate } from "../router.js";
 import { useVirtualizer } from "../virtual.js";
-import { memo } from "./message.js";
+import { memo, pendingLabel } from "./message.js";
 import { Composer } from "./composer.js";
 import { focusRow } from "./feed.js";
 import { MetricsToggle, ChannelMetrics, metricsOpen } from "./metrics.js";
 import { NotifyLevel, TypingLine } from "./notifications.js";
-import { html, Icon, Spinner, ErrorNote, shortTime } from "./ui.js";
+import { html, Icon, Spinner, ErrorNote, StaleNote, shortTime } from "./ui.js";
 import { channelLabel } from "../chat.js";
+import { keepChannel } from "../offline.js";
 
 const ROW = 88;
 
@@ -44,7 +45,7 @@ const ThreadRow = memo(function ThreadRow({ thread, author, index, total, start,
   </article>`;
 });
 
-const PendingThreadRow = memo(function PendingThreadRow({ entry, index, total, start }) {
+const PendingThreadRow = memo(function PendingThreadRow({ entry, index, total, start, connection }) {
   return html`<article
     class=${"row thread-row pending " + entry.status}
     data-index=${index}
@@ -57,10 +58,10 @@ const PendingThreadRow = memo(function PendingThreadRow({ entry, index, total, s
     <div class="thread-link">
       <span class="thread-title">${entry.text || "(attachment)"}</span>
       <span class="thread-meta">
-        <span class=${"chip chip-" + entry.status}>${entry.status === "failed" ? "not sent: " + entry.error : entry.status === "queued" ? "waiting for the connection" : "sending…"}</span>
+        <span class=${"chip chip-" + entry.status}>${entry.status === "failed" ? "not sent: " + entry.error : pendingLabel(entry)}</span>
         ${entry.status === "failed" &&
         html`<button type="button" class="small" onClick=${() => retry(entry.key)}>Retry</button>
-          <button type="button" class="small secondary" onClick=${() => discard(entry.key)}>Discard</button>`}
+          <button type="button" class="small secondary" onClick=${() => discard(entry.key)}>Delete</button>`}
       </span>
     </div>
   </article>`;
@@ -108,6 +109,7 @@ export function ChannelView({ channelId }) {
     localStorage.setItem("spacechat:last-channel", channelId);
     loadThreads(model);
   }, [channelId]);
+  useEffect(() => keepChannel(model), [model]); // kept on this device for reading offline
 
   // The first channel of a page load shown with its threads: bench/ui.py's "first paint".
   useEffect(() => {
@@ -144,6 +146,10 @@ export function ChannelView({ channelId }) {
   }
   const activity = state.activity.value;
   const total = model.nextBefore === null ? count : -1;
+  // A feed holds articles and nothing else: an empty (or still loading) channel's list is none.
+  const isFeed = count > 0;
+  // Busy while loading, and while its rows are not laid out yet (a resize): no article in it then.
+  const busy = model.loading || (count > 0 && !virtualItems.length);
 
   function keys(event) {
     const current = event.target.closest("[data-index]");
@@ -178,15 +184,17 @@ export function ChannelView({ channelId }) {
       ${channel.topic && html`<p class="topic">${channel.topic}</p>`}
     </header>
     ${metricsOpen.value && html`<${ChannelMetrics} id="channel-metrics" channelId=${channel.id} />`}
+    <${StaleNote} stale=${model.stale} />
     <${ErrorNote} error=${model.error} onRetry=${() => loadThreads(model)} />
-    <div class="scroller" ref=${scroller} role="feed" tabindex="-1" aria-busy=${model.loading ? "true" : "false"}
-      aria-label=${"Threads in " + channelLabel(channel)} onKeyDown=${keys}>
+    <div class="scroller" ref=${scroller} role=${isFeed ? "feed" : null} tabindex="-1" aria-busy=${busy ? "true" : "false"}
+      aria-label=${isFeed ? "Threads in " + channelLabel(channel) : null} onKeyDown=${keys}>
       ${!model.loaded && model.loading && html`<div class="loading-center"><${Spinner} label="Loading threads" /></div>`}
       ${model.loaded && !count && html`<p class="empty">No threads yet. Start one below.</p>`}
       <div class="rows" style=${{ height: virtualizer.getTotalSize() + "px" }}>
         ${virtualItems.map((row) =>
           row.index < pending.length
-            ? html`<${PendingThreadRow} key=${row.key} entry=${pending[row.index]} index=${row.index} total=${total} start=${row.start} />`
+            ? html`<${PendingThreadRow} key=${row.key} entry=${pending[row.index]} index=${row.index} total=${total} start=${row.start}
+                connection=${state.connection.value} />`
             : html`<${ThreadRow}
                 key=${row.key}
                 thread=${threads[row.index - pending.length]}

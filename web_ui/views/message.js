@@ -1,9 +1,9 @@
 // One message: author, time (a link to the message), sanitized Markdown, attachments, its card
 // (cards.js), the state of an agent's reply (working, waiting for people, streaming, completed,
 // failed, interrupted) with Retry on failure, and the state of one's own unsent message
-// (sending, queued, failed) with Retry and Discard.
+// (sending, queued, held behind a refused one, failed) with Retry and Delete.
 import { Component } from "../deps.js";
-import { users } from "../state.js";
+import * as state from "../state.js";
 import { render as renderMarkdown } from "../markdown.js";
 import { messagePath } from "../router.js";
 import { html, shortTime, fullTime, size, Icon } from "./ui.js";
@@ -116,7 +116,7 @@ export const MessageRow = memo(function MessageRow({ message, name, index, total
     aria-busy=${streaming ? "true" : "false"}
   >
     <header class="msg-head">
-      ${message.author.kind === "user" && html`<${Avatar} user=${users.value.get(message.author.id)} size=${20} />`}
+      ${message.author.kind === "user" && html`<${Avatar} user=${state.users.value.get(message.author.id)} size=${20} />`}
       <span class="author" id=${labelId}>${name}</span>
       ${message.author.kind === "user" && html`<${PresenceDot} userId=${message.author.id} />`}
       ${message.author.kind === "agent" && html`<span class="tag">agent</span>`}
@@ -152,9 +152,15 @@ export const MessageRow = memo(function MessageRow({ message, name, index, total
   </article>`;
 });
 
-const PENDING_LABEL = { sending: "sending…", queued: "waiting for the connection", failed: "not sent" };
+/** What an unsent message's chip says (outbox.js statuses). */
+export function pendingLabel(entry) {
+  if (entry.status === "sending") return "sending…";
+  if (entry.status === "failed") return "not sent";
+  if (entry.status === "held") return "held: a message before it was not sent";
+  return state.connection.value === "connected" ? "waiting to be sent" : "waiting for the connection";
+}
 
-export const PendingRow = memo(function PendingRow({ entry, name, index, total, measure, start, onRetry, onDiscard }) {
+export const PendingRow = memo(function PendingRow({ entry, name, index, total, measure, start, onRetry, onDiscard, connection }) {
   return html`<article
     class=${"row msg pending " + entry.status}
     data-index=${index}
@@ -169,7 +175,7 @@ export const PendingRow = memo(function PendingRow({ entry, name, index, total, 
   >
     <header class="msg-head">
       <span class="author">${name}</span>
-      <span class=${"chip chip-" + entry.status}>${PENDING_LABEL[entry.status] || entry.status}</span>
+      <span class=${"chip chip-" + entry.status}>${pendingLabel(entry)}</span>
     </header>
     <${Body} message=${{ text: entry.text, format: "markdown" }} />
     <${Attachments} attachments=${entry.attachments} />
@@ -177,7 +183,7 @@ export const PendingRow = memo(function PendingRow({ entry, name, index, total, 
     html`<div class="failure" role="alert">
       <span>${entry.error}</span>
       <button type="button" class="small" onClick=${() => onRetry(entry.key)}><${Icon} name="retry" /> Retry</button>
-      <button type="button" class="small secondary" onClick=${() => onDiscard(entry.key)}>Discard</button>
+      <button type="button" class="small secondary" onClick=${() => onDiscard(entry.key)}>Delete</button>
     </div>`}
   </article>`;
 });

@@ -13,10 +13,12 @@ import { html, Icon, ErrorNote, shortTime } from "./ui.js";
 
 export const metricsOpen = signal(localStorage.getItem("spacechat:metrics-open") === "1");
 
-export function MetricsToggle({ controls }) {
+/** The Metrics button. `available`: whether its panel can show here (it names the panel in
+ * aria-controls only while the panel is in the page: an id that names nothing is invalid ARIA). */
+export function MetricsToggle({ controls, available = true }) {
   const open = metricsOpen.value;
-  return html`<button type="button" class="small secondary metrics-toggle" aria-expanded=${open ? "true" : "false"}
-    aria-controls=${controls} onClick=${() => {
+  return html`<button type="button" class="small secondary metrics-toggle" aria-expanded=${open && available ? "true" : "false"}
+    aria-controls=${open && available ? controls : undefined} onClick=${() => {
       metricsOpen.value = !open;
       localStorage.setItem("spacechat:metrics-open", metricsOpen.value ? "1" : "0");
     }}>

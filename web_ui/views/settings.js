@@ -1,10 +1,12 @@
-// Settings: your devices (sessions) with sign-out per device, your API tokens, the members and
-// their roles, and for admins, invitation links (admin.js has members and tokens).
+// Settings: your devices (sessions) with sign-out per device, reading offline (how much this
+// device keeps), your API tokens, the members and their roles, and for admins, invitation links
+// (admin.js has members and tokens).
 import { useState, useEffect } from "../deps.js";
 import * as state from "../state.js";
 import { listSessions, revokeSession, createInvitation, endSession } from "../actions.js";
 import { navigate } from "../router.js";
-import { html, fullTime, ErrorNote } from "./ui.js";
+import { html, fullTime, size, ErrorNote } from "./ui.js";
+import { cacheLimit, cacheVersion, cacheStats, setCacheLimit, clearCache, MAX_LIMIT } from "../cache.js";
 import { Members, Tokens, CopyButton } from "./admin.js";
 import { NotificationSettings } from "./notifications.js";
 import { MyMemory } from "./memory.js";
@@ -50,6 +52,45 @@ function Devices() {
               </li>`,
             )}
         </ul>`}
+  </section>`;
+}
+
+/** How many recently opened threads and channels this device keeps for reading offline. */
+function OfflineReading() {
+  const [stats, setStats] = useState(null);
+  const [saved, setSaved] = useState("");
+  const version = cacheVersion.value;
+  useEffect(() => {
+    cacheStats().then(setStats);
+  }, [version]);
+  async function submit(event) {
+    event.preventDefault();
+    const limit = Number(new FormData(event.currentTarget).get("limit"));
+    await setCacheLimit(limit);
+    cacheVersion.value++;
+    setSaved(limit ? `Keeping the last ${cacheLimit.value} threads and channels.` : "Nothing is kept for reading offline.");
+  }
+  async function clear() {
+    await clearCache();
+    setSaved("Cleared.");
+  }
+  return html`<section class="panel" aria-labelledby="offline-title">
+    <h2 id="offline-title">Reading offline</h2>
+    <p class="meta">
+      This device keeps the threads and channels you opened last, so they open without a connection
+      (marked as possibly out of date) and catch up when it returns. Signing out clears them.
+    </p>
+    <p class="offline-usage" data-threads=${stats ? stats.threads : ""} data-channels=${stats ? stats.channels : ""}>
+      ${stats ? `Kept now: ${stats.threads} ${stats.threads === 1 ? "thread" : "threads"} and ${stats.channels} ${stats.channels === 1 ? "channel" : "channels"} (${size(stats.bytes)}).` : "…"}
+    </p>
+    <form class="form inline" onSubmit=${submit} aria-label="Reading offline">
+      <label>Threads and channels to keep (each)
+        <input name="limit" type="number" min="0" max=${MAX_LIMIT} step="1" required value=${cacheLimit.value} />
+      </label>
+      <button type="submit" class="small">Save</button>
+      <button type="button" class="small secondary" onClick=${clear}>Clear now</button>
+    </form>
+    ${saved && html`<p class="meta" role="status">${saved}</p>`}
   </section>`;
 }
 
@@ -102,6 +143,7 @@ export function SettingsView() {
       </section>
       <${NotificationSettings} />
       <${Devices} />
+      <${OfflineReading} />
       <${MyMemory} />
       ${state.can("tokens:create") && html`<${Tokens} />`}
       ${state.can("members:read") && html`<${Members} />`}

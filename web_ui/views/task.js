@@ -140,7 +140,7 @@ export function TaskView({ taskId }) {
   const people = [...state.users.value.values()].filter((u) => !u.deactivated);
   return html`<section class="view task-view" aria-labelledby="view-title" data-task-id=${task.id} data-status=${task.status}>
     <header class="view-head">
-      <a class="back" href=${tasksPath(task.team_id)} aria-label="Back to the board"><${Icon} name="back" /><span class="back-label">Tasks</span></a>
+      <a class="back" href=${tasksPath(task.team_id)} aria-label="Tasks: back to the board"><${Icon} name="back" /><span class="back-label">Tasks</span></a>
       <h1 id="view-title" class="view-title">#${task.number} ${task.title}</h1>
       <span class=${"chip task-status status-" + task.status} data-task-status=${task.status}>${STATUS_LABEL[task.status]}</span>
     </header>

@@ -11,11 +11,12 @@ import { channelPath } from "../router.js";
 import { useVirtualizer, useBatchedMeasure } from "../virtual.js";
 import { MessageRow, PendingRow } from "./message.js";
 import { Composer } from "./composer.js";
-import { html, Icon, Spinner, ErrorNote } from "./ui.js";
+import { html, Icon, Spinner, ErrorNote, StaleNote } from "./ui.js";
 import { focusRow } from "./feed.js";
 import { MetricsToggle, ThreadMetrics, metricsOpen } from "./metrics.js";
 import { markThreadRead, channelLabel } from "../chat.js";
 import { TypingLine } from "./notifications.js";
+import { keepThread } from "../offline.js";
 
 const EDGE = 60; // rows from an end of what is loaded at which the next page is fetched (early: a fling is fast)
 
@@ -41,6 +42,7 @@ export function ThreadView({ threadId, messageId }) {
       model.bump();
     }
   }, [threadId, messageId]);
+  useEffect(() => keepThread(model), [model]); // kept on this device for reading offline
 
   const channel = model.thread ? state.channels.value.get(model.thread.channel_id) : null;
   const lastSeq = channel ? channel.last_seq : 0;
@@ -89,13 +91,14 @@ export function ThreadView({ threadId, messageId }) {
       </a>`}
       <h1 id="view-title" class="view-title">${title || "Thread"}</h1>
       <a class="small-link timeline-link" href=${`/t/${encodeURIComponent(threadId)}/timeline`}>Timeline</a>
-      <${MetricsToggle} controls="thread-metrics" />
+      <${MetricsToggle} controls="thread-metrics" available=${Boolean(channel)} />
     </header>
+    <${StaleNote} stale=${model.stale} />
     ${metricsOpen.value && channel && html`<${ThreadMetrics} id="thread-metrics" threadId=${threadId} channelId=${channel.id} />`}
     <${ErrorNote} error=${model.error} onRetry=${() => openThread(model, { aroundMessageId: messageId })} />
     ${showList
       ? html`<${MessageList} key=${model.generation} model=${model} pending=${pending} title=${title} handle=${list} />`
-      : html`<div class="scroller" role="feed" aria-busy="true" aria-label="Messages">
+      : html`<div class="scroller" aria-busy="true">
           ${model.loading && html`<div class="loading-center"><${Spinner} label="Loading the thread" /></div>`}
         </div>`}
     <div class="activity" aria-live="polite" data-activity=${waiting ? "waiting" : activity ? activity.status : "idle"}>
@@ -228,7 +231,7 @@ function MessageList({ model, pending, title, handle }) {
     ref=${scroller}
     role="feed"
     tabindex="0"
-    aria-busy=${model.loading ? "true" : "false"}
+    aria-busy=${model.loading || (count > 0 && !virtualItems.length) ? "true" : "false"}
     aria-label=${"Messages in " + (title || "this thread")}
     onKeyDown=${(event) => feedKeys(event, virtualizer, count)}
   >
@@ -261,6 +264,7 @@ function MessageList({ model, pending, title, handle }) {
           measure=${measure}
           onRetry=${retry}
           onDiscard=${discard}
+          connection=${state.connection.value}
         />`;
       })}
     </div>

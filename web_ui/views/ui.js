@@ -71,6 +71,7 @@ const PATHS = {
   pulse: "M2 12h4l3-8 4 16 3-8h6",
   list: "M8 6h13M8 12h13M8 18h13M3 6h.01M3 12h.01M3 18h.01",
   poll: "M4 20V12M10 20V4M16 20v-8M22 20H2",
+  offline: "M2 2l20 20M8.5 16.5a5 5 0 0 1 7 0M5 12.5a10 10 0 0 1 5.2-2.8M19 12.5a10 10 0 0 0-2.5-1.8M2 8.8a15 15 0 0 1 4.2-2.7M22 8.8A15 15 0 0 0 10.7 5M12 20h.01",
   gear: "M12 15a3 3 0 1 0 0-6 3 3 0 0 0 0 6zM19 12l2-1-2-4-2 .5-1.5-1.2L15 4h-4l-.5 2.3L9 7.5 7 7 5 11l2 1-.1 1.5L5 15l2 4 2-.5 1.5 1.2.5 2.3h4l.5-2.3 1.5-1.2 2 .5 2-4-2-1z",
 };
 
@@ -91,4 +92,13 @@ export function ErrorNote({ error, onRetry }) {
     <span>${error.message || String(error)}</span>
     ${onRetry && html`<button type="button" class="link" onClick=${onRetry}>Try again</button>`}
   </div>`;
+}
+
+/** A view shown from this device's copy (cache.js) while the server cannot be reached. */
+export function StaleNote({ stale }) {
+  if (!stale) return null;
+  return html`<p class="stale-note" role="status" data-stale="true">
+    <${Icon} name="offline" />
+    <span>Offline: showing what this device saved${stale.savedAt ? ` at ${fullTime(stale.savedAt)}` : ""}. It may be out of date.</span>
+  </p>`;
 }
