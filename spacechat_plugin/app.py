@@ -37,12 +37,13 @@ from .store import identity, tenancy
 from .store import log as event_log
 from .store import messages as message_store
 from .store.db import Database
+from .voice.service import VoiceService
 
 logger = logging.getLogger("spacechat")
 
 PRUNE_EVERY_SECONDS = 3600
 # The services that implement host hooks themselves; each is registered as a plugin at start-up.
-HOOK_SERVICES: tuple[type, ...] = (ReplyStreams, Activity, Observability)
+HOOK_SERVICES: tuple[type, ...] = (ReplyStreams, Activity, Observability, VoiceService)
 
 
 def _report(name: str, impl: Any, error: BaseException) -> None:
@@ -85,6 +86,7 @@ class Spacechat:
         self.ops = Ops(db=self.db, settings=settings.ops, host=host, access=self.access, cards=self.cards)
         self.cards.handlers.extend([self.ops, self.incidents])
         self.delivery = Delivery(host, self.access, self.cards, self.observe)
+        self.voice = VoiceService(settings, self.db, self.access, self.replies, self.delivery, self.spawn)
         self.sdk = SpacechatAPI(
             db=self.db,
             settings=settings,
@@ -126,6 +128,7 @@ class Spacechat:
         if self.instance.bound_url is not None:
             self._print_setup_link()
         self._register_plugins()
+        await self.voice.start()
         await self.hooks.call("spacechat_ready")
         self._background = [
             asyncio.create_task(self._heartbeat(), name="spacechat-heartbeat"),
@@ -140,7 +143,7 @@ class Spacechat:
             load_hook_plugins(None, self.settings.hook_plugins)
             return
         pm = self.host.pm
-        for service in (self.replies, self.activity, self.observe):
+        for service in (self.replies, self.activity, self.observe, self.voice):
             assert type(service) in HOOK_SERVICES
             name = f"spacechat.{type(service).__name__}"
             if pm.get_plugin(name) is None:
@@ -195,6 +198,7 @@ class Spacechat:
                 self.host.pm.unregister(name=name)
         self._registered = []
         await self.replies.flush()
+        await self.voice.stop()
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=5)
         await self.db.close()

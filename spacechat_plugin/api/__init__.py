@@ -28,6 +28,7 @@ from . import (
     people,
     realtime,
     tasks,
+    voice,
 )
 from .common import EXCEPTION_HANDLERS, RequestIdMiddleware
 
@@ -110,6 +111,12 @@ V1_ROUTES: list[BaseRoute] = [
     Route("/attachments/{attachment_id}", attachments.download, methods=["GET"]),
     Route("/realtime/sse", realtime.sse, methods=["GET"]),
     WebSocketRoute("/realtime/ws", realtime.ws),
+    Route("/voice", voice.status, methods=["GET"]),
+    Route("/voice/memos", voice.post_memo, methods=["POST"]),
+    Route("/voice/memos/{memo_id}", voice.memo_audio, methods=["GET"]),
+    Route("/voice/memos/{memo_id}/transcript", voice.transcript, methods=["GET"]),
+    Route("/voice/memos/{memo_id}/clips/{index}", voice.clip, methods=["GET"]),
+    WebSocketRoute("/voice/live", voice.live),
     Route("/openapi.json", openapi.document, methods=["GET"]),
 ]
 

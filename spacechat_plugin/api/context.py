@@ -26,6 +26,7 @@ from ..operations.ops import Ops
 from ..realtime.bus import Bus
 from ..realtime.streams import Streams
 from ..store.db import Database
+from ..voice.service import VoiceService
 
 
 class Context(Protocol):
@@ -45,6 +46,7 @@ class Context(Protocol):
     observe: Observability
     ops: Ops
     delivery: Delivery
+    voice: VoiceService
     inflight_keys: set[tuple[str, str]]
 
     @property

@@ -42,21 +42,32 @@ def _error(description: str) -> dict[str, Any]:
     }
 
 
+def _websocket(route: WebSocketRoute) -> dict[str, Any]:
+    described: Operation | None = getattr(route.endpoint, "__spacechat_operation__", None)
+    if described is None:
+        described = Operation("Subscribe to events over a WebSocket (resume with ?after=)", ["realtime"])
+        described.query = {"after": "resume after this seq"}
+    return {
+        "summary": described.summary,
+        "tags": described.tags,
+        "operationId": f"{route.endpoint.__name__}_ws",
+        "parameters": [
+            {"name": name, "in": "query", "required": False, "description": text, "schema": {"type": "string"}}
+            for name, text in described.query.items()
+        ],
+        "responses": {
+            "101": {"description": "Switching to the WebSocket protocol"},
+            "401": _error("Not signed in"),
+        },
+    }
+
+
 def build(routes: list[BaseRoute], prefix: str = "/v1") -> dict[str, Any]:
     paths: dict[str, Any] = {}
     schemas: dict[str, Any] = {"Error": ERROR_SCHEMA}
     for route in routes:
         if isinstance(route, WebSocketRoute):
-            paths.setdefault(prefix + route.path, {})["get"] = {
-                "summary": "Subscribe to events over a WebSocket (resume with ?after=)",
-                "tags": ["realtime"],
-                "operationId": "realtime_ws",
-                "parameters": [{"name": "after", "in": "query", "required": False, "schema": {"type": "integer"}}],
-                "responses": {
-                    "101": {"description": "Switching to the WebSocket protocol"},
-                    "401": _error("Not signed in"),
-                },
-            }
+            paths.setdefault(prefix + route.path, {})["get"] = _websocket(route)
             continue
         if not isinstance(route, Route):
             continue

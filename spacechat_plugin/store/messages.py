@@ -210,8 +210,10 @@ def post_message(
     card_state: dict[str, Any] | None = None,
     client_msg_id: str | None = None,
     claim: IdempotencyClaim | None = None,
+    title: str | None = None,
 ) -> PostResult:
-    """Create a message; with `thread_id` None it opens a thread in `channel`."""
+    """Create a message; with `thread_id` None it opens a thread in `channel` (titled `title`, or
+    after the text)."""
     if claim is not None:
         replay = replay_claim(tx, claim)
         if replay is not None:
@@ -227,7 +229,7 @@ def post_message(
             "team_id": channel["team_id"],
             "channel_id": channel["id"],
             "root_message_id": message_id,
-            "title": _title(text),
+            "title": _title(text) if title is None else title[:TITLE_CHARS],
             "reply_count": 0,
             "created_at": now,
             "created_by_kind": actor.kind,

@@ -1,0 +1,111 @@
+"""Where transcription and synthesis run: worker processes, never the event loop.
+
+whisper.cpp, Piper and FFmpeg's decoders hold the GIL for long stretches (a third of a second at
+a time, measured), so threads would stall the loop that serves every request: the work runs in
+processes (`spawn`, so no lock held by a server thread is copied into them). The pool is sized
+from config (`voice.workers`), and at most `voice.queue` jobs wait beyond the running ones: past
+that a job is refused at once (`Busy`, which the API answers 503 with Retry-After), never queued
+without end. Quick checks of an upload run in a process of their own, so an upload is not stuck
+behind long transcriptions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import multiprocessing
+import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any, TypeVar
+
+from .worker import initializer
+
+T = TypeVar("T")
+
+
+class Busy(Exception):
+    """The pool is full; try again after `retry_after` seconds."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"the voice workers are busy; try again in {retry_after} s")
+        self.retry_after = retry_after
+
+
+class Lane:
+    """One executor with a bound on the jobs it holds (running and waiting)."""
+
+    def __init__(self, name: str, workers: int, waiting: int) -> None:
+        self.name, self.workers, self.limit = name, workers, workers + waiting
+        self.held = 0
+        self.seconds = 1.0  # a running average of how long a job takes, for Retry-After
+        self._executor: ProcessPoolExecutor | None = None
+
+    def _pool(self) -> ProcessPoolExecutor:
+        if self._executor is None:
+            self._executor = ProcessPoolExecutor(
+                max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"), initializer=initializer
+            )
+        return self._executor
+
+    def retry_after(self) -> int:
+        return max(1, round(self.seconds * (self.held - self.workers + 1) / self.workers))
+
+    def reserve(self) -> Reservation:
+        """Hold a place for a job to run later, or raise Busy."""
+        if self.held >= self.limit:
+            raise Busy(self.retry_after())
+        self.held += 1
+        return Reservation(self)
+
+    async def run(self, reservation: Reservation | None, fn: Callable[..., T], *args: Any) -> T:
+        """Run `fn(*args)` in a worker process (in the place `reservation` holds, or a new one)."""
+        place = reservation if reservation is not None else self.reserve()
+        started = time.monotonic()
+        try:
+            future = self._pool().submit(fn, *args)
+            return await asyncio.wrap_future(future)
+        except BrokenProcessPool:
+            # A worker died (killed, or crashed in native code): start the processes again.
+            self.reset()
+            raise
+        finally:
+            self.seconds = 0.8 * self.seconds + 0.2 * (time.monotonic() - started)
+            place.release()
+
+    def reset(self) -> None:
+        executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=False, cancel_futures=True)
+
+    def close(self) -> None:
+        executor, self._executor = self._executor, None
+        if executor is None:
+            return
+        processes = list((getattr(executor, "_processes", None) or {}).values())
+        executor.shutdown(wait=False, cancel_futures=True)
+        for process in processes:  # a job may run for minutes: do not wait for it
+            with contextlib.suppress(Exception):
+                process.terminate()
+
+
+class Reservation:
+    def __init__(self, lane: Lane) -> None:
+        self.lane = lane
+        self.released = False
+
+    def release(self) -> None:
+        if not self.released:
+            self.released = True
+            self.lane.held -= 1
+
+
+class VoicePool:
+    def __init__(self, workers: int, waiting: int) -> None:
+        self.engines = Lane("engines", workers, waiting)
+        self.checks = Lane("checks", 1, max(4, waiting))
+
+    def close(self) -> None:
+        self.engines.close()
+        self.checks.close()
