@@ -156,3 +156,43 @@ def audit_verify(config: str | None, data_dir: str | None) -> None:
         return
     click.echo(f"audit log: BROKEN at row {broken.row_id}: {broken.reason} ({checked} rows before it check out)")
     sys.exit(1)
+
+
+@main.group()
+def voice() -> None:
+    """Voice memos and spoken replies."""
+
+
+@voice.command("prepare")
+@click.option("--config", "config", type=click.Path(dir_okay=False), envvar="SPACECHAT_CONFIG")
+@click.option("--data-dir", default=None)
+def voice_prepare(config: str | None, data_dir: str | None) -> None:
+    """Build the speech model now (once; the server would on first use), showing progress."""
+    from pathlib import Path
+
+    from .voice import models
+
+    settings, _ = _settings(config, {"data_dir": data_dir})
+    voice_settings = settings.voice
+    models_dir = (
+        Path(voice_settings.models_dir).expanduser()
+        if voice_settings.models_dir
+        else settings.data_path / "voice-models"
+    )
+    target = models.model_path(models_dir, voice_settings.stt_model)
+    if target.is_file():
+        click.echo(f"speech model ready: {target}")
+        return
+    with click.progressbar(length=100, label="building the speech model") as bar:
+        done = [0]
+
+        def progress(fraction: float, step: str) -> None:
+            step_to = round(fraction * 100)
+            bar.update(step_to - done[0])
+            done[0] = step_to
+
+        try:
+            path = models.prepare(models_dir, voice_settings.stt_model, progress)
+        except models.ModelMissing as exc:
+            raise click.ClickException(str(exc)) from None
+    click.echo(f"speech model ready: {path}")

@@ -44,6 +44,8 @@ const SHELL = [
   "/views/task.js",
   "/views/thread.js",
   "/views/ui.js",
+  "/views/voice.js",
+  "/voice.css",
   "/virtual.js",
   "/manifest.webmanifest",
   "/icons/icon.svg",

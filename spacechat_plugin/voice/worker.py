@@ -7,9 +7,12 @@ else raises (and fails the job).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
+import signal
+import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -32,9 +35,18 @@ class TTSSettings:
 
 
 def initializer() -> None:
-    """Start-up of a worker process: OpenMP threads wait passively (whisper.cpp's threads spin by
-    default, which burns the other core on a small machine)."""
+    """Start-up of a worker process: it ends with the server, however the server ends (even
+    `kill -9`: Linux's parent-death signal), and OpenMP threads wait passively (whisper.cpp's
+    threads spin by default, which burns the other core on a small machine)."""
     os.environ.setdefault("OMP_WAIT_POLICY", "passive")
+    parent = os.getppid()
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        with contextlib.suppress(OSError):
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # the server ended before the signal was asked for
+        os._exit(0)
 
 
 def _stt(settings: STTSettings) -> Any:

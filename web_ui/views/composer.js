@@ -4,6 +4,7 @@ import { useState, useRef, useEffect } from "../deps.js";
 import { uploadFile } from "../actions.js";
 import { send } from "../outbox.js";
 import { html, Icon, size } from "./ui.js";
+import { RecordButton } from "./voice.js";
 
 let uploadSeq = 0;
 
@@ -111,6 +112,7 @@ export function Composer({ channelId, threadId = null, placeholder, label, onSen
         onKeyDown=${keyDown}
         onPaste=${paste}
       ></textarea>
+      <${RecordButton} channelId=${channelId} threadId=${threadId} onSent=${onSent} />
       <button type="submit" class="icon-button send" aria-label="Send" disabled=${busy || (!text.trim() && !ready.length)}>
         <${Icon} name="send" />
       </button>

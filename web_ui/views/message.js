@@ -7,6 +7,7 @@ import { render as renderMarkdown } from "../markdown.js";
 import { messagePath } from "../router.js";
 import { html, shortTime, fullTime, size, Icon } from "./ui.js";
 import { Blocks } from "./cards.js";
+import { VoiceNote } from "./voice.js";
 
 /** A component that re-renders only when a prop changes (by identity). */
 export function memo(render) {
@@ -102,7 +103,8 @@ export const MessageRow = memo(function MessageRow({ message, name, index, total
     ${message._reasoning &&
     message._reasoning.text &&
     html`<details class="reasoning"><summary>Reasoning</summary><p>${message._reasoning.text}</p></details>`}
-    <${Body} message=${message} />
+    ${!(message.metadata && message.metadata.voice && message.metadata.voice.kind === "memo") && html`<${Body} message=${message} />`}
+    <${VoiceNote} message=${message} />
     ${streaming &&
     !message.text &&
     (waiting
