@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DOC = (ROOT / "docs" / "permissions.md").read_text()
 ROW = re.compile(r"^\| `(GET|POST|PATCH|DELETE|WS) (/v1/\S+)` \| (\S+) \| ([^|]+?) \|$", re.M)
 TABLE = {f"{m} {p}": (scope, resource.strip()) for m, p, scope, resource in ROW.findall(DOC)}
-CHANNEL_KINDS = {"channel", "thread", "message", "attachment", "task"}
+CHANNEL_KINDS = {"channel", "thread", "message", "attachment", "task", "memo"}
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(64)
 
 
@@ -76,12 +76,17 @@ def _seed_place(server: Server, owner: Person, private_name: str, public_name: s
                 f"/v1/channels/{channel['id']}/messages", json={"text": f"in {name}", "attachments": [upload["id"]]}
             ).json()
             task = client.post("/v1/tasks", json={"title": f"task in {name}", "channel_id": channel["id"]}).json()
+            memo = client.post(
+                "/v1/voice/memos", data={"channel_id": channel["id"]}, files={"file": ("m.ogg", MEMO, "audio/ogg")}
+            )
+            assert memo.status_code == 201, memo.text
             place.channels[kind] = {
                 "channel": channel["id"],
                 "thread": posted["thread"]["id"],
                 "message": posted["message"]["id"],
                 "attachment": upload["id"],
                 "task": task["task"]["id"],
+                "memo": memo.json()["memo"]["id"],
             }
             if kind == "private":  # nobody in the matrix is a member: the owner leaves
                 left = client.delete(f"/v1/channels/{channel['id']}/members/{owner.id}")
@@ -93,9 +98,15 @@ def _seed_place(server: Server, owner: Person, private_name: str, public_name: s
     return place
 
 
+MEMO = b""  # a spoken clip (Ogg/Opus), made once the Piper voice is loaded
+
+
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    server = Server(tmp_path_factory.mktemp("matrix") / "data", toml_config()).start()
+def world(tmp_path_factory: pytest.TempPathFactory, voice_model: Path, clip: Any) -> Iterator[World]:
+    global MEMO
+    MEMO = clip.files["ogg"]
+    # Every role posts a memo: room for all of them in the voice queue.
+    server = Server(tmp_path_factory.mktemp("matrix") / "data", toml_config(voice={"queue": 64})).start()
     owner = Person(server.owner, server.token)
     people = {
         "owner": owner,
@@ -326,6 +337,21 @@ BUILDERS: dict[str, Builder] = {
     ),
     "GET /v1/realtime/sse": lambda w, r, o, c: Call("GET", "/v1/realtime/sse"),
     "WS /v1/realtime/ws": lambda w, r, o, c: Call("WS", "/v1/realtime/ws"),
+    "GET /v1/voice": lambda w, r, o, c: Call("GET", "/v1/voice"),
+    "POST /v1/voice/memos": lambda w, r, o, c: Call(
+        "POST", "/v1/voice/memos", params={"channel_id": ids(w, o, c)["channel"]}, content=MEMO
+    ),
+    "GET /v1/voice/memos/{memo_id}": lambda w, r, o, c: Call("GET", f"/v1/voice/memos/{ids(w, o, c)['memo']}"),
+    "GET /v1/voice/memos/{memo_id}/transcript": lambda w, r, o, c: Call(
+        "GET", f"/v1/voice/memos/{ids(w, o, c)['memo']}/transcript"
+    ),
+    # The matrix's memos are people's recordings, not spoken replies: past the checks, 404.
+    "GET /v1/voice/memos/{memo_id}/clips/{index}": lambda w, r, o, c: Call(
+        "GET",
+        f"/v1/voice/memos/{ids(w, o, c)['memo']}/clips/0",
+        expect=expected_or("GET /v1/voice/memos/{memo_id}/clips/{index}", r, o, c, 404),
+    ),
+    "WS /v1/voice/live": lambda w, r, o, c: Call("WS", f"/v1/voice/live?channel_id={ids(w, o, c)['channel']}"),
 }
 
 
@@ -373,9 +399,14 @@ def perform(world: World, call: Call, person: Person) -> int:
         if call.path == "/v1/realtime/sse":
             with client.stream("GET", call.path, headers=headers) as response:
                 return response.status_code
-        response = client.request(
-            call.method, call.path, json=call.json, content=call.content, headers=headers, params=call.params
-        )
+        if call.path == "/v1/voice/memos":
+            fields = {"channel_id": call.params["channel_id"]}
+            files = {"file": ("m.ogg", call.content or b"", "audio/ogg")}
+            response = client.post(call.path, data=fields, files=files, headers=headers)
+        else:
+            response = client.request(
+                call.method, call.path, json=call.json, content=call.content, headers=headers, params=call.params
+            )
         if response.status_code >= 400:
             body = response.json()
             assert set(body) == {"error"} and body["error"]["code"], response.text

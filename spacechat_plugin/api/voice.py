@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import hashlib
 import re
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -96,9 +97,9 @@ async def _place(request: Request, app: Context, fields: dict[str, str]) -> tupl
 
 
 def _claim(
-    request: Request, who: Principal, target: str, sha256: str, key: str | None
+    headers: Mapping[str, str], who: Principal, target: str, sha256: str, key: str | None
 ) -> message_store.IdempotencyClaim | None:
-    key = request.headers.get("idempotency-key") or key
+    key = headers.get("idempotency-key") or key
     if key is None:
         return None
     if not _KEY.match(key):
@@ -136,7 +137,7 @@ async def post_memo(request: Request) -> Response:
     who = await principal(request)
     spooled = await _spool(app, upload)
     try:
-        claim = _claim(request, who, thread_id or channel["id"], spooled.sha256, fields.get("client_msg_id"))
+        claim = _claim(request.headers, who, thread_id or channel["id"], spooled.sha256, fields.get("client_msg_id"))
         posted = await _post_once(app, who, channel, thread_id, spooled, claim)
     finally:
         spooled.path.unlink(missing_ok=True)
@@ -380,9 +381,8 @@ async def _finish(
     upload = await recording.spool()
     try:
         key = stop.get("idempotency_key")
-        fake_request = Request(websocket.scope)
         claim = _claim(
-            fake_request, who, thread_id or channel["id"], upload.sha256, key if isinstance(key, str) else None
+            websocket.headers, who, thread_id or channel["id"], upload.sha256, key if isinstance(key, str) else None
         )
         posted = await _post_once(app, who, channel, thread_id, upload, claim)
     except SpacechatError as exc:
