@@ -18,6 +18,7 @@ from typing import Any
 from .agents.activity import Activity
 from .agents.delivery import Delivery
 from .agents.replies import ReplyStreams
+from .agents.task_mirror import TaskMirror
 from .cards.service import CardService
 from .config import Settings
 from .events import Event
@@ -43,7 +44,7 @@ logger = logging.getLogger("spacechat")
 
 PRUNE_EVERY_SECONDS = 3600
 # The services that implement host hooks themselves; each is registered as a plugin at start-up.
-HOOK_SERVICES: tuple[type, ...] = (ReplyStreams, Activity, Observability, VoiceService)
+HOOK_SERVICES: tuple[type, ...] = (ReplyStreams, Activity, Observability, TaskMirror, VoiceService)
 
 
 def _report(name: str, impl: Any, error: BaseException) -> None:
@@ -72,6 +73,8 @@ class Spacechat:
         self.cards = CardService(self.db, host, self.hooks)
         self.replies = ReplyStreams(self.db, self.access, self.streams.publish_live, settings.realtime.checkpoint_ms)
         self.activity = Activity(self.db, self.access, self.instance, self.cards)
+        self.task_mirror = TaskMirror(self.db, self.access, self.instance, self.cards, host)
+        self.cards.remote = self.task_mirror
         self.incidents = Incidents(self.db, self.access, settings.ops)
         self.observe = Observability(
             db=self.db,
@@ -143,7 +146,7 @@ class Spacechat:
             load_hook_plugins(None, self.settings.hook_plugins)
             return
         pm = self.host.pm
-        for service in (self.replies, self.activity, self.observe, self.voice):
+        for service in (self.replies, self.activity, self.observe, self.task_mirror, self.voice):
             assert type(service) in HOOK_SERVICES
             name = f"spacechat.{type(service).__name__}"
             if pm.get_plugin(name) is None:

@@ -71,6 +71,8 @@ class BridgeConfig(_Section):
     token: str = Field("", repr=False)
     poll_seconds: float = Field(15, gt=0)
     reconnect_max_seconds: float = Field(30, gt=0)
+    # A turn with no event from Spacebot for this long is looked for in its history, then failed.
+    turn_timeout_seconds: float = Field(600, gt=0)
 
     @field_validator("url")
     @classmethod
@@ -100,18 +102,22 @@ class BootstrapConfig(_Section):
 
 
 class ProviderConfig(_Section):
-    kind: Literal["scripted", "openai"]
-    # openai-compatible
+    kind: Literal["scripted", "openai", "agui"]
+    # openai-compatible: the API's base URL; agui: the agent's AG-UI endpoint (docs/agui.md)
     base_url: str = ""
     api_key: str = Field("", repr=False)
+    # agui: headers sent with every run (an Authorization header, say); never logged or shown
+    headers: dict[str, str] = Field(default_factory=dict, repr=False)
     timeout_seconds: float = Field(60, gt=0)
     # scripted
     chars_per_second: float = Field(400, gt=0)
 
     @model_validator(mode="after")
     def _openai_needs_url(self) -> ProviderConfig:
-        if self.kind == "openai" and not self.base_url:
-            raise ValueError("an openai provider needs base_url")
+        if self.kind in ("openai", "agui") and not self.base_url:
+            raise ValueError(f"an {self.kind} provider needs base_url")
+        if self.base_url and not self.base_url.startswith(("http://", "https://")):
+            raise ValueError("base_url must start with http:// or https://")
         return self
 
 

@@ -95,3 +95,11 @@ class Gone(SpacechatError):
 class ServiceUnavailable(SpacechatError):
     status = 503
     code = "unavailable"
+
+
+class BadGateway(SpacechatError):
+    """The system behind the host (a running Spacebot) refused or could not be reached; the
+    message names its answer."""
+
+    status = 502
+    code = "bad_gateway"

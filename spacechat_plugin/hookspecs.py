@@ -1,9 +1,21 @@
-"""The Spacebot plugin contract: every hook a host calls, and the HostAPI a plugin calls back.
+"""The host contract: every hook a host calls, and the HostAPI a plugin calls back.
 
-The hooks mirror Spacebot's own lifecycle points one to one (its `SpacebotHook` in
-`src/hooks/spacebot.rs` and the `ProcessEvent`s of `src/lib.rs`), so the embedded Python host,
-the bridge to a running Spacebot and Spacebot itself call them at the same moments. Hook names
-carry the `spacebot_` prefix; the marker project name is "spacebot".
+Spacebot (spacedriveapp/spacebot) has no plugin system: its hooks are compiled in (the
+`PromptHook` methods of `SpacebotHook` in `src/hooks/spacebot.rs`), its processes talk through
+the `ProcessEvent`s of `src/lib.rs`, and it shows the outside world only the `ApiEvent`s of its
+`/api/events` stream (`src/api/state.rs`). These hooks follow those lifecycle points so that
+every host calls them at the same moments: each docstring names the Spacebot event or trait
+method it mirrors. They are not a one-to-one mirror:
+
+- *stream* hooks have a counterpart on `/api/events`, so the bridge to a running Spacebot can
+  call them too;
+- *embedded only* hooks mirror a point Spacebot keeps inside its process (a trait method, a
+  `ProcessEvent` that never reaches the API stream): only a host that runs the agent loop
+  itself (the embedded host, the AG-UI host) can call them;
+- *Spacechat's own* hooks have no Spacebot counterpart at all (server life cycle, health).
+
+docs/hooks.md has the table. Hook names carry the `spacebot_` prefix; the marker project name is
+"spacebot".
 
 Rules every host follows (docs/hooks.md says more):
 
@@ -35,13 +47,37 @@ T = TypeVar("T")
 
 WorkerState = Literal["running", "waiting_for_input", "done", "failed"]
 WorkerOutcome = Literal["succeeded", "partial", "cancelled", "timed_out", "blocked", "failed"]
-TaskStatus = Literal["pending_approval", "backlog", "ready", "in_progress", "done", "failed"]
+# Spacebot's `TaskStatus` (src/tasks/store.rs), plus `deleted`: the status its `task_updated`
+# event carries when a task is deleted (src/api/tasks.rs, delete_task).
+TaskStatus = Literal["pending_approval", "backlog", "ready", "in_progress", "done", "failed", "deleted"]
 HealthStatus = Literal["ok", "degraded", "down"]
 ProcessType = Literal["channel", "branch", "worker", "compactor", "cortex"]
 
 WORKER_STATES: tuple[str, ...] = ("running", "waiting_for_input", "done", "failed")
 WORKER_OUTCOMES: tuple[str, ...] = ("succeeded", "partial", "cancelled", "timed_out", "blocked", "failed")
-TASK_STATUSES: tuple[str, ...] = ("pending_approval", "backlog", "ready", "in_progress", "done", "failed")
+TASK_STATUSES: tuple[str, ...] = ("pending_approval", "backlog", "ready", "in_progress", "done", "failed", "deleted")
+TASK_ACTIONS: tuple[str, ...] = (
+    "approve",
+    "reject",
+    "assign",
+    "start",
+    "complete",
+    "fail",
+    "reopen",
+    "edit",
+    "comment",
+)
+
+
+class HostRefused(RuntimeError):
+    """The system behind a host (a running Spacebot) refused a request the plugin made through
+    the HostAPI. `status` is its HTTP status (0 when it could not be reached) and `answer` its
+    own words, so the plugin can say who refused and why (a 502 naming Spacebot's answer)."""
+
+    def __init__(self, system: str, status: int, answer: str) -> None:
+        self.system, self.status, self.answer = system, status, answer
+        reached = f"HTTP {status}" if status else "unreachable"
+        super().__init__(f"{system} refused ({reached}): {answer}" if answer else f"{system} refused ({reached})")
 
 
 async def await_me_maybe(value: T | Awaitable[T]) -> T:
@@ -218,6 +254,24 @@ class HostAPI(Protocol):
         """Hand a structured interaction (a button, a form, a vote) to the agent."""
         ...
 
+    async def task_action(
+        self,
+        *,
+        source: str,
+        number: int,
+        action: str,
+        actor: Mapping[str, Any],
+        changes: Mapping[str, Any],
+    ) -> dict[str, Any]:
+        """Act on a task that the host's system owns and Spacechat mirrors (`source` "spacebot":
+        Spacebot's task number `number`), so the owner stays the source of truth. `action` is one
+        of TASK_ACTIONS; `actor` is `{kind, id, name}` of who acts; `changes` carries what the
+        action needs (`assignee_id`, `reason`, `title`, `description`, `priority`, `text` of a
+        comment). Return `{"task": the task as the owner now has it}` (and `"comment"` for a
+        comment). Raise `LookupError` for a source this host has no tasks of (the embedded host
+        has none) and `HostRefused` when the owner refuses."""
+        ...
+
 
 # ============================================================================================
 # Host life cycle
@@ -227,6 +281,7 @@ class HostAPI(Protocol):
 @hookspec
 def spacebot_startup(host: HostAPI, config: Mapping[str, Any]) -> Awaitable[None] | None:
     """Called once when the host starts, before it serves requests or runs any turn.
+    Spacechat's own (Spacebot starts its processes in `main.rs`, with no hook).
 
     :param host: the HostAPI of the running host, for calling back.
     :param config: the plugin's `[config]` table as the host read it (the manifest's defaults
@@ -256,12 +311,14 @@ def spacebot_shutdown() -> Awaitable[None] | None:
 @hookspec
 def spacebot_register_routes() -> list[Any] | None:
     """Called after startup: return Starlette routes (`Route`, `Mount`, `WebSocketRoute`) to
-    mount on the host's HTTP server. The host mounts them in plugin registration order."""
+    mount on the host's HTTP server. The host mounts them in plugin registration order.
+    Spacechat's own (Spacebot's routes are compiled into `src/api/server.rs`)."""
 
 
 @hookspec
 def spacebot_health_changed(component: str, status: HealthStatus, detail: str | None) -> Awaitable[None] | None:
-    """Called when a part of the host changes health.
+    """Called when a part of the host changes health. Spacechat's own; the bridge derives it
+    from Spacebot's `GET /api/health`.
 
     :param component: `provider:<name>`, `connector:<name>` or `host`.
     :param status: `ok`, `degraded` or `down`.
@@ -272,7 +329,8 @@ def spacebot_health_changed(component: str, status: HealthStatus, detail: str | 
 @hookspec
 def spacebot_connector_status(connector: str, status: str, detail: str | None) -> Awaitable[None] | None:
     """Called when a messaging connector (Slack, Discord, the bridge's link) connects,
-    disconnects or fails. `status` is `connected`, `disconnected` or `error`."""
+    disconnects or fails. `status` is `connected`, `disconnected` or `error`. Spacechat's own
+    (Spacebot's adapters report only through `Messaging::health_check`)."""
 
 
 # ============================================================================================
@@ -290,10 +348,13 @@ def spacebot_inbound_message(
     text: str,
 ) -> Awaitable[None] | None:
     """Called when a message reaches an agent's channel process, before any turn on it.
+    Stream: Spacebot's `inbound_message` (`ApiEvent::InboundMessage`, also for its system
+    messages, `ProcessEvent::ChannelSystemMessage`).
 
     :param message_id: the Spacechat message id, or None for a message that came from another
         adapter (a plugin may record it).
-    :param sender: `{kind: "user" | "agent", id, name}`.
+    :param sender: `{kind: "user" | "agent" | "system", id, name}`; `system` for a message
+        Spacebot itself put into the conversation (an autonomy briefing).
     """
 
 
@@ -325,7 +386,8 @@ def spacebot_turn_started(
     provider: str,
     message_ids: Sequence[str],
 ) -> Awaitable[None] | None:
-    """Called when an agent starts a turn (Spacebot's typing indicator turns on).
+    """Called when an agent starts a turn. Stream: `typing_state` with `is_typing: true`
+    (`StatusUpdate::Thinking`); Spacebot has no turn ids, a host makes them.
 
     :param turn_id: unique per turn; every later hook of the turn carries it.
     :param message_ids: the inbound messages coalesced into this turn, oldest first.
@@ -334,7 +396,8 @@ def spacebot_turn_started(
 
 @hookspec
 def spacebot_text_delta(agent_id: str, turn_id: str, delta: str, aggregated_text: str) -> Awaitable[None] | None:
-    """Called for each piece of the agent's reply text as it streams (Spacebot `TextDelta`).
+    """Called for each piece of the agent's reply text as it streams. Stream:
+    `outbound_message_delta` (`ProcessEvent::TextDelta`, `PromptHook::on_text_delta`).
 
     :param delta: the new text.
     :param aggregated_text: the whole reply so far, ending with `delta`.
@@ -343,7 +406,8 @@ def spacebot_text_delta(agent_id: str, turn_id: str, delta: str, aggregated_text
 
 @hookspec
 def spacebot_reasoning_delta(agent_id: str, turn_id: str, delta: str) -> Awaitable[None] | None:
-    """Called for each piece of the model's reasoning, when the provider streams it."""
+    """Called for each piece of the model's reasoning, when the provider streams it. Stream:
+    `reasoning_delta` (fields `reasoning_delta`, `aggregated_reasoning`; `ProcessEvent::ReasoningDelta`)."""
 
 
 @hookspec
@@ -355,7 +419,8 @@ def spacebot_turn_completed(
     ttft_ms: int | None,
     duration_ms: int,
 ) -> Awaitable[None] | None:
-    """Called once when a turn ends well (Spacebot's typing indicator turns off).
+    """Called once when a turn ends well. Stream: the reply (`outbound_message`) or else
+    `typing_state` with `is_typing: false` (`StatusUpdate::StopTyping`).
 
     :param text: the final reply text (equal to the last `aggregated_text`).
     :param blocks: a card to attach to the reply, or None.
@@ -369,6 +434,8 @@ def spacebot_turn_failed(
     agent_id: str, turn_id: str, error: str, retryable: bool, duration_ms: int
 ) -> Awaitable[None] | None:
     """Called once when a turn ends in error (provider failure, timeout, cancellation).
+    Stream: Spacebot has no error event; a failed model call sends the reply text "I encountered
+    an error: ..." (`Channel::run_turn` in `src/agent/channel.rs`) and a host reads it as this.
 
     :param error: a human-readable message with no secret in it.
     :param retryable: whether running the turn again may succeed.
@@ -383,9 +450,9 @@ def spacebot_outbound_message(
     text: str,
     blocks: Sequence[Mapping[str, Any]] | None,
 ) -> Awaitable[str | None] | str | None:
-    """Called when an agent posts a whole message outside a streamed reply (Spacebot
-    `outbound_message`: a notice, a card). `thread_id` None opens a new thread. A plugin that
-    stores it returns the message id."""
+    """Called when an agent posts a whole message outside a streamed reply (a notice, a card,
+    a cron result). Stream: `outbound_message` outside a turn. `thread_id` None opens a new
+    thread. A plugin that stores it returns the message id."""
 
 
 # ============================================================================================
@@ -404,7 +471,9 @@ def spacebot_before_tool_call(
     tool: str,
     arguments: Mapping[str, Any],
 ) -> Awaitable[Mapping[str, Any] | None] | Mapping[str, Any] | None:
-    """*firstresult*. Called before every tool call, while the agent's turn waits.
+    """*firstresult*. Called before every tool call, while the agent's turn waits. Embedded
+    only: it mirrors `PromptHook::on_tool_call`, whose `HookAction` Spacebot decides inside its
+    process; its API stream only reports the call after the fact.
 
     Return None to let the call run, `{"decision": "allow", "reason": str}` when people approved
     it (the call runs, and the agent's own permission prompt for the tool is not asked again),
@@ -425,7 +494,11 @@ def spacebot_tool_started(
     tool: str,
     arguments: Mapping[str, Any],
 ) -> Awaitable[None] | None:
-    """Called when a tool call starts (after spacebot_before_tool_call let it)."""
+    """Called when a tool call starts (after spacebot_before_tool_call let it). Stream:
+    `tool_started` (`ProcessEvent::ToolStarted`). Spacebot's channel-process routing tools
+    (`reply`, `react`, `skip`, `set_outcome`, `spawn_worker`, `branch`, `route`, `cancel`) are
+    not tool runs for people: hosts do not call this for them, as Spacebot's own UI hides them
+    (`is_hidden_channel_tool` in `src/api/state.rs`)."""
 
 
 @hookspec
@@ -440,8 +513,9 @@ def spacebot_tool_completed(
     result: str,
     duration_ms: int,
 ) -> Awaitable[None] | None:
-    """Called when a tool call returns. `result` is capped by the host (Spacebot caps tool
-    output); it never carries a secret."""
+    """Called when a tool call returns. Stream: `tool_completed` (`ProcessEvent::ToolCompleted`,
+    `PromptHook::on_tool_result`). `result` is capped by the host (Spacebot caps tool output);
+    it never carries a secret."""
 
 
 @hookspec
@@ -456,7 +530,29 @@ def spacebot_tool_failed(
     error: str,
     duration_ms: int,
 ) -> Awaitable[None] | None:
-    """Called when a tool call raises, is denied or is skipped; `error` says which."""
+    """Called when a tool call raises, is denied or is skipped; `error` says which. Stream:
+    `tool_completed` whose result starts `Toolset error:` (how `SpacebotHook` reports a tool
+    error)."""
+
+
+@hookspec
+def spacebot_tool_output(
+    agent_id: str,
+    channel_id: str,
+    thread_id: str,
+    turn_id: str,
+    worker_id: str | None,
+    call_id: str,
+    tool: str,
+    line: str,
+    stream: str,
+) -> Awaitable[None] | None:
+    """Called for each line a running tool prints (a shell's stdout or stderr), between its
+    tool_started and tool_completed. Stream: `tool_output` (`ProcessEvent::ToolOutput`; Spacebot
+    calls it ephemeral: lines may be dropped, the whole output is in tool_completed).
+
+    :param stream: `stdout` or `stderr`, as the tool names it.
+    """
 
 
 # ============================================================================================
@@ -468,14 +564,15 @@ def spacebot_tool_failed(
 def spacebot_branch_started(
     agent_id: str, channel_id: str, thread_id: str, branch_id: str, description: str
 ) -> Awaitable[None] | None:
-    """Called when a channel process forks a branch to think."""
+    """Called when a channel process forks a branch to think. Stream: `branch_started`."""
 
 
 @hookspec
 def spacebot_branch_completed(
     agent_id: str, channel_id: str, thread_id: str, branch_id: str, conclusion: str
 ) -> Awaitable[None] | None:
-    """Called when a branch returns its conclusion to the channel."""
+    """Called when a branch returns its conclusion to the channel. Stream: `branch_completed`
+    (`ProcessEvent::BranchResult`)."""
 
 
 @hookspec
@@ -488,12 +585,14 @@ def spacebot_worker_started(
     worker_type: str,
     interactive: bool,
 ) -> Awaitable[None] | None:
-    """Called when a worker starts; its state is `running`."""
+    """Called when a worker starts; its state is `running`. Stream: `worker_started` (with
+    `interactive`)."""
 
 
 @hookspec
 def spacebot_worker_status(agent_id: str, worker_id: str, state: WorkerState, status: str) -> Awaitable[None] | None:
-    """Called when a worker reports progress or changes state.
+    """Called when a worker reports progress or changes state. Stream: `worker_status`
+    (JSON type `worker_status_update`).
 
     :param state: one of WORKER_STATES.
     :param status: the worker's own short status line (at most 256 characters).
@@ -502,14 +601,16 @@ def spacebot_worker_status(agent_id: str, worker_id: str, state: WorkerState, st
 
 @hookspec
 def spacebot_worker_idle(agent_id: str, worker_id: str) -> Awaitable[None] | None:
-    """Called when an interactive worker waits for input (state `waiting_for_input`)."""
+    """Called when an interactive worker waits for input (state `waiting_for_input`). Stream:
+    `worker_idle`."""
 
 
 @hookspec
 def spacebot_worker_completed(
     agent_id: str, worker_id: str, outcome: WorkerOutcome, result: str, success: bool
 ) -> Awaitable[None] | None:
-    """Called once when a worker ends.
+    """Called once when a worker ends. Stream: `worker_completed` (`ProcessEvent::WorkerComplete`;
+    a cancelled worker's result starts `Worker cancelled`).
 
     :param outcome: one of WORKER_OUTCOMES; `success` is true for succeeded and partial.
     """
@@ -519,7 +620,9 @@ def spacebot_worker_completed(
 def spacebot_worker_permission_asked(
     agent_id: str, worker_id: str, permission_id: str, description: str, patterns: Sequence[str]
 ) -> Awaitable[None] | None:
-    """Called when a worker asks permission for an action (Spacebot `WorkerPermission`)."""
+    """Called when a worker asks permission for an action. Embedded only: Spacebot's
+    `ProcessEvent::WorkerPermission` never reaches its API stream. The AG-UI host calls it for
+    a run's tool-approval interrupt."""
 
 
 @hookspec
@@ -527,7 +630,71 @@ def spacebot_worker_question_asked(
     agent_id: str, worker_id: str, question_id: str, questions: Sequence[Mapping[str, Any]]
 ) -> Awaitable[None] | None:
     """Called when a worker asks a question (`questions`: `{question, header, options:
-    [{label, description}]}`, Spacebot `WorkerQuestion`)."""
+    [{label, description}]}`). Embedded only: Spacebot's `ProcessEvent::WorkerQuestion` never
+    reaches its API stream. The AG-UI host calls it for a run's other interrupts."""
+
+
+@hookspec
+def spacebot_process_text(
+    agent_id: str,
+    channel_id: str | None,
+    thread_id: str | None,
+    process_type: ProcessType,
+    process_id: str,
+    text: str,
+) -> Awaitable[None] | None:
+    """Called when a worker or a branch says something between its tool calls (once per model
+    response, the whole text). Stream: `process_text` (`ProcessEvent::ProcessText`, sent by
+    `PromptHook::on_completion_response`).
+
+    :param process_type: `worker` or `branch`; `process_id` is its worker or branch id.
+    """
+
+
+@hookspec
+def spacebot_status_update(
+    agent_id: str, channel_id: str, thread_id: str, turn_id: str | None, status: str
+) -> Awaitable[None] | None:
+    """Called when an agent reports what it is doing in a short status line (a step of a run).
+    Embedded only: Spacebot's `ProcessEvent::StatusUpdate` (`SpacebotHook::send_status`) feeds
+    its status block, not its API stream. The AG-UI host calls it for `STEP_STARTED` and
+    `STEP_FINISHED`."""
+
+
+# ============================================================================================
+# Conversations: compaction, and agents talking to each other
+# ============================================================================================
+
+
+@hookspec
+def spacebot_compaction_started(agent_id: str, channel_id: str, thread_id: str, kind: str) -> Awaitable[None] | None:
+    """Called when a conversation's context starts being compacted (summarised to fit the model).
+    Stream: `compaction_started` (`ProcessEvent::CompactionStarted`).
+
+    :param kind: Spacebot's kind of compaction (e.g. `background`, `aggressive`, `emergency`).
+    """
+
+
+@hookspec
+def spacebot_compaction_completed(
+    agent_id: str, channel_id: str, thread_id: str, success: bool
+) -> Awaitable[None] | None:
+    """Called when a compaction ends. Stream: `compaction_completed`
+    (`ProcessEvent::CompactionCompleted`)."""
+
+
+@hookspec
+def spacebot_agent_message(
+    from_agent_id: str, to_agent_id: str, link_id: str, link_channel: str, direction: str
+) -> Awaitable[None] | None:
+    """Called when one agent sends a message to another over a link, and when the other
+    receives it. Stream: `agent_message_sent` / `agent_message_received`
+    (`ProcessEvent::AgentMessageSent` / `AgentMessageReceived`).
+
+    :param link_channel: Spacebot's id of the link's conversation (not a Spacechat channel:
+        agent-to-agent conversations have no Spacechat thread).
+    :param direction: `sent` or `received`.
+    """
 
 
 # ============================================================================================
@@ -551,11 +718,44 @@ def spacebot_llm_usage(
     reasoning_tokens: int,
     cost_usd: float | None,
 ) -> Awaitable[None] | None:
-    """Called once per LLM request with its token usage (Spacebot's `ExtendedUsage`).
+    """Called once per LLM request with its token usage (Spacebot's `ExtendedUsage`). Spacebot
+    keeps per-request usage inside its process; the bridge reports the increases of its
+    `GET /api/usage` (per agent and model) and `GET /api/usage/conversation/{id}` (per thread)
+    instead, one call per increase, with `turn_id` None.
 
     `input_tokens` excludes cache reads and writes; `cost_usd` is None when the host does not
     price the model (a plugin may price it from its own table).
     """
+
+
+@hookspec
+def spacebot_completion_call(
+    agent_id: str,
+    channel_id: str | None,
+    thread_id: str | None,
+    turn_id: str | None,
+    process_type: ProcessType,
+    model: str,
+    provider: str,
+) -> Awaitable[None] | None:
+    """Called just before each model request. Embedded only: it mirrors
+    `PromptHook::on_completion_call` of Spacebot's `SpacebotHook`, which has no event."""
+
+
+@hookspec
+def spacebot_completion_response(
+    agent_id: str,
+    channel_id: str | None,
+    thread_id: str | None,
+    turn_id: str | None,
+    process_type: ProcessType,
+    model: str,
+    provider: str,
+    duration_ms: int,
+    error: str | None,
+) -> Awaitable[None] | None:
+    """Called when a model request ends, well (`error` None) or not. Embedded only: it mirrors
+    `PromptHook::on_completion_response` (and `on_stream_completion_response_finish`)."""
 
 
 # ============================================================================================
@@ -568,7 +768,8 @@ def spacebot_before_memory_save(
     agent_id: str, channel_id: str | None, memory: Mapping[str, Any]
 ) -> Awaitable[Mapping[str, Any] | None] | Mapping[str, Any] | None:
     """*firstresult*. Called before an agent saves a memory (`content`, `memory_type`,
-    `importance`, `source`).
+    `importance`, `source`). Embedded only (Spacebot's `memory_save` tool decides inside its
+    process).
 
     Return None to save it now, `{"action": "review", "candidate_id": str}` when the plugin
     queued it for human review (the host does not save it; the plugin will call
@@ -585,14 +786,16 @@ def spacebot_memory_saved(
     importance: float,
     content_summary: str,
 ) -> Awaitable[None] | None:
-    """Called after a memory was written to the agent's store."""
+    """Called after a memory was written to the agent's store. Embedded only: Spacebot's
+    `ProcessEvent::MemorySaved` goes to its memory bus, not its API stream."""
 
 
 @hookspec
 def spacebot_memory_recalled(
     agent_id: str, channel_id: str | None, query: str, memory_ids: Sequence[str]
 ) -> Awaitable[None] | None:
-    """Called when an agent's recall returned memories for a turn."""
+    """Called when an agent's recall returned memories for a turn. Embedded only (Spacebot
+    recalls inside its channel process, with no event)."""
 
 
 # ============================================================================================
@@ -605,9 +808,35 @@ def spacebot_task_updated(
     agent_id: str | None, task_number: int, status: TaskStatus, action: str, task: Mapping[str, Any]
 ) -> Awaitable[None] | None:
     """Called when a Spacebot task is created, changes or is deleted (`action`: created,
-    updated, deleted); `task` is the task as Spacebot's API returns it. On deletion `task` is
-    the last copy the host saw and `status` its last status (Spacebot's own `deleted` when the
-    host never saw it)."""
+    updated, deleted). Stream: `task_updated` (`ApiEvent::TaskUpdated`). `task` is the task as
+    Spacebot's `GET /api/tasks/{n}` returns it (`src/tasks/store.rs` `Task`): Spacebot stays the
+    source of truth, and a plugin that mirrors it applies `status` as given, without its own
+    transition rules. On deletion `status` is `deleted` and `task` the last copy the host saw
+    (or just `{task_number, status}`)."""
+
+
+@hookspec
+def spacebot_task_revised(
+    agent_id: str | None,
+    task_number: int,
+    revision: int,
+    restored_from: int | None,
+    summary: Mapping[str, Any] | None,
+) -> Awaitable[None] | None:
+    """Called when a Spacebot task's specification was edited and a revision recorded. Stream:
+    `task_revised` (`ApiEvent::TaskRevised`). `summary` is the revision as
+    `GET /api/tasks/{n}/revisions/{r}` returns it (`author_type`, `author_id`, `source`,
+    `edit_summary`, `created_at`; `src/tasks/revisions.rs`), or None when it could not be read.
+    """
+
+
+@hookspec
+def spacebot_task_commented(
+    agent_id: str | None, task_number: int, comment: Mapping[str, Any]
+) -> Awaitable[None] | None:
+    """Called when a comment was added to a Spacebot task. Stream: `task_commented`
+    (`ApiEvent::TaskCommented`). `comment` is Spacebot's `TaskComment` (`seq`, `id`,
+    `author_type`, `author_id`, `body`, `created_at`; `src/tasks/comments.rs`)."""
 
 
 # ============================================================================================

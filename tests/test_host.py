@@ -76,14 +76,18 @@ async def test_hook_order_of_a_turn_with_a_tool(hosted: tuple[EmbeddedHost, Reco
     assert compress(recorder.names()[recorder.names().index("spacebot_inbound_message") :]) == [
         "inbound_message",
         "turn_started",
+        "completion_call",
         "llm_usage",
+        "completion_response",
         "worker_started",
         "before_tool_call",
         "tool_started",
         "tool_completed",
         "worker_completed",
+        "completion_call",
         "text_delta",
         "llm_usage",
+        "completion_response",
         "turn_completed",
     ]
     started = recorder.of("spacebot_turn_started")[0]
@@ -99,6 +103,10 @@ async def test_hook_order_of_a_turn_with_a_tool(hosted: tuple[EmbeddedHost, Reco
     tool = recorder.of("spacebot_tool_completed")[0]
     assert tool["tool"] == "current_time" and "UTC" in tool["result"]
     assert all(u["process_type"] == "channel" for u in recorder.of("spacebot_llm_usage"))
+    calls, responses = recorder.of("spacebot_completion_call"), recorder.of("spacebot_completion_response")
+    assert len(calls) == len(responses) == 2 and all(r["error"] is None for r in responses)
+    assert calls[0]["turn_id"] == started["turn_id"] and calls[0]["model"] == responses[0]["model"]
+    assert all(r["duration_ms"] >= 0 and r["process_type"] == "channel" for r in responses)
 
 
 async def test_hook_branch_and_reasoning(hosted: tuple[EmbeddedHost, Recorder]) -> None:
@@ -173,6 +181,7 @@ async def test_hook_turn_failed_and_health_changed(hosted: tuple[EmbeddedHost, R
     await say(host, "hello")
     failed = (await recorder.wait_for("spacebot_turn_failed"))[0]
     assert failed["error"] == "upstream returned 503" and failed["retryable"] is True
+    assert recorder.of("spacebot_completion_response")[0]["error"] == "upstream returned 503"
     health = recorder.of("spacebot_health_changed")
     assert health == [{"component": "provider:scripted", "status": "down", "detail": "upstream returned 503"}]
     assert host.agents()[0]["health"] == "down"

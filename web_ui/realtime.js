@@ -265,8 +265,8 @@ function apply(event) {
       break;
     case "agent.status.changed": {
       if (!event.thread_id) break;
-      if (p.status === "thinking" || p.status === "branching") {
-        state.setActivity(event.thread_id, { agent_id: p.agent_id, status: p.status, tool: null });
+      if (["thinking", "branching", "working", "compacting"].includes(p.status)) {
+        state.setActivity(event.thread_id, { agent_id: p.agent_id, status: p.status, detail: p.detail || "", tool: null });
       } else {
         state.setActivity(event.thread_id, null);
       }

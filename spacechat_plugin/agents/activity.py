@@ -302,6 +302,25 @@ class Activity:
     async def spacebot_branch_completed(self, agent_id: str, channel_id: str, thread_id: str) -> None:
         await self.status(agent_id=agent_id, channel_id=channel_id, thread_id=thread_id, status="thinking", detail=None)
 
+    @hookimpl
+    async def spacebot_status_update(self, agent_id: str, channel_id: str, thread_id: str, status: str) -> None:
+        await self.status(
+            agent_id=agent_id, channel_id=channel_id, thread_id=thread_id, status="working", detail=summarize(status)
+        )
+
+    @hookimpl
+    async def spacebot_compaction_started(self, agent_id: str, channel_id: str, thread_id: str, kind: str) -> None:
+        await self.status(
+            agent_id=agent_id, channel_id=channel_id, thread_id=thread_id, status="compacting", detail=kind
+        )
+
+    @hookimpl
+    async def spacebot_compaction_completed(
+        self, agent_id: str, channel_id: str, thread_id: str, success: bool
+    ) -> None:
+        detail = "compacted" if success else "compaction failed"
+        await self.status(agent_id=agent_id, channel_id=channel_id, thread_id=thread_id, status="idle", detail=detail)
+
     async def status(self, *, agent_id: str, channel_id: str, thread_id: str, status: str, detail: str | None) -> None:
         payload = AgentStatusChanged(agent_id=agent_id, status=status, detail=detail)
         await self._emit(payload, agent_id=agent_id, channel_id=channel_id, thread_id=thread_id)

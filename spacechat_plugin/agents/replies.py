@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..cards.service import agent_card, initial_state
-from ..events import Actor, AgentStatusChanged, Event, MessageStreamDelta, now_rfc3339
+from ..events import SYSTEM, Actor, AgentStatusChanged, Event, MessageStreamDelta, now_rfc3339
 from ..hookspecs import hookimpl
 from ..identity.permissions import Access
 from ..store import identity
@@ -122,6 +122,31 @@ class ReplyStreams:
     ) -> str | None:
         return await self.outbound(
             agent_id=agent_id, channel_id=channel_id, thread_id=thread_id, text=text, blocks=blocks
+        )
+
+    @hookimpl
+    async def spacebot_inbound_message(
+        self,
+        agent_id: str,
+        channel_id: str,
+        thread_id: str,
+        message_id: str | None,
+        sender: Mapping[str, Any],
+        text: str,
+    ) -> None:
+        """A message that reached the agent without passing through Spacechat (Spacebot's own
+        system messages, a message typed into the conversation in Spacebot's UI) joins the
+        thread, so the thread shows what the agent saw. Spacechat's own messages are there."""
+        if message_id is not None or not text:
+            return
+        channel = self.access.channels.get(channel_id)
+        if channel is None:
+            return
+        metadata = {"external_sender": {"kind": sender.get("kind"), "name": sender.get("name")}, "to_agent": agent_id}
+        await self.db.write(
+            lambda tx: message_store.post_message(
+                tx, actor=SYSTEM, channel=channel, thread_id=thread_id, text=text, metadata=metadata
+            )
         )
 
     # -- reply streams --------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 from ..agents.activity import Activity
 from ..agents.delivery import Delivery
 from ..agents.replies import ReplyStreams
+from ..agents.task_mirror import TaskMirror
 from ..cards.service import CardService
 from ..config import Settings
 from ..hookspecs import HostAPI
@@ -42,6 +43,7 @@ class Context(Protocol):
     cards: CardService
     replies: ReplyStreams
     activity: Activity
+    task_mirror: TaskMirror
     incidents: Incidents
     observe: Observability
     ops: Ops

@@ -3,6 +3,10 @@ comment, and read their history. Illegal transitions answer 409 naming the allow
 
 A task with a home channel has a card there that shows it live; it is visible to whoever can
 read that channel. Approving and rejecting need `tasks:approve` and are audited.
+
+A task another system owns (`source`: a running Spacebot's task) is changed there: the edit,
+action or comment goes to Spacebot through the host, and its answer changes the task here; a
+refusal answers 502 naming Spacebot's answer, and nothing here changes.
 """
 
 from __future__ import annotations
@@ -139,6 +143,9 @@ async def update_task(request: Request) -> Response:
     if body.status == "ready" and task["status"] == "pending_approval":
         check(who, "tasks:approve")  # approving by PATCH needs the same permission as the action
     changes = body.model_dump(exclude_none=True, exclude={"status", "reason"})
+    if task["source"]:
+        mirrored, before = await app.task_mirror.edit(task, changes, body.status, body.reason, who.actor)
+        return JSONResponse({"task": mirrored, "previous_status": before})
 
     def update(tx: WriteTx) -> tuple[dict[str, Any], str | None]:
         updated, previous = task, None
@@ -187,6 +194,9 @@ async def add_comment(request: Request) -> Response:
     app = spacechat(request)
     who, task = await task_or_404(request)
     body = await read_json(request, TaskComment, max_bytes=64 * 1024)
+    if task["source"]:
+        commented, _ = await app.task_mirror.act(task, "comment", who.actor, {"text": body.text})
+        return JSONResponse({"task": commented}, status_code=201)
     updated = await app.db.write(lambda tx: task_store.comment(tx, task["id"], body.text, who.actor))
     return JSONResponse({"task": updated}, status_code=201)
 

@@ -156,9 +156,19 @@ class CardHandler(Protocol):
     ) -> bool: ...
 
 
+class RemoteTasks(Protocol):
+    """Acts on tasks another system owns (a running Spacebot's, mirrored here): set by the
+    composition root, so the card service never imports the service that mirrors them."""
+
+    async def act(
+        self, task: dict[str, Any], action: str, actor: Actor, changes: Mapping[str, Any], ip: str | None = None
+    ) -> tuple[dict[str, Any], str | None]: ...
+
+
 class CardService:
     def __init__(self, db: Database, host: HostAPI | None, hooks: PluginHooks) -> None:
         self.db, self.host, self.hooks = db, host, hooks
+        self.remote: RemoteTasks | None = None
         self.handlers: list[CardHandler] = []
         self._waiters: dict[str, list[asyncio.Future[dict[str, Any]]]] = {}
         self.inflight: set[tuple[str, str]] = set()
@@ -226,7 +236,11 @@ class CardService:
         reason: str | None = None,
         ip: str | None = None,
     ) -> tuple[dict[str, Any], str | None]:
-        """Approve, reject, assign, complete, start, fail or reopen a task (permission already checked)."""
+        """Approve, reject, assign, complete, start, fail or reopen a task (permission already checked).
+        A task another system owns is acted on there (its answer changes it here)."""
+        if task.get("source") and self.remote is not None:
+            changes = {"assignee_id": assignee_id, "reason": reason}
+            return await self.remote.act(task, action, actor, changes, ip)
 
         def act(tx: WriteTx) -> tuple[dict[str, Any], str | None]:
             if action == "assign":
@@ -264,6 +278,14 @@ class CardService:
                 "at": now_rfc3339(),
             }
             card_store.set_state(tx, message_id, state, actor)
+
+    async def settle_approval(self, task: dict[str, Any], label: str, actor: Actor) -> None:
+        """A task's approval was decided elsewhere (in Spacebot): its cards show it."""
+
+        def settle(tx: WriteTx) -> None:
+            self._mark_decided(tx, task, "approve" if label == "Approved" else "reject", actor)
+
+        await self.db.write(settle)
 
     async def task_changed(self, task: dict[str, Any], previous: str | None, change: str) -> None:
         await self.hooks.call("spacechat_task_changed", task=task, previous_status=previous, change=change)

@@ -5,6 +5,10 @@ Transitions (Spacebot's `can_transition`, with its `failed` lineage): any status
 `backlog`; pending_approval -> ready (approve); backlog -> ready; ready -> in_progress;
 in_progress -> done | ready | failed; done -> ready; failed -> ready. Rejecting a pending
 approval sends the task to `backlog` (Spacebot's any -> backlog), recorded as a rejection.
+
+A task another system owns (`source`, e.g. a running Spacebot's task `source_number`) is a
+mirror: its changes come from the source as they are (`mirror_apply`, no transition rules, the
+source decided), and a task deleted there leaves the board but keeps its history.
 """
 
 from __future__ import annotations
@@ -75,6 +79,12 @@ def task_json(row: Any) -> dict[str, Any]:
         "created_at": row["created_at"],
         "updated_at": row["updated_at"],
         "allowed_transitions": list(TRANSITIONS[row["status"]]),
+        "source": (
+            {"kind": row["source"], "number": row["source_number"], "revision": row["source_revision"]}
+            if row["source"]
+            else None
+        ),
+        "deleted_at": row["deleted_at"],
     }
 
 
@@ -148,6 +158,7 @@ def create(
     assignee_id: str | None,
     owner_agent_id: str | None,
     actor: Actor,
+    source: tuple[str, int] | None = None,
 ) -> dict[str, Any]:
     number = tx.one("SELECT COALESCE(MAX(number), 0) + 1 FROM tasks WHERE org_id = ?", (org_id,))[0]
     now = now_rfc3339()
@@ -170,13 +181,17 @@ def create(
         "last_error": None,
         "created_at": now,
         "updated_at": now,
+        "source": source[0] if source else None,
+        "source_number": source[1] if source else None,
+        "source_revision": None,
+        "deleted_at": None,
     }
     tx.execute(
         "INSERT INTO tasks (id, org_id, number, team_id, channel_id, title, description, status, priority,"
         " assignee_id, owner_agent_id, created_by, approved_by, approved_at, completed_at, last_error, created_at,"
-        " updated_at) VALUES (:id, :org_id, :number, :team_id, :channel_id, :title, :description, :status,"
-        " :priority, :assignee_id, :owner_agent_id, :created_by, :approved_by, :approved_at, :completed_at,"
-        " :last_error, :created_at, :updated_at)",
+        " updated_at, source, source_number) VALUES (:id, :org_id, :number, :team_id, :channel_id, :title,"
+        " :description, :status, :priority, :assignee_id, :owner_agent_id, :created_by, :approved_by, :approved_at,"
+        " :completed_at, :last_error, :created_at, :updated_at, :source, :source_number)",
         row,
     )
     _history(tx, row["id"], "created", actor, to_status=status)
@@ -243,8 +258,10 @@ def edit(tx: WriteTx, task_id: str, changes: dict[str, Any], actor: Actor) -> di
     return task
 
 
-def comment(tx: WriteTx, task_id: str, text: str, actor: Actor) -> dict[str, Any]:
-    _history(tx, task_id, "comment", actor, text=text)
+def comment(
+    tx: WriteTx, task_id: str, text: str, actor: Actor, details: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    _history(tx, task_id, "comment", actor, text=text, details=details)
     tx.execute("UPDATE tasks SET updated_at = ? WHERE id = ?", (now_rfc3339(), task_id))
     task = task_json(_row(tx, task_id))
     tx.emit(Event(TaskUpdated(task=task, change="comment"), **_envelope(task, actor)))
@@ -272,7 +289,7 @@ async def get(db: Database, task_id: str) -> dict[str, Any] | None:
 async def listing(
     db: Database, org_id: str, *, team_id: str | None, status: str | None, assignee_id: str | None, limit: int
 ) -> list[dict[str, Any]]:
-    clauses: list[str] = ["org_id = ?"]
+    clauses: list[str] = ["org_id = ?", "deleted_at IS NULL"]
     params: list[Any] = [org_id]
     for column, value in (("team_id", team_id), ("status", status), ("assignee_id", assignee_id)):
         if value:
@@ -288,3 +305,87 @@ async def history(db: Database, task_id: str, *, comments_only: bool = False) ->
     kind = "AND kind = 'comment'" if comments_only else ""
     rows = await db.fetchall(f"SELECT * FROM task_history WHERE task_id = ? {kind} ORDER BY id", (task_id,))
     return [history_json(row) for row in rows]
+
+
+# -- mirrors of another system's tasks ---------------------------------------------------------
+
+MIRRORED = ("title", "description", "status", "priority", "assignee_id", "approved_by", "approved_at", "completed_at")
+
+
+def by_source_tx(tx: WriteTx, org_id: str, source: str, number: int) -> dict[str, Any] | None:
+    row = tx.one("SELECT * FROM tasks WHERE org_id = ? AND source = ? AND source_number = ?", (org_id, source, number))
+    return None if row is None else task_json(row)
+
+
+async def by_source(db: Database, org_id: str, source: str, number: int) -> dict[str, Any] | None:
+    row = await db.fetchone(
+        "SELECT * FROM tasks WHERE org_id = ? AND source = ? AND source_number = ?", (org_id, source, number)
+    )
+    return None if row is None else task_json(row)
+
+
+def mirror_apply(
+    tx: WriteTx, task_id: str, fields: dict[str, Any], actor: Actor, *, revision: int | None = None
+) -> tuple[dict[str, Any], str | None]:
+    """Take the source's version of a mirrored task as it is (its status included: the source
+    decided the transition). Returns the task and its previous status when the status changed."""
+    row = _row(tx, task_id)
+    changes = {k: v for k, v in fields.items() if k in MIRRORED and row[k] != v}
+    sets: dict[str, Any] = {**changes, "deleted_at": None}
+    if revision is not None:
+        sets["source_revision"] = max(revision, row["source_revision"] or 0)
+    if not changes and row["deleted_at"] is None:
+        if revision is not None:
+            tx.execute("UPDATE tasks SET source_revision = ? WHERE id = ?", (sets["source_revision"], task_id))
+        return task_json(_row(tx, task_id)), None
+    sets["updated_at"] = now_rfc3339()
+    tx.execute(f"UPDATE tasks SET {', '.join(f'{k} = :{k}' for k in sets)} WHERE id = :id", {**sets, "id": task_id})
+    previous = row["status"] if "status" in changes else None
+    if previous is not None:
+        _history(tx, task_id, "status", actor, from_status=previous, to_status=changes["status"])
+    if "assignee_id" in changes:
+        _history(tx, task_id, "assigned", actor, details={"from": row["assignee_id"], "to": changes["assignee_id"]})
+    edits: dict[str, Any] = {k: changes[k] for k in ("title", "description", "priority") if k in changes}
+    if edits:
+        _history(tx, task_id, "edited", actor, details=edits)
+    task = task_json(_row(tx, task_id))
+    envelope = _envelope(task, actor)
+    tx.emit(
+        Event(TaskUpdated(task=task, change="status" if previous else "edited", previous_status=previous), **envelope)
+    )
+    if "assignee_id" in changes:
+        tx.emit(Event(TaskAssigned(task=task, previous_assignee_id=row["assignee_id"]), **envelope))
+    if previous is not None and changes["status"] == "done":
+        tx.emit(Event(TaskCompleted(task=task), **envelope))
+    refresh_cards(tx, task, actor)
+    return task, previous
+
+
+def mirror_delete(tx: WriteTx, task_id: str, actor: Actor) -> dict[str, Any]:
+    """Deleted in its source: off the board (listings skip it), its history and cards kept."""
+    now = now_rfc3339()
+    tx.execute("UPDATE tasks SET deleted_at = ?, updated_at = ? WHERE id = ?", (now, now, task_id))
+    _history(tx, task_id, "deleted", actor)
+    task = task_json(_row(tx, task_id))
+    tx.emit(Event(TaskUpdated(task=task, change="deleted"), **_envelope(task, actor)))
+    return task
+
+
+def has_history(tx: WriteTx, task_id: str, kind: str, key: str, value: Any) -> bool:
+    """Whether the task's history has an entry of `kind` whose details carry `key` = `value`
+    (a comment or revision already taken from the source)."""
+    return (
+        tx.one(
+            "SELECT 1 FROM task_history WHERE task_id = ? AND kind = ? AND json_extract(details, ?) = ?",
+            (task_id, kind, f"$.{key}", value),
+        )
+        is not None
+    )
+
+
+def revised(tx: WriteTx, task_id: str, text: str, actor: Actor, details: dict[str, Any]) -> dict[str, Any]:
+    """The source recorded a revision of the task's specification: it joins the history."""
+    _history(tx, task_id, "revision", actor, text=text, details=details)
+    task = task_json(_row(tx, task_id))
+    tx.emit(Event(TaskUpdated(task=task, change="revision"), **_envelope(task, actor)))
+    return task

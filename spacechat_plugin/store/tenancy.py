@@ -167,3 +167,9 @@ def team_name_taken(tx: WriteTx, org_id: str, name: str) -> bool:
 def org_channel(tx: WriteTx, org_id: str, channel_id: str) -> dict[str, Any] | None:
     row = tx.one("SELECT * FROM channels WHERE id = ? AND org_id = ?", (channel_id, org_id))
     return None if row is None else channel_json(row)
+
+
+def first_team_id(tx: WriteTx, org_id: str) -> str:
+    """The organisation's oldest team (where work with no home channel goes)."""
+    row = tx.one("SELECT id FROM teams WHERE org_id = ? ORDER BY created_at, id LIMIT 1", (org_id,))
+    return str(row["id"])

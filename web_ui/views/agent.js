@@ -6,7 +6,7 @@ import { useEffect, useState, useRef } from "../deps.js";
 import { get } from "../api.js";
 import { onEvent } from "../realtime.js";
 import * as state from "../state.js";
-import { channelPath } from "../router.js";
+import { channelPath, threadPath } from "../router.js";
 import { OpsButton } from "./opsbuttons.js";
 import { HealthChip, NeedsScope } from "./dashboard.js";
 import { Errors, money, ms, number, tokensOf } from "./metrics.js";
@@ -79,6 +79,14 @@ export function AgentView({ agentId }) {
                   )}
                 </ul>`
               : html`<p class="meta">No workers.</p>`}
+            ${Object.keys(now.state || {}).length > 0 &&
+            html`<h3>Shared state</h3>
+              ${Object.entries(now.state).map(
+                ([threadId, value]) => html`<details key=${threadId} class="shared-state" data-thread=${threadId}>
+                  <summary>Thread <a href=${threadPath(threadId)}>${threadId}</a></summary>
+                  <pre>${JSON.stringify(value, null, 2)}</pre>
+                </details>`,
+              )}`}
           </section>
           <section class="panel" aria-labelledby="latency-title">
             <h2 id="latency-title">Latency (24 hours)</h2>

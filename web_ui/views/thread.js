@@ -100,7 +100,11 @@ export function ThreadView({ threadId, messageId }) {
             ? ` is using ${activity.tool}…`
             : activity.status === "branching"
               ? " is thinking it over…"
-              : " is thinking…"}`}
+              : activity.status === "working" && activity.detail
+                ? ` is working: ${activity.detail}…`
+                : activity.status === "compacting"
+                  ? " is summarising the conversation to fit…"
+                  : " is thinking…"}`}
     </div>
     ${channel &&
     html`<${Composer}

@@ -11,8 +11,11 @@ How it talks to Spacebot (`src/api/` of spacedriveapp/spacebot):
   on the event stream, with `channel_id` equal to the session id we sent;
 - `GET /api/events` is read as Server-Sent Events, dispatched on the SSE event *name*, because
   the JSON `type` differs from it for some events (`worker_status` carries `worker_status_update`);
-- `/api/health` and `/api/usage` are polled every `bridge.poll_seconds`; a task change is fetched
-  from `/api/tasks/{n}`; workers are stopped with `POST /api/channels/cancel-process`.
+- `/api/health`, `/api/usage` and `/api/usage/conversation/{id}` are polled every
+  `bridge.poll_seconds` (sync.py); tasks are read and acted on through `/api/tasks/...`
+  (tasks.py); workers are stopped with `POST /api/channels/cancel-process`;
+- after a `lagged` frame or a reconnection, open conversations are backfilled from
+  `/api/portal/history` (sync.py), because Spacebot's stream has no replay.
 
 Every request carries `Authorization: Bearer <token>`. The token is never logged, never put in a
 hook argument and never in an error message.
@@ -22,20 +25,22 @@ portal session `portal:chat:{A}:{channel_id}:{thread_id}`, parsed back from the 
 agent id containing a colon still parses. Events of any other conversation (`discord:...`,
 `slack:...`, a portal chat opened in Spacebot's own UI, an agent not configured here) are
 ignored: they have no Spacechat thread to land in, and the host contract has no call that creates
-one. `inbound_message` events are ignored too: they echo what `deliver_message` sent, which
-already called `spacebot_inbound_message`.
+one. The `inbound_message` echo of what `deliver_message` sent is skipped (it already called
+`spacebot_inbound_message`); Spacebot's system messages and messages typed into the conversation
+elsewhere are passed on.
 
 Turns: Spacebot has no turn ids. A turn opens when its typing indicator turns on (or at the first
 streamed text when that was missed) and ends at the reply (`outbound_message`) or, failing that,
 when typing turns off, with the text streamed so far (empty when the agent chose not to reply,
 as the embedded host completes a turn whose model said nothing). An `outbound_message` outside a
-turn is a whole message (`spacebot_outbound_message`). Timings are measured here.
+turn is a whole message (`spacebot_outbound_message`); a reply "I encountered an error: ..." is a
+failed turn (Spacebot's only sign of a failed model call). Timings are measured here.
 
 What the bridge cannot do (docs/bridge.md): save a memory (Spacebot's API has no route for it),
 ask `spacebot_before_tool_call` (Spacebot's hooks are compiled in), report memory saves and
 recalls or worker permission and question prompts (Spacebot keeps them off its event stream),
-and tie token usage to a turn (Spacebot reports usage only as totals, so each poll's increase
-becomes one `spacebot_llm_usage` call per agent and model with no turn, channel or thread).
+and tie token usage to a turn (Spacebot reports usage as totals per agent and model, and per
+conversation).
 """
 
 from __future__ import annotations
@@ -55,18 +60,11 @@ import pluggy
 from ...config import Settings
 from ...events import new_id, now_rfc3339
 from ..hooks import HookRunner
-from .events import (
-    MODEL,
-    PROVIDER,
-    BridgeEvents,
-    Conversation,
-    ConversationHandler,
-    ConversationState,
-    Input,
-    Payload,
-    SSEParser,
-    reason,
-)
+from ..sse import SSEParser
+from .conversations import MODEL, PROVIDER, Ask, Conversation, ConversationState, Input, Payload, reason
+from .events import BridgeEvents
+from .sync import BridgeSync
+from .tasks import BridgeTasks
 
 log = logging.getLogger("spacechat.host.bridge")
 
@@ -78,10 +76,9 @@ MAX_CONVERSATIONS = 10_000
 REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=15)
 # Spacebot sends a keep-alive comment every 15 s: silence for three of them means a dead link.
 STREAM_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=45)
-USAGE_COUNTERS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens")
 
 
-class BridgeHost(BridgeEvents):
+class BridgeHost(BridgeEvents, BridgeSync, BridgeTasks):
     name = "bridge"
 
     def __init__(self, settings: Settings, pm: pluggy.PluginManager, raw_config: Mapping[str, Any]) -> None:
@@ -95,8 +92,12 @@ class BridgeHost(BridgeEvents):
         self.worker_homes: dict[str, Conversation] = {}
         self.tool_calls: dict[tuple[str, str], list[tuple[str, float]]] = {}
         self.tasks_seen: dict[int, dict[str, Any]] = {}
+        self.questions: OrderedDict[str, Ask] = OrderedDict()
         self.usage_seen: dict[tuple[str, str], dict[str, float]] = {}
+        self.usage_rest: dict[str, dict[str, float]] = {}
+        self.usage_models: dict[str, str] = {}
         self.usage_enabled = True
+        self.ever_connected = False
         self.link_status: str | None = None
         self.health = "ok"
         self.started_at = now_rfc3339()
@@ -104,22 +105,15 @@ class BridgeHost(BridgeEvents):
         self._session: aiohttp.ClientSession | None = None
         self._link: asyncio.Task[None] | None = None
         self._poller: asyncio.Task[None] | None = None
-        self._conversation_events: dict[str, ConversationHandler] = {
-            "typing_state": self._on_typing,
-            "outbound_message_delta": self._on_text_delta,
-            "reasoning_delta": self._on_reasoning_delta,
-            "outbound_message": self._on_outbound,
-            "tool_started": self._on_tool_started,
-            "tool_completed": self._on_tool_completed,
-            "worker_started": self._on_worker_started,
-            "worker_status": self._on_worker_status,
-            "worker_idle": self._on_worker_idle,
-            "worker_completed": self._on_worker_completed,
-            "branch_started": self._on_branch_started,
-            "branch_completed": self._on_branch_completed,
-        }
+        # One event at a time: the stream's, a backfill's and the watchdog's never interleave.
+        self._events_lock = asyncio.Lock()
+        self._conversation_events = self._handlers()
         self._instance_events: dict[str, Callable[[Payload], Awaitable[None]]] = {
             "task_updated": self._on_task_updated,
+            "task_revised": self._on_task_revised,
+            "task_commented": self._on_task_commented,
+            "agent_message_sent": self._on_agent_message,
+            "agent_message_received": self._on_agent_message,
             "lagged": self._on_lagged,
         }
 
@@ -173,19 +167,11 @@ class BridgeHost(BridgeEvents):
         except ValueError:
             return response.status, None
 
-    async def _fetch_task(self, number: int) -> dict[str, Any] | None:
-        try:
-            status, body = await self._request("GET", f"/api/tasks/{number}")
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            log.warning("could not fetch Spacebot task #%d: %s", number, reason(exc))
-            return None
-        if status != 200 or not isinstance(body, dict) or not isinstance(body.get("task"), dict):
-            log.warning("Spacebot answered HTTP %d for task #%d", status, number)
-            return None
-        task: dict[str, Any] = body["task"]
-        return task
-
     async def _send(self, conversation: Conversation, sent: Input) -> None:
+        try:
+            await self._baseline(conversation, self._state(conversation))
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise RuntimeError(f"Spacebot is unreachable ({reason(exc)})") from None
         body = {
             "agent_id": conversation.agent_id,
             "session_id": conversation.session_id,
@@ -197,6 +183,8 @@ class BridgeHost(BridgeEvents):
             status, _ = await self._request("POST", "/api/portal/send", body=body)
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise RuntimeError(f"Spacebot is unreachable ({reason(exc)})") from None
+        if status == 404:
+            raise RuntimeError(f"Spacebot has no agent {conversation.agent_id!r} (HTTP 404)")
         if status != 200:
             raise RuntimeError(f"Spacebot refused the message (HTTP {status})")
 
@@ -397,10 +385,11 @@ class BridgeHost(BridgeEvents):
         channel_id, thread_id = interaction.get("channel_id"), interaction.get("thread_id")
         if not channel_id or not thread_id:
             return
-        summary = json.dumps({k: interaction.get(k) for k in ("action_id", "values", "label")}, ensure_ascii=False)
-        who = str(interaction.get("user_name") or interaction.get("user_id") or "someone")
+        user = interaction.get("user") or {}
+        who = str(user.get("name") or user.get("id") or interaction.get("user_name") or "someone")
+        text = self._ask_answer(interaction, who) or _interaction_text(interaction)
         message_id = interaction.get("message_id")
-        sent = Input(f"[interaction] {summary}", who, [str(message_id)] if message_id else [])
+        sent = Input(text, who, [str(message_id)] if message_id else [])
         await self._submit(Conversation(agent_id, str(channel_id), str(thread_id)), sent)
 
     # -- the link -----------------------------------------------------------------------------
@@ -446,10 +435,15 @@ class BridgeHost(BridgeEvents):
                     return False
                 connected = True
                 await self._set_link("connected", None)
+                if self.ever_connected:
+                    async with self._events_lock:
+                        await self._backfill_all("a reconnection")
+                self.ever_connected = True
                 parser = SSEParser()
                 async for chunk in response.content.iter_any():
                     for name, data in parser.feed(chunk):
-                        await self._dispatch(name, data)
+                        async with self._events_lock:
+                            await self._dispatch(name, data)
             detail = "Spacebot ended the event stream"
         except (aiohttp.ClientError, TimeoutError) as exc:
             detail = f"Spacebot is unreachable ({reason(exc)})"
@@ -457,14 +451,31 @@ class BridgeHost(BridgeEvents):
         return connected
 
     async def _link_lost(self, detail: str) -> None:
-        """Events sent while the link is down are lost (Spacebot does not replay them), so a
-        turn in flight cannot end well here: fail it, retryable. A reply that comes after the
-        reconnection still lands, as a whole message."""
+        """Events sent while the link is down are lost (Spacebot does not replay them). Turns in
+        flight stay open: the reconnection's backfill delivers a reply that came meanwhile, the
+        live stream one that comes later, and the watchdog fails a turn that never ends."""
         await self._set_link("disconnected", detail)
         self.tool_calls.clear()  # their ends, if any, were lost with the link
-        for conversation, state in list(self.conversations.items()):
-            if state.turn is not None:
-                await self._fail_turn(conversation, state, "the link to Spacebot dropped during the turn")
+
+    async def _on_lagged(self, payload: Payload) -> None:
+        log.warning("Spacebot's event stream skipped %s events: backfilling from its history", payload.get("skipped"))
+        await self._backfill_all("a lagged stream")
+
+    async def _watch_turns(self) -> None:
+        """A turn with no event for `bridge.turn_timeout_seconds` is looked for in the history
+        once more, then failed (retryable): Spacebot restarted or lost it, and it must not stay
+        open forever."""
+        limit = self.config.turn_timeout_seconds
+        now = time.monotonic()
+        async with self._events_lock:
+            for conversation, state in list(self.conversations.items()):
+                if state.turn is None or now - state.last_event < limit:
+                    continue
+                await self._backfill(conversation, state)
+                if state.turn is not None:
+                    await self._fail_turn(
+                        conversation, state, f"Spacebot did not finish the turn (no event for {limit:g} s)"
+                    )
 
     # -- polls --------------------------------------------------------------------------------
 
@@ -473,6 +484,7 @@ class BridgeHost(BridgeEvents):
             await self._check_health()
             if self.usage_enabled:
                 await self._check_usage()
+            await self._watch_turns()
             await asyncio.sleep(self.config.poll_seconds)
 
     async def _check_health(self) -> None:
@@ -491,52 +503,19 @@ class BridgeHost(BridgeEvents):
             self.health = status
             await self.hooks.call("spacebot_health_changed", component=COMPONENT, status=status, detail=detail)
 
-    async def _check_usage(self) -> None:
-        """Spacebot's `/api/usage` merges models across agents, so it is asked per agent; the
-        counters count from the bridge's start (`since`), and each increase is reported once."""
-        for agent_id in self.agents_by_id:
-            params = {"agent_id": agent_id, "group_by": "agent,model", "since": self.started_at}
-            try:
-                status, body = await self._request("GET", "/api/usage", params=params)
-            except (aiohttp.ClientError, TimeoutError):
-                return  # the health poll reports an unreachable Spacebot
-            if status == 404:
-                self.usage_enabled = False
-                log.info("this Spacebot has no /api/usage: token usage will not be reported")
-                return
-            if status != 200 or not isinstance(body, dict):
-                log.warning("/api/usage answered HTTP %d", status)
-                return
-            unpriced = (body.get("total") or {}).get("cost_status") == "unknown"
-            for row in body.get("by_model") or []:
-                await self._report_usage(agent_id, row, unpriced)
 
-    async def _report_usage(self, agent_id: str, row: Mapping[str, Any], unpriced: bool) -> None:
-        model = str(row.get("model") or "unknown")
-        now = {name: float(row.get(name) or 0) for name in (*USAGE_COUNTERS, "request_count")}
-        before = self.usage_seen.get((agent_id, model), {})
-        cost = row.get("estimated_cost_usd")
-        if cost is not None:
-            now["estimated_cost_usd"] = float(cost)
-        self.usage_seen[(agent_id, model)] = now
-        deltas = {name: max(0, int(now[name] - before.get(name, 0))) for name in USAGE_COUNTERS}
-        if not any(deltas.values()) and now["request_count"] <= before.get("request_count", 0):
-            return
-        cost_usd = None
-        if cost is not None and not unpriced:
-            cost_usd = round(max(0.0, float(cost) - before.get("estimated_cost_usd", 0.0)), 8)
-        await self.hooks.call(
-            "spacebot_llm_usage",
-            agent_id=agent_id,
-            channel_id=None,
-            thread_id=None,
-            turn_id=None,
-            process_type="channel",
-            model=model,
-            provider=model.split("/", 1)[0] if "/" in model else PROVIDER,
-            **deltas,
-            cost_usd=cost_usd,
-        )
+def _interaction_text(interaction: Mapping[str, Any]) -> str:
+    """Any other interaction as the text Spacebot shows an interaction it cannot match
+    (`MessageContent::Interaction`'s Display, src/lib.rs): `[interaction: id → values]`."""
+    action_id = str(interaction.get("action_id") or "")
+    values = interaction.get("values")
+    if isinstance(values, dict):
+        shown = json.dumps(values, ensure_ascii=False)
+    elif isinstance(values, list):
+        shown = ", ".join(str(v) for v in values)
+    else:
+        shown = "" if values is None else str(values)
+    return f"[interaction: {action_id} → {shown}]" if shown else f"[interaction: {action_id}]"
 
 
 async def _cancel(task: asyncio.Task[None] | None) -> None:

@@ -19,6 +19,7 @@ import pluggy
 
 from ...config import ProviderConfig, Settings
 from ...events import new_id, now_rfc3339
+from ..agui.client import AguiAgent
 from ..hooks import HookRunner
 from .providers import Provider, ToolCall
 from .providers.openai import OpenAIProvider
@@ -31,6 +32,8 @@ log = logging.getLogger("spacechat.host")
 
 
 def make_provider(name: str, config: ProviderConfig) -> Provider:
+    if config.kind == "agui":
+        return AguiAgent(name, url=config.base_url, headers=config.headers, timeout_seconds=config.timeout_seconds)
     if config.kind == "openai":
         return OpenAIProvider(
             name, base_url=config.base_url, api_key=config.api_key, timeout_seconds=config.timeout_seconds
@@ -124,6 +127,7 @@ class EmbeddedHost:
                     "model": agent.model,
                     "provider": agent.provider,
                     "health": self.provider_health.get(agent.provider, "ok"),
+                    "state": self._shared_state(agent.id, agent.provider),
                     "queue": {cid: p.queue_depth for cid, p in processes.items()},
                     "running": {cid: p.current_turn for cid, p in processes.items() if p.current_turn},
                     "workers": [
@@ -140,6 +144,11 @@ class EmbeddedHost:
                 }
             )
         return {"host": self.name, "agents": agents}
+
+    def _shared_state(self, agent_id: str, provider_name: str) -> dict[str, Any]:
+        """An AG-UI agent's shared state per thread (STATE_SNAPSHOT / STATE_DELTA), for its status page."""
+        provider = self.providers.get(provider_name)
+        return provider.states(agent_id) if isinstance(provider, AguiAgent) else {}
 
     def _channel(self, agent_id: str, channel_id: str) -> AgentChannel:
         key = (agent_id, channel_id)
@@ -351,6 +360,18 @@ class EmbeddedHost:
         process.enqueue(
             Inbound(str(thread_id), str(interaction.get("message_id")), str(who), f"[interaction] {summary}")
         )
+
+    async def task_action(
+        self,
+        *,
+        source: str,
+        number: int,
+        action: str,
+        actor: Mapping[str, Any],
+        changes: Mapping[str, Any],
+    ) -> dict[str, Any]:
+        """The embedded host owns no tasks of another system: Spacechat's own tasks are its own."""
+        raise LookupError(f"the embedded host has no {source!r} tasks (only the bridge to a Spacebot has)")
 
 
 def _append_line(path: Path, line: str) -> None:

@@ -52,6 +52,17 @@ class AgentRuntime(Protocol):
     def expect_answer(self, key: str) -> asyncio.Future[Mapping[str, Any]]: ...
 
 
+class TurnView(Protocol):
+    """A turn in progress as a host that runs whole turns (the AG-UI host) sees it: its ids, and
+    the reply it accumulates."""
+
+    base: dict[str, Any]
+    text: str
+    ttft_ms: int | None
+
+    def elapsed_ms(self) -> int: ...
+
+
 class ChannelContext(Protocol):
     """A channel process as its workers see it: whose it is, and a way to step aside while a
     worker waits for people."""

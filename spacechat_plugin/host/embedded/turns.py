@@ -13,12 +13,25 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ...events import new_id
-from .providers import Card, Provider, ProviderError, ReasoningDelta, TextDelta, ToolCall, ToolSpec, Usage
+from ..agui.client import AguiAgent
+from ..agui.run import AguiRun
+from .providers import (
+    Card,
+    Provider,
+    ProviderError,
+    ProviderEvent,
+    ReasoningDelta,
+    TextDelta,
+    ToolCall,
+    ToolSpec,
+    TurnError,
+    Usage,
+)
 from .runtime import AgentRuntime
 from .tools import ASK_USER_SPEC, BRANCH_SPEC, MEMORY_SAVE_SPEC
 from .workers import run_worker
@@ -203,24 +216,36 @@ class AgentChannel:
         until the model stops calling tools, then finish; any failure ends it through `_failed`."""
         turn = await self._prepare(inbound, turn_id or new_id("turn"))
         try:
-            if approved_call is not None:
-                # Resume where the lost turn stopped: the call it asked for, approved, then the model.
-                await self._tool_calls(turn, [approved_call], preapproved=True)
-            for _ in range(MAX_STEPS):
-                calls = await self._stream_step(turn)
-                if not calls:
-                    break
-                await self._tool_calls(turn, calls)
+            if isinstance(turn.provider, AguiAgent):
+                # The AG-UI endpoint runs the whole turn; the same hooks come out of its events.
+                said = [{"id": m.message_id, "author": m.author, "text": m.text} for m in inbound]
+                await AguiRun(self, turn, turn.provider, said).run()
+                await self.host.provider_ok(turn.provider.name)
+            else:
+                await self._model_steps(turn, approved_call)
             await self._finish(turn)
         except asyncio.CancelledError:
             await self._failed(turn, "the turn was cancelled", retryable=True)
             raise
+        except TurnError as exc:
+            await self._failed(turn, str(exc), retryable=exc.retryable)
         except ProviderError as exc:
             await self.host.provider_failed(turn.provider.name, str(exc))
             await self._failed(turn, str(exc), retryable=exc.retryable)
         except Exception as exc:
             log.exception("turn %s failed", turn.turn_id)
             await self._failed(turn, f"internal error ({type(exc).__name__})", retryable=False)
+
+    async def _model_steps(self, turn: Turn, approved_call: ToolCall | None) -> None:
+        """Model requests and their tool calls until the model stops calling tools."""
+        if approved_call is not None:
+            # Resume where the lost turn stopped: the call it asked for, approved, then the model.
+            await self._tool_calls(turn, [approved_call], preapproved=True)
+        for _ in range(MAX_STEPS):
+            calls = await self._stream_step(turn)
+            if not calls:
+                break
+            await self._tool_calls(turn, calls)
 
     async def _prepare(self, inbound: list[Inbound], turn_id: str) -> Turn:
         """Turn started; the inbound messages join the thread's transcript; what the agent
@@ -265,7 +290,8 @@ class AgentChannel:
         hooks, agent = self.host.hooks, self.agent
         calls: list[ToolCall] = []
         step_text = ""
-        async for event in turn.provider.stream(model=agent.model, messages=turn.conversation, tools=turn.tools):
+        stream = turn.provider.stream(model=agent.model, messages=turn.conversation, tools=turn.tools)
+        async for event in self._model_call(stream, turn.base, "channel", turn.provider.name):
             if isinstance(event, TextDelta):
                 if turn.ttft_ms is None:
                     turn.ttft_ms = turn.elapsed_ms()
@@ -331,6 +357,27 @@ class AgentChannel:
             duration_ms=turn.elapsed_ms(),
         )
 
+    async def _model_call(
+        self, stream: AsyncIterator[ProviderEvent], base: Mapping[str, Any], process_type: str, provider: str
+    ) -> AsyncIterator[ProviderEvent]:
+        """One model request between `spacebot_completion_call` and `spacebot_completion_response`
+        (Spacebot's `PromptHook::on_completion_call` / `on_completion_response`)."""
+        hooks = self.host.hooks
+        ids = {**base, "process_type": process_type, "model": self.agent.model, "provider": provider}
+        await hooks.call("spacebot_completion_call", **ids)
+        started = time.monotonic()
+        error: str | None = "the request was cancelled"
+        try:
+            async for event in stream:
+                yield event
+            error = None
+        except Exception as exc:
+            error = str(exc) or type(exc).__name__
+            raise
+        finally:
+            took = int((time.monotonic() - started) * 1000)
+            await hooks.call("spacebot_completion_response", **ids, duration_ms=took, error=error)
+
     async def _usage(self, usage: Usage, base: Mapping[str, Any], process_type: str, provider: str) -> None:
         await self.host.hooks.call(
             "spacebot_llm_usage",
@@ -363,7 +410,8 @@ class AgentChannel:
             },
             {"role": "user", "content": description},
         ]
-        async for event in provider.stream(model=agent.model, messages=messages, tools=[]):
+        stream = provider.stream(model=agent.model, messages=messages, tools=[])
+        async for event in self._model_call(stream, base, "branch", provider.name):
             if isinstance(event, TextDelta | ReasoningDelta):
                 if isinstance(event, TextDelta):
                     conclusion += event.text

@@ -60,6 +60,15 @@ class ProviderError(Exception):
         self.retryable = retryable
 
 
+class TurnError(Exception):
+    """An agent's run failed (its own error, not the provider's connection): the turn fails,
+    the provider's health does not change."""
+
+    def __init__(self, message: str, *, retryable: bool = True) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
 class Provider(Protocol):
     name: str
     kind: str
