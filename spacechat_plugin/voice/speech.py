@@ -14,18 +14,35 @@ import logging
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any, Protocol
 
 from ..agents.replies import ReplyStreams
-from ..config import AgentConfig
+from ..config import AgentConfig, VoiceConfig
 from ..events import new_id
+from ..identity.permissions import Access
 from ..store import messages as message_store
 from ..store import voice as voice_store
+from ..store.db import Database
 from . import worker
-from .pool import Busy
+from .pool import Busy, VoicePool
 
-if TYPE_CHECKING:
-    from .service import VoiceService
+
+class VoiceParts(Protocol):
+    """What spoken replies use of the voice service (service.py), so neither imports the other."""
+
+    config: VoiceConfig
+    db: Database
+    access: Access
+    pool: VoicePool
+
+    @property
+    def reason(self) -> str | None: ...
+
+    def audio_path(self, memo: Mapping[str, Any]) -> Path: ...
+
+    def clip_path(self, memo_id: str, index: int) -> Path: ...
+
 
 log = logging.getLogger("spacechat.voice.speech")
 
@@ -97,7 +114,7 @@ class Speaking:
 
 
 class SpokenReplies:
-    def __init__(self, service: VoiceService, replies: ReplyStreams, agents: Mapping[str, AgentConfig]) -> None:
+    def __init__(self, service: VoiceParts, replies: ReplyStreams, agents: Mapping[str, AgentConfig]) -> None:
         self.service, self.replies, self.agents = service, replies, agents
         self.turns: dict[str, Speaking] = {}
         self.workers: set[asyncio.Task[None]] = set()
