@@ -44,6 +44,7 @@ def encode(pcm: npt.NDArray[np.float32], rate: int, fmt: str, *, live: bool = Fa
     buffer: io.BytesIO | _Unseekable = _Unseekable() if live else io.BytesIO()
     with av.open(buffer, mode="w", format=fmt) as container:
         stream = container.add_stream(codec, rate=out_rate)
+        assert isinstance(stream, av.AudioStream)
         stream.layout = "mono"
         frame = av.AudioFrame.from_ndarray(pcm.reshape(1, -1), format="flt", layout="mono")
         frame.sample_rate = rate
@@ -102,9 +103,11 @@ def word_error_rate(reference: str, hypothesis: str) -> float:
 
 
 def decoded_seconds(data: bytes) -> float:
-    with av.open(io.BytesIO(data)) as container:
+    samples = 0
+    with av.open(io.BytesIO(data), mode="r") as container:
         stream = container.streams.audio[0]
-        samples = sum(frame.samples for frame in container.decode(stream))
+        for frame in container.decode(stream):
+            samples += frame.samples
         return samples / (stream.rate or 1)
 
 

@@ -102,9 +102,14 @@ def _frames(
     resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
     for frame in container.decode(stream):
         for out in resampler.resample(frame):
-            yield out.to_ndarray().reshape(-1)
+            yield _mono(out)
     for out in resampler.resample(None):
-        yield out.to_ndarray().reshape(-1)
+        yield _mono(out)
+
+
+def _mono(frame: av.AudioFrame) -> npt.NDArray[np.float32]:
+    """A resampled frame's samples (packed float, one channel) as a flat array."""
+    return np.asarray(frame.to_ndarray(), dtype=np.float32).reshape(-1)
 
 
 def _open(source: Path | bytes) -> av.container.InputContainer:
@@ -314,12 +319,8 @@ def decode_wav(data: bytes) -> tuple[npt.NDArray[np.float32], int]:
     with _open(data) as container:
         stream = container.streams.audio[0]
         rate = stream.rate or RATE
-        resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
-        chunks = [
-            out.to_ndarray().reshape(-1) for frame in container.decode(stream) for out in resampler.resample(frame)
-        ]
-        chunks += [out.to_ndarray().reshape(-1) for out in resampler.resample(None)]
-    return (np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.float32)).astype(np.float32), rate
+        chunks = list(_frames(container, stream, rate))
+    return (np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.float32)), rate
 
 
 def encode_ogg(pcm: npt.NDArray[np.float32], rate: int) -> bytes:

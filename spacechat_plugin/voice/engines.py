@@ -16,7 +16,7 @@ import importlib.util
 import shutil
 import subprocess
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -88,10 +88,13 @@ class WhisperCpp:
         import _pywhispercpp as pw
 
         self._pw = pw
-        self.multilingual = bool(pw.whisper_is_multilingual(self._model._ctx))
+        # The whisper.cpp context behind the model (its stub does not declare it): token times and
+        # the detected language are read from it. pyproject pins pywhispercpp below 2 for this.
+        self._ctx: Any = cast(Any, self._model)._ctx
+        self.multilingual = bool(pw.whisper_is_multilingual(self._ctx))
 
     def transcribe(self, pcm: Samples, language: str) -> dict[str, Any]:
-        pw, ctx = self._pw, self._model._ctx
+        pw, ctx = self._pw, self._ctx
         seconds = len(pcm) / RATE
         audio_ctx = 0
         if seconds < WINDOW_SECONDS - 2:

@@ -130,8 +130,8 @@ class VoiceService:
     # -- files ----------------------------------------------------------------------------------
 
     def audio_path(self, memo: Mapping[str, Any]) -> Path:
-        ext = EXTENSIONS.get(memo["content_type"], "bin")
-        return self.root / memo["id"][-2:] / f"{memo['id']}.{ext}"
+        memo_id, ext = str(memo["id"]), EXTENSIONS.get(memo["content_type"], "bin")
+        return self.root / memo_id[-2:] / f"{memo_id}.{ext}"
 
     def clip_path(self, memo_id: str, index: int) -> Path:
         return self.root / memo_id[-2:] / f"{memo_id}.clip{index}.ogg"
@@ -152,13 +152,14 @@ class VoiceService:
                 try:
                     reservation = self.pool.engines.reserve()
                 except Busy:
-                    await self.db.write(
-                        lambda tx, m=memo: voice_store.fail(tx, m["id"], "the server restarted; send it again")
-                    )
+                    await self._fail(memo["id"], "the server restarted; send it again")
                     continue
                 self.spawn(self.transcribe(memo, reservation), f"transcribe {memo['id']}")
             else:
-                await self.db.write(lambda tx, m=memo: voice_store.fail(tx, m["id"], "the server restarted mid-speech"))
+                await self._fail(memo["id"], "the server restarted mid-speech")
+
+    async def _fail(self, memo_id: str, reason: str) -> None:
+        await self.db.write(lambda tx: voice_store.fail(tx, memo_id, reason))
 
     async def stop(self) -> None:
         await self.speech.stop()
@@ -247,7 +248,7 @@ class VoiceService:
             reservation.release()
             reason = _reason(exc)
             log.warning("transcribing memo %s failed: %s", memo["id"], reason)
-            await self.db.write(lambda tx: voice_store.fail(tx, memo["id"], reason))
+            await self._fail(memo["id"], reason)
             self._finished(memo["id"])
             return
         finished = await self.db.write(lambda tx: voice_store.finish(tx, memo["id"], transcript))
