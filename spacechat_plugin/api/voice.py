@@ -13,7 +13,8 @@ import contextlib
 import hashlib
 import re
 from collections.abc import Mapping
-from typing import Any
+from pathlib import Path
+from typing import Any, BinaryIO
 
 import orjson
 from starlette.datastructures import UploadFile
@@ -111,13 +112,21 @@ def _claim(
 
 
 async def _spool(app: Context, upload: UploadFile) -> Upload:
+    """The upload copied where the checks read it, and its digest: in a thread, because hashing
+    and writing 10 MB would hold the event loop for tens of milliseconds."""
     path = app.voice.spool_path()
+    digest = await asyncio.to_thread(_copy, upload.file, path)
+    return Upload(path, upload.content_type or "", digest)
+
+
+def _copy(source: BinaryIO, path: Path) -> str:
     digest = hashlib.sha256()
+    source.seek(0)
     with path.open("wb") as handle:
-        while chunk := await upload.read(1 << 20):
+        while chunk := source.read(1 << 20):
             digest.update(chunk)
             handle.write(chunk)
-    return Upload(path, upload.content_type or "", digest.hexdigest())
+    return digest.hexdigest()
 
 
 @operation(
@@ -320,7 +329,7 @@ async def live(websocket: WebSocket) -> None:
     recording = LiveRecording(app.voice, websocket.query_params.get("content_type") or "audio/webm")
     limits = app.voice.status()["limits"]
     await _send(websocket, {"type": "ready", "interval_ms": app.settings.voice.live_interval_ms, **limits})
-    ticker = asyncio.ensure_future(_partials(websocket, recording, app.settings.voice.live_interval_ms / 1000))
+    ticker = asyncio.ensure_future(recording.run(lambda partial: _send(websocket, partial)))
     try:
         stop = await _receive(websocket, recording)
     except SpacechatError as exc:
@@ -357,15 +366,6 @@ async def _receive(websocket: WebSocket, recording: LiveRecording) -> dict[str, 
                 return None
     except WebSocketDisconnect:
         return None
-
-
-async def _partials(websocket: WebSocket, recording: LiveRecording, interval: float) -> None:
-    while True:
-        await asyncio.sleep(interval)
-        if recording.fresh:
-            partial = await recording.partial()
-            if partial is not None and partial["text"]:
-                await _send(websocket, partial)
 
 
 async def _finish(

@@ -7,6 +7,7 @@ Runs in the voice worker processes (pool.py): decoding holds the GIL for long st
 
 from __future__ import annotations
 
+import contextlib
 import io
 import itertools
 from collections.abc import Iterator
@@ -176,6 +177,41 @@ def decode(
             details={"expected_seconds": round(expected, 2), "decoded_seconds": round(seconds, 2)},
         )
     return pcm.astype(np.float32, copy=False), content_type
+
+
+# A decoder started mid-stream settles within a few frames (Opus asks for 80 ms of pre-roll).
+PREROLL_SECONDS = 0.5
+
+
+def decode_tail(data: bytes, start_seconds: float, rate: int = RATE) -> tuple[npt.NDArray[np.float32], float]:
+    """What decodes so far of a recording still being made, from `start_seconds` on, and how
+    many seconds it holds in all. Packets before the start (less a pre-roll) are read but not
+    decoded, so following a long recording costs no more than following a short one; what has
+    not fully arrived yet is left for the next time."""
+    container = _open(data)
+    chunks: list[npt.NDArray[np.float32]] = []
+    first: float | None = None
+    end = 0.0
+    with container:
+        if not container.streams.audio:
+            raise AudioError("not_audio", "the file has no audio in it", 415)
+        stream = container.streams.audio[0]
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
+        with contextlib.suppress(av.error.FFmpegError, ValueError):
+            for packet in container.demux(stream):
+                if packet.pts is not None and packet.time_base is not None:
+                    at = float(packet.pts * packet.time_base)
+                    end = max(end, at + float((packet.duration or 0) * packet.time_base))
+                    if at < start_seconds - PREROLL_SECONDS:
+                        continue
+                for frame in packet.decode():
+                    first = frame.time or 0.0 if first is None else first
+                    chunks.extend(_mono(out) for out in resampler.resample(frame))
+            chunks.extend(_mono(out) for out in resampler.resample(None))
+    pcm = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.float32)
+    begins = first or 0.0
+    skip = max(0, round((start_seconds - begins) * rate))
+    return pcm[skip:], max(end, begins + len(pcm) / rate)
 
 
 # --- is the file whole? ---------------------------------------------------------------------

@@ -92,6 +92,11 @@ def prepare_memo(source: str, target: str, declared: str, max_seconds: float) ->
     return {**asdict(found), "size": stored.stat().st_size, "sha256": _sha256(stored)}
 
 
+def warm(settings: STTSettings) -> None:
+    """Load the speech model in this process (before a live recording's first partial)."""
+    _stt(settings)
+
+
 def transcribe(path: str, settings: STTSettings) -> dict[str, Any]:
     from .audio import decode
 
@@ -103,23 +108,20 @@ def transcribe(path: str, settings: STTSettings) -> dict[str, Any]:
 def transcribe_live(data: bytes, settings: STTSettings, start_seconds: float) -> dict[str, Any]:
     """A partial transcript of a recording still being made (`data`: what the browser sent so far)
     from `start_seconds` on; what does not decode yet is left for the next time."""
-    from .audio import RATE, AudioError, decode
+    from .audio import RATE, AudioError, decode_tail
 
     try:
-        pcm, _ = decode(data, lenient=True)
+        window, seconds = decode_tail(data, start_seconds)
     except AudioError:
         return {"text": "", "segments": [], "audio_seconds": 0.0}
-    window = pcm[int(start_seconds * RATE) :]
     if len(window) < RATE // 2:
-        return {"text": "", "segments": [], "audio_seconds": len(pcm) / RATE}
+        return {"text": "", "segments": [], "audio_seconds": seconds}
     result: dict[str, Any] = _stt(settings).transcribe(window, settings.language)
     for segment in result["segments"]:
-        segment["start"] = round(segment["start"] + start_seconds, 2)
-        segment["end"] = round(segment["end"] + start_seconds, 2)
-        for word in segment["words"]:
-            word["start"] = round(word["start"] + start_seconds, 2)
-            word["end"] = round(word["end"] + start_seconds, 2)
-    result["audio_seconds"] = len(pcm) / RATE
+        for timed in (segment, *segment["words"]):
+            timed["start"] = round(timed["start"] + start_seconds, 2)
+            timed["end"] = round(timed["end"] + start_seconds, 2)
+    result["audio_seconds"] = seconds
     return result
 
 
