@@ -141,6 +141,9 @@ class VoiceConfig(_Section):
     workers: int = Field(2, ge=1, le=32)
     threads: int = Field(1, ge=1, le=16)
     queue: int = Field(8, ge=0, le=1000)
+    # How much lower the workers' CPU priority is than the server's (Unix nice, 0-19): requests
+    # are served first, transcription takes the rest.
+    nice: int = Field(10, ge=0, le=19)
     max_bytes: int = Field(10 * 1024 * 1024, ge=1024)
     max_seconds: float = Field(300, gt=0, le=3600)
     # How often a live recording's partial transcript is refreshed.

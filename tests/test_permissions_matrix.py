@@ -352,6 +352,13 @@ BUILDERS: dict[str, Builder] = {
         expect=expected_or("GET /v1/voice/memos/{memo_id}/clips/{index}", r, o, c, 404),
     ),
     "WS /v1/voice/live": lambda w, r, o, c: Call("WS", f"/v1/voice/live?channel_id={ids(w, o, c)['channel']}"),
+    # The matrix's message is a person's: past the checks, only an agent's reply can be read aloud.
+    "POST /v1/voice/speech": lambda w, r, o, c: Call(
+        "POST",
+        "/v1/voice/speech",
+        json={"message_id": ids(w, o, c)["message"]},
+        expect=expected_or("POST /v1/voice/speech", r, o, c, 422),
+    ),
 }
 
 

@@ -48,10 +48,12 @@ def post_memo(
 
 
 def transcript_of(server: Server, memo_id: str, timeout: float = 90) -> dict[str, Any]:
+    """The memo's transcript once it is no longer being made (transcribed, spoken or failed)."""
+
     def ready() -> Any:
         with server.sync_client() as client:
             body = client.get(f"/v1/voice/memos/{memo_id}/transcript").json()["transcript"]
-        return body if body["status"] != "transcribing" else None
+        return body if body["status"] not in ("transcribing", "speaking") else None
 
     return dict(wait_until(ready, timeout=timeout, interval=0.2))
 
@@ -286,6 +288,58 @@ async def test_live_refuses_a_channel_it_cannot_see(voice_server: Server) -> Non
         async with ws_connect(url, additional_headers=voice_server.auth):
             pass
     assert refused.value.response.status_code == 404
+
+
+# --- Listen: a finished reply read aloud on request ---------------------------------------------
+
+
+def test_listen_reads_a_finished_reply_aloud_once(voice_server: Server) -> None:
+    channel = voice_server.channel_id("spacebot")
+    with voice_server.sync_client() as client:
+        thread_id = client.post(f"/v1/channels/{channel}/messages", json={"text": "Tell me about yourself."}).json()[
+            "thread"
+        ]["id"]
+    reply = wait_for_message(
+        voice_server, thread_id, lambda m: m["author"]["kind"] == "agent" and m["state"] == "completed", 60
+    )
+    assert "voice" not in reply["metadata"]  # a typed question: the agent answered in text only
+    with voice_server.sync_client() as client:
+        seq = int(client.get("/v1/me").json()["seq"])
+        asked = client.post("/v1/voice/speech", json={"message_id": reply["id"]})
+        again = client.post("/v1/voice/speech", json={"message_id": reply["id"]})
+    assert asked.status_code == 202, asked.text
+    memo = asked.json()["memo"]
+    assert (memo["kind"], memo["status"], memo["message_id"]) == ("speech", "speaking", reply["id"])
+    assert again.status_code == 200 and again.json()["memo"]["id"] == memo["id"]  # asking twice speaks once
+
+    spoken = transcript_of(voice_server, memo["id"])
+    assert spoken["status"] == "transcribed", spoken
+    assert word_error_rate(reply["text"], spoken["text"]) <= 0.05, spoken["text"]
+    assert len(spoken["segments"]) >= 2 and len(spoken["clips"]) == len(spoken["segments"])
+    ends = [segment["end"] for segment in spoken["segments"]]
+    assert ends == sorted(ends) and "piper" in spoken["model"]
+    with voice_server.sync_client() as client:
+        audio = client.get(f"/v1/voice/memos/{memo['id']}")
+        shown = client.get(f"/v1/messages/{reply['id']}").json()["message"]
+    assert audio.status_code == 200 and audio.headers["content-type"] == "audio/ogg"
+    seconds = decoded_seconds(audio.content)
+    assert len(reply["text"]) / 30 < seconds < len(reply["text"]) / 6, seconds
+    assert abs(ends[-1] - seconds) < 0.5
+    assert shown["metadata"]["voice"]["id"] == memo["id"] and shown["text"] == reply["text"]
+    kinds = [e["event_type"] for e in events_after(voice_server, seq) if e["event_type"].startswith("voice.")]
+    assert kinds == ["voice.memo.created"] + ["voice.memo.speech"] * len(ends) + ["voice.memo.transcribed"]
+
+
+def test_listen_refuses_what_it_cannot_read(voice_server: Server) -> None:
+    channel = voice_server.channel_id("general")
+    with voice_server.sync_client() as client:
+        mine = client.post(f"/v1/channels/{channel}/messages", json={"text": "A person's words."}).json()["message"]
+        person = client.post("/v1/voice/speech", json={"message_id": mine["id"]})
+        missing = client.post("/v1/voice/speech", json={"message_id": "msg_nope"})
+        wrong = client.post("/v1/voice/speech", json={"message": mine["id"]})
+    assert person.status_code == 422 and person.json()["error"]["code"] == "not_speakable"
+    assert missing.status_code == 404
+    assert wrong.status_code in (400, 422) and wrong.json()["error"]["message"]
 
 
 # --- agents ----------------------------------------------------------------------------------

@@ -116,6 +116,7 @@ V1_ROUTES: list[BaseRoute] = [
     Route("/voice/memos/{memo_id}", voice.memo_audio, methods=["GET"]),
     Route("/voice/memos/{memo_id}/transcript", voice.transcript, methods=["GET"]),
     Route("/voice/memos/{memo_id}/clips/{index}", voice.clip, methods=["GET"]),
+    Route("/voice/speech", voice.speak, methods=["POST"]),
     WebSocketRoute("/voice/live", voice.live),
     Route("/openapi.json", openapi.document, methods=["GET"]),
 ]

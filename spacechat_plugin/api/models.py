@@ -185,3 +185,7 @@ class CreateIncident(Body):
 class IncidentAction(Body):
     to: str | None = Field(None, max_length=100, description="For escalate: role:admin, role:owner or a member id.")
     note: str | None = Field(None, max_length=1000)
+
+
+class SpeakMessage(Body):
+    message_id: str = Field(min_length=1, max_length=64, description="The agent's reply to read aloud.")

@@ -29,9 +29,19 @@ from ..store import messages as message_store
 from ..store import voice as voice_store
 from ..voice.live import LiveRecording
 from ..voice.service import Upload
-from .common import JSONResponse, Operation, authorize, channel_of, error_response, operation, principal, spacechat
+from .common import (
+    JSONResponse,
+    Operation,
+    authorize,
+    channel_of,
+    error_response,
+    operation,
+    principal,
+    read_json,
+    spacechat,
+)
 from .context import Context
-from .models import KEY_PATTERN
+from .models import KEY_PATTERN, SpeakMessage
 
 _KEY = re.compile(KEY_PATTERN)
 # Room for the multipart framing and the form's small fields around the file.
@@ -285,6 +295,27 @@ async def clip(request: Request) -> Response:
         raise NotFound("no such sentence")
     path = spacechat(request).voice.clip_path(stored.memo["id"], index)
     return _audio(request, path, "audio/ogg", f"reply-{stored.memo['id'][-8:]}-{index}.ogg")
+
+
+@operation(
+    "Read an agent's finished reply aloud (the Listen button): 202 with its speech memo, spoken"
+    " sentence by sentence (voice.memo.speech); 200 with the one it already has",
+    tags=["voice"],
+    status=202,
+    scope="messages:write",
+    resource=True,
+    body=SpeakMessage,
+)
+async def speak(request: Request) -> Response:
+    app = spacechat(request)
+    app.voice.check_available()
+    body = await read_json(request, SpeakMessage, max_bytes=4 * 1024)
+    message = await message_store.get_message(app.db, body.message_id)
+    if message is None:
+        raise NotFound("no such message")
+    await authorize(request, message, channel=await channel_of(app, message["channel_id"]))
+    memo, created = await app.voice.speak(message)
+    return JSONResponse({"memo": memo}, status_code=202 if created else 200)
 
 
 # --- live ----------------------------------------------------------------------------------

@@ -248,8 +248,9 @@ def finish(
     sets = "status = 'transcribed', transcript = ?, error = NULL, updated_at = ?"
     params: list[Any] = [dumps(transcript), now_rfc3339()]
     if audio is not None:
-        sets += ", content_type = ?, size = ?, sha256 = ?, duration_ms = ?, peaks = ?"
+        sets += ", content_type = ?, size = ?, sha256 = ?, duration_ms = ?, peaks = ?, voice = ?"
         params += [audio.content_type, audio.size, audio.sha256, audio.duration_ms, dumps(audio.peaks)]
+        params.append(str(transcript.get("model") or row["voice"]))
     tx.execute(f"UPDATE voice_memos SET {sets} WHERE id = ?", [*params, memo_id])
     updated = tx.one("SELECT * FROM voice_memos WHERE id = ?", (memo_id,))
     memo = memo_json(updated)

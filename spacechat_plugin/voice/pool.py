@@ -6,7 +6,8 @@ processes (`spawn`, so no lock held by a server thread is copied into them). The
 from config (`voice.workers`), and at most `voice.queue` jobs wait beyond the running ones: past
 that a job is refused at once (`Busy`, which the API answers 503 with Retry-After), never queued
 without end. Quick checks of an upload run in a process of their own, so an upload is not stuck
-behind long transcriptions.
+behind long transcriptions. The processes run at a lower priority than the server
+(`voice.nice`, worker.initializer), so serving requests comes first.
 """
 
 from __future__ import annotations
@@ -36,8 +37,8 @@ class Busy(Exception):
 class Lane:
     """One executor with a bound on the jobs it holds (running and waiting)."""
 
-    def __init__(self, name: str, workers: int, waiting: int) -> None:
-        self.name, self.workers, self.limit = name, workers, workers + waiting
+    def __init__(self, name: str, workers: int, waiting: int, nice: int = 0) -> None:
+        self.name, self.workers, self.limit, self.nice = name, workers, workers + waiting, nice
         self.held = 0
         self.seconds = 1.0  # a running average of how long a job takes, for Retry-After
         self._executor: ProcessPoolExecutor | None = None
@@ -45,7 +46,10 @@ class Lane:
     def _pool(self) -> ProcessPoolExecutor:
         if self._executor is None:
             self._executor = ProcessPoolExecutor(
-                max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"), initializer=initializer
+                max_workers=self.workers,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=initializer,
+                initargs=(self.nice,),
             )
         return self._executor
 
@@ -102,9 +106,9 @@ class Reservation:
 
 
 class VoicePool:
-    def __init__(self, workers: int, waiting: int) -> None:
-        self.engines = Lane("engines", workers, waiting)
-        self.checks = Lane("checks", 1, max(4, waiting))
+    def __init__(self, workers: int, waiting: int, nice: int = 0) -> None:
+        self.engines = Lane("engines", workers, waiting, nice)
+        self.checks = Lane("checks", 1, max(4, waiting), nice)
 
     def close(self) -> None:
         self.engines.close()

@@ -18,7 +18,14 @@ from typing import Any
 from ..agents.delivery import Delivery
 from ..agents.replies import ReplyStreams
 from ..config import Settings
-from ..errors import PayloadTooLarge, ServiceUnavailable, SpacechatError, Unprocessable, UnsupportedMediaType
+from ..errors import (
+    Conflict,
+    PayloadTooLarge,
+    ServiceUnavailable,
+    SpacechatError,
+    Unprocessable,
+    UnsupportedMediaType,
+)
 from ..events import Actor, new_id
 from ..hookspecs import hookimpl
 from ..identity.permissions import Access
@@ -28,7 +35,7 @@ from ..store import voice as voice_store
 from ..store.db import Database
 from . import models, worker
 from .pool import Busy, Reservation, VoicePool
-from .speech import SpokenReplies
+from .speech import SpokenReplies, speakable
 
 log = logging.getLogger("spacechat.voice")
 
@@ -79,7 +86,7 @@ class VoiceService:
         self.models_dir = (
             Path(self.config.models_dir).expanduser() if self.config.models_dir else settings.data_path / "voice-models"
         )
-        self.pool = VoicePool(self.config.workers, self.config.queue)
+        self.pool = VoicePool(self.config.workers, self.config.queue, self.config.nice)
         self.missing = [package for module, package in REQUIRED.items() if importlib.util.find_spec(module) is None]
         self._model: asyncio.Future[Path] | None = None
         self._done: dict[str, asyncio.Event] = {}
@@ -281,6 +288,26 @@ class VoiceService:
         voice = message["metadata"]["voice"]
         inbound = {**message, "text": text, "author": {**message["author"], "name": name}, "voice": voice}
         await self.delivery.deliver(channel, message["thread_id"], inbound, [])
+
+    # -- a reply read aloud on request -----------------------------------------------------------
+
+    async def speak(self, message: Mapping[str, Any]) -> tuple[dict[str, Any], bool]:
+        """Read a finished agent reply aloud (the Listen button): its speech memo, and whether it
+        was made now; asking again returns the first one (docs/voice.md)."""
+        if message["author"]["kind"] != "agent":
+            raise Unprocessable("only an agent's reply can be read aloud", code="not_speakable")
+        if message["state"] in ("created", "streaming"):
+            raise Conflict(
+                "the reply is still being written; it is spoken as it streams when the agent speaks",
+                code="reply_streaming",
+            )
+        if not speakable(message["text"] or ""):
+            raise Unprocessable("the reply has no text to read aloud", code="not_speakable")
+        try:
+            self.pool.engines.reserve().release()  # refuse now rather than fail the first sentence
+        except Busy as busy:
+            raise busy_error(busy) from None
+        return await self.speech.speak_message(message)
 
     # -- the hooks this service implements ----------------------------------------------------
 

@@ -79,6 +79,11 @@ def _speakable(text: str) -> bool:
     return any(ch.isalnum() for ch in text)
 
 
+def speakable(text: str) -> list[str]:
+    """The sentences of a finished text that have something to say."""
+    return sentences(text, final=True)[0]
+
+
 def _plain(text: str) -> str:
     """What to say of Markdown: no code fences, marks or link targets."""
     text = re.sub(r"```.*?```", " ", text, flags=re.S)
@@ -111,6 +116,7 @@ class Speaking:
     spoken: list[tuple[int, str, int]] = field(default_factory=list)  # (index, text, duration_ms)
     worker: asyncio.Task[None] | None = None
     started: bool = False
+    label: str = ""  # the engine and voice that spoke, e.g. "piper en_US-joe-medium"
 
 
 class SpokenReplies:
@@ -118,6 +124,7 @@ class SpokenReplies:
         self.service, self.replies, self.agents = service, replies, agents
         self.turns: dict[str, Speaking] = {}
         self.workers: set[asyncio.Task[None]] = set()
+        self.asking = asyncio.Lock()  # one spoken copy per reply, however many ask at once
 
     async def turn_started(
         self, agent_id: str, channel_id: str, thread_id: str, turn_id: str, message_ids: Sequence[str]
@@ -129,11 +136,41 @@ class SpokenReplies:
             memos = [await voice_store.memo_of_message(self.service.db, mid) for mid in message_ids]
             if not any(memos):
                 return
-        speaking = Speaking(agent_id, channel_id, turn_id, agent.voice or self.service.config.tts_voice)
-        speaking.worker = asyncio.create_task(self._speak(speaking), name=f"speak {turn_id}")
+        speaking = Speaking(agent_id, channel_id, turn_id, self.voice_of(agent_id))
+        self._start(speaking)
+        self.turns[turn_id] = speaking
+
+    def voice_of(self, agent_id: str) -> str:
+        agent = self.agents.get(agent_id)
+        return (agent.voice if agent is not None else "") or self.service.config.tts_voice
+
+    def _start(self, speaking: Speaking) -> None:
+        speaking.worker = asyncio.create_task(self._speak(speaking), name=f"speak {speaking.turn_id}")
         self.workers.add(speaking.worker)
         speaking.worker.add_done_callback(self.workers.discard)
-        self.turns[turn_id] = speaking
+
+    async def speak_message(self, message: Mapping[str, Any]) -> tuple[dict[str, Any], bool]:
+        """A finished reply read aloud on request (the Listen button): its speech memo, made
+        now (True) or the one it already has (False: asking twice speaks once). The sentences
+        are synthesized in the background, announced one by one like a streaming reply's."""
+        async with self.asking:
+            existing = await voice_store.memo_of_message(self.service.db, message["id"], kind="speech")
+            if existing is not None and existing["status"] != "failed":
+                return existing, False
+            agent_id = str(message["author"]["id"] or "")
+            speaking = Speaking(
+                agent_id,
+                message["channel_id"],
+                f"ask {message['id']}",
+                self.voice_of(agent_id),
+                message_id=message["id"],
+            )
+            memo = await self._begin(speaking, "")
+        for sentence in speakable(message["text"]):
+            speaking.queue.put_nowait(sentence)
+        speaking.queue.put_nowait(None)
+        self._start(speaking)
+        return memo, True
 
     def text(self, turn_id: str, aggregated: str) -> None:
         speaking = self.turns.get(turn_id)
@@ -186,14 +223,15 @@ class SpokenReplies:
         path.parent.mkdir(parents=True, exist_ok=True)
         said = _plain(sentence)
         result = await self.service.pool.engines.run(None, worker.synthesize, said, settings, str(path))
+        speaking.label = f"{result['engine']} {result['voice']}"
         if not speaking.started:
-            await self._begin(speaking, f"{result['engine']} {result['voice']}")
+            await self._begin(speaking, speaking.label)
         speaking.spoken.append((index, sentence, result["duration_ms"]))
         await self.service.db.write(
             lambda tx: voice_store.add_clip(tx, speaking.memo_id, index, sentence, result["duration_ms"])
         )
 
-    async def _begin(self, speaking: Speaking, voice: str) -> None:
+    async def _begin(self, speaking: Speaking, voice: str) -> dict[str, Any]:
         reply = (
             None
             if speaking.message_id is None
@@ -202,10 +240,11 @@ class SpokenReplies:
         channel = self.service.access.channels.get(speaking.channel_id)
         if reply is None or channel is None:
             raise LookupError("the reply to speak is gone")
-        await self.service.db.write(
+        memo = await self.service.db.write(
             lambda tx: voice_store.start_speech(tx, memo_id=speaking.memo_id, reply=reply, channel=channel, voice=voice)
         )
         speaking.started = True
+        return memo
 
     async def _finish(self, speaking: Speaking) -> None:
         memo_id = speaking.memo_id
@@ -219,12 +258,11 @@ class SpokenReplies:
                 {"start": round(at, 2), "end": round(end, 2), "text": text, "words": words_for(text, at, end)}
             )
             at = end
-        stored = await voice_store.get_memo(self.service.db, memo_id)
         transcript = {
             "text": " ".join(text for _, text, _ in speaking.spoken),
             "segments": segments,
             "language": "en",
-            "model": stored.voice if stored else "",
+            "model": speaking.label,
             "duration_ms": joined["duration_ms"],
         }
         audio = voice_store.Audio("audio/ogg", joined["size"], joined["sha256"], joined["duration_ms"], joined["peaks"])

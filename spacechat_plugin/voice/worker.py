@@ -34,10 +34,13 @@ class TTSSettings:
     espeak_voice: str
 
 
-def initializer() -> None:
+def initializer(nice: int = 0) -> None:
     """Start-up of a worker process: it ends with the server, however the server ends (even
-    `kill -9`: Linux's parent-death signal), and OpenMP threads wait passively (whisper.cpp's
-    threads spin by default, which burns the other core on a small machine)."""
+    `kill -9`: Linux's parent-death signal); OpenMP threads wait passively (whisper.cpp's threads
+    spin by default: measured, 2 threads took 3.0 CPU-s for a 10 s memo instead of 0.7 on a busy
+    machine); and it yields the CPU to the server: `nice` lower priority and the batch scheduling
+    class (no wake-up preemption), so the event loop, woken by a request, runs at once even while
+    every core transcribes (bench/voice.py measures both)."""
     os.environ.setdefault("OMP_WAIT_POLICY", "passive")
     parent = os.getppid()
     if sys.platform.startswith("linux"):
@@ -45,6 +48,11 @@ def initializer() -> None:
 
         with contextlib.suppress(OSError):
             ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        with contextlib.suppress(OSError, AttributeError):
+            os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
+    if nice:
+        with contextlib.suppress(OSError):
+            os.nice(nice)
     if os.getppid() != parent:  # the server ended before the signal was asked for
         os._exit(0)
 

@@ -3,7 +3,7 @@
 // uploads with progress), and one player for memos and spoken replies: waveform, 0.5x-2x,
 // keyboard control, and the transcript under it, where clicking a word seeks to it.
 import { h, signal, useState, useEffect, useRef } from "../deps.js";
-import { get, newKey } from "../api.js";
+import { get, post, newKey } from "../api.js";
 import { onEvent } from "../realtime.js";
 import * as state from "../state.js";
 import { html, Icon } from "./ui.js";
@@ -30,6 +30,8 @@ const clock = (seconds) => {
 const speech = new Map(); // message_id -> {memoId, clips: [{index, url, duration_ms, text}]}
 const speechVersion = signal(0);
 const voiceThreads = new Map(); // thread_id -> when this page last sent a memo there (autoplay)
+const listening = new Set(); // message ids whose Listen button was pressed here (autoplay)
+const spoken = new Map(); // message_id -> its finished speech memo, before message.updated says so
 const transcripts = new Map(); // memo_id -> transcript (fetched once)
 
 onEvent((event) => {
@@ -43,9 +45,10 @@ onEvent((event) => {
     speech.set(p.message_id, entry);
     speechVersion.value++;
     const sent = voiceThreads.get(event.thread_id);
-    if (sent && Date.now() - sent < 10 * 60_000) playClips(p.message_id);
+    if (listening.has(p.message_id) || (sent && Date.now() - sent < 10 * 60_000)) playClips(p.message_id);
   } else if (event.event_type === "voice.memo.transcribed" && p.memo) {
     transcripts.set(p.memo.id, { ...p.transcript, status: "transcribed" });
+    if (p.memo.kind === "speech") spoken.set(p.memo.message_id, p.memo);
     speechVersion.value++;
   }
 });
@@ -60,8 +63,8 @@ function claim(player) {
 const queued = { messageId: null, next: 0, audio: null };
 function playClips(messageId) {
   if (queued.messageId === messageId && queued.audio && !queued.audio.paused) return;
+  if (queued.messageId !== messageId) queued.next = 0;
   queued.messageId = messageId;
-  queued.next = queued.messageId === messageId ? queued.next : 0;
   playNextClip();
 }
 
@@ -85,9 +88,12 @@ const SPEEDS = [0.5, 1, 1.5, 2];
 
 export function VoiceNote({ message }) {
   speechVersion.value; // re-render when a spoken reply's sentences or a transcript arrive
-  const voice = message.metadata && message.metadata.voice;
+  const voice = (message.metadata && message.metadata.voice) || spoken.get(message.id);
   const live = speech.get(message.id);
-  if (!voice && !live) return null;
+  if (!voice && !live) {
+    const readable = message.author.kind === "agent" && message.state === "completed" && message.text;
+    return readable ? h(ListenButton, { message }) : null;
+  }
   if (!voice || voice.status === "speaking") {
     return html`<div class="voice-note speaking" data-voice="speaking">
       <button type="button" class="icon-button" aria-label="Play the spoken reply" onClick=${() => playClips(message.id)}>
@@ -193,6 +199,42 @@ function Player({ voice, label }) {
       ${words.map((w, i) => html`<span key=${i} class=${"word" + (time >= w.start && time < w.end ? " now" : "")}
         data-start=${w.start} onClick=${() => seek(w.start)}>${w.text} </span>`)}
     </p>`}
+  </div>`;
+}
+
+/** Read a finished agent reply aloud on request: POST /v1/voice/speech, then its sentences
+ * play as they are synthesized (voice.memo.speech), and the player replaces the button. */
+function ListenButton({ message }) {
+  loadStatus();
+  const [asking, setAsking] = useState(false);
+  const [error, setError] = useState(null);
+  const status = voiceStatus.value;
+  if (!status || !status.available) return null;
+
+  async function listen() {
+    setAsking(true);
+    setError(null);
+    listening.add(message.id);
+    try {
+      const body = await post("/v1/voice/speech", { message_id: message.id });
+      const memo = body.memo;
+      if (memo.status === "transcribed") spoken.set(message.id, memo);
+      else if (!speech.has(message.id)) speech.set(message.id, { memoId: memo.id, clips: [] });
+      speechVersion.value++;
+      if (memo.status === "speaking") playClips(message.id);
+    } catch (failure) {
+      listening.delete(message.id);
+      setError("It could not be read aloud: " + ((failure && failure.message) || "unknown error"));
+    } finally {
+      setAsking(false);
+    }
+  }
+
+  return html`<div class="voice-listen">
+    <button type="button" class="small secondary" aria-label="Listen to this reply" disabled=${asking} onClick=${listen}>
+      <${Icon} name="play" /> Listen
+    </button>
+    ${error && html`<span class="voice-error" role="alert">${error}</span>`}
   </div>`;
 }
 
