@@ -40,10 +40,10 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+import harness
 import httpx
 import numpy as np
 import orjson
-import harness
 from harness import HTTPConnection, Server, add_server_options, begin, log, percentile, print_table
 from websockets.asyncio.client import connect as ws_connect
 

@@ -37,11 +37,11 @@ async def browser() -> AsyncIterator[Browser]:
 
 @pytest.fixture
 async def browser_with_microphone(tmp_path: Path, clip: Any) -> AsyncIterator[Browser]:
-    """Chromium whose microphone plays a Piper clip (a WAV file, looped) instead of a device."""
+    """Chromium whose microphone plays a Piper clip (a WAV file, looped) instead of a device. A
+    page may use it once the test grants the permission (`context.grant_permissions`)."""
     wav = tmp_path / "microphone.wav"
     wav.write_bytes(clip.files["wav"])
     args = [
-        "--use-fake-ui-for-media-stream",
         "--use-fake-device-for-media-stream",
         f"--use-file-for-fake-audio-capture={wav}",
     ]

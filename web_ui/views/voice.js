@@ -256,12 +256,15 @@ export function RecordButton({ channelId, threadId, onSent }) {
     try {
       stream = await navigator.mediaDevices.getUserMedia({ audio: true });
     } catch (error) {
-      const refused = error && (error.name === "NotAllowedError" || error.name === "SecurityError");
+      const name = error && error.name;
+      const refused = name === "NotAllowedError" || name === "SecurityError";
       update({
         phase: "error",
         error: refused
           ? "Microphone access was refused. Allow the microphone for this site in your browser's settings to record a voice memo."
-          : "No microphone could be opened: " + ((error && error.message) || "unknown error"),
+          : name === "NotFoundError"
+            ? "No microphone was found. Connect one and try again."
+            : "The microphone could not be opened: " + ((error && error.message) || "unknown error"),
       });
       return;
     }
