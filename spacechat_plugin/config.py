@@ -146,8 +146,9 @@ class VoiceConfig(_Section):
     nice: int = Field(10, ge=0, le=19)
     max_bytes: int = Field(10 * 1024 * 1024, ge=1024)
     max_seconds: float = Field(300, gt=0, le=3600)
-    # How often a live recording's partial transcript is refreshed.
-    live_interval_ms: int = Field(1000, ge=200, le=10_000)
+    # The least time between the starts of two partials of a live recording (they run back to
+    # back while audio comes, so words reach the screen soon after they are said).
+    live_interval_ms: int = Field(500, ge=200, le=10_000)
     # A transcription that takes longer than this fails the memo.
     timeout_seconds: float = Field(120, gt=0)
 

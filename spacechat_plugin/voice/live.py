@@ -25,7 +25,9 @@ from . import worker
 from .pool import Busy
 from .service import Upload, VoiceService
 
-COMMIT_SECONDS = 12.0
+# A partial costs about 0.06 CPU-s per second of audio it reads (tiny.en, bench/voice.py): 6 s
+# keeps one under half a second, so words reach the screen within about 1.5 s.
+COMMIT_SECONDS = 6.0
 
 
 @dataclass
