@@ -283,6 +283,7 @@ async def live_session(server: Server, data: bytes, seconds: float) -> tuple[lis
     took: list[float] = []
     async with ws_connect(url, additional_headers={"Authorization": f"Bearer {server.token}"}, max_size=None) as ws:
         await ws.recv()  # ready
+        caught_up = asyncio.Event()
 
         async def read() -> None:
             async for raw in ws:
@@ -290,13 +291,15 @@ async def live_session(server: Server, data: bytes, seconds: float) -> tuple[lis
                 if message["type"] == "partial":
                     arrivals.append((time.perf_counter(), message["audio_ms"] / 1000))
                     took.append(message["took_ms"])
+                    if message["audio_ms"] / 1000 >= seconds - 0.3:
+                        caught_up.set()
 
         reader = asyncio.ensure_future(read())
         began = time.perf_counter()
         for index, start in enumerate(range(0, len(data), step)):
             await asyncio.sleep(max(0.0, began + (index + 1) * 0.25 - time.perf_counter()))  # 250 ms recorded
             await ws.send(data[start : start + step])
-        await asyncio.sleep(3)
+        await asyncio.wait_for(caught_up.wait(), 300)  # the partial that covers the whole recording
         await ws.send(orjson.dumps({"type": "cancel"}).decode())
         reader.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
