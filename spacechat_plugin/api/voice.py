@@ -90,9 +90,8 @@ async def _read_form(request: Request, app: Context) -> tuple[dict[str, str], Up
     return fields, upload
 
 
-async def _place(request: Request, app: Context, fields: dict[str, str]) -> tuple[dict[str, Any], str | None]:
-    """The channel (and thread) a memo goes to, checked like any send."""
-    channel_id, thread_id = fields.get("channel_id"), fields.get("thread_id")
+async def _target(app: Context, channel_id: str, thread_id: str) -> tuple[dict[str, Any], str | None]:
+    """The channel (and thread) a memo goes to: exactly one of the two ids."""
     if bool(channel_id) == bool(thread_id):
         raise BadRequest("give one of channel_id and thread_id", code="invalid_request")
     if thread_id:
@@ -100,9 +99,15 @@ async def _place(request: Request, app: Context, fields: dict[str, str]) -> tupl
         if thread is None:
             raise NotFound("no such thread")
         channel_id = thread["channel_id"]
-    channel = await channel_of(app, channel_id or "")
+    channel = await channel_of(app, channel_id)
     if channel is None:
-        raise NotFound("no such channel" if not thread_id else "no such thread")
+        raise NotFound("no such thread" if thread_id else "no such channel")
+    return channel, thread_id or None
+
+
+async def _place(request: Request, app: Context, fields: dict[str, str]) -> tuple[dict[str, Any], str | None]:
+    """The channel (and thread) a memo goes to, checked like any send."""
+    channel, thread_id = await _target(app, fields.get("channel_id", ""), fields.get("thread_id", ""))
     await authorize(request, channel, channel=channel)
     return channel, thread_id
 
@@ -326,20 +331,10 @@ async def _live_place(websocket: WebSocket) -> tuple[Principal, dict[str, Any], 
     who = await principal(websocket)
     check(who, "messages:write")
     app.voice.check_available()
-    fields = {key: websocket.query_params.get(key, "") for key in ("channel_id", "thread_id")}
-    channel_id, thread_id = fields["channel_id"], fields["thread_id"]
-    if bool(channel_id) == bool(thread_id):
-        raise BadRequest("give one of ?channel_id= and ?thread_id=", code="invalid_request")
-    if thread_id:
-        thread = await message_store.get_thread(app.db, thread_id)
-        if thread is None:
-            raise NotFound("no such thread")
-        channel_id = thread["channel_id"]
-    channel = await channel_of(app, channel_id)
-    if channel is None:
-        raise NotFound("no such channel")
+    params = websocket.query_params
+    channel, thread_id = await _target(app, params.get("channel_id", ""), params.get("thread_id", ""))
     check(who, "messages:write", channel, channel=channel)
-    return who, channel, thread_id or None
+    return who, channel, thread_id
 
 
 async def _send(websocket: WebSocket, body: dict[str, Any]) -> None:

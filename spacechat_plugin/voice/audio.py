@@ -56,14 +56,6 @@ DECLARED = {
 }
 # Declaring nothing in particular: the bytes decide.
 UNDECLARED = ("", "application/octet-stream")
-EXTENSIONS = {
-    "audio/webm": "webm",
-    "audio/ogg": "ogg",
-    "audio/wav": "wav",
-    "audio/mpeg": "mp3",
-    "audio/mp4": "m4a",
-    "audio/aac": "aac",
-}
 
 
 class AudioError(Exception):
