@@ -183,6 +183,8 @@ def voice_prepare(config: str | None, data_dir: str | None) -> None:
     if target.is_file():
         click.echo(f"speech model ready: {target}")
         return
+    if voice_settings.stt_model:
+        raise click.ClickException(f"voice.stt_model {target} does not exist")
     with click.progressbar(length=100, label="building the speech model") as bar:
         done = [0]
 
