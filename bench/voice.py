@@ -18,6 +18,7 @@ Four parts, each printed as a Markdown table (clips are spoken by the Piper voic
 
     python bench/voice.py            # ~10 min on an idle 2-core machine
     python bench/voice.py --small    # a quick pass, to check that it works (figures mean little)
+    python bench/voice.py --parts live,speech   # some of the parts (engines, live, load, speech)
 
 Targets (issue 11): RTF <= 0.2 with tiny.en on 2 cores (a 10 s memo in <= 2 s); a partial on
 screen <= 1.5 s after the words; loop lag < 20 ms and fan-out p99 (1,000 subscribers) moved by
@@ -202,6 +203,11 @@ async def engines(runs: int, directory: Path) -> Path:
         ["measure", "wall", "worker CPU", "waiting for a CPU", "real-time factor"],
         rows,
     )
+    return directory / "models"
+
+
+async def prepared(directory: Path) -> Path:
+    models.prepare(directory / "models", "")
     return directory / "models"
 
 
@@ -532,16 +538,16 @@ async def main(args: argparse.Namespace) -> None:
     SRC[0], QUICK[0] = args.src, args.small
     runs = 1 if args.small else args.runs
     with tempfile.TemporaryDirectory(prefix="spacechat-voice-bench-") as tmp:
-        models_dir = await engines(runs, Path(tmp))
+        parts = set(args.parts.split(","))
+        models_dir = await engines(runs, Path(tmp)) if "engines" in parts else await prepared(Path(tmp))
         begin("voice", args)  # pins this client to CPU 1 from here on
-        await live(models_dir, runs)
-        await load(
-            models_dir,
-            5 if args.small else args.load,
-            100 if args.small else args.subscribers,
-            20 if args.small else 100,
-        )
-        await spoken_reply(models_dir, runs)
+        if "live" in parts:
+            await live(models_dir, runs)
+        if "load" in parts:
+            small = args.small
+            await load(models_dir, 5 if small else args.load, 100 if small else args.subscribers, 20 if small else 100)
+        if "speech" in parts:
+            await spoken_reply(models_dir, runs)
 
 
 if __name__ == "__main__":
@@ -550,5 +556,6 @@ if __name__ == "__main__":
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--load", type=float, default=30, help="seconds of request probing, idle and under load")
     parser.add_argument("--subscribers", type=int, default=1000)
+    parser.add_argument("--parts", default="engines,live,load,speech", help="which parts to run (comma-separated)")
     add_server_options(parser)
     asyncio.run(main(parser.parse_args()))

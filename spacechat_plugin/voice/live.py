@@ -65,13 +65,9 @@ class LiveRecording:
                 await send(partial)
 
     async def warm(self) -> None:
-        """Load the speech model in a worker while the person starts to speak, so the first
-        partial does not wait for it (a process's first job loads it; later ones reuse it)."""
-        try:
-            reservation = self.service.pool.engines.reserve()
-        except Busy:
-            return  # the workers are busy, so they are warm
-        await self.service.pool.engines.run(reservation, worker.warm, await self.service.stt_settings())
+        """Load the speech model in the workers while the person starts to speak, so the first
+        partial does not wait for it."""
+        self.service.pool.engines.warm(worker.warm_stt, await self.service.stt_settings())
 
     async def partial(self) -> dict[str, Any] | None:
         """The transcript so far, or None when the workers are busy (the next tick tries again)."""

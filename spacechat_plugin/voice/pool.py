@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import multiprocessing
 import time
 from collections.abc import Callable
@@ -22,6 +23,8 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Any, TypeVar
 
 from .worker import initializer
+
+log = logging.getLogger("spacechat.voice")
 
 T = TypeVar("T")
 
@@ -42,6 +45,8 @@ class Lane:
         self.held = 0
         self.seconds = 1.0  # a running average of how long a job takes, for Retry-After
         self._executor: ProcessPoolExecutor | None = None
+        self._warmed: set[tuple[str, tuple[Any, ...]]] = set()
+        self._warming: set[asyncio.Future[Any]] = set()
 
     def _pool(self) -> ProcessPoolExecutor:
         if self._executor is None:
@@ -78,12 +83,37 @@ class Lane:
             self.seconds = 0.8 * self.seconds + 0.2 * (time.monotonic() - started)
             place.release()
 
+    def warm(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Have the worker processes start and run `fn(*args)` (load an engine) now, in the
+        background, so that the first real job does not pay for it (a process's first use of
+        Piper or whisper.cpp costs seconds of loading). Once per engine; skipped when busy."""
+        key = (fn.__qualname__, args)
+        if key in self._warmed:
+            return
+        self._warmed.add(key)
+        for _ in range(self.workers):
+            try:
+                reservation = self.reserve()
+            except Busy:
+                return  # the workers are busy, so they are started
+            task = asyncio.ensure_future(self.run(reservation, fn, *args))
+            self._warming.add(task)
+            task.add_done_callback(self._warmed_one)
+
+    def _warmed_one(self, task: asyncio.Future[Any]) -> None:
+        self._warming.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("warming a voice worker failed: %s", task.exception())
+
     def reset(self) -> None:
+        self._warmed.clear()
         executor, self._executor = self._executor, None
         if executor is not None:
             executor.shutdown(wait=False, cancel_futures=True)
 
     def close(self) -> None:
+        for task in list(self._warming):
+            task.cancel()
         executor, self._executor = self._executor, None
         if executor is None:
             return

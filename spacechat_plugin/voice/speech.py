@@ -145,6 +145,8 @@ class SpokenReplies:
         return (agent.voice if agent is not None else "") or self.service.config.tts_voice
 
     def _start(self, speaking: Speaking) -> None:
+        # The voice loads while the reply is still being written (seconds, once per worker).
+        self.service.pool.engines.warm(worker.warm_tts, self._settings(speaking))
         speaking.worker = asyncio.create_task(self._speak(speaking), name=f"speak {speaking.turn_id}")
         self.workers.add(speaking.worker)
         speaking.worker.add_done_callback(self.workers.discard)
@@ -201,9 +203,12 @@ class SpokenReplies:
 
     # -- the worker of one reply ---------------------------------------------------------------
 
+    def _settings(self, speaking: Speaking) -> worker.TTSSettings:
+        return worker.TTSSettings(self.service.config.tts, speaking.voice, self.service.config.espeak_voice)
+
     async def _speak(self, speaking: Speaking) -> None:
         """Synthesize each sentence as it arrives, in order; at the end, join them."""
-        settings = worker.TTSSettings(self.service.config.tts, speaking.voice, self.service.config.espeak_voice)
+        settings = self._settings(speaking)
         try:
             while (sentence := await speaking.queue.get()) is not None:
                 await self._sentence(speaking, settings, sentence)

@@ -100,9 +100,14 @@ def prepare_memo(source: str, target: str, declared: str, max_seconds: float) ->
     return {**asdict(found), "size": stored.stat().st_size, "sha256": _sha256(stored)}
 
 
-def warm(settings: STTSettings) -> None:
+def warm_stt(settings: STTSettings) -> None:
     """Load the speech model in this process (before a live recording's first partial)."""
     _stt(settings)
+
+
+def warm_tts(settings: TTSSettings) -> None:
+    """Load the voice in this process (while the reply to speak is still being written)."""
+    _tts(settings)
 
 
 def transcribe(path: str, settings: STTSettings) -> dict[str, Any]:
