@@ -382,8 +382,10 @@ export function RecordButton({ channelId, threadId, onSent }) {
             <meter class="voice-level" min="0" max="1" value=${rec.level || 0} aria-label="Microphone level"></meter>
             ${rec.phase === "uploading"
               ? html`<progress class="voice-progress" max="1" value=${rec.progress || 0} aria-label="Uploading the voice memo"></progress>`
-              : html`<button type="button" class="small secondary" onClick=${cancel}>Cancel</button>
-                  <button type="button" class="small" data-action="send-voice" onClick=${() => stop(true)}>Send</button>`}
+              : html`<button type="button" class="small secondary" aria-label="Cancel recording" onClick=${cancel}>Cancel</button>
+                  <button type="button" class="small" data-action="send-voice" aria-label="Send voice memo" onClick=${() => stop(true)}>
+                    Send
+                  </button>`}
           </div>
           <p class="voice-live" aria-live="polite" aria-label="Live transcript">${rec.text || (rec.phase === "recording" ? "Listening…" : "")}</p>`}
   </div>`;
