@@ -13,6 +13,7 @@ Engines are loaded in the voice worker processes (pool.py), once per process.
 from __future__ import annotations
 
 import importlib.util
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -62,6 +63,16 @@ def _words(tokens: list[tuple[str, float, float]]) -> list[dict[str, Any]]:
     return words
 
 
+# Whisper writes what it hears that is not speech as annotations: "[BLANK_AUDIO]" for trailing
+# silence, "[MUSIC]", "(wind blowing)", "♪". Nobody said them: they are not in a transcript.
+_ANNOTATION = re.compile(r"\[[^\]]*\]|\([^)]*\)|[♪♫]+")
+
+
+def said(text: str) -> str:
+    """A piece of Whisper's output without its non-speech annotations, spaces tidied."""
+    return " ".join(_ANNOTATION.sub(" ", text).split())
+
+
 def _text(value: str | bytes) -> str:
     return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else value
 
@@ -84,6 +95,7 @@ class WhisperCpp:
             print_timestamps=False,
             token_timestamps=True,
             no_context=True,
+            suppress_nst=True,  # no "[MUSIC]" or "(laughs)" tokens: OpenAI's transcribe() default too
         )
         import _pywhispercpp as pw
 
@@ -111,12 +123,12 @@ class WhisperCpp:
                     continue
                 text = _text(pw.whisper_full_get_token_text(ctx, i, j))
                 tokens.append((text, data.t0 / 100, data.t1 / 100))
-            text = _text(pw.whisper_full_get_segment_text(ctx, i)).strip()
+            text = said(_text(pw.whisper_full_get_segment_text(ctx, i)))
             if not text:
                 continue
             start = pw.whisper_full_get_segment_t0(ctx, i) / 100
             end = min(pw.whisper_full_get_segment_t1(ctx, i) / 100, seconds)
-            words = _words(tokens)
+            words = [word for word in _words(tokens) if said(word["text"])]
             for word in words:
                 word["start"] = round(min(max(word["start"], start), end), 2)
                 word["end"] = round(min(max(word["end"], word["start"]), end), 2)
