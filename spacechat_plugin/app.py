@@ -27,6 +27,8 @@ from .identity import bootstrap
 from .identity.auth import Authenticator, load_or_create_secret
 from .identity.permissions import Access, event_class
 from .instance import Instance
+from .memory.ingest import Ingest
+from .memory.service import Memory
 from .operations.incidents import Incidents
 from .operations.observability import Observability
 from .operations.ops import Ops
@@ -44,7 +46,7 @@ logger = logging.getLogger("spacechat")
 
 PRUNE_EVERY_SECONDS = 3600
 # The services that implement host hooks themselves; each is registered as a plugin at start-up.
-HOOK_SERVICES: tuple[type, ...] = (ReplyStreams, Activity, Observability, TaskMirror, VoiceService)
+HOOK_SERVICES: tuple[type, ...] = (ReplyStreams, Activity, Observability, TaskMirror, Ingest, VoiceService)
 
 
 def _report(name: str, impl: Any, error: BaseException) -> None:
@@ -89,6 +91,7 @@ class Spacechat:
         self.ops = Ops(db=self.db, settings=settings.ops, host=host, access=self.access, cards=self.cards)
         self.cards.handlers.extend([self.ops, self.incidents])
         self.delivery = Delivery(host, self.access, self.cards, self.observe)
+        self.memory = Memory(self.db, self.access, self.instance, host, settings.memory, self.data_dir)
         self.voice = VoiceService(settings, self.db, self.access, self.replies, self.delivery, self.spawn)
         self.sdk = SpacechatAPI(
             db=self.db,
@@ -130,6 +133,7 @@ class Spacechat:
         self._setup_secret = await bootstrap.setup_secret(self.db, self.instance.org_id)
         if self.instance.bound_url is not None:
             self._print_setup_link()
+        await self.memory.start()
         self._register_plugins()
         await self.voice.start()
         await self.hooks.call("spacechat_ready")
@@ -146,7 +150,7 @@ class Spacechat:
             load_hook_plugins(None, self.settings.hook_plugins)
             return
         pm = self.host.pm
-        for service in (self.replies, self.activity, self.observe, self.task_mirror, self.voice):
+        for service in (self.replies, self.activity, self.observe, self.task_mirror, self.memory.ingest, self.voice):
             assert type(service) in HOOK_SERVICES
             name = f"spacechat.{type(service).__name__}"
             if pm.get_plugin(name) is None:
@@ -174,6 +178,7 @@ class Spacechat:
         filtered by the memberships that hold after it; a role change or a deactivation applies
         from the next request."""
         self.access.apply(events)
+        self.memory.committed(events)
         if self.auth is not None and any(event.event_type == "member.updated" for event in events):
             self.auth.forget()
         self.streams.publish_soon(events)
@@ -191,6 +196,7 @@ class Spacechat:
 
     async def stop(self) -> None:
         self.begin_shutdown()
+        await self.memory.stop()
         for task in self._background:
             task.cancel()
         for task in self._background:

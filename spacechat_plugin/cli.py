@@ -158,6 +158,42 @@ def audit_verify(config: str | None, data_dir: str | None) -> None:
     sys.exit(1)
 
 
+@main.command()
+@click.option("--config", "config", type=click.Path(dir_okay=False), envvar="SPACECHAT_CONFIG")
+@click.option("--data-dir", default=None)
+@click.option("--dry-run", is_flag=True, help="Count what is due without deleting anything.")
+def purge(config: str | None, data_dir: str | None, dry_run: bool) -> None:
+    """Delete messages, attachments, candidates and memories past their retention (docs/memory.md)."""
+    settings, _ = _settings(config, {"data_dir": data_dir})
+    path = settings.data_path / "spacechat.db"
+    if not path.exists():
+        raise click.ClickException(f"no database at {path}")
+
+    async def run() -> dict[str, Any]:
+        from .memory import retention
+        from .resources import resource
+        from .store.db import Database
+
+        db = Database(
+            path, migrations=resource("migrations"), synchronous=settings.storage.synchronous, read_connections=1
+        )
+        await db.open()
+        try:
+            return await retention.purge(db, settings.data_path, dry_run=dry_run)
+        finally:
+            await db.close()
+
+    try:
+        counts = asyncio.run(run())
+    except Exception as exc:
+        raise click.ClickException(str(exc)) from None
+    verb = "would delete" if dry_run else "deleted"
+    shown = ", ".join(f"{value} {key}" for key, value in counts.items() if key != "dry_run")
+    click.echo(f"purge: {verb} {shown}")
+    if not dry_run and counts.get("memories"):
+        click.echo("agents forget the purged memories when the server next delivers (at start-up or its daily run)")
+
+
 @main.group()
 def voice() -> None:
     """Voice memos and spoken replies."""

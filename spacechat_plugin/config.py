@@ -199,6 +199,16 @@ class OpsConfig(_Section):
     ops_channel: str = "ops"
 
 
+class MemoryConfig(_Section):
+    """Memory under policy and consent (docs/memory.md); policies themselves live in the database."""
+
+    # Embed messages, memories and candidates for semantic search and near-duplicate grouping
+    # (needs the `memory` extra); false turns it off even when the model is installed.
+    embeddings: bool = True
+    # How often the purge job runs in the server (it also runs once shortly after start-up).
+    purge_interval_hours: float = Field(24, gt=0, le=24 * 30)
+
+
 class Settings(_Section):
     enabled: bool = False
     host: str = "127.0.0.1"
@@ -220,6 +230,7 @@ class Settings(_Section):
     pricing: dict[str, PriceConfig] = {}
     budgets: BudgetsConfig = BudgetsConfig()
     ops: OpsConfig = OpsConfig()
+    memory: MemoryConfig = MemoryConfig()
     voice: VoiceConfig = VoiceConfig()
     # Settings of the ready-made hook plugins, by plugin name (each plugin checks its own table).
     hooks: dict[str, dict[str, Any]] = {}

@@ -473,6 +473,48 @@ class VoiceMemoSpeech(Payload):
     clip: dict[str, Any]
 
 
+# --- memory (issue 12) ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MemoryCandidateCreated(Payload):
+    """memory.candidate.created: something an agent or a person's interaction could make into
+    memory waits in the review queue; `candidate` carries its content, type, source and subject."""
+
+    event_type: ClassVar[str] = "memory.candidate.created"
+    candidate: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class MemorySaved(Payload):
+    """memory.saved: a memory was created, edited, merged into, rolled back or superseded;
+    `change` says which (`created`, `edited`, `merged`, `rolled_back`, `invalidated`) and
+    `candidate_id` names the candidate a review approved or merged, if any."""
+
+    event_type: ClassVar[str] = "memory.saved"
+    memory: dict[str, Any]
+    change: str
+    candidate_id: str | None = None
+
+
+@dataclass(frozen=True)
+class MemoryRejected(Payload):
+    """memory.rejected: a reviewer rejected a candidate (with a reason), or its person opted out
+    and it was withdrawn (`status` withdrawn)."""
+
+    event_type: ClassVar[str] = "memory.rejected"
+    candidate: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class MemoryDeleted(Payload):
+    """memory.deleted: a memory was deleted; only its tombstone (id, who, when) remains."""
+
+    event_type: ClassVar[str] = "memory.deleted"
+    memory_id: str
+    deleted_by: str | None
+
+
 def payload_types() -> dict[str, type[Payload]]:
     """Every payload class by event type; the docs test checks each is documented."""
     found: dict[str, type[Payload]] = {}

@@ -247,7 +247,17 @@ class HostAPI(Protocol):
 
     async def save_memory(self, *, agent_id: str, memory: Mapping[str, Any]) -> str:
         """Write a memory (`content`, `memory_type`, `importance`, `source`) to the agent's memory
-        store without asking `spacebot_before_memory_save` again. Return the memory id."""
+        store without asking `spacebot_before_memory_save` again. Return the memory id.
+
+        With a `key` (Spacechat's memory id) and a `revision`, saving is idempotent: a key the
+        host already holds at that revision returns the same id and writes nothing; a newer
+        revision replaces the content under the same id (an edit, a merge, a rollback). So a
+        plugin may retry a delivery and the agent still remembers it exactly once."""
+        ...
+
+    async def forget_memory(self, *, agent_id: str, key: str) -> bool:
+        """Remove the memory saved with `key` from the agent's store (deleted, superseded or purged
+        in Spacechat). Return False when the host held no such memory."""
         ...
 
     async def deliver_interaction(self, *, agent_id: str, interaction: Mapping[str, Any]) -> None:
@@ -768,12 +778,15 @@ def spacebot_before_memory_save(
     agent_id: str, channel_id: str | None, memory: Mapping[str, Any]
 ) -> Awaitable[Mapping[str, Any] | None] | Mapping[str, Any] | None:
     """*firstresult*. Called before an agent saves a memory (`content`, `memory_type`,
-    `importance`, `source`). Embedded only (Spacebot's `memory_save` tool decides inside its
-    process).
+    `importance`, `source`; a host that knows them adds `thread_id`, `turn_id` and `message_ids`,
+    the turn's inbound messages, so a plugin can tell whose words the memory came from).
+    Embedded only (Spacebot's `memory_save` tool decides inside its process).
 
     Return None to save it now, `{"action": "review", "candidate_id": str}` when the plugin
     queued it for human review (the host does not save it; the plugin will call
-    HostAPI.save_memory if approved), or `{"action": "reject", "reason": str}`.
+    HostAPI.save_memory if approved), `{"action": "saved", "memory_id": str}` when the plugin
+    saved it itself through HostAPI.save_memory (the host does not save it again), or
+    `{"action": "reject", "reason": str}`.
     """
 
 

@@ -21,13 +21,19 @@ from websockets.sync.client import connect as ws_connect
 from spacechat_plugin.api import V1_ROUTES
 from spacechat_plugin.identity.permissions import ROLE_SCOPES, ROLES
 
-from .support import PASSWORD, Person, Server, bot, invite, login, toml_config
+from .support import PASSWORD, Person, Server, bot, invite, login, toml_config, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = (ROOT / "docs" / "permissions.md").read_text()
-ROW = re.compile(r"^\| `(GET|POST|PATCH|DELETE|WS) (/v1/\S+)` \| (\S+) \| ([^|]+?) \|$", re.M)
+ROW = re.compile(r"^\| `(GET|POST|PUT|PATCH|DELETE|WS) (/v1/\S+)` \| (\S+) \| ([^|]+?) \|$", re.M)
 TABLE = {f"{m} {p}": (scope, resource.strip()) for m, p, scope, resource in ROW.findall(DOC)}
-CHANNEL_KINDS = {"channel", "thread", "message", "attachment", "task", "memo"}
+CHANNEL_KINDS = {"channel", "thread", "message", "attachment", "task", "candidate", "memory", "memo"}
+POLL = {
+    "type": "poll",
+    "block_id": "p",
+    "question": "Matrix?",
+    "options": [{"label": "A", "value": "a"}, {"label": "B", "value": "b"}],
+}
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(64)
 
 
@@ -50,6 +56,7 @@ class Place:
     channels: dict[str, dict[str, str]] = field(default_factory=dict)  # public/private -> ids
     token_id: str = ""
     invitation_id: str = ""
+    user_export_id: str = ""
     incident_id: str = ""
 
 
@@ -87,6 +94,7 @@ def _seed_place(server: Server, owner: Person, private_name: str, public_name: s
                 "attachment": upload["id"],
                 "task": task["task"]["id"],
                 "memo": memo.json()["memo"]["id"],
+                **_seed_memory(client, channel["id"]),
             }
             if kind == "private":  # nobody in the matrix is a member: the owner leaves
                 left = client.delete(f"/v1/channels/{channel['id']}/members/{owner.id}")
@@ -99,6 +107,34 @@ def _seed_place(server: Server, owner: Person, private_name: str, public_name: s
 
 
 MEMO = b""  # a spoken clip (Ogg/Opus), made once the Piper voice is loaded
+
+
+def _voted_candidate(client: httpx.Client, channel_id: str) -> str:
+    """A poll vote in the channel; the candidate the memory policy (review by default) makes of it."""
+    card = client.post(f"/v1/channels/{channel_id}/messages", json={"text": "poll", "blocks": [POLL]}).json()
+    voted = client.post(
+        "/v1/interactions",
+        json={"message_id": card["message"]["id"], "action_id": "vote", "block_id": "p", "values": ["a"]},
+    )
+    assert voted.status_code == 201, voted.text
+
+    def made() -> str | None:
+        pending = client.get("/v1/memory/candidates", params={"limit": 200}).json()["candidates"]
+        found = [c for c in pending if c["source"] == "interaction" and c["source_message_id"] == card["message"]["id"]]
+        return found[0]["id"] if found else None
+
+    return str(wait_until(made, timeout=20))
+
+
+def _seed_memory(client: httpx.Client, channel_id: str) -> dict[str, str]:
+    """A decided candidate and its memory, and a deleted memory, in the channel: past the checks,
+    deciding again or deleting again answers 409."""
+    candidate = _voted_candidate(client, channel_id)
+    memory = client.post(f"/v1/memory/candidates/{candidate}/approve", json={}).json()["memory"]["id"]
+    other = _voted_candidate(client, channel_id)
+    deleted = client.post(f"/v1/memory/candidates/{other}/approve", json={}).json()["memory"]["id"]
+    assert client.delete(f"/v1/memories/{deleted}").status_code == 204
+    return {"candidate": candidate, "memory": memory, "deleted_memory": deleted}
 
 
 @pytest.fixture(scope="module")
@@ -134,6 +170,8 @@ def world(tmp_path_factory: pytest.TempPathFactory, voice_model: Path, clip: Any
         "other": _seed_place(server, other_owner, "priv-b", "pub-b"),
     }
     yield World(server, people, places)
+    if server.process is not None and server.process.poll() is not None:  # it died: say how
+        print("the matrix's server exited:\n" + "".join(server.output[-120:]))
     server.stop()
 
 
@@ -335,6 +373,46 @@ BUILDERS: dict[str, Builder] = {
     "GET /v1/attachments/{attachment_id}": lambda w, r, o, c: Call(
         "GET", f"/v1/attachments/{ids(w, o, c)['attachment']}"
     ),
+    "GET /v1/me/memory": lambda w, r, o, c: Call("GET", "/v1/me/memory"),
+    "PUT /v1/me/memory/consent": lambda w, r, o, c: Call("PUT", "/v1/me/memory/consent", json={"consent": "in"}),
+    # A deleted memory, and about nobody but its owner: past the checks, 404 for everyone.
+    "DELETE /v1/me/memories/{memory_id}": lambda w, r, o, c: Call(
+        "DELETE", f"/v1/me/memories/{ids(w, o, 'public')['deleted_memory']}", expect=404
+    ),
+    "GET /v1/me/export": lambda w, r, o, c: Call("GET", "/v1/me/export"),
+    "GET /v1/users/{user_id}/export": lambda w, r, o, c: Call("GET", f"/v1/users/{w.places[o].target.id}/export"),
+    "GET /v1/memory/policies": lambda w, r, o, c: Call("GET", "/v1/memory/policies"),
+    "PUT /v1/memory/policies/{scope_type}/{scope_id}": lambda w, r, o, c: Call(
+        "PUT", f"/v1/memory/policies/channel/{ids(w, o, c)['channel']}", json={"ingestion": "review"}
+    ),
+    "GET /v1/memory/candidates": lambda w, r, o, c: Call("GET", "/v1/memory/candidates"),
+    "GET /v1/memory/candidates/{candidate_id}": lambda w, r, o, c: Call(
+        "GET", f"/v1/memory/candidates/{ids(w, o, c)['candidate']}"
+    ),
+    # The matrix's candidate was decided when it was made: past the checks, 409 already decided.
+    "POST /v1/memory/candidates/{candidate_id}/{action}": lambda w, r, o, c: Call(
+        "POST",
+        f"/v1/memory/candidates/{ids(w, o, c)['candidate']}/reject",
+        json={"reason": "matrix"},
+        expect=expected_or("POST /v1/memory/candidates/{candidate_id}/{action}", r, o, c, 409),
+    ),
+    "GET /v1/memories": lambda w, r, o, c: Call("GET", "/v1/memories"),
+    "GET /v1/memories/{memory_id}": lambda w, r, o, c: Call("GET", f"/v1/memories/{ids(w, o, c)['memory']}"),
+    "PATCH /v1/memories/{memory_id}": lambda w, r, o, c: Call(
+        "PATCH", f"/v1/memories/{ids(w, o, c)['memory']}", json={"importance": 0.5}
+    ),
+    "DELETE /v1/memories/{memory_id}": lambda w, r, o, c: Call(
+        "DELETE",
+        f"/v1/memories/{ids(w, o, c)['deleted_memory']}",
+        expect=expected_or("DELETE /v1/memories/{memory_id}", r, o, c, 409),
+    ),
+    "POST /v1/memories/{memory_id}/rollback": lambda w, r, o, c: Call(
+        "POST", f"/v1/memories/{ids(w, o, c)['memory']}/rollback", json={"revision": 1}
+    ),
+    "POST /v1/memories/{memory_id}/deliver": lambda w, r, o, c: Call(
+        "POST", f"/v1/memories/{ids(w, o, c)['memory']}/deliver"
+    ),
+    "GET /v1/search": lambda w, r, o, c: Call("GET", "/v1/search", params={"q": "matrix poll", "mode": "hybrid"}),
     "GET /v1/realtime/sse": lambda w, r, o, c: Call("GET", "/v1/realtime/sse"),
     "WS /v1/realtime/ws": lambda w, r, o, c: Call("WS", "/v1/realtime/ws"),
     "GET /v1/voice": lambda w, r, o, c: Call("GET", "/v1/voice"),

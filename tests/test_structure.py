@@ -94,11 +94,29 @@ def test_only_the_composition_root_imports_the_app() -> None:
     [
         # A host reaches the plugin only through hooks and the HostAPI: another host (the bridge,
         # Spacebot itself) must be able to replace it without touching anything else.
-        (("host",), ("api", "store", "app", "plugin", "realtime", "identity", "cards", "agents", "operations")),
+        (
+            ("host",),
+            (
+                "api",
+                "store",
+                "app",
+                "plugin",
+                "realtime",
+                "identity",
+                "cards",
+                "agents",
+                "operations",
+                "memory",
+                "search",
+            ),
+        ),
         # The store and the bus are below every service.
-        (("store", "realtime"), ("api", "host", "app", "plugin", "identity", "cards", "agents", "operations", "sdk")),
+        (
+            ("store", "realtime"),
+            ("api", "host", "app", "plugin", "identity", "cards", "agents", "operations", "sdk", "memory", "search"),
+        ),
         # Services never reach up into routes or hosts.
-        (("identity", "cards", "agents", "operations"), ("api", "host", "app", "plugin")),
+        (("identity", "cards", "agents", "operations", "memory", "search"), ("api", "host", "app", "plugin")),
     ],
 )
 def test_imports_point_one_way(layer: tuple[str, ...], forbidden: tuple[str, ...]) -> None:

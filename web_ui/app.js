@@ -23,6 +23,7 @@ import { DashboardView } from "./views/dashboard.js";
 import { AgentView } from "./views/agent.js";
 import { IncidentsView } from "./views/incidents.js";
 import { AuditView } from "./views/admin.js";
+import { MemoryView, SearchView } from "./views/memory.js";
 
 window.spacechat = { version: 1 }; // timings for the bench and tests (bench/ui.py)
 
@@ -161,6 +162,8 @@ function Main({ route }) {
   if (route.name === "agent") return html`<${AgentView} key=${route.agentId} agentId=${route.agentId} />`;
   if (route.name === "incidents") return html`<${IncidentsView} />`;
   if (route.name === "audit") return html`<${AuditView} />`;
+  if (route.name === "memory") return html`<${MemoryView} key=${route.tab + (route.memoryId || "")} tab=${route.tab} memoryId=${route.memoryId} />`;
+  if (route.name === "search") return html`<${SearchView} q=${route.q} mode=${route.mode} />`;
   if (route.name === "message") return html`<${MessageRedirect} messageId=${route.messageId} />`;
   if (route.name === "notfound") return html`<section class="view"><p class="empty">There is nothing at this address.</p></section>`;
   return html`<section class="view"><div class="loading-center"><${Spinner} /></div></section>`;

@@ -7,6 +7,8 @@
 //   /m/<message id>                         a message, wherever it is (resolved to the above)
 //   /tasks?team=<team id>   /tasks/<id>     a team's task board; a task
 //   /dashboard   /agents/<id>   /incidents   /audit      observability and operations
+//   /memory   /memory/memories   /memory/policies   /memory/m/<id>     memory review (issue 12)
+//   /search?q=…&mode=semantic|hybrid                                   search by meaning
 import { route } from "./state.js";
 
 export function parse(location) {
@@ -41,6 +43,13 @@ export function parse(location) {
       return { name: "incidents" };
     case "audit":
       return { name: "audit" };
+    case "memory":
+      if (parts[1] === "m" && parts[2]) return { name: "memory", tab: "memory", memoryId: parts[2] };
+      return { name: "memory", tab: parts[1] || "queue" };
+    case "search": {
+      const query = new URLSearchParams(location.search);
+      return { name: "search", q: query.get("q") || "", mode: query.get("mode") || "hybrid" };
+    }
     default:
       return { name: "notfound" };
   }

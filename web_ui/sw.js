@@ -36,6 +36,7 @@ const SHELL = [
   "/views/dialogs.js",
   "/views/feed.js",
   "/views/incidents.js",
+  "/views/memory.js",
   "/views/message.js",
   "/views/metrics.js",
   "/views/opsbuttons.js",

@@ -21,6 +21,7 @@ from ..hookspecs import HostAPI
 from ..identity.auth import Authenticator
 from ..identity.permissions import Access
 from ..instance import Instance
+from ..memory.service import Memory
 from ..operations.incidents import Incidents
 from ..operations.observability import Observability
 from ..operations.ops import Ops
@@ -48,6 +49,7 @@ class Context(Protocol):
     observe: Observability
     ops: Ops
     delivery: Delivery
+    memory: Memory
     voice: VoiceService
     inflight_keys: set[tuple[str, str]]
 

@@ -110,6 +110,8 @@ EVENT_SCOPES: tuple[tuple[str, str], ...] = (
     ("system.", "diagnostics:read"),
     ("task.", "tasks:read"),
     ("incident.", "incidents:read"),
+    # Candidates and memories carry what people said about people: reviewers see them live.
+    ("memory.", "memory:review"),
 )
 
 

@@ -6,6 +6,7 @@ import { listSessions, revokeSession, createInvitation, endSession } from "../ac
 import { navigate } from "../router.js";
 import { html, fullTime, ErrorNote } from "./ui.js";
 import { Members, Tokens } from "./admin.js";
+import { MyMemory } from "./memory.js";
 
 function Devices() {
   const [sessions, setSessions] = useState(null);
@@ -99,6 +100,7 @@ export function SettingsView() {
         <p>${me.user.name} · ${me.user.email} · ${me.role}</p>
       </section>
       <${Devices} />
+      <${MyMemory} />
       ${state.can("tokens:create") && html`<${Tokens} />`}
       ${state.can("members:read") && html`<${Members} />`}
       ${state.can("members:manage") && html`<${Invitations} />`}

@@ -165,6 +165,8 @@ function NavLinks() {
     );
   }
   if (state.can("audit:read")) items.push(link("/audit", ["audit"], "list", "Audit log"));
+  if (state.can("memory:review")) items.push(link("/memory", ["memory"], "list", "Memory review"));
+  items.push(link("/search", ["search"], "list", "Search"));
   if (!items.length) return null;
   return html`<ul class="nav-links" aria-label="Views">${items}</ul>`;
 }

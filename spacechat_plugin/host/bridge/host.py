@@ -379,6 +379,12 @@ class BridgeHost(BridgeEvents, BridgeSync, BridgeTasks):
         # Spacebot's HTTP API reads memories but has no route that writes one.
         raise RuntimeError("the Spacebot bridge cannot save memories yet")
 
+    async def forget_memory(self, *, agent_id: str, key: str) -> bool:
+        if agent_id not in self.agents_by_id:
+            raise LookupError(f"no agent {agent_id}")
+        # Nor one that deletes one (its PR for memory edit and delete was closed unmerged).
+        raise RuntimeError("the Spacebot bridge cannot forget memories yet")
+
     async def deliver_interaction(self, *, agent_id: str, interaction: Mapping[str, Any]) -> None:
         if agent_id not in self.agents_by_id:
             raise LookupError(f"no agent {agent_id}")

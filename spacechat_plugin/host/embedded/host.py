@@ -71,7 +71,7 @@ class EmbeddedHost:
     async def start(self) -> None:
         if self.memory_path.exists():
             lines = (await asyncio.to_thread(self.memory_path.read_text, encoding="utf-8")).splitlines()
-            self.memories = [json.loads(line) for line in lines if line.strip()]
+            self.memories = _fold([json.loads(line) for line in lines if line.strip()])
         await self.hooks.must("spacebot_startup", host=self, config=self.raw_config)
 
     def routes(self) -> list[Any]:
@@ -301,10 +301,14 @@ class EmbeddedHost:
     async def save_memory(self, *, agent_id: str, memory: Mapping[str, Any]) -> str:
         if agent_id not in self.agents_by_id:
             raise LookupError(f"no agent {agent_id}")
-        memory_id = new_id("mem")
+        key = memory.get("key")
+        held = next((m for m in self.memories if key and m.get("key") == key and m["agent_id"] == agent_id), None)
+        if held is not None and int(held.get("revision") or 0) >= int(memory.get("revision") or 0):
+            return str(held["id"])  # already held at this revision: a retried delivery saves nothing
+        memory_id = str(held["id"]) if held is not None else new_id("mem")
         record = {**dict(memory), "id": memory_id, "agent_id": agent_id, "saved_at": now_rfc3339()}
         await asyncio.to_thread(_append_line, self.memory_path, json.dumps(record, ensure_ascii=False))
-        self.memories.append(record)
+        self.memories = [m for m in self.memories if m["id"] != memory_id] + [record]
         await self.hooks.call(
             "spacebot_memory_saved",
             agent_id=agent_id,
@@ -315,6 +319,17 @@ class EmbeddedHost:
             content_summary=str(memory.get("content", ""))[:200],
         )
         return memory_id
+
+    async def forget_memory(self, *, agent_id: str, key: str) -> bool:
+        if agent_id not in self.agents_by_id:
+            raise LookupError(f"no agent {agent_id}")
+        held = [m for m in self.memories if m.get("key") == key and m["agent_id"] == agent_id]
+        if not held:
+            return False
+        line = json.dumps({"id": held[0]["id"], "agent_id": agent_id, "key": key, "forgotten": True})
+        await asyncio.to_thread(_append_line, self.memory_path, line)
+        self.memories = [m for m in self.memories if m.get("key") != key or m["agent_id"] != agent_id]
+        return True
 
     def recall(self, agent_id: str, text: str, limit: int = 5) -> list[dict[str, Any]]:
         """Memories sharing at least two words (of four letters or more) with `text`."""
@@ -372,6 +387,16 @@ class EmbeddedHost:
     ) -> dict[str, Any]:
         """The embedded host owns no tasks of another system: Spacechat's own tasks are its own."""
         raise LookupError(f"the embedded host has no {source!r} tasks (only the bridge to a Spacebot has)")
+
+
+def _fold(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The memories a journal holds: the last line per id wins; a `forgotten` line removes it."""
+    latest: dict[str, dict[str, Any]] = {}
+    for record in records:
+        latest.pop(str(record["id"]), None)
+        if not record.get("forgotten"):
+            latest[str(record["id"])] = record
+    return list(latest.values())
 
 
 def _append_line(path: Path, line: str) -> None:

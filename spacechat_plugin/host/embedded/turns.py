@@ -326,7 +326,7 @@ class AgentChannel:
             if call.name == "branch":
                 result = await self._branch(call, turn.base)
             elif call.name == "memory_save":
-                result = await self._save_memory(call)
+                result = await self._save_memory(call, turn)
             else:
                 result = await run_worker(self, call, turn.base, preapproved=preapproved)
             turn.conversation.append(
@@ -423,8 +423,9 @@ class AgentChannel:
         await hooks.call("spacebot_branch_completed", **where, branch_id=branch_id, conclusion=conclusion)
         return conclusion
 
-    async def _save_memory(self, call: ToolCall) -> str:
-        """Spacebot's memory_save: `spacebot_before_memory_save` may queue it for review or refuse it."""
+    async def _save_memory(self, call: ToolCall, turn: Turn) -> str:
+        """Spacebot's memory_save: `spacebot_before_memory_save` may queue it for review, save it
+        itself (through the HostAPI) or refuse it."""
         content = str(call.arguments.get("content", ""))[:50_000]
         if not content.strip():
             return "Tool error: a memory needs content"
@@ -434,6 +435,9 @@ class AgentChannel:
             "importance": float(call.arguments.get("importance") or 0.6),
             "source": f"channel:{self.channel_id}",
             "channel_id": self.channel_id,
+            "thread_id": turn.record.thread_id,
+            "turn_id": turn.turn_id,
+            "message_ids": [m.message_id for m in turn.record.inbound],
         }
         decision = await self.host.hooks.first(
             "spacebot_before_memory_save", agent_id=self.agent.id, channel_id=self.channel_id, memory=memory
@@ -442,6 +446,8 @@ class AgentChannel:
             return f"Queued for review (candidate {decision.get('candidate_id')})"
         if decision and decision.get("action") == "reject":
             return f"Not saved: {decision.get('reason') or 'refused by policy'}"
+        if decision and decision.get("action") == "saved":
+            return f"Saved memory {decision.get('memory_id')}"
         memory_id = await self.host.save_memory(agent_id=self.agent.id, memory=memory)
         return f"Saved memory {memory_id}"
 

@@ -1,0 +1,1 @@
+"""Memory under policy and consent: policies, consent, candidates, review, embeddings, retention, export."""
