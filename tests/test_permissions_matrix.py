@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DOC = (ROOT / "docs" / "permissions.md").read_text()
 ROW = re.compile(r"^\| `(GET|POST|PUT|PATCH|DELETE|WS) (/v1/\S+)` \| (\S+) \| ([^|]+?) \|$", re.M)
 TABLE = {f"{m} {p}": (scope, resource.strip()) for m, p, scope, resource in ROW.findall(DOC)}
-CHANNEL_KINDS = {"channel", "thread", "message", "attachment", "task", "candidate", "memory"}
+CHANNEL_KINDS = {"channel", "thread", "message", "attachment", "task", "candidate", "memory", "memo"}
 ORGS = ("A", "B")  # A: the first organisation (its owner holds the instance role); B: another
 INSTANCE_WIDE = {"GET /v1/system/health"}  # routes whose answer covers the instance with instance:read
 POLL = {
@@ -100,12 +100,17 @@ def _seed_place(server: Server, owner: Person, names: tuple[str, str], agent: st
                 f"/v1/channels/{channel['id']}/messages", json={"text": f"in {name}", "attachments": [upload["id"]]}
             ).json()
             task = client.post("/v1/tasks", json={"title": f"task in {name}", "channel_id": channel["id"]}).json()
+            memo = client.post(
+                "/v1/voice/memos", data={"channel_id": channel["id"]}, files={"file": ("m.ogg", MEMO, "audio/ogg")}
+            )
+            assert memo.status_code == 201, memo.text
             place.channels[kind] = {
                 "channel": channel["id"],
                 "thread": posted["thread"]["id"],
                 "message": posted["message"]["id"],
                 "attachment": upload["id"],
                 "task": task["task"]["id"],
+                "memo": memo.json()["memo"]["id"],
                 **_seed_memory(client, channel["id"]),
             }
             if kind == "private":  # nobody in the matrix is a member: the owner leaves
@@ -124,6 +129,9 @@ def _people(server: Server, owner: Person) -> dict[str, Person]:
         **{role: invite(server, owner.token, role) for role in ("admin", "operator", "member", "guest")},
         "agent": bot(server, owner.token),
     }
+
+
+MEMO = b""  # a spoken clip (Ogg/Opus), made once the Piper voice is loaded
 
 
 def _voted_candidate(client: httpx.Client, channel_id: str) -> str:
@@ -155,8 +163,11 @@ def _seed_memory(client: httpx.Client, channel_id: str) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    server, globex = two_org_server(tmp_path_factory.mktemp("matrix") / "data")
+def world(tmp_path_factory: pytest.TempPathFactory, voice_model: Path, clip: Any) -> Iterator[World]:
+    global MEMO
+    MEMO = clip.files["ogg"]
+    # Every role of both organisations posts a memo: room for all of them in the voice queue.
+    server, globex = two_org_server(tmp_path_factory.mktemp("matrix") / "data", voice={"queue": 128})
     owner = Person(server.owner, server.token)
     # Like A's owner, B's acts through an API token (signing out ends a session, not a token).
     with httpx.Client(base_url=server.url, headers=globex.auth, timeout=30) as client:
@@ -530,6 +541,28 @@ BUILDERS: dict[str, Builder] = {
     "GET /v1/search": lambda w, r, o, c: Call("GET", "/v1/search", params={"q": "matrix poll", "mode": "hybrid"}),
     "GET /v1/realtime/sse": lambda w, r, o, c: Call("GET", "/v1/realtime/sse"),
     "WS /v1/realtime/ws": lambda w, r, o, c: Call("WS", "/v1/realtime/ws"),
+    "GET /v1/voice": lambda w, r, o, c: Call("GET", "/v1/voice"),
+    "POST /v1/voice/memos": lambda w, r, o, c: Call(
+        "POST", "/v1/voice/memos", params={"channel_id": ids(w, o, c)["channel"]}, content=MEMO
+    ),
+    "GET /v1/voice/memos/{memo_id}": lambda w, r, o, c: Call("GET", f"/v1/voice/memos/{ids(w, o, c)['memo']}"),
+    "GET /v1/voice/memos/{memo_id}/transcript": lambda w, r, o, c: Call(
+        "GET", f"/v1/voice/memos/{ids(w, o, c)['memo']}/transcript"
+    ),
+    # The matrix's memos are people's recordings, not spoken replies: past the checks, 404.
+    "GET /v1/voice/memos/{memo_id}/clips/{index}": lambda w, r, o, c: Call(
+        "GET",
+        f"/v1/voice/memos/{ids(w, o, c)['memo']}/clips/0",
+        expect=expected_or("GET /v1/voice/memos/{memo_id}/clips/{index}", r, w.home, o, c, 404),
+    ),
+    "WS /v1/voice/live": lambda w, r, o, c: Call("WS", f"/v1/voice/live?channel_id={ids(w, o, c)['channel']}"),
+    # The matrix's message is a person's: past the checks, only an agent's reply can be read aloud.
+    "POST /v1/voice/speech": lambda w, r, o, c: Call(
+        "POST",
+        "/v1/voice/speech",
+        json={"message_id": ids(w, o, c)["message"]},
+        expect=expected_or("POST /v1/voice/speech", r, w.home, o, c, 422),
+    ),
 }
 
 
@@ -598,9 +631,14 @@ def perform(world: World, call: Call, person: Person) -> tuple[int, str]:
         if call.path == "/v1/realtime/sse":
             with client.stream("GET", call.path, headers=headers) as response:
                 return response.status_code, ""
-        response = client.request(
-            call.method, call.path, json=call.json, content=call.content, headers=headers, params=call.params
-        )
+        if call.path == "/v1/voice/memos":
+            fields = {"channel_id": call.params["channel_id"]}
+            files = {"file": ("m.ogg", call.content or b"", "audio/ogg")}
+            response = client.post(call.path, data=fields, files=files, headers=headers)
+        else:
+            response = client.request(
+                call.method, call.path, json=call.json, content=call.content, headers=headers, params=call.params
+            )
         if response.status_code >= 400:
             body = response.json()
             assert set(body) == {"error"} and body["error"]["code"], response.text

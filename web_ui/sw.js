@@ -68,6 +68,8 @@ const SHELL = [
   "/views/thread.js",
   "/views/timeline.js",
   "/views/ui.js",
+  "/views/voice.js",
+  "/voice.css",
   "/virtual.js",
   "/manifest.webmanifest",
   "/icons/icon.svg",

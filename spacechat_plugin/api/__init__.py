@@ -42,6 +42,7 @@ from . import (
     stop,
     tasks,
     timeline,
+    voice,
 )
 from .common import EXCEPTION_HANDLERS, RequestIdMiddleware
 
@@ -173,6 +174,13 @@ V1_ROUTES: list[BaseRoute] = [
     Route("/search", search.search, methods=["GET"]),
     Route("/realtime/sse", realtime.sse, methods=["GET"]),
     realtime.WebSocketEndpoint("/realtime/ws", realtime.ws),
+    Route("/voice", voice.status, methods=["GET"]),
+    Route("/voice/memos", voice.post_memo, methods=["POST"]),
+    Route("/voice/memos/{memo_id}", voice.memo_audio, methods=["GET"]),
+    Route("/voice/memos/{memo_id}/transcript", voice.transcript, methods=["GET"]),
+    Route("/voice/memos/{memo_id}/clips/{index}", voice.clip, methods=["GET"]),
+    Route("/voice/speech", voice.speak, methods=["POST"]),
+    realtime.WebSocketEndpoint("/voice/live", voice.live, over_http=voice.live_over_http),
     Route("/openapi.json", openapi.document, methods=["GET"]),
 ]
 

@@ -34,6 +34,7 @@ from ..realtime.bus import Bus
 from ..realtime.streams import Streams
 from ..search.service import SearchService
 from ..store.db import Database
+from ..voice.service import VoiceService
 
 
 class Context(Protocol):
@@ -62,6 +63,7 @@ class Context(Protocol):
     notifications: Notifier
     presence: Presence
     memory: Memory
+    voice: VoiceService
     inflight_keys: set[tuple[str, str]]
 
     @property

@@ -261,3 +261,7 @@ class ReportPresence(Body):
 class Typing(Body):
     thread_id: str | None = Field(None, description="The thread being replied in; null for a new thread.")
     typing: bool = Field(True, description="true while typing (repeat every few seconds); false when done.")
+
+
+class SpeakMessage(Body):
+    message_id: str = Field(min_length=1, max_length=64, description="The agent's reply to read aloud.")

@@ -106,18 +106,36 @@ def _responses(op: Operation, method: str) -> dict[str, Any]:
 
 
 def _websocket(route: WebSocketRoute) -> dict[str, Any]:
+    described: Operation | None = getattr(route.endpoint, "__spacechat_operation__", None)
+    if described is None:  # the realtime stream
+        return {
+            "summary": "Subscribe to events over a WebSocket (resume with ?after=)",
+            "tags": ["realtime"],
+            "operationId": "realtime_ws",
+            "x-required-scope": "realtime:subscribe",
+            "parameters": [_query("after", {"type": "integer", "minimum": 0, "description": "resume after this seq"})],
+            "responses": {
+                "101": {"description": "Switching to the WebSocket protocol"},
+                "400": _error("The cursor is not valid"),
+                "401": _error("Not signed in"),
+                "403": _error("Signed in without realtime:subscribe"),
+                "426": _error("A plain HTTP request: upgrade to a WebSocket"),
+            },
+        }
     return {
-        "summary": "Subscribe to events over a WebSocket (resume with ?after=)",
-        "tags": ["realtime"],
-        "operationId": "realtime_ws",
-        "x-required-scope": "realtime:subscribe",
-        "parameters": [_query("after", {"type": "integer", "minimum": 0, "description": "resume after this seq"})],
+        "summary": described.summary,
+        "tags": described.tags,
+        "operationId": f"{route.endpoint.__name__}_ws",
+        "x-required-scope": described.scope,
+        "parameters": [_query(name, text) for name, text in described.query.items()],
         "responses": {
             "101": {"description": "Switching to the WebSocket protocol"},
-            "400": _error("The cursor is not valid"),
+            "400": _error("The request is not valid; details name the bad fields"),
             "401": _error("Not signed in"),
-            "403": _error("Signed in without realtime:subscribe"),
+            "403": _error(f"Signed in without {described.scope}"),
+            "404": _error("No such resource (or not yours to see)"),
             "426": _error("A plain HTTP request: upgrade to a WebSocket"),
+            "503": _error("Not available on this server (the extra is not installed)"),
         },
     }
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import orjson
 from starlette.exceptions import HTTPException
@@ -118,7 +120,18 @@ async def ws_over_http(request: Request) -> Response:
 
 
 class WebSocketEndpoint(WebSocketRoute):
-    """The WebSocket route, which also answers a plain HTTP GET on its path (ws_over_http)."""
+    """A WebSocket route that also answers a plain HTTP GET on its path: the handshake's own
+    refusals, else 426 (`over_http`; by default the realtime stream's, ws_over_http)."""
+
+    def __init__(
+        self,
+        path: str,
+        endpoint: Callable[..., Any],
+        *,
+        over_http: Callable[[Request], Awaitable[Response]] = ws_over_http,
+    ) -> None:
+        super().__init__(path, endpoint)
+        self.over_http = over_http
 
     def matches(self, scope: Scope) -> tuple[Match, Scope]:
         if scope["type"] != "http":
@@ -134,5 +147,5 @@ class WebSocketEndpoint(WebSocketRoute):
             return
         if scope["method"] not in ("GET", "HEAD"):
             raise HTTPException(status_code=405, headers={"Allow": "GET"})
-        response = await ws_over_http(Request(scope, receive))
+        response = await self.over_http(Request(scope, receive))
         await response(scope, receive, send)

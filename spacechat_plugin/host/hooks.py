@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 import pluggy
@@ -32,3 +33,20 @@ class HookRunner:
     async def must(self, name: str, **kwargs: Any) -> list[Any]:
         """Like `call`, but a failure propagates (startup: a plugin that cannot start stops the host)."""
         return await call_hook(self.pm, name, **kwargs)
+
+    async def inbound_text(self, *, agent_id: str, channel_id: str, thread_id: str, message: Mapping[str, Any]) -> str:
+        """The text an agent reads for an inbound message: for recorded speech (`message["voice"]`),
+        what `spacebot_transcribe_audio` returns (the transcript); otherwise the message's text."""
+        text = str(message.get("text", ""))
+        voice = message.get("voice")
+        if not isinstance(voice, Mapping):
+            return text
+        transcript = await self.first(
+            "spacebot_transcribe_audio",
+            agent_id=agent_id,
+            channel_id=channel_id,
+            thread_id=thread_id,
+            message_id=message.get("id"),
+            audio=voice,
+        )
+        return str(transcript) if transcript is not None else text

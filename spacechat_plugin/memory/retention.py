@@ -52,6 +52,17 @@ def attachment_path(data_dir: Path, attachment_id: str) -> Path:
     return data_dir / "attachments" / attachment_id[-2:] / attachment_id
 
 
+def remove_voice_files(data_dir: Path, memo_id: str) -> int:
+    """A voice memo's audio and the sentences of a spoken reply (voice/service.py stores them as
+    `voice/<last 2>/<id>.<ext>` and `<id>.clip<n>.ogg`): how many files were deleted."""
+    removed = 0
+    for path in (data_dir / "voice" / memo_id[-2:]).glob(f"{memo_id}.*"):
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+            removed += 1
+    return removed
+
+
 async def purge(
     db: Database,
     data_dir: Path,
@@ -82,6 +93,8 @@ async def purge(
         with contextlib.suppress(FileNotFoundError):
             await asyncio.to_thread(path.unlink)
             files += 1
+    for memo_id in result.voice_memos:
+        files += await asyncio.to_thread(remove_voice_files, data_dir, memo_id)
     if forget is not None and result.memories:
         await forget(result.memories)
     return {"dry_run": dry_run, **result.counts, "files": files}

@@ -28,7 +28,7 @@ from ..events import (
 )
 from . import chat
 from .db import Database, WriteTx, dumps, loads
-from .shapes import attachment_json, message_json, plain_preview, thread_json, title_of
+from .shapes import TITLE_CHARS, attachment_json, message_json, plain_preview, thread_json, title_of
 
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
 OPEN_STATES = ("created", "streaming")
@@ -132,9 +132,11 @@ def post_message(
     client_msg_id: str | None = None,
     claim: IdempotencyClaim | None = None,
     mentions: Sequence[str] = (),
+    title: str | None = None,
 ) -> PostResult:
-    """Create a message; with `thread_id` None it opens a thread in `channel`. `mentions` are the
-    `@handles` in its text: the people and agents they name follow the thread."""
+    """Create a message; with `thread_id` None it opens a thread in `channel` (titled `title`, or
+    after the text). `mentions` are the `@handles` in its text: the people and agents they name
+    follow the thread."""
     if claim is not None:
         replay = replay_claim(tx, claim)
         if replay is not None:
@@ -152,7 +154,7 @@ def post_message(
             "team_id": channel["team_id"],
             "channel_id": channel["id"],
             "root_message_id": message_id,
-            "title": title_of(text),
+            "title": title_of(text) if title is None else title[:TITLE_CHARS],
             "reply_count": 0,
             "created_at": now,
             "created_by_kind": actor.kind,

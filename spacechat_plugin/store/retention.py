@@ -1,4 +1,4 @@
-"""Retention (issue 12, point 6): deleting messages, their attachments, candidates and memories
+"""Retention (issue 12, point 6): deleting messages, their attachments and voice memos, candidates and memories
 past the retention their policy sets, and taking their text out of the event log.
 
 The purge runs in one transaction per run. Files are deleted by the caller after the commit
@@ -25,6 +25,8 @@ SCRUB: dict[str, tuple[tuple[str, ...], str]] = {
     "interaction": (("interaction.submitted",), "$.payload.interaction.message_id"),
     "memory": (("memory.saved",), "$.payload.memory.id"),
     "candidate": (("memory.candidate.created", "memory.rejected"), "$.payload.candidate.id"),
+    "voice_memo": (("voice.memo.created", "voice.memo.transcribed", "voice.memo.failed"), "$.payload.memo.id"),
+    "voice_clip": (("voice.memo.speech",), "$.payload.memo_id"),
 }
 
 
@@ -57,6 +59,7 @@ class PurgeResult:
     counts: dict[str, int] = field(default_factory=dict)
     attachments: list[str] = field(default_factory=list)
     memories: list[str] = field(default_factory=list)  # tombstoned now: their agents forget them
+    voice_memos: list[str] = field(default_factory=list)  # their audio files go after the commit
 
 
 def _due(tx: WriteTx, table: str, cutoffs: Mapping[str, str], column: str, extra: str = "") -> list[str]:
@@ -81,9 +84,11 @@ def purge(
     memories = _due(tx, "memories", channel_cutoffs, "channel_id", "AND status != 'deleted'")
     memories += _due(tx, "memories", org_cutoffs, "org_id", "AND channel_id IS NULL AND status != 'deleted'")
     attachments = _attachments_of(tx, messages)
+    voice_memos = _voice_memos_of(tx, messages)
     result.counts = {
         "messages": len(messages),
         "attachments": len(attachments),
+        "voice_memos": len(voice_memos),
         "candidates": len(candidates),
         "memories": len(memories),
     }
@@ -91,7 +96,9 @@ def purge(
         return result
     result.attachments = attachments
     result.memories = memories
+    result.voice_memos = voice_memos
     result.counts["vectors"] = _remove_vectors(tx, [*messages, *candidates, *memories])
+    _delete_voice_memos(tx, voice_memos)
     result.counts["threads"] = _delete_messages(tx, messages)
     _delete_candidates(tx, candidates)
     _tombstone_memories(tx, memories)
@@ -106,6 +113,25 @@ def _attachments_of(tx: WriteTx, message_ids: Sequence[str]) -> list[str]:
             for row in tx.all(f"SELECT id FROM attachments WHERE message_id IN ({','.join('?' * len(chunk))})", chunk)
         )
     return found
+
+
+def _voice_memos_of(tx: WriteTx, message_ids: Sequence[str]) -> list[str]:
+    """The voice memos of these messages: a person's recording, or the speech of a reply."""
+    found: list[str] = []
+    for chunk in _chunks(message_ids):
+        marks = ",".join("?" * len(chunk))
+        found.extend(row[0] for row in tx.all(f"SELECT id FROM voice_memos WHERE message_id IN ({marks})", chunk))
+    return found
+
+
+def _delete_voice_memos(tx: WriteTx, ids: Sequence[str]) -> None:
+    """A purged memo leaves no transcript: not in its row, its sentences or the log."""
+    for chunk in _chunks(ids):
+        marks = ",".join("?" * len(chunk))
+        tx.execute(f"DELETE FROM voice_clips WHERE memo_id IN ({marks})", chunk)
+        tx.execute(f"DELETE FROM voice_memos WHERE id IN ({marks})", chunk)
+    scrub_events(tx, "voice_memo", ids)
+    scrub_events(tx, "voice_clip", ids)
 
 
 def _remove_vectors(tx: WriteTx, ids: Sequence[str]) -> int:

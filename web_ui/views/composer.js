@@ -7,6 +7,7 @@ import { typed, stoppedTyping } from "../presence.js";
 import { html, Icon, size } from "./ui.js";
 import { useCompletion } from "./autocomplete.js";
 import { CardMakerButton, CardMakerDialog } from "./cardmaker.js";
+import { RecordButton } from "./voice.js";
 
 let uploadSeq = 0;
 
@@ -121,6 +122,7 @@ export function Composer({ channelId, threadId = null, placeholder, label, onSen
         onPaste=${paste}
       ></textarea>
       ${completion.list}
+      <${RecordButton} channelId=${channelId} threadId=${threadId} onSent=${onSent} />
       <button type="submit" class="icon-button send" aria-label="Send" disabled=${busy || (!text.trim() && !ready.length)}>
         <${Icon} name="send" />
       </button>

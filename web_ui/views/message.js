@@ -12,6 +12,7 @@ import { Reactions, MessageActions, Editor, Edited, Tombstone, isEditing } from 
 import { StopButton, OpenIncidentButton } from "./replyops.js";
 import { PresenceDot } from "./notifications.js";
 import { Avatar } from "./profile.js";
+import { VoiceNote } from "./voice.js";
 
 /** A component that re-renders only when a prop changes (by identity). */
 export function memo(render) {
@@ -130,7 +131,8 @@ export const MessageRow = memo(function MessageRow({ message, name, index, total
     ${message._reasoning &&
     message._reasoning.text &&
     html`<details class="reasoning"><summary>Reasoning</summary><p>${message._reasoning.text}</p></details>`}
-    <${Content} message=${message} />
+    ${!(message.metadata && message.metadata.voice && message.metadata.voice.kind === "memo") && html`<${Content} message=${message} />`}
+    <${VoiceNote} message=${message} />
     ${streaming &&
     !message.text &&
     (waiting

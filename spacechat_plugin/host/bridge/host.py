@@ -221,10 +221,13 @@ class BridgeHost(BridgeEvents, BridgeSync, BridgeTasks):
             and agent.id not in skip
         ]
         sender_name = str(author.get("name") or author.get("id") or "someone")
-        text = str(message.get("text", ""))
         message_id = message.get("id")
         for agent in takers:
             conversation = Conversation(agent.id, str(channel["id"]), thread_id)
+            # A voice memo reaches Spacebot as its transcript: the text /api/portal/send carries.
+            text = await self.hooks.inbound_text(
+                agent_id=agent.id, channel_id=str(channel["id"]), thread_id=thread_id, message=message
+            )
             await self.hooks.call(
                 "spacebot_inbound_message",
                 **conversation.place,

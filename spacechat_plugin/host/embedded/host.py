@@ -182,6 +182,9 @@ class EmbeddedHost:
             and agent.id not in skip
         ]
         for agent in takers:
+            text = await self.hooks.inbound_text(
+                agent_id=agent.id, channel_id=channel["id"], thread_id=thread_id, message=message
+            )
             await self.hooks.call(
                 "spacebot_inbound_message",
                 agent_id=agent.id,
@@ -193,14 +196,14 @@ class EmbeddedHost:
                     "id": author.get("id"),
                     "name": author.get("name") or author.get("id"),
                 },
-                text=message.get("text", ""),
+                text=text,
             )
             self._channel(agent.id, channel["id"]).enqueue(
                 Inbound(
                     thread_id,
                     str(message.get("id")),
                     str(author.get("name") or author.get("id") or "someone"),
-                    str(message.get("text", "")),
+                    text,
                 )
             )
         return [agent.id for agent in takers]
