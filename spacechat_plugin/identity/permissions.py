@@ -163,6 +163,8 @@ EVENT_READS: tuple[tuple[str, str, str], ...] = (
     ("worker.", "GET /v1/channels/{channel_id}/metrics", "GET /v1/agents/{agent_id}/status"),
     # Presence is part of the directory: who may list the members may see who is around.
     ("presence.", "GET /v1/users", "GET /v1/users"),
+    # A memo and its transcript, or an agent's spoken reply: as the memo's transcript shows it.
+    ("voice.", "GET /v1/voice/memos/{memo_id}/transcript", "GET /v1/voice/memos/{memo_id}/transcript"),
     ("system.", "GET /v1/system/health", "GET /v1/system/health"),
     ("incident.", "GET /v1/incidents/{incident_id}", "GET /v1/incidents/{incident_id}"),
     # Candidates and memories carry what people said about people: as the review queue and the
