@@ -232,7 +232,14 @@ async def test_an_interrupt_answered_from_a_card_resumes_the_run(tmp_path: Path,
             assert clicked.status_code == 201, clicked.text
 
             def replied(message: dict[str, Any]) -> bool:
-                return message["author"]["kind"] == "agent" and message["state"] == "completed" and not card(message)
+                # The card came mid-turn, so the reply goes on in a message below it (issue 13).
+                continued = (message.get("metadata") or {}).get("continued_in")
+                return (
+                    message["author"]["kind"] == "agent"
+                    and message["state"] == "completed"
+                    and not card(message)
+                    and not continued
+                )
 
             reply = await asyncio.to_thread(wait_for_message, server, thread_id, replied)
             assert reply["text"] == "Done: deployed to production."

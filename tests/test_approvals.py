@@ -48,7 +48,13 @@ def ask(server: Server, client: httpx.Client, text: str, thread_id: str | None =
 
 def replies(client: httpx.Client, thread_id: str) -> list[dict[str, Any]]:
     history = client.get(f"/v1/threads/{thread_id}/history", params={"limit": 200}).json()["messages"]
-    return [m for m in history if m["author"]["kind"] == "agent" and not m["blocks"]]
+    # An approval card posted mid-turn moves the reply on below it (issue 13): the message above
+    # the card, closed and `continued_in` the one below, is not a reply of its own.
+    return [
+        m
+        for m in history
+        if m["author"]["kind"] == "agent" and not m["blocks"] and not (m["metadata"] or {}).get("continued_in")
+    ]
 
 
 def reply_done(server: Server, client: httpx.Client, thread_id: str, count: int) -> dict[str, Any]:

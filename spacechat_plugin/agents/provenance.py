@@ -81,6 +81,8 @@ class Builder:
             self.turn_of_message[message["id"]] = turn_id
             self.turn_mark[turn_id] = event["timestamp"]
             metadata = message["metadata"]
+            if metadata.get("continues"):
+                return  # the turn goes on in a message below one posted mid-turn: no new step
             if metadata.get("retry_of"):
                 self.add(event, "retry", turn_id=turn_id, retry_of=metadata["retry_of"], message_id=message["id"])
             self.add(
