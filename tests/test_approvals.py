@@ -149,6 +149,62 @@ def test_once_per_thread_asks_once_in_each_thread(server: Server, client: httpx.
     assert "Tool denied" in reply_done(server, client, other, 1)["text"]
 
 
+def test_once_per_thread_and_approve_for_this_thread_runs_on_in_that_thread_only(
+    server: Server, client: httpx.Client
+) -> None:
+    set_policy(client, "calculate", "once_per_thread", "low")
+    thread_id = ask(server, client, "calculate 6 + 1")
+    assert click(client, card(server, thread_id), "tool.approve_thread").status_code == 201
+    assert "7" in reply_done(server, client, thread_id, 1)["text"]
+    rules = client.get("/v1/approvals/rules").json()["rules"]
+    assert [(r["tool"], r["decision"], r["thread_id"]) for r in rules] == [("calculate", "allow", thread_id)]
+    ask(server, client, "calculate 6 + 2", thread_id)
+    assert "8" in reply_done(server, client, thread_id, 2)["text"]
+    assert len(cards(client, thread_id)) == 1, "not asked again in this thread"
+    latest = decisions(client)[0]
+    assert latest["actor"]["kind"] == "system" and latest["details"]["rule"].startswith("approved for this thread")
+    other = ask(server, client, "calculate 6 + 3")
+    assert click(client, card(server, other), "tool.deny").status_code == 201, "another thread is asked"
+    assert "Tool denied" in reply_done(server, client, other, 1)["text"]
+
+
+def test_once_per_thread_and_deny_and_remember_refuses_everywhere_unasked(server: Server, client: httpx.Client) -> None:
+    set_policy(client, "calculate", "once_per_thread", "low")
+    thread_id = ask(server, client, "calculate 5 + 5")
+    assert click(client, card(server, thread_id), "tool.deny_remember").status_code == 201
+    assert "Tool denied" in reply_done(server, client, thread_id, 1)["text"]
+    assert "deny_remember by" in decisions(client)[0]["details"]["rule"]
+    rules = client.get("/v1/approvals/rules").json()["rules"]
+    assert [(r["tool"], r["decision"], r["thread_id"]) for r in rules] == [("calculate", "deny", None)]
+    ask(server, client, "calculate 5 + 6", thread_id)
+    assert "remembered denial" in reply_done(server, client, thread_id, 2)["text"]
+    other = ask(server, client, "calculate 5 + 7")
+    assert "remembered denial" in reply_done(server, client, other, 1)["text"]
+    assert len(cards(client, thread_id)) == 1 and cards(client, other) == [], "nobody is asked again"
+    assert all(e["details"]["rule"].startswith("remembered denial") for e in decisions(client)[:2])
+
+
+def test_a_policy_for_the_agent_beats_the_policy_for_every_agent(server: Server, client: httpx.Client) -> None:
+    set_policy(client, "calculate", "never")
+    mine = {"agent_id": "spacebot", "tool": "calculate", "policy": "auto", "risk": "low"}
+    assert client.post("/v1/approvals/policies", json=mine).status_code == 200
+    thread_id = ask(server, client, "calculate 20 + 22")
+    assert "42" in reply_done(server, client, thread_id, 1)["text"], "spacebot's own policy: auto"
+    assert cards(client, thread_id) == []
+    assert client.delete("/v1/approvals/policies/spacebot/calculate").status_code == 204
+    ask(server, client, "calculate 20 + 23", thread_id)
+    assert "policy never" in reply_done(server, client, thread_id, 2)["text"], "then the policy for every agent"
+    assert decisions(client)[0]["details"]["rule"].startswith("policy never for spacebot/calculate")
+    mine["policy"] = "always"
+    assert client.post("/v1/approvals/policies", json=mine).status_code == 200
+    ask(server, client, "calculate 20 + 24", thread_id)
+    asked = card(server, thread_id)
+    assert "policy: always" in str(asked["blocks"]) and "Risk: **low**" in str(asked["blocks"])
+    assert click(client, asked, "tool.approve").status_code == 201
+    assert "44" in reply_done(server, client, thread_id, 3)["text"]
+    assert "under policy always" in decisions(client)[0]["details"]["rule"]
+
+
 def test_auto_runs_and_never_refuses_without_asking(server: Server, client: httpx.Client) -> None:
     set_policy(client, "current_time", "auto")
     before = len(decisions(client))

@@ -6,6 +6,7 @@ file (the composition root with no agent host), so the test sets their clocks.""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -15,8 +16,8 @@ import pytest
 
 from spacechat_plugin.app import Spacechat
 from spacechat_plugin.config import settings_from_mapping
-from spacechat_plugin.events import Actor
-from spacechat_plugin.store import audit
+from spacechat_plugin.events import SYSTEM, Actor
+from spacechat_plugin.store import audit, chat, identity
 from spacechat_plugin.store import incidents as incident_store
 from spacechat_plugin.store import messages as message_store
 
@@ -61,33 +62,42 @@ async def audit_rows(app: Spacechat, action: str) -> list[dict[str, Any]]:
     )
 
 
-async def test_a_pending_approval_escalates_then_times_out_to_deny(app: Spacechat) -> None:
-    clock = FakeClock()
-    app.approvals.clock = clock
+async def ask_approval(app: Spacechat, text: str) -> tuple[asyncio.Task[dict[str, Any] | None], str, dict[str, Any]]:
+    """A person's message in #spacebot whose turn asks to run `restart_service`: the waiting
+    call, its thread and its pending approval."""
     channel = app.access.channel_named("spacebot", app.instance.org_id)
     assert channel is not None
     posted = await app.db.write(
         lambda tx: message_store.post_message(
-            tx, actor=Actor("user", "u_sam"), channel=channel, thread_id=None, text="restart billing"
+            tx, actor=Actor("user", "u_sam"), channel=channel, thread_id=None, text=text
         )
     )
+    thread_id = posted.thread["id"]
     asked = asyncio.create_task(
         app.approvals.before_tool_call(
             agent_id="spacebot",
             channel_id=channel["id"],
-            thread_id=posted.thread["id"],
-            turn_id="turn_1",
-            call_id="call_1",
+            thread_id=thread_id,
+            turn_id=f"turn_{thread_id}",
+            call_id=f"call_{thread_id}",
             tool="restart_service",
-            arguments={"service": "billing"},
+            arguments={"service": text.split()[-1]},
         )
     )
-    inbox = []
-    for _ in range(100):
-        inbox = await app.approvals.inbox(app.instance.org_id)
-        if inbox:
-            break
+    for _ in range(200):
+        waiting = [a for a in await app.approvals.inbox(app.instance.org_id) if a["thread_id"] == thread_id]
+        if waiting:
+            return asked, thread_id, waiting[0]
         await asyncio.sleep(0.01)
+    raise AssertionError("the approval was never asked")
+
+
+async def test_a_pending_approval_escalates_then_times_out_to_deny(app: Spacechat) -> None:
+    clock = FakeClock()
+    app.approvals.clock = clock
+    asked, _, first = await ask_approval(app, "restart billing")
+    inbox = await app.approvals.inbox(app.instance.org_id)
+    assert inbox[0]["id"] == first["id"]
     assert [(a["tool"], a["risk"], a["age_seconds"]) for a in inbox] == [("restart_service", "high", 0)]
     clock.advance(minutes=29)
     assert await app.approvals.sweep() == {"escalated": [], "timed_out": []}
@@ -112,6 +122,45 @@ async def test_a_pending_approval_escalates_then_times_out_to_deny(app: Spacecha
     assert escalated[0]["details"]["to"] == "role:owner"
     card = await message_store.get_message(app.db, str(inbox[0]["message_id"]))
     assert card is not None and card["card_state"]["decided"]["decision"]["label"].startswith("Denied: no decision")
+
+
+async def test_an_approval_escalates_to_a_named_person_who_is_mentioned(app: Spacechat) -> None:
+    clock = FakeClock()
+    app.approvals.clock = clock
+    org = app.instance.org_id
+    ada = await app.db.write(
+        lambda tx: identity.create_user(
+            tx, org_id=org, kind="human", name="Ada Oncall", role="admin", email="ada@example.com", actor=SYSTEM
+        )
+    )
+    app.approvals.settings = app.approvals.settings.model_copy(update={"escalate_to": "ada@example.com"})
+    asked, thread_id, approval = await ask_approval(app, "restart search")
+    clock.advance(minutes=30)
+    assert await app.approvals.sweep() == {"escalated": [approval["id"]], "timed_out": []}
+    pending = (await app.approvals.inbox(org))[0]
+    assert pending["escalated_to"] == ada["id"]
+    assert (await audit_rows(app, "approval.escalated"))[0]["details"]["to"] == ada["id"]
+    history = await message_store.history(app.db, thread_id, before=None, after=None, limit=10)
+    line = "Approval of `restart_service` has waited 30 minutes: escalated to @ada-oncall."
+    assert history.messages[-1]["text"] == line
+    spacebot = app.access.channel_named("spacebot", org)
+    assert spacebot is not None
+    followed, _ = await chat.inbox(app.db, ada["id"], [spacebot["id"]], before=None, limit=10, unread_only=False)
+    assert [(row["id"], row["mentioned"]) for row in followed] == [(thread_id, 1)], "in Ada's inbox, as a mention"
+
+    # Someone who is no member of the organisation (a typo, a deactivated account): its admins.
+    app.approvals.settings = app.approvals.settings.model_copy(update={"escalate_to": "usr_gone"})
+    other, other_thread, second = await ask_approval(app, "restart ledger")
+    clock.advance(minutes=30)
+    assert await app.approvals.sweep() == {"escalated": [second["id"]], "timed_out": []}
+    later = {a["id"]: a for a in await app.approvals.inbox(org)}
+    assert later[second["id"]]["escalated_to"] == "role:admin" and later[approval["id"]]["escalated_to"] == ada["id"]
+    lines = await message_store.history(app.db, other_thread, before=None, after=None, limit=10)
+    assert lines.messages[-1]["text"].endswith("escalated to admins.")
+    for task in (asked, other):
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 async def test_incident_lifecycle_with_reminders_roles_timeline_and_retrospective(app: Spacechat) -> None:

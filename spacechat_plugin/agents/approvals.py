@@ -34,7 +34,7 @@ from ..hookspecs import HostAPI
 from ..identity.permissions import Access, Principal
 from ..operations.clock import Clock, SystemClock, parse, stamp
 from ..store import approvals as store
-from ..store import audit
+from ..store import audit, identity
 from ..store import messages as message_store
 from ..store.db import Database, WriteTx
 
@@ -449,11 +449,11 @@ class Approvals:
         return done
 
     async def _escalate(self, approval: dict[str, Any], at: str) -> bool:
-        to = self.settings.escalate_to
         channel = self.access.channels.get(approval["channel_id"])
         minutes = self.settings.escalate_after_minutes
 
         def write(tx: WriteTx) -> bool:
+            to, whom, mentions = self._escalation_target(tx, approval["org_id"])
             if not store.escalate(tx, approval["id"], to, at):
                 return False
             approval.update(escalated_to=to, escalated_at=at)
@@ -468,17 +468,30 @@ class Approvals:
                 details={"to": to, "tool": approval["tool"], "after_minutes": minutes},
             )
             if channel is not None:
-                whom = to.removeprefix("role:") + "s" if to.startswith("role:") else f"<@{to}>"
                 message_store.post_message(
                     tx,
                     actor=SYSTEM,
                     channel=channel,
                     thread_id=approval["thread_id"],
                     text=f"Approval of `{approval['tool']}` has waited {minutes:g} minutes: escalated to {whom}.",
+                    mentions=mentions,
                 )
             return True
 
         return bool(await self.db.write(write))
+
+    def _escalation_target(self, tx: WriteTx, org_id: str) -> tuple[str, str, list[str]]:
+        """`approvals.escalate_to` as (what is recorded, how the line names it, handles it
+        mentions). A person (by id or email) is @mentioned, so the thread lands in their inbox;
+        one who is not an active member of the organisation falls back to its admins."""
+        to = self.settings.escalate_to
+        if to.startswith("role:"):
+            return to, to.removeprefix("role:") + "s", []
+        person = identity.active_person(tx, org_id, to)
+        if person is None:
+            log.warning("approvals.escalate_to %r is no active member: escalating to admins", to)
+            return "role:admin", "admins", []
+        return str(person["id"]), f"@{person['handle']}", [str(person["handle"])]
 
     async def sweep_loop(self) -> None:
         while True:

@@ -155,6 +155,14 @@ def user_row(tx: WriteTx, user_id: str) -> Any:
     return tx.one("SELECT * FROM users WHERE id = ?", (user_id,))
 
 
+def active_person(tx: WriteTx, org_id: str, id_or_email: str) -> Any:
+    """The active human of the organisation with this id or email, or None."""
+    return tx.one(
+        "SELECT * FROM users WHERE org_id = ? AND kind = 'human' AND deactivated_at IS NULL AND (id = ? OR email = ?)",
+        (org_id, id_or_email, id_or_email),
+    )
+
+
 def set_role(tx: WriteTx, user_id: str, role: str, actor: Actor) -> dict[str, Any]:
     tx.execute("UPDATE users SET role = ? WHERE id = ?", (role, user_id))
     user = user_json(user_row(tx, user_id))
