@@ -16,7 +16,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from .fake_openai import FakeOpenAI, priced_agent_config
-from .support import Person, Server, events_after, invite, wait_for_message, wait_until
+from .support import Person, Server, events_after, invite, toml_config, wait_for_message, wait_until
 
 pytestmark = pytest.mark.asyncio
 
@@ -349,5 +349,60 @@ async def test_metrics_parse_and_match_the_database(tmp_path: Path, model: FakeO
         completed = [s for s in families["spacechat_turns"].samples if s.labels["outcome"] == "completed"]
         assert sum(s.value for s in completed) == turns == 1
         assert families["spacechat_event_log_seq"].samples[0].value > 0
+    finally:
+        server.stop()
+
+
+async def test_metrics_and_usage_count_unpriced_requests_apart_from_the_cost(tmp_path: Path, model: FakeOpenAI) -> None:
+    # `local-model*` has no cache-read price, so of the turn that asks the time, the first request
+    # (50 in, 7 out, no cache) is priced and the second (100 of its 120 prompt tokens cached) is
+    # not; `other-model` has no price at all.
+    config = toml_config(f"""
+[providers.local]
+kind = "openai"
+base_url = "{model.url}"
+
+[[prices]]
+match = "local-model*"
+input = 1.0
+output = 2.0
+
+[[agents]]
+id = "llama"
+name = "Llama"
+provider = "local"
+model = "local-model-7b"
+channels = ["spacebot"]
+
+[[agents]]
+id = "mistral"
+name = "Mistral"
+provider = "local"
+model = "other-model"
+channels = ["general"]
+""")
+    server = Server(tmp_path / "data", config).start()
+    try:
+        thread_id = ask(server, "what time is it")
+        await asyncio.to_thread(replies, server, thread_id, 1)
+        with httpx.Client(base_url=server.url, headers=server.auth) as client:
+            general = client.post(f"/v1/channels/{server.channel_id('general')}/messages", json={"text": "hello"})
+            assert general.status_code == 201
+            await asyncio.to_thread(replies, server, general.json()["thread"]["id"], 1)
+            response = client.get("/metrics")
+            report = client.get("/v1/usage", params={"group_by": "agent,model"}).json()
+        priced = (50 * 1.0 + 7 * 2.0) / 1_000_000
+        families = {f.name: f for f in text_string_to_metric_families(response.text)}
+
+        def by_agent(family: str) -> dict[str, float]:
+            return {s.labels["agent"]: s.value for s in families[family].samples}
+
+        assert by_agent("spacechat_llm_requests") == {"llama": 2, "mistral": 1}
+        assert by_agent("spacechat_llm_cost_usd") == {"llama": pytest.approx(priced)}, "no $0 for mistral"
+        assert by_agent("spacechat_llm_unpriced_requests") == {"llama": 1, "mistral": 1}
+        rows = {row["agent"]: row for row in report["rows"]}
+        assert (rows["llama"]["cost_usd"], rows["llama"]["unpriced_requests"]) == (pytest.approx(priced), 1)
+        assert (rows["mistral"]["cost_usd"], rows["mistral"]["unpriced_requests"]) == (None, 1)
+        assert report["total"]["cost_usd"] == pytest.approx(priced) and report["total"]["unpriced_requests"] == 2
     finally:
         server.stop()

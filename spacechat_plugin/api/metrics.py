@@ -52,12 +52,17 @@ async def metrics(request: Request) -> Response:
     tokens = CounterMetricFamily("spacechat_llm_tokens", "LLM tokens used", labels=["agent", "model", "kind"])
     requests = CounterMetricFamily("spacechat_llm_requests", "LLM requests", labels=["agent", "model"])
     cost = CounterMetricFamily("spacechat_llm_cost_usd", "LLM cost in USD (priced requests)", labels=["agent", "model"])
+    unpriced = CounterMetricFamily(
+        "spacechat_llm_unpriced_requests", "LLM requests with no known price (not in cost)", labels=["agent", "model"]
+    )
     for row in rows["usage"]:
         for index, name in enumerate(usage.COUNTERS):
             tokens.add_metric([row[0], row[1], name.removesuffix("_tokens")], row[2 + index] or 0)
         requests.add_metric([row[0], row[1]], row[7])
-        cost.add_metric([row[0], row[1]], row[8])
-    families += [tokens, requests, cost]
+        if row[8] is not None:  # a model none of whose requests was priced has no cost, not $0
+            cost.add_metric([row[0], row[1]], row[8])
+        unpriced.add_metric([row[0], row[1]], row[9])
+    families += [tokens, requests, cost, unpriced]
 
     turns = CounterMetricFamily("spacechat_turns", "Agent turns ended", labels=["agent", "outcome"])
     for row in rows["turns"]:

@@ -244,7 +244,9 @@ async def metric_rows(db: Database, org_id: str) -> dict[str, list[Any]]:
             "SELECT author_kind, state, COUNT(*) FROM messages WHERE org_id = ? GROUP BY author_kind, state", (org_id,)
         ),
         "usage": await db.fetchall(
-            f"SELECT agent_id, model, {sums}, COUNT(*), COALESCE(SUM(cost_usd), 0)"
+            # The priced requests' cost (NULL when none was priced) and the unpriced ones apart:
+            # an unknown cost is never exported as $0.
+            f"SELECT agent_id, model, {sums}, COUNT(*), SUM(cost_usd), SUM(cost_usd IS NULL)"
             " FROM usage_records WHERE org_id = ? GROUP BY agent_id, model",
             (org_id,),
         ),

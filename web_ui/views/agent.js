@@ -9,7 +9,7 @@ import * as state from "../state.js";
 import { channelPath, threadPath } from "../router.js";
 import { OpsButton } from "./opsbuttons.js";
 import { HealthChip, NeedsScope } from "./dashboard.js";
-import { Errors, money, ms, number, tokensOf } from "./metrics.js";
+import { Errors, costOf, money, ms, number, tokensOf } from "./metrics.js";
 import { html, ErrorNote } from "./ui.js";
 
 function channelName(id) {
@@ -102,7 +102,7 @@ export function AgentView({ agentId }) {
                 ${[["hour", "Last hour"], ["day", "Last 24 hours"], ["30d", "Last 30 days"]].map(
                   ([key, label]) => html`<tr key=${key}>
                     <th scope="row">${label}</th><td>${number(data.usage[key].requests)}</td>
-                    <td>${number(tokensOf(data.usage[key]))}</td><td>${money(data.usage[key].cost_usd)}</td>
+                    <td>${number(tokensOf(data.usage[key]))}</td><td>${costOf(data.usage[key])}</td>
                   </tr>`,
                 )}
               </tbody>

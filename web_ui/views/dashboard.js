@@ -10,7 +10,7 @@ import { health, healthStatus, loadHealth, openIncidents, recoveries } from "../
 import { agentPath } from "../router.js";
 import { OpsButton, PendingOps } from "./opsbuttons.js";
 import { UsageChart, series } from "./chart.js";
-import { money, number, tokensOf } from "./metrics.js";
+import { costOf, money, number, tokensOf } from "./metrics.js";
 import { html, ErrorNote, fullTime, shortTime } from "./ui.js";
 
 export function HealthChip({ status }) {
@@ -119,7 +119,7 @@ function Usage() {
         ${breakdown.rows.map(
           (row) => html`<tr key=${row.agent + row.model}>
             <th scope="row">${state.displayName({ kind: "agent", id: row.agent })}</th><td>${row.model}</td>
-            <td>${number(row.requests)}</td><td>${number(tokensOf(row))}</td><td>${money(row.cost_usd)}</td>
+            <td>${number(row.requests)}</td><td>${number(tokensOf(row))}</td><td class="cost">${costOf(row)}</td>
           </tr>`,
         )}
       </tbody>

@@ -40,6 +40,14 @@ export function money(usd) {
   return `$${usd.toFixed(6)}`;
 }
 
+/** A total's cost: the priced requests' sum, and how many requests are not in it (so a total
+ * that mixes priced and unpriced requests never reads as complete). */
+export function costOf(usage) {
+  const unpriced = (usage && usage.unpriced_requests) || 0;
+  if (!unpriced || usage.cost_usd === null || usage.cost_usd === undefined) return money(usage ? usage.cost_usd : 0);
+  return `${money(usage.cost_usd)} + ${unpriced} unpriced`;
+}
+
 export const number = (n) => (n === null || n === undefined ? "–" : Number(n).toLocaleString());
 export const ms = (value) => (value === null || value === undefined ? "–" : value < 1000 ? `${value} ms` : `${(value / 1000).toFixed(1)} s`);
 
