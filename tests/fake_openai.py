@@ -118,20 +118,23 @@ class FakeOpenAI:
         return response
 
 
-def priced_agent_config(model: FakeOpenAI, extra: str = "", **sections: Any) -> str:
+PRICING = """
+[pricing."local-model"]
+input = 1.0
+output = 2.0
+cache_read = 0.5
+"""
+
+
+def priced_agent_config(model: FakeOpenAI, extra: str = "", pricing: str = PRICING, **sections: Any) -> str:
     """A server config whose agent `llama` (in #spacebot) runs on this fake model, with a price
-    table for it; `extra` TOML and `sections` as `toml_config` takes them."""
+    table for it (`pricing`, TOML); `extra` TOML and `sections` as `toml_config` takes them."""
     return toml_config(
         f"""
 [providers.local]
 kind = "openai"
 base_url = "{model.url}"
-
-[pricing."local-model"]
-input = 1.0
-output = 2.0
-cache_read = 0.5
-
+{pricing}
 [[agents]]
 id = "llama"
 name = "Llama"

@@ -16,7 +16,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from .fake_openai import FakeOpenAI, priced_agent_config
-from .support import Person, Server, events_after, invite, toml_config, wait_for_message, wait_until
+from .support import Person, Server, events_after, invite, wait_for_message, wait_until
 
 pytestmark = pytest.mark.asyncio
 
@@ -357,30 +357,23 @@ async def test_metrics_and_usage_count_unpriced_requests_apart_from_the_cost(tmp
     # `local-model*` has no cache-read price, so of the turn that asks the time, the first request
     # (50 in, 7 out, no cache) is priced and the second (100 of its 120 prompt tokens cached) is
     # not; `other-model` has no price at all.
-    config = toml_config(f"""
-[providers.local]
-kind = "openai"
-base_url = "{model.url}"
-
-[[prices]]
-match = "local-model*"
-input = 1.0
-output = 2.0
-
-[[agents]]
-id = "llama"
-name = "Llama"
-provider = "local"
-model = "local-model-7b"
-channels = ["spacebot"]
-
+    config = priced_agent_config(
+        model,
+        extra="""
 [[agents]]
 id = "mistral"
 name = "Mistral"
 provider = "local"
 model = "other-model"
 channels = ["general"]
-""")
+""",
+        pricing="""
+[[prices]]
+match = "local-model*"
+input = 1.0
+output = 2.0
+""",
+    )
     server = Server(tmp_path / "data", config).start()
     try:
         thread_id = ask(server, "what time is it")
