@@ -293,6 +293,17 @@ async def test_incidents_move_through_their_states(shared_server: Server) -> Non
         with httpx.Client(base_url=shared_server.url, headers=member.auth) as mem:
             assert mem.get(f"/v1/incidents/{incident['id']}").status_code == 200
             assert mem.post(f"/v1/incidents/{incident['id']}/actions/acknowledge").status_code == 403
+        said = client.post(
+            f"/v1/channels/{shared_server.channel_id('general')}/messages", json={"text": "p95 is 9 s since 10:02"}
+        ).json()["message"]
+        pins = f"/v1/incidents/{incident['id']}/pins"
+        pinned = client.post(pins, json={"message_id": said["id"]})
+        assert pinned.status_code == 201, pinned.text
+        assert client.post(pins, json={"message_id": said["id"]}).json()["error"]["code"] == "already_pinned"
+        assert client.post(pins, json={"message_id": "msg_nope"}).status_code == 404
+        timeline = client.get(f"/v1/incidents/{incident['id']}/timeline").json()["timeline"]
+        assert [(e["kind"], e["message_id"]) for e in timeline] == [("opened", None), ("pin", said["id"])]
+        assert timeline[1]["text"] == f"pinned a message of {operator.user['name']}: p95 is 9 s since 10:02"
         acked = client.post(f"/v1/incidents/{incident['id']}/actions/acknowledge").json()["incident"]
         assert acked["status"] == "investigating" and acked["acknowledged_by"] == operator.id
         assert acked["severity"] == "sev3", "the old severity names still work: minor is sev3"
@@ -310,6 +321,7 @@ async def test_incidents_move_through_their_states(shared_server: Server) -> Non
         thread = client.get(f"/v1/threads/{card['thread_id']}/history").json()["messages"]
         name = operator.user["name"]
         assert [m["text"] for m in thread[1:]] == [
+            f"Incident #{incident['number']} pinned a message of {name}: p95 is 9 s since 10:02",
             f"Incident #{incident['number']} acknowledged by {name}",
             f"Incident #{incident['number']} escalated to admins by {name}",
             f"Incident #{incident['number']} resolved by {name}: cache warmed",
@@ -320,7 +332,13 @@ async def test_incidents_move_through_their_states(shared_server: Server) -> Non
             for e in owner.get("/v1/audit", params={"action": "incident."}).json()["entries"]
             if e["target"]["id"] == incident["id"]
         ]
-    assert steps == ["incident.resolved", "incident.escalated", "incident.acknowledged", "incident.opened"]
+    assert steps == [
+        "incident.resolved",
+        "incident.escalated",
+        "incident.acknowledged",
+        "incident.message_pinned",
+        "incident.opened",
+    ]
 
 
 async def test_metrics_parse_and_match_the_database(tmp_path: Path, model: FakeOpenAI) -> None:

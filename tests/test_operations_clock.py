@@ -12,13 +12,16 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from spacechat_plugin.app import Spacechat
 from spacechat_plugin.config import settings_from_mapping
+from spacechat_plugin.errors import Conflict
 from spacechat_plugin.events import SYSTEM, Actor
 from spacechat_plugin.store import audit, chat, identity
 from spacechat_plugin.store import incidents as incident_store
+from spacechat_plugin.store import log as event_log
 from spacechat_plugin.store import messages as message_store
 
 pytestmark = pytest.mark.asyncio
@@ -194,6 +197,20 @@ async def test_incident_lifecycle_with_reminders_roles_timeline_and_retrospectiv
     assert await incidents.sweep() == [], "one reminder per quiet spell"
     await incidents.assign_role(iid, "lead", "u_lena", owner, ip=None)
     await incidents.assign_role(iid, "communications", "u_cory", owner, ip=None)
+    graph = (
+        await app.db.write(
+            lambda tx: message_store.post_message(
+                tx,
+                actor=Actor("user", "u_sam"),
+                channel=general,
+                thread_id=source["thread_id"],
+                text="the error graph: 40% of checkout requests fail since 09:00",
+            )
+        )
+    ).message
+    await incidents.pin(iid, graph, owner, ip=None)
+    with pytest.raises(Conflict):
+        await incidents.pin(iid, graph, owner, ip=None)
     clock.advance(minutes=2)
     acked = await incidents.act(iid, "acknowledge", Actor("user", "u_lena"))
     assert acked["status"] == "investigating" and acked["acknowledged_at"] == "2026-03-02T09:17:00.000Z"
@@ -221,6 +238,7 @@ async def test_incident_lifecycle_with_reminders_roles_timeline_and_retrospectiv
         "reminder",
         "role",
         "role",
+        "pin",
         "status",
         "update",
         "reminder",
@@ -231,7 +249,8 @@ async def test_incident_lifecycle_with_reminders_roles_timeline_and_retrospectiv
         "status",
     ]
     assert timeline[1]["message_id"] == source["id"] and "checkout returns 502" in timeline[1]["text"]
-    assert "<@u_lena>" in timeline[7]["text"], "a reminder names the lead"
+    assert timeline[5]["message_id"] == graph["id"] and "40% of checkout requests fail" in timeline[5]["text"]
+    assert "<@u_lena>" in timeline[8]["text"], "a reminder names the lead"
     stored = await incident_store.get(app.db, iid)
     assert stored is not None
     retro = stored["retrospective"]
@@ -242,12 +261,18 @@ async def test_incident_lifecycle_with_reminders_roles_timeline_and_retrospectiv
     assert "- lead: u_lena" in retro and "- communications: u_cory" in retro
     assert "Rolling back the 09:00 deploy." in retro and "checkout returns 502 for everyone" in retro
     assert "severity sev1 -> sev2" in retro
+    pins = retro.split("## Pinned messages (2)\n\n")[1].split("\n\n")[0].splitlines()
+    assert pins == [
+        "- 2026-03-02T09:00:00.000Z u_sam: checkout returns 502 for everyone",
+        "- 2026-03-02T09:15:00.000Z u_sam: the error graph: 40% of checkout requests fail since 09:00",
+    ], "the pin made after opening is in the draft with the one made at opening"
     steps = [row["action"] for row in reversed(await audit_rows(app, "incident."))]
     assert steps == [
         "incident.opened",
         "incident.update_reminder",
         "incident.role_assigned",
         "incident.role_assigned",
+        "incident.message_pinned",
         "incident.acknowledged",
         "incident.update_posted",
         "incident.update_reminder",
@@ -259,3 +284,31 @@ async def test_incident_lifecycle_with_reminders_roles_timeline_and_retrospectiv
     ]
     source_thread = await message_store.history(app.db, source["thread_id"], before=None, after=None, limit=10)
     assert any("opened from this" in m["text"] for m in source_thread.messages)
+    # Each step went out as an `incident.*` event (what realtime delivers), in the incidents
+    # channel, carrying the incident as it was after the step.
+    incidents_channel = app.access.channel_named("incidents", org)
+    assert incidents_channel is not None
+    logged = [e for e in await event_log.read_after(app.db, 0) if e.event_type.startswith("incident.")]
+    assert {e.channel_id for e in logged} == {incidents_channel["id"]}
+    payloads = [orjson.loads(e.body)["payload"] for e in logged]
+    assert [
+        (e.event_type, p.get("change"), p["incident"]["status"]) for e, p in zip(logged, payloads, strict=True)
+    ] == [
+        ("incident.opened", None, "triage"),
+        ("incident.updated", "reminder", "triage"),
+        ("incident.updated", "role", "triage"),
+        ("incident.updated", "role", "triage"),
+        ("incident.updated", "pin", "triage"),
+        ("incident.acknowledged", None, "investigating"),
+        ("incident.updated", "update", "investigating"),
+        ("incident.updated", "reminder", "investigating"),
+        ("incident.updated", "severity", "investigating"),
+        ("incident.updated", "status", "mitigated"),
+        ("incident.updated", "reminder", "mitigated"),
+        ("incident.resolved", None, "resolved"),
+        ("incident.updated", "status", "closed"),
+        ("incident.updated", "retrospective", "closed"),
+    ]
+    assert payloads[4]["detail"] == {"message_id": graph["id"]}
+    assert payloads[8]["detail"] == {"from": "sev1", "to": "sev2"} and payloads[8]["incident"]["severity"] == "sev2"
+    assert payloads[-1]["incident"]["retrospective"] == retro

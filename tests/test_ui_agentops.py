@@ -82,6 +82,7 @@ async def test_timeline_scrubber_shows_the_thread_at_each_step(server: Server, b
     total = page.locator(".usage-total")
     await expect(total).to_contain_text("unpriced · 2 requests · 2 unpriced")
     await expect(total).not_to_contain_text("$0")
+    await expect(page.locator("table.data-table td.cost")).to_have_text(["unpriced"])
     await watched.assert_clean()
 
 
@@ -127,6 +128,41 @@ async def test_open_an_incident_from_a_message_and_close_it(server: Server, brow
     await expect(retro).to_contain_text("Rolling back the deploy.")
     await page.goto(f"{server.url}/t/{thread_id}")
     await expect(page.locator("article.msg").filter(has_text="Incident #1 opened from this")).to_have_count(1)
+    await watched.assert_clean()
+
+
+async def test_open_an_incident_from_the_incidents_page(server: Server, browser: Browser) -> None:
+    watched = await signed_in_page(browser, server, viewport=VIEWPORT)
+    page = watched.page
+    await page.goto(f"{server.url}/incidents")
+    await wait_connected(page)
+    await expect(page.get_by_text("No incidents here.")).to_be_visible()
+    form = page.locator("form.open-incident-form")
+    await expect(form.get_by_role("heading", name="Open an incident")).to_be_visible()
+    # A title of spaces only is refused by the server: the form says why and nothing is opened.
+    await form.get_by_label("Title").fill("   ")
+    await form.get_by_role("button", name="Open incident").click()
+    await expect(form.get_by_role("alert")).to_contain_text("title")
+    await expect(page.locator("li.incident")).to_have_count(0)
+    await form.get_by_label("Title").fill("Search answers slowly")
+    await form.get_by_label("Severity").select_option("sev2")
+    await form.get_by_label("What is known").fill("p95 of /v1/search is 8 s since 14:00")
+    await form.get_by_role("button", name="Open incident").click()
+    await expect(form.get_by_role("status")).to_have_text("Incident #1 opened.")
+    await expect(form.get_by_label("Title")).to_have_value("")
+    row = page.locator("li.incident")
+    await expect(row).to_have_count(1)
+    await expect(row).to_have_attribute("data-status", "triage")
+    await expect(row.locator(".incident-head")).to_contain_text("#1 Search answers slowly")
+    await expect(row.locator(".severity")).to_have_text("sev2")
+    await expect(row.locator(".error-message")).to_have_text("p95 of /v1/search is 8 s since 14:00")
+    with server.sync_client() as client:
+        listed = client.get("/v1/incidents").json()["incidents"]
+    assert [(i["number"], i["title"], i["severity"], i["kind"], i["status"]) for i in listed] == [
+        (1, "Search answers slowly", "sev2", "manual", "triage")
+    ]
+    await row.get_by_role("button", name="Details").click()
+    await expect(row.locator(".incident-timeline li[data-kind='opened']")).to_contain_text("as sev2")
     await watched.assert_clean()
 
 

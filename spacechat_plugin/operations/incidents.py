@@ -122,6 +122,8 @@ class Step:
     change: str = ""
     detail: dict[str, Any] = field(default_factory=dict)
     message_id: str | None = None
+    # The timeline entry's data, when it is not `detail` (a pin keeps the quote there).
+    data: dict[str, Any] | None = None
 
 
 Change = Callable[[WriteTx, dict[str, Any], str], Step]
@@ -219,7 +221,8 @@ class Incidents:
             who = self._name(tx, actor.id) if actor.kind != "system" else "the system"
             self._timeline(tx, incident, at, actor, "opened", f"opened by {who} as {level}: {title[:200]}")
             if from_message is not None:
-                self._pin(tx, incident, from_message, actor, at)
+                text, data = self._pin(tx, from_message)
+                self._timeline(tx, incident, at, actor, "pin", text, message_id=from_message["id"], data=data)
                 self._note_in_thread(tx, from_message, actor, f"Incident #{incident['number']} opened from this")
             return incident
 
@@ -268,23 +271,12 @@ class Incidents:
         user = identity.user_row(tx, user_id)
         return str(user["name"]) if user is not None else user_id
 
-    def _pin(self, tx: WriteTx, incident: Mapping[str, Any], message: Mapping[str, Any], actor: Actor, at: str) -> None:
+    def _pin(self, tx: WriteTx, message: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+        """A pinned message's timeline entry: its text and data (the quote, where it is)."""
         author = self._name(tx, message["author"]["id"])
         quote = " ".join(str(message["text"]).split())[:300]
-        self._timeline(
-            tx,
-            incident,
-            at,
-            actor,
-            "pin",
-            f"pinned a message of {author}: {quote}",
-            message_id=message["id"],
-            data={
-                "quote": f"{author}: {quote}",
-                "channel_id": message["channel_id"],
-                "thread_id": message["thread_id"],
-            },
-        )
+        data = {"quote": f"{author}: {quote}", "channel_id": message["channel_id"], "thread_id": message["thread_id"]}
+        return f"pinned a message of {author}: {quote}", data
 
     def _note_in_thread(self, tx: WriteTx, message: Mapping[str, Any], actor: Actor, text: str) -> None:
         channel = self.access.channels.get(message["channel_id"])
@@ -321,7 +313,8 @@ class Incidents:
                 ip=ip,
                 details=step.detail,
             )
-            self._timeline(tx, incident, at, actor, step.kind, step.text, message_id=step.message_id, data=step.detail)
+            data = step.detail if step.data is None else step.data
+            self._timeline(tx, incident, at, actor, step.kind, step.text, message_id=step.message_id, data=data)
             self._refresh_card(tx, incident, actor, f"Incident #{incident['number']} {step.text}")
             if incident["status"] == "closed" and before["status"] != "closed":
                 self._retrospective(tx, incident, actor)
@@ -436,15 +429,17 @@ class Incidents:
         def change(tx: WriteTx, incident: dict[str, Any], at: str) -> Step:
             if incident_store.pinned(tx, incident_id, message["id"]):
                 raise Conflict("this message is already pinned", code="already_pinned")
-            self._pin(tx, incident, message, actor, at)
+            # One timeline entry, the same as a pin made at opening: the retrospective lists it.
+            text, data = self._pin(tx, message)
             return Step(
                 None,
                 "incident.message_pinned",
-                "pinned",
-                f"pinned a message ({message['id']})",
+                "pin",
+                text,
                 change="pin",
                 detail={"message_id": message["id"]},
                 message_id=message["id"],
+                data=data,
             )
 
         return await self._change(incident_id, actor, change, ip=ip)
