@@ -1,7 +1,8 @@
 """Approval policies end to end over HTTP with the embedded host's scripted agent: each policy x
 each decision, "approve for this thread" staying in its thread, a remembered denial applied to
-the next call, the inbox, audit rows naming the rule; and the provenance timeline of a thread
-with a tool, an approval and a retry."""
+the next call, a policy for one agent over the one for every agent, the inbox, audit rows
+naming the rule; and the provenance timeline of a thread with a tool, an approval and a retry,
+and of a priced turn that made a memory candidate."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
+from .memory_support import agent_reply, candidates, make_channel, person
 from .support import Server, invite, toml_config, wait_until
 
 CONFIG = toml_config(top='hook_plugins = ["tool_approval"]')
@@ -313,6 +315,49 @@ def test_timeline_of_a_thread_with_a_tool_an_approval_and_a_retry(server: Server
     with httpx.Client(base_url=server.url, headers=member.auth) as other:
         assert other.get(f"/v1/threads/{thread_id}/timeline").status_code == 200
     assert client.get("/v1/threads/thr_nope/timeline").status_code == 404
+
+
+def test_timeline_shows_a_priced_model_call_and_the_memory_candidate_a_turn_made(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    # The scripted model priced (USD per million tokens), and a channel whose agent memories
+    # wait for review: the turn that saves a memory makes a candidate.
+    prices = '\n[[prices]]\nmatch = "scripted-*"\ninput = 3.0\noutput = 15.0\n'
+    server = Server(tmp_path_factory.mktemp("provenance") / "data", toml_config(prices)).start()
+    try:
+        with server.sync_client() as owner:
+            channel_id = make_channel(owner, "decisions", ingestion="review", sources=["agent"])
+        ina = person(server, "Ina Inwell", consent="in")
+        with httpx.Client(base_url=server.url, headers=ina.auth) as client:
+            posted = client.post(
+                f"/v1/channels/{channel_id}/messages", json={"text": "@spacebot remember that deploys wait for Friday"}
+            )
+            assert posted.status_code == 201, posted.text
+            thread_id = posted.json()["thread"]["id"]
+            assert "Queued for review" in agent_reply(client, thread_id)
+        with server.sync_client() as owner:
+            steps = owner.get(f"/v1/threads/{thread_id}/timeline").json()["steps"]
+            candidate = next(c for c in candidates(owner) if c["thread_id"] == thread_id)
+        # memory_save is the agent's own tool, not a worker's (as in Spacebot): the candidate it
+        # made is its step, between the request that asked for it and the one that answered.
+        assert kinds(steps) == [
+            "message",
+            "turn_started",
+            "model_call",
+            "memory_candidate",
+            "model_call",
+            "turn_completed",
+        ]
+        made = steps[3]
+        assert made["candidate"]["id"] == candidate["id"] and made["candidate"]["content"] == "deploys wait for Friday"
+        assert made["candidate"]["source"] == "agent" and made["candidate"]["source_user_id"] == ina.id
+        for call in (steps[2], steps[4]):
+            tokens = call["tokens"]
+            assert tokens["input_tokens"] > 0 and tokens["output_tokens"] > 0
+            expected = (tokens["input_tokens"] * 3.0 + tokens["output_tokens"] * 15.0) / 1_000_000
+            assert call["unpriced"] is False and call["cost_usd"] == pytest.approx(expected)
+    finally:
+        server.stop()
 
 
 def test_policies_are_validated_and_listed(client: httpx.Client) -> None:
