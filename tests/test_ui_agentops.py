@@ -93,6 +93,8 @@ async def test_open_an_incident_from_a_message_and_close_it(server: Server, brow
     await page.goto(f"{server.url}/t/{thread_id}")
     await wait_connected(page)
     message = page.locator("article.msg").first
+    # The message's actions show on hover (or focus), in its toolbar, as a person finds them.
+    await message.hover()
     await message.get_by_role("button", name="Open incident from this message").click()
     dialog = page.get_by_role("dialog", name="Open an incident from this message")
     await dialog.get_by_label("Incident title").fill("Checkout is down")
