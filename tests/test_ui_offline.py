@@ -285,3 +285,42 @@ async def test_a_thread_not_kept_opens_offline_with_what_it_has(server: Server, 
     await expect(page.locator("#thread-metrics")).to_be_visible()
     await expect(metrics).to_have_attribute("aria-controls", "thread-metrics")
     await context.close()
+
+
+async def test_new_threads_queued_offline_in_a_channel_arrive_in_order_each_once(
+    server: Server, browser: Browser
+) -> None:
+    """The channel's own queue (`c:` in outbox.js): new threads written offline are started in the
+    order written, across a reload, each once."""
+    channel = (await post(server, "/v1/channels", {"name": "ideas"}))["channel"]
+    context = await new_context(browser)
+    await sign_in(context, server)
+    page = (await new_page(context)).page
+    await page.goto(f"{server.url}/c/{channel['id']}")
+    await wait_connected(page)
+    await service_worker_ready(page)
+    await expect(page.get_by_text("No threads yet. Start one below.")).to_be_visible()
+
+    await context.set_offline(True)
+    titles = [f"idea {i}" for i in range(1, 5)]
+    box = page.get_by_label("Start a new thread in #ideas")
+    pending = page.locator("article.thread-row[data-pending]")
+    for title in titles:
+        await box.fill(title)
+        await box.press("Enter")
+        await expect(pending.filter(has_text=title)).to_have_count(1)
+    await page.reload()  # offline: the queue comes back from IndexedDB, in the order written
+    await expect(pending).to_have_count(4)
+    assert [t.strip() for t in await pending.locator(".thread-title").all_inner_texts()] == titles
+
+    await context.set_offline(False)
+    await wait_connected(page)
+    await expect(pending).to_have_count(0)
+    feed = page.get_by_role("feed", name="Threads in #ideas").locator("article")
+    await expect(feed).to_have_count(4)
+    async with server.client() as client:
+        threads = (await client.get(f"/v1/channels/{channel['id']}/threads")).json()["threads"]
+    started = [t["title"] for t in sorted(threads, key=lambda t: t["last_seq"])]
+    assert started == titles, "each once, in the order written"
+    await context.close()
+
