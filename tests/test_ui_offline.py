@@ -324,3 +324,58 @@ async def test_new_threads_queued_offline_in_a_channel_arrive_in_order_each_once
     assert started == titles, "each once, in the order written"
     await context.close()
 
+
+async def test_the_cache_keeps_the_newest_threads_with_their_cards_and_attachments(
+    server: Server, browser: Browser
+) -> None:
+    """With room for one thread, opening a second evicts the first (least recently opened), and
+    Settings counts what is kept; the kept thread opens offline with its card and attachment."""
+    _, older = await open_thread(server, "general", "Older thread")
+    _, newer = await open_thread(server, "general", "Newer thread")
+    async with server.client() as client:
+        uploaded = await client.post(
+            "/v1/uploads",
+            params={"filename": "notes.txt"},
+            content=b"remember the milk",
+            headers={"Content-Type": "text/plain"},
+        )
+        assert uploaded.status_code == 201, uploaded.text
+    card = [
+        {"type": "section", "text": "**Deploy api v2.3?** It carries 3 migrations."},
+        {"type": "fields", "fields": [{"label": "Service", "value": "api"}]},
+    ]
+    await post(
+        server,
+        f"/v1/threads/{newer}/messages",
+        {"text": "the plan", "blocks": card, "attachments": [uploaded.json()["attachment"]["id"]]},
+    )
+    context = await new_context(browser)
+    await sign_in(context, server)
+    await context.add_init_script("localStorage.setItem('spacechat:offline-limit', '1')")
+    page = await open_offline_ready(context, server, older)
+    await wait_for_js(page, f"({CACHED_THREAD})('{older}')")
+    await page.goto(f"{server.url}/t/{newer}")
+    await expect(page.locator("article.msg .blocks .block-section")).to_contain_text("Deploy api v2.3?")
+    await wait_for_js(page, f"({CACHED_THREAD})('{newer}').then((c) => c && c.messages.length === 2 ? c : null)")
+    # The older copy went when the newer one came (one thread kept).
+    await wait_for_js(page, f"({CACHED_THREAD})('{older}').then((c) => c === null)")
+    await page.get_by_role("link", name="Settings and devices").click()
+    usage = page.locator(".offline-usage")
+    await expect(usage).to_have_attribute("data-threads", "1")
+    await expect(usage).to_contain_text("Kept now: 1 thread and")
+
+    await context.set_offline(True)
+    await page.goto(f"{server.url}/t/{newer}")
+    await expect(page.locator(".stale-note")).to_contain_text("Offline: showing what this device saved")
+    await expect(page.get_by_role("heading", name="Newer thread", level=1)).to_be_visible()
+    kept = page.locator("article.msg[data-message-id]", has_text="the plan")
+    await expect(kept.locator(".blocks .block-section strong")).to_have_text("Deploy api v2.3?")
+    await expect(kept.locator(".block-fields dt")).to_have_text(["Service"])
+    await expect(kept.locator(".attachment.file a")).to_have_attribute("download", "notes.txt")
+    # The evicted one is not kept: offline it cannot be shown.
+    await page.goto(f"{server.url}/t/{older}")
+    await expect(page.locator(".error-note")).to_contain_text("the server cannot be reached")
+    await context.set_offline(False)
+    await wait_connected(page)
+    await expect(page.get_by_role("heading", name="Older thread", level=1)).to_be_visible()
+    await context.close()
