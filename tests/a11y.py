@@ -4,9 +4,10 @@ desktop and phone width; any violation fails the test.
 Every browser context made by `tests.browser.new_context` is audited, so every existing and future
 browser test is held to it without asking:
 
-- axe-core (vendored for the tests only: `tests/vendor/axe-core/`, see `axe-core.sh` there) is
-  installed in every document before the page's own scripts, with a MutationObserver that tells
-  when the page has gone quiet.
+- axe-core (vendored for the tests only into `tests/vendor/axe-core/` by `tests/vendor/axe-core.sh`)
+  is installed in every document before the page's own scripts, with a MutationObserver that tells
+  when the page has gone quiet. A page of the server that axe is missing from (a failed
+  injection) is a finding too (`axe-missing`): it is never passed unchecked.
 - **After each navigation** (a page load or an in-app route change), once the page is quiet, axe
   runs in the page's own width, in light and in dark (the colour scheme is switched for the run and
   put back; only colours change, so the test's actions are not disturbed).
@@ -56,10 +57,13 @@ INIT_SCRIPT = (
 """
 )
 
-# Waits until the page is quiet, then runs axe; null for what is not an HTML page of a server.
+# Waits until the page is quiet, then runs axe; null for what is not an HTML page of a server,
+# and {missing: true} for one axe is not in (its injection failed: the page cannot be checked,
+# which must fail the test, never pass it unchecked).
 CHECK_SCRIPT = """
 async ({ quietMs, maxMs, tags }) => {
-  if (!/^https?:$/.test(location.protocol) || document.contentType !== "text/html" || !window.axe) return null;
+  if (!/^https?:$/.test(location.protocol) || document.contentType !== "text/html") return null;
+  if (!window.axe || typeof window.axe.run !== "function") return { url: location.href, missing: true, violations: [] };
   const started = performance.now();
   for (;;) {
     const now = performance.now();
@@ -171,6 +175,8 @@ class PageAudit:
         if not result:
             return
         path = address(result["url"])
+        if result.get("missing"):
+            self.findings.setdefault(("axe-missing", "", path, scheme, width), missing(path, scheme, width, when))
         for violation in result["violations"]:
             for node in violation["nodes"]:
                 key = (violation["id"], node["target"], path, scheme, width)
@@ -190,6 +196,23 @@ class PageAudit:
                         summary=" ".join(node["summary"].split()),
                     ),
                 )
+
+
+def missing(path: str, scheme: str, width: str, when: str) -> Finding:
+    """A page axe is not in (the init script did not run, or something removed it): unchecked."""
+    return Finding(
+        rule="axe-missing",
+        impact="unchecked",
+        help="axe-core is not in this page, so it could not be checked",
+        help_url="tests/a11y.py",
+        path=path,
+        scheme=scheme,
+        width=width,
+        when=when,
+        target="document",
+        html="",
+        summary="The accessibility check did not run: see INIT_SCRIPT and tests/browser.py new_context.",
+    )
 
 
 def address(url: str) -> str:

@@ -36,11 +36,10 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     return report
 
 
-@pytest.fixture
-async def browser(request: pytest.FixtureRequest) -> AsyncIterator[Browser]:
-    """Debian's Chromium, headless, for the web UI tests (one per test; tests/browser.py). The
-    pages the test left open get their end-of-test accessibility check here (tests/a11y.py)."""
-    async with chromium() as running:
+async def audited_chromium(request: pytest.FixtureRequest, args: list[str] | None = None) -> AsyncIterator[Browser]:
+    """Chromium for one test; the pages the test left open get their end-of-test accessibility
+    check when it ends (tests/a11y.py), unless the test failed already."""
+    async with chromium(args) as running:
         yield running
         outcome = getattr(request.node, "report_call", None)
         problems = await audit_remaining(running, check=outcome is not None and outcome.passed)
@@ -48,16 +47,24 @@ async def browser(request: pytest.FixtureRequest) -> AsyncIterator[Browser]:
 
 
 @pytest.fixture
-async def browser_with_microphone(tmp_path: Path, clip: Any) -> AsyncIterator[Browser]:
+async def browser(request: pytest.FixtureRequest) -> AsyncIterator[Browser]:
+    """Debian's Chromium, headless, for the web UI tests (one per test; tests/browser.py)."""
+    async for running in audited_chromium(request):
+        yield running
+
+
+@pytest.fixture
+async def browser_with_microphone(request: pytest.FixtureRequest, tmp_path: Path, clip: Any) -> AsyncIterator[Browser]:
     """Chromium whose microphone plays a Piper clip (a WAV file, looped) instead of a device. A
-    page may use it once the test grants the permission (`context.grant_permissions`)."""
+    page may use it once the test grants the permission (`context.grant_permissions`). Audited
+    as `browser` is."""
     wav = tmp_path / "microphone.wav"
     wav.write_bytes(clip.files["wav"])
     args = [
         "--use-fake-device-for-media-stream",
         f"--use-file-for-fake-audio-capture={wav}",
     ]
-    async with chromium(args) as running:
+    async for running in audited_chromium(request, args):
         yield running
 
 

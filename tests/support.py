@@ -392,14 +392,17 @@ def other_org(server: Server, name: str, email: str) -> Person:
     return Person(owner.json()["user"], owner.json()["session_token"])
 
 
-def two_org_server(data_dir: Path, extra: str = "", **sections: Any) -> tuple[Server, Person]:
+def two_org_server(
+    data_dir: Path, extra: str = "", *, globex_provider: str = "scripted-b", **sections: Any
+) -> tuple[Server, Person]:
     """A server with a second organisation, Globex, whose own agent `globex-bot` (provider
-    `scripted-b`) answers in Globex's #general; the first organisation keeps `spacebot`."""
+    `scripted-b`, its own, unless `globex_provider` names another: `scripted` is the one
+    `spacebot` uses, shared) answers in Globex's #general; the first organisation keeps `spacebot`."""
     sections.setdefault("providers__scripted-b", {"kind": "scripted", "chars_per_second": 4000})
     server = Server(data_dir, toml_config(extra, **sections)).start()
     globex = other_org(server, "Globex", "owner@globex.example")
     server.stop()
-    agents = SPACEBOT_AGENT + agent_toml("globex-bot", org="Globex", provider="scripted-b", channels=("general",))
+    agents = SPACEBOT_AGENT + agent_toml("globex-bot", org="Globex", provider=globex_provider, channels=("general",))
     server.config_text = toml_config(extra + "\n" + agents, **sections)
     server.start()
     return server, globex

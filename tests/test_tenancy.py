@@ -4,11 +4,13 @@ REST, health and metrics, operations and delivery; instance-wide acts need the i
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from .support import Person, Server, two_org_server, wait_until
 
@@ -139,3 +141,82 @@ def test_agents_hear_only_their_own_organisation(world: tuple[Server, Person]) -
         mention = them.post(f"/v1/channels/{general['id']}/messages", json={"text": "@spacebot what time is it?"})
         assert answered_by(mention.json()["thread"]["id"]) == {"globex-bot"}
         assert "spacebot" not in json.dumps(them.get(f"/v1/channels/{lookalike['id']}/metrics").json())
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, Person]]:
+    """Globex's agent on the provider our spacebot uses: one provider, two organisations."""
+    server, globex = two_org_server(tmp_path_factory.mktemp("shared") / "data", globex_provider="scripted")
+    yield server, globex
+    server.stop()
+
+
+def test_a_provider_two_organisations_share_is_the_instance_operators(shared: tuple[Server, Person]) -> None:
+    server, globex = shared
+    probe = {"reason": "provider flapping"}
+    with httpx.Client(base_url=server.url, headers=globex.auth, timeout=30) as them:
+        # Their owner may reconnect what is theirs alone, not what also carries our agent.
+        assert them.get("/v1/agents/globex-bot/status").json()["agent"]["provider"] == "scripted"
+        refused = them.post("/v1/ops/providers/scripted/reconnect", json=probe)
+        assert refused.status_code == 403, refused.text
+        assert refused.json()["error"]["details"]["scope"] == "instance:operate"
+    with server.sync_client() as client:
+        # Our first owner holds the instance role: the reconnect runs, and is audited.
+        assert client.post("/v1/ops/providers/scripted/reconnect", json=probe).json()["outcome"] == "ok"
+        audited = client.get("/v1/audit", params={"action": "ops."}).json()["entries"]
+        assert any(e["target"]["id"] == "scripted" for e in audited), audited
+
+
+def scrape(server: Server, headers: dict[str, str]) -> dict[str, Any]:
+    with httpx.Client(base_url=server.url, headers=headers, timeout=30) as client:
+        response = client.get("/metrics")
+    assert response.status_code == 200, response.text
+    return {family.name: family for family in text_string_to_metric_families(response.text)}
+
+
+def messages_by_org(families: dict[str, Any]) -> dict[str, float]:
+    totals: dict[str, float] = {}
+    for sample in families["spacechat_messages"].samples:
+        totals[sample.labels["org"]] = totals.get(sample.labels["org"], 0) + sample.value
+    return totals
+
+
+def stored_messages(server: Server) -> dict[str, int]:
+    conn = sqlite3.connect(f"file:{server.data_dir / 'spacechat.db'}?mode=ro", uri=True)
+    try:
+        return dict(conn.execute("SELECT org_id, COUNT(*) FROM messages GROUP BY org_id").fetchall())
+    finally:
+        conn.close()
+
+
+def post_in_a_quiet_channel(client: httpx.Client, name: str, count: int) -> None:
+    """`count` messages in a new channel no agent is bound to (so no reply adds to them)."""
+    channel = client.post("/v1/channels", json={"name": name}).json()["channel"]
+    for n in range(count):
+        posted = client.post(f"/v1/channels/{channel['id']}/messages", json={"text": f"note {n}"})
+        assert posted.status_code == 201, posted.text
+
+
+def test_metrics_totals_are_the_callers_organisation_or_labelled_by_organisation(
+    shared: tuple[Server, Person],
+) -> None:
+    server, globex = shared
+    with server.sync_client() as ours, httpx.Client(base_url=server.url, headers=globex.auth, timeout=30) as them:
+        post_in_a_quiet_channel(ours, "quiet-ours", 5)
+        post_in_a_quiet_channel(them, "quiet-theirs", 2)
+        token = ours.post("/v1/tokens", json={"name": "prometheus", "scopes": ["diagnostics:read", "instance:read"]})
+        assert token.status_code == 201, token.text
+        ours_id, theirs_id = ours.get("/v1/me").json()["org_id"], them.get("/v1/me").json()["org_id"]
+    stored = stored_messages(server)
+    assert stored[ours_id] > stored[theirs_id] >= 2
+
+    # Globex's owner: Globex's messages only, however many more we post.
+    theirs = scrape(server, globex.auth)
+    assert messages_by_org(theirs) == {theirs_id: stored[theirs_id]}
+    assert [s.labels for s in theirs["spacechat_org_info"].samples] == [{"org": theirs_id, "name": "Globex"}]
+    # The instance's scraper (instance:read): every organisation's, each labelled with it.
+    instance = scrape(server, {"Authorization": f"Bearer {token.json()['secret']}"})
+    assert messages_by_org(instance) == stored
+    assert {s.labels["org"]: s.labels["name"] for s in instance["spacechat_org_info"].samples}[theirs_id] == "Globex"
+    agents = {s.labels["agent"]: s.labels["org"] for s in instance["spacechat_agent_queue_depth"].samples}
+    assert agents == {"spacebot": ours_id, "globex-bot": theirs_id}

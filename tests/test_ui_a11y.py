@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 from playwright.async_api import Browser, Page, expect
 
+from .a11y import INIT_SCRIPT as AXE_SCRIPT
+from .a11y import ContextAudit
 from .browser import (
     TIMEOUT_MS,
     Watched,
@@ -178,3 +180,49 @@ async def test_a_task_card_moved_by_keyboard_keeps_the_focus(server: Server, bro
     await expect(page.locator(".task-view")).not_to_have_attribute("data-status", status or "")
     await wait_for_js(page, "document.querySelector('.task-view .task-moves').contains(document.activeElement)")
     await watched.assert_clean()
+
+
+# --- the audit itself ----------------------------------------------------------------------------
+
+
+async def audited_page(browser: Browser, server: Server, *, with_axe: bool) -> tuple[ContextAudit, Page]:
+    """A signed-in page on Settings in a context audited as every test's is (tests/browser.py),
+    but kept out of the end-of-test check: these tests make violations on purpose."""
+    context = await browser.new_context()
+    if with_axe:
+        await context.add_init_script(AXE_SCRIPT)
+    audit = ContextAudit(context, "light")
+    context.on("page", audit.watch)
+    await sign_in(context, server)
+    page = await context.new_page()
+    await page.goto(f"{server.url}/settings")
+    await expect(page.get_by_role("heading", name="Reading offline")).to_be_visible()
+    await audit.settle()  # the checks after the navigation
+    return audit, page
+
+
+async def test_the_audit_reports_a_known_violation(server: Server, browser: Browser) -> None:
+    audit, page = await audited_page(browser, server, with_axe=True)
+    assert not audit.findings, audit.report()
+    # An image with no text alternative in the app's main region.
+    await page.evaluate(
+        "document.getElementById('main').append(Object.assign(document.createElement('img'),"
+        " {src: '/icons/icon-192.png', className: 'unlabelled'}))"
+    )
+    await audit.final()
+    # Found in light and dark, at desktop and phone width, naming the element.
+    found = {(f.rule, f.scheme, f.width) for f in audit.findings.values()}
+    assert found == {("image-alt", scheme, width) for scheme in ("light", "dark") for width in ("1280 px", "390 px")}
+    assert all('class="unlabelled"' in f.html for f in audit.findings.values()), audit.report()
+    assert "image-alt (critical) on page /settings" in audit.report()
+    await page.context.close()
+
+
+async def test_a_page_axe_is_missing_from_fails_the_audit(server: Server, browser: Browser) -> None:
+    """A failed injection (here: none) leaves the page unchecked, which is a finding, not a pass."""
+    audit, page = await audited_page(browser, server, with_axe=False)
+    assert {(f.rule, f.path, f.when) for f in audit.findings.values()} == {
+        ("axe-missing", "/settings", "after a navigation")
+    }
+    assert "axe-missing (unchecked) on page /settings" in audit.report()
+    await page.context.close()

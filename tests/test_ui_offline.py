@@ -285,3 +285,97 @@ async def test_a_thread_not_kept_opens_offline_with_what_it_has(server: Server, 
     await expect(page.locator("#thread-metrics")).to_be_visible()
     await expect(metrics).to_have_attribute("aria-controls", "thread-metrics")
     await context.close()
+
+
+async def test_new_threads_queued_offline_in_a_channel_arrive_in_order_each_once(
+    server: Server, browser: Browser
+) -> None:
+    """The channel's own queue (`c:` in outbox.js): new threads written offline are started in the
+    order written, across a reload, each once."""
+    channel = (await post(server, "/v1/channels", {"name": "ideas"}))["channel"]
+    context = await new_context(browser)
+    await sign_in(context, server)
+    page = (await new_page(context)).page
+    await page.goto(f"{server.url}/c/{channel['id']}")
+    await wait_connected(page)
+    await service_worker_ready(page)
+    await expect(page.get_by_text("No threads yet. Start one below.")).to_be_visible()
+
+    await context.set_offline(True)
+    titles = [f"idea {i}" for i in range(1, 5)]
+    box = page.get_by_label("Start a new thread in #ideas")
+    pending = page.locator("article.thread-row[data-pending]")
+    for title in titles:
+        await box.fill(title)
+        await box.press("Enter")
+        await expect(pending.filter(has_text=title)).to_have_count(1)
+    await page.reload()  # offline: the queue comes back from IndexedDB, in the order written
+    await expect(pending).to_have_count(4)
+    assert [t.strip() for t in await pending.locator(".thread-title").all_inner_texts()] == titles
+
+    await context.set_offline(False)
+    await wait_connected(page)
+    await expect(pending).to_have_count(0)
+    feed = page.get_by_role("feed", name="Threads in #ideas").locator("article")
+    await expect(feed).to_have_count(4)
+    async with server.client() as client:
+        threads = (await client.get(f"/v1/channels/{channel['id']}/threads")).json()["threads"]
+    started = [t["title"] for t in sorted(threads, key=lambda t: t["last_seq"])]
+    assert started == titles, "each once, in the order written"
+    await context.close()
+
+
+async def test_the_cache_keeps_the_newest_threads_with_their_cards_and_attachments(
+    server: Server, browser: Browser
+) -> None:
+    """With room for one thread, opening a second evicts the first (least recently opened), and
+    Settings counts what is kept; the kept thread opens offline with its card and attachment."""
+    _, older = await open_thread(server, "general", "Older thread")
+    _, newer = await open_thread(server, "general", "Newer thread")
+    async with server.client() as client:
+        uploaded = await client.post(
+            "/v1/uploads",
+            params={"filename": "notes.txt"},
+            content=b"remember the milk",
+            headers={"Content-Type": "text/plain"},
+        )
+        assert uploaded.status_code == 201, uploaded.text
+    card = [
+        {"type": "section", "text": "**Deploy api v2.3?** It carries 3 migrations."},
+        {"type": "fields", "fields": [{"label": "Service", "value": "api"}]},
+    ]
+    await post(
+        server,
+        f"/v1/threads/{newer}/messages",
+        {"text": "the plan", "blocks": card, "attachments": [uploaded.json()["attachment"]["id"]]},
+    )
+    context = await new_context(browser)
+    await sign_in(context, server)
+    await context.add_init_script("localStorage.setItem('spacechat:offline-limit', '1')")
+    page = await open_offline_ready(context, server, older)
+    await wait_for_js(page, f"({CACHED_THREAD})('{older}')")
+    await page.goto(f"{server.url}/t/{newer}")
+    await expect(page.locator("article.msg .blocks .block-section")).to_contain_text("Deploy api v2.3?")
+    await wait_for_js(page, f"({CACHED_THREAD})('{newer}').then((c) => c && c.messages.length === 2 ? c : null)")
+    # The older copy went when the newer one came (one thread kept).
+    await wait_for_js(page, f"({CACHED_THREAD})('{older}').then((c) => c === null)")
+    await page.get_by_role("link", name="Settings and devices").click()
+    usage = page.locator(".offline-usage")
+    await expect(usage).to_have_attribute("data-threads", "1")
+    await expect(usage).to_contain_text("Kept now: 1 thread and")
+
+    await context.set_offline(True)
+    await page.goto(f"{server.url}/t/{newer}")
+    await expect(page.locator(".stale-note")).to_contain_text("Offline: showing what this device saved")
+    await expect(page.get_by_role("heading", name="Newer thread", level=1)).to_be_visible()
+    kept = page.locator("article.msg[data-message-id]", has_text="the plan")
+    await expect(kept.locator(".blocks .block-section strong")).to_have_text("Deploy api v2.3?")
+    await expect(kept.locator(".block-fields dt")).to_have_text(["Service"])
+    await expect(kept.locator(".attachment.file a")).to_have_attribute("download", "notes.txt")
+    # The evicted one is not kept: offline it cannot be shown.
+    await page.goto(f"{server.url}/t/{older}")
+    await expect(page.locator(".error-note")).to_contain_text("the server cannot be reached")
+    await context.set_offline(False)
+    await wait_connected(page)
+    await expect(page.get_by_role("heading", name="Older thread", level=1)).to_be_visible()
+    await context.close()

@@ -236,26 +236,30 @@ async def last_model(db: Database, thread_id: str) -> Any:
     )
 
 
-async def metric_rows(db: Database, org_id: str) -> dict[str, list[Any]]:
-    """The counts `/metrics` exposes for one organisation, by family."""
+async def metric_rows(db: Database, org_id: str | None) -> dict[str, list[Any]]:
+    """The counts `/metrics` exposes, by family, each row led by its organisation's id: one
+    organisation's rows, or every organisation's when `org_id` is None (the instance's view)."""
+    where, params = ("org_id = ?", (org_id,)) if org_id is not None else ("1", ())
     sums = ", ".join(f"SUM({name})" for name in COUNTERS)
     return {
         "messages": await db.fetchall(
-            "SELECT author_kind, state, COUNT(*) FROM messages WHERE org_id = ? GROUP BY author_kind, state", (org_id,)
+            f"SELECT org_id, author_kind, state, COUNT(*) FROM messages WHERE {where}"
+            " GROUP BY org_id, author_kind, state",
+            params,
         ),
         "usage": await db.fetchall(
             # The priced requests' cost (NULL when none was priced) and the unpriced ones apart:
             # an unknown cost is never exported as $0.
-            f"SELECT agent_id, model, {sums}, COUNT(*), SUM(cost_usd), SUM(cost_usd IS NULL)"
-            " FROM usage_records WHERE org_id = ? GROUP BY agent_id, model",
-            (org_id,),
+            f"SELECT org_id, agent_id, model, {sums}, COUNT(*), SUM(cost_usd), SUM(cost_usd IS NULL)"
+            f" FROM usage_records WHERE {where} GROUP BY org_id, agent_id, model",
+            params,
         ),
         "turns": await db.fetchall(
-            "SELECT agent_id, outcome, COUNT(*) FROM turns WHERE org_id = ?"
-            " AND outcome != 'running' GROUP BY agent_id, outcome",
-            (org_id,),
+            f"SELECT org_id, agent_id, outcome, COUNT(*) FROM turns WHERE {where}"
+            " AND outcome != 'running' GROUP BY org_id, agent_id, outcome",
+            params,
         ),
         "incidents": await db.fetchall(
-            "SELECT status, COUNT(*) FROM incidents WHERE org_id = ? GROUP BY status", (org_id,)
+            f"SELECT org_id, status, COUNT(*) FROM incidents WHERE {where} GROUP BY org_id, status", params
         ),
     }
