@@ -92,7 +92,8 @@ def voice_model(voice_models_dir: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def clip(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    """A sentence spoken by the Piper voice, as webm (a browser's live recording), ogg and wav."""
+    """A sentence spoken by the Piper voice, as webm (a browser's live recording), ogg, wav, and
+    as people upload files: mp3, m4a (AAC in MP4) and raw AAC."""
     from .voice_support import SENTENCE, make_clip
 
-    return make_clip(SENTENCE)
+    return make_clip(SENTENCE, ("webm", "ogg", "wav", "mp3", "m4a", "aac"))

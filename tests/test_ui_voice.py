@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from playwright.async_api import Browser, expect
 
-from .browser import new_context, new_page, open_thread, sign_in, wait_connected, wait_for_js
+from .browser import events_of, log_seq, new_context, new_page, open_thread, sign_in, wait_connected, wait_for_js
 from .support import Server, toml_config
 from .voice_support import Clip, word_error_rate, words
 
@@ -72,6 +72,64 @@ async def test_record_see_live_transcript_send_play_at_2x_and_seek_by_word(
     await slider.focus()
     await page.keyboard.press("Home")
     await expect(note).to_have_attribute("data-time", "0.00")
+    await watched.assert_clean()
+    await context.close()
+
+
+# Samples a page value every 30 ms into window[name] (a list), until the page goes.
+SAMPLE = """([name, selector]) => {
+  window[name] = [];
+  setInterval(() => { const el = document.querySelector(selector); if (el) window[name].push(el.value); }, 30);
+}"""
+
+
+async def test_the_meter_moves_cancel_posts_nothing_and_sending_shows_its_progress(
+    browser_with_microphone: Browser, voice_server: Server
+) -> None:
+    context = await new_context(browser_with_microphone)
+    await context.grant_permissions(["microphone"], origin=voice_server.url)
+    await sign_in(context, voice_server)
+    watched = await new_page(context)
+    page = watched.page
+    channel = voice_server.channel_id("general")
+    seq = await log_seq(voice_server)
+    await page.goto(f"{voice_server.url}/c/{channel}")
+    await wait_connected(page)
+    await page.evaluate(SAMPLE, ["levels", ".voice-level"])
+    await page.evaluate(SAMPLE, ["progress", ".voice-progress"])
+
+    # The level meter follows the voice the fake microphone plays; Cancel drops the recording.
+    record = page.get_by_role("button", name="Record a voice memo")
+    await record.click()
+    recorder = page.get_by_role("group", name="Voice memo")
+    await expect(recorder.locator(".voice-live")).to_contain_text("schedule", timeout=30_000)
+    levels = [float(v) for v in await page.evaluate("window.levels")]
+    assert max(levels) > 0.1 and len({round(v, 2) for v in levels}) >= 5, levels
+    await recorder.get_by_role("button", name="Cancel recording").click()
+    await expect(recorder).to_have_count(0)
+    await expect(record).to_be_visible()
+
+    # Recording again and sending it over a slow uplink: the upload shows how far it got.
+    await record.click()
+    await expect(recorder.locator(".voice-live")).to_contain_text("Tuesday", timeout=30_000)
+    network = await context.new_cdp_session(page)
+    await network.send("Network.enable")
+    slow = {"offline": False, "latency": 0, "downloadThroughput": -1, "uploadThroughput": 6 * 1024}
+    await network.send("Network.emulateNetworkConditions", slow)
+    await recorder.get_by_role("button", name="Send voice memo").click()
+    await expect(recorder.get_by_role("progressbar", name="Uploading the voice memo")).to_be_visible()
+    await expect(recorder).to_have_count(0, timeout=60_000)
+    await network.send("Network.emulateNetworkConditions", {**slow, "uploadThroughput": -1})
+    progress = [float(v) for v in await page.evaluate("window.progress")]
+    assert any(0 < v < 1 for v in progress), progress
+    assert progress == sorted(progress), progress
+
+    # Only the memo that was sent exists: the cancelled one posted no message and no memo.
+    created = await events_of(voice_server, seq, "voice.memo.created")
+    assert len(created) == 1, created
+    async with voice_server.client() as client:
+        threads = (await client.get(f"/v1/channels/{channel}/threads")).json()["threads"]
+    assert [t["root_message_id"] for t in threads] == [created[0]["payload"]["memo"]["message_id"]]
     await watched.assert_clean()
     await context.close()
 

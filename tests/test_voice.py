@@ -21,7 +21,16 @@ from .voice_support import SENTENCES, Clip, decoded_seconds, encode, make_clip, 
 
 pytestmark = pytest.mark.slow
 
-TYPES = {"webm": "audio/webm;codecs=opus", "ogg": "audio/ogg", "wav": "audio/wav"}
+TYPES = {
+    "webm": "audio/webm;codecs=opus",
+    "ogg": "audio/ogg",
+    "wav": "audio/wav",
+    "mp3": "audio/mpeg",
+    "m4a": "audio/x-m4a",
+    "aac": "audio/aac",
+}
+# What each is stored and served as.
+STORED = {k: v.split(";")[0] for k, v in TYPES.items()} | {"m4a": "audio/mp4"}
 
 
 @pytest.fixture(scope="module")
@@ -58,13 +67,14 @@ def transcript_of(server: Server, memo_id: str, timeout: float = 90) -> dict[str
     return dict(wait_until(ready, timeout=timeout, interval=0.2))
 
 
-@pytest.mark.parametrize("fmt", ["webm", "ogg", "wav"])
+@pytest.mark.parametrize("fmt", ["webm", "ogg", "wav", "mp3", "m4a", "aac"])
 def test_a_spoken_clip_is_transcribed_with_its_words_in_order(voice_server: Server, clip: Clip, fmt: str) -> None:
     posted = post_memo(voice_server, clip.files[fmt], TYPES[fmt])
     assert posted.status_code == 201, posted.text
     body = posted.json()
     memo, message = body["memo"], body["message"]
     assert memo["status"] == "transcribing" and message["metadata"]["voice"]["id"] == memo["id"]
+    assert memo["content_type"] == STORED[fmt]
     assert abs(memo["duration_ms"] / 1000 - clip.seconds) < 0.2
     assert len(memo["peaks"]) == 100 and max(memo["peaks"]) == 1.0
     assert body["thread"]["title"].startswith("Voice memo (0:0")

@@ -8,6 +8,7 @@ import io
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -38,19 +39,32 @@ _voices: dict[str, Any] = {}
 
 def encode(pcm: npt.NDArray[np.float32], rate: int, fmt: str, *, live: bool = False) -> bytes:
     """Samples as a file: `webm` (Opus, as Chrome's MediaRecorder writes it when `live`: no
-    duration, no cues), `ogg` (Opus), `wav` (16-bit PCM), `mp3`."""
-    codec = {"webm": "libopus", "ogg": "libopus", "wav": "pcm_s16le", "mp3": "libmp3lame"}[fmt]
-    out_rate = 48_000 if codec == "libopus" else rate
+    duration, no cues), `ogg` (Opus), `wav` (16-bit PCM), `mp3`, `m4a` (AAC in MP4, as phones
+    record) or `aac` (raw AAC in ADTS frames)."""
+    codec, muxer = {
+        "webm": ("libopus", "webm"),
+        "ogg": ("libopus", "ogg"),
+        "wav": ("pcm_s16le", "wav"),
+        "mp3": ("libmp3lame", "mp3"),
+        "m4a": ("aac", "ipod"),
+        "aac": ("aac", "adts"),
+    }[fmt]
+    out_rate = 48_000 if codec == "libopus" else 44_100 if codec == "aac" else rate
     buffer: io.BytesIO | _Unseekable = _Unseekable() if live else io.BytesIO()
-    with av.open(buffer, mode="w", format=fmt) as container:
+    with av.open(buffer, mode="w", format=muxer) as container:
         stream = container.add_stream(codec, rate=out_rate)
         assert isinstance(stream, av.AudioStream)
         stream.layout = "mono"
         frame = av.AudioFrame.from_ndarray(pcm.reshape(1, -1), format="flt", layout="mono")
         frame.sample_rate = rate
-        sample_format = "s16" if codec in ("libopus", "pcm_s16le") else "s16p"
-        resampler = av.AudioResampler(format=sample_format, layout="mono", rate=out_rate)
+        sample_format = {"libopus": "s16", "pcm_s16le": "s16", "aac": "fltp"}.get(codec, "s16p")
+        # AAC takes frames of exactly 1,024 samples.
+        frame_size = 1024 if codec == "aac" else None
+        resampler = av.AudioResampler(format=sample_format, layout="mono", rate=out_rate, frame_size=frame_size)
+        written = 0
         for part in [*resampler.resample(frame), *resampler.resample(None)]:
+            if codec == "aac":  # the MP4 muxer needs times on AAC's packets (else, now and then, EINVAL)
+                part.pts, part.time_base, written = written, Fraction(1, out_rate), written + part.samples
             for packet in stream.encode(part):
                 container.mux(packet)
         for packet in stream.encode(None):
