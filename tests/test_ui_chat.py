@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 
+import httpx
 import pytest
 from playwright.async_api import Browser, expect
 
@@ -165,4 +166,41 @@ async def test_a_direct_conversation_with_the_agent_and_at_completion(server: Se
     await expect(reply).to_have_attribute("data-completing", "false")
     assert await reply.get_attribute("aria-activedescendant") is None
     await wait_for_js(page, "document.querySelectorAll('article.msg').length >= 2")
+    await watched.assert_clean()
+
+
+async def test_hash_completes_a_channel_and_at_a_person(server: Server, browser: Browser) -> None:
+    mia = invite(server, server.token, "member", name="Mia Member")
+    channel_id = server.channel_id("general")
+    context = await new_context(browser)
+    await sign_in(context, server)
+    watched = await new_page(context)
+    page = watched.page
+    await page.goto(f"{server.url}/c/{channel_id}")
+    await wait_connected(page)
+    box = page.get_by_label("Start a new thread in #general")
+    await box.fill("see #op")
+    await expect(box).to_have_attribute("data-completing", "true")
+    channels = page.get_by_role("listbox", name="Channels")
+    await expect(channels.get_by_role("option")).to_have_count(1)
+    await expect(channels.get_by_role("option", name="#ops")).to_have_attribute("aria-selected", "true")
+    await box.press("Enter")
+    await expect(box).to_have_value("see #ops ")
+    await expect(box).to_have_attribute("data-completing", "false")
+    # A person by a part of their name: the handle goes in; Tab takes it as Enter does.
+    await box.press_sequentially("and ask @mem")
+    people = page.get_by_role("listbox", name="People and agents")
+    option = people.get_by_role("option", name=f"Mia Member @{mia.user['handle']}")
+    await expect(option).to_have_attribute("aria-selected", "true")
+    await expect(people.get_by_role("option")).to_have_count(1)
+    await box.press("Tab")
+    await expect(box).to_have_value(f"see #ops and ask @{mia.user['handle']} ")
+    await box.press("Enter")
+    await expect(page.locator("article.thread-row .thread-title").first).to_have_text(
+        f"see #ops and ask @{mia.user['handle']}"
+    )
+    # The completed handle is a mention: Mia finds the thread in her inbox.
+    async with httpx.AsyncClient(base_url=server.url, headers=mia.auth, timeout=30) as client:
+        inbox = (await client.get("/v1/inbox")).json()["threads"]
+    assert [t["reasons"] for t in inbox] == [["mentioned"]]
     await watched.assert_clean()
