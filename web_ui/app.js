@@ -1,6 +1,6 @@
 // Spacechat's web UI: boot, the layout, routes and global keys. Plain ES modules, no build step
 // (docs/ui.md); the libraries are vendored under vendor/ and imported through deps.js.
-import { render, useEffect, effect, HIGHLIGHT_CSS, HIGHLIGHT_DARK_CSS, UPLOT_CSS } from "./deps.js";
+import { render, useEffect, useState, effect, HIGHLIGHT_CSS, HIGHLIGHT_DARK_CSS, UPLOT_CSS } from "./deps.js";
 import { NetworkError, whenUnauthorized, get } from "./api.js";
 import * as state from "./state.js";
 import * as realtime from "./realtime.js";
@@ -16,23 +16,51 @@ import { warmUp } from "./markdown.js";
 import { Sidebar, ConnectionBadge } from "./views/sidebar.js";
 import { ChannelView } from "./views/channel.js";
 import { ThreadView } from "./views/thread.js";
-import { SettingsView } from "./views/settings.js";
 import { ProfileView } from "./views/profile.js";
 import { SetupView, LoginView, InviteView } from "./views/auth.js";
 import { Dialogs, openDialog, openShortcuts } from "./views/dialogs.js";
-import { BoardView } from "./views/board.js";
-import { TaskView } from "./views/task.js";
-import { DashboardView } from "./views/dashboard.js";
-import { AgentView } from "./views/agent.js";
-import { IncidentsView } from "./views/incidents.js";
-import { TimelineView } from "./views/timeline.js";
-import { ApprovalsView } from "./views/approvals.js";
-import { AuditView } from "./views/admin.js";
-import { SearchView } from "./views/search.js";
-import { InboxView } from "./views/inbox.js";
 import { DmsView } from "./views/dms.js";
 import { refreshInboxCount } from "./chat.js";
-import { MemoryView } from "./views/memory.js";
+
+// Views not on the first screen load when first shown (issue 13: a first visit paints a channel
+// or a thread, so it fetches and compiles only their modules; index.html preloads exactly the
+// modules app.js imports statically, and the service worker precaches every module, so these
+// open offline too).
+const SettingsView = lazy(() => import("./views/settings.js"), "SettingsView");
+const BoardView = lazy(() => import("./views/board.js"), "BoardView");
+const TaskView = lazy(() => import("./views/task.js"), "TaskView");
+const DashboardView = lazy(() => import("./views/dashboard.js"), "DashboardView");
+const AgentView = lazy(() => import("./views/agent.js"), "AgentView");
+const IncidentsView = lazy(() => import("./views/incidents.js"), "IncidentsView");
+const TimelineView = lazy(() => import("./views/timeline.js"), "TimelineView");
+const ApprovalsView = lazy(() => import("./views/approvals.js"), "ApprovalsView");
+const AuditView = lazy(() => import("./views/admin.js"), "AuditView");
+const SearchView = lazy(() => import("./views/search.js"), "SearchView");
+const InboxView = lazy(() => import("./views/inbox.js"), "InboxView");
+const MemoryView = lazy(() => import("./views/memory.js"), "MemoryView");
+
+/** A view whose module is imported the first time it is shown (a spinner meanwhile). */
+function lazy(load, name) {
+  let loaded = null;
+  let pending = null;
+  const fetchView = () => (pending ||= load().then((module) => (loaded = module[name]), (error) => {
+    pending = null; // a later visit tries again
+    throw error;
+  }));
+  return function LazyView(props) {
+    const [failed, setFailed] = useState(null);
+    const [, setReady] = useState(false);
+    useEffect(() => {
+      if (loaded) return undefined;
+      let live = true;
+      fetchView().then(() => live && setReady(true), (error) => live && setFailed(error));
+      return () => (live = false);
+    }, []);
+    if (loaded) return html`<${loaded} ...${props} />`;
+    if (failed) return html`<section class="view"><p class="empty" role="alert">This page could not load (${failed.message}). Reload to try again.</p></section>`;
+    return html`<section class="view"><div class="loading-center"><${Spinner} /></div></section>`;
+  };
+}
 
 window.spacechat = { version: 1 }; // timings for the bench and tests (bench/ui.py)
 
