@@ -75,6 +75,10 @@ const idle = window.requestIdleCallback || ((callback) => setTimeout(callback, 1
 async function boot() {
   mark("boot");
   realtime.start(); // alongside /v1/me, not after it: a signed-out stream just answers 401
+  // The organisation's structure too: it needs nothing from /v1/me, and a first paint waits for
+  // both (one round trip instead of two). Signed out, it is refused and the sign-in page shows.
+  let early = loadStructure();
+  early.catch(() => {});
   let offline = false;
   for (let attempt = 0; ; attempt++) {
     try {
@@ -117,21 +121,35 @@ async function boot() {
     if (!model.loaded && !model.loading) loadThreads(model);
   }
   for (let attempt = 0; ; attempt++) {
+    const asked = early || loadStructure();
+    const wasEarly = early !== null;
+    early = null;
     try {
-      await loadStructure();
+      await asked;
       break;
     } catch (error) {
       if (!(error instanceof NetworkError)) throw error;
+      if (wasEarly) continue; // asked before the server could be reached: ask again at once
       await new Promise((resolve) => setTimeout(resolve, Math.min(8000, 500 * 2 ** attempt)));
     }
   }
   mark("structure");
   saveSnapshot();
   state.booted.value = true;
-  startOps();
-  refreshInboxCount();
-  startNotifications();
-  startPresence();
+  // What the first screen does not show waits for its first frame, so the view's own requests
+  // (a channel's threads, a thread's page) are not queued behind these on a busy server; a tab
+  // opened in the background (no frames) starts them soon anyway, for its notifications.
+  let started = false;
+  const startTheRest = () => {
+    if (started) return;
+    started = true;
+    startOps();
+    refreshInboxCount();
+    startNotifications();
+    startPresence();
+  };
+  requestAnimationFrame(() => setTimeout(startTheRest, 0));
+  setTimeout(startTheRest, 500);
   restoreOutbox();
   if (offline) reopenFailed();
   if (state.route.value.name === "home") goHome();
