@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from .support import Person, Server, events_after, invite, wait_for_message, wait_until
+from .support import Person, Server, events_after, invite, other_org_owner, wait_for_message, wait_until
 
 
 def as_(server: Server, person: Person) -> httpx.Client:
@@ -151,6 +151,57 @@ def test_a_direct_conversation_is_found_again_and_private(shared_server: Server)
         assert ann_is_not_admin.status_code == 403
         leave = a.delete(f"/v1/channels/{dm['id']}/members/{ann.id}")
         assert leave.status_code == 409 and leave.json()["error"]["code"] == "direct_conversation"
+
+
+def test_a_group_conversation_is_seen_by_all_its_members_and_nobody_else(shared_server: Server) -> None:
+    ann, bob, cat, eve = (invite(shared_server, shared_server.token, "member") for _ in range(4))
+    with as_(shared_server, ann) as a:
+        pair = a.post("/v1/dms", json={"user_ids": [bob.id]}).json()["dm"]
+        made = a.post("/v1/dms", json={"user_ids": [bob.id, cat.id]})
+        assert made.status_code == 201
+        group = made.json()["dm"]
+        # Ann, Bob and Cat together are a new conversation, not Ann and Bob's.
+        assert group["id"] != pair["id"] and {m["id"] for m in group["members"]} == {ann.id, bob.id, cat.id}
+        posted = a.post(f"/v1/channels/{group['id']}/messages", json={"text": "the three of us"}).json()
+    # Cat comes after Bob, so Bob's answer is unread for Cat too.
+    for member, others, unread in ((bob, [cat.id, ann.id], 1), (cat, [bob.id, ann.id], 2)):
+        with as_(shared_server, member) as client:
+            # Asked for in any order, by any member, it is the same conversation.
+            again = client.post("/v1/dms", json={"user_ids": others})
+            assert again.status_code == 200 and again.json()["dm"]["id"] == group["id"]
+            listed = {d["id"]: d for d in client.get("/v1/dms").json()["dms"]}
+            assert listed[group["id"]]["unread_count"] == unread
+            assert {m["id"] for m in listed[group["id"]]["members"]} == {ann.id, bob.id, cat.id}
+            history = client.get(f"/v1/threads/{posted['thread']['id']}/history").json()["messages"]
+            assert [m["text"] for m in history] == ["the three of us", "hello"][:unread]
+            assert posted["thread"]["id"] in {t["id"] for t in client.get("/v1/inbox").json()["threads"]}
+            answer = client.post(f"/v1/threads/{posted['thread']['id']}/messages", json={"text": "hello"})
+            assert answer.status_code == 201
+    # Cat is not in Ann and Bob's conversation; Eve is in neither.
+    with as_(shared_server, cat) as c:
+        assert pair["id"] not in {d["id"] for d in c.get("/v1/dms").json()["dms"]}
+        assert c.get(f"/v1/channels/{pair['id']}").status_code == 404
+    with as_(shared_server, eve) as e:
+        assert e.get("/v1/dms").json()["dms"] == []
+        assert e.get(f"/v1/channels/{group['id']}").status_code == 404
+        assert e.get(f"/v1/threads/{posted['thread']['id']}/history").status_code == 404
+        assert e.post(f"/v1/threads/{posted['thread']['id']}/messages", json={"text": "me too"}).status_code == 404
+        assert e.get("/v1/search", params={"q": "three"}).json()["results"] == []
+
+
+def test_a_member_of_another_organisation_is_refused(shared_server: Server) -> None:
+    ann = invite(shared_server, shared_server.token, "member")
+    outsider = other_org_owner(shared_server)
+    with as_(shared_server, ann) as a:
+        # The same answer as for an id nobody has: another tenant's people are not there.
+        refused = a.post("/v1/dms", json={"user_ids": [outsider.id]})
+        assert refused.status_code == 400 and refused.json()["error"]["code"] == "unknown_user"
+        assert a.post("/v1/dms", json={"user_ids": [shared_server.owner["id"], outsider.id]}).status_code == 400
+        assert a.get("/v1/dms").json()["dms"] == []
+    with as_(shared_server, outsider) as o:
+        back = o.post("/v1/dms", json={"user_ids": [ann.id]})
+        assert back.status_code == 400 and back.json()["error"]["code"] == "unknown_user"
+        assert o.get("/v1/dms").json()["dms"] == []
 
 
 def test_bad_direct_conversations_are_refused(shared_server: Server) -> None:

@@ -145,3 +145,43 @@ async def test_levels_are_per_person_and_another_tenants_channel_is_not_found(se
     outsider = other_org_owner(server)
     answer = await set_level(server, outsider, server.channel_id("general"), "muted")
     assert answer.status_code == 404
+
+
+async def test_a_mention_and_a_direct_message_notify_only_their_person(server: Server) -> None:
+    general = server.channel_id("general")
+    named = invite(server, server.token, "member", name="Mia Mentioned")
+    partner = invite(server, server.token, "member", name="Dan Direct")
+    bystander = invite(server, server.token, "member", name="Bea Bystander")
+    async with httpx.AsyncClient(base_url=server.url, headers=server.auth, timeout=30) as client:
+        dm = (await client.post("/v1/dms", json={"user_ids": [partner.id]})).json()["dm"]
+    async with (
+        Listener(server, named.auth) as theirs,
+        Listener(server, partner.auth) as partners,
+        Listener(server, bystander.auth) as others,
+    ):
+        mention = await post(
+            server, None, f"/v1/channels/{general}/messages", f"@{named.user['handle']} can you look at this?"
+        )
+        got = await theirs.wait_for(lambda e: e["event_type"] == "notification.created")
+        assert got["payload"]["reason"] == "mention" and got["payload"]["message"]["id"] == mention["id"]
+        assert got["payload"]["channel_name"] == "general" and got["actor"]["id"] == server.owner["id"]
+
+        direct = await post(server, None, f"/v1/channels/{dm['id']}/messages", "Just between us: lunch?")
+        got = await partners.wait_for(lambda e: e["event_type"] == "notification.created")
+        assert got["payload"]["reason"] == "dm" and got["payload"]["message"]["id"] == direct["id"]
+        assert got["payload"]["message"]["text"] == "Just between us: lunch?"
+
+        # A last message naming the bystander and Mia: notifications go out in order, one message
+        # after another, so once it has arrived everything before it has too.
+        names = f"@{bystander.user['handle']} @{named.user['handle']}"
+        last = await post(server, None, f"/v1/channels/{general}/messages", f"thanks {names}")
+        for listener in (others, theirs):
+            await listener.wait_for(
+                lambda e: e["event_type"] == "notification.created" and e["payload"]["message"]["id"] == last["id"]
+            )
+        assert [e["payload"]["message"]["id"] for e in others.of_type("notification.created")] == [last["id"]]
+        assert [e["payload"]["message"]["id"] for e in theirs.of_type("notification.created")] == [
+            mention["id"],
+            last["id"],
+        ]
+        assert [e["payload"]["message"]["id"] for e in partners.of_type("notification.created")] == [direct["id"]]

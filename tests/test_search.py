@@ -113,6 +113,23 @@ def test_operators(shared_server: Server, channel: dict[str, Any]) -> None:
         assert len(search(client, f"{w} before:2999-01-01T00:00:00Z")["results"]) == 5
 
 
+def test_has_reaction_finds_only_reacted_messages(shared_server: Server, channel: dict[str, Any]) -> None:
+    w = word()
+    with shared_server.sync_client() as client:
+        reacted = post(client, channel["id"], f"{w} with a reaction")["message"]["id"]
+        taken_back = post(client, channel["id"], f"{w} reacted then taken back")["message"]["id"]
+        post(client, channel["id"], f"{w} never reacted")
+        assert search(client, f"{w} has:reaction")["results"] == []
+        for message_id in (reacted, taken_back):
+            assert client.post(f"/v1/messages/{message_id}/reactions", json={"emoji": "🎉"}).status_code == 201
+        assert client.delete(f"/v1/messages/{taken_back}/reactions", params={"emoji": "🎉"}).status_code == 204
+        assert texts(search(client, f"{w} has:reaction")) == [f"{w} with a reaction"]
+        assert sorted(texts(search(client, f"{w} -has:reaction"))) == [
+            f"{w} never reacted",
+            f"{w} reacted then taken back",
+        ]
+
+
 def test_is_mentioned_and_is_unread(shared_server: Server, channel: dict[str, Any]) -> None:
     w = word()
     reader = invite(shared_server, shared_server.token, "member")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 
+import httpx
 import pytest
 from playwright.async_api import Browser, expect
 
@@ -130,7 +131,7 @@ async def test_inbox_unread_is_cleared_on_both_sessions(server: Server, browser:
     await expect(second.locator(f".inbox-item[data-thread-id='{thread_id}'] .last-reply")).to_contain_text(
         "one more thing"
     )
-    await second.get_by_role("button", name=f"Mark @{reader.user['handle']} can you check? read").click()
+    await second.get_by_role("button", name=f"Mark read: @{reader.user['handle']} can you check?").click()
     await expect(second.locator(f".inbox-item[data-thread-id='{thread_id}']")).to_have_attribute("data-unread", "0")
     for watched in sessions:
         await watched.assert_clean()
@@ -166,3 +167,83 @@ async def test_a_direct_conversation_with_the_agent_and_at_completion(server: Se
     assert await reply.get_attribute("aria-activedescendant") is None
     await wait_for_js(page, "document.querySelectorAll('article.msg').length >= 2")
     await watched.assert_clean()
+
+
+async def test_hash_completes_a_channel_and_at_a_person(server: Server, browser: Browser) -> None:
+    mia = invite(server, server.token, "member", name="Mia Member")
+    channel_id = server.channel_id("general")
+    context = await new_context(browser)
+    await sign_in(context, server)
+    watched = await new_page(context)
+    page = watched.page
+    await page.goto(f"{server.url}/c/{channel_id}")
+    await wait_connected(page)
+    box = page.get_by_label("Start a new thread in #general")
+    await box.fill("see #op")
+    await expect(box).to_have_attribute("data-completing", "true")
+    channels = page.get_by_role("listbox", name="Channels")
+    await expect(channels.get_by_role("option")).to_have_count(1)
+    await expect(channels.get_by_role("option", name="#ops")).to_have_attribute("aria-selected", "true")
+    await box.press("Enter")
+    await expect(box).to_have_value("see #ops ")
+    await expect(box).to_have_attribute("data-completing", "false")
+    # A person by a part of their name: the handle goes in; Tab takes it as Enter does.
+    await box.press_sequentially("and ask @mem")
+    people = page.get_by_role("listbox", name="People and agents")
+    option = people.get_by_role("option", name=f"Mia Member @{mia.user['handle']}")
+    await expect(option).to_have_attribute("aria-selected", "true")
+    await expect(people.get_by_role("option")).to_have_count(1)
+    await box.press("Tab")
+    await expect(box).to_have_value(f"see #ops and ask @{mia.user['handle']} ")
+    await box.press("Enter")
+    await expect(page.locator("article.thread-row .thread-title").first).to_have_text(
+        f"see #ops and ask @{mia.user['handle']}"
+    )
+    # The completed handle is a mention: Mia finds the thread in her inbox.
+    async with httpx.AsyncClient(base_url=server.url, headers=mia.auth, timeout=30) as client:
+        inbox = (await client.get("/v1/inbox")).json()["threads"]
+    assert [t["reasons"] for t in inbox] == [["mentioned"]]
+    await watched.assert_clean()
+
+
+async def test_thread_list_unread_last_reply_and_repliers_on_both_sessions(server: Server, browser: Browser) -> None:
+    reader = invite(server, server.token, "member", name="Rae Reader")
+    ann = invite(server, server.token, "member", name="Ann Analyst")
+    channel_id = server.channel_id("general")
+    root = await post(server, f"/v1/channels/{channel_id}/messages", {"text": "Quarterly numbers"})
+    thread_id = root["thread"]["id"]
+    async with httpx.AsyncClient(base_url=server.url, headers=ann.auth, timeout=30) as client:
+        answered = await client.post(f"/v1/threads/{thread_id}/messages", json={"text": "revenue is up"})
+        assert answered.status_code == 201
+    sessions = []
+    for _ in range(2):  # two devices of one person
+        context = await new_context(browser)
+        await sign_in_person(context, server, reader)
+        watched = await new_page(context)
+        await watched.page.goto(f"{server.url}/c/{channel_id}")
+        await wait_connected(watched.page)
+        sessions.append(watched)
+    first, second = sessions[0].page, sessions[1].page
+    for page in (first, second):
+        row = page.locator(f"article.thread-row[data-thread-id='{thread_id}']")
+        await expect(row.locator(".badge")).to_have_accessible_name("2 unread")
+        await expect(row.locator(".last-reply")).to_have_text("Ann Analyst: revenue is up")
+        await expect(row.locator(".repliers")).to_have_text("Ann Analyst")
+        await expect(row.locator(".thread-meta .author")).to_have_text("Olive Owner")
+    # Read on one device: the badge goes on the other, live.
+    await first.locator(f"article.thread-row[data-thread-id='{thread_id}'] a").click()
+    await expect(first.get_by_role("heading", name="Quarterly numbers")).to_be_visible()
+    row = second.locator(f"article.thread-row[data-thread-id='{thread_id}']")
+    await expect(row.locator(".badge")).to_have_count(0)
+    # A new reply: unread again where nobody is looking, its preview and its author among the repliers.
+    latest = await post(server, f"/v1/threads/{thread_id}/messages", {"text": "costs are flat"})
+    await expect(row.locator(".badge")).to_have_accessible_name("1 unread")
+    await expect(row.locator(".last-reply")).to_have_text("Olive Owner: costs are flat")
+    await expect(row.locator(".repliers")).to_have_text("Olive Owner, Ann Analyst")
+    # Edited, the last reply's preview follows.
+    async with httpx.AsyncClient(base_url=server.url, headers=server.auth, timeout=30) as client:
+        edited = await client.patch(f"/v1/messages/{latest['message']['id']}", json={"text": "costs are down"})
+        assert edited.status_code == 200
+    await expect(row.locator(".last-reply")).to_have_text("Olive Owner: costs are down")
+    for watched in sessions:
+        await watched.assert_clean()

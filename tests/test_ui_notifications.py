@@ -85,6 +85,38 @@ async def test_a_reply_in_my_thread_notifies_me_and_a_muted_channel_does_not(ser
     await context.close()
 
 
+async def test_a_mention_and_a_direct_message_show_as_notifications(server: Server, browser: Browser) -> None:
+    olivia = invite(server, server.token, "member", name="Olivia Ops")
+    general = server.channel_id("general")
+    context, watched = await signed_in(browser, server, olivia, permissions=["notifications"])
+    page = watched.page
+    await page.goto(f"{server.url}/c/{general}")
+    await wait_connected(page)
+    await wait_for_js(page, "navigator.serviceWorker.controller !== null")
+
+    text = f"@{olivia.user['handle']} could you look at the deploy?"
+    mention = await post_as(server, None, f"/v1/channels/{general}/messages", text)
+    first = await wait_for_js(page, f"({NOTIFICATIONS})().then((list) => list.length && list)")
+    assert first == [
+        {
+            "title": "Olive Owner mentioned you in #general",
+            "body": text,
+            "tag": mention["message"]["id"],
+            "url": f"/t/{mention['thread']['id']}/m/{mention['message']['id']}",
+        }
+    ]
+    async with httpx.AsyncClient(base_url=server.url, headers=server.auth, timeout=30) as client:
+        dm = (await client.post("/v1/dms", json={"user_ids": [olivia.id]})).json()["dm"]
+    direct = await post_as(server, None, f"/v1/channels/{dm['id']}/messages", "Lunch at one?")
+    arrived = f"list.some((n) => n.tag === {direct['message']['id']!r})"
+    both = await wait_for_js(page, f"({NOTIFICATIONS})().then((list) => {arrived} && list)")
+    assert {"title": "Olive Owner (direct message)", "body": "Lunch at one?"} in [
+        {"title": n["title"], "body": n["body"]} for n in both
+    ]
+    await watched.assert_clean()
+    await context.close()
+
+
 async def test_typing_and_presence_show_live_to_the_others(server: Server, browser: Browser) -> None:
     rita = invite(server, server.token, "member", name="Rita Reader")
     tom = invite(server, server.token, "member", name="Tom Typist")

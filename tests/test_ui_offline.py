@@ -228,6 +228,12 @@ async def test_a_thread_read_online_opens_offline_after_a_reload_and_catches_up(
     await expect(stale).to_contain_text("Offline: showing what this device saved")
     await expect(page.locator(".error-note")).to_have_count(0)
     await expect(page.get_by_label("Reply in this thread")).to_be_visible()
+    # A view not on the first screen (its module loads when first opened) opens offline too: the
+    # service worker precached every module.
+    await page.get_by_role("link", name="Settings and devices").click()
+    await expect(page.locator(".offline-usage")).to_contain_text("Kept now:")
+    await page.go_back()
+    await expect(page.get_by_role("heading", name="Launch checklist", level=1)).to_be_visible()
     # Its channel was opened online too: its list of threads opens offline the same way.
     await page.get_by_role("link", name="Back to #general").click()
     await expect(page.get_by_role("feed", name="Threads in #general").locator("article")).to_have_count(1)

@@ -1,6 +1,6 @@
 // Spacechat's web UI: boot, the layout, routes and global keys. Plain ES modules, no build step
 // (docs/ui.md); the libraries are vendored under vendor/ and imported through deps.js.
-import { render, useEffect, effect, HIGHLIGHT_CSS, HIGHLIGHT_DARK_CSS, UPLOT_CSS } from "./deps.js";
+import { render, useEffect, useState, effect, HIGHLIGHT_CSS, HIGHLIGHT_DARK_CSS, UPLOT_CSS } from "./deps.js";
 import { NetworkError, whenUnauthorized, get } from "./api.js";
 import * as state from "./state.js";
 import * as realtime from "./realtime.js";
@@ -16,23 +16,51 @@ import { warmUp } from "./markdown.js";
 import { Sidebar, ConnectionBadge } from "./views/sidebar.js";
 import { ChannelView } from "./views/channel.js";
 import { ThreadView } from "./views/thread.js";
-import { SettingsView } from "./views/settings.js";
 import { ProfileView } from "./views/profile.js";
 import { SetupView, LoginView, InviteView } from "./views/auth.js";
 import { Dialogs, openDialog, openShortcuts } from "./views/dialogs.js";
-import { BoardView } from "./views/board.js";
-import { TaskView } from "./views/task.js";
-import { DashboardView } from "./views/dashboard.js";
-import { AgentView } from "./views/agent.js";
-import { IncidentsView } from "./views/incidents.js";
-import { TimelineView } from "./views/timeline.js";
-import { ApprovalsView } from "./views/approvals.js";
-import { AuditView } from "./views/admin.js";
-import { SearchView } from "./views/search.js";
-import { InboxView } from "./views/inbox.js";
 import { DmsView } from "./views/dms.js";
 import { refreshInboxCount } from "./chat.js";
-import { MemoryView } from "./views/memory.js";
+
+// Views not on the first screen load when first shown (issue 13: a first visit paints a channel
+// or a thread, so it fetches and compiles only their modules; index.html preloads exactly the
+// modules app.js imports statically, and the service worker precaches every module, so these
+// open offline too).
+const SettingsView = lazy(() => import("./views/settings.js"), "SettingsView");
+const BoardView = lazy(() => import("./views/board.js"), "BoardView");
+const TaskView = lazy(() => import("./views/task.js"), "TaskView");
+const DashboardView = lazy(() => import("./views/dashboard.js"), "DashboardView");
+const AgentView = lazy(() => import("./views/agent.js"), "AgentView");
+const IncidentsView = lazy(() => import("./views/incidents.js"), "IncidentsView");
+const TimelineView = lazy(() => import("./views/timeline.js"), "TimelineView");
+const ApprovalsView = lazy(() => import("./views/approvals.js"), "ApprovalsView");
+const AuditView = lazy(() => import("./views/admin.js"), "AuditView");
+const SearchView = lazy(() => import("./views/search.js"), "SearchView");
+const InboxView = lazy(() => import("./views/inbox.js"), "InboxView");
+const MemoryView = lazy(() => import("./views/memory.js"), "MemoryView");
+
+/** A view whose module is imported the first time it is shown (a spinner meanwhile). */
+function lazy(load, name) {
+  let loaded = null;
+  let pending = null;
+  const fetchView = () => (pending ||= load().then((module) => (loaded = module[name]), (error) => {
+    pending = null; // a later visit tries again
+    throw error;
+  }));
+  return function LazyView(props) {
+    const [failed, setFailed] = useState(null);
+    const [, setReady] = useState(false);
+    useEffect(() => {
+      if (loaded) return undefined;
+      let live = true;
+      fetchView().then(() => live && setReady(true), (error) => live && setFailed(error));
+      return () => (live = false);
+    }, []);
+    if (loaded) return html`<${loaded} ...${props} />`;
+    if (failed) return html`<section class="view"><p class="empty" role="alert">This page could not load (${failed.message}). Reload to try again.</p></section>`;
+    return html`<section class="view"><div class="loading-center"><${Spinner} /></div></section>`;
+  };
+}
 
 window.spacechat = { version: 1 }; // timings for the bench and tests (bench/ui.py)
 
@@ -47,6 +75,10 @@ const idle = window.requestIdleCallback || ((callback) => setTimeout(callback, 1
 async function boot() {
   mark("boot");
   realtime.start(); // alongside /v1/me, not after it: a signed-out stream just answers 401
+  // The organisation's structure too: it needs nothing from /v1/me, and a first paint waits for
+  // both (one round trip instead of two). Signed out, it is refused and the sign-in page shows.
+  let early = loadStructure();
+  early.catch(() => {});
   let offline = false;
   for (let attempt = 0; ; attempt++) {
     try {
@@ -89,21 +121,35 @@ async function boot() {
     if (!model.loaded && !model.loading) loadThreads(model);
   }
   for (let attempt = 0; ; attempt++) {
+    const asked = early || loadStructure();
+    const wasEarly = early !== null;
+    early = null;
     try {
-      await loadStructure();
+      await asked;
       break;
     } catch (error) {
       if (!(error instanceof NetworkError)) throw error;
+      if (wasEarly) continue; // asked before the server could be reached: ask again at once
       await new Promise((resolve) => setTimeout(resolve, Math.min(8000, 500 * 2 ** attempt)));
     }
   }
   mark("structure");
   saveSnapshot();
   state.booted.value = true;
-  startOps();
-  refreshInboxCount();
-  startNotifications();
-  startPresence();
+  // What the first screen does not show waits for its first frame, so the view's own requests
+  // (a channel's threads, a thread's page) are not queued behind these on a busy server; a tab
+  // opened in the background (no frames) starts them soon anyway, for its notifications.
+  let started = false;
+  const startTheRest = () => {
+    if (started) return;
+    started = true;
+    startOps();
+    refreshInboxCount();
+    startNotifications();
+    startPresence();
+  };
+  requestAnimationFrame(() => setTimeout(startTheRest, 0));
+  setTimeout(startTheRest, 500);
   restoreOutbox();
   if (offline) reopenFailed();
   if (state.route.value.name === "home") goHome();

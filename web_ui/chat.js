@@ -6,7 +6,7 @@ import { signal, batch } from "./deps.js";
 import { get, post, patch, del } from "./api.js";
 import * as state from "./state.js";
 import { onEvent } from "./realtime.js";
-import { threadModels, channelModels } from "./store.js";
+import { threadModels, channelModels, preview } from "./store.js";
 
 // --- messages: edit, delete, react -------------------------------------------------------------
 
@@ -141,11 +141,6 @@ function noteNewMessage(message) {
     if (thread && (thread.last_seq || 0) <= message.seq) thread.unread_count = (thread.unread_count || 0) + 1;
   }
 }
-
-const preview = (text) => {
-  const line = (text || "").split(/\s+/).join(" ").trim();
-  return line.length <= 140 ? line : line.slice(0, 139) + "…";
-};
 
 function mentionsMe(text) {
   const me = state.me.value;

@@ -9,7 +9,8 @@ export { Marked } from "./vendor/marked-18.2.1/marked.esm.js";
 export { default as hljs } from "./vendor/highlight-11.11.1/highlight.min.js";
 export { Virtualizer, elementScroll, measureElement, observeElementOffset, observeElementRect } from "./vendor/virtual-core-3.19.11/index.js";
 export { get as idbGet, set as idbSet, del as idbDel, delMany as idbDelMany, keys as idbKeys, createStore as idbCreateStore, entries as idbEntries } from "./vendor/idb-keyval-6.3.0/index.js";
-export { default as uPlot } from "./vendor/uplot-1.6.32/uPlot.esm.js";
+// Only the dashboard draws charts: uPlot loads when one is first drawn, not with the first screen.
+export const loadUPlot = () => import("./vendor/uplot-1.6.32/uPlot.esm.js").then((module) => module.default);
 export const HIGHLIGHT_CSS = "/vendor/highlight-11.11.1/github.min.css";
 export const HIGHLIGHT_DARK_CSS = "/vendor/highlight-11.11.1/github-dark.min.css";
 export const UPLOT_CSS = "/vendor/uplot-1.6.32/uPlot.min.css";

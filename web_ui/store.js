@@ -201,18 +201,38 @@ export class ChannelModel {
     return true;
   }
 
-  /** A message was posted in one of this channel's threads. */
+  /** A message was posted in one of this channel's threads, or one of them changed: the row's
+   * counts, last reply and repliers follow, as the server keeps them (store/messages.py). */
   noteMessage(message) {
     const thread = this.byId.get(message.thread_id);
-    if (!thread || thread.last_seq >= message.seq) return false;
+    if (!thread) return false;
+    if (thread.last_seq >= message.seq) {
+      // The last reply finished streaming, was edited or was deleted: its preview follows.
+      const last = thread.last_reply;
+      if (!last || last.message_id !== message.id || last.preview === preview(message.text)) return false;
+      return this.upsertThread({ ...thread, last_reply: { ...last, preview: preview(message.text) } });
+    }
     const isRoot = thread.root_message_id === message.id;
+    const author = message.author;
+    const others = (thread.repliers || []).filter((r) => r.kind !== author.kind || r.id !== author.id);
     return this.upsertThread({
       ...thread,
       reply_count: thread.reply_count + (isRoot ? 0 : 1),
       last_seq: message.seq,
       last_message_at: message.created_at,
+      last_reply: { message_id: message.id, author, preview: preview(message.text), at: message.created_at },
+      ...(isRoot ? {} : { repliers: [author, ...others].slice(0, MAX_REPLIERS) }),
     });
   }
+}
+
+const MAX_REPLIERS = 5; // as the server's (store/chat.py)
+const PREVIEW_CHARS = 140; // as the server's (store/shapes.py)
+
+/** A message as the thread list's one-line preview. */
+export function preview(text) {
+  const line = (text || "").split(/\s+/).join(" ").trim();
+  return line.length <= PREVIEW_CHARS ? line : line.slice(0, PREVIEW_CHARS - 1) + "…";
 }
 
 // --- the models in memory ---------------------------------------------------------------------

@@ -88,7 +88,8 @@ export { Marked } from "${v("marked")}/marked.esm.js";
 export { default as hljs } from "${v("@highlightjs/cdn-assets")}/highlight.min.js";
 export { Virtualizer, elementScroll, measureElement, observeElementOffset, observeElementRect } from "${v("@tanstack/virtual-core")}/index.js";
 export { get as idbGet, set as idbSet, del as idbDel, delMany as idbDelMany, keys as idbKeys, createStore as idbCreateStore, entries as idbEntries } from "${v("idb-keyval")}/index.js";
-export { default as uPlot } from "${v("uplot")}/uPlot.esm.js";
+// Only the dashboard draws charts: uPlot loads when one is first drawn, not with the first screen.
+export const loadUPlot = () => import("${v("uplot")}/uPlot.esm.js").then((module) => module.default);
 export const HIGHLIGHT_CSS = "${v("@highlightjs/cdn-assets").slice(1)}/github.min.css";
 export const HIGHLIGHT_DARK_CSS = "${v("@highlightjs/cdn-assets").slice(1)}/github-dark.min.css";
 export const UPLOT_CSS = "${v("uplot").slice(1)}/uPlot.min.css";
@@ -98,7 +99,8 @@ self.VENDOR_FILES = ${JSON.stringify(files, null, 2)};
 `);
 // Preload the vendored modules with the page, so the browser fetches them all at once.
 const index = path.join(root, "index.html");
-const links = files.filter((f) => /\.m?js$/.test(f)).map((f) => `  <link rel="modulepreload" href="${f}">`).join("\n");
+// (not uPlot: deps.js imports it on demand, so the first screen neither fetches nor compiles it).
+const links = files.filter((f) => /\.m?js$/.test(f) && !f.includes("/uplot-")).map((f) => `  <link rel="modulepreload" href="${f}">`).join("\n");
 const page = fs.readFileSync(index, "utf8");
 const marked = /  <!-- vendor:start[^\n]*\n[\s\S]*?  <!-- vendor:end -->\n/;
 if (!marked.test(page)) throw new Error("index.html has no <!-- vendor:start --> ... <!-- vendor:end --> block");

@@ -7,8 +7,9 @@ strong ETag made from a hash of its bytes and, for text, a gzip copy made once. 
 dictionary lookup and one write: no thread hop, no file read. Vendored libraries (`/vendor/...`)
 never change under a name, so they are cached for a year; everything else revalidates by its
 content hash (ETag: 304 when it did not change), so an upgrade shows at the next load. The shell
-preloads the whole module graph (`<link rel="modulepreload">`), so the browser asks for every
-module at once instead of discovering them import by import. Paths that are not a file
+preloads the first screen's module graph (`<link rel="modulepreload">`), so the browser asks for
+those modules at once instead of discovering them import by import; views not on the first screen
+load when first opened. Paths that are not a file
 (`/setup`, `/invite`, `/c/...`) get `index.html`, and the client routes them.
 """
 

@@ -126,6 +126,7 @@ class Notifier:
         if channel is None:
             return {}
         follows = await self.followers(message["thread_id"])
+        message = await self._with_mentions(message)
         candidates = follows | rule.mentioned(message) | self._everything.get(channel["id"], set())
         if rule.is_direct(channel):
             candidates |= {member["id"] for member in await identity.channel_members(self.db, channel["id"])}
@@ -146,6 +147,14 @@ class Notifier:
             if why is not None:
                 found[user_id] = why
         return found
+
+    async def _with_mentions(self, message: Mapping[str, Any]) -> Mapping[str, Any]:
+        """The message with the ids it mentions: a message's JSON carries only its text, and its
+        `@handles` were resolved to people when it was stored (message_mentions)."""
+        if rule.mentioned(message) or "@" not in str(message.get("text") or ""):
+            return message
+        ids = await store.mentioned(self.db, message["id"])
+        return {**message, "mentions": sorted(ids)} if ids else message
 
     async def notify(self, message: Mapping[str, Any]) -> int:
         """Tell every recipient of `message` through their open streams; returns how many."""

@@ -36,6 +36,12 @@ async def thread_followers(db: Database, thread_id: str) -> set[str]:
     return {row["author_id"] for row in rows}
 
 
+async def mentioned(db: Database, message_id: str) -> set[str]:
+    """The people a message mentions (its `@handles`, resolved when it was stored)."""
+    rows = await db.fetchall("SELECT user_id FROM message_mentions WHERE message_id = ?", (message_id,))
+    return {row["user_id"] for row in rows}
+
+
 async def people(db: Database, user_ids: list[str]) -> dict[str, Any]:
     """Role and state of these users, by id (who may be told about what)."""
     if not user_ids:

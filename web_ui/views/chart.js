@@ -1,7 +1,7 @@
 // Usage over time as a chart (uPlot, vendored; its stylesheet is linked by app.js, since the CSP
 // allows no inline style). Buckets without usage are drawn as zero, so the time axis is even.
 // The same numbers are in a table for screen readers and for copying.
-import { uPlot, useEffect, useRef } from "../deps.js";
+import { loadUPlot, useEffect, useRef } from "../deps.js";
 import { html } from "./ui.js";
 
 const HOUR = 3600;
@@ -36,9 +36,25 @@ function css(name, fallback) {
 export function UsageChart({ data, label }) {
   const box = useRef(null);
   const plot = useRef(null);
+  const latest = useRef(data);
+  latest.current = data;
   useEffect(() => {
     const el = box.current;
-    if (!el) return;
+    if (!el) return undefined;
+    let live = true;
+    let resize = null;
+    loadUPlot().then((uPlot) => {
+      if (live) resize = draw(uPlot, el);
+    });
+    return () => {
+      live = false;
+      if (resize) resize.disconnect();
+      if (plot.current) plot.current.destroy();
+      plot.current = null;
+    };
+  }, []);
+
+  function draw(uPlot, el) {
     const fg = css("--fg-soft", "#5b6270");
     const grid = css("--line", "#e3e5ea");
     const axis = (scale, side, format) => ({ scale, side, stroke: fg, grid: { stroke: grid, width: 1 }, ticks: { stroke: grid }, values: format });
@@ -58,17 +74,13 @@ export function UsageChart({ data, label }) {
         { label: "Cost (USD)", scale: "usd", stroke: css("--ok", "#1d7a3a"), width: 2, value: (u, v) => (v === null ? "–" : `$${v.toFixed(6)}`) },
       ],
     };
-    plot.current = new uPlot(options, data, el);
+    plot.current = new uPlot(options, latest.current, el);
     const resize = new ResizeObserver(() => {
       if (plot.current && el.clientWidth) plot.current.setSize({ width: el.clientWidth, height: 240 });
     });
     resize.observe(el);
-    return () => {
-      resize.disconnect();
-      plot.current.destroy();
-      plot.current = null;
-    };
-  }, []);
+    return resize;
+  }
   useEffect(() => {
     if (plot.current) plot.current.setData(data);
   }, [data]);

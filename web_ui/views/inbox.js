@@ -25,7 +25,7 @@ function Item({ thread }) {
     </a>
     ${unread > 0 &&
     html`<span class="badge" aria-label=${unread + " unread"}>${unread}</span>
-      <button type="button" class="small secondary" aria-label=${"Mark " + (thread.title || "thread") + " read"}
+      <button type="button" class="small secondary" aria-label=${"Mark read: " + (thread.title || "thread")}
         onClick=${() => markThreadRead(thread.id, thread.last_seq)}>Mark read</button>`}
   </li>`;
 }
