@@ -195,12 +195,12 @@ def test_a_member_of_another_organisation_is_refused(shared_server: Server) -> N
     with as_(shared_server, ann) as a:
         # The same answer as for an id nobody has: another tenant's people are not there.
         refused = a.post("/v1/dms", json={"user_ids": [outsider.id]})
-        assert refused.status_code == 400 and refused.json()["error"]["code"] == "unknown_user"
+        assert refused.status_code == 404 and refused.json()["error"]["code"] == "unknown_user"
         assert a.post("/v1/dms", json={"user_ids": [shared_server.owner["id"], outsider.id]}).status_code == 400
         assert a.get("/v1/dms").json()["dms"] == []
     with as_(shared_server, outsider) as o:
         back = o.post("/v1/dms", json={"user_ids": [ann.id]})
-        assert back.status_code == 400 and back.json()["error"]["code"] == "unknown_user"
+        assert back.status_code == 404 and back.json()["error"]["code"] == "unknown_user"
         assert o.get("/v1/dms").json()["dms"] == []
 
 
@@ -209,7 +209,7 @@ def test_bad_direct_conversations_are_refused(shared_server: Server) -> None:
         too_many = client.post("/v1/dms", json={"user_ids": [f"usr_{i}" for i in range(9)]})
         assert too_many.status_code == 400
         unknown = client.post("/v1/dms", json={"user_ids": ["usr_nobody"]})
-        assert unknown.status_code == 400 and unknown.json()["error"]["code"] == "unknown_user"
+        assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "unknown_user"
         assert client.post("/v1/dms", json={"user_ids": "x"}).status_code == 400
 
 

@@ -64,6 +64,8 @@ async def test_review_edit_approve_and_find_by_paraphrase(tmp_path: Path, browse
         assert memories["content"] == EDITED and memories["agent_id"] == "spacebot"
 
         await page.goto(f"{server.url}/search")
+        # Search opens on words and operators; its Mode goes to search by meaning, with memories.
+        await page.get_by_label("Mode").select_option("semantic")
         await page.get_by_label("Search messages and memories").fill("when do we change the staging db password?")
         await page.get_by_label("Mode").select_option("semantic")
         await page.get_by_role("button", name="Search", exact=True).click()

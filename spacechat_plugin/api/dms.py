@@ -14,7 +14,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ..errors import BadRequest, Conflict
+from ..errors import BadRequest, Conflict, NotFound
 from ..store import dms as dm_store
 from ..store import messages as message_store
 from ..store.db import WriteTx
@@ -48,6 +48,7 @@ async def list_dms(request: Request) -> Response:
     tags=["dms"],
     body=CreateDirect,
     status=201,
+    also=(200,),
     scope="messages:write",
 )
 async def open_dm(request: Request) -> Response:
@@ -63,7 +64,8 @@ async def open_dm(request: Request) -> Response:
     found = {row["id"] for row in await dm_store.active_users(app.db, who.org_id, wanted)}
     unknown = sorted(wanted - found)
     if unknown:
-        raise BadRequest(
+        # An unknown id named in the body is a 404 naming the field, as everywhere (docs/api.md).
+        raise NotFound(
             "no such member: " + ", ".join(unknown),
             code="unknown_user",
             details=[{"path": "user_ids", "message": f"unknown: {user_id}"} for user_id in unknown],

@@ -177,7 +177,8 @@ async def add_reaction(request: Request) -> Response:
     "Take back your reaction (`?emoji=`)",
     tags=["messages"],
     status=204,
-    query={"emoji": "the emoji (or its alias) to take back"},
+    query={"emoji": {"description": "the emoji (or its alias) to take back", "type": "string", "minLength": 1}},
+    required_query=("emoji",),
     scope="messages:write",
     resource=True,
 )

@@ -74,10 +74,11 @@ async def _avatar(app: Any, who: Principal, attachment_id: str | None) -> str | 
     if attachment_id is None:
         return None
     row = await message_store.get_attachment(app.db, attachment_id)
-    problem = None
     if row is None or row["org_id"] != who.org_id or row["uploader_id"] != who.user_id:
-        problem = "no such upload of yours"
-    elif row["content_type"] not in AVATAR_TYPES:
+        # An unknown id named in the body is a 404 naming the field, as everywhere (docs/api.md).
+        raise NotFound("no such upload of yours", details=[{"path": "avatar_id", "message": "unknown"}])
+    problem = None
+    if row["content_type"] not in AVATAR_TYPES:
         problem = f"a picture must be one of {', '.join(AVATAR_TYPES)}"
     elif row["size"] > AVATAR_MAX_BYTES:
         problem = f"a picture is at most {AVATAR_MAX_BYTES // (1024 * 1024)} MB"

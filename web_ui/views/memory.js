@@ -411,7 +411,7 @@ export function SearchView({ q, mode }) {
   useEffect(() => {
     if (!q) return;
     setResults(null);
-    const params = new URLSearchParams({ q, mode: mode || "hybrid" });
+    const params = new URLSearchParams({ q, mode: mode || "hybrid", kinds: "messages,memories" });
     get(`/v1/search?${params}`).then((d) => (setResults(d.results), setNote(d.degraded)), setError);
   }, [q, mode]);
   function submit(event) {
@@ -425,6 +425,7 @@ export function SearchView({ q, mode }) {
       <label>Search messages and memories <input name="q" type="search" value=${q || ""} required maxlength="500" /></label>
       <label>Mode <select name="mode" value=${mode || "hybrid"}>
         <option value="hybrid">by meaning and keywords</option><option value="semantic">by meaning</option>
+        <option value="fulltext">words and operators</option>
       </select></label>
       <button type="submit">Search</button>
     </form>

@@ -5,6 +5,7 @@ import * as state from "../state.js";
 import { searchMessages, channelLabel } from "../chat.js";
 import { navigate, messagePath } from "../router.js";
 import { html, Spinner, shortTime, fullTime } from "./ui.js";
+import { SearchView as MeaningSearch } from "./memory.js";
 
 const HELP = "Words, \"exact phrases\", prefix*, -word to leave out; in:#channel from:@person has:attachment has:card has:link is:unread is:mentioned before:2026-12-01 after:2026-11-01";
 
@@ -14,7 +15,13 @@ function Snippet({ parts }) {
   )}</span>`;
 }
 
-export function SearchView({ q }) {
+/** Words and operators (`mode=fulltext`, here), or by meaning with memories (memory.js). */
+export function SearchView({ q, mode }) {
+  if (mode && mode !== "fulltext") return html`<${MeaningSearch} q=${q} mode=${mode} />`;
+  return html`<${WordSearch} q=${q} />`;
+}
+
+function WordSearch({ q }) {
   const [text, setText] = useState(q || "");
   const [sort, setSort] = useState("relevance");
   const [answer, setAnswer] = useState(null);
@@ -77,6 +84,14 @@ export function SearchView({ q }) {
       <label for="search-box" class="sr-only">Search messages</label>
       <input id="search-box" ref=${box} type="search" value=${text} autocomplete="off" placeholder="Search messages…"
         aria-describedby="search-help" onInput=${(e) => setText(e.currentTarget.value)} />
+      <label class="sort">Mode
+        <select value="fulltext" onChange=${(e) =>
+          navigate(`/search?${new URLSearchParams({ q: text.trim(), mode: e.currentTarget.value })}`)}>
+          <option value="fulltext">words and operators</option>
+          <option value="hybrid">by meaning and keywords</option>
+          <option value="semantic">by meaning</option>
+        </select>
+      </label>
       <label class="sort">Sort
         <select value=${sort} onChange=${(e) => setSort(e.currentTarget.value)}>
           <option value="relevance">Most relevant</option>
