@@ -128,7 +128,8 @@ async def test_an_agents_card_settles_for_everyone_and_the_agent_answers_below(
     settled = re.compile(r"^✓ Approved by Olive Owner at \d\d:\d\d( [AP]M)?$")  # the browser's locale says which
     for view in (card, theirs):  # settled for everyone, live
         await expect(view.locator(".decided")).to_have_text(settled)
-        await expect(view.get_by_role("button")).to_have_count(0)
+        # The card's own controls are gone (the message's action bar, React and the rest, stays).
+        await expect(view.locator(".blocks").get_by_role("button")).to_have_count(0)
     answer = page.locator("article.msg[data-author-kind=agent]:not(:has(.blocks))").last
     await expect(answer.locator(".body")).to_have_text(
         "Approved. Deploying to staging now; I will post here when it is live.", timeout=TIMEOUT_MS
