@@ -56,10 +56,13 @@ async def search(request: Request) -> Response:
     kinds = [k.strip() for k in (params.get("kinds") or "messages").split(",") if k.strip()]
     if not kinds or any(k not in KINDS for k in kinds):
         raise BadRequest(f"kinds must be among {', '.join(KINDS)}", details=[{"path": "kinds", "message": "unknown"}])
+    # Checked whatever the mode, so a bad parameter is refused the same way everywhere.
+    if (params.get("sort") or "relevance") not in ("relevance", "newest"):
+        raise BadRequest("sort is relevance or newest", details=[{"path": "sort", "message": "unknown"}])
+    limit = query_int(request, "limit", 20, low=1, high=100)
+    offset = query_int(request, "cursor", 0, low=0, high=1000)
     if mode in MODES:
         return await _semantic(request, mode)
-    limit = query_int(request, "limit", 20, low=1, high=100)
-    offset = query_int(request, "cursor", 0)
     assert limit is not None and offset is not None
     answer = await app.search.search(
         who,
