@@ -196,7 +196,9 @@ def test_a_member_of_another_organisation_is_refused(shared_server: Server) -> N
         # The same answer as for an id nobody has: another tenant's people are not there.
         refused = a.post("/v1/dms", json={"user_ids": [outsider.id]})
         assert refused.status_code == 404 and refused.json()["error"]["code"] == "unknown_user"
-        assert a.post("/v1/dms", json={"user_ids": [shared_server.owner["id"], outsider.id]}).status_code == 400
+        # In a group too: the whole conversation is refused, naming the person who is not there.
+        group = a.post("/v1/dms", json={"user_ids": [shared_server.owner["id"], outsider.id]})
+        assert group.status_code == 404 and group.json()["error"]["code"] == "unknown_user"
         assert a.get("/v1/dms").json()["dms"] == []
     with as_(shared_server, outsider) as o:
         back = o.post("/v1/dms", json={"user_ids": [ann.id]})
