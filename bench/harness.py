@@ -244,9 +244,15 @@ def spacechat_command() -> list[str]:
     return [sys.executable, "-m", "spacechat_plugin"]
 
 
-def bench_config(*, max_lag: int = 2000, ring_size: int = 8192, extra: str = "") -> str:
-    """A config with no agent runtime (nothing replies) and the given realtime limits."""
-    return f'[runtime]\nmode = "none"\n\n[realtime]\nmax_lag = {max_lag}\nring_size = {ring_size}\n{extra}'
+def bench_config(*, max_lag: int = 2000, ring_size: int = 8192, extra: str = "", embeddings: bool = False) -> str:
+    """A config with no agent runtime (nothing replies) and the given realtime limits.
+
+    The semantic index's embeddings are off unless asked for: with the memory extra installed
+    each message is embedded behind its answer (~4 ms of CPU a message on this machine, see
+    bench/search.py's last table), and a benchmark that seeds 100,000 messages in a minute would
+    otherwise be measured while the server indexes them for the next ten."""
+    memory = f"\n[memory]\nembeddings = {'true' if embeddings else 'false'}\n"
+    return f'[runtime]\nmode = "none"\n\n[realtime]\nmax_lag = {max_lag}\nring_size = {ring_size}\n{memory}{extra}'
 
 
 def server_environment(src: Path | None) -> dict[str, str]:

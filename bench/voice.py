@@ -413,7 +413,7 @@ async def load(models_dir: Path, seconds: float, subscribers: int, messages: int
 
     memo, _ = ten_second_memo(models_dir.parent)
     data = memo.read_bytes()
-    options = argparse.Namespace(messages=messages, gap_ms=20, warmup=5, profile_gil=False)
+    options = argparse.Namespace(messages=messages, gap_ms=20, warmup=5, profile_gil=False, typists=0, present=0)
     with Server(voice_config(models_dir), src=SRC[0]) as server:
         idle_machine()
         idle = await probed(server, seconds)

@@ -151,7 +151,7 @@ class Spacechat:
         agent_names = {a["id"]: a["name"] for a in host.agents()} if host is not None else {}
         self.telemetry = telemetry.build(settings.telemetry, agent_names)
         self.notifications = Notifier(self.db, self.access, self.streams)
-        self.presence = Presence(self.streams.publish_live)
+        self.presence = Presence(self.streams.publish_live_many)
 
         # (actor id, idempotency key) of sends in progress: a concurrent duplicate gets 409.
         self.inflight_keys: set[tuple[str, str]] = set()

@@ -147,3 +147,34 @@ async def test_a_private_event_is_written_directly_to_an_idle_stream() -> None:
     assert len(written) == 1 and written[0].startswith(b"data: {") and b'"notification.created"' in written[0]
     assert not waiting.done()
     waiting.cancel()
+
+
+async def test_a_spread_publish_reaches_everyone_once_and_before_what_follows_it() -> None:
+    """Presence and typing are served a slice of subscribers per loop turn; a message published
+    in between goes to everyone at once, each stream getting the ambient event first."""
+    from spacechat_plugin.realtime.bus import SPREAD_SLICE
+
+    bus = Bus(ring_size=64, max_lag=32)
+    count = SPREAD_SLICE * 2 + 7
+    written: list[list[bytes]] = [[] for _ in range(count)]
+    waiting = []
+    for i in range(count):
+        sub = bus.subscribe(lambda item: True)
+        sub.direct = lambda body, into=written[i]: into.append(body) is None  # taken: True
+        waiting.append(asyncio.create_task(sub.next()))
+    await asyncio.sleep(0)  # every subscriber idle in next()
+    typing = Event(SystemHealthChanged(component="ambient-marker", status="ok"), org_id="org_a", channel_id="ch_1")
+    bus.publish([typing], spread=True)
+    served_at_once = sum(1 for w in written if w)
+    assert served_at_once == SPREAD_SLICE, "one slice now, the rest on later loop turns"
+    bus.publish([event(1, "ch_1")])  # a message arrives before the slices are done
+    for w in written:
+        frames = b"".join(w)
+        assert frames.count(b"ambient-marker") == 1 and frames.count(b"id: 1\n") == 1
+        assert frames.index(b"ambient-marker") < frames.index(b"id: 1\n"), "in publish order"
+    for _ in range(5):
+        await asyncio.sleep(0)  # the remaining slices run, and find everyone served
+    assert all(b"".join(w).count(b"ambient-marker") == 1 for w in written), "nobody gets it twice"
+    assert not any(task.done() for task in waiting), "all written directly, no task woken"
+    for task in waiting:
+        task.cancel()

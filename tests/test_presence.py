@@ -17,7 +17,7 @@ CHANNEL = {"id": "ch_1", "org_id": "org_1", "team_id": "team_1"}
 
 def test_typing_is_sent_once_per_change_however_often_it_is_reported() -> None:
     sent: list[Event] = []
-    presence = Presence(sent.append, typing_ttl=5)
+    presence = Presence(sent.extend, typing_ttl=5)
     for _ in range(20):  # a client reporting every keystroke would still cost one event
         presence.typing("usr_a", CHANNEL, "th_1", True)
     presence.flush(now=0)
@@ -34,7 +34,7 @@ def test_typing_is_sent_once_per_change_however_often_it_is_reported() -> None:
 
 def test_presence_follows_streams_and_what_pages_report() -> None:
     sent: list[Event] = []
-    presence = Presence(sent.append)
+    presence = Presence(sent.extend)
     presence.connected("usr_a", "org_1", "ses_1")
     presence.connected("usr_a", "org_1", "ses_2")
     presence.flush()

@@ -44,16 +44,21 @@ class Streams:
         for subscription in list(self._by_key.pop(key, ())):
             subscription.close()
 
-    def publish_soon(self, events: list[Event]) -> None:
+    def publish_soon(self, events: list[Event], *, spread: bool = False) -> None:
         """Fan out on the loop's next turn, after the tasks just answered by the commit have
         run: a send's 201 does not wait for the fan-out (which may write to every subscriber's
         socket at once). Every publish goes this way, so events keep their order."""
-        asyncio.get_running_loop().call_soon(self._publish, events)
+        asyncio.get_running_loop().call_soon(self._publish, events, spread)
 
     def publish_live(self, event: Event) -> None:
         """Fan out a live-only event (a stream delta): no log, no transaction."""
         assert event.live_only
         self.publish_soon([event])
+
+    def publish_live_many(self, events: list[Event]) -> None:
+        """Fan out several live-only events together: one run per channel, one write per stream."""
+        assert all(event.live_only for event in events)
+        self.publish_soon(events, spread=True)
 
     def publish_to(self, user_id: str, event: Event) -> int:
         """Send a live-only event to one person's open streams (on the loop's next turn, after
@@ -72,8 +77,8 @@ class Streams:
         except Exception:
             log.exception("delivering an event to one person failed")
 
-    def _publish(self, events: list[Event]) -> None:
+    def _publish(self, events: list[Event], spread: bool = False) -> None:
         try:
-            self.bus.publish(events)
+            self.bus.publish(events, spread=spread)
         except Exception:  # a broken subscriber must not stop the fan-out for everyone after
             log.exception("publishing events failed")
