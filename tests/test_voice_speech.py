@@ -213,3 +213,35 @@ def test_the_language_setting_is_what_whisper_is_asked_for(
     assert asked() == "de"
     worker.transcribe(str(path), worker.STTSettings(str(voice_model), 1, "auto"))
     assert asked() in ("auto", "")  # whisper.cpp reads both as "detect the language"
+
+
+def test_a_live_partial_is_decoded_once_and_bounded_and_a_memo_after_it_is_not(voice_model: Path, clip: Clip) -> None:
+    """A live partial of a short window could loop ("Good morning. Good morning. ...") and be
+    decoded again by whisper's temperature fallback, seconds for half a second of speech: live
+    partials are decoded greedily once, with a token bound for their length. The parameters
+    persist on the model, so a memo transcribed by the same worker afterwards must get
+    whisper.cpp's defaults back and the whole of what was said."""
+    settings = worker.STTSettings(str(voice_model), 1, "en")
+    data = clip.files["webm"]
+    engine = worker._stt(settings)
+    params = engine._model._params  # whisper.cpp's own decoding parameters
+    for fraction in (0.05, 0.1, 0.5):
+        partial = worker.transcribe_live(data[: int(len(data) * fraction)], settings, 0.0)
+        seconds = partial["audio_seconds"]
+        if not partial["segments"]:
+            continue
+        bound = engines.LIVE_TOKENS_BASE + int(seconds * engines.LIVE_TOKENS_PER_SECOND)
+        assert params.temperature_inc == 0.0 and 0 < params.max_tokens <= bound
+        for segment in partial["segments"]:
+            assert len(segment["words"]) <= bound, segment["text"]
+    whole = worker.transcribe_live(data, settings, 0.0)
+    assert word_error_rate(clip.text, whole["text"]) <= 0.10, whole["text"]
+
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "memo.webm"
+        path.write_bytes(data)
+        memo = worker.transcribe(str(path), settings)
+    assert params.temperature_inc == pytest.approx(engines.DEFAULT_TEMPERATURE_INC) and params.max_tokens == 0
+    assert word_error_rate(clip.text, memo["text"]) <= 0.10, memo["text"]

@@ -29,13 +29,17 @@ RATE = 16_000
 WINDOW_SECONDS = 30
 FRAMES_PER_SECOND = 50
 MARGIN_FRAMES = 128
+DEFAULT_TEMPERATURE_INC = 0.2  # whisper.cpp's own default
+# A live partial's tokens per segment: speech runs at 2-4 words a second, ~1.3 tokens a word.
+LIVE_TOKENS_BASE = 8
+LIVE_TOKENS_PER_SECOND = 10
 
 
 class SpeechToText(Protocol):
     name: str
     model: str
 
-    def transcribe(self, pcm: Samples, language: str) -> dict[str, Any]: ...
+    def transcribe(self, pcm: Samples, language: str, *, live: bool = False) -> dict[str, Any]: ...
 
 
 class TextToSpeech(Protocol):
@@ -105,14 +109,29 @@ class WhisperCpp:
         self._ctx: Any = cast(Any, self._model)._ctx
         self.multilingual = bool(pw.whisper_is_multilingual(self._ctx))
 
-    def transcribe(self, pcm: Samples, language: str) -> dict[str, Any]:
+    def transcribe(self, pcm: Samples, language: str, *, live: bool = False) -> dict[str, Any]:
+        """`live`: a partial of a recording still being made, replaced by the next one: decoded
+        once, greedily and with a bounded number of tokens. On a short window with a shortened
+        audio context whisper can fall into a loop ("Good morning. Good morning. ...") that its
+        temperature fallback then decodes again up to five times: measured 2026-12-05, 0.51 s of
+        speech took 7.1 s (bench/voice.py's live part: one partial in five took 5-14 s); bounded,
+        0.1 s. Memos keep whisper.cpp's defaults (fallback on, no token bound)."""
         pw, ctx = self._pw, self._ctx
         seconds = len(pcm) / RATE
         audio_ctx = 0
         if seconds < WINDOW_SECONDS - 2:
             audio_ctx = min(WINDOW_SECONDS * FRAMES_PER_SECOND, int(seconds * FRAMES_PER_SECOND) + MARGIN_FRAMES)
         wanted = language if self.multilingual else "en"
-        self._model.transcribe(pcm, audio_ctx=audio_ctx, language="auto" if wanted == "auto" else wanted)
+        # The parameters persist on the model: a memo sets the defaults back.
+        fallback = 0.0 if live else DEFAULT_TEMPERATURE_INC
+        bound = LIVE_TOKENS_BASE + int(seconds * LIVE_TOKENS_PER_SECOND) if live else 0
+        self._model.transcribe(
+            pcm,
+            audio_ctx=audio_ctx,
+            language="auto" if wanted == "auto" else wanted,
+            temperature_inc=fallback,
+            max_tokens=bound,
+        )
         eot = pw.whisper_token_eot(ctx)
         segments = []
         for i in range(pw.whisper_full_n_segments(ctx)):

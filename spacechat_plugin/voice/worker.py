@@ -129,7 +129,7 @@ def transcribe_live(data: bytes, settings: STTSettings, start_seconds: float) ->
         return {"text": "", "segments": [], "audio_seconds": 0.0}
     if len(window) < RATE // 2:
         return {"text": "", "segments": [], "audio_seconds": seconds}
-    result: dict[str, Any] = _stt(settings).transcribe(window, settings.language)
+    result: dict[str, Any] = _stt(settings).transcribe(window, settings.language, live=True)
     for segment in result["segments"]:
         for timed in (segment, *segment["words"]):
             timed["start"] = round(timed["start"] + start_seconds, 2)
