@@ -38,9 +38,11 @@ def initializer(nice: int = 0) -> None:
     """Start-up of a worker process: it ends with the server, however the server ends (even
     `kill -9`: Linux's parent-death signal); OpenMP threads wait passively (whisper.cpp's threads
     spin by default: measured, 2 threads took 3.0 CPU-s for a 10 s memo instead of 0.7 on a busy
-    machine); and it yields the CPU to the server: `nice` lower priority and the batch scheduling
-    class (no wake-up preemption), so the event loop, woken by a request, runs at once even while
-    every core transcribes (bench/voice.py measures both)."""
+    machine); and it yields the CPU to the server: with `nice` above 0 it runs in Linux's idle
+    scheduling class (CPU time nobody else wants; the batch class with nice 10, as before
+    2026-12-05, still took a share from the server and the client in the fan-out measured while
+    4 memos transcribe), so the event loop, woken by a request, runs at once even while every
+    core transcribes (bench/voice.py measures both). `nice` 0 keeps an equal share."""
     os.environ.setdefault("OMP_WAIT_POLICY", "passive")
     parent = os.getppid()
     if sys.platform.startswith("linux"):
@@ -48,8 +50,9 @@ def initializer(nice: int = 0) -> None:
 
         with contextlib.suppress(OSError):
             ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-        with contextlib.suppress(OSError, AttributeError):
-            os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
+        if nice:
+            with contextlib.suppress(OSError, AttributeError):
+                os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
     if nice:
         with contextlib.suppress(OSError):
             os.nice(nice)
