@@ -250,7 +250,7 @@ async def test_incident_lifecycle_with_reminders_roles_timeline_and_retrospectiv
     ]
     assert timeline[1]["message_id"] == source["id"] and "checkout returns 502" in timeline[1]["text"]
     assert timeline[5]["message_id"] == graph["id"] and "40% of checkout requests fail" in timeline[5]["text"]
-    assert "<@u_lena>" in timeline[8]["text"], "a reminder names the lead"
+    assert "(u_lena)" in timeline[8]["text"], "a reminder names the lead (here one with no account)"
     stored = await incident_store.get(app.db, iid)
     assert stored is not None
     retro = stored["retrospective"]
@@ -312,3 +312,30 @@ async def test_incident_lifecycle_with_reminders_roles_timeline_and_retrospectiv
     assert payloads[4]["detail"] == {"message_id": graph["id"]}
     assert payloads[8]["detail"] == {"from": "sev1", "to": "sev2"} and payloads[8]["incident"]["severity"] == "sev2"
     assert payloads[-1]["incident"]["retrospective"] == retro
+
+
+async def test_a_reminder_mentions_the_lead_who_finds_it_in_their_inbox(app: Spacechat) -> None:
+    clock = FakeClock()
+    incidents = app.incidents
+    incidents.clock = clock
+    org = app.instance.org_id
+    owner = Actor("user", "u_olive")
+    lena = await app.db.write(
+        lambda tx: identity.create_user(
+            tx, org_id=org, kind="human", name="Lena Lead", role="member", email="lena@example.com", actor=SYSTEM
+        )
+    )
+    incident = await incidents.open(org_id=org, kind="manual", title="Search is slow", severity="sev1", actor=owner)
+    await incidents.assign_role(incident["id"], "lead", lena["id"], owner, ip=None)
+    clock.advance(minutes=15)
+    assert await incidents.sweep() == [incident["id"]]
+    stored = await incident_store.get(app.db, incident["id"])
+    assert stored is not None and stored["message_id"]
+    card = await message_store.get_message(app.db, stored["message_id"])
+    assert card is not None
+    history = await message_store.history(app.db, card["thread_id"], before=None, after=None, limit=20)
+    line = history.messages[-1]
+    assert line["text"] == "Incident #1 needs a status update: none for 15 minutes (@lena-lead)"
+    channel = app.access.channels[card["channel_id"]]
+    followed, _ = await chat.inbox(app.db, lena["id"], [channel["id"]], before=None, limit=10, unread_only=False)
+    assert [(row["id"], row["mentioned"]) for row in followed] == [(card["thread_id"], 1)], "a mention in her inbox"

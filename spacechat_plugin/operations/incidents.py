@@ -124,6 +124,8 @@ class Step:
     message_id: str | None = None
     # The timeline entry's data, when it is not `detail` (a pin keeps the quote there).
     data: dict[str, Any] | None = None
+    # The @handles in `text` that notify (a reminder's lead).
+    mentions: tuple[str, ...] = ()
 
 
 Change = Callable[[WriteTx, dict[str, Any], str], Step]
@@ -315,7 +317,7 @@ class Incidents:
             )
             data = step.detail if step.data is None else step.data
             self._timeline(tx, incident, at, actor, step.kind, step.text, message_id=step.message_id, data=data)
-            self._refresh_card(tx, incident, actor, f"Incident #{incident['number']} {step.text}")
+            self._refresh_card(tx, incident, actor, f"Incident #{incident['number']} {step.text}", step.mentions)
             if incident["status"] == "closed" and before["status"] != "closed":
                 self._retrospective(tx, incident, actor)
             return incident
@@ -444,7 +446,12 @@ class Incidents:
 
         return await self._change(incident_id, actor, change, ip=ip)
 
-    def _refresh_card(self, tx: WriteTx, incident: dict[str, Any], actor: Actor, line: str) -> None:
+    def _refresh_card(
+        self, tx: WriteTx, incident: dict[str, Any], actor: Actor, line: str, mentions: tuple[str, ...] = ()
+    ) -> None:
+        """Redraw the incident's card and post `line` in its thread; `mentions`: the handles in it
+        to notify (only those the step names: a person's update text may quote an @agent, which
+        must not hand the agent the line)."""
         if not incident["message_id"]:
             return
         card_store.set_blocks(tx, incident["message_id"], card(incident))
@@ -452,7 +459,9 @@ class Incidents:
         channel = self.access.channels.get(incident["channel_id"] or "")
         thread = card_store.thread_of(tx, incident["message_id"])
         if channel is not None and thread is not None:
-            message_store.post_message(tx, actor=actor, channel=channel, thread_id=thread, text=line[:3000])
+            message_store.post_message(
+                tx, actor=actor, channel=channel, thread_id=thread, text=line[:3000], mentions=mentions
+            )
 
     def _retrospective(self, tx: WriteTx, incident: dict[str, Any], actor: Actor) -> None:
         """At close: the draft from the timeline, kept with the incident and posted in its thread."""
@@ -495,7 +504,10 @@ class Incidents:
         def change(tx: WriteTx, row: dict[str, Any], at: str) -> Step:
             incident_store.reminded(tx, row["id"], at)
             lead = incident_store.roles_tx(tx, row["id"]).get("lead")
-            whom = f"<@{lead}>" if lead else "the incident team"
+            # The lead by @handle, which the line's mention turns into a notification and an inbox
+            # entry, as an approval's escalation does (the raw id was shown as typed before).
+            person = identity.user_row(tx, lead) if lead else None
+            whom = f"@{person['handle']}" if person is not None else lead or "the incident team"
             return Step(
                 None,
                 "incident.update_reminder",
@@ -503,6 +515,7 @@ class Incidents:
                 f"needs a status update: none for {minutes:g} minutes ({whom})",
                 change="reminder",
                 detail={"minutes": minutes, "lead": lead},
+                mentions=(person["handle"],) if person is not None else (),
             )
 
         await self._change(incident["id"], SYSTEM, change, ip=None)
