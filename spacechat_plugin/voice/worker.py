@@ -7,6 +7,7 @@ else raises (and fails the job).
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import hashlib
 import os
@@ -18,6 +19,9 @@ from pathlib import Path
 from typing import Any
 
 _engines: dict[tuple[Any, ...], Any] = {}
+# Let go of the engines before the interpreter tears its modules down: pywhispercpp's
+# `Model.__del__` needs its module's globals, and printed a TypeError at every exit otherwise.
+atexit.register(_engines.clear)
 
 
 @dataclass(frozen=True)
