@@ -166,12 +166,17 @@ async def test_an_approval_escalates_to_a_named_person_who_is_mentioned(app: Spa
             await task
 
 
-async def test_incident_lifecycle_with_reminders_roles_timeline_and_retrospective(app: Spacechat) -> None:
+def clocked_incidents(app: Spacechat) -> tuple[FakeClock, Any, str, Actor]:
+    """The incident service on a hand-moved clock, its organisation and an owner acting."""
     clock = FakeClock()
-    incidents = app.incidents
-    incidents.clock = clock
+    app.incidents.clock = clock
     org = app.instance.org_id
-    owner = Actor("user", "u_olive")
+    assert org is not None
+    return clock, app.incidents, org, Actor("user", "u_olive")
+
+
+async def test_incident_lifecycle_with_reminders_roles_timeline_and_retrospective(app: Spacechat) -> None:
+    clock, incidents, org, owner = clocked_incidents(app)
     general = app.access.channel_named("general", org)
     assert general is not None
     source = (
@@ -315,11 +320,7 @@ async def test_incident_lifecycle_with_reminders_roles_timeline_and_retrospectiv
 
 
 async def test_a_reminder_mentions_the_lead_who_finds_it_in_their_inbox(app: Spacechat) -> None:
-    clock = FakeClock()
-    incidents = app.incidents
-    incidents.clock = clock
-    org = app.instance.org_id
-    owner = Actor("user", "u_olive")
+    clock, incidents, org, owner = clocked_incidents(app)
     lena = await app.db.write(
         lambda tx: identity.create_user(
             tx, org_id=org, kind="human", name="Lena Lead", role="member", email="lena@example.com", actor=SYSTEM

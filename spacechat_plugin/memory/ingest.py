@@ -174,10 +174,9 @@ class Ingest:
         await self.catch_up()
         while True:
             await self._wake.wait()
-            # Let a burst gather: one step then reads, embeds and writes many events at once
-            # instead of one write transaction (and its fsync) per message. Measured with
-            # bench/search.py on 2026-12-05: a step per send cost ~4 ms of CPU per message on
-            # top of its embedding.
+            # Let a burst gather: one step then reads and writes many events at once instead of
+            # a write transaction (and its fsync) per message. The embedding itself dominates the
+            # CPU (bench/README.md: ~5 ms a message); this only saves commits.
             await asyncio.sleep(COALESCE_SECONDS)
             self._wake.clear()
             try:
