@@ -29,6 +29,7 @@ from .hookspecs import HostAPI, PluginHooks
 from .identity import bootstrap
 from .identity.auth import Authenticator, load_or_create_secret
 from .identity.permissions import Access, event_rules
+from .identity.sso import SingleSignOn
 from .instance import Instance
 from .memory.ingest import Ingest
 from .memory.service import Memory
@@ -96,6 +97,7 @@ class Spacechat:
         self.audit_anchor = AuditAnchor(self.data_dir)
         self.db.on_audit = self.audit_anchor.record
         self.auth: Authenticator | None = None
+        self.sso = SingleSignOn(self.db)
         self.hooks = PluginHooks(host.pm if host is not None else None, on_error=_report)
 
         self.cards = CardService(self.db, host, self.hooks)
@@ -307,6 +309,7 @@ class Spacechat:
         try:
             await self.memory.stop()
             await self.voice.stop()
+            await self.sso.close()
             await self._cancel_background()
             self._unregister_plugins()
             if self.telemetry is not None:

@@ -18,11 +18,9 @@ The model is scripted by the last thing the person said:
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import AsyncIterator
 from typing import Any
 
-import uvicorn
 from ag_ui.core import StateDeltaEvent, StateSnapshotEvent, StepFinishedEvent, StepStartedEvent
 from pydantic import BaseModel, ConfigDict
 from pydantic_ai import Agent, DeferredToolRequests, ToolReturn
@@ -41,6 +39,8 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+
+from .loopback import ThreadedServer
 
 GREETING = "Hello from the AG-UI agent. Nice to meet you."
 THOUGHT = "The person says hello; greet them back."
@@ -151,8 +151,7 @@ class AGUIServer:
         self.requests: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
         self.url = ""
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
+        self._server: ThreadedServer | None = None
 
     async def _run(self, request: Request) -> Response:
         self.requests.append(await request.json())
@@ -161,23 +160,13 @@ class AGUIServer:
 
     def start(self) -> AGUIServer:
         app = Starlette(routes=[Route("/agent", self._run, methods=["POST"])])
-        config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, name="agui-server", daemon=True)
-        self._thread.start()
-        for _ in range(500):
-            if self._server.started and self._server.servers:
-                port = self._server.servers[0].sockets[0].getsockname()[1]
-                self.url = f"http://127.0.0.1:{port}/agent"
-                return self
-            threading.Event().wait(0.01)
-        raise RuntimeError("the AG-UI server did not start")
+        self._server = ThreadedServer(app, "AG-UI server")
+        self.url = self._server.start() + "/agent"
+        return self
 
     def stop(self) -> None:
         if self._server is not None:
-            self._server.should_exit = True
-        if self._thread is not None:
-            self._thread.join(timeout=10)
+            self._server.stop()
 
 
 async def started() -> AGUIServer:

@@ -295,6 +295,14 @@ BUILDERS: dict[str, Builder] = {
     ),
     "POST /v1/orgs": lambda w, r, o, c: Call("POST", "/v1/orgs", json={"name": unique("org")}),
     "GET /v1/org": lambda w, r, o, c: Call("GET", "/v1/org"),
+    "GET /v1/org/sso": lambda w, r, o, c: Call("GET", "/v1/org/sso"),
+    # Never reached: the matrix's issuer is only stored (discovery is read at the first sign-in).
+    "PUT /v1/org/sso": lambda w, r, o, c: Call(
+        "PUT",
+        "/v1/org/sso",
+        json={"issuer": "https://idp.example.com", "client_id": f"matrix-{r}", "client_secret": unique("secret")},
+    ),
+    "DELETE /v1/org/sso": lambda w, r, o, c: Call("DELETE", "/v1/org/sso"),
     "GET /v1/teams": lambda w, r, o, c: Call("GET", "/v1/teams"),
     "POST /v1/teams": lambda w, r, o, c: Call("POST", "/v1/teams", json={"name": unique("team")}),
     "GET /v1/audit": lambda w, r, o, c: Call("GET", "/v1/audit"),

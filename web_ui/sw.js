@@ -2,8 +2,9 @@
 // the vendored libraries. The page itself (index.html) is fetched network-first, so a server
 // that is up always decides what loads; the app's modules and styles are served from the cache
 // at once and revalidated behind it (an upgrade shows from the next load on); vendored files
-// (immutable, versioned paths) are cache-first. Nothing under /v1 is ever cached
-// or intercepted: the API and the realtime stream go to the network.
+// (immutable, versioned paths) are cache-first. Nothing under /v1 is ever cached: the API and
+// the realtime stream go to the network (a page opened under /v1 gets the network's answer that
+// navigation preload already fetched, so it is requested once).
 importScripts("/vendor-files.js");
 importScripts("/sw-notify.js"); // notifications: their own module
 
@@ -117,6 +118,11 @@ async function networkFirst(request, cacheKey, preloaded) {
   }
 }
 
+async function preloadedOrNetwork(request, preloaded) {
+  const response = await Promise.resolve(preloaded).catch(() => undefined);
+  return response || fetch(request);
+}
+
 async function cacheFirst(request) {
   const cache = await caches.open(CACHE);
   const cached = await cache.match(request);
@@ -161,7 +167,14 @@ self.addEventListener("fetch", (event) => {
   const request = event.request;
   if (request.method !== "GET") return;
   const url = new URL(request.url);
-  if (url.origin !== self.location.origin || url.pathname.startsWith("/v1/")) return;
+  if (url.origin !== self.location.origin) return;
+  if (url.pathname.startsWith("/v1/")) {
+    // Not ours to cache or answer, but navigation preload has already asked the network for it
+    // (a single sign-on link, an attachment opened in a tab): hand that answer on. Left to the
+    // browser, the page is requested a second time, and a sign-on callback works only once.
+    if (request.mode === "navigate") event.respondWith(preloadedOrNetwork(request, event.preloadResponse));
+    return;
+  }
   if (request.mode === "navigate") {
     // Every page of the app is the same shell (the server answers index.html for them too).
     event.respondWith(networkFirst(request, "/", event.preloadResponse));

@@ -206,6 +206,7 @@ class Operation:
     produces: str = "application/json"
     also: tuple[int, ...] = ()  # other success statuses (a replayed send's 200, a waiting operation's 202)
     required_query: tuple[str, ...] = ()
+    errors: dict[str, str] = field(default_factory=dict)  # statuses beyond those of its kind, and why
 
 
 Endpoint = Callable[[Request], Awaitable[Response]]

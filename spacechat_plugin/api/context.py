@@ -21,6 +21,7 @@ from ..config import Settings
 from ..hookspecs import HostAPI, PluginHooks
 from ..identity.auth import Authenticator
 from ..identity.permissions import Access
+from ..identity.sso import SingleSignOn
 from ..instance import Instance
 from ..memory.service import Memory
 from ..notifications.service import Notifier
@@ -47,6 +48,7 @@ class Context(Protocol):
     streams: Streams
     access: Access
     auth: Authenticator | None
+    sso: SingleSignOn
     cards: CardService
     replies: ReplyStreams
     activity: Activity

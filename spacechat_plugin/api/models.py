@@ -265,3 +265,40 @@ class Typing(Body):
 
 class SpeakMessage(Body):
     message_id: str = Field(min_length=1, max_length=64, description="The agent's reply to read aloud.")
+
+
+# --- single sign-on (docs/sso.md) -----------------------------------------------------------------
+
+# An issuer is an https URL without query or fragment (OpenID Connect Discovery 1.0, section 3);
+# plain http only on this machine's loopback, for a provider run beside the server.
+ISSUER = r"^(https://[A-Za-z0-9.-]+|http://(localhost|127\.0\.0\.1|\[::1\]))(:[0-9]{1,5})?(/[^\x00-\x20?#\x7f]*)?$"
+DOMAIN = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)+$"
+
+
+class RoleRule(Body):
+    value: ReadableText = Field(min_length=1, max_length=200, description="A value the role claim holds.")
+    role: INVITABLE_ROLE
+
+
+class SSOSettings(Body):
+    issuer: str = Field(pattern=ISSUER, max_length=500, description="The provider's issuer URL, exactly.")
+    client_id: ReadableText = Field(min_length=1, max_length=255)
+    client_secret: str | None = Field(
+        None,
+        min_length=1,
+        max_length=2048,
+        description="Write-only: never returned. Leave out to keep the one stored.",
+    )
+    allowed_domains: list[Annotated[str, Field(pattern=DOMAIN, max_length=253)]] = Field(
+        default_factory=list,
+        max_length=100,
+        description="Lower-case e-mail domains that may sign in; empty lets any verified address in.",
+    )
+    role_claim: str = Field(
+        "groups", pattern=r"^[A-Za-z0-9_.:/-]{1,100}$", description="The ID token claim roles come from."
+    )
+    role_mapping: list[RoleRule] = Field(
+        default_factory=list, max_length=50, description="First match wins: the claim holds `value` -> `role`."
+    )
+    default_role: INVITABLE_ROLE = Field("member", description="The role of a new account that no rule matches.")
+    enabled: bool = True

@@ -89,7 +89,7 @@ QUERY_SCHEMAS: dict[str, dict[str, Any]] = {
 
 def _responses(op: Operation, method: str) -> dict[str, Any]:
     success: dict[str, Any] = {"description": "Success"}
-    if op.status != 204:
+    if op.status != 204 and not 300 <= op.status < 400:  # a redirect's answer is its Location
         success["content"] = {op.produces: {"schema": {}}}
     responses: dict[str, Any] = {str(op.status): success}
     for status in op.also:
@@ -101,6 +101,7 @@ def _responses(op: Operation, method: str) -> dict[str, Any]:
         errors |= WRITE_ERRORS
     if op.scope == "public":
         errors |= PUBLIC_ERRORS
+    errors |= op.errors
     responses |= {status: _error(text) for status, text in errors.items()}
     return responses
 

@@ -278,7 +278,7 @@ def _require(principal: Principal, scope: str) -> None:
 
 
 # Actions anyone may attempt without signing in (each route that allows it says so).
-PUBLIC_ACTIONS = frozenset({"auth:setup", "auth:login", "auth:invitation", "meta:read"})
+PUBLIC_ACTIONS = frozenset({"auth:setup", "auth:login", "auth:invitation", "auth:sso", "meta:read"})
 
 
 def public(action: str) -> None:

@@ -3,6 +3,7 @@
 // and removes it from the address bar.
 import { useState, useEffect } from "../deps.js";
 import { signIn, lookupInvitation } from "../actions.js";
+import { get } from "../api.js";
 import { html } from "./ui.js";
 
 function Field({ label, name, type = "text", autocomplete, value, readOnly, minLength, required = true }) {
@@ -79,10 +80,12 @@ export function SetupView({ token, onSignedIn }) {
   <//>`;
 }
 
+const ownPage = (next) => (next && next.startsWith("/") && !next.startsWith("//") ? next : "/");
+
 export function LoginView({ next, onSignedIn }) {
   const { error, busy, submit } = useSubmit(async (form) => {
     await signIn("/v1/auth/login", { email: form.email, password: form.password });
-    await onSignedIn(next && next.startsWith("/") && !next.startsWith("//") ? next : "/");
+    await onSignedIn(ownPage(next));
   });
   return html`<${Card} title="Sign in to Spacechat">
     <form class="form" onSubmit=${submit}>
@@ -91,7 +94,23 @@ export function LoginView({ next, onSignedIn }) {
       ${error && html`<p class="form-error" role="alert">${error}</p>`}
       <button type="submit" disabled=${busy}>Sign in</button>
     </form>
+    <${SingleSignOn} next=${ownPage(next)} />
   <//>`;
+}
+
+/** "Sign in with SSO": one link per organisation that has an identity provider (docs/sso.md).
+ * A plain link, not a fetch: the browser itself goes to the provider and comes back signed in. */
+function SingleSignOn({ next }) {
+  const [offered, setOffered] = useState([]);
+  useEffect(() => {
+    get("/v1/auth/sso").then((data) => setOffered(data.providers), () => setOffered([]));
+  }, []);
+  if (!offered.length) return null;
+  const query = next === "/" ? "" : `?next=${encodeURIComponent(next)}`;
+  return html`<div class="sso">
+    ${offered.map((p) => html`<a class="sso-button" href=${p.login_url + query}>
+      Sign in with SSO${offered.length > 1 ? ` (${p.org_name})` : ""}</a>`)}
+  </div>`;
 }
 
 export function InviteView({ token, onSignedIn }) {
