@@ -333,7 +333,8 @@ async def inbox(
     followed = (
         "FROM thread_follows f JOIN threads t ON t.id = f.thread_id"
         " WHERE f.user_id = :user AND t.channel_id IN (SELECT value FROM json_each(:channels))"
-        " AND (:before IS NULL OR t.last_seq < :before)"
+        # The comparison first: Postgres types the parameter where it first meets it.
+        " AND (t.last_seq < :before OR :before IS NULL)"
     )
     columns = (
         f"t.*, f.started, f.replied, f.mentioned, f.direct, {_LAST_READ} AS last_read_seq, {_UNREAD} AS unread_count"

@@ -7,7 +7,8 @@ statement for Postgres (issue 17) where the two differ only in spelling:
 - `json_each(?)` as a list of values becomes `jsonb_array_elements_text(...)`, compared as text;
 - scalar `MAX(a, b)` / `MIN(a, b)` become `GREATEST` / `LEAST`; `SUM(a = b)` counts as 1/0;
 - `LIKE` becomes `ILIKE`: SQLite's LIKE ignores ASCII case and the callers rely on it;
-- `a IS ?` / `a IS NOT ?` (SQLite's NULL-safe comparison) become `IS [NOT] DISTINCT FROM`.
+- `a IS ?` / `a IS NOT ?` (SQLite's NULL-safe comparison) become `IS [NOT] DISTINCT FROM`, and
+  `? IS NULL` casts the parameter so Postgres can type it.
 
 `json_extract(text, '$.path')` and `strftime(...)` exist in the Postgres schema as functions with
 SQLite's meaning (migrations/postgres/0001_initial.sql). Where SQL truly differs (full-text search,
@@ -38,6 +39,9 @@ _JSON_EACH = re.compile(r"json_each\(\s*(%s|%\(\w+\)s)\s*\)", re.IGNORECASE)
 # SUM over a comparison counts the rows where it holds: SQLite's true is 1, Postgres's is boolean.
 _SUM_OF_TEST = re.compile(r"SUM\(([^()]*?(?:=|<>|<|>|\bIS\b)[^()]*)\)", re.IGNORECASE)
 _LIKE = re.compile(r"\bLIKE\b")
+# `? IS NULL` tests a parameter Postgres cannot type from that alone (psycopg gives each
+# occurrence of a named parameter its own number): as text, any value is NULL or not alike.
+_PARAM_IS_NULL = re.compile(r"(%s|%\(\w+\)s)\s+IS\s+(NOT\s+)?NULL\b", re.IGNORECASE)
 # SQLite's `a IS b` / `a IS NOT b` compare values, NULL included: Postgres's IS [NOT] DISTINCT FROM.
 _IS_VALUE = re.compile(r"\bIS\s+(NOT\s+)?(?=%s|%\(|'|\w+\.\w+)(?!NULL\b|TRUE\b|FALSE\b|DISTINCT\b)", re.IGNORECASE)
 
@@ -130,5 +134,6 @@ def to_postgres(sql: str) -> str:
     sql = _JSON_EACH.sub(lambda m: f"jsonb_array_elements_text(CAST({m.group(1)} AS jsonb))", sql)
     sql = _SUM_OF_TEST.sub(lambda m: f"SUM(CASE WHEN {m.group(1).strip()} THEN 1 ELSE 0 END)", sql)
     sql = _LIKE.sub("ILIKE", sql)
+    sql = _PARAM_IS_NULL.sub(lambda m: f"CAST({m.group(1)} AS TEXT) IS {m.group(2) or ''}NULL", sql)
     sql = _IS_VALUE.sub(lambda m: "IS DISTINCT FROM " if m.group(1) else "IS NOT DISTINCT FROM ", sql)
     return _scalar_extremes(sql)

@@ -168,6 +168,22 @@ async def fulltext(db: Database, filters: Filters, *, sort: str, limit: int, off
     return rows
 
 
+# ts_headline drops what its parser takes for HTML tags; a message's `<` and `>` are text, so they
+# go through it as private-use characters between spaces (their own tokens) and come back after.
+_ANGLES_PG = (("<", "chr(57346)"), (">", "chr(57347)"))
+
+
+def _headline_pg(query: str) -> str:
+    text = "m.text"
+    for char, stand_in in _ANGLES_PG:
+        text = f"replace({text}, '{char}', ' ' || {stand_in} || ' ')"
+    options = f"StartSel={HIT_START}, StopSel={HIT_END}, MaxWords={SNIPPET_TOKENS}, MinWords=15"
+    headline = f"ts_headline('{textsearch.CONFIG}', {text}, {query}, '{options}')"
+    for char, stand_in in _ANGLES_PG:
+        headline = f"replace({headline}, ' ' || {stand_in} || ' ', '{char}')"
+    return headline
+
+
 async def _fulltext_pg(db: Database, filters: Filters, *, sort: str, limit: int, offset: int) -> list[dict[str, Any]]:
     """`fulltext` on Postgres: one query. The score is minus ts_rank, so lower is better as
     with bm25; the snippet is ts_headline's, with the same markers around the words."""
@@ -182,9 +198,7 @@ async def _fulltext_pg(db: Database, filters: Filters, *, sort: str, limit: int,
     order = "score, m.seq DESC" if sort == "relevance" else "m.seq DESC"
     sql = (
         f"SELECT m.*, -ts_rank({textsearch.document('m.text')}, {query}) AS score,"
-        f" ts_headline('{textsearch.CONFIG}', m.text, {query},"
-        f" 'StartSel={HIT_START}, StopSel={HIT_END}, MaxWords={SNIPPET_TOKENS}, MinWords=5, FragmentDelimiter=…')"
-        " AS snippet FROM messages m WHERE "
+        f" {_headline_pg(query)} AS snippet FROM messages m WHERE "
         + " AND ".join([_MATCHES_PG.format(name="match"), *where])
         + f" ORDER BY {order} LIMIT :limit OFFSET :offset"
     )
