@@ -18,7 +18,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--store",
         choices=("sqlite", "postgres"),
         default=None,
-        help="the store the test servers run on (default: $SPACECHAT_TEST_STORE, else sqlite)",
+        help="the store the test servers run on (default: $TEST_SPACECHAT_STORE, else sqlite)",
     )
 
 

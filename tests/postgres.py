@@ -17,10 +17,11 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-BIN = Path(os.environ.get("SPACECHAT_PG_BIN", "/usr/lib/postgresql/15/bin"))
-# `SPACECHAT_TEST_STORE=postgres` (or `pytest --store=postgres`) runs the servers the tests start
+# Not SPACECHAT_...: every such variable is a setting to `spacechat serve`, which refuses unknown ones.
+BIN = Path(os.environ.get("TEST_SPACECHAT_PG_BIN", "/usr/lib/postgresql/15/bin"))
+# `TEST_SPACECHAT_STORE=postgres` (or `pytest --store=postgres`) runs the servers the tests start
 # on Postgres instead of SQLite.
-STORE_ENV = "SPACECHAT_TEST_STORE"
+STORE_ENV = "TEST_SPACECHAT_STORE"
 TEMPLATE = "spacechat_template"
 
 

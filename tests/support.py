@@ -83,9 +83,7 @@ class Server:
         if postgres.store() == "postgres" and STORAGE_URL not in self.env:
             # A database of its own, kept across restart() as the data directory is.
             self.env[STORAGE_URL] = postgres.cluster().new_database()
-        # The test-only store switch is not a setting: `spacechat serve` would refuse it.
-        inherited = {key: value for key, value in os.environ.items() if key != postgres.STORE_ENV}
-        env = {**inherited, "PYTHONUNBUFFERED": "1", **self.env}
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env}
         self.process = subprocess.Popen(
             serve_command(config, self.data_dir, self.port),
             stdout=subprocess.PIPE,
