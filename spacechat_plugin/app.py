@@ -46,12 +46,12 @@ from .resources import resource
 from .sdk import SpacechatAPI, load_hook_plugins
 from .search.service import SearchService
 from .store import audit, identity, tenancy
+from .store import backend as store_backend
 from .store import chat as chat_store
 from .store import lock as data_dir_lock
 from .store import log as event_log
 from .store import messages as message_store
 from .store.anchor import AuditAnchor
-from .store.db import Database
 from .voice.service import VoiceService
 
 logger = logging.getLogger("spacechat")
@@ -79,8 +79,9 @@ class Spacechat:
         self.host = host
         self.data_dir = settings.data_path
         self.instance = Instance(configured_url=settings.url, public_url=settings.public_url or None)
-        self.db = Database(
-            self.data_dir / "spacechat.db",
+        self.db = store_backend.database(
+            settings.storage.url,
+            self.data_dir,
             migrations=resource("migrations"),
             synchronous=settings.storage.synchronous,
             read_connections=settings.storage.read_connections,
