@@ -47,12 +47,12 @@ from .resources import resource
 from .sdk import SpacechatAPI, load_hook_plugins
 from .search.service import SearchService
 from .store import audit, identity, tenancy
+from .store import backend as store_backend
 from .store import chat as chat_store
 from .store import lock as data_dir_lock
 from .store import log as event_log
 from .store import messages as message_store
 from .store.anchor import AuditAnchor
-from .store.db import Database
 from .store.lease import Lease
 from .voice.service import VoiceService
 
@@ -81,8 +81,9 @@ class Spacechat:
         self.host = host
         self.data_dir = settings.data_path
         self.instance = Instance(configured_url=settings.url, public_url=settings.public_url or None)
-        self.db = Database(
-            self.data_dir / "spacechat.db",
+        self.db = store_backend.database(
+            settings.storage.url,
+            self.data_dir,
             migrations=resource("migrations"),
             synchronous=settings.storage.synchronous,
             read_connections=settings.storage.read_connections,
@@ -120,7 +121,7 @@ class Spacechat:
         # Agents, and the sweeps that must run once per installation, run in the one gateway that
         # holds the lease (issue 17); without a bus there is one process, and it runs them.
         self.lease: Lease | None = None
-        lease_dsn = str(getattr(settings.storage, "url", "") or "")
+        lease_dsn = settings.storage.url
         if self.relay is not None and lease_dsn.startswith(("postgresql://", "postgres://")):
             self.lease = Lease(
                 lease_dsn,

@@ -162,21 +162,22 @@ async def _run_server(settings: Settings, pm: Any, host: Any) -> None:
 @main.command()
 @click.option("--config", "config", type=click.Path(dir_okay=False), envvar="SPACECHAT_CONFIG")
 @click.option("--data-dir", default=None)
-def migrate(config: str | None, data_dir: str | None) -> None:
+@click.option(
+    "--storage-url",
+    default=None,
+    help="A postgresql:// URL: migrate that Postgres database instead of the data directory's SQLite file.",
+)
+def migrate(config: str | None, data_dir: str | None, storage_url: str | None) -> None:
     """Apply pending database migrations and list what is applied."""
-    settings, _ = _settings(config, {"data_dir": data_dir})
+    overrides: dict[str, Any] = {"data_dir": data_dir}
+    if storage_url is not None:
+        overrides["storage"] = {"url": storage_url}
+    settings, _ = _settings(config, overrides)
 
     async def run() -> list[dict[str, Any]]:
-        from .resources import resource
-        from .store.db import Database
         from .store.migrate import applied_list
 
-        db = Database(
-            settings.data_path / "spacechat.db",
-            migrations=resource("migrations"),
-            synchronous=settings.storage.synchronous,
-            read_connections=1,
-        )
+        db = _store(settings)
         await db.open()
         try:
             rows = await applied_list(db)
@@ -187,15 +188,32 @@ def migrate(config: str | None, data_dir: str | None) -> None:
             await db.close()
 
     try:
-        held = data_dir_lock.acquire(settings.data_path)  # not under a running server
+        # Not under a running server: the data directory's lock guards the SQLite file. Postgres
+        # applies each migration in a transaction of its own, beside running gateways.
+        held = None if settings.storage.url else data_dir_lock.acquire(settings.data_path)
         try:
             rows = _asyncio_run(run())
         finally:
-            data_dir_lock.release(held)
+            if held is not None:
+                data_dir_lock.release(held)
     except Exception as exc:
         raise click.ClickException(str(exc)) from None
     for row in rows:
         click.echo(f"{row['name']}  {row['checksum'][:12]}  {row['applied_at']}")
+
+
+def _store(settings: Settings, read_connections: int = 1) -> Any:
+    """The configured store's database (SQLite file or Postgres), not yet opened."""
+    from .resources import resource
+    from .store.backend import database
+
+    return database(
+        settings.storage.url,
+        settings.data_path,
+        migrations=resource("migrations"),
+        synchronous=settings.storage.synchronous,
+        read_connections=read_connections,
+    )
 
 
 @main.group()
@@ -332,11 +350,11 @@ def _asyncio_run(work: Any) -> Any:
 async def _with_database(settings: Settings, work: Any) -> Any:
     """Open the database beside a running server or without one (no event is written), anchor
     any audit row the work appends, close."""
-    from .resources import resource
     from .store.anchor import AuditAnchor
-    from .store.db import Database
 
-    db = Database(_database(settings), migrations=resource("migrations"), read_connections=1)
+    if not settings.storage.url:
+        _database(settings)  # says so when there is no database yet
+    db = _store(settings)
     db.on_audit = AuditAnchor(settings.data_path).record
     await db.open()
     try:
@@ -352,18 +370,13 @@ async def _with_database(settings: Settings, work: Any) -> Any:
 def purge(config: str | None, data_dir: str | None, dry_run: bool) -> None:
     """Delete messages, attachments, candidates and memories past their retention (docs/memory.md)."""
     settings, _ = _settings(config, {"data_dir": data_dir})
-    path = settings.data_path / "spacechat.db"
-    if not path.exists():
-        raise click.ClickException(f"no database at {path}")
+    if not settings.storage.url:
+        _database(settings)  # says so when there is no database yet
 
     async def run() -> dict[str, Any]:
         from .memory import retention
-        from .resources import resource
-        from .store.db import Database
 
-        db = Database(
-            path, migrations=resource("migrations"), synchronous=settings.storage.synchronous, read_connections=1
-        )
+        db = _store(settings)
         await db.open()
         try:
             return await retention.purge(db, settings.data_path, dry_run=dry_run)

@@ -12,6 +12,7 @@ import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -31,9 +32,22 @@ class _Section(BaseModel):
 
 
 class StorageConfig(_Section):
+    # "" keeps the single-process SQLite file in the data directory (the default); a
+    # "postgresql://user:password@host:port/database" URL puts the store on Postgres (issue 17,
+    # docs/deployment.md; needs the `postgres` extra).
+    url: str = ""
     synchronous: Literal["full", "normal"] = "full"
     retention_days: float = Field(7, gt=0)
     read_connections: int = Field(4, ge=1, le=64)
+
+    @field_validator("url")
+    @classmethod
+    def _postgres_url(cls, value: str) -> str:
+        if value and not value.startswith(("postgresql://", "postgres://")):
+            raise ValueError('must be "" (SQLite in the data directory) or a postgresql:// URL')
+        if value and not urlsplit(value).path.strip("/"):
+            raise ValueError("must name the database (postgresql://host/DATABASE)")
+        return value
 
 
 class MessagesConfig(_Section):

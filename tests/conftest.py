@@ -8,9 +8,60 @@ from typing import Any
 import pytest
 from playwright.async_api import Browser
 
+from . import postgres
 from .browser import audit_remaining, chromium
 from .buses import NatsServer
 from .support import Server, toml_config
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--store",
+        choices=("sqlite", "postgres"),
+        default=None,
+        help="the store the test servers run on (default: $SPACECHAT_TEST_STORE, else sqlite)",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    chosen = config.getoption("--store")
+    if chosen is not None:
+        os.environ[postgres.STORE_ENV] = chosen
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """On the Postgres store, skip the tests that are about the SQLite file itself."""
+    if postgres.store() != "postgres":
+        return
+    for item in items:
+        marker = item.get_closest_marker("sqlite_only")
+        if marker is not None:
+            reason = marker.args[0] if marker.args else "about the SQLite file"
+            item.add_marker(pytest.mark.skip(reason=f"SQLite only: {reason}"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def postgres_store() -> Iterator[postgres.Cluster | None]:
+    """With `--store=postgres`, one real Postgres for the session; every test server gets a
+    database of its own in it (tests/support.py)."""
+    try:
+        if postgres.store() != "postgres":
+            yield None  # tests that want Postgres anyway ask for `pg_cluster`
+            return
+        if not postgres.available():
+            pytest.exit(f"--store=postgres needs Postgres 15 at {postgres.BIN} (apt-get install postgresql)", 2)
+        yield postgres.cluster()
+    finally:
+        postgres.stop()
+
+
+@pytest.fixture
+def pg_cluster() -> postgres.Cluster:
+    """The session's real Postgres, whichever store the test servers use (started on first use,
+    stopped by `postgres_store` at the end)."""
+    if not postgres.available():
+        pytest.skip(f"no Postgres 15 at {postgres.BIN} (apt-get install postgresql)")
+    return postgres.cluster()
 
 
 @pytest.fixture

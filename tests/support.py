@@ -15,8 +15,11 @@ from typing import Any
 
 import httpx
 
+from . import postgres
+
 URL_LINE = re.compile(r"Spacechat is running at (http://[^\s/]+)/")
 SETUP_LINE = re.compile(r"Create the owner account: \S+/setup#token=(setup_[A-Za-z0-9_-]+)")
+STORAGE_URL = "SPACECHAT_STORAGE__URL"
 OWNER = {"email": "owner@example.com", "name": "Olive Owner", "password": "correct horse battery staple"}
 
 FAST_AGENT_CONFIG: dict[str, dict[str, Any]] = {
@@ -77,7 +80,12 @@ class Server:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         config = self.data_dir.parent / f"{self.data_dir.name}.toml"
         config.write_text(self.config_text)
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env}
+        if postgres.store() == "postgres" and STORAGE_URL not in self.env:
+            # A database of its own, kept across restart() as the data directory is.
+            self.env[STORAGE_URL] = postgres.cluster().new_database()
+        # The test-only store switch is not a setting: `spacechat serve` would refuse it.
+        inherited = {key: value for key, value in os.environ.items() if key != postgres.STORE_ENV}
+        env = {**inherited, "PYTHONUNBUFFERED": "1", **self.env}
         self.process = subprocess.Popen(
             serve_command(config, self.data_dir, self.port),
             stdout=subprocess.PIPE,
@@ -166,6 +174,36 @@ class Server:
         with self.sync_client() as client:
             channels = client.get("/v1/channels").json()["channels"]
         return str(next(c["id"] for c in channels if c["name"] == name))
+
+    def query(self, sql: str) -> list[tuple[Any, ...]]:
+        """Rows of a read-only query straight against the server's store, whichever it is (a
+        check of what is stored, beside the API)."""
+        if STORAGE_URL in self.env:
+            import psycopg
+
+            with psycopg.connect(self.env[STORAGE_URL], autocommit=True) as conn:
+                return [tuple(row) for row in conn.execute(sql).fetchall()]
+        import sqlite3
+
+        reader = sqlite3.connect(f"file:{self.data_dir / 'spacechat.db'}?mode=ro", uri=True)
+        try:
+            return [tuple(row) for row in reader.execute(sql).fetchall()]
+        finally:
+            reader.close()
+
+    def stored_bytes(self) -> bytes:
+        """Everything the store holds, as bytes to search for what must never be stored: the
+        SQLite file and its WAL, or every row of every Postgres table as text."""
+        if STORAGE_URL in self.env:
+            import psycopg
+
+            with psycopg.connect(self.env[STORAGE_URL], autocommit=True) as conn:
+                tables = [row[0] for row in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")]
+                return b"".join(
+                    str(row[0]).encode() for table in tables for row in conn.execute(f"SELECT t::text FROM {table} t")
+                )
+        files = [self.data_dir / "spacechat.db", *self.data_dir.glob("spacechat.db-wal")]
+        return b"".join(path.read_bytes() for path in files)
 
 
 def wait_until(predicate: Any, timeout: float = 10, interval: float = 0.05) -> Any:

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -18,15 +16,11 @@ from .support import Server
 pytestmark = pytest.mark.asyncio
 
 
-def db_counts(data_dir: Path) -> dict[str, int]:
-    conn = sqlite3.connect(f"file:{data_dir / 'spacechat.db'}?mode=ro", uri=True)
-    try:
-        return {
-            table: conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
-            for table in ("messages", "threads", "events", "attachments", "idempotency_keys")
-        }
-    finally:
-        conn.close()
+def db_counts(server: Server) -> dict[str, int]:
+    return {
+        table: server.query(f"SELECT COUNT(*) FROM {table}")[0][0]
+        for table in ("messages", "threads", "events", "attachments", "idempotency_keys")
+    }
 
 
 def assert_error(response: httpx.Response, status: int, code: str | None = None) -> dict[str, Any]:
@@ -121,7 +115,7 @@ async def test_idempotent_retry_returns_the_original(shared_server: Server) -> N
 
 async def test_concurrent_duplicates_create_one_message(server: Server) -> None:
     general = server.channel_id("general")
-    before = db_counts(server.data_dir)
+    before = db_counts(server)
     async with server.client() as client:
         responses = await asyncio.gather(
             *[
@@ -139,7 +133,7 @@ async def test_concurrent_duplicates_create_one_message(server: Server) -> None:
             assert_error(response, 409, "idempotency_key_in_use")
     ids = {r.json()["message"]["id"] for r in responses if r.status_code == 201}
     assert len(ids) == 1
-    after = db_counts(server.data_dir)
+    after = db_counts(server)
     assert after["messages"] - before["messages"] == 1
     # keys survive a restart: the same key after a restart returns the original message
     server.restart()
@@ -170,18 +164,18 @@ async def test_bad_bodies_are_refused_and_nothing_is_written(
     shared_server: Server, body: dict[str, Any], headers: dict[str, str], status: int, code: str
 ) -> None:
     general = shared_server.channel_id("general")
-    before = db_counts(shared_server.data_dir)
+    before = db_counts(shared_server)
     async with shared_server.client() as client:
         response = await client.post(f"/v1/channels/{general}/messages", json=body, headers=headers)
     error = assert_error(response, status, code)
     if code == "invalid_request" and body.get("text") != "   ":
         assert error["details"], "validation errors name the bad path"
-    assert db_counts(shared_server.data_dir) == before
+    assert db_counts(shared_server) == before
 
 
 async def test_malformed_requests(shared_server: Server) -> None:
     general = shared_server.channel_id("general")
-    before = db_counts(shared_server.data_dir)
+    before = db_counts(shared_server)
     async with shared_server.client() as client:
         url = f"/v1/channels/{general}/messages"
         assert_error(
@@ -207,7 +201,7 @@ async def test_malformed_requests(shared_server: Server) -> None:
     async with httpx.AsyncClient(base_url=shared_server.url) as anonymous:
         assert_error(await anonymous.post(url, json={"text": "hi"}), 401, "unauthorized")
         assert_error(await anonymous.get("/v1/channels", headers={"Authorization": "Bearer sc_wrong"}), 401)
-    assert db_counts(shared_server.data_dir) == before
+    assert db_counts(shared_server) == before
 
 
 async def test_upload_and_download_attachment(shared_server: Server) -> None:
@@ -245,7 +239,7 @@ async def test_upload_and_download_attachment(shared_server: Server) -> None:
 
 
 async def test_upload_limits(shared_server: Server) -> None:
-    before = db_counts(shared_server.data_dir)
+    before = db_counts(shared_server)
     async with shared_server.client() as client:
         assert_error(
             await client.post(
@@ -288,7 +282,7 @@ async def test_upload_limits(shared_server: Server) -> None:
         assert text.status_code == 201
         download = await client.get(text.json()["attachment"]["url"])
         assert download.headers["content-disposition"].startswith("attachment")
-    after = db_counts(shared_server.data_dir)
+    after = db_counts(shared_server)
     assert after["attachments"] == before["attachments"] + 1
     leftovers = [p for p in (shared_server.data_dir / "attachments").rglob("*") if p.is_file()]
     assert not [p for p in leftovers if p.suffix == ".part"]

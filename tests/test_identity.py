@@ -180,7 +180,7 @@ def test_api_tokens_have_explicit_scopes(server: Server) -> None:
         # revoke
         assert client.delete(f"/v1/tokens/{created.json()['token']['id']}", headers=member.auth).status_code == 204
         assert client.get("/v1/channels", headers=reader).status_code == 401
-    stored = (server.data_dir / "spacechat.db").read_bytes()
+    stored = server.stored_bytes()
     assert secret.encode() not in stored and made["secret"].encode() not in stored
 
 
@@ -263,9 +263,7 @@ def test_secrets_never_leak(server: Server) -> None:
     login(server, member.user["email"], "a wrong password entirely")
     key = server.data_dir / "secret.key"
     assert stat.S_IMODE(os.stat(key).st_mode) == 0o600
-    stored = (server.data_dir / "spacechat.db").read_bytes() + b"".join(
-        p.read_bytes() for p in server.data_dir.glob("spacechat.db-wal")
-    )
+    stored = server.stored_bytes()
     output = "".join(server.output)
     for secret in (PASSWORD, OWNER["password"], "a wrong password entirely", reference, member.token, server.token):
         assert secret.encode() not in stored

@@ -4,7 +4,6 @@ REST, health and metrics, operations and delivery; instance-wide acts need the i
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Iterator
 from typing import Any
 
@@ -182,11 +181,7 @@ def messages_by_org(families: dict[str, Any]) -> dict[str, float]:
 
 
 def stored_messages(server: Server) -> dict[str, int]:
-    conn = sqlite3.connect(f"file:{server.data_dir / 'spacechat.db'}?mode=ro", uri=True)
-    try:
-        return dict(conn.execute("SELECT org_id, COUNT(*) FROM messages GROUP BY org_id").fetchall())
-    finally:
-        conn.close()
+    return {org: count for org, count in server.query("SELECT org_id, COUNT(*) FROM messages GROUP BY org_id")}
 
 
 def post_in_a_quiet_channel(client: httpx.Client, name: str, count: int) -> None:

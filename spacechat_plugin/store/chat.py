@@ -125,7 +125,7 @@ def follow(tx: WriteTx, user_id: str, thread_id: str, reason: str, now: str) -> 
     tx.execute(
         f"INSERT INTO thread_follows (user_id, thread_id, {reason}, created_at) VALUES (?, ?, 1, ?)"
         # Most replies come from people who already follow the thread: then nothing is written.
-        f" ON CONFLICT (user_id, thread_id) DO UPDATE SET {reason} = 1 WHERE {reason} = 0",
+        f" ON CONFLICT (user_id, thread_id) DO UPDATE SET {reason} = 1 WHERE thread_follows.{reason} = 0",
         (user_id, thread_id, now),
     )
 
@@ -289,7 +289,7 @@ _UNREAD = (
     "(SELECT COUNT(*) FROM (SELECT 1 FROM messages m WHERE m.thread_id = t.id"
     " AND m.seq > COALESCE((SELECT r.last_read_seq FROM thread_reads r WHERE r.user_id = :user"
     " AND r.thread_id = t.id), 0) AND m.author_id IS NOT :user AND m.deleted_at IS NULL"
-    " AND m.created_at > :joined LIMIT :cap))"
+    " AND m.created_at > :joined LIMIT :cap) AS capped)"
 )
 _LAST_READ = "COALESCE((SELECT r.last_read_seq FROM thread_reads r WHERE r.user_id = :user AND r.thread_id = t.id), 0)"
 
@@ -333,13 +333,17 @@ async def inbox(
     followed = (
         "FROM thread_follows f JOIN threads t ON t.id = f.thread_id"
         " WHERE f.user_id = :user AND t.channel_id IN (SELECT value FROM json_each(:channels))"
-        " AND (:before IS NULL OR t.last_seq < :before)"
+        # The comparison first: Postgres types the parameter where it first meets it.
+        " AND (t.last_seq < :before OR :before IS NULL)"
     )
     columns = (
         f"t.*, f.started, f.replied, f.mentioned, f.direct, {_LAST_READ} AS last_read_seq, {_UNREAD} AS unread_count"
     )
     if unread_only:
-        sql = f"SELECT * FROM (SELECT {columns} {followed}) WHERE unread_count > 0 ORDER BY last_seq DESC LIMIT :limit"
+        sql = (
+            f"SELECT * FROM (SELECT {columns} {followed}) AS followed"
+            " WHERE unread_count > 0 ORDER BY last_seq DESC LIMIT :limit"
+        )
     else:
         # The page first (an index walk and a sort of ids), then the unread counts of its rows only.
         sql = (

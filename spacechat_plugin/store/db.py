@@ -24,7 +24,7 @@ import aiosqlite
 import orjson
 
 from ..events import Event, now_rfc3339
-from . import sqlite
+from . import dialect, sqlite
 from .migrate import apply_migrations
 
 log = logging.getLogger("spacechat.store")
@@ -49,6 +49,11 @@ class WriteTx:
         self.events: list[Event] = []
         # The audit row this operation appended last, (id, hash): anchored once committed.
         self.audit_head: tuple[int, str] | None = None
+
+    @property
+    def dialect(self) -> str:
+        """`dialect.SQLITE` or `dialect.POSTGRES`: which spelling a module with two versions runs."""
+        return self._db.dialect
 
     def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> Any:
         return self.conn.execute(sql, params)
@@ -98,7 +103,10 @@ class _Op:
 
 
 class Database:
-    """Owns the SQLite file: migrations, the writer, the readers."""
+    """Owns the SQLite file: migrations, the writer, the readers. `postgres.PostgresDatabase` is
+    its twin on a Postgres server (issue 17)."""
+
+    dialect = dialect.SQLITE
 
     def __init__(
         self,

@@ -1,14 +1,19 @@
 """Keyword search with FTS5 (the full-text side of hybrid search, issue 12), filtered by
-organisation and readable channels inside the query, before ranking."""
+organisation and readable channels inside the query, before ranking. On Postgres, text search
+(store/textsearch.py) with minus ts_rank as the score, so lower is better in both."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
 
+from . import textsearch
 from .db import Database
+from .dialect import POSTGRES
 
 _WORD = re.compile(r"\w+", re.UNICODE)
+_DOC_PG = textsearch.document("m.text")
+_QUERY_PG = f"to_tsquery('{textsearch.CONFIG}', ?)"
 
 
 def match_expression(query: str) -> str | None:
@@ -25,6 +30,14 @@ async def messages(
     if expression is None or not channel_ids:
         return []
     marks = ",".join("?" * len(channel_ids))
+    if db.dialect == POSTGRES:
+        rows = await db.fetchall(
+            f"SELECT m.id, -ts_rank({_DOC_PG}, q) AS score FROM messages m, {_QUERY_PG} q"
+            f" WHERE {_DOC_PG} @@ q AND m.text <> '' AND m.org_id = ? AND m.channel_id IN ({marks})"
+            " AND m.state = 'completed' AND m.deleted_at IS NULL ORDER BY score LIMIT ?",
+            (textsearch.tsquery(expression), org_id, *channel_ids, limit),
+        )
+        return [(row[0], float(row[1])) for row in rows]
     rows = await db.fetchall(
         "SELECT m.id, bm25(messages_fts) AS score FROM messages_fts JOIN messages m ON m.seq = messages_fts.rowid"
         f" WHERE messages_fts MATCH ? AND m.org_id = ? AND m.channel_id IN ({marks})"
@@ -42,6 +55,15 @@ async def memories(
     if expression is None:
         return []
     marks = ",".join("?" * len(channel_ids)) or "NULL"
+    if db.dialect == POSTGRES:
+        document = textsearch.document("m.content")
+        rows = await db.fetchall(
+            f"SELECT m.id, -ts_rank({document}, q) AS score FROM memories m, {_QUERY_PG} q"
+            f" WHERE {document} @@ q AND m.org_id = ? AND m.status = 'valid'"
+            f" AND (m.channel_id IS NULL OR m.channel_id IN ({marks})) ORDER BY score LIMIT ?",
+            (textsearch.tsquery(expression), org_id, *channel_ids, limit),
+        )
+        return [(row[0], float(row[1])) for row in rows]
     rows = await db.fetchall(
         "SELECT m.id, bm25(memories_fts) AS score FROM memories_fts JOIN memories m ON m.rowid = memories_fts.rowid"
         f" WHERE memories_fts MATCH ? AND m.org_id = ? AND m.status = 'valid'"

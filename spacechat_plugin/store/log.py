@@ -58,7 +58,8 @@ def prune(tx: WriteTx, retention_days: float) -> int:
     deleted = tx.execute("DELETE FROM events WHERE seq <= ?", (newest_old,)).rowcount
     tx.execute(
         "INSERT INTO meta (key, value) VALUES ('events_pruned_through', ?)"
-        " ON CONFLICT(key) DO UPDATE SET value = MAX(CAST(value AS INTEGER), excluded.value)",
+        " ON CONFLICT(key) DO UPDATE SET value ="
+        " CAST(MAX(CAST(meta.value AS INTEGER), CAST(excluded.value AS INTEGER)) AS TEXT)",
         (str(newest_old),),
     )
     return int(deleted)

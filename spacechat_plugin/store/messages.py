@@ -562,7 +562,9 @@ def mark_read(tx: WriteTx, user_id: str, channel_id: str, seq: int) -> int:
     """Move a member's read marker forward (never back); return where it stands."""
     tx.execute(
         "INSERT INTO channel_reads (user_id, channel_id, last_read_seq, updated_at) VALUES (?, ?, ?, ?)"
-        " ON CONFLICT(user_id, channel_id) DO UPDATE SET last_read_seq = MAX(last_read_seq, excluded.last_read_seq),"
+        # The old row's column named with its table: Postgres finds a bare name ambiguous here.
+        " ON CONFLICT(user_id, channel_id) DO UPDATE SET"
+        " last_read_seq = MAX(channel_reads.last_read_seq, excluded.last_read_seq),"
         " updated_at = excluded.updated_at",
         (user_id, channel_id, seq, now_rfc3339()),
     )
@@ -582,7 +584,7 @@ async def read_state(db: Database, user_id: str, org_id: str) -> dict[str, tuple
         " (SELECT COUNT(*) FROM (SELECT 1 FROM messages m WHERE m.channel_id = c.id"
         "   AND m.seq > COALESCE(r.last_read_seq, 0) AND m.author_id IS NOT :user"
         "   AND m.created_at > COALESCE((SELECT created_at FROM users WHERE id = :user), '')"
-        "   LIMIT :cap)) AS unread"
+        "   LIMIT :cap) AS capped) AS unread"
         " FROM channels c LEFT JOIN channel_reads r ON r.channel_id = c.id AND r.user_id = :user"
         " WHERE c.org_id = :org",
         {"user": user_id, "org": org_id, "cap": UNREAD_CAP},

@@ -51,8 +51,9 @@ def applied(conn: Any) -> list[dict[str, Any]]:
     return [dict(row) for row in rows]
 
 
-def apply_migrations(conn: Any, directory: Path, *, now: str) -> list[str]:
-    """Apply what is missing; return the names applied now."""
+def apply_migrations(conn: Any, directory: Path, *, now: str, postgres: bool = False) -> list[str]:
+    """Apply what is missing; return the names applied now. Postgres's migrations are their own
+    files (`migrations/postgres/`), run as one script each inside a transaction of their own."""
     conn.execute(
         "CREATE TABLE IF NOT EXISTS schema_migrations ("
         " version INTEGER PRIMARY KEY, name TEXT NOT NULL, checksum TEXT NOT NULL,"
@@ -76,21 +77,45 @@ def apply_migrations(conn: Any, directory: Path, *, now: str) -> list[str]:
     for migration in shipped:
         if migration.version in done:
             continue
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            # executescript would commit the open transaction first; run statement by statement.
-            for statement in _statements(migration.sql):
-                conn.execute(statement)
-            conn.execute(
-                "INSERT INTO schema_migrations (version, name, checksum, applied_at) VALUES (?, ?, ?, ?)",
-                (migration.version, migration.name, migration.checksum, now),
-            )
-            conn.execute("COMMIT")
-        except DatabaseError as exc:
-            conn.execute("ROLLBACK")
-            raise MigrationError(f"migration {migration.name} failed: {exc}") from exc
+        if postgres:
+            _apply_postgres(conn, migration, now)
+        else:
+            _apply_sqlite(conn, migration, now)
         newly.append(migration.name)
     return newly
+
+
+def _record(conn: Any, migration: Migration, now: str) -> None:
+    conn.execute(
+        "INSERT INTO schema_migrations (version, name, checksum, applied_at) VALUES (?, ?, ?, ?)",
+        (migration.version, migration.name, migration.checksum, now),
+    )
+
+
+def _apply_sqlite(conn: Any, migration: Migration, now: str) -> None:
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        # executescript would commit the open transaction first; run statement by statement.
+        for statement in _statements(migration.sql):
+            conn.execute(statement)
+        _record(conn, migration, now)
+        conn.execute("COMMIT")
+    except DatabaseError as exc:
+        conn.execute("ROLLBACK")
+        raise MigrationError(f"migration {migration.name} failed: {exc}") from exc
+
+
+def _apply_postgres(conn: Any, migration: Migration, now: str) -> None:
+    import psycopg
+
+    try:
+        with conn.raw.transaction():
+            # Without parameters psycopg sends the file as one simple query: Postgres itself splits
+            # it, dollar-quoted function bodies included.
+            conn.raw.execute(migration.sql.encode())
+            _record(conn, migration, now)
+    except psycopg.Error as exc:
+        raise MigrationError(f"migration {migration.name} failed: {exc}") from exc
 
 
 def _statements(script: str) -> list[str]:

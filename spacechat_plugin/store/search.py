@@ -1,5 +1,7 @@
 """Search over messages: the SQL (FTS5 in migrations/0008_chat.sql, kept by triggers in the same
-transaction as each message).
+transaction as each message; on Postgres, text search over an expression index,
+migrations/postgres/0008_chat.sql and store/textsearch.py: the `_pg` functions beside their
+SQLite twins).
 
 Every query is built by `_where` from one `Filters`, whose `channel_ids` is the caller's tenancy
 scope (search/scope.py): the organisation and the channels it may read are part of the WHERE
@@ -14,7 +16,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from . import textsearch
 from .db import Database, dumps
+from .dialect import POSTGRES
 
 # Around highlighted words in snippet(): private-use characters, never markup.
 HIT_START, HIT_END = "\ue000", "\ue001"
@@ -29,6 +33,17 @@ _HAS_SQL = {
     "link": "(m.text LIKE '%http://%' OR m.text LIKE '%https://%')",
     "reaction": "m.reactions != '[]'",
 }
+# Postgres: the attachments' JSON read with jsonb operators (no json_each over a column there).
+_HAS_SQL_PG = _HAS_SQL | {
+    "image": "EXISTS (SELECT 1 FROM jsonb_array_elements(CAST(m.attachments AS jsonb)) a"
+    " WHERE a.value ->> 'content_type' LIKE 'image/%')",
+}
+# The text search condition: the indexed expression and the index's own condition, so the
+# planner can use messages_search.
+_MATCHES_PG = (
+    f"(m.state = 'completed' AND m.deleted_at IS NULL AND m.text <> ''"
+    f" AND {textsearch.document('m.text')} @@ to_tsquery('{textsearch.CONFIG}', :{{name}}))"
+)
 _UNREAD_SQL = (
     "(m.author_id IS NOT :user AND m.created_at > :joined AND m.seq > COALESCE((SELECT r.last_read_seq"
     " FROM thread_reads r WHERE r.user_id = :user AND r.thread_id = m.thread_id), 0))"
@@ -57,10 +72,13 @@ class Filters:
     exclude_match: str | None = None  # an FTS5 expression the text must not match (no positive terms)
 
 
-def _where(filters: Filters, joined: str, *, by_seq: bool = False) -> tuple[list[str], dict[str, Any]]:
+def _where(
+    filters: Filters, joined: str, *, by_seq: bool = False, postgres: bool = False
+) -> tuple[list[str], dict[str, Any]]:
     """The WHERE terms of `filters`. With `by_seq` (the message is found by its seq, from the FTS
     index) the channel test must not pick an index: that is one probe per readable channel for
     every match (`+` keeps it a plain test)."""
+    has_sql = _HAS_SQL_PG if postgres else _HAS_SQL
     where = [
         "m.org_id = :org",
         ("+" if by_seq else "") + "m.channel_id IN (SELECT value FROM json_each(:channels))",
@@ -82,8 +100,8 @@ def _where(filters: Filters, joined: str, *, by_seq: bool = False) -> tuple[list
     if filters.exclude_authors:
         where.append("m.author_id NOT IN (SELECT value FROM json_each(:not_authors))")
         params["not_authors"] = dumps(sorted(filters.exclude_authors))
-    where.extend(_HAS_SQL[name] for name in filters.has)
-    where.extend(f"NOT {_HAS_SQL[name]}" for name in filters.has_not)
+    where.extend(has_sql[name] for name in filters.has)
+    where.extend(f"NOT {has_sql[name]}" for name in filters.has_not)
     if filters.unread is not None:
         where.append(_UNREAD_SQL if filters.unread else f"NOT {_UNREAD_SQL}")
     if filters.mentioned is not None:
@@ -94,7 +112,10 @@ def _where(filters: Filters, joined: str, *, by_seq: bool = False) -> tuple[list
     if filters.before is not None:
         where.append("m.created_at < :before")
         params["before"] = filters.before
-    if filters.exclude_match is not None:
+    if filters.exclude_match is not None and postgres:
+        where.append("NOT " + _MATCHES_PG.format(name="exclude"))
+        params["exclude"] = textsearch.tsquery(filters.exclude_match)
+    elif filters.exclude_match is not None:
         where.append("m.seq NOT IN (SELECT rowid FROM messages_fts WHERE messages_fts MATCH :exclude)")
         params["exclude"] = filters.exclude_match
     return where, params
@@ -110,6 +131,8 @@ async def fulltext(db: Database, filters: Filters, *, sort: str, limit: int, off
     (the matching words between HIT_START and HIT_END; None without words)."""
     if not filters.channel_ids:
         return []
+    if db.dialect == POSTGRES:
+        return await _fulltext_pg(db, filters, sort=sort, limit=limit, offset=offset)
     where, params = _where(filters, await _joined(db, filters.user_id), by_seq=filters.match is not None)
     params.update(limit=limit, offset=offset)
     if filters.match is None:
@@ -143,6 +166,43 @@ async def fulltext(db: Database, filters: Filters, *, sort: str, limit: int, off
     for row in rows:
         row["snippet"] = by_seq.get(row["seq"])
     return rows
+
+
+# ts_headline drops what its parser takes for HTML tags; a message's `<` and `>` are text, so they
+# go through it as private-use characters between spaces (their own tokens) and come back after.
+_ANGLES_PG = (("<", "chr(57346)"), (">", "chr(57347)"))
+
+
+def _headline_pg(query: str) -> str:
+    text = "m.text"
+    for char, stand_in in _ANGLES_PG:
+        text = f"replace({text}, '{char}', ' ' || {stand_in} || ' ')"
+    options = f"StartSel={HIT_START}, StopSel={HIT_END}, MaxWords={SNIPPET_TOKENS}, MinWords=15"
+    headline = f"ts_headline('{textsearch.CONFIG}', {text}, {query}, '{options}')"
+    for char, stand_in in _ANGLES_PG:
+        headline = f"replace({headline}, ' ' || {stand_in} || ' ', '{char}')"
+    return headline
+
+
+async def _fulltext_pg(db: Database, filters: Filters, *, sort: str, limit: int, offset: int) -> list[dict[str, Any]]:
+    """`fulltext` on Postgres: one query. The score is minus ts_rank, so lower is better as
+    with bm25; the snippet is ts_headline's, with the same markers around the words."""
+    where, params = _where(filters, await _joined(db, filters.user_id), postgres=True)
+    params.update(limit=limit, offset=offset)
+    if filters.match is None:
+        sql = "SELECT m.*, 0.0 AS score, NULL AS snippet FROM messages m WHERE " + " AND ".join(where)
+        sql += " ORDER BY m.seq DESC LIMIT :limit OFFSET :offset"
+        return [dict(row) for row in await db.fetchall(sql, params)]
+    params["match"] = textsearch.tsquery(filters.match)
+    query = f"to_tsquery('{textsearch.CONFIG}', :match)"
+    order = "score, m.seq DESC" if sort == "relevance" else "m.seq DESC"
+    sql = (
+        f"SELECT m.*, -ts_rank({textsearch.document('m.text')}, {query}) AS score,"
+        f" {_headline_pg(query)} AS snippet FROM messages m WHERE "
+        + " AND ".join([_MATCHES_PG.format(name="match"), *where])
+        + f" ORDER BY {order} LIMIT :limit OFFSET :offset"
+    )
+    return [dict(row) for row in await db.fetchall(sql, params)]
 
 
 async def _by_relevance(
@@ -187,9 +247,13 @@ async def filter_candidates(db: Database, filters: Filters, message_ids: Sequenc
     `filters` allow, in no particular order: the same tenancy and operator clause as fulltext."""
     if not message_ids or not filters.channel_ids:
         return []
-    where, params = _where(filters, await _joined(db, filters.user_id))
+    postgres = db.dialect == POSTGRES
+    where, params = _where(filters, await _joined(db, filters.user_id), postgres=postgres)
     params["ids"] = dumps(list(message_ids))
-    if filters.match is not None:
+    if filters.match is not None and postgres:
+        where.append(_MATCHES_PG.format(name="match"))
+        params["match"] = textsearch.tsquery(filters.match)
+    elif filters.match is not None:
         where.append("m.seq IN (SELECT rowid FROM messages_fts WHERE messages_fts MATCH :match)")
         params["match"] = filters.match
     sql = "SELECT m.* FROM messages m WHERE m.id IN (SELECT value FROM json_each(:ids)) AND " + " AND ".join(where)

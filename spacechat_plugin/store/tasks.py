@@ -28,6 +28,7 @@ from ..events import (
     now_rfc3339,
 )
 from .db import Database, WriteTx, dumps, loads
+from .dialect import POSTGRES
 from .shapes import message_json
 
 STATUSES = ("pending_approval", "backlog", "ready", "in_progress", "done", "failed")
@@ -374,6 +375,8 @@ def mirror_delete(tx: WriteTx, task_id: str, actor: Actor) -> dict[str, Any]:
 def has_history(tx: WriteTx, task_id: str, kind: str, key: str, value: Any) -> bool:
     """Whether the task's history has an entry of `kind` whose details carry `key` = `value`
     (a comment or revision already taken from the source)."""
+    if tx.dialect == POSTGRES and not isinstance(value, str):
+        value = dumps(value)  # Postgres's json_extract answers text (migrations/postgres/0001_initial.sql)
     return (
         tx.one(
             "SELECT 1 FROM task_history WHERE task_id = ? AND kind = ? AND json_extract(details, ?) = ?",

@@ -239,7 +239,7 @@ async def last_model(db: Database, thread_id: str) -> Any:
 async def metric_rows(db: Database, org_id: str | None) -> dict[str, list[Any]]:
     """The counts `/metrics` exposes, by family, each row led by its organisation's id: one
     organisation's rows, or every organisation's when `org_id` is None (the instance's view)."""
-    where, params = ("org_id = ?", (org_id,)) if org_id is not None else ("1", ())
+    where, params = ("org_id = ?", (org_id,)) if org_id is not None else ("1 = 1", ())
     sums = ", ".join(f"SUM({name})" for name in COUNTERS)
     return {
         "messages": await db.fetchall(

@@ -6,6 +6,11 @@ the top k, nor appear). `vector_refs` maps each vector to what it embeds.
 
 The table is created at start-up when the extension loads (`ensure`); without it, every function
 here reports `available() == False` and semantic features say so.
+
+On Postgres (issue 17) pgvector is not packaged here: `vec_items` is a plain table
+(migrations/postgres/0012_memory.sql) with a REAL[] per item, the channel's id as text, and an
+exact search that computes the cosine distance to every vector the filters leave (the `_pg`
+twins below).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from typing import Any
 
 from ..events import now_rfc3339
 from .db import Database, WriteTx
+from .dialect import POSTGRES
 from .shapes import message_json
 
 TABLE = "vec_items"
@@ -23,6 +29,8 @@ TABLE = "vec_items"
 
 def ensure(tx: WriteTx, dimensions: int) -> bool:
     """Create the vec0 table if sqlite-vec is loaded; False when it is not."""
+    if tx.dialect == POSTGRES:
+        return True  # a migration made the table; arrays need no extension
     try:
         tx.one("SELECT vec_version()")
     except Exception:
@@ -55,6 +63,10 @@ def pack(vector: Sequence[float]) -> bytes:
     return struct.pack(f"{len(vector)}f", *vector)
 
 
+def unpack(vector: bytes) -> list[float]:
+    return list(struct.unpack(f"{len(vector) // 4}f", vector))
+
+
 def upsert(tx: WriteTx, *, kind: str, ref_id: str, org_id: str, channel_id: str | None, vector: bytes) -> None:
     """Store (or replace) the vector of one thing."""
     channel = channel_id or ""
@@ -64,10 +76,17 @@ def upsert(tx: WriteTx, *, kind: str, ref_id: str, org_id: str, channel_id: str 
         item_id = row["item_id"]
         tx.execute("UPDATE vector_refs SET channel_id = ? WHERE item_id = ?", (channel, item_id))
     else:
-        item_id = tx.execute(
-            "INSERT INTO vector_refs (kind, ref_id, org_id, channel_id, created_at) VALUES (?, ?, ?, ?, ?)",
+        item_id = tx.one(
+            "INSERT INTO vector_refs (kind, ref_id, org_id, channel_id, created_at) VALUES (?, ?, ?, ?, ?)"
+            " RETURNING item_id",
             (kind, ref_id, org_id, channel, now_rfc3339()),
-        ).lastrowid
+        )[0]
+    if tx.dialect == POSTGRES:
+        tx.execute(
+            f"INSERT INTO {TABLE} (item_id, org_id, kind, channel_id, embedding) VALUES (?, ?, ?, ?, ?)",
+            (item_id, org_id, KIND_CODES[kind], channel, unpack(vector)),
+        )
+        return
     tx.execute(
         f"INSERT INTO {TABLE} (item_id, org_id, kind, channel, embedding) VALUES (?, ?, ?, ?, ?)",
         (item_id, org_id, KIND_CODES[kind], _channel_no(tx, channel), vector),
@@ -95,6 +114,8 @@ def remove(tx: WriteTx, ref_ids: Sequence[str]) -> int:
 
 
 def table_exists(tx: WriteTx) -> bool:
+    if tx.dialect == POSTGRES:
+        return True
     return tx.one("SELECT 1 FROM sqlite_master WHERE name = ?", (TABLE,)) is not None
 
 
@@ -104,7 +125,9 @@ def vector_of(tx: WriteTx, ref_id: str) -> bytes | None:
     if row is None or not table_exists(tx):
         return None
     stored = tx.one(f"SELECT embedding FROM {TABLE} WHERE item_id = ?", (row["item_id"],))
-    return None if stored is None else bytes(stored[0])
+    if stored is None:
+        return None
+    return pack(stored[0]) if tx.dialect == POSTGRES else bytes(stored[0])
 
 
 async def nearest(
@@ -120,6 +143,8 @@ async def nearest(
     "no channel"), as (kind, ref id, cosine distance), nearest first."""
     if not channel_ids or not kinds:
         return []
+    if db.dialect == POSTGRES:
+        return await _nearest_pg(db, vector, org_id=org_id, kinds=kinds, channel_ids=channel_ids, k=k)
     numbers = await channel_numbers(db, channel_ids)
     channel_marks = ",".join("?" * len(numbers))
     kind_marks = ",".join("?" * len(kinds))
@@ -129,6 +154,22 @@ async def nearest(
         f" AND channel IN ({channel_marks})) v JOIN vector_refs r ON r.item_id = v.item_id"
         " ORDER BY v.distance",
         (vector, k, org_id, *(KIND_CODES[kind] for kind in kinds), *numbers),
+    )
+    return [(row[0], row[1], float(row[2])) for row in rows]
+
+
+async def _nearest_pg(
+    db: Database, vector: bytes, *, org_id: str, kinds: Sequence[str], channel_ids: Sequence[str], k: int
+) -> list[tuple[str, str, float]]:
+    """Exact search: the filters first (organisation, kinds, channels), then the distance to each
+    vector they leave (cosine_distance, migrations/postgres/0012_memory.sql)."""
+    kind_marks = ",".join("?" * len(kinds))
+    channel_marks = ",".join("?" * len(channel_ids))
+    rows = await db.fetchall(
+        "SELECT r.kind, r.ref_id, v.distance FROM (SELECT item_id, cosine_distance(embedding, CAST(? AS REAL[]))"
+        f" AS distance FROM {TABLE} WHERE org_id = ? AND kind IN ({kind_marks}) AND channel_id IN ({channel_marks})"
+        " ORDER BY distance LIMIT ?) v JOIN vector_refs r ON r.item_id = v.item_id ORDER BY v.distance",
+        (unpack(vector), org_id, *(KIND_CODES[kind] for kind in kinds), *channel_ids, k),
     )
     return [(row[0], row[1], float(row[2])) for row in rows]
 
