@@ -77,9 +77,10 @@ def gateways(app: Context) -> list[dict[str, Any]]:
                 "started_at": app.instance.started_at,
                 "runs_agents": True,
                 "subscribers": app.bus.subscriber_count,
+                "alive": True,
             }
         ]
-    return sorted(app.relay.peers.values(), key=lambda peer: str(peer["id"]))
+    return app.relay.gateways()
 
 
 @operation(

@@ -96,6 +96,7 @@ class Relay:
         self.started_at = now_rfc3339()
         # Every gateway heard from (this one included): id -> what its last heartbeat said.
         self.peers: dict[str, dict[str, Any]] = {}
+        self._heard: dict[str, float] = {}
         # The highest seq handed to the local fan-out; everything up to it was, in order.
         self.delivered = 0
         self._pending: dict[int, Event] = {}
@@ -266,6 +267,7 @@ class Relay:
             message = orjson.loads(msg.data)
             if message["kind"] == "gateway.alive":
                 self.peers[message["data"]["id"]] = {**message["data"], "last_seen": now_rfc3339()}
+                self._heard[message["data"]["id"]] = time.monotonic()
             else:
                 self.stats.controls += 1
                 self._on_control(message["kind"], message.get("data") or {})
@@ -378,6 +380,16 @@ class Relay:
             "delivered_seq": self.delivered,
             "bus_connected": self.stats.connected,
         }
+
+    def gateways(self) -> list[dict[str, Any]]:
+        """Every gateway heard from, this one as it is now; `alive` is false for one not heard
+        from for three heartbeats (stopped, dead, or cut off from the bus)."""
+        now, silent = time.monotonic(), 3 * self.heartbeat_seconds
+        found = {self.gateway_id: {**self.alive(), "last_seen": now_rfc3339(), "alive": True}}
+        for gateway_id, peer in self.peers.items():
+            if gateway_id != self.gateway_id:
+                found[gateway_id] = {**peer, "alive": now - self._heard.get(gateway_id, 0.0) < silent}
+        return [found[key] for key in sorted(found)]
 
     async def _heartbeat_loop(self) -> None:
         """Each gateway says it is alive every `heartbeat_seconds`; health lists every gateway
