@@ -119,6 +119,7 @@ async def redis_subscribers(url: str, gateways: int, got: Any) -> list[Any]:
     async def close() -> None:
         for task in tasks:
             task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         for client in clients:
             await client.aclose()
 
@@ -144,6 +145,7 @@ async def postgres_subscribers(url: str, gateways: int, got: Any) -> list[Any]:
     async def close() -> None:
         for task in tasks:
             task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         for conn in conns:
             await conn.close()
 
