@@ -134,11 +134,12 @@ CREATE TABLE vec_items (
 );
 CREATE INDEX vec_items_by_org ON vec_items (org_id, kind);
 
--- sqlite-vec's `distance_metric=cosine`: 1 - cos(a, b).
+-- sqlite-vec's `distance_metric=cosine`: 1 - cos(a, b), in double precision (a product of two
+-- small REALs underflows REAL).
 CREATE FUNCTION cosine_distance(a REAL[], b REAL[]) RETURNS DOUBLE PRECISION
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
     SELECT 1 - SUM(x * y) / NULLIF(sqrt(SUM(x * x)) * sqrt(SUM(y * y)), 0)
-    FROM unnest(a, b) AS t(x, y)
+    FROM unnest(CAST(a AS DOUBLE PRECISION[]), CAST(b AS DOUBLE PRECISION[])) AS t(x, y)
 $$;
 
 -- Hybrid search's keyword side: messages use the chat's text search index (messages_search,
