@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import secrets
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,7 @@ from .operations.observability import Observability
 from .operations.ops import Ops
 from .presence.service import Presence
 from .realtime.bus import Bus
+from .realtime.relay import Relay
 from .realtime.streams import Streams
 from .resources import resource
 from .sdk import SpacechatAPI, load_hook_plugins
@@ -52,6 +54,7 @@ from .store import lock as data_dir_lock
 from .store import log as event_log
 from .store import messages as message_store
 from .store.anchor import AuditAnchor
+from .store.lease import Lease
 from .voice.service import VoiceService
 
 logger = logging.getLogger("spacechat")
@@ -94,7 +97,41 @@ class Spacechat:
             classify=self.access.event_class,
         )
         self.streams = Streams(self.bus)
-        self.db.on_commit = self._committed
+        # Several gateways on one database share a bus (issue 17): commits reach the local
+        # fan-out through the relay, in seq order with every other gateway's.
+        self.gateway_id = settings.gateway_id
+        self.relay: Relay | None = None
+        if settings.bus.url:
+            self.relay = Relay(
+                url=settings.bus.url,
+                gateway_id=self.gateway_id,
+                read_after=self._log_after,
+                log_head=self._log_head,
+                deliver=self._committed,
+                deliver_live=self.streams.publish_live,
+                on_control=self._control,
+                subject=settings.bus.subject,
+                gap_wait=settings.bus.gap_wait_ms / 1000,
+                poll_seconds=settings.bus.poll_ms / 1000,
+                heartbeat_seconds=settings.gateway.heartbeat_seconds,
+                describe=lambda: {"runs_agents": self.runs_agents, "subscribers": self.bus.subscriber_count},
+            )
+            self.db.on_commit = self._committed_here
+        else:
+            self.db.on_commit = self._committed
+        # Agents, and the sweeps that must run once per installation, run in the one gateway that
+        # holds the lease (issue 17); without a bus there is one process, and it runs them.
+        self.lease: Lease | None = None
+        lease_dsn = settings.storage.url
+        if self.relay is not None and lease_dsn.startswith(("postgresql://", "postgres://")):
+            self.lease = Lease(
+                lease_dsn,
+                "spacechat.agents",
+                on_acquired=self._lease_acquired,
+                on_lost=self._lease_lost,
+                retry_seconds=settings.gateway.lease_retry_seconds,
+            )
+        self._singleton_tasks: list[asyncio.Task[Any]] = []
         self.audit_anchor = AuditAnchor(self.data_dir)
         self.db.on_audit = self.audit_anchor.record
         self.auth: Authenticator | None = None
@@ -102,7 +139,7 @@ class Spacechat:
         self.hooks = PluginHooks(host.pm if host is not None else None, on_error=_report)
 
         self.cards = CardService(self.db, host, self.hooks)
-        self.replies = ReplyStreams(self.db, self.access, self.streams.publish_live, settings.realtime.checkpoint_ms)
+        self.replies = ReplyStreams(self.db, self.access, self.publish_live, settings.realtime.checkpoint_ms)
         self.activity = Activity(self.db, self.access, self.instance, self.cards)
         self.task_mirror = TaskMirror(self.db, self.access, self.instance, self.cards, host)
         self.cards.remote = self.task_mirror
@@ -135,7 +172,9 @@ class Spacechat:
         )
         self.ops = Ops(db=self.db, settings=settings.ops, host=host, access=self.access, cards=self.cards)
         self.cards.handlers.extend([self.ops, self.incidents, self.approvals])
-        self.delivery = Delivery(host, self.access, self.cards, self.budgets, self.instance)
+        self.delivery = Delivery(
+            host, self.access, self.cards, self.budgets, self.instance, runs_agents=lambda: self.runs_agents
+        )
         self.memory = Memory(self.db, self.access, self.instance, host, settings.memory, self.data_dir)
         self.search = SearchService(self.db, self.access)
         self.voice = VoiceService(settings, self.db, self.access, self.replies, self.delivery, self.spawn)
@@ -154,7 +193,7 @@ class Spacechat:
         agent_names = {a["id"]: a["name"] for a in host.agents()} if host is not None else {}
         self.telemetry = telemetry.build(settings.telemetry, agent_names)
         self.notifications = Notifier(self.db, self.access, self.streams)
-        self.presence = Presence(self.streams.publish_live_many)
+        self.presence = Presence(self.publish_live_many)
 
         # (actor id, idempotency key) of sends in progress: a concurrent duplicate gets 409.
         self.inflight_keys: set[tuple[str, str]] = set()
@@ -180,8 +219,16 @@ class Spacechat:
     async def _start(self) -> None:
         with contextlib.suppress(OSError):
             os.chmod(self.data_dir, 0o700)
-        self.auth = Authenticator(self.db, self.access, self.settings, load_or_create_secret(self.data_dir))
+        if self.relay is None:
+            self.auth = Authenticator(self.db, self.access, self.settings, load_or_create_secret(self.data_dir))
         await self.db.open()
+        if self.relay is not None:
+            # Every gateway signs and reads sessions with the one secret kept in the database.
+            candidate = secrets.token_hex(32)
+            secret = await self.db.write(lambda tx: identity.shared_secret(tx, candidate))
+            self.auth = Authenticator(self.db, self.access, self.settings, bytes.fromhex(secret))
+            self.auth.share = self.relay.control
+            self.notifications.share = self.relay.control
         if self.db.applied_now:
             logger.info("applied migrations: %s", ", ".join(self.db.applied_now))
         self.audit_anchor.catch_up(await audit.head(self.db))
@@ -190,10 +237,9 @@ class Spacechat:
         if self.host is not None:
             await bootstrap.register_agents(self.db, self.instance.org_id, self.instance.agent_orgs, self.host.agents())
         await self.db.write(chat_store.assign_missing_handles)
-        ended = await self.db.write(message_store.interrupt_open_streams)
-        if ended:
-            logger.warning("%d agent replies were cut by a restart and marked interrupted", len(ended))
-        await self._prune()
+        if self.lease is None:
+            await self._interrupt_open_streams()
+            await self._prune()
         self.access.load(await tenancy.all_channels(self.db), await identity.all_memberships(self.db))
         await self.notifications.load()
         self._setup_secret = await bootstrap.setup_secret(self.db, self.instance.org_id)
@@ -203,15 +249,77 @@ class Spacechat:
         self._register_plugins()
         await self.voice.start()
         await self.hooks.call("spacechat_ready")
+        if self.relay is not None:
+            await self.relay.start(after_seq=await self._log_head())
         self._background = [
             asyncio.create_task(self._heartbeat(), name="spacechat-heartbeat"),
             asyncio.create_task(self.replies.checkpoint_loop(), name="spacechat-checkpoint"),
-            asyncio.create_task(self._prune_loop(), name="spacechat-prune"),
-            asyncio.create_task(self.approvals.sweep_loop(), name="spacechat-approvals"),
-            asyncio.create_task(self.incidents.sweep_loop(), name="spacechat-incident-reminders"),
             asyncio.create_task(self.notifications.run(), name="spacechat-notifications"),
             asyncio.create_task(self.presence.run(), name="spacechat-presence"),
         ]
+        if self.lease is None:
+            self._start_singletons()
+        else:
+            self.lease.start()
+
+    def _start_singletons(self) -> None:
+        """The loops that must run once per installation, not once per gateway."""
+        self._singleton_tasks = [
+            asyncio.create_task(self._prune_loop(), name="spacechat-prune"),
+            asyncio.create_task(self.approvals.sweep_loop(), name="spacechat-approvals"),
+            asyncio.create_task(self.incidents.sweep_loop(), name="spacechat-incident-reminders"),
+        ]
+
+    async def _interrupt_open_streams(self) -> None:
+        ended = await self.db.write(message_store.interrupt_open_streams)
+        if ended:
+            logger.warning("%d agent replies were cut by a restart and marked interrupted", len(ended))
+
+    async def _lease_acquired(self) -> None:
+        """This gateway now runs the agents: whatever reply was still open was cut when the last
+        holder died (only the holder streams replies), so it ends as `interrupted`, as after a
+        restart of the one process; then the sweeps start here."""
+        await self._interrupt_open_streams()
+        await self._prune()
+        self._start_singletons()
+
+    async def _lease_lost(self) -> None:
+        """Another gateway may take the agents over: stop handing them messages, and stop the
+        sweeps here (the turns already under way end as their host ends them)."""
+        tasks, self._singleton_tasks = self._singleton_tasks, []
+        for task in tasks:
+            task.cancel()
+
+    @property
+    def runs_agents(self) -> bool:
+        """Whether this process hands messages to its host's agents now."""
+        return self.lease is None or self.lease.held
+
+    def hand_to_agents(
+        self, channel: dict[str, Any], thread_id: str, message: dict[str, Any], named: list[str]
+    ) -> None:
+        """A person posted through this gateway: with one process, hand it to the agents now;
+        with several, the lease holder does when the message reaches it (`_committed`), so it
+        is handed over exactly once whichever gateway took it."""
+        if self.lease is None:
+            self.spawn(self.delivery.deliver(channel, thread_id, message, named), name=f"deliver {message['id']}")
+
+    def _deliver_from_log(self, events: list[Event]) -> None:
+        """The lease holder hands every person's new message to the agents, whichever gateway
+        took it (issue 17)."""
+        if self.lease is None or not self.lease.held or self.host is None:
+            return
+        for event in events:
+            if event.event_type != "message.created" or event.actor.kind != "user" or event.channel_id is None:
+                continue
+            channel = self.access.channels.get(event.channel_id)
+            message: dict[str, Any] = event.payload.message  # type: ignore[attr-defined]
+            if channel is None or message.get("thread_id") is None or (message.get("metadata") or {}).get("voice"):
+                continue  # a voice memo goes to the agents once transcribed, by the voice service
+            named = chat_store.mention_names(str(message.get("text") or ""))
+            self.spawn(
+                self.delivery.deliver(channel, message["thread_id"], message, named), name=f"deliver {message['id']}"
+            )
 
     def _register_plugins(self) -> None:
         """The services that implement hooks are plugins of their own (as datasette registers its
@@ -264,16 +372,70 @@ class Spacechat:
         if self.auth is not None and any(event.event_type == "member.updated" for event in events):
             self.auth.forget()
         self.streams.publish_soon(events)
+        if self.relay is not None:  # what is waited for here may have been decided on another gateway
+            self.cards.observe_relayed(events)
+            self.approvals.observe_relayed(events)
+        self._deliver_from_log(events)
         self.replies.observe(events)
         self.notifications.observe(events)
         self.presence.observe(events)
 
     def end_streams(self, key: str) -> None:
         """Access ended (a revoked session or token, a deactivated user, a new password): forget
-        cached credentials and close the matching realtime streams."""
+        cached credentials and close the matching realtime streams, on every gateway."""
         if self.auth is not None:
             self.auth.forget()
         self.streams.end(key)
+        if self.relay is not None:
+            self.relay.control("end_streams", {"key": key})
+
+    # -- several gateways (issue 17) ------------------------------------------------------------
+
+    def _committed_here(self, events: list[Event]) -> None:
+        """A batch this gateway committed, with a bus: the access caches learn it at once, so
+        this gateway's next request sees its own write (a channel just made can be posted in);
+        the fan-out waits for the relay, which hands every gateway's events over in seq order
+        (and applies them to the caches again, in that order)."""
+        self.access.apply(events)
+        if self.auth is not None and any(event.event_type == "member.updated" for event in events):
+            self.auth.forget()
+        assert self.relay is not None
+        self.relay.committed(events)
+
+    def publish_live(self, event: Event) -> None:
+        """A live-only event made here (a reply's delta, typing): to this gateway's streams,
+        and to the other gateways'."""
+        self.streams.publish_live(event)
+        if self.relay is not None:
+            self.relay.live(event)
+
+    def publish_live_many(self, events: list[Event]) -> None:
+        """Several live-only events made here at once (presence and typing, once per tick): to
+        this gateway's streams together, and to the other gateways'."""
+        self.streams.publish_live_many(events)
+        if self.relay is not None:
+            for event in events:
+                self.relay.live(event)
+
+    def _control(self, kind: str, data: dict[str, Any]) -> None:
+        """What another gateway asks every gateway to do."""
+        auth = self.auth
+        if kind == "end_streams" and isinstance(data.get("key"), str):
+            if auth is not None:
+                auth.forget()
+            self.streams.end(data["key"])
+        elif auth is not None and kind == "login_failed":
+            auth.login_failed(str(data.get("email")), str(data.get("address")), share=False)
+        elif auth is not None and kind == "login_succeeded":
+            auth.login_succeeded(str(data.get("email")), share=False)
+        elif kind == "notification_level":
+            self.notifications.remember(str(data.get("user_id")), str(data.get("channel_id")), str(data.get("level")))
+
+    async def _log_after(self, seq: int) -> list[bytes]:
+        return [logged.body for logged in await event_log.read_after(self.db, seq)]
+
+    async def _log_head(self) -> int:
+        return int(await event_log.head(self.db))
 
     def begin_shutdown(self) -> None:
         """End every realtime stream so the server can stop (SSE never ends by itself); replies
@@ -283,6 +445,8 @@ class Spacechat:
 
     async def stop(self) -> None:
         self.begin_shutdown()
+        if self.relay is not None:
+            await self.relay.stop()
         await self._cancel_background()
         self._unregister_plugins()
         await self.replies.flush()
@@ -291,12 +455,15 @@ class Spacechat:
         await self._close()
 
     async def _cancel_background(self) -> None:
-        for task in self._background:
+        if self.lease is not None:
+            await self.lease.stop()
+        tasks = [*self._background, *self._singleton_tasks]
+        for task in tasks:
             task.cancel()
-        for task in self._background:
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        self._background = []
+        self._background, self._singleton_tasks = [], []
 
     def _unregister_plugins(self) -> None:
         if self.host is not None:
@@ -308,6 +475,8 @@ class Spacechat:
         """Close what start opened, whatever it got to: the background tasks, the hook plugins,
         the database (its threads keep a process alive), and last the data directory's lock."""
         try:
+            if self.relay is not None:
+                await self.relay.stop()
             await self.memory.stop()
             await self.voice.stop()
             await self.sso.close()

@@ -7,6 +7,7 @@ the wrong type stops start-up with a message naming the key (`storage.retention_
 from __future__ import annotations
 
 import os
+import socket
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -71,6 +72,31 @@ class RealtimeConfig(_Section):
         if self.ring_size < self.max_lag:
             raise ValueError("realtime.ring_size must be at least realtime.max_lag")
         return self
+
+
+class BusConfig(_Section):
+    """The message bus between gateways (issue 17); empty `url`: one process, no bus."""
+
+    url: str = ""
+    subject: str = Field("spacechat", pattern=r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")
+    gap_wait_ms: int = Field(25, ge=1, le=5000)
+    poll_ms: int = Field(1000, ge=50, le=60_000)
+
+    @field_validator("url")
+    @classmethod
+    def _nats_url(cls, value: str) -> str:
+        if value and not value.startswith(("nats://", "tls://")):
+            raise ValueError("must be a NATS URL (nats://host:4222)")
+        return value
+
+
+class GatewayConfig(_Section):
+    # This process's name among the gateways (health, /metrics); empty: host name and port.
+    id: str = Field("", pattern=r"^[A-Za-z0-9_.:-]{0,64}$")
+    # How often a gateway records that it is alive, and after how long health calls it gone.
+    heartbeat_seconds: float = Field(5, gt=0, le=60)
+    # How often a gateway without the agents' lease asks for it (a dead holder's is taken within this).
+    lease_retry_seconds: float = Field(1, gt=0, le=30)
 
 
 class HostConfig(_Section):
@@ -326,6 +352,8 @@ class Settings(_Section):
     messages: MessagesConfig = MessagesConfig()
     uploads: UploadsConfig = UploadsConfig()
     realtime: RealtimeConfig = RealtimeConfig()
+    bus: BusConfig = BusConfig()
+    gateway: GatewayConfig = GatewayConfig()
     runtime: HostConfig = HostConfig()
     auth: AuthConfig = AuthConfig()
     bridge: BridgeConfig = BridgeConfig()
@@ -376,6 +404,11 @@ class Settings(_Section):
     @property
     def data_path(self) -> Path:
         return Path(self.data_dir).expanduser().resolve()
+
+    @property
+    def gateway_id(self) -> str:
+        """This gateway's id: the configured one, else the host name and the port."""
+        return self.gateway.id or f"{socket.gethostname()}:{self.port}"
 
     @property
     def url(self) -> str:

@@ -707,3 +707,37 @@ class Event:
 
 def payload_dict(payload: Payload) -> dict[str, Any]:
     return dataclasses.asdict(payload)
+
+
+_PAYLOADS: dict[str, type[Payload]] = {}
+
+
+class UnknownEventType(ValueError):
+    """An envelope names an event type this version does not know."""
+
+
+def decode_event(body: bytes) -> Event:
+    """The `Event` an envelope's JSON encodes (`Event.to_json`'s inverse): how a gateway rebuilds
+    the events another gateway committed, from the shared bus or the log (issue 17). The body is
+    kept as the encoding, so every subscriber is sent the bytes the log holds."""
+    if not _PAYLOADS:
+        _PAYLOADS.update(payload_types())
+    envelope = orjson.loads(body)
+    cls = _PAYLOADS.get(envelope["event_type"])
+    if cls is None:
+        raise UnknownEventType(envelope["event_type"])
+    actor = envelope.get("actor") or {}
+    return Event(
+        payload=cls(**envelope["payload"]),
+        actor=Actor(actor.get("kind", "system"), actor.get("id")),
+        org_id=envelope.get("org_id"),
+        team_id=envelope.get("team_id"),
+        channel_id=envelope.get("channel_id"),
+        thread_id=envelope.get("thread_id"),
+        idempotency_key=envelope.get("idempotency_key"),
+        event_id=envelope["event_id"],
+        timestamp=envelope["timestamp"],
+        request_id=envelope.get("request_id"),
+        seq=envelope.get("seq"),
+        encoded=bytes(body),
+    )

@@ -10,6 +10,7 @@ from playwright.async_api import Browser
 
 from . import postgres
 from .browser import audit_remaining, chromium
+from .buses import NatsServer
 from .support import Server, toml_config
 
 
@@ -148,3 +149,14 @@ def clip(tmp_path_factory: pytest.TempPathFactory) -> Any:
     from .voice_support import SENTENCE, make_clip
 
     return make_clip(SENTENCE, ("webm", "ogg", "wav", "mp3", "m4a", "aac"))
+
+
+@pytest.fixture
+def nats_server() -> Iterator[NatsServer]:
+    """A real nats-server on a free loopback port, for this test only (issue 17)."""
+    server = NatsServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -367,6 +367,19 @@ class Approvals:
         elif allow and self.host is not None:
             await self._run_later(approval)
         return {"approval": approval, **answer}
+
+    def observe_relayed(self, events: Iterable[Event]) -> None:
+        """With several gateways (issue 17): a tool call waiting here may be decided on another
+        gateway; its `approval.decided` releases the call here."""
+        for event in events:
+            if event.event_type != "approval.decided":
+                continue
+            approval: dict[str, Any] = event.payload.approval  # type: ignore[attr-defined]
+            future = self._waiting.pop(approval["id"], None)
+            if future is not None and not future.done():
+                allow = approval["status"] == "approved"
+                reason = f"{approval['decision']} by {approval.get('decided_by') or 'the system'}"
+                future.set_result({"decision": "allow" if allow else "deny", "reason": reason})
 
     def _rule_made(self, tx: WriteTx, approval: dict[str, Any], decision: str, actor: Actor, at: str) -> str:
         """The rule a decision applies (and makes, for the thread or for good); its text."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from ..cards.service import CardService
@@ -17,10 +18,19 @@ class Refusals(Protocol):
 
 class Delivery:
     def __init__(
-        self, host: HostAPI | None, access: Access, cards: CardService, budgets: Refusals, instance: Instance
+        self,
+        host: HostAPI | None,
+        access: Access,
+        cards: CardService,
+        budgets: Refusals,
+        instance: Instance,
+        runs_agents: Callable[[], bool] = lambda: True,
     ) -> None:
         self.host, self.access, self.cards, self.budgets = host, access, cards, budgets
         self.instance = instance
+        # With several gateways only the one holding the agents' lease hands messages to them
+        # (issue 17: agents run in one process at a time).
+        self.runs_agents = runs_agents
 
     async def deliver(
         self, channel: dict[str, Any], thread_id: str, message: dict[str, Any], named: list[str]
@@ -29,7 +39,7 @@ class Delivery:
         it (another organisation's agent bound to a channel of the same name, or mentioned by its
         id, does not: issue 10); an agent hears a private channel only when it is a member; an
         agent paused by a budget is skipped, and the thread is told why."""
-        if self.host is None:
+        if self.host is None or not self.runs_agents():
             return []
         own = {agent["id"] for agent in org_agents(self.host, self.instance, channel["org_id"])}
         skip = [agent["id"] for agent in self.host.agents() if agent["id"] not in own]

@@ -32,6 +32,7 @@ from ..operations.ops import Ops
 from ..operations.telemetry import Telemetry
 from ..presence.service import Presence
 from ..realtime.bus import Bus
+from ..realtime.relay import Relay
 from ..realtime.streams import Streams
 from ..search.service import SearchService
 from ..store.db import Database
@@ -46,6 +47,8 @@ class Context(Protocol):
     db: Database
     bus: Bus
     streams: Streams
+    gateway_id: str
+    relay: Relay | None
     access: Access
     auth: Authenticator | None
     sso: SingleSignOn
@@ -71,6 +74,13 @@ class Context(Protocol):
     @property
     def base_url(self) -> str: ...
 
+    @property
+    def runs_agents(self) -> bool: ...
+
     def end_streams(self, key: str) -> None: ...
+
+    def hand_to_agents(
+        self, channel: dict[str, Any], thread_id: str, message: dict[str, Any], named: list[str]
+    ) -> None: ...
 
     def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> None: ...

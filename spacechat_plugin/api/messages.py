@@ -8,7 +8,9 @@ gets 409 (as Stripe and Zulip do); a key reused for a different request gets 422
 
 from __future__ import annotations
 
+import contextlib
 import re
+from collections.abc import Callable
 from typing import Any
 
 from starlette.requests import Request
@@ -27,6 +29,7 @@ from ..store import messages as message_store
 from ..store.db import WriteTx
 from .channels import channel_or_404
 from .common import JSONResponse, authorize, channel_of, operation, principal, query_int, read_json, spacechat
+from .context import Context
 from .models import KEY_PATTERN, PostMessage
 
 _KEY = re.compile(KEY_PATTERN)
@@ -82,6 +85,22 @@ def _checked_body(body: PostMessage, limits: MessagesConfig) -> list[dict[str, A
     return blocks
 
 
+async def _write_claimed(
+    app: Context, write: Callable[[WriteTx], message_store.PostResult], claim: message_store.IdempotencyClaim | None
+) -> message_store.PostResult:
+    """The send's write. With several gateways a keyed send marks its key in progress first, in
+    the database, where every gateway sees it (`inflight_keys` is this process's only)."""
+    if claim is None or app.relay is None:
+        return await app.db.write(write)
+    await app.db.write(lambda tx: message_store.reserve_claim(tx, claim))
+    try:
+        return await app.db.write(write)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            await app.db.write(lambda tx: message_store.release_claim(tx, claim))
+        raise
+
+
 async def _post(request: Request, who: Principal, channel: dict[str, Any], thread_id: str | None) -> Response:
     app = spacechat(request)
     body = await read_json(request, PostMessage, max_bytes=app.settings.messages.max_body_bytes)
@@ -117,16 +136,13 @@ async def _post(request: Request, who: Principal, channel: dict[str, Any], threa
         )
 
     try:
-        result = await app.db.write(write)
+        result = await _write_claimed(app, write, claim)
     finally:
         if key is not None:
             app.inflight_keys.discard((actor_id, key))
     if not result.replayed and app.host is not None and who.actor.kind == "user":
         message = {**result.message, "author": {**result.message["author"], "name": who.name}}
-        app.spawn(
-            app.delivery.deliver(channel, result.thread["id"], message, mentions(body.text)),
-            name=f"deliver {result.message['id']}",
-        )
+        app.hand_to_agents(channel, result.thread["id"], message, mentions(body.text))
     headers = {"Idempotent-Replayed": "true"} if result.replayed else None
     return JSONResponse(
         {"message": result.message, "thread": result.thread}, status_code=result.status, headers=headers

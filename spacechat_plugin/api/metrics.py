@@ -122,18 +122,59 @@ def _agent_families(app: Context, status: dict[str, Any] | None) -> list[Family]
 
 async def _instance_families(app: Context) -> list[Family]:
     """The event log and the realtime gateway: one per instance, shared by every organisation, so
-    only a token with instance:read sees them."""
+    only a token with instance:read sees them. A process's own figures carry its `gateway` label:
+    with several gateways (issue 17) each is scraped on its own, and a dashboard adds them up."""
+    gateway = [app.gateway_id]
     events = GaugeMetricFamily("spacechat_event_log_seq", "Newest event seq")
     events.add_metric([], app.db.last_seq)
-    subscribers = GaugeMetricFamily("spacechat_realtime_subscribers", "Open realtime streams")
-    subscribers.add_metric([], app.bus.subscriber_count)
-    lagged = CounterMetricFamily("spacechat_realtime_lagged", "Streams cut for lagging since start")
-    lagged.add_metric([], app.bus.lagged_total)
+    subscribers = GaugeMetricFamily("spacechat_realtime_subscribers", "Open realtime streams", labels=["gateway"])
+    subscribers.add_metric(gateway, app.bus.subscriber_count)
+    lagged = CounterMetricFamily("spacechat_realtime_lagged", "Streams cut for lagging since start", labels=["gateway"])
+    lagged.add_metric(gateway, app.bus.lagged_total)
     deliveries = CounterMetricFamily(
         "spacechat_realtime_deliveries",
         "Writes of events to realtime streams since start: direct (from the fan-out itself) or by the stream's task",
-        labels=["path"],
+        labels=["gateway", "path"],
     )
-    deliveries.add_metric(["direct"], app.bus.direct_writes)
-    deliveries.add_metric(["task"], app.bus.task_wakes)
-    return [events, subscribers, lagged, deliveries]
+    deliveries.add_metric([*gateway, "direct"], app.bus.direct_writes)
+    deliveries.add_metric([*gateway, "task"], app.bus.task_wakes)
+    return [events, subscribers, lagged, deliveries, *_relay_families(app)]
+
+
+def _relay_families(app: Context) -> list[Family]:
+    """How events reach this gateway from the others: over the bus, or read from the log when
+    the bus had not brought them (a high `log` share means the bus is losing messages)."""
+    relay = app.relay
+    if relay is None:
+        return []
+    gateway = [app.gateway_id]
+    relayed = CounterMetricFamily(
+        "spacechat_relay_events",
+        "Events through the gateway relay since start: published (committed here), bus (received),"
+        " log (read to fill a gap), duplicate (dropped), delivered (to this gateway's streams);"
+        " control: messages from other gateways (ended streams, sign-in attempts)",
+        labels=["gateway", "way"],
+    )
+    stats = relay.stats
+    for way, value in (
+        ("published", stats.published),
+        ("bus", stats.received),
+        ("log", stats.filled),
+        ("duplicate", stats.duplicates),
+        ("delivered", stats.delivered),
+        ("control", stats.controls),
+    ):
+        relayed.add_metric([*gateway, way], value)
+    connected = GaugeMetricFamily(
+        "spacechat_bus_connected", "1 while the gateway is connected to the bus", labels=["gateway"]
+    )
+    connected.add_metric(gateway, 1 if stats.connected else 0)
+    reconnects = CounterMetricFamily(
+        "spacechat_bus_reconnects", "Reconnections to the bus since start", labels=["gateway"]
+    )
+    reconnects.add_metric(gateway, stats.reconnects)
+    delivered = GaugeMetricFamily(
+        "spacechat_relay_delivered_seq", "Newest seq delivered to this gateway's streams", labels=["gateway"]
+    )
+    delivered.add_metric(gateway, relay.delivered)
+    return [relayed, connected, reconnects, delivered]

@@ -14,6 +14,7 @@ from starlette.responses import Response
 
 from ..agents.home import find_agent, org_agents, org_status
 from ..errors import BadRequest, NotFound
+from ..events import now_rfc3339
 from ..identity.permissions import may
 from ..store import incidents as incidents_query
 from ..store import messages as message_store
@@ -60,7 +61,26 @@ async def system_health(request: Request) -> Response:
     if instance_wide:
         answer["store"] = {"last_seq": app.db.last_seq, "path": app.db.path.name}
         answer["realtime"] = {"subscribers": app.bus.subscriber_count, "lagged_total": app.bus.lagged_total}
+        answer["gateway"] = app.gateway_id
+        answer["gateways"] = gateways(app)
     return JSONResponse(answer)
+
+
+def gateways(app: Context) -> list[dict[str, Any]]:
+    """Every gateway this one has heard from on the bus (issue 17), itself included, with when it
+    was last heard; one process without a bus is the only gateway."""
+    if app.relay is None:
+        return [
+            {
+                "id": app.gateway_id,
+                "last_seen": now_rfc3339(),
+                "started_at": app.instance.started_at,
+                "runs_agents": True,
+                "subscribers": app.bus.subscriber_count,
+                "alive": True,
+            }
+        ]
+    return app.relay.gateways()
 
 
 @operation(

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -525,6 +525,16 @@ class CardService:
         return str(interaction["action_id"])
 
     # -- for hook plugins (sdk.py) ------------------------------------------------------------
+
+    def observe_relayed(self, events: Iterable[Event]) -> None:
+        """With several gateways (issue 17): an answer to a card whose agent waits here may be
+        given on another gateway; its `interaction.submitted` resolves the wait here."""
+        for event in events:
+            if event.event_type == "interaction.submitted":
+                interaction: dict[str, Any] = event.payload.interaction  # type: ignore[attr-defined]
+                for future in self._waiters.pop(interaction["message_id"], []):
+                    if not future.done():
+                        future.set_result(interaction)
 
     def wait_for(self, message_id: str) -> asyncio.Future[dict[str, Any]]:
         """A future resolved by the next interaction on a card."""

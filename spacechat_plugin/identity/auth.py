@@ -147,6 +147,9 @@ class Authenticator:
         self._seen: dict[str, float] = {}
         self._rows: dict[str, tuple[float, Any]] = {}
         self._touch: dict[str, str] = {}
+        # With several gateways (issue 17) each sign-in attempt is told to every other gateway,
+        # so the limits hold for a client spread over them.
+        self.share: Callable[[str, dict[str, str]], None] | None = None
 
     # -- session references -------------------------------------------------------------------
 
@@ -281,12 +284,16 @@ class Authenticator:
                 headers={"Retry-After": str(int(wait) + 1)},
             )
 
-    def login_failed(self, email: str, address: str) -> None:
+    def login_failed(self, email: str, address: str, *, share: bool = True) -> None:
         self.login_by_account.hit(email)
         self.login_by_address.hit(address)
+        if share and self.share is not None:
+            self.share("login_failed", {"email": email, "address": address})
 
-    def login_succeeded(self, email: str) -> None:
+    def login_succeeded(self, email: str, *, share: bool = True) -> None:
         self.login_by_account.clear(email)
+        if share and self.share is not None:
+            self.share("login_succeeded", {"email": email})
 
 
 def _bearer(conn: HTTPConnection) -> str | None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from ..errors import BadRequest
@@ -41,12 +41,19 @@ class Notifier:
         self._followers: OrderedDict[str, set[str]] = OrderedDict()
         self._queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(QUEUE_LIMIT)
         self.delivered = 0  # notifications handed to streams (for tests and metrics)
+        # With several gateways (issue 17) a level set on one is told to the others.
+        self.share: Callable[[str, dict[str, str]], None] | None = None
 
     # -- levels -------------------------------------------------------------------------------
 
     async def load(self) -> None:
         self._by_user, self._everything = {}, {}
         for user_id, channel_id, level in await store.all_levels(self.db):
+            self._remember(user_id, channel_id, level)
+
+    def remember(self, user_id: str, channel_id: str, level: str) -> None:
+        """A level another gateway set (it is in the database already)."""
+        if level in rule.LEVELS:
             self._remember(user_id, channel_id, level)
 
     def _remember(self, user_id: str, channel_id: str, level: str) -> None:
@@ -77,6 +84,8 @@ class Notifier:
             )
         await self.db.write(lambda tx: store.set_level(tx, user_id, channel_id, level, rule.DEFAULT_LEVEL))
         self._remember(user_id, channel_id, level)
+        if self.share is not None:
+            self.share("notification_level", {"user_id": user_id, "channel_id": channel_id, "level": level})
         return level
 
     # -- after each commit --------------------------------------------------------------------

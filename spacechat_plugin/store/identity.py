@@ -508,3 +508,10 @@ def set_password(tx: WriteTx, user_id: str, password_hash: str, keep_session: st
 async def org_of_user(db: Database, user_id: str) -> str | None:
     row = await db.fetchone("SELECT org_id FROM users WHERE id = ?", (user_id,))
     return None if row is None else str(row["org_id"])
+
+
+def shared_secret(tx: WriteTx, candidate: str) -> str:
+    """The signing secret every gateway of a database shares (issue 17: a session signed by one
+    gateway is read by any other): the first gateway's candidate is kept, and returned to all."""
+    tx.execute("INSERT INTO meta (key, value) VALUES ('session_secret', ?) ON CONFLICT (key) DO NOTHING", (candidate,))
+    return str(tx.one("SELECT value FROM meta WHERE key = 'session_secret'")[0])

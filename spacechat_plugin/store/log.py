@@ -76,3 +76,8 @@ async def thread_events(db: Database, thread_id: str, types: tuple[str, ...]) ->
         f"SELECT body FROM events WHERE thread_id = ? AND event_type IN ({marks}) ORDER BY seq", (thread_id, *types)
     )
     return [row[0] if isinstance(row[0], bytes) else row[0].encode() for row in rows]
+
+
+async def head(db: Database) -> int:
+    """The newest seq in the log (0 when it is empty)."""
+    return int(await db.scalar("SELECT COALESCE(MAX(seq), 0) FROM events") or 0)

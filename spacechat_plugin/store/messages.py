@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from ..errors import Unprocessable
+from ..errors import Conflict, Unprocessable
 from ..events import (
     Actor,
     Event,
@@ -31,6 +31,8 @@ from .db import Database, WriteTx, dumps, loads
 from .shapes import TITLE_CHARS, attachment_json, message_json, plain_preview, thread_json, title_of
 
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
+# A key marked in progress this long ago was left by a gateway that died mid-send.
+CLAIM_ABANDONED_SECONDS = 60
 OPEN_STATES = ("created", "streaming")
 
 
@@ -57,7 +59,7 @@ def replay_claim(tx: WriteTx, claim: IdempotencyClaim) -> tuple[int, Any] | None
         "SELECT fingerprint, status, result, created_at FROM idempotency_keys WHERE actor_id = ? AND key = ?",
         (claim.actor_id, claim.key),
     )
-    if row is None:
+    if row is None or row["status"] == 0:  # none, or this send's own mark (reserve_claim)
         return None
     cutoff = (datetime.now(UTC) - IDEMPOTENCY_WINDOW).strftime("%Y-%m-%dT%H:%M:%S")
     if row["created_at"] < cutoff:
@@ -71,10 +73,50 @@ def replay_claim(tx: WriteTx, claim: IdempotencyClaim) -> tuple[int, Any] | None
     return row["status"], loads(row["result"])
 
 
+def reserve_claim(tx: WriteTx, claim: IdempotencyClaim) -> None:
+    """With several gateways (issue 17), a keyed send first marks its key in progress in a commit
+    of its own (status 0): the same key sent meanwhile to another gateway finds the mark and gets
+    409, as a concurrent duplicate on one process does (Zulip answers 409; so do we). A key
+    answered already is left for the send's write to replay; a mark older than
+    `CLAIM_ABANDONED_SECONDS` was left by a gateway that died mid-send and is taken over."""
+    row = tx.one(
+        "SELECT status, created_at FROM idempotency_keys WHERE actor_id = ? AND key = ?", (claim.actor_id, claim.key)
+    )
+    now = now_rfc3339()
+    if row is None:
+        tx.execute(
+            "INSERT INTO idempotency_keys (actor_id, key, fingerprint, status, result, created_at)"
+            " VALUES (?, ?, ?, 0, 'null', ?)",
+            (claim.actor_id, claim.key, claim.fingerprint, now),
+        )
+        return
+    if row["status"] != 0:
+        return
+    abandoned = (datetime.now(UTC) - timedelta(seconds=CLAIM_ABANDONED_SECONDS)).strftime("%Y-%m-%dT%H:%M:%S")
+    if row["created_at"] >= abandoned:
+        raise Conflict(
+            "a request with this Idempotency-Key is still in progress; retry it later",
+            code="idempotency_key_in_use",
+        )
+    tx.execute(
+        "UPDATE idempotency_keys SET created_at = ?, fingerprint = ? WHERE actor_id = ? AND key = ?",
+        (now, claim.fingerprint, claim.actor_id, claim.key),
+    )
+
+
+def release_claim(tx: WriteTx, claim: IdempotencyClaim) -> None:
+    """A send that failed gives its in-progress mark back, so a retry is not refused."""
+    tx.execute(
+        "DELETE FROM idempotency_keys WHERE actor_id = ? AND key = ? AND status = 0", (claim.actor_id, claim.key)
+    )
+
+
 def remember_claim(tx: WriteTx, claim: IdempotencyClaim, status: int, result: Any) -> None:
+    """The answer to a request with this key (its reservation, when it made one, gets it)."""
     tx.execute(
         "INSERT INTO idempotency_keys (actor_id, key, fingerprint, status, result, created_at)"
-        " VALUES (?, ?, ?, ?, ?, ?)",
+        " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (actor_id, key) DO UPDATE SET status = excluded.status,"
+        " result = excluded.result",
         (claim.actor_id, claim.key, claim.fingerprint, status, dumps(result), now_rfc3339()),
     )
 

@@ -1,0 +1,329 @@
+"""Several `spacechat serve` gateways on one Postgres and one nats-server (issue 17): fan-out
+across gateways in seq order, resuming on another gateway after one is SIGKILLed, idempotency
+and the two-person rule across gateways, and the agents' lease. Real servers throughout: a
+Postgres cluster and a nats-server started by the fixtures, gateways as subprocesses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from httpx_sse import aconnect_sse
+
+from . import postgres
+from .buses import NatsServer
+from .buses import available as nats_available
+from .support import Server, invite, toml_config
+
+pytestmark = [
+    pytest.mark.asyncio,
+    pytest.mark.skipif(not (nats_available() and postgres.available()), reason="needs nats-server and Postgres"),
+]
+
+
+@dataclass
+class Deployment:
+    root: Path
+    nats: NatsServer
+    database: str
+    gateways: dict[str, Server] = field(default_factory=dict)
+
+    def config(self, gateway_id: str, **sections: Any) -> str:
+        return toml_config(
+            storage={"url": self.database},
+            bus={"url": self.nats.url, "poll_ms": 200, "gap_wait_ms": 25},
+            gateway={"id": gateway_id, "heartbeat_seconds": 0.5, "lease_retry_seconds": 0.5},
+            **sections,
+        )
+
+    def start(self, gateway_id: str, **sections: Any) -> Server:
+        first = not self.gateways
+        server = Server(self.root / gateway_id, self.config(gateway_id, **sections), create_owner=first)
+        server.start()
+        if not first:
+            server.token = next(iter(self.gateways.values())).token  # tokens live in the database
+        self.gateways[gateway_id] = server
+        return server
+
+    def stop(self) -> None:
+        for server in self.gateways.values():
+            server.stop()
+
+
+@pytest.fixture
+def deployment(tmp_path: Path) -> Iterator[Deployment]:
+    nats = NatsServer()
+    nats.start()
+    found = Deployment(tmp_path, nats, postgres.cluster().new_database())
+    try:
+        yield found
+    finally:
+        found.stop()
+        nats.stop()
+
+
+class Reader:
+    """An SSE subscriber on one gateway that keeps every logged event it receives."""
+
+    def __init__(self, server: Server, after: int | None = None) -> None:
+        self.server = server
+        self.after = after
+        self.events: list[dict[str, Any]] = []
+        self.ready = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
+
+    def start(self) -> Reader:
+        self.task = asyncio.create_task(self._read())
+        return self
+
+    async def _read(self) -> None:
+        headers = {} if self.after is None else {"Last-Event-ID": str(self.after)}
+        try:
+            async with httpx.AsyncClient(base_url=self.server.url, headers=self.server.auth, timeout=60) as client:
+                async with aconnect_sse(client, "GET", "/v1/realtime/sse", headers=headers) as source:
+                    async for event in source.aiter_sse():
+                        if event.event == "ready":
+                            if self.after is None:
+                                self.after = json.loads(event.data)["resume_after"]
+                            self.ready.set()
+                        elif event.event == "message" and event.id:
+                            self.events.append(json.loads(event.data))
+        except (httpx.HTTPError, httpx.StreamError):
+            return  # the gateway went away
+
+    def texts(self, prefix: str) -> list[str]:
+        return [
+            str(e["payload"]["message"]["text"])
+            for e in self.events
+            if e["event_type"] == "message.created" and str(e["payload"]["message"]["text"]).startswith(prefix)
+        ]
+
+    async def wait_for(self, prefix: str, count: int, timeout: float = 30) -> None:
+        async with asyncio.timeout(timeout):
+            while len(self.texts(prefix)) < count:
+                await asyncio.sleep(0.02)
+
+    async def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()  # it may have ended already: its gateway went away
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.task
+
+
+async def post_burst(server: Server, thread_id: str, texts: list[str], concurrency: int = 4) -> list[str]:
+    """Post these replies; return the texts acknowledged (a gateway killed mid-burst answers no more)."""
+    queue = list(reversed(texts))
+    acked: list[str] = []
+    async with server.client() as client:
+
+        async def worker() -> None:
+            while queue:
+                text = queue.pop()
+                try:
+                    response = await client.post(
+                        f"/v1/threads/{thread_id}/messages", json={"text": text}, headers={"Idempotency-Key": text}
+                    )
+                except httpx.HTTPError:
+                    return
+                assert response.status_code == 201, response.text
+                acked.append(text)
+
+        await asyncio.gather(*[worker() for _ in range(concurrency)])
+    return acked
+
+
+async def new_thread(server: Server) -> str:
+    async with server.client() as client:
+        response = await client.post(f"/v1/channels/{server.channel_id('general')}/messages", json={"text": "root"})
+        assert response.status_code == 201, response.text
+    return str(response.json()["thread"]["id"])
+
+
+def assert_in_seq_order_once(events: list[dict[str, Any]]) -> None:
+    seqs = [e["seq"] for e in events]
+    assert seqs == sorted(set(seqs)), "events out of seq order, or one twice"
+
+
+@pytest.mark.slow
+async def test_a_subscriber_on_a_receives_what_is_posted_on_b_and_c_in_seq_order(deployment: Deployment) -> None:
+    a, b, c = deployment.start("a"), deployment.start("b"), deployment.start("c")
+    thread_id = await new_thread(b)
+    reader = Reader(a).start()
+    await asyncio.wait_for(reader.ready.wait(), 15)
+    sent_b = [f"from-b-{i}" for i in range(60)]
+    sent_c = [f"from-c-{i}" for i in range(60)]
+    await asyncio.gather(post_burst(b, thread_id, sent_b), post_burst(c, thread_id, sent_c))
+    await reader.wait_for("from-", 120)
+    await reader.stop()
+    assert sorted(reader.texts("from-")) == sorted(sent_b + sent_c)
+    assert_in_seq_order_once(reader.events)
+    # B's and C's events reached A over the bus (the log filled no more than a few gaps).
+    async with a.client() as client:
+        metrics = (await client.get("/metrics")).text
+    assert 'spacechat_relay_events_total{gateway="a",way="bus"}' in metrics
+    health = await asyncio.to_thread(lambda: httpx.get(f"{a.url}/v1/system/health", headers=a.auth).json())
+    assert health["gateway"] == "a"
+    assert {g["id"] for g in health["gateways"]} == {"a", "b", "c"}
+
+
+@pytest.mark.slow
+async def test_a_killed_during_a_burst_the_subscriber_resumes_on_b_with_no_gap_and_no_duplicate(
+    deployment: Deployment,
+) -> None:
+    a, b, c = deployment.start("a"), deployment.start("b"), deployment.start("c")
+    thread_id = await new_thread(b)
+    reader = Reader(a).start()
+    await asyncio.wait_for(reader.ready.wait(), 15)
+    texts = [f"burst-{i}" for i in range(300)]
+    burst = asyncio.create_task(post_burst(c, thread_id, texts, concurrency=2))
+    await reader.wait_for("burst-", 40)
+    await asyncio.to_thread(a.kill)  # SIGKILL, mid-burst
+    await reader.stop()
+    before = list(reader.events)
+    resumed = Reader(b, after=before[-1]["seq"]).start()  # what a browser sends: Last-Event-ID
+    acked = await burst
+    assert len(acked) == 300
+    await resumed.wait_for("burst-", 300 - len(reader.texts("burst-")))
+    await resumed.stop()
+    together = before + resumed.events
+    assert_in_seq_order_once(together)
+    got = [t for t in [*reader.texts("burst-"), *resumed.texts("burst-")]]
+    assert sorted(got) == sorted(texts), "a gap or a duplicate at the seam"
+
+
+async def test_a_concurrent_duplicate_sent_to_two_gateways_makes_one_message_and_one_409(
+    deployment: Deployment,
+) -> None:
+    a, b = deployment.start("a"), deployment.start("b")
+    thread_id = await new_thread(a)
+    statuses: list[tuple[int, int]] = []
+    async with a.client() as to_a, b.client() as to_b:
+        for i in range(20):
+            key = f"dup-{i}"
+            body = {"text": f"duplicate {i}"}
+            answers = await asyncio.gather(
+                to_a.post(f"/v1/threads/{thread_id}/messages", json=body, headers={"Idempotency-Key": key}),
+                to_b.post(f"/v1/threads/{thread_id}/messages", json=body, headers={"Idempotency-Key": key}),
+            )
+            created = [r for r in answers if r.status_code == 201 and r.headers.get("idempotent-replayed") != "true"]
+            assert len(created) == 1, [r.text for r in answers]
+            other = next(r for r in answers if r is not created[0])
+            assert other.status_code in (201, 409), other.text
+            if other.status_code == 409:
+                assert other.json()["error"]["code"] == "idempotency_key_in_use"
+            else:
+                assert other.json()["message"]["id"] == created[0].json()["message"]["id"]
+            statuses.append((answers[0].status_code, answers[1].status_code))
+        history = (await to_b.get(f"/v1/threads/{thread_id}/history")).json()["messages"]
+    texts = [m["text"] for m in history if m["text"].startswith("duplicate ")]
+    assert sorted(texts) == sorted(f"duplicate {i}" for i in range(20)), "one message per key"
+    assert any(409 in pair for pair in statuses), "no send was ever concurrent: the test proved nothing"
+
+
+async def test_the_two_person_rule_holds_across_gateways(deployment: Deployment) -> None:
+    ops = {"require_second_approval": ["restart"]}
+    a, b, c = deployment.start("a", ops=ops), deployment.start("b", ops=ops), deployment.start("c", ops=ops)
+    first = invite(a, a.token, "operator")
+    second = invite(a, a.token, "operator")
+    with httpx.Client(base_url=b.url, headers=first.auth) as client:
+        asked = client.post("/v1/ops/agents/spacebot/restart", json={"reason": "stuck worker"})
+        assert asked.status_code == 202, asked.text
+        operation = asked.json()
+    with httpx.Client(base_url=c.url, headers=first.auth) as client:
+        own = client.post(f"/v1/ops/pending/{operation['id']}/approve")
+        assert own.status_code == 403 and own.json()["error"]["code"] == "same_operator"
+    with httpx.Client(base_url=a.url, headers=second.auth) as client:
+        approved = client.post(f"/v1/ops/pending/{operation['id']}/approve")
+        assert approved.status_code == 200, approved.text
+    with httpx.Client(base_url=c.url, headers=second.auth) as client:
+        again = client.post(f"/v1/ops/pending/{operation['id']}/approve")
+        assert again.status_code == 409
+
+
+@pytest.mark.slow
+async def test_the_lease_holder_killed_mid_stream_another_takes_over_and_the_next_turn_runs_once(
+    deployment: Deployment,
+) -> None:
+    slow = {"providers.scripted": {"chars_per_second": 60}}
+    a = deployment.start("a", **slow)
+    b = deployment.start("b", **slow)
+
+    def holders() -> list[str]:
+        health = httpx.get(f"{b.url}/v1/system/health", headers=b.auth).json()
+        return [g["id"] for g in health["gateways"] if g["alive"] and g["runs_agents"]]
+
+    async with asyncio.timeout(15):
+        while (await asyncio.to_thread(holders)) != ["a"]:  # the first gateway up took the lease
+            await asyncio.sleep(0.1)
+    spacebot = b.channel_id("spacebot")
+    async with b.client() as client:
+        posted = await client.post(f"/v1/channels/{spacebot}/messages", json={"text": "tell me about yourself"})
+        thread_id = posted.json()["thread"]["id"]
+
+        async def agent_messages() -> list[dict[str, Any]]:
+            history = (await client.get(f"/v1/threads/{thread_id}/history")).json()["messages"]
+            return [m for m in history if m["author"]["kind"] == "agent"]
+
+        async with asyncio.timeout(20):
+            while not (streaming := await agent_messages()) or len(streaming[0]["text"]) < 20:
+                await asyncio.sleep(0.1)
+        assert streaming[0]["state"] == "streaming"
+        await asyncio.to_thread(a.kill)  # the lease holder dies mid-stream
+        async with asyncio.timeout(15):  # B takes the lease within seconds and ends the cut reply
+            while (cut := (await client.get(f"/v1/messages/{streaming[0]['id']}")).json()["message"])[
+                "state"
+            ] == "streaming":
+                await asyncio.sleep(0.1)
+        assert cut["state"] == "failed" and cut["failure_reason"] == "interrupted"
+        async with asyncio.timeout(10):  # health stops counting A after three silent heartbeats
+            while await asyncio.to_thread(holders) != ["b"]:
+                await asyncio.sleep(0.1)
+        # The next turn runs once, on the new holder.
+        await client.post(f"/v1/threads/{thread_id}/messages", json={"text": "and again"})
+        async with asyncio.timeout(30):
+            while not [m for m in await agent_messages() if m["state"] == "completed"]:
+                await asyncio.sleep(0.1)
+        await asyncio.sleep(1)  # a second turn, were there one, would have started by now
+        replies = [m for m in await agent_messages() if m["id"] != cut["id"]]
+        assert len(replies) == 1 and replies[0]["state"] == "completed", replies
+
+
+async def test_failed_sign_ins_count_on_every_gateway(deployment: Deployment) -> None:
+    a, b, c = deployment.start("a"), deployment.start("b"), deployment.start("c")
+    wrong = {"email": "owner@example.com", "password": "not the password at all"}
+    async with asyncio.timeout(10):  # each has heard the others (the bus carries the attempts)
+        while len((await asyncio.to_thread(health, c))["gateways"]) < 3:
+            await asyncio.sleep(0.1)
+    for server in (a, b, a, b, a):  # the account's five tries, spread over two gateways
+        assert (await asyncio.to_thread(httpx.post, f"{server.url}/v1/auth/login", json=wrong)).status_code == 401
+    async with asyncio.timeout(10):  # C has heard of all five
+        while await asyncio.to_thread(control_messages, c) < 5:
+            await asyncio.sleep(0.05)
+    answer = await asyncio.to_thread(httpx.post, f"{c.url}/v1/auth/login", json=wrong)
+    assert answer.status_code == 429, answer.text
+    assert int(answer.headers["retry-after"]) > 0
+
+
+def health(server: Server) -> dict[str, Any]:
+    return dict(httpx.get(f"{server.url}/v1/system/health", headers=server.auth).json())
+
+
+def control_messages(server: Server) -> float:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    metrics = httpx.get(f"{server.url}/metrics", headers=server.auth).text
+    return next(
+        sample.value
+        for family in text_string_to_metric_families(metrics)
+        if family.name == "spacechat_relay_events"
+        for sample in family.samples
+        if sample.labels.get("way") == "control" and sample.name.endswith("_total")
+    )

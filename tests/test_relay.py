@@ -1,0 +1,226 @@
+"""realtime/relay.py against a real nats-server and a real event log (issue 17).
+
+Three relays stand for three gateways in one event loop. They share one log (the real store,
+in a SQLite file) and one nats-server subprocess; the batches committed to the log are handed
+to the relays in turn, as if each gateway had committed every third batch. Each relay feeds a
+real `Bus`, which itself refuses an event out of seq order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from spacechat_plugin.events import Event, MessageCreated, MessageStreamDelta
+from spacechat_plugin.realtime.bus import Bus
+from spacechat_plugin.realtime.relay import Relay
+from spacechat_plugin.resources import resource
+from spacechat_plugin.store import log as event_log
+from spacechat_plugin.store.db import Database, WriteTx
+
+from .buses import NatsServer, available
+
+pytestmark = pytest.mark.skipif(not available(), reason="nats-server is not installed")
+
+
+@pytest.fixture
+async def db(tmp_path: Path) -> AsyncIterator[Database]:
+    database = Database(tmp_path / "spacechat.db", migrations=resource("migrations"))
+    await database.open()
+    try:
+        yield database
+    finally:
+        await database.close()
+
+
+class Gateway:
+    """A relay feeding a real Bus, recording every seq delivered and every live event."""
+
+    def __init__(self, name: str, db: Database, url: str, **options: Any) -> None:
+        self.name = name
+        self.bus = Bus()
+        self.seqs: list[int] = []
+        self.live: list[Event] = []
+        self.controls: list[tuple[str, dict[str, Any]]] = []
+        self.changed = asyncio.Event()
+
+        async def read_after(seq: int) -> list[bytes]:
+            return [logged.body for logged in await event_log.read_after(db, seq)]
+
+        self.relay = Relay(
+            url=url,
+            gateway_id=name,
+            read_after=read_after,
+            log_head=lambda: event_log.head(db),
+            deliver=self._deliver,
+            deliver_live=self._live,
+            on_control=self._control,
+            heartbeat_seconds=0.2,
+            **options,
+        )
+
+    def _deliver(self, events: list[Event]) -> None:
+        self.bus.publish(events)  # asserts seq order
+        self.seqs.extend(event.seq for event in events if event.seq is not None)
+        self.changed.set()
+
+    def _live(self, event: Event) -> None:
+        self.live.append(event)
+        self.changed.set()
+
+    def _control(self, kind: str, data: dict[str, Any]) -> None:
+        self.controls.append((kind, data))
+        self.changed.set()
+
+    async def wait_for(self, predicate: Any, timeout: float = 20) -> None:
+        async def wait() -> None:
+            while not predicate():
+                self.changed.clear()
+                await self.changed.wait()
+
+        await asyncio.wait_for(wait(), timeout)
+
+
+def message(n: int) -> Event:
+    return Event(
+        payload=MessageCreated(message={"id": f"msg_{n}", "text": f"message {n}", "thread_id": "thr_1"}),
+        org_id="org_1",
+        channel_id="chn_1",
+        thread_id="thr_1",
+    )
+
+
+async def commit_through(db: Database, gateways: list[Gateway], count: int, batch: int = 3) -> None:
+    """Commit `count` events in batches; each batch is "committed by" the next gateway in turn."""
+    turn = itertools.cycle(gateways)
+    numbers = iter(range(count))
+    for _ in range(0, count, batch):
+        chunk = list(itertools.islice(numbers, batch))
+
+        def write(tx: WriteTx, chunk: list[int] = chunk) -> list[Event]:
+            return [tx.emit(message(n)) for n in chunk]
+
+        events = await db.write(write)
+        next(turn).relay.committed(events)
+
+
+async def started(db: Database, url: str, names: str = "abc", **options: Any) -> list[Gateway]:
+    gateways = [Gateway(name, db, url, **options) for name in names]
+    for gateway in gateways:
+        await gateway.relay.start(after_seq=await event_log.head(db))
+    async with asyncio.timeout(10):  # connecting sets no event of ours: look until they are
+        while not all(gateway.relay.stats.connected for gateway in gateways):
+            await asyncio.sleep(0.02)
+    return gateways
+
+
+async def stopped(gateways: list[Gateway]) -> None:
+    for gateway in gateways:
+        await gateway.relay.stop()
+
+
+async def test_every_gateway_receives_every_commit_in_seq_order_once(db: Database, nats_server: NatsServer) -> None:
+    gateways = await started(db, nats_server.url)
+    try:
+        await commit_through(db, gateways, 600)
+        for gateway in gateways:
+            await gateway.wait_for(lambda gateway=gateway: len(gateway.seqs) >= 600)
+            assert gateway.seqs == list(range(1, 601)), gateway.name
+        # The others' batches came over the bus, not from the log (the bus is the fast path).
+        received = sum(gateway.relay.stats.received for gateway in gateways)
+        assert received >= 600 * 2 * 0.9
+    finally:
+        await stopped(gateways)
+
+
+async def test_a_gateway_that_cannot_reach_the_bus_delivers_from_the_log(db: Database) -> None:
+    """No bus at all (nothing listens there): everything arrives all the same, from the log."""
+    lonely = Gateway("lonely", db, "nats://127.0.0.1:1", poll_seconds=0.1)
+    await lonely.relay.start(after_seq=0)
+    try:
+        writer = Gateway("writer", db, "nats://127.0.0.1:1")
+        await commit_through(db, [writer], 30)
+        await lonely.wait_for(lambda: len(lonely.seqs) >= 30)
+        assert lonely.seqs == list(range(1, 31))
+        assert lonely.relay.stats.filled == 30 and not lonely.relay.stats.connected
+    finally:
+        await lonely.relay.stop()
+
+
+@pytest.mark.slow
+async def test_the_bus_stopped_for_ten_seconds_during_a_burst_loses_and_repeats_nothing(
+    db: Database, nats_server: NatsServer
+) -> None:
+    gateways = await started(db, nats_server.url, poll_seconds=0.5)
+    try:
+        burst = asyncio.create_task(burst_for(db, gateways, seconds=14))
+        await asyncio.sleep(2)
+        nats_server.pause()
+        await asyncio.sleep(10)
+        nats_server.start()
+        total = await burst
+        for gateway in gateways:
+            await gateway.wait_for(lambda gateway=gateway: len(gateway.seqs) >= total, timeout=30)
+            assert gateway.seqs == list(range(1, total + 1)), gateway.name
+            assert gateway.relay.stats.reconnects >= 1
+        # While the bus was down, the log carried delivery.
+        assert all(gateway.relay.stats.filled > 0 for gateway in gateways)
+    finally:
+        await stopped(gateways)
+
+
+async def burst_for(db: Database, gateways: list[Gateway], seconds: float) -> int:
+    """Commit a few batches every 10 ms for `seconds`; return how many events."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + seconds
+    total = 0
+    while loop.time() < end:
+        await commit_through(db, gateways, 6)
+        total += 6
+        await asyncio.sleep(0.01)
+    return total
+
+
+async def test_a_gap_the_bus_never_fills_is_read_from_the_log(db: Database, nats_server: NatsServer) -> None:
+    """A batch whose bus message was lost (here: committed and never published) is delivered
+    from the log once the next batch shows the gap, still in order."""
+    gateways = await started(db, nats_server.url, names="ab")
+    a, b = gateways
+    try:
+
+        def write(tx: WriteTx) -> list[Event]:
+            return [tx.emit(message(n)) for n in range(5)]
+
+        await db.write(write)  # committed, but nobody published it
+        await commit_through(db, [a], 5)
+        await b.wait_for(lambda: len(b.seqs) >= 10)
+        assert b.seqs == list(range(1, 11))
+        assert b.relay.stats.filled >= 5
+        # A committed 6-10 and delivered them itself, after filling 1-5 from the log.
+        await a.wait_for(lambda: len(a.seqs) >= 10)
+        assert a.seqs == list(range(1, 11))
+    finally:
+        await stopped(gateways)
+
+
+async def test_live_events_and_control_messages_reach_the_other_gateways(db: Database, nats_server: NatsServer) -> None:
+    gateways = await started(db, nats_server.url, names="ab")
+    a, b = gateways
+    try:
+        delta = Event(payload=MessageStreamDelta(message_id="msg_1", offset=0, text="Hel"), org_id="org_1")
+        a.relay.live(delta)
+        a.relay.control("end_streams", {"key": "ses_1"})
+        await b.wait_for(lambda: b.live and b.controls)
+        assert b.live[0].to_json() == delta.to_json()
+        assert b.controls == [("end_streams", {"key": "ses_1"})]
+        assert not a.live and not a.controls, "a gateway's own messages do not come back to it"
+        # Each gateway is listed by the others' health from its heartbeats.
+        await a.wait_for(lambda: "b" in a.relay.peers, timeout=5)
+        assert a.relay.peers["b"]["id"] == "b" and "last_seen" in a.relay.peers["b"]
+    finally:
+        await stopped(gateways)
