@@ -136,4 +136,8 @@ async def _instance_families(app: Context) -> list[Family]:
     )
     deliveries.add_metric(["direct"], app.bus.direct_writes)
     deliveries.add_metric(["task"], app.bus.task_wakes)
-    return [events, subscribers, lagged, deliveries]
+    parked = GaugeMetricFamily(
+        "spacechat_realtime_parked", "Open realtime streams that are parked: caught up, with no task of their own"
+    )
+    parked.add_metric([], app.bus.parked)
+    return [events, subscribers, lagged, deliveries, parked]

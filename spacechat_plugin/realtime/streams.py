@@ -21,6 +21,7 @@ class Streams:
     def __init__(self, bus: Bus) -> None:
         self.bus = bus
         self._by_key: dict[str, set[Subscription]] = {}
+        self._pending: list[Event] | None = None  # published this turn, fanned out on the next
 
     def subscribe(self, keys: Iterable[str | None], visible: Callable[[Any], bool]) -> Subscription:
         """A bus subscription registered under its credential and user, so ending access ends it."""
@@ -47,8 +48,17 @@ class Streams:
     def publish_soon(self, events: list[Event]) -> None:
         """Fan out on the loop's next turn, after the tasks just answered by the commit have
         run: a send's 201 does not wait for the fan-out (which may write to every subscriber's
-        socket at once). Every publish goes this way, so events keep their order."""
-        asyncio.get_running_loop().call_soon(self._publish, events)
+        socket at once). Every publish goes this way, so events keep their order.
+
+        What is published during one turn of the loop (a group commit, reply deltas, presence)
+        is fanned out together (#16): one pass over the subscribers and one write to each, not
+        one per publish."""
+        pending = self._pending
+        if pending is not None:
+            pending.extend(events)
+            return
+        self._pending = pending = list(events)
+        asyncio.get_running_loop().call_soon(self._flush, pending)
 
     def publish_live(self, event: Event) -> None:
         """Fan out a live-only event (a stream delta): no log, no transaction."""
@@ -59,6 +69,7 @@ class Streams:
         """Send a live-only event to one person's open streams (on the loop's next turn, after
         what was published before it); each stream still checks that it may see it."""
         assert event.live_only
+        self._pending = None  # what is published after this goes after it
         asyncio.get_running_loop().call_soon(self._deliver, user_id, event)
         return len(self._by_key.get(user_id, ()))
 
@@ -71,6 +82,11 @@ class Streams:
             self.bus.deliver_to(list(self._by_key.get(user_id, ())), event)
         except Exception:
             log.exception("delivering an event to one person failed")
+
+    def _flush(self, pending: list[Event]) -> None:
+        if self._pending is pending:
+            self._pending = None
+        self._publish(pending)
 
     def _publish(self, events: list[Event]) -> None:
         try:
