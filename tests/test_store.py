@@ -26,6 +26,12 @@ async def open_db(path: Path, migrations: Path | None = None) -> Database:
     return db
 
 
+def seed_channel(tx: WriteTx) -> dict[str, object]:
+    org = tenancy.create_org(tx, "Acme")
+    team = tenancy.create_team(tx, org["id"], "Eng")
+    return tenancy.create_channel(tx, org_id=org["id"], team_id=team["id"], name="eng", actor=SYSTEM)
+
+
 async def test_migrations_are_applied_in_order_and_recorded(tmp_path: Path) -> None:
     db = await open_db(tmp_path)
     try:
@@ -96,13 +102,7 @@ async def test_group_commit_isolates_a_failing_operation(tmp_path: Path) -> None
 async def test_event_and_view_rows_commit_together(tmp_path: Path) -> None:
     db = await open_db(tmp_path)
     try:
-
-        def seed(tx: WriteTx) -> dict[str, object]:
-            org = tenancy.create_org(tx, "Acme")
-            team = tenancy.create_team(tx, org["id"], "Eng")
-            return tenancy.create_channel(tx, org_id=org["id"], team_id=team["id"], name="eng", actor=SYSTEM)
-
-        channel = await db.write(seed)
+        channel = await db.write(seed_channel)
 
         def post_then_fail(tx: WriteTx) -> None:
             messages.post_message(tx, actor=Actor("user", "u1"), channel=channel, thread_id=None, text="lost")
@@ -133,13 +133,7 @@ async def test_an_operation_failing_half_way_leaves_nothing_and_its_batch_commit
     published: list[Event] = []
     db.on_commit = published.extend
     try:
-
-        def seed(tx: WriteTx) -> dict[str, object]:
-            org = tenancy.create_org(tx, "Acme")
-            team = tenancy.create_team(tx, org["id"], "Eng")
-            return tenancy.create_channel(tx, org_id=org["id"], team_id=team["id"], name="eng", actor=SYSTEM)
-
-        channel = await db.write(seed)
+        channel = await db.write(seed_channel)
         seq_before = db.last_seq
 
         def post(text: str, fail: bool) -> Callable[[WriteTx], int]:
