@@ -41,16 +41,19 @@ from typing import Any
 
 import orjson
 from activity import Activity
+from clients import SubscriberPool
 from harness import (
     CpuMonitor,
     HTTPConnection,
     Server,
     SSEStream,
+    add_client_options,
     add_profile_options,
     add_server_options,
     begin,
     bench_config,
     client_cpu_seconds,
+    describe_clients,
     general_channel,
     log,
     maybe_profile,
@@ -165,14 +168,21 @@ async def measure(server: Server, subscribers: int, args: argparse.Namespace, pr
         await activity.start(channel_id)
         log(f"N={subscribers}: {args.typists} typists and {args.present} people present, quiet for now")
     probe = Probe()
-    streams = await open_many(lambda: FanoutStream.open(host, port, token, probe=probe), subscribers)
+    nonce = secrets.token_hex(4)
+    prefix = f"fanout-{nonce}-"
+    pool: SubscriberPool | None = None
+    streams: list[FanoutStream] = []
+    if args.client_procs:
+        pool = SubscriberPool(args.client_procs, host, port, token, prefix.encode())
+        await pool.open(sse=subscribers)
+    else:
+        streams = await open_many(lambda: FanoutStream.open(host, port, token, probe=probe), subscribers)
     await asyncio.sleep(2.0)  # let the connections settle before reading RSS
     result = Result(subscribers)
     result.rss_per_conn_kib = (server.rss_kib() - rss_before) / subscribers
     log(f"N={subscribers}: connected, {result.rss_per_conn_kib:.1f} KiB RSS per connection")
     conn = await HTTPConnection.open(host, port, token)
 
-    nonce = secrets.token_hex(4)
     split, cpu_client = (0.0, 0.0), 0.0
     profiling = maybe_profile(server, profile, gil=args.profile_gil)
     try:
@@ -184,19 +194,26 @@ async def measure(server: Server, subscribers: int, args: argparse.Namespace, pr
                 if busy and activity is not None and not activity.on.is_set():
                     activity.on.set()
                     await asyncio.sleep(3.0)  # the typists and people get going
-                marker = f"fanout-{nonce}-{i:06d}"
+                marker = f"{prefix}{i:06d}"
                 probe.arm(marker.encode(), subscribers)
                 assert probe.done is not None
+                seen = probe.done if pool is None else pool.seen(i)
                 status, body = await conn.request("POST", path, {"text": marker + PADDING})
                 acked = time.perf_counter()
                 if status != 201:
                     raise RuntimeError(f"POST failed: {status} {body[:200]!r}")
                 try:
-                    await asyncio.wait_for(asyncio.shield(probe.done), 10.0)
+                    await asyncio.wait_for(asyncio.shield(seen), 10.0)
                 except TimeoutError:
-                    result.missed += probe.remaining
-                    log(f"N={subscribers}: message {i} reached {subscribers - probe.remaining} subscribers in 10 s")
+                    missed = probe.remaining if pool is None else pool.missed_upper(i)
+                    result.missed += missed
+                    if pool is not None:
+                        pool.forget(i)
+                    log(f"N={subscribers}: message {i} missed by {missed} subscribers (at most) in 10 s")
                     continue
+                if pool is not None:
+                    probe.first, probe.last = pool.seen(i).result()
+                    pool.forget(i)
                 if busy:
                     result.busy_ms.append((probe.last - conn.sent_at) * 1000)
                 elif i >= warmup:
@@ -218,6 +235,8 @@ async def measure(server: Server, subscribers: int, args: argparse.Namespace, pr
             await activity.stop()
         for stream in streams:
             stream.close()
+        if pool is not None:
+            await pool.close()
         conn.close()
     return result
 
@@ -235,6 +254,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=5, help="unmeasured messages first (default 5)")
     parser.add_argument("--gap-ms", type=float, default=20, help="pause between messages (default 20)")
     parser.add_argument("--runs", type=int, default=3)
+    add_client_options(parser)
     parser.add_argument("--typists", type=int, default=0, help="bots typing during the second half (issue 13)")
     parser.add_argument("--present", type=int, default=0, help="people coming and going during the second half")
     add_profile_options(parser, "one more run of the largest N (not counted)")
@@ -243,6 +263,8 @@ def main() -> None:
     args = parser.parse_args()
     counts = [int(n) for n in args.subscribers.split(",")]
 
+    if args.small:
+        counts, args.messages, args.runs = [min(counts[0], 100)], 20, 1
     begin("fanout", args)
     runs: dict[int, list[dict[str, float]]] = {n: [] for n in counts}
     for run in range(args.runs):
@@ -274,7 +296,7 @@ def report(args: argparse.Namespace, counts: list[int], runs: dict[int, list[dic
 
     print_table(
         f"Fan-out, one message to N SSE subscribers: medians (and range) of {args.runs} runs x {args.messages} "
-        "messages each",
+        f"messages each; client: {describe_clients(args)}",
         [
             "N",
             "post->last p50 (ms)",

@@ -452,9 +452,25 @@ class Server:
         self.stop()
 
 
+# The load generator's other processes (clients.SubscriberPool): their CPU is the client's, not
+# "other processes'" that make a run be done again.
+CLIENT_PIDS: set[int] = set()
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process (0 once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            fields = handle.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def client_cpu_seconds() -> float:
+    """CPU seconds of the load generator: this process and its subscriber processes."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
+    return usage.ru_utime + usage.ru_stime + sum(process_cpu_seconds(pid) for pid in CLIENT_PIDS)
 
 
 # --- a raw HTTP/1.1 client -------------------------------------------------------------------------
@@ -593,6 +609,8 @@ class SSEStream(asyncio.Protocol):
     the body with its arrival time (chunked transfer framing included; SSE frames are never split
     by the server's writes but may be by TCP, so `self._tail` keeps the previous chunk's end)."""
 
+    ACCEPTED = b"HTTP/1.1 200"  # the status line that opens the stream
+
     def __init__(self, host: str, port: int, token: str, *, last_event_id: int | None = None) -> None:
         resume = f"Last-Event-ID: {last_event_id}\r\n" if last_event_id is not None else ""
         self._request = (
@@ -633,8 +651,8 @@ class SSEStream(asyncio.Protocol):
                 return
             head, data = bytes(self._head[:end]), bytes(self._head[end + 4 :])
             self._head = None
-            if not head.startswith(b"HTTP/1.1 200"):
-                self.ready.set_exception(HTTPError(f"SSE refused: {head[:300]!r} {data[:300]!r}"))
+            if not head.startswith(self.ACCEPTED):
+                self.ready.set_exception(HTTPError(f"stream refused: {head[:300]!r} {data[:300]!r}"))
                 self.close()
                 return
             if not data:
@@ -822,6 +840,24 @@ def add_profile_options(parser: argparse.ArgumentParser, what: str) -> None:
 def maybe_profile(server: Server, output: Path | None, *, gil: bool = False) -> contextlib.AbstractContextManager[Any]:
     """A Profiler on the server when `output` is given, else nothing."""
     return Profiler(server.pid, output, gil=gil) if output is not None else contextlib.nullcontext()
+
+
+def add_client_options(parser: argparse.ArgumentParser, default_procs: int = 2) -> None:
+    parser.add_argument(
+        "--client-procs",
+        type=int,
+        default=default_procs,
+        help=f"subscriber processes (default {default_procs}); 0: subscribers in this process, as before #16",
+    )
+    parser.add_argument("--small", action="store_true", help="a quick check that it works (figures mean little)")
+
+
+def describe_clients(args: argparse.Namespace) -> str:
+    """What the load generator was, for every table's title (#16)."""
+    where = f"CPU {CLIENT_CPU}" if PINNABLE else "unpinned"
+    if args.client_procs:
+        return f"subscribers in {args.client_procs} processes, senders in another, all on {where}"
+    return f"subscribers and senders in one process on {where}"
 
 
 def begin(name: str, args: argparse.Namespace) -> None:

@@ -38,20 +38,20 @@ import asyncio
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import orjson
+from clients import MarkerSSE, SubscriberPool, Tracker
 from harness import (
-    LAGGED,
     CpuMonitor,
     HTTPConnection,
     Server,
-    SSEStream,
+    add_client_options,
     add_profile_options,
     add_server_options,
     begin,
     bench_config,
     client_cpu_seconds,
+    describe_clients,
     general_channel,
     last_seq,
     log,
@@ -69,30 +69,6 @@ from harness import (
 
 TEXT = "a chat message of a realistic length, about a hundred characters, sent by the benchmark: "
 TARGET_P50_MS, TARGET_P99_MS, TARGET_RATE = 10.0, 40.0, 2000.0
-
-
-class ReadingStream(SSEStream):
-    """A subscriber that reads everything and remembers the newest `id:` it saw."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.last_id = 0
-        self.lagged = False
-        self.events = 0
-        self.writes = 0
-
-    def chunk(self, data: bytes, now: float) -> None:
-        # Each write of the server is one HTTP chunk, ending with the frame's blank line and CRLF.
-        self.events += data.count(b"\nid: ")
-        self.writes += data.count(b"\n\n\r\n")
-        window = self._tail + data
-        at = window.rfind(b"id: ")
-        if at >= 0:
-            end = window.find(b"\n", at)
-            if end > 0:
-                self.last_id = int(window[at + 4 : end])
-        if LAGGED in window:
-            self.lagged = True
 
 
 @dataclass
@@ -136,10 +112,29 @@ async def measure(server: Server, args: argparse.Namespace, profile: Path | None
         paths = [f"/v1/threads/{(await new_thread(setup, channel_id))[0]}/messages" for _ in range(args.senders)]
     setup.close()
 
-    streams = await open_many(lambda: ReadingStream.open(host, port, token), args.subscribers)
+    streams: list[MarkerSSE] = []
+    pool: SubscriberPool | None = None
+    if args.client_procs:
+        pool = SubscriberPool(args.client_procs, host, port, token, b"\0no marker")
+        await pool.open(sse=args.subscribers)
+    else:
+        tracker = Tracker(b"\0no marker", lambda report: None)
+        streams = await open_many(lambda: MarkerSSE.open(host, port, token, tracker=tracker), args.subscribers)
     senders = [await HTTPConnection.open(host, port, token) for _ in range(args.senders)]
     await asyncio.sleep(1.0)
-    log(f"{len(streams)} subscribers and {len(senders)} senders connected")
+    log(f"{args.subscribers} subscribers ({describe_clients(args)}) and {len(senders)} senders connected")
+
+    async def readers() -> tuple[int | None, int, int, int]:
+        """As SubscriberPool.status: lowest newest id of those not cut, cut, events, writes."""
+        if pool is not None:
+            return await pool.status()
+        alive = [stream.last_id for stream in streams if not stream.lagged]
+        return (
+            min(alive) if alive else None,
+            sum(stream.lagged for stream in streams),
+            sum(stream.events for stream in streams),
+            sum(stream.writes for stream in streams),
+        )
 
     result = Result()
     loop = asyncio.get_running_loop()
@@ -192,16 +187,18 @@ async def measure(server: Server, args: argparse.Namespace, profile: Path | None
 
     newest = await last_seq(host, port, token)
     result.events_logged = newest - seq_before
-    while any(stream.last_id < newest and not stream.lagged for stream in streams):
+    while (status := await readers())[0] is not None and status[0] < newest:
         if time.perf_counter() - last_ack > 60:
             log("subscribers did not catch up in 60 s")
             break
         await asyncio.sleep(0.005)
     result.drain_ms = (time.perf_counter() - last_ack) * 1000
-    result.lagged = sum(stream.lagged for stream in streams)
-    result.events_per_write = sum(s.events for s in streams) / max(1, sum(s.writes for s in streams))
+    _, result.lagged, events, writes = await readers()
+    result.events_per_write = events / max(1, writes)
     for closing in [*streams, *senders]:
         closing.close()
+    if pool is not None:
+        await pool.close()
     return result
 
 
@@ -227,11 +224,14 @@ def main() -> None:
     )
     parser.add_argument("--ring-size", type=int, default=200_000, help="realtime ring_size = max_lag (default 200000)")
     parser.add_argument("--runs", type=int, default=3)
+    add_client_options(parser)
     add_profile_options(parser, "one more run (not counted)")
     add_server_options(parser)
     parser.add_argument("--json", type=Path, help="write every run's figures here")
     args = parser.parse_args()
 
+    if args.small:
+        args.subscribers, args.senders, args.duration, args.warmup, args.runs = 50, 10, 3, 1, 1
     begin("send", args)
     runs = []
     for run in range(args.runs):
@@ -264,7 +264,7 @@ def report(args: argparse.Namespace, runs: list[dict[str, float]]) -> None:
         f"Send with {args.subscribers} subscribers reading, {args.senders} concurrent senders, target {args.target}, "
         + (f"open loop at {args.rate:,.0f} msg/s offered" if args.rate else "closed loop")
         + ": "
-        f"medians (and range) of {args.runs} runs x {args.duration:.0f} s",
+        f"medians (and range) of {args.runs} runs x {args.duration:.0f} s; client: {describe_clients(args)}",
         [
             "send p50 (ms)",
             "send p99 (ms)",

@@ -173,7 +173,14 @@ transport cannot take bytes now (back-pressure, a closed connection); the caller
 usual ASGI way. Event streams use it to write pre-encoded frames from the fan-out itself, with
 no task wake and no trip through each middleware's `send` (PERFORMANCE.md). A host that does not
 offer it changes nothing but speed. `spacechat serve` offers it on the uvicorn versions it is
-tested with (host/fastpath.py)."""
+tested with (host/fastpath.py).
+
+A host may also offer `"park": Callable[[on_writable, on_closed], tuple[write, end] | None]`
+(#16): it takes the started, chunked response's connection over so the app may return while the
+response goes on. `write(chunk) -> bool` as above; `end()` writes the last chunk and closes; the
+host calls `on_writable()` when back-pressure ends and `on_closed()` when the client leaves
+(never after `end()`). None: it cannot now, and the app keeps the response itself. Event streams
+park once caught up, so an idle one costs no task and no ASGI call chain."""
 
 
 # ============================================================================================

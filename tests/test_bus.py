@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import pytest
 
 from spacechat_plugin.events import Event, MessageStreamDelta, NotificationCreated, SystemHealthChanged, TaskCreated
-from spacechat_plugin.realtime.bus import Bus, Lagged, trim
+from spacechat_plugin.realtime.bus import Bus, Lagged, Subscription, trim
 
 pytestmark = pytest.mark.asyncio
 
@@ -178,3 +179,82 @@ async def test_a_spread_publish_reaches_everyone_once_and_before_what_follows_it
     assert not any(task.done() for task in waiting), "all written directly, no task woken"
     for task in waiting:
         task.cancel()
+
+
+class FakeSocket:
+    """What a parked stream writes to: chunks while it takes bytes, False while full."""
+
+    def __init__(self) -> None:
+        self.chunks: list[bytes] = []
+        self.full = False
+        self.ended = False
+
+    def write(self, body: bytes) -> bool:
+        if self.full or self.ended:
+            return False
+        self.chunks.append(body)
+        return True
+
+    def end(self) -> None:
+        self.ended = True
+
+
+async def test_a_parked_stream_is_served_by_the_bus_and_waits_out_back_pressure() -> None:
+    """#16: a parked stream has no task; the bus's wakes and the socket's drain drive it."""
+    from spacechat_plugin.realtime.parked import ParkedStream
+
+    bus = Bus(ring_size=64, max_lag=4)
+    subscription = bus.subscribe(lambda item: item.channel_id != "hidden")
+    ended: list[bool] = []
+    stream = ParkedStream(subscription, lambda: ended.append(True))
+    socket = FakeSocket()
+    bus.publish([event(1)])  # between `ready` and parking: sent when it parks
+    stream.start(socket.write, socket.end)
+    assert bus.parked == 1 and len(socket.chunks) == 1 and b"id: 1\n" in socket.chunks[0]
+    bus.publish([event(2), event(3, "hidden")])
+    assert b"id: 2\n" in socket.chunks[-1] and b"id: 3\n" not in b"".join(socket.chunks)
+    bus.tick()
+    assert socket.chunks[-1].startswith(b"event: heartbeat\n")
+    socket.full = True
+    bus.publish([event(4)])
+    bus.publish([event(5)])
+    assert len(socket.chunks) == 3, "nothing is written while the socket is full"
+    socket.full = False
+    stream.serve()  # the host: the socket drained
+    assert b"id: 4\n" in socket.chunks[-1] and b"id: 5\n" in socket.chunks[-1], "what waited, in one write"
+    socket.full = True
+    bus.publish([event(seq) for seq in range(6, 12)])  # more than max_lag behind: cut
+    assert subscription.lagged and not socket.ended
+    socket.full = False
+    stream.serve()
+    assert socket.chunks[-1] == b'event: lagged\ndata: {"resume_after":5}\n\n' and socket.ended
+    await asyncio.sleep(0)  # unregistered on the loop's next turn, not while the bus walks its set
+    assert ended == [True] and bus.parked == 0
+
+
+async def test_a_closed_parked_stream_ends_its_connection_and_a_lost_one_writes_nothing() -> None:
+    from spacechat_plugin.realtime.parked import ParkedStream
+
+    bus = Bus(ring_size=64, max_lag=32)
+    first, second = bus.subscribe(lambda item: True), bus.subscribe(lambda item: True)
+    ended: list[str] = []
+
+    def on_end(name: str, subscription: Subscription) -> Callable[[], None]:
+        def end() -> None:
+            ended.append(name)
+            bus.unsubscribe(subscription)
+
+        return end
+
+    closing = ParkedStream(first, on_end("closed", first))
+    leaving = ParkedStream(second, on_end("lost", second))
+    closing_socket, leaving_socket = FakeSocket(), FakeSocket()
+    closing.start(closing_socket.write, closing_socket.end)
+    leaving.start(leaving_socket.write, leaving_socket.end)
+    first.close()  # access ended, or the server stops
+    assert closing_socket.ended
+    leaving.connection_lost()  # the client went away
+    bus.publish([event(1)])
+    assert leaving_socket.chunks == [] and not leaving_socket.ended
+    await asyncio.sleep(0)
+    assert sorted(ended) == ["closed", "lost"] and bus.subscriber_count == 0 and bus.parked == 0

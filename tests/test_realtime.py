@@ -341,3 +341,53 @@ async def test_live_events_are_written_by_the_fan_out_itself_exactly_once(tmp_pa
         assert deliveries["direct"] >= 1, deliveries
     finally:
         server.stop()
+
+
+def _gauges(metrics: str) -> dict[str, float]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {
+        sample.name: sample.value
+        for family in text_string_to_metric_families(metrics)
+        for sample in family.samples
+        if sample.name in ("spacechat_realtime_subscribers", "spacechat_realtime_parked")
+    }
+
+
+async def test_a_caught_up_stream_is_parked_delivers_beats_and_is_unregistered_when_the_client_leaves(
+    tmp_path: Path,
+) -> None:
+    """#16: under `spacechat serve` a stream that has sent `ready` hands its connection to the
+    host and keeps no task (the cost of an idle connection). Parked, it still gets every event in
+    order and its heartbeats, and when the client goes it is unregistered."""
+    server = Server(tmp_path / "data", toml_config(runtime={"mode": "none"}, realtime={"heartbeat_seconds": 0.3}))
+    server.start()
+    try:
+        thread_id = await new_thread(server)
+        async with httpx.AsyncClient(base_url=server.url, headers=server.auth, timeout=20) as client:
+            async with aconnect_sse(client, "GET", "/v1/realtime/sse") as source:
+                events = source.aiter_sse()
+                async with asyncio.timeout(20):
+                    assert (await anext(events)).event == "ready"
+                    gauges = _gauges((await client.get("/metrics")).text)
+                    assert gauges == {"spacechat_realtime_subscribers": 1, "spacechat_realtime_parked": 1}
+                    for i in range(5):
+                        posted = await client.post(f"/v1/threads/{thread_id}/messages", json={"text": f"parked {i}"})
+                        assert posted.status_code == 201
+                    got: list[str] = []
+                    beats = 0
+                    async for event in events:
+                        if event.event == "message" and event.id:
+                            got.append(json.loads(event.data)["payload"]["message"]["text"])
+                        beats += event.event == "heartbeat"
+                        if len(got) == 5 and beats >= 1:
+                            break
+            assert got == [f"parked {i}" for i in range(5)]
+            async with asyncio.timeout(10):  # the client has gone: wait for the server to notice
+                while _gauges((await client.get("/metrics")).text) != {
+                    "spacechat_realtime_subscribers": 0,
+                    "spacechat_realtime_parked": 0,
+                }:
+                    await asyncio.sleep(0.05)
+    finally:
+        server.stop()

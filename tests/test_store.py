@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,12 @@ async def open_db(path: Path, migrations: Path | None = None) -> Database:
     db = Database(path / "test.db", migrations=migrations or resource("migrations"), read_connections=2)
     await db.open()
     return db
+
+
+def seed_channel(tx: WriteTx) -> dict[str, object]:
+    org = tenancy.create_org(tx, "Acme")
+    team = tenancy.create_team(tx, org["id"], "Eng")
+    return tenancy.create_channel(tx, org_id=org["id"], team_id=team["id"], name="eng", actor=SYSTEM)
 
 
 async def test_migrations_are_applied_in_order_and_recorded(tmp_path: Path) -> None:
@@ -95,13 +102,7 @@ async def test_group_commit_isolates_a_failing_operation(tmp_path: Path) -> None
 async def test_event_and_view_rows_commit_together(tmp_path: Path) -> None:
     db = await open_db(tmp_path)
     try:
-
-        def seed(tx: WriteTx) -> dict[str, object]:
-            org = tenancy.create_org(tx, "Acme")
-            team = tenancy.create_team(tx, org["id"], "Eng")
-            return tenancy.create_channel(tx, org_id=org["id"], team_id=team["id"], name="eng", actor=SYSTEM)
-
-        channel = await db.write(seed)
+        channel = await db.write(seed_channel)
 
         def post_then_fail(tx: WriteTx) -> None:
             messages.post_message(tx, actor=Actor("user", "u1"), channel=channel, thread_id=None, text="lost")
@@ -120,6 +121,64 @@ async def test_event_and_view_rows_commit_together(tmp_path: Path) -> None:
         row = await db.fetchone("SELECT seq, body FROM events WHERE event_type = 'message.created'")
         assert row["seq"] == result.message["seq"]
         assert b'"text":"kept"' in row["body"]
+    finally:
+        await db.close()
+
+
+async def test_an_operation_failing_half_way_leaves_nothing_and_its_batch_commits_once(tmp_path: Path) -> None:
+    """#16: a batch runs without a savepoint per operation; one that fails after changing rows
+    sends the whole batch round again with savepoints. The others commit exactly once, in order,
+    with contiguous seqs; the failed ones leave no row and no event."""
+    db = await open_db(tmp_path)
+    published: list[Event] = []
+    db.on_commit = published.extend
+    try:
+        channel = await db.write(seed_channel)
+        seq_before = db.last_seq
+
+        def post(text: str, fail: bool) -> Callable[[WriteTx], int]:
+            def op(tx: WriteTx) -> int:
+                result = messages.post_message(
+                    tx, actor=Actor("user", "u1"), channel=channel, thread_id=None, text=text
+                )
+                if fail:
+                    raise RuntimeError("after the insert")
+                return int(result.message["seq"])
+
+            return op
+
+        results = await asyncio.gather(
+            *(db.write(post(f"message {i}", fail=i % 4 == 1)) for i in range(20)), return_exceptions=True
+        )
+        assert sum(isinstance(r, RuntimeError) for r in results) == 5
+        kept = [f"message {i}" for i in range(20) if i % 4 != 1]
+        rows = await db.fetchall("SELECT text FROM messages ORDER BY seq")
+        assert [row[0] for row in rows] == kept, "each kept message once, in order; no failed one"
+        assert await db.scalar("SELECT COUNT(*) FROM threads") == 15
+        logged = [
+            row[0] for row in await db.fetchall("SELECT seq FROM events WHERE seq > ? ORDER BY seq", (seq_before,))
+        ]
+        assert logged == list(range(seq_before + 1, seq_before + 31)), "two events per kept message, no gap"
+        assert [e.seq for e in published if e.seq is not None and e.seq > seq_before] == logged
+    finally:
+        await db.close()
+
+
+async def test_an_operation_sees_the_events_its_batch_logged_before_it(tmp_path: Path) -> None:
+    """The batch's events are inserted with one statement at its end (#16), but an operation that
+    reads the log still sees those of the operations before it."""
+    db = await open_db(tmp_path)
+    try:
+
+        def emit(tx: WriteTx) -> int | None:
+            return tx.emit(Event(SystemHealthChanged(component="x", status="ok"))).seq
+
+        def count(tx: WriteTx) -> int:
+            return int(tx.one("SELECT COUNT(*) FROM events")[0])
+
+        results = await asyncio.gather(db.write(emit), db.write(emit), db.write(count), db.write(emit))
+        assert list(results) == [1, 2, 2, 3]
+        assert await event_log.count(db) == 3
     finally:
         await db.close()
 

@@ -138,7 +138,13 @@ async def _instance_families(app: Context) -> list[Family]:
     )
     deliveries.add_metric([*gateway, "direct"], app.bus.direct_writes)
     deliveries.add_metric([*gateway, "task"], app.bus.task_wakes)
-    return [events, subscribers, lagged, deliveries, *_relay_families(app)]
+    parked = GaugeMetricFamily(
+        "spacechat_realtime_parked",
+        "Open realtime streams that are parked: caught up, with no task of their own",
+        labels=["gateway"],
+    )
+    parked.add_metric(gateway, app.bus.parked)
+    return [events, subscribers, lagged, deliveries, parked, *_relay_families(app)]
 
 
 def _relay_families(app: Context) -> list[Family]:

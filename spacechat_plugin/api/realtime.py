@@ -44,15 +44,22 @@ def resume_point(conn: HTTPConnection) -> int | None:
 async def stream_to(app: Context, who: Principal, after: int | None, sink: Sink) -> None:
     visible = app.access.visibility(who)
     keys = (who.credential_id, who.user_id)
-    if who.credential != "session" or who.credential_id is None:
+    session_id = who.credential_id
+    if who.credential != "session" or session_id is None:
         await run_stream(app.db, app.streams, keys, visible, after, sink)
         return
-    # A signed-in app's open stream: its person is here (a script's API token says nothing of it).
-    app.presence.connected(who.user_id, who.org_id, who.credential_id)
-    try:
-        await run_stream(app.db, app.streams, keys, visible, after, sink)
-    finally:
-        app.presence.disconnected(who.user_id, who.credential_id)
+    # A signed-in app's open stream: its person is here (a script's API token says nothing of it)
+    # until the stream ends, which for a parked stream is after run_stream has returned.
+    app.presence.connected(who.user_id, who.org_id, session_id)
+    await run_stream(
+        app.db,
+        app.streams,
+        keys,
+        visible,
+        after,
+        sink,
+        on_end=lambda: app.presence.disconnected(who.user_id, session_id),
+    )
 
 
 @operation(

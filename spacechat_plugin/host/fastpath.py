@@ -7,10 +7,14 @@ only on the versions it is tested with (TESTED_UVICORN, matching pyproject's bou
 for the httptools protocol; anywhere else `open()` answers None and streams take the ordinary
 ASGI path. `/metrics` counts deliveries by path, and a test fails if `spacechat serve` ever
 stops using this one.
+
+It also offers `park` (#16): a caught-up event stream hands its connection over, so an idle
+stream keeps no task and no call chain (realtime/parked.py says what that saves).
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -33,25 +37,124 @@ def supported(version: str = uvicorn.__version__) -> bool:
     return low <= _version(version) < high
 
 
+_framed: tuple[bytes, bytes] = (b"", b"")
+
+
+def chunk(body: bytes) -> bytes:
+    """`body` as one HTTP/1.1 chunk. A fan-out hands the same bytes object to every subscriber
+    that sees the same events, so the last one framed is kept: one framing per event batch,
+    not one per subscriber."""
+    global _framed
+    last, framed = _framed
+    if body is not last:
+        framed = b"%x\r\n%s\r\n" % (len(body), body)
+        _framed = (body, framed)
+    return framed
+
+
+def _open_cycle(server_send: Any) -> Any:
+    """uvicorn's httptools request cycle behind `send`, when it serves a started, chunked
+    response; else None."""
+    cycle = getattr(server_send, "__self__", None)
+    if cycle is None or type(cycle).__module__ != HTTPTOOLS_CYCLE:
+        return None
+    if not getattr(cycle, "chunked_encoding", False) or not getattr(cycle, "response_started", False):
+        return None
+    return cycle
+
+
 def chunk_writer(server_send: Any) -> Callable[[bytes], bool] | None:
     """A synchronous writer of HTTP/1.1 chunks for a response already started on uvicorn's
     httptools protocol, or None where that is not what serves it. It writes only while the
     transport takes data (not paused by back-pressure) and the response is open; otherwise it
     answers False and the caller sends the usual way, which waits for the socket."""
-    cycle = getattr(server_send, "__self__", None)
-    if cycle is None or type(cycle).__module__ != HTTPTOOLS_CYCLE:
-        return None
-    if not getattr(cycle, "chunked_encoding", False) or not getattr(cycle, "response_started", False):
+    cycle = _open_cycle(server_send)
+    if cycle is None:
         return None
     transport, flow = cycle.transport, cycle.flow
 
     def write(body: bytes) -> bool:
         if cycle.disconnected or cycle.response_complete or flow.write_paused:
             return False
-        transport.write(b"%x\r\n%s\r\n" % (len(body), body))
+        transport.write(chunk(body))
         return True
 
     return write
+
+
+class ParkedConnection(asyncio.Protocol):
+    """The protocol of a connection whose response carries on after its ASGI app returned: a
+    parked event stream (realtime/parked.py). It takes over from uvicorn's protocol on the same
+    transport, so uvicorn's per-connection objects (protocol, parser, request cycle, scope) and
+    the app's call chain are freed; what stays is this object and the socket. Slots only: one of
+    these per idle stream is the whole of the host's share of its memory."""
+
+    __slots__ = ("closed", "on_closed", "on_writable", "paused", "transport")
+
+    def __init__(self, transport: Any, on_writable: Callable[[], None], on_closed: Callable[[], None]) -> None:
+        self.transport = transport
+        self.on_writable = on_writable
+        self.on_closed = on_closed
+        self.paused = False
+        self.closed = False
+
+    def write(self, body: bytes) -> bool:
+        """One HTTP/1.1 chunk now, or False (nothing written) while back-pressure holds or after
+        the end; the stream then waits for `on_writable`."""
+        if self.paused or self.closed:
+            return False
+        self.transport.write(chunk(body))
+        return True
+
+    def end(self) -> None:
+        """The response's last chunk, then close: the client reconnects (with Last-Event-ID)."""
+        if not self.closed:
+            self.closed = True
+            self.transport.write(b"0\r\n\r\n")
+            self.transport.close()
+
+    def pause_writing(self) -> None:
+        self.paused = True
+
+    def resume_writing(self) -> None:
+        self.paused = False
+        if not self.closed:
+            self.on_writable()
+
+    def data_received(self, data: bytes) -> None:
+        """An event stream's client has nothing more to say; whatever it sends is dropped."""
+
+    def eof_received(self) -> bool | None:
+        return None  # the client finished sending: close, as uvicorn's protocol would
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.closed:
+            self.closed = True
+            self.on_closed()
+
+
+def park(
+    server_send: Any, on_writable: Callable[[], None], on_closed: Callable[[], None]
+) -> tuple[Callable[[bytes], bool], Callable[[], None]] | None:
+    """Take the connection of a started, chunked response away from uvicorn, so its ASGI app can
+    return and the response go on (hookspecs.DIRECT_WRITE `park`): (write, end), or None when
+    it cannot be done now (not httptools, back-pressure, the client gone). uvicorn is told the
+    response is complete (so it neither closes the socket when the app returns nor waits for it
+    at shutdown: the bus ends parked streams when the server stops)."""
+    cycle = _open_cycle(server_send)
+    if cycle is None or cycle.disconnected or cycle.response_complete or cycle.flow.write_paused:
+        return None
+    transport = cycle.transport
+    protocol = transport.get_protocol()
+    if transport.is_closing() or type(protocol).__module__ != HTTPTOOLS_CYCLE:
+        return None
+    parked = ParkedConnection(transport, on_writable, on_closed)
+    cycle.response_complete = True
+    protocol.connections.discard(protocol)
+    transport.set_protocol(parked)
+    if not transport.is_reading():  # to hear the client leave
+        transport.resume_reading()
+    return parked.write, parked.end
 
 
 def offer_direct_write(app: ASGIApp) -> ASGIApp:
@@ -63,7 +166,10 @@ def offer_direct_write(app: ASGIApp) -> ASGIApp:
     async def with_direct_write(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             extensions = scope.setdefault("extensions", {})
-            extensions[DIRECT_WRITE] = {"open": lambda: chunk_writer(send)}
+            extensions[DIRECT_WRITE] = {
+                "open": lambda: chunk_writer(send),
+                "park": lambda on_writable, on_closed: park(send, on_writable, on_closed),
+            }
         await app(scope, receive, send)
 
     return with_direct_write

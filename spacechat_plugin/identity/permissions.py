@@ -16,6 +16,7 @@ organisation and channel as above, and the scope of the REST read that shows the
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -96,6 +97,7 @@ ROLE_SCOPES: dict[str, frozenset[str]] = {
 INSTANCE_SCOPES: frozenset[str] = frozenset({"instance:read", "instance:operate"})
 
 
+@functools.cache  # one set per (role, instance role), shared by every principal (#16)
 def granted_scopes(role: str, instance_operator: bool) -> frozenset[str]:
     """What a person's role grants, and the instance role's scopes when they hold it."""
     return ROLE_SCOPES[role] | INSTANCE_SCOPES if instance_operator else ROLE_SCOPES[role]

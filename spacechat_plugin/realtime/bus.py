@@ -11,6 +11,8 @@ A subscriber that is caught up and idle, and whose stream can take bytes synchro
 response served by uvicorn: `Subscription.direct`), is written to from `publish` itself: no task
 wake, no trip through the ASGI send chain. One that cannot take them now (its transport is
 paused by back-pressure) is woken instead and goes the usual way, which waits for the socket.
+A parked stream (realtime/parked.py: caught up, its connection handed over by the host) has no
+task at all: waking it runs one turn of its live loop in place (`Subscription.on_wake`).
 
 A subscriber more than `max_lag` entries behind the newest is cut: its stream ends with a `lagged`
 notice and the client resumes from the log, which has everything. The same happens to one whose
@@ -134,7 +136,7 @@ SPREAD_SLICE = 100
 
 
 class Subscription:
-    __slots__ = ("_bus", "closed", "direct", "lagged", "pos", "private", "sent", "visible", "waiter")
+    __slots__ = ("_bus", "closed", "direct", "lagged", "on_wake", "pos", "private", "sent", "visible", "waiter")
 
     def __init__(self, bus: Bus, visible: Callable[[Any], bool]) -> None:
         self._bus = bus
@@ -152,6 +154,13 @@ class Subscription:
         # Live-only events meant for this subscriber alone (Bus.deliver_to), waiting to be sent
         # after what the ring holds for it.
         self.private: list[Run] = []
+        # A parked stream's (realtime/parked.py) turn of its live loop: called by `wake` in place
+        # of resolving a waiter, since a parked stream has no task to wait.
+        self.on_wake: Callable[[Any], None] | None = None
+
+    @property
+    def bus(self) -> Bus:
+        return self._bus
 
     def shown(self, runs: list[Run]) -> list[Run]:
         """Of `runs`, what this subscriber may see and has not been sent."""
@@ -197,10 +206,14 @@ class Subscription:
                 await waiter
             finally:
                 self.waiter = None
-            if waiter.result() is _TICK and self.pos == bus.head:
+            if waiter.result() is TICK and self.pos == bus.head:
                 return []
 
     def wake(self, reason: Any = None) -> None:
+        on_wake = self.on_wake
+        if on_wake is not None:
+            on_wake(reason)
+            return
         waiter = self.waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(reason)
@@ -211,7 +224,7 @@ class Subscription:
         self._bus.unsubscribe(self)
 
 
-_TICK: Any = object()
+TICK: Any = object()  # the heartbeat's wake reason
 
 
 class Bus:
@@ -225,6 +238,7 @@ class Bus:
         assert ring_size >= max_lag, "the ring must hold at least max_lag entries"
         self.classify = classify
         self._runs: dict[int, tuple[int, list[Run]]] = {}
+        self._joined: tuple[list[Run] | None, bytes] = (None, b"")  # Bus.body's last join
         self._ring: list[Entry | None] = [None] * ring_size
         self._size = ring_size
         self.max_lag = max_lag
@@ -235,6 +249,7 @@ class Bus:
         self.lagged_total = 0
         self.direct_writes = 0  # deliveries written from publish itself
         self.task_wakes = 0  # subscribers woken to deliver through their own task
+        self.parked = 0  # streams live with no task of their own (realtime/parked.py)
         self.closing = False
 
     @property
@@ -300,7 +315,7 @@ class Bus:
                 subscription.lagged = True
                 self.lagged_total += 1
                 subscription.wake()
-            elif subscription.waiter is not None and (
+            elif (subscription.waiter is not None or subscription.on_wake is not None) and (
                 subscription.direct is None or subscription.closed or not self._write_direct(subscription)
             ):
                 self.task_wakes += 1
@@ -341,13 +356,26 @@ class Bus:
             return False
         shown = subscription.shown(runs)
         if shown:
-            body = shown[0].sse if len(shown) == 1 else b"".join([run.sse for run in shown])
-            if not subscription.direct(body):
+            if not subscription.direct(self.body(shown, runs)):
                 return False
             self.direct_writes += 1
             subscription.delivered(shown)
         subscription.pos = self.head
         return True
+
+    def body(self, shown: list[Run], runs: list[Run]) -> bytes:
+        """The bytes to write for `shown`, what a subscriber may see of `runs`. When that is all
+        of them (the usual case) the join is made once and shared, so every subscriber writes
+        the same bytes object (which the host frames once: host/fastpath.py)."""
+        if len(shown) == 1:
+            return shown[0].sse
+        if len(shown) == len(runs) and all(mine is theirs for mine, theirs in zip(shown, runs, strict=True)):
+            joined_for, joined = self._joined
+            if joined_for is not runs:
+                joined = b"".join([run.sse for run in runs])
+                self._joined = (runs, joined)
+            return joined
+        return b"".join([run.sse for run in shown])
 
     def entries_after(self, pos: int) -> list[Entry] | None:
         """Entries after `pos` up to the head; None when the ring no longer holds them."""
@@ -379,7 +407,7 @@ class Bus:
     def tick(self) -> None:
         """Heartbeat: wake every idle subscriber so it can prove the connection is alive."""
         for subscription in list(self._subscribers):
-            subscription.wake(_TICK)
+            subscription.wake(TICK)
 
     def close_all(self) -> None:
         """End every stream, and any that starts from now on (the server is stopping)."""

@@ -30,9 +30,13 @@ from ..hookspecs import DIRECT_WRITE
 from ..store import log as event_log
 from ..store.db import Database
 from .bus import Entry, Lagged, Run, Subscription, control_frame, encode_entry
+from .parked import ParkedStream
 from .streams import Streams
 
 Visible = Callable[[Any], bool]
+
+
+Park = Callable[[Callable[[], None], Callable[[], None]], tuple[Callable[[bytes], bool], Callable[[], None]] | None]
 
 
 class Sink(Protocol):
@@ -40,19 +44,54 @@ class Sink(Protocol):
     async def runs(self, runs: Sequence[Run]) -> None: ...
     async def control(self, name: str, data: dict[str, Any], seq: int | None = None) -> None: ...
     def direct(self) -> Callable[[bytes], bool] | None: ...
+    def park(self) -> Park | None: ...
 
 
 async def run_stream(
-    db: Database, streams: Streams, keys: Sequence[str | None], visible: Visible, after: int | None, sink: Sink
+    db: Database,
+    streams: Streams,
+    keys: Sequence[str | None],
+    visible: Visible,
+    after: int | None,
+    sink: Sink,
+    on_end: Callable[[], None] = lambda: None,
 ) -> None:
     """Replay after `after`, then live, to `sink`, for a subscriber that may see what `visible`
-    allows; registered under `keys` (its credential and user) so ending access ends it."""
-    subscription = await _catch_up(db, streams, keys, visible, after, sink)
-    subscription.direct = sink.direct()
+    allows; registered under `keys` (its credential and user) so ending access ends it. `on_end`
+    runs once the stream has ended, which for a parked stream is after this returns."""
+    parked = False
     try:
-        await _live(subscription, sink)
+        subscription = await _catch_up(db, streams, keys, visible, after, sink)
+        try:
+            subscription.direct = sink.direct()
+            parked = _park(subscription, sink, lambda: _end(streams, keys, subscription, on_end))
+            if not parked:
+                await _live(subscription, sink)
+        finally:
+            if not parked:
+                streams.unsubscribe(keys, subscription)
     finally:
-        streams.unsubscribe(keys, subscription)
+        if not parked:
+            on_end()
+
+
+def _end(streams: Streams, keys: Sequence[str | None], subscription: Subscription, on_end: Callable[[], None]) -> None:
+    streams.unsubscribe(keys, subscription)
+    on_end()
+
+
+def _park(subscription: Subscription, sink: Sink, on_end: Callable[[], None]) -> bool:
+    """Hand a caught-up stream to the host's connection (realtime/parked.py) when the host offers
+    it: from then on the stream costs no task and no call chain. False: keep the task."""
+    park = sink.park()
+    if park is None or subscription.closed:
+        return False
+    stream = ParkedStream(subscription, on_end)
+    connection = park(stream.serve, stream.connection_lost)
+    if connection is None:
+        return False
+    stream.start(*connection)
+    return True
 
 
 async def _catch_up(
@@ -60,13 +99,6 @@ async def _catch_up(
 ) -> Subscription:
     """The seam: replay the log, subscribe, replay what committed meanwhile, then `ready`. The
     subscription's `sent` is the last seq sent, so live delivery skips anything replayed."""
-
-    async def replay(after: int) -> tuple[int, bool]:
-        """Send one page of the log after `after`; return the last seq read and whether more remain."""
-        page = await event_log.read_after(db, after)
-        entries = [encode_entry(0, e.seq, e.event_type, e.org_id, e.channel_id, e.thread_id, e.body) for e in page]
-        await sink.events([entry for entry in entries if visible(entry)])
-        return (page[-1].seq if page else after), len(page) == event_log.PAGE
 
     bus = streams.bus
     if after is not None and after < await event_log.pruned_through(db):
@@ -76,16 +108,54 @@ async def _catch_up(
         subscription = streams.subscribe(keys, visible)
         sent = bus.last_seq
     else:
-        sent, more = after, True
-        while more:  # catch up from the log without holding a place in the ring
-            sent, more = await replay(sent)
+        # Catch up from the log without holding a place in the ring, then once more for what
+        # committed between the last page and subscribing.
+        sent = await _replay(db, visible, after, sink)
         subscription = streams.subscribe(keys, visible)
-        more = True
-        while more:  # what committed between the last page and subscribing
-            sent, more = await replay(sent)
+        sent = await _replay(db, visible, sent, sink)
     await sink.control("ready", {"resume_after": sent})
     subscription.sent = sent
     return subscription
+
+
+async def _replay(db: Database, visible: Visible, after: int, sink: Sink) -> int:
+    """Send the log after `after` to its end, page by page; return the last seq read.
+
+    Resuming after 100,000 missed events must take under a second (#16), so the per-event work is
+    kept to building the frame: the next page is read (on a reader thread) while this one is
+    written, and visibility is asked once per organisation, channel and event type of a page
+    rather than per event."""
+    page_size = event_log.PAGE
+    pending = asyncio.ensure_future(event_log.read_after(db, after, page_size))
+    try:
+        while True:
+            page = await pending
+            more = len(page) == page_size
+            if more:
+                pending = asyncio.ensure_future(event_log.read_after(db, page[-1].seq, page_size))
+            allowed: dict[tuple[str | None, str | None, str], bool] = {}
+            shown = []
+            for event in page:
+                key = (event.org_id, event.channel_id, event.event_type)
+                ok = allowed.get(key)
+                if ok is None:
+                    ok = allowed[key] = visible(event)
+                if ok:
+                    shown.append(
+                        encode_entry(
+                            0, event.seq, event.event_type, event.org_id, event.channel_id, event.thread_id, event.body
+                        )
+                    )
+            await sink.events(shown)
+            if page:
+                after = page[-1].seq
+            if not more:
+                return after
+    finally:
+        if not pending.done():
+            pending.cancel()
+        elif not pending.cancelled():
+            pending.exception()  # a read that failed while the stream was ending: nothing to report
 
 
 async def _live(subscription: Subscription, sink: Sink) -> None:
@@ -111,11 +181,18 @@ async def _live(subscription: Subscription, sink: Sink) -> None:
 
 
 class SSESink:
-    __slots__ = ("_first", "_open_direct", "send")
+    __slots__ = ("_first", "_open_direct", "_park", "parked", "send")
 
-    def __init__(self, send: Send, open_direct: Callable[[], Callable[[bytes], bool] | None] | None = None) -> None:
+    def __init__(
+        self,
+        send: Send,
+        open_direct: Callable[[], Callable[[bytes], bool] | None] | None = None,
+        park: Park | None = None,
+    ) -> None:
         self.send = send
         self._open_direct = open_direct
+        self._park = park
+        self.parked = False  # the host's connection carries the stream on (nothing to send at the end)
         # Browsers reconnect after `retry` ms, sending Last-Event-ID; it rides on the first frame
         # so no client sees an event without data.
         self._first = b"retry: 1000\n"
@@ -142,6 +219,22 @@ class SSESink:
             return None
         return self._open_direct()
 
+    def park(self) -> Park | None:
+        """The serving host's hand-over of the connection (hookspecs.DIRECT_WRITE `park`), once
+        the first frame went the usual way; None where the host offers none."""
+        if self._first or self._park is None:
+            return None
+        offered = self._park
+
+        def park(
+            on_writable: Callable[[], None], on_closed: Callable[[], None]
+        ) -> tuple[Callable[[bytes], bool], Callable[[], None]] | None:
+            connection = offered(on_writable, on_closed)
+            self.parked = connection is not None
+            return connection
+
+        return park
+
 
 class EventStreamResponse(Response):
     """A text/event-stream that writes pre-encoded frames and ends when the client leaves."""
@@ -160,7 +253,7 @@ class EventStreamResponse(Response):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
         offered = (scope.get("extensions") or {}).get(DIRECT_WRITE) or {}
-        sink = SSESink(send, offered.get("open"))
+        sink = SSESink(send, offered.get("open"), offered.get("park"))
         stream = asyncio.ensure_future(self.start(sink))
 
         async def watch_disconnect() -> None:
@@ -178,6 +271,8 @@ class EventStreamResponse(Response):
             await send({"type": "http.response.body", "body": control_frame("error", exc.body()), "more_body": True})
         finally:
             watcher.cancel()
+        if sink.parked:  # the connection lives on without this request (realtime/parked.py)
+            return
         with contextlib.suppress(Exception):
             await send({"type": "http.response.body", "body": b"", "more_body": False})
 
@@ -203,4 +298,7 @@ class WSSink:
         await self.ws.send_text(orjson.dumps({"type": name, **data}).decode())
 
     def direct(self) -> Callable[[bytes], bool] | None:
+        return None
+
+    def park(self) -> Park | None:
         return None

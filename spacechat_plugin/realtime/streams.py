@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from ..events import Event
@@ -17,10 +18,19 @@ from .bus import Bus, Subscription
 log = logging.getLogger("spacechat.realtime")
 
 
+@dataclass(slots=True)
+class _Batch:
+    """What is published during one turn of the loop."""
+
+    events: list[Event]
+    spread: bool
+
+
 class Streams:
     def __init__(self, bus: Bus) -> None:
         self.bus = bus
         self._by_key: dict[str, set[Subscription]] = {}
+        self._pending: _Batch | None = None  # published this turn, fanned out on the next
 
     def subscribe(self, keys: Iterable[str | None], visible: Callable[[Any], bool]) -> Subscription:
         """A bus subscription registered under its credential and user, so ending access ends it."""
@@ -47,8 +57,21 @@ class Streams:
     def publish_soon(self, events: list[Event], *, spread: bool = False) -> None:
         """Fan out on the loop's next turn, after the tasks just answered by the commit have
         run: a send's 201 does not wait for the fan-out (which may write to every subscriber's
-        socket at once). Every publish goes this way, so events keep their order."""
-        asyncio.get_running_loop().call_soon(self._publish, events, spread)
+        socket at once). Every publish goes this way, so events keep their order.
+
+        What is published during one turn of the loop (a group commit, reply deltas, presence)
+        is fanned out together (#16): one pass over the subscribers and one write to each, not
+        one per publish.
+
+        `spread` (presence, typing: Bus.publish) holds for the batch only while everything in
+        it asked for it: a message joining the turn's batch is served to everyone at once."""
+        pending = self._pending
+        if pending is not None:
+            pending.events.extend(events)
+            pending.spread = pending.spread and spread
+            return
+        self._pending = pending = _Batch(list(events), spread)
+        asyncio.get_running_loop().call_soon(self._flush, pending)
 
     def publish_live(self, event: Event) -> None:
         """Fan out a live-only event (a stream delta): no log, no transaction."""
@@ -64,6 +87,7 @@ class Streams:
         """Send a live-only event to one person's open streams (on the loop's next turn, after
         what was published before it); each stream still checks that it may see it."""
         assert event.live_only
+        self._pending = None  # what is published after this goes after it
         asyncio.get_running_loop().call_soon(self._deliver, user_id, event)
         return len(self._by_key.get(user_id, ()))
 
@@ -76,6 +100,11 @@ class Streams:
             self.bus.deliver_to(list(self._by_key.get(user_id, ())), event)
         except Exception:
             log.exception("delivering an event to one person failed")
+
+    def _flush(self, pending: _Batch) -> None:
+        if self._pending is pending:
+            self._pending = None
+        self._publish(pending.events, pending.spread)
 
     def _publish(self, events: list[Event], spread: bool = False) -> None:
         try:

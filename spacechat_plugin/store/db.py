@@ -2,12 +2,23 @@
 
 One asyncio task owns the write path. Callers queue a write operation (a function of a
 `WriteTx`) and await its result. The writer takes everything queued, runs it on its own thread
-in one `BEGIN IMMEDIATE` transaction with a savepoint per operation (one failing operation does
-not take the others down), commits once, and only then answers the callers and hands the batch's
-events to the bus: an acknowledged write is on disk, and an event is never published for a write
-that did not commit. Callers resume before subscribers are served, so a send's answer does not
-wait for its fan-out. PERFORMANCE.md measured a dedicated writer thread with one hand-off
-per batch as the fastest shape; reads go through aiosqlite connections on their own threads.
+in one `BEGIN IMMEDIATE` transaction, commits once, and only then answers the callers and hands
+the batch's events to the bus: an acknowledged write is on disk, and an event is never published
+for a write that did not commit.
+
+One failing operation does not take the batch's others down, yet a batch has no savepoint per
+operation (#16: a savepoint makes SQLite copy every page an operation touches into a statement
+journal, again for each operation). An operation that fails having changed nothing (most do: a
+check that refuses before writing; `total_changes` says) is simply dropped. One that fails after
+changing rows rolls the whole transaction back, and the batch runs again with a savepoint per
+operation, as it always did. So an operation may run twice: it must be a function of the
+transaction, with no effects outside it (results go back through its return value, events through
+`emit`). The batch's events are written with one `executemany` before the commit (earlier only
+when an operation reads the events table itself).
+
+Callers resume before subscribers are served, so a send's answer does not wait for its fan-out.
+PERFORMANCE.md measured a dedicated writer thread with one hand-off per batch as the fastest
+shape; reads go through aiosqlite connections on their own threads.
 """
 
 from __future__ import annotations
@@ -31,22 +42,31 @@ log = logging.getLogger("spacechat.store")
 
 T = TypeVar("T")
 MAX_BATCH = 512
+_AGAIN: Any = object()  # _run_ops: run the batch again with a savepoint per operation
 
 
 class StoreClosed(Exception):
     """The store is shutting down and takes no more writes."""
 
 
+INSERT_EVENT = (
+    "INSERT INTO events (seq, event_id, event_type, org_id, team_id, channel_id, thread_id, ts, body)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
 class WriteTx:
     """What a write operation sees: the connection inside the batch's transaction, and `emit`
     to append an event to the log in the same transaction."""
 
-    __slots__ = ("_db", "audit_head", "conn", "events")
+    __slots__ = ("_db", "_rows", "audit_head", "conn", "events")
 
-    def __init__(self, db: Database, conn: Any) -> None:
+    def __init__(self, db: Database, conn: Any, rows: list[tuple[Any, ...]]) -> None:
         self._db = db
         self.conn = conn
         self.events: list[Event] = []
+        # The batch's event rows not yet inserted (shared by its operations; see `flush`).
+        self._rows = rows
         # The audit row this operation appended last, (id, hash): anchored once committed.
         self.audit_head: tuple[int, str] | None = None
 
@@ -56,13 +76,20 @@ class WriteTx:
         return self._db.dialect
 
     def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> Any:
+        if self._rows and "events" in sql:  # it may read or change the log: insert what is pending first
+            self.flush()
         return self.conn.execute(sql, params)
 
     def one(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> Any:
-        return self.conn.execute(sql, params).fetchone()
+        return self.execute(sql, params).fetchone()
 
     def all(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[Any]:
-        return list(self.conn.execute(sql, params).fetchall())
+        return list(self.execute(sql, params).fetchall())
+
+    def flush(self) -> None:
+        """Insert the batch's pending event rows, in seq order, with one statement."""
+        self.conn.executemany(INSERT_EVENT, self._rows)
+        self._rows.clear()
 
     def next_seq(self) -> int:
         """The seq the next logged event of this transaction will get."""
@@ -74,9 +101,7 @@ class WriteTx:
             self._db._seq += 1
             event.seq = self._db._seq
             event.encoded = None
-            self.conn.execute(
-                "INSERT INTO events (seq, event_id, event_type, org_id, team_id, channel_id, thread_id, ts, body)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            self._rows.append(
                 (
                     event.seq,
                     event.event_id,
@@ -87,7 +112,7 @@ class WriteTx:
                     event.thread_id,
                     event.timestamp,
                     event.to_json(),
-                ),
+                )
             )
         self.events.append(event)
         return event
@@ -185,7 +210,9 @@ class Database:
     # -- writes -------------------------------------------------------------------------------
 
     async def write(self, fn: Callable[[WriteTx], T]) -> T:
-        """Run `fn` in the next group commit; return its result once committed."""
+        """Run `fn` in the next group commit; return its result once committed. `fn` may run a
+        second time, in the same batch's retry, when another operation fails half-way (see the
+        module's docstring): it changes nothing outside the transaction."""
         if self._closed:
             raise StoreClosed("the store is closed")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
@@ -244,30 +271,58 @@ class Database:
     def _run_batch(self, batch: list[_Op]) -> None:
         conn = self._conn
         seq_at_start = self._seq
-        audit_head: tuple[int, str] | None = None
         conn.execute("BEGIN IMMEDIATE")
         try:
-            for op in batch:
-                seq_before = self._seq
-                tx = WriteTx(self, conn)
-                conn.execute("SAVEPOINT op")
-                try:
-                    op.result = op.fn(tx)
-                except Exception as exc:
-                    conn.execute("ROLLBACK TO op")
-                    conn.execute("RELEASE op")
-                    self._seq = seq_before
-                    op.error = exc
-                    continue
-                conn.execute("RELEASE op")
-                op.events = tx.events
-                audit_head = tx.audit_head or audit_head
+            audit_head = self._run_ops(batch, savepoints=False)
+            if audit_head is _AGAIN:  # an operation failed half-way: all again, each in a savepoint
+                conn.execute("ROLLBACK")
+                self._seq = seq_at_start
+                for op in batch:
+                    op.result, op.error, op.events = None, None, []
+                conn.execute("BEGIN IMMEDIATE")
+                audit_head = self._run_ops(batch, savepoints=True)
             conn.execute("COMMIT")
         except BaseException:
             self._seq = seq_at_start
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
+        self._anchor(audit_head)
+
+    def _run_ops(self, batch: list[_Op], *, savepoints: bool) -> Any:
+        """Run the batch's operations in the open transaction; the newest audit head, or _AGAIN
+        when (without savepoints) an operation failed after changing rows."""
+        conn = self._conn
+        rows: list[tuple[Any, ...]] = []
+        audit_head: tuple[int, str] | None = None
+        for op in batch:
+            seq_before, changes_before, pending_before = self._seq, conn.total_changes, len(rows)
+            tx = WriteTx(self, conn, rows)
+            if savepoints:
+                conn.execute("SAVEPOINT op")
+            try:
+                op.result = op.fn(tx)
+            except Exception as exc:
+                if savepoints:
+                    conn.execute("ROLLBACK TO op")
+                    conn.execute("RELEASE op")
+                elif conn.total_changes != changes_before:
+                    return _AGAIN
+                del rows[pending_before:]
+                self._seq = seq_before
+                op.error = exc
+                continue
+            if savepoints:
+                if rows:  # inserted inside its own savepoint, so a later ROLLBACK TO keeps them
+                    tx.flush()
+                conn.execute("RELEASE op")
+            op.events = tx.events
+            audit_head = tx.audit_head or audit_head
+        if rows:
+            WriteTx(self, conn, rows).flush()
+        return audit_head
+
+    def _anchor(self, audit_head: tuple[int, str] | None) -> None:
         if audit_head is not None and self.on_audit is not None:
             try:
                 self.on_audit(*audit_head)
