@@ -81,6 +81,7 @@ class Spacechat:
         self.settings = settings
         self.host = host
         self.data_dir = settings.data_path
+        self.files_dir = settings.files_path  # attachments/ and voice/: shared by every gateway
         self.instance = Instance(configured_url=settings.url, public_url=settings.public_url or None)
         self.db = store_backend.database(
             settings.storage.url,
@@ -175,9 +176,11 @@ class Spacechat:
         self.delivery = Delivery(
             host, self.access, self.cards, self.budgets, self.instance, runs_agents=lambda: self.runs_agents
         )
-        self.memory = Memory(self.db, self.access, self.instance, host, settings.memory, self.data_dir)
+        self.memory = Memory(self.db, self.access, self.instance, host, settings.memory, self.files_dir)
         self.search = SearchService(self.db, self.access)
-        self.voice = VoiceService(settings, self.db, self.access, self.replies, self.delivery, self.spawn)
+        self.voice = VoiceService(
+            settings, self.db, self.access, self.replies, self.delivery, self.spawn, one_process=lambda: self.lease is None
+        )
         self.sdk = SpacechatAPI(
             db=self.db,
             settings=settings,
@@ -310,6 +313,11 @@ class Spacechat:
         if self.lease is None or not self.lease.held or self.host is None:
             return
         for event in events:
+            if event.event_type == "voice.memo.transcribed":
+                memo: dict[str, Any] = event.payload.memo  # type: ignore[attr-defined]
+                text = str(event.payload.transcript.get("text") or "")  # type: ignore[attr-defined]
+                self.spawn(self.voice.deliver_transcribed(memo, text), name=f"deliver memo {memo['id']}")
+                continue
             if event.event_type != "message.created" or event.actor.kind != "user" or event.channel_id is None:
                 continue
             channel = self.access.channels.get(event.channel_id)

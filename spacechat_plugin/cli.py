@@ -379,7 +379,7 @@ def purge(config: str | None, data_dir: str | None, dry_run: bool) -> None:
         db = _store(settings)
         await db.open()
         try:
-            return await retention.purge(db, settings.data_path, dry_run=dry_run)
+            return await retention.purge(db, settings.files_path, dry_run=dry_run)
         finally:
             await db.close()
 

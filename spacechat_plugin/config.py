@@ -36,6 +36,9 @@ class StorageConfig(_Section):
     # "postgresql://user:password@host:port/database" URL puts the store on Postgres (issue 17,
     # docs/deployment.md; needs the `postgres` extra).
     url: str = ""
+    # Where uploaded files and voice audio live (`attachments/`, `voice/`): "" keeps them in the
+    # data directory; several gateways (issue 17) point this at one shared directory.
+    files_dir: str = ""
     synchronous: Literal["full", "normal"] = "full"
     retention_days: float = Field(7, gt=0)
     read_connections: int = Field(4, ge=1, le=64)
@@ -404,6 +407,11 @@ class Settings(_Section):
     @property
     def data_path(self) -> Path:
         return Path(self.data_dir).expanduser().resolve()
+
+    @property
+    def files_path(self) -> Path:
+        """Where attachments and voice audio are kept (`storage.files_dir`, else the data directory)."""
+        return Path(self.storage.files_dir).expanduser().resolve() if self.storage.files_dir else self.data_path
 
     @property
     def gateway_id(self) -> str:

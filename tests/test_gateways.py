@@ -21,7 +21,7 @@ from httpx_sse import aconnect_sse
 from . import postgres
 from .buses import NatsServer
 from .buses import available as nats_available
-from .support import Server, invite, toml_config
+from .support import PNG_BYTES, Server, invite, toml_config, wait_for_message
 
 pytestmark = [
     pytest.mark.asyncio,
@@ -38,7 +38,8 @@ class Deployment:
 
     def config(self, gateway_id: str, **sections: Any) -> str:
         return toml_config(
-            storage={"url": self.database},
+            # One directory for uploads and voice audio, as a shared mount would be.
+            storage={"url": self.database, "files_dir": str(self.root / "files")},
             bus={"url": self.nats.url, "poll_ms": 200, "gap_wait_ms": 25},
             gateway={"id": gateway_id, "heartbeat_seconds": 0.5, "lease_retry_seconds": 0.5},
             **sections,
@@ -257,8 +258,7 @@ async def test_the_lease_holder_killed_mid_stream_another_takes_over_and_the_nex
     b = deployment.start("b", **slow)
 
     def holders() -> list[str]:
-        health = httpx.get(f"{b.url}/v1/system/health", headers=b.auth).json()
-        return [g["id"] for g in health["gateways"] if g["alive"] and g["runs_agents"]]
+        return lease_holders(b)
 
     async with asyncio.timeout(15):
         while (await asyncio.to_thread(holders)) != ["a"]:  # the first gateway up took the lease
@@ -296,6 +296,41 @@ async def test_the_lease_holder_killed_mid_stream_another_takes_over_and_the_nex
         assert len(replies) == 1 and replies[0]["state"] == "completed", replies
 
 
+@pytest.mark.slow
+async def test_files_and_voice_memos_work_on_any_gateway(deployment: Deployment, voice_model: Path, clip: Any) -> None:
+    """Uploads and voice audio live in the shared `storage.files_dir`; a memo posted on a gateway
+    that does not run the agents is transcribed there and answered once by the lease holder."""
+    a, b = deployment.start("a"), deployment.start("b")
+    async with asyncio.timeout(15):
+        while await asyncio.to_thread(lease_holders, b) != ["a"]:
+            await asyncio.sleep(0.1)
+    async with a.client() as on_a, b.client() as on_b:
+        uploaded = await on_b.post(
+            "/v1/uploads", params={"filename": "chart.png"}, content=PNG_BYTES, headers={"Content-Type": "image/png"}
+        )
+        assert uploaded.status_code == 201, uploaded.text
+        fetched = await on_a.get(uploaded.json()["attachment"]["url"])
+        assert fetched.status_code == 200 and fetched.content == PNG_BYTES
+
+        posted = await on_b.post(
+            "/v1/voice/memos",
+            data={"channel_id": b.channel_id("spacebot")},
+            files={"file": ("memo", clip.files["webm"], "audio/webm;codecs=opus")},
+        )
+        assert posted.status_code == 201, posted.text
+        thread_id, memo_id = posted.json()["thread"]["id"], posted.json()["memo"]["id"]
+        reply = await asyncio.to_thread(
+            wait_for_message, a, thread_id, lambda m: m["author"]["kind"] == "agent" and m["state"] == "completed", 90
+        )
+        audio = await on_a.get(f"/v1/voice/memos/{memo_id}")
+        assert audio.status_code == 200 and audio.headers["content-type"].startswith("audio/")
+        await asyncio.sleep(1)  # a second turn, were there one, would have started by now
+        history = (await on_a.get(f"/v1/threads/{thread_id}/history")).json()["messages"]
+        assert [m["id"] for m in history if m["author"]["kind"] == "agent"] == [reply["id"]], "answered once"
+        memo_message = next(m for m in history if m["author"]["kind"] == "user")
+        assert "schedule" in memo_message["text"].lower(), memo_message["text"]
+
+
 async def test_failed_sign_ins_count_on_every_gateway(deployment: Deployment) -> None:
     a, b, c = deployment.start("a"), deployment.start("b"), deployment.start("c")
     wrong = {"email": "owner@example.com", "password": "not the password at all"}
@@ -310,6 +345,12 @@ async def test_failed_sign_ins_count_on_every_gateway(deployment: Deployment) ->
     answer = await asyncio.to_thread(httpx.post, f"{c.url}/v1/auth/login", json=wrong)
     assert answer.status_code == 429, answer.text
     assert int(answer.headers["retry-after"]) > 0
+
+
+def lease_holders(server: Server) -> list[str]:
+    """The gateways that run the agents, as `server` sees them."""
+    found = httpx.get(f"{server.url}/v1/system/health", headers=server.auth).json()
+    return [g["id"] for g in found["gateways"] if g["alive"] and g["runs_agents"]]
 
 
 def health(server: Server) -> dict[str, Any]:

@@ -124,7 +124,7 @@ async def upload(request: Request) -> Response:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limits.max_bytes:
         raise PayloadTooLarge(f"files are limited to {limits.max_bytes} bytes", details={"max_bytes": limits.max_bytes})
-    root = app.data_dir / "attachments"
+    root = app.files_dir / "attachments"
     attachment_id = new_id("att")
     final = attachment_path(root, attachment_id)
     partial = final.with_suffix(".part")
@@ -194,7 +194,7 @@ async def download(request: Request) -> Response:
     content_type = row["content_type"]
     inline = content_type.startswith(INLINE_TYPES) and request.query_params.get("download") != "1"
     media_type = f"{content_type}; charset=utf-8" if content_type.startswith("text/") else content_type
-    path = attachment_path(app.data_dir / "attachments", row["id"])
+    path = attachment_path(app.files_dir / "attachments", row["id"])
     if not path.exists():
         raise NotFound("the attachment's file is missing")
     response = FileResponse(

@@ -43,6 +43,7 @@ class Context(Protocol):
     settings: Settings
     host: HostAPI | None
     data_dir: Path
+    files_dir: Path  # attachments/ and voice/ (storage.files_dir)
     instance: Instance
     db: Database
     bus: Bus

@@ -179,7 +179,7 @@ async def avatar(request: Request) -> Response:
     app = spacechat(request)
     _, user = await _user_or_404(request)
     row = await identity.avatar_of(app.db, user["id"])
-    path = attachment_path(app.data_dir / "attachments", row["id"]) if row is not None else None
+    path = attachment_path(app.files_dir / "attachments", row["id"]) if row is not None else None
     if row is None or path is None or not path.exists():
         raise NotFound("no picture")
     return FileResponse(

@@ -47,16 +47,16 @@ async def cutoffs(db: Database, now: datetime) -> tuple[dict[str, str], dict[str
     return by_channel, by_org
 
 
-def attachment_path(data_dir: Path, attachment_id: str) -> Path:
+def attachment_path(files_dir: Path, attachment_id: str) -> Path:
     """Where an attachment's bytes live (api/attachments.py stores them so)."""
-    return data_dir / "attachments" / attachment_id[-2:] / attachment_id
+    return files_dir / "attachments" / attachment_id[-2:] / attachment_id
 
 
-def remove_voice_files(data_dir: Path, memo_id: str) -> int:
+def remove_voice_files(files_dir: Path, memo_id: str) -> int:
     """A voice memo's audio and the sentences of a spoken reply (voice/service.py stores them as
     `voice/<last 2>/<id>.<ext>` and `<id>.clip<n>.ogg`): how many files were deleted."""
     removed = 0
-    for path in (data_dir / "voice" / memo_id[-2:]).glob(f"{memo_id}.*"):
+    for path in (files_dir / "voice" / memo_id[-2:]).glob(f"{memo_id}.*"):
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
             removed += 1
@@ -65,7 +65,7 @@ def remove_voice_files(data_dir: Path, memo_id: str) -> int:
 
 async def purge(
     db: Database,
-    data_dir: Path,
+    files_dir: Path,
     *,
     dry_run: bool,
     forget: Callable[[list[str]], Awaitable[Any]] | None = None,
@@ -89,12 +89,12 @@ async def purge(
     result = await db.write(write)
     files = 0
     for attachment_id in result.attachments:
-        path = attachment_path(data_dir, attachment_id)
+        path = attachment_path(files_dir, attachment_id)
         with contextlib.suppress(FileNotFoundError):
             await asyncio.to_thread(path.unlink)
             files += 1
     for memo_id in result.voice_memos:
-        files += await asyncio.to_thread(remove_voice_files, data_dir, memo_id)
+        files += await asyncio.to_thread(remove_voice_files, files_dir, memo_id)
     if forget is not None and result.memories:
         await forget(result.memories)
     return {"dry_run": dry_run, **result.counts, "files": files}

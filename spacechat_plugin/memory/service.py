@@ -36,9 +36,9 @@ class Memory:
         instance: Instance,
         host: HostAPI | None,
         settings: MemoryConfig,
-        data_dir: Any,
+        files_dir: Any,
     ) -> None:
-        self.db, self.settings, self.data_dir = db, settings, data_dir
+        self.db, self.settings, self.files_dir = db, settings, files_dir
         self.embedder = Embedder() if settings.embeddings else None
         self.ingest = Ingest(db, access, instance, host, self.embedder)
         self.review = Review(db, host, self.ingest)
@@ -83,7 +83,7 @@ class Memory:
             self.ingest.notify()
 
     async def purge(self, *, dry_run: bool) -> dict[str, Any]:
-        return await retention.purge(self.db, self.data_dir, dry_run=dry_run, forget=self._forget)
+        return await retention.purge(self.db, self.files_dir, dry_run=dry_run, forget=self._forget)
 
     async def _forget(self, memory_ids: list[str]) -> None:
         for memory in (await memory_store.by_ids(self.db, memory_ids)).values():

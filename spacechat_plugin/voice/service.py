@@ -79,10 +79,14 @@ class VoiceService:
         replies: ReplyStreams,
         delivery: Delivery,
         spawn: Callable[[Coroutine[Any, Any, Any], str], None],
+        one_process: Callable[[], bool] = lambda: True,
     ) -> None:
         self.config = settings.voice
         self.db, self.access, self.delivery, self.spawn = db, access, delivery, spawn
-        self.root = settings.data_path / "voice"
+        # With several gateways (issue 17) a transcript reaches the agents through the lease
+        # holder, which reads it from the log (`deliver_transcribed`), wherever it was made.
+        self.one_process = one_process
+        self.root = settings.files_path / "voice"
         self.models_dir = (
             Path(self.config.models_dir).expanduser() if self.config.models_dir else settings.data_path / "voice-models"
         )
@@ -260,7 +264,7 @@ class VoiceService:
             return
         finished = await self.db.write(lambda tx: voice_store.finish(tx, memo["id"], transcript))
         self._finished(memo["id"])
-        if finished is not None and finished[1] is not None and transcript["text"].strip():
+        if finished is not None and finished[1] is not None and transcript["text"].strip() and self.one_process():
             await self._deliver(finished[1], transcript["text"], name)
 
     def _finished(self, memo_id: str) -> None:
@@ -274,6 +278,15 @@ class VoiceService:
         if done is not None:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(done.wait(), self.config.timeout_seconds)
+
+    async def deliver_transcribed(self, memo: Mapping[str, Any], text: str) -> None:
+        """The lease holder (several gateways): a person's memo transcribed on any gateway goes
+        to the agents from here, once."""
+        if memo.get("kind") != "memo" or not memo.get("message_id") or not text.strip():
+            return
+        message = await message_store.get_message(self.db, str(memo["message_id"]))
+        if message is not None:
+            await self._deliver(message, text, None)
 
     async def _deliver(self, message: dict[str, Any], text: str, name: str | None) -> None:
         """A person's transcribed memo goes to the agents as a message whose text is the transcript."""
