@@ -178,9 +178,8 @@ class Spacechat:
         )
         self.memory = Memory(self.db, self.access, self.instance, host, settings.memory, self.files_dir)
         self.search = SearchService(self.db, self.access)
-        one_process = lambda: self.lease is None  # noqa: E731  (the lease is made below)
         self.voice = VoiceService(
-            settings, self.db, self.access, self.replies, self.delivery, self.spawn, one_process=one_process
+            settings, self.db, self.access, self.replies, self.delivery, self.spawn, one_process=self.lease is None
         )
         self.sdk = SpacechatAPI(
             db=self.db,

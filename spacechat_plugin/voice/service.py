@@ -79,7 +79,7 @@ class VoiceService:
         replies: ReplyStreams,
         delivery: Delivery,
         spawn: Callable[[Coroutine[Any, Any, Any], str], None],
-        one_process: Callable[[], bool] = lambda: True,
+        one_process: bool = True,
     ) -> None:
         self.config = settings.voice
         self.db, self.access, self.delivery, self.spawn = db, access, delivery, spawn
@@ -264,7 +264,7 @@ class VoiceService:
             return
         finished = await self.db.write(lambda tx: voice_store.finish(tx, memo["id"], transcript))
         self._finished(memo["id"])
-        if finished is not None and finished[1] is not None and transcript["text"].strip() and self.one_process():
+        if finished is not None and finished[1] is not None and transcript["text"].strip() and self.one_process:
             await self._deliver(finished[1], transcript["text"], name)
 
     def _finished(self, memo_id: str) -> None:
