@@ -16,6 +16,7 @@ import secrets
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from .agents.activity import Activity
 from .agents.approvals import Approvals
@@ -115,7 +116,11 @@ class Spacechat:
                 gap_wait=settings.bus.gap_wait_ms / 1000,
                 poll_seconds=settings.bus.poll_ms / 1000,
                 heartbeat_seconds=settings.gateway.heartbeat_seconds,
-                describe=lambda: {"runs_agents": self.runs_agents, "subscribers": self.bus.subscriber_count},
+                describe=lambda: {
+                    "runs_agents": self.runs_agents,
+                    "subscribers": self.bus.subscriber_count,
+                    "url": self.gateway_url,
+                },
             )
             self.db.on_commit = self._committed_here
         else:
@@ -171,7 +176,14 @@ class Spacechat:
             cards=self.cards,
             host=host,
         )
-        self.ops = Ops(db=self.db, settings=settings.ops, host=host, access=self.access, cards=self.cards)
+        self.ops = Ops(
+            db=self.db,
+            settings=settings.ops,
+            host=host,
+            access=self.access,
+            cards=self.cards,
+            runs_agents=lambda: self.runs_agents,
+        )
         self.cards.handlers.extend([self.ops, self.incidents, self.approvals])
         self.delivery = Delivery(
             host, self.access, self.cards, self.budgets, self.instance, runs_agents=lambda: self.runs_agents
@@ -370,6 +382,19 @@ class Spacechat:
     @property
     def base_url(self) -> str:
         return self.instance.base_url
+
+    @property
+    def gateway_url(self) -> str:
+        """Where the other gateways reach this one: `gateway.url`, else the address the server
+        bound (a wildcard host read as loopback)."""
+        if self.settings.gateway.url:
+            return self.settings.gateway.url
+        bound = urlsplit(self.instance.bound_url or self.instance.configured_url)
+        host = bound.hostname or "127.0.0.1"
+        if host in ("0.0.0.0", "::"):
+            host = "127.0.0.1"
+        netloc = f"[{host}]" if ":" in host else host
+        return f"{bound.scheme or 'http'}://{netloc}:{bound.port or self.settings.port}"
 
     def _committed(self, events: list[Event]) -> None:
         """After each commit, before fan-out: keep the access caches current, so every event is

@@ -100,6 +100,16 @@ class GatewayConfig(_Section):
     heartbeat_seconds: float = Field(5, gt=0, le=60)
     # How often a gateway without the agents' lease asks for it (a dead holder's is taken within this).
     lease_retry_seconds: float = Field(1, gt=0, le=30)
+    # Where the other gateways reach this one (operations on the agents are forwarded to the
+    # gateway that runs them); empty: http://<host>:<port>, a wildcard host read as loopback.
+    url: str = ""
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if value and (not value.startswith(("http://", "https://")) or not urlsplit(value).hostname):
+            raise ValueError("must be an http:// or https:// URL that the other gateways can reach")
+        return value.rstrip("/")
 
 
 class HostConfig(_Section):

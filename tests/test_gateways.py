@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -329,6 +330,45 @@ async def test_files_and_voice_memos_work_on_any_gateway(deployment: Deployment,
         assert [m["id"] for m in history if m["author"]["kind"] == "agent"] == [reply["id"]], "answered once"
         memo_message = next(m for m in history if m["author"]["kind"] == "user")
         assert "schedule" in memo_message["text"].lower(), memo_message["text"]
+
+
+@pytest.mark.slow
+async def test_an_operation_sent_to_a_gateway_without_the_agents_runs_on_the_lease_holder(
+    deployment: Deployment,
+) -> None:
+    a, b = deployment.start("a"), deployment.start("b")
+    async with asyncio.timeout(15):
+        while await asyncio.to_thread(lease_holders, b) != ["a"]:
+            await asyncio.sleep(0.1)
+    spacebot = b.channel_id("spacebot")
+    # The operator's client connects from another loopback address, so the audit can tell it
+    # from the gateway that forwards the request.
+    from_elsewhere = httpx.AsyncHTTPTransport(local_address="127.0.0.2")
+    async with b.client(transport=from_elsewhere) as on_b, a.client() as on_a:
+        posted = await on_b.post(f"/v1/channels/{spacebot}/messages", json={"text": "hello there"})
+        thread_id = posted.json()["thread"]["id"]
+
+        def answered(m: dict[str, Any]) -> bool:
+            return bool(m["author"]["kind"] == "agent" and m["state"] == "completed")
+
+        first = await asyncio.to_thread(wait_for_message, b, thread_id, answered, 30)
+        retried = await on_b.post(
+            f"/v1/ops/channels/{spacebot}/retry", json={"reason": "again, elsewhere", "thread_id": thread_id}
+        )
+        assert retried.status_code == 200 and retried.json()["outcome"] == "ok", retried.text
+        # The turn ran again, on A (B has no agents): a second reply.
+        await asyncio.to_thread(wait_for_message, b, thread_id, lambda m: answered(m) and m["id"] != first["id"], 30)
+
+        # A forged forwarding header sent straight to the holder vouches for nothing.
+        forged = await on_a.post(
+            f"/v1/ops/channels/{spacebot}/retry",
+            json={"reason": "forged", "thread_id": thread_id},
+            headers={"x-spacechat-forwarded": f"b;203.0.113.9;{time.time():.3f};{'0' * 64}"},
+        )
+        assert forged.status_code == 200, forged.text
+        audit = (await on_a.get("/v1/audit", params={"action": "ops.retry"})).json()["entries"]
+    addresses = {e["details"]["reason"]: e["ip"] for e in audit}
+    assert addresses == {"again, elsewhere": "127.0.0.2", "forged": "127.0.0.1"}
 
 
 async def test_failed_sign_ins_count_on_every_gateway(deployment: Deployment) -> None:

@@ -78,6 +78,9 @@ class Context(Protocol):
     @property
     def runs_agents(self) -> bool: ...
 
+    @property
+    def gateway_url(self) -> str: ...
+
     def end_streams(self, key: str) -> None: ...
 
     def hand_to_agents(

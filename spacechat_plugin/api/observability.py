@@ -77,6 +77,7 @@ def gateways(app: Context) -> list[dict[str, Any]]:
                 "started_at": app.instance.started_at,
                 "runs_agents": True,
                 "subscribers": app.bus.subscriber_count,
+                "url": app.gateway_url,
                 "alive": True,
             }
         ]

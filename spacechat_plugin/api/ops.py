@@ -16,6 +16,7 @@ from ..store import identity
 from ..store import incidents as incident_store
 from ..store import messages as message_store
 from .common import JSONResponse, authorize, channel_of, operation, principal, query_int, read_json, spacechat
+from .forward import address_of, to_agents_gateway
 from .incidents import load_incident as _incident
 from .models import IncidentAction, OpsDecision, OpsRequest
 from .opsmodels import OpenIncident
@@ -24,9 +25,12 @@ from .opsmodels import OpenIncident
 async def _operate(request: Request, action: str, target: str) -> Response:
     app = spacechat(request)
     who = await principal(request)  # the scope was checked by @operation (one per action)
+    forwarded = await to_agents_gateway(request)  # several gateways: the agents run in one
+    if forwarded is not None:
+        return forwarded
     body = await read_json(request, OpsRequest, max_bytes=16 * 1024)
     status, result = await app.ops.request(
-        who, action, target, body.reason, ip=client_address(request), thread_id=body.thread_id
+        who, action, target, body.reason, ip=address_of(request), thread_id=body.thread_id
     )
     return JSONResponse(result, status_code=status)
 
@@ -116,8 +120,11 @@ async def decide(request: Request) -> Response:
     if decision not in ("approve", "deny"):
         raise NotFound("decide with approve or deny")
     await read_json(request, OpsDecision, max_bytes=16 * 1024) if await request.body() else None
+    forwarded = await to_agents_gateway(request)  # an approved operation runs where the agents do
+    if forwarded is not None:
+        return forwarded
     result = await app.ops.decide(
-        who, request.path_params["operation_id"], decision == "approve", ip=client_address(request)
+        who, request.path_params["operation_id"], decision == "approve", ip=address_of(request)
     )
     return JSONResponse(result)
 

@@ -215,6 +215,11 @@ class Authenticator:
         scopes = granted_scopes(row["role"], bool(row["instance_admin"]))
         return self._principal(row, credential="session", credential_id=session_id, scopes=scopes)
 
+    def gateway_signature(self, text: str) -> str:
+        """A gateway vouching for what it forwards to another (api/forward.py): the secret
+        every gateway shares signs it."""
+        return hmac.new(self._secret, f"gateway:{text}".encode(), hashlib.sha256).hexdigest()
+
     async def _from_token(self, secret: str) -> Principal:
         row = await self._cached(f"t:{identity.hash_token(secret)}", lambda: identity.token_with_user(self.db, secret))
         if row is None or row["revoked_at"] is not None:

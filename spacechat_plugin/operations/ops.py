@@ -10,7 +10,7 @@ one who asked cannot approve their own.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..agents.replies import turn_input
@@ -33,9 +33,19 @@ SCOPES = {"retry": "ops:retry", "restart": "ops:restart", "reconnect": "ops:reco
 
 class Ops:
     def __init__(
-        self, *, db: Database, settings: OpsConfig, host: HostAPI | None, access: Access, cards: CardService
+        self,
+        *,
+        db: Database,
+        settings: OpsConfig,
+        host: HostAPI | None,
+        access: Access,
+        cards: CardService,
+        runs_agents: Callable[[], bool] = lambda: True,
     ) -> None:
         self.db, self.settings, self.host, self.access, self.cards = db, settings, host, access, cards
+        # With several gateways only the lease holder's host runs turns (the API forwards
+        # operations there: api/forward.py); an operation reaching another is refused, not run twice.
+        self.runs_agents = runs_agents
 
     async def request(
         self, who: Principal, action: str, target: str, reason: str, *, ip: str | None, thread_id: str | None = None
@@ -63,6 +73,8 @@ class Ops:
         try:
             if host is None:
                 raise RuntimeError("no agent host is running")
+            if not self.runs_agents():
+                raise RuntimeError("this gateway does not run the agents now; another gateway holds the lease")
             if action == "retry":
                 last = await self._last_reply(target, thread_id)
                 lost = await turn_input(self.db, last) if last else {}
