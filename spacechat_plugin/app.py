@@ -383,6 +383,15 @@ class Spacechat:
     def base_url(self) -> str:
         return self.instance.base_url
 
+    async def newest_seq(self, wanted: int) -> int:
+        """The newest seq in the log, as far as `wanted` needs it: what this process knows, or,
+        with several gateways, read from the log when a client brings a seq committed elsewhere
+        that has not reached this gateway yet (a cursor from the gateway it was on)."""
+        seq = self.db.last_seq
+        if wanted > seq and self.relay is not None:
+            seq = max(seq, await event_log.head(self.db))
+        return seq
+
     @property
     def gateway_url(self) -> str:
         """Where the other gateways reach this one: `gateway.url`, else the address the server
@@ -400,6 +409,11 @@ class Spacechat:
         """After each commit, before fan-out: keep the access caches current, so every event is
         filtered by the memberships that hold after it; a role change or a deactivation applies
         from the next request."""
+        if self.relay is not None:  # any gateway's commits, in seq order: where the log stands
+            for event in reversed(events):
+                if event.seq is not None:
+                    self.db.saw(event.seq)
+                    break
         self.access.apply(events)
         self.memory.committed(events)
         if self.auth is not None and any(event.event_type == "member.updated" for event in events):

@@ -37,11 +37,11 @@ class Deployment:
     database: str
     gateways: dict[str, Server] = field(default_factory=dict)
 
-    def config(self, gateway_id: str, **sections: Any) -> str:
+    def config(self, gateway_id: str, bus: dict[str, Any] | None = None, **sections: Any) -> str:
         return toml_config(
             # One directory for uploads and voice audio, as a shared mount would be.
             storage={"url": self.database, "files_dir": str(self.root / "files")},
-            bus={"url": self.nats.url, "poll_ms": 200, "gap_wait_ms": 25},
+            bus={"url": self.nats.url, "poll_ms": 200, "gap_wait_ms": 25, **(bus or {})},
             gateway={"id": gateway_id, "heartbeat_seconds": 0.5, "lease_retry_seconds": 0.5},
             **sections,
         )
@@ -295,6 +295,33 @@ async def test_the_lease_holder_killed_mid_stream_another_takes_over_and_the_nex
         await asyncio.sleep(1)  # a second turn, were there one, would have started by now
         replies = [m for m in await agent_messages() if m["id"] != cut["id"]]
         assert len(replies) == 1 and replies[0]["state"] == "completed", replies
+
+
+async def test_a_cursor_from_another_gateway_is_taken_before_its_events_reach_this_one(
+    deployment: Deployment,
+) -> None:
+    """A client moving from A to B brings A's newest seq: B takes it (resume, read markers) even
+    while the bus is down and B has not yet read those events from the log."""
+    a = deployment.start("a")
+    b = deployment.start("b", bus={"poll_ms": 60_000})  # B reads the log's head only once a minute
+    thread_id = await new_thread(b)
+    deployment.nats.pause()  # B hears nothing of A's commits now
+    async with a.client() as on_a:
+        for i in range(3):
+            posted = await on_a.post(f"/v1/threads/{thread_id}/messages", json={"text": f"on a {i}"})
+            assert posted.status_code == 201, posted.text
+        newest = (await on_a.get(f"/v1/threads/{thread_id}")).json()["thread"]["last_seq"]
+    async with b.client() as on_b:
+        async with aconnect_sse(on_b, "GET", "/v1/realtime/sse", headers={"Last-Event-ID": str(newest)}) as source:
+            assert source.response.status_code == 200, await source.response.aread()
+            async with asyncio.timeout(10):
+                async for event in source.aiter_sse():
+                    if event.event == "ready":
+                        assert json.loads(event.data)["resume_after"] == newest
+                        break
+        marked = await on_b.post(f"/v1/threads/{thread_id}/read", json={"seq": newest})
+        assert marked.status_code == 200 and marked.json()["last_read_seq"] == newest, marked.text
+    deployment.nats.start()
 
 
 @pytest.mark.slow

@@ -70,7 +70,7 @@ async def mark_read(request: Request) -> Response:
     channel = await channel_or_404(request)
     who = await principal(request)
     body = await read_json(request, MarkRead, max_bytes=1024)
-    seq = min(body.seq, app.db.last_seq)
+    seq = min(body.seq, await app.newest_seq(body.seq))
     marker = await app.db.write(lambda tx: message_store.mark_read(tx, who.user_id, channel["id"], seq))
     return JSONResponse({"channel_id": channel["id"], "last_read_seq": marker})
 

@@ -94,7 +94,7 @@ async def mark_thread_read(request: Request) -> Response:
     thread, _ = await thread_or_404(request)
     who = await principal(request)
     body = await read_json(request, MarkRead, max_bytes=1024)
-    seq = min(body.seq, app.db.last_seq)
+    seq = min(body.seq, await app.newest_seq(body.seq))
 
     def mark(tx: WriteTx) -> int:
         return chat_store.mark_thread_read(tx, who.user_id, thread, seq)

@@ -27,7 +27,7 @@ from .common import error_response, operation, principal, query_int, spacechat
 from .context import Context
 
 
-def resume_point(conn: HTTPConnection) -> int | None:
+async def resume_point(conn: HTTPConnection) -> int | None:
     """The seq to resume after: Last-Event-ID wins over ?after=; None to start live."""
     header = conn.headers.get("last-event-id", "").strip()
     if header:
@@ -36,7 +36,7 @@ def resume_point(conn: HTTPConnection) -> int | None:
         after: int | None = int(header)
     else:
         after = query_int(conn, "after", None)
-    if after is not None and after > spacechat(conn).db.last_seq:
+    if after is not None and after > await spacechat(conn).newest_seq(after):
         raise BadRequest("the cursor is newer than the newest event", code="cursor_in_future")
     return after
 
@@ -72,7 +72,7 @@ async def stream_to(app: Context, who: Principal, after: int | None, sink: Sink)
 async def sse(request: Request) -> Response:
     app = spacechat(request)
     who = await principal(request)
-    after = resume_point(request)
+    after = await resume_point(request)
     return EventStreamResponse(lambda sink: stream_to(app, who, after, sink))
 
 
@@ -81,7 +81,7 @@ async def ws(websocket: WebSocket) -> None:
     try:
         who = await principal(websocket)
         check(who, "realtime:subscribe")
-        after = resume_point(websocket)
+        after = await resume_point(websocket)
     except SpacechatError as exc:
         # Refuse before the handshake completes with an HTTP error body (ASGI websocket denial).
         await websocket.send_denial_response(error_response(exc))
@@ -119,7 +119,7 @@ async def ws_over_http(request: Request) -> Response:
     404 the document did not mention)."""
     who = await principal(request)
     check(who, "realtime:subscribe")
-    resume_point(request)
+    await resume_point(request)
     raise UpgradeRequired(
         "this is a WebSocket endpoint: connect with a WebSocket (or use /v1/realtime/sse)",
         headers={"Upgrade": "websocket", "Connection": "Upgrade"},

@@ -153,6 +153,7 @@ class Database:
         self._reader_list: list[aiosqlite.Connection] = []
         self._closed = False
         self._seq = 0
+        self._seen = 0  # the newest seq committed by another gateway that reached this one (`saw`)
         self.applied_now: list[str] = []
         # Called with each committed batch's events, in seq order, in the step that answers the callers.
         self.on_commit: Callable[[list[Event]], None] = lambda events: None
@@ -204,8 +205,14 @@ class Database:
 
     @property
     def last_seq(self) -> int:
-        """The seq of the newest committed (or committing) event."""
-        return self._seq
+        """The seq of the newest committed (or committing) event, as far as this process knows:
+        its own commits' and, with several gateways, the newest relayed to it (`saw`)."""
+        return max(self._seq, self._seen)
+
+    def saw(self, seq: int) -> None:
+        """A seq committed by another gateway reached this one (issue 17)."""
+        if seq > self._seen:
+            self._seen = seq
 
     # -- writes -------------------------------------------------------------------------------
 
