@@ -41,6 +41,7 @@ from .operations.budgets import Budgets
 from .operations.incidents import Incidents
 from .operations.observability import Observability
 from .operations.ops import Ops
+from .presence.service import SYNC as PRESENCE_SYNC
 from .presence.service import Presence
 from .realtime.bus import Bus
 from .realtime.relay import Relay
@@ -208,7 +209,14 @@ class Spacechat:
         agent_names = {a["id"]: a["name"] for a in host.agents()} if host is not None else {}
         self.telemetry = telemetry.build(settings.telemetry, agent_names)
         self.notifications = Notifier(self.db, self.access, self.streams)
-        self.presence = Presence(self.publish_live_many)
+        # Each gateway sends its own streams the whole picture; the gateways share their parts
+        # over the bus (presence/service.py), so presence and typing are not relayed as events.
+        self.presence = Presence(self.streams.publish_live_many)
+        if self.relay is not None:
+            relay = self.relay
+            self.presence.gateway_id = self.gateway_id
+            self.presence.share = relay.control
+            self.presence.alive = lambda: {g["id"] for g in relay.gateways() if g["alive"]}
 
         # (actor id, idempotency key) of sends in progress: a concurrent duplicate gets 409.
         self.inflight_keys: set[tuple[str, str]] = set()
@@ -456,14 +464,6 @@ class Spacechat:
         if self.relay is not None:
             self.relay.live(event)
 
-    def publish_live_many(self, events: list[Event]) -> None:
-        """Several live-only events made here at once (presence and typing, once per tick): to
-        this gateway's streams together, and to the other gateways'."""
-        self.streams.publish_live_many(events)
-        if self.relay is not None:
-            for event in events:
-                self.relay.live(event)
-
     def _control(self, kind: str, data: dict[str, Any]) -> None:
         """What another gateway asks every gateway to do."""
         auth = self.auth
@@ -475,6 +475,8 @@ class Spacechat:
             auth.login_failed(str(data.get("email")), str(data.get("address")), share=False)
         elif auth is not None and kind == "login_succeeded":
             auth.login_succeeded(str(data.get("email")), share=False)
+        elif kind == PRESENCE_SYNC:
+            self.presence.heard(data)
         elif kind == "notification_level":
             self.notifications.remember(str(data.get("user_id")), str(data.get("channel_id")), str(data.get("level")))
 

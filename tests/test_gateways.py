@@ -22,6 +22,7 @@ from httpx_sse import aconnect_sse
 from . import postgres
 from .buses import NatsServer
 from .buses import available as nats_available
+from .listen import Listener
 from .support import PNG_BYTES, Server, invite, toml_config, wait_for_message
 
 pytestmark = [
@@ -396,6 +397,36 @@ async def test_an_operation_sent_to_a_gateway_without_the_agents_runs_on_the_lea
         audit = (await on_a.get("/v1/audit", params={"action": "ops.retry"})).json()["entries"]
     addresses = {e["details"]["reason"]: e["ip"] for e in audit}
     assert addresses == {"again, elsewhere": "127.0.0.2", "forged": "127.0.0.1"}
+
+
+async def test_presence_and_typing_are_one_picture_across_gateways(deployment: Deployment) -> None:
+    a, b = deployment.start("a"), deployment.start("b")
+    async with asyncio.timeout(10):
+        while len((await asyncio.to_thread(health, a))["gateways"]) < 2:
+            await asyncio.sleep(0.1)
+    watcher = invite(a, a.token, "member", name="Wanda Watcher")
+    mover = invite(a, a.token, "member", name="Max Mover")
+    general = a.channel_id("general")
+    thread_id = await new_thread(a)
+
+    def changed(status: str) -> Any:
+        return lambda e: e["event_type"] == "presence.changed" and e["payload"]["users"].get(mover.id) == status
+
+    async with Listener(a, watcher.auth) as watching:  # the watcher's stream is on A
+        async with Listener(b, mover.auth):  # the mover's on B
+            await watching.wait_for(changed("active"))
+            async with httpx.AsyncClient(base_url=a.url, headers=watcher.auth, timeout=30) as on_a:
+                assert mover.id in (await on_a.get("/v1/presence")).json()["users"]
+            async with httpx.AsyncClient(base_url=b.url, headers=mover.auth, timeout=30) as on_b:
+                typed = await on_b.post(f"/v1/channels/{general}/typing", json={"thread_id": thread_id})
+                assert typed.status_code == 204
+            typing = await watching.wait_for(lambda e: e["event_type"] == "typing.changed")
+            assert typing["payload"]["users"] == [mover.id] and typing["thread_id"] == thread_id
+            at = watching.mark()
+        await watching.wait_for(changed("away"), after=at)  # their stream on B closed
+    presence_events = watching.of_type("presence.changed")
+    assert all(e["seq"] is None for e in presence_events)
+    assert len([e for e in presence_events if e["payload"]["users"].get(mover.id) == "active"]) == 1, "told once"
 
 
 async def test_failed_sign_ins_count_on_every_gateway(deployment: Deployment) -> None:

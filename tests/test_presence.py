@@ -50,6 +50,61 @@ def test_presence_follows_streams_and_what_pages_report() -> None:
     assert presence.snapshot("org_1") == {} and presence.people == {}
 
 
+def test_gateways_share_who_is_active_and_typing_and_forget_a_silent_one() -> None:
+    """Issue 17: each gateway sends its streams the whole picture, its part and the others'."""
+    from spacechat_plugin.presence.service import SYNC_TICKS
+
+    sent: dict[str, list[Event]] = {"a": [], "b": []}
+    gateways = {name: Presence(sent[name].extend, typing_ttl=60) for name in ("a", "b")}
+    alive = {"a", "b"}
+    dropped: list[str] = []  # the bus loses what a gateway says while its name is in here
+    for name, presence in gateways.items():
+        other = gateways["b" if name == "a" else "a"]
+        presence.gateway_id = name
+        presence.alive = lambda: set(alive)
+        presence.share = lambda kind, data, other=other, name=name: None if name in dropped else other.heard(data)
+
+    def tick(now: float) -> None:
+        for presence in gateways.values():
+            presence.flush(now=now)
+
+    def last_presence(name: str) -> dict[str, str]:
+        return next(e.payload.users for e in reversed(sent[name]) if e.event_type == "presence.changed")  # type: ignore[attr-defined]
+
+    def last_typing(name: str) -> list[str]:
+        return next(e.payload.users for e in reversed(sent[name]) if e.event_type == "typing.changed")  # type: ignore[attr-defined]
+
+    a, b = gateways["a"], gateways["b"]
+    a.connected("usr_u", "org_1", "ses_1")  # u's stream is on A, v's on B
+    b.connected("usr_v", "org_1", "ses_2")
+    a.typing("usr_u", CHANNEL, "th_1", True)
+    b.typing("usr_v", CHANNEL, "th_1", True)
+    tick(1)
+    tick(2)  # what each said at the first tick is in the other's second
+    assert a.snapshot("org_1") == b.snapshot("org_1") == {"usr_u": "active", "usr_v": "active"}
+    assert last_typing("a") == last_typing("b") == ["usr_u", "usr_v"], "one set, not one per gateway"
+
+    # A message A's bus lost is made good by the next full sync.
+    dropped.append("a")
+    a.report("usr_u", "org_1", "ses_1", "away")
+    tick(3)
+    dropped.clear()
+    assert b.snapshot("org_1") == {"usr_u": "active", "usr_v": "active"}
+    for now in range(4, 4 + SYNC_TICKS):
+        tick(now)
+    assert b.snapshot("org_1") == {"usr_v": "active"} and last_presence("b") == {"usr_u": "away"}
+
+    # A goes silent (killed, or cut off from the bus): what it carried is forgotten on B.
+    a.report("usr_u", "org_1", "ses_1", "active")
+    tick(20)
+    tick(21)
+    assert b.snapshot("org_1") == {"usr_u": "active", "usr_v": "active"}
+    alive.discard("a")
+    tick(22)
+    assert b.snapshot("org_1") == {"usr_v": "active"}
+    assert last_typing("b") == ["usr_v"]
+
+
 # --- over HTTP and the realtime stream -------------------------------------------------------------
 
 

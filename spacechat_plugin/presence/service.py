@@ -13,6 +13,13 @@ script's API token) has its realtime stream open and has not said it is `away` (
 with none open, `away`. Every event
 goes out through the bus and the one visibility check like any other (presence needs
 `members:read`, typing is seen by those who may read the channel).
+
+With several gateways (issue 17) a person's streams may be open on any of them. Each gateway
+tells the others, over the bus's control subject, who is active and who is typing where through
+it (`share`: what changed at each tick, and all of it every `SYNC_TICKS` ticks, so a gateway
+that missed a message or just started catches up); each combines that with its own and sends
+its streams the whole picture's changes. What a gateway that went silent said is forgotten
+(`alive`), so the people it carried turn away and stop typing.
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +37,9 @@ log = logging.getLogger("spacechat.presence")
 
 ACTIVE, AWAY = "active", "away"
 STATUSES = (ACTIVE, AWAY)
+# Every this many ticks a gateway tells the others everything it holds, not only what changed.
+SYNC_TICKS = 5
+SYNC = "presence.sync"  # the control message's kind
 
 
 @dataclass
@@ -38,10 +48,17 @@ class Person:
     streams: dict[str, int] = field(default_factory=dict)  # credential -> open streams
     away: set[str] = field(default_factory=set)  # credentials whose page said it is away
     shown: str = AWAY  # what the others were last told
+    elsewhere: set[str] = field(default_factory=set)  # other gateways where they are active
+    shared: str = AWAY  # what the other gateways were last told of them here
+
+    @property
+    def here(self) -> str:
+        """Their presence through this gateway's streams alone."""
+        return ACTIVE if any(credential not in self.away for credential in self.streams) else AWAY
 
     @property
     def status(self) -> str:
-        return ACTIVE if any(credential not in self.away for credential in self.streams) else AWAY
+        return ACTIVE if self.elsewhere or self.here == ACTIVE else AWAY
 
 
 Place = tuple[str, str, str | None]  # (org, channel, thread or None for a new thread)
@@ -57,6 +74,14 @@ class Presence:
         self._told: dict[Place, frozenset[str]] = {}  # place -> the typists last sent
         self._team: dict[str, str | None] = {}  # channel -> team, for the envelope
         self.events_sent = 0
+        # Several gateways: `share(kind, data)` tells the others (Relay.control); `alive()` names
+        # the gateways still heard from. None with one process.
+        self.gateway_id = ""
+        self.share: Callable[[str, dict[str, Any]], None] | None = None
+        self.alive: Callable[[], set[str]] = set
+        self._typing_elsewhere: dict[str, dict[Place, frozenset[str]]] = {}  # gateway -> place -> typists
+        self._shared_typing: dict[Place, frozenset[str]] = {}  # what the others were last told
+        self._ticks = 0
 
     # -- presence -----------------------------------------------------------------------------
 
@@ -103,8 +128,9 @@ class Presence:
             if status != person.shown:
                 person.shown = status
                 by_org.setdefault(person.org_id, {})[user_id] = status
-            if not person.streams and not person.away and status == AWAY:
-                del self.people[user_id]  # gone: nothing left to remember
+            gone = not person.streams and not person.away and not person.elsewhere and person.shared == AWAY
+            if gone and status == AWAY:
+                del self.people[user_id]  # nothing left to remember
         self._changed.clear()
         return [Event(PresenceChanged(users=users), org_id=org_id) for org_id, users in by_org.items()]
 
@@ -132,11 +158,15 @@ class Presence:
 
     def _typing_events(self, now: float) -> list[Event]:
         out = []
-        for place in list(self._typing):
-            typists = self._typing[place]
+        elsewhere: dict[Place, set[str]] = {}
+        for places in self._typing_elsewhere.values():
+            for place, users in places.items():
+                elsewhere.setdefault(place, set()).update(users)
+        for place in set(self._typing) | set(elsewhere) | set(self._told):
+            typists = self._typing.setdefault(place, {})
             for user_id in [u for u, lapses in typists.items() if lapses <= now]:
                 del typists[user_id]
-            current = frozenset(typists)
+            current = frozenset(typists) | frozenset(elsewhere.get(place, ()))
             if current != self._told.get(place, frozenset()):
                 org_id, channel_id, thread_id = place
                 out.append(
@@ -157,13 +187,85 @@ class Presence:
         return out
 
     def typists(self, channel_id: str) -> dict[str | None, list[str]]:
-        """Who is typing in a channel now, by thread (None: a new thread)."""
-        return {place[2]: sorted(users) for place, users in self._typing.items() if place[1] == channel_id and users}
+        """Who is typing in a channel now, by thread (None: a new thread): as last sent."""
+        return {place[2]: sorted(users) for place, users in self._told.items() if place[1] == channel_id and users}
+
+    # -- several gateways -----------------------------------------------------------------------
+
+    def _share(self) -> None:
+        """Tell the other gateways what changed here since the last tick (all of it every
+        SYNC_TICKS ticks): who is active through this gateway, who is typing where."""
+        if self.share is None:
+            return
+        self._ticks += 1
+        full = self._ticks % SYNC_TICKS == 0
+        people: dict[str, list[str]] = {}
+        for user_id, person in self.people.items():
+            here = person.here
+            if full or here != person.shared:
+                person.shared = here
+                if full and here == AWAY:
+                    continue  # a full sync lists the active only: the rest are away
+                people[user_id] = [person.org_id, here]
+        typing: list[list[Any]] = []
+        now_typing = {place: frozenset(users) for place, users in self._typing.items() if users}
+        for place in set(now_typing) | set(self._shared_typing):
+            users = now_typing.get(place, frozenset())
+            # A full sync lists who types now (the receiver drops the rest); between syncs,
+            # every place whose typists changed, an empty list when the last one stopped.
+            if users if full else users != self._shared_typing.get(place, frozenset()):
+                typing.append([*place, self._team.get(place[1]), sorted(users)])
+        self._shared_typing = now_typing
+        if full or people or typing:
+            self.share(SYNC, {"gateway": self.gateway_id, "full": full, "people": people, "typing": typing})
+
+    def heard(self, data: Mapping[str, Any]) -> None:
+        """What another gateway shared (`_share`): taken into the next tick's events."""
+        gateway = str(data.get("gateway") or "")
+        if not gateway or gateway == self.gateway_id:
+            return
+        if data.get("full"):
+            listed = data.get("people") or {}
+            for user_id, person in self.people.items():
+                if gateway in person.elsewhere and user_id not in listed:
+                    person.elsewhere.discard(gateway)
+                    self._changed.add(user_id)
+            self._typing_elsewhere[gateway] = {}
+        for user_id, (org_id, status) in (data.get("people") or {}).items():
+            person = self.people.setdefault(str(user_id), Person(str(org_id)))
+            if status == ACTIVE:
+                person.elsewhere.add(gateway)
+            else:
+                person.elsewhere.discard(gateway)
+            self._changed.add(str(user_id))
+        places = self._typing_elsewhere.setdefault(gateway, {})
+        for org_id, channel_id, thread_id, team_id, users in data.get("typing") or []:
+            place: Place = (str(org_id), str(channel_id), thread_id)
+            self._team[str(channel_id)] = team_id
+            if users:
+                places[place] = frozenset(str(u) for u in users)
+            else:
+                places.pop(place, None)
+
+    def _forget_silent(self) -> None:
+        """What gateways no longer heard from said: forgotten (their people's streams are gone)."""
+        if self.share is None:
+            return
+        alive = self.alive()
+        for gateway in [g for g in self._typing_elsewhere if g not in alive]:
+            del self._typing_elsewhere[gateway]
+        for user_id, person in self.people.items():
+            silent = {g for g in person.elsewhere if g not in alive}
+            if silent:
+                person.elsewhere -= silent
+                self._changed.add(user_id)
 
     # -- the tick -----------------------------------------------------------------------------
 
     def flush(self, now: float | None = None) -> list[Event]:
         """Everything that changed since the last flush, as events (and published)."""
+        self._share()
+        self._forget_silent()
         events = self._presence_events() + self._typing_events(time.monotonic() if now is None else now)
         # One publish for the whole tick: each stream gets one write with every change in it,
         # not one per thread someone types in (bench/fanout.py --typists: a publish per event

@@ -44,6 +44,9 @@ import orjson
 from ..events import Event, UnknownEventType, decode_event, now_rfc3339
 
 log = logging.getLogger("spacechat.relay")
+# Control messages that carry ambient state (who is active, who is typing: presence/service.py)
+# every few seconds: not counted with the others (`RelayStats.controls`: ended streams, sign-ins).
+AMBIENT = frozenset({"presence.sync"})
 
 # Reads the log: the envelopes of the events after a seq, in seq order, at most a page of them.
 ReadAfter = Callable[[int], Awaitable[list[bytes]]]
@@ -269,7 +272,8 @@ class Relay:
                 self.peers[message["data"]["id"]] = {**message["data"], "last_seen": now_rfc3339()}
                 self._heard[message["data"]["id"]] = time.monotonic()
             else:
-                self.stats.controls += 1
+                if message["kind"] not in AMBIENT:
+                    self.stats.controls += 1
                 self._on_control(message["kind"], message.get("data") or {})
         except Exception:
             log.exception("a control message from the bus failed")
