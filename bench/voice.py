@@ -413,7 +413,10 @@ async def load(models_dir: Path, seconds: float, subscribers: int, messages: int
 
     memo, _ = ten_second_memo(models_dir.parent)
     data = memo.read_bytes()
-    options = argparse.Namespace(messages=messages, gap_ms=20, warmup=5, profile_gil=False, typists=0, present=0)
+    # The subscribers in processes of their own (#16), so the fan-out figure is the server's.
+    options = argparse.Namespace(
+        messages=messages, gap_ms=20, warmup=5, profile_gil=False, typists=0, present=0, client_procs=4
+    )
     with Server(voice_config(models_dir), src=SRC[0]) as server:
         idle_machine()
         idle = await probed(server, seconds)
