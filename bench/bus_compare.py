@@ -101,14 +101,17 @@ async def redis_subscribers(url: str, gateways: int, got: Any) -> list[Any]:
 
     tasks = []
     clients = []
+    # Readers stop between reads: a cancelled blocking XREAD can leave redis-py's connection
+    # waiting for ever (the 2026-12-05 idle run hung in close for 18 minutes).
+    stopping = asyncio.Event()
     for gateway in range(gateways):
         client = redis.Redis.from_url(url)
         clients.append(client)
         last = (await client.xinfo_stream(SUBJECT))["last-generated-id"] if await client.exists(SUBJECT) else b"0-0"
 
         async def read(client: Any = client, gateway: int = gateway, last: Any = last) -> None:
-            while True:
-                answer = await client.xread({SUBJECT: last}, block=1000, count=1000)
+            while not stopping.is_set():
+                answer = await client.xread({SUBJECT: last}, block=200, count=1000)
                 for _, entries in answer:
                     for entry_id, fields in entries:
                         last = entry_id
@@ -117,8 +120,7 @@ async def redis_subscribers(url: str, gateways: int, got: Any) -> list[Any]:
         tasks.append(asyncio.create_task(read()))
 
     async def close() -> None:
-        for task in tasks:
-            task.cancel()
+        stopping.set()
         await asyncio.gather(*tasks, return_exceptions=True)
         for client in clients:
             await client.aclose()
