@@ -23,7 +23,7 @@ from . import postgres
 from .buses import NatsServer
 from .buses import available as nats_available
 from .listen import Listener
-from .support import PNG_BYTES, Server, invite, toml_config, wait_for_message
+from .support import PNG_BYTES, Server, invite, toml_config, wait_for_message, wait_until
 
 pytestmark = [
     pytest.mark.asyncio,
@@ -353,9 +353,19 @@ async def test_files_and_voice_memos_work_on_any_gateway(deployment: Deployment,
         )
         audio = await on_a.get(f"/v1/voice/memos/{memo_id}")
         assert audio.status_code == 200 and audio.headers["content-type"].startswith("audio/")
-        await asyncio.sleep(1)  # a second turn, were there one, would have started by now
-        history = (await on_a.get(f"/v1/threads/{thread_id}/history")).json()["messages"]
-        assert [m["id"] for m in history if m["author"]["kind"] == "agent"] == [reply["id"]], "answered once"
+        # The channel's turns run in order: once the next message is answered, a second turn for
+        # the memo, were there one, would have run before it.
+        written = (await on_b.post(f"/v1/threads/{thread_id}/messages", json={"text": "and a written one"})).json()
+
+        def answered_after_written() -> list[dict[str, Any]] | None:
+            found = httpx.get(f"{a.url}/v1/threads/{thread_id}/history", headers=a.auth).json()["messages"]
+            at = next(i for i, m in enumerate(found) if m["id"] == written["message"]["id"])
+            later = [m for m in found[at + 1 :] if m["author"]["kind"] == "agent" and m["state"] == "completed"]
+            return found if later else None
+
+        history = await asyncio.to_thread(wait_until, answered_after_written, 60)
+        answers = [m["id"] for m in history if m["author"]["kind"] == "agent"]
+        assert len(answers) == 2 and answers[0] == reply["id"], "the memo answered once"
         memo_message = next(m for m in history if m["author"]["kind"] == "user")
         assert "schedule" in memo_message["text"].lower(), memo_message["text"]
 

@@ -159,7 +159,8 @@ async def test_the_bus_stopped_for_ten_seconds_during_a_burst_loses_and_repeats_
     gateways = await started(db, nats_server.url, poll_seconds=0.5)
     try:
         burst = asyncio.create_task(burst_for(db, gateways, seconds=14))
-        await asyncio.sleep(2)
+        for gateway in gateways:  # the burst is flowing over the bus before the bus goes
+            await gateway.wait_for(lambda gateway=gateway: gateway.relay.stats.received >= 20, timeout=10)
         nats_server.pause()
         await asyncio.sleep(10)
         nats_server.start()
