@@ -69,20 +69,36 @@ export function setActivity(threadId, value) {
   activity.value = next;
 }
 
+const finishedWorkers = new Set();
+
 /** A worker's state in a thread (worker.* events); null removes it. */
 export function setWorker(threadId, workerId, value) {
   if (!threadId) return;
   const next = new Map(workers.value);
   const inThread = new Map(next.get(threadId) || []);
   if (value) inThread.set(workerId, { ...(inThread.get(workerId) || {}), ...value });
-  else inThread.delete(workerId);
+  else {
+    inThread.delete(workerId);
+    finishedWorkers.add(workerId);
+  }
   if (inThread.size) next.set(threadId, inThread);
   else next.delete(threadId);
   workers.value = next;
 }
 
+/** A worker learnt from a snapshot (the channel's metrics): the snapshot may have been taken
+ * before events this page already applied, so it never overrides them and never brings back a
+ * worker that has finished. */
+export function learnWorker(threadId, workerId, value) {
+  const known = workers.value.get(threadId);
+  if ((known && known.has(workerId)) || finishedWorkers.has(workerId)) return;
+  setWorker(threadId, workerId, value);
+}
+
 export function clearWorkers(threadId) {
-  if (!workers.value.has(threadId)) return;
+  const inThread = workers.value.get(threadId);
+  if (!inThread) return;
+  for (const workerId of inThread.keys()) finishedWorkers.add(workerId);
   const next = new Map(workers.value);
   next.delete(threadId);
   workers.value = next;

@@ -1,7 +1,7 @@
 // `@` and `#` completion in the message box: people and agents by handle or name, channels by
 // name. The box points at the list of suggestions (aria-activedescendant): ↑ ↓ choose, Enter or
 // Tab insert, Escape closes the list.
-import { useState } from "../deps.js";
+import { useLayoutEffect, useRef, useState } from "../deps.js";
 import * as state from "../state.js";
 import { html } from "./ui.js";
 
@@ -31,8 +31,13 @@ export function useCompletion({ id, text, setText, area }) {
   const [active, setActive] = useState(0);
   const [dismissed, setDismissed] = useState(null);
   const [, redraw] = useState(0); // the caret moved without the text changing
+  // Where the caret goes after a completion was chosen. Until the new text is in the box and the
+  // caret placed, the box's selectionStart is the old one: read there, the completed word looks
+  // like a half-typed one (`@mia` of `@mia-member `), and the next Enter would complete it again.
+  const placing = useRef(null);
   const el = area.current;
-  const caret = el && document.activeElement === el ? el.selectionStart : -1;
+  const focused = el && document.activeElement === el;
+  const caret = !focused ? -1 : placing.current !== null ? placing.current : el.selectionStart;
   const match = caret >= 0 ? TOKEN.exec(text.slice(0, caret)) : null;
   const key = match ? `${caret}:${match[0]}` : null;
   const options = match && key !== dismissed ? candidates(match[2], match[3]) : [];
@@ -43,15 +48,20 @@ export function useCompletion({ id, text, setText, area }) {
   function choose(option) {
     const start = caret - match[2].length - match[3].length;
     const next = text.slice(0, start) + option.insert + " " + text.slice(caret);
+    placing.current = start + option.insert.length + 1;
     setText(next);
     setActive(0);
-    requestAnimationFrame(() => {
-      const position = start + option.insert.length + 1;
-      el.focus();
-      el.setSelectionRange(position, position);
-      redraw((n) => n + 1);
-    });
   }
+
+  // Once the chosen text is committed to the box, put the caret after it (before the next key).
+  useLayoutEffect(() => {
+    const position = placing.current;
+    if (position === null || !el || el.value !== text) return;
+    placing.current = null;
+    el.focus();
+    el.setSelectionRange(position, position);
+    redraw((n) => n + 1);
+  }, [text]);
 
   function onKey(event) {
     if (!open) return false;

@@ -67,7 +67,7 @@ export function ThreadView({ threadId, messageId }) {
       (metrics) => {
         for (const agent of metrics.agents) {
           for (const w of agent.workers) {
-            if (w.thread_id === threadId) state.setWorker(threadId, w.worker_id, { agent_id: agent.id, state: w.state, status: "", task: w.task });
+            if (w.thread_id === threadId) state.learnWorker(threadId, w.worker_id, { agent_id: agent.id, state: w.state, status: "", task: w.task });
           }
         }
       },
