@@ -121,6 +121,8 @@ class Result:
     post_to_ack_ms: list[float] = field(default_factory=list)
     missed: int = 0
     busy_ms: list[float] = field(default_factory=list)  # post -> last while people type and come and go
+    busy_first_ms: list[float] = field(default_factory=list)  # post -> first, busy
+    busy_spread_ms: list[float] = field(default_factory=list)  # first -> last, busy
     reports: int = 0
     rss_per_conn_kib: float = 0.0
     server_us_per_delivery: float = 0.0
@@ -145,12 +147,16 @@ class Result:
             "missed": float(self.missed),
             "foreign_cpu": self.foreign_cpu,
             "busy_p99": percentile(self.busy_ms, 99) if self.busy_ms else 0.0,
+            "busy_p50": percentile(self.busy_ms, 50) if self.busy_ms else 0.0,
+            "busy_post_to_first_p99": percentile(self.busy_first_ms, 99) if self.busy_first_ms else 0.0,
+            "busy_spread_p99": percentile(self.busy_spread_ms, 99) if self.busy_spread_ms else 0.0,
             "reports": float(self.reports),
         }
 
 
 async def measure(server: Server, subscribers: int, args: argparse.Namespace, profile: Path | None) -> Result:
     messages, gap, warmup = args.messages, args.gap_ms / 1000, args.warmup
+    block = max(1, args.block or messages // 2)
     host, port, token = server.host, server.port, server.token
     conn = await HTTPConnection.open(host, port, token)
     channel_id = await general_channel(conn)
@@ -190,10 +196,17 @@ async def measure(server: Server, subscribers: int, args: argparse.Namespace, pr
             for i in range(warmup + messages):
                 if i == warmup:
                     split, cpu_client = server.cpu_split(), client_cpu_seconds()
-                busy = activity is not None and i >= warmup + messages // 2
-                if busy and activity is not None and not activity.on.is_set():
-                    activity.on.set()
-                    await asyncio.sleep(3.0)  # the typists and people get going
+                # Quiet and busy alternate in blocks (quiet first), so that whatever drifts over
+                # a run (the ring filling, the heap growing) weighs on both alike.
+                busy = activity is not None and i >= warmup and ((i - warmup) // block) % 2 == 1
+                if activity is not None and busy != activity.on.is_set():
+                    if busy:
+                        activity.on.set()
+                        await asyncio.sleep(3.0)  # the typists and people get going
+                    else:
+                        activity.on.clear()
+                        # Each typist finishes its report pair; the server's typing lapses.
+                        await asyncio.sleep(3.0)
                 marker = f"{prefix}{i:06d}"
                 probe.arm(marker.encode(), subscribers)
                 assert probe.done is not None
@@ -216,6 +229,8 @@ async def measure(server: Server, subscribers: int, args: argparse.Namespace, pr
                     pool.forget(i)
                 if busy:
                     result.busy_ms.append((probe.last - conn.sent_at) * 1000)
+                    result.busy_first_ms.append((probe.first - conn.sent_at) * 1000)
+                    result.busy_spread_ms.append((probe.last - probe.first) * 1000)
                 elif i >= warmup:
                     result.post_to_last_ms.append((probe.last - conn.sent_at) * 1000)
                     result.first_to_last_ms.append((probe.last - probe.first) * 1000)
@@ -255,8 +270,14 @@ def main() -> None:
     parser.add_argument("--gap-ms", type=float, default=20, help="pause between messages (default 20)")
     parser.add_argument("--runs", type=int, default=3)
     add_client_options(parser)
-    parser.add_argument("--typists", type=int, default=0, help="bots typing during the second half (issue 13)")
-    parser.add_argument("--present", type=int, default=0, help="people coming and going during the second half")
+    parser.add_argument("--typists", type=int, default=0, help="bots typing in the busy blocks (issue 13)")
+    parser.add_argument("--present", type=int, default=0, help="people coming and going, busy blocks only")
+    parser.add_argument(
+        "--block",
+        type=int,
+        default=50,
+        help="with typists or people: measured messages per quiet or busy block, alternating (default 50)",
+    )
     add_profile_options(parser, "one more run of the largest N (not counted)")
     add_server_options(parser)
     parser.add_argument("--json", type=Path, help="write every run's figures here")
@@ -335,14 +356,27 @@ def report(args: argparse.Namespace, counts: list[int], runs: dict[int, list[dic
         print(f"\ntarget: fan-out to 1,000 subscribers p99 <= {TARGET_P99_MS:.0f} ms: {p99:.1f} ms, {verdict}")
     if args.typists or args.present:
         print_table(
-            f"With {args.typists} typists and {args.present} people coming and going (second half of each run)",
-            ["N", "post->last p99 quiet (ms)", "post->last p99 busy (ms)", "busy / quiet", "reports sent"],
+            f"With {args.typists} typists and {args.present} people coming and going (busy blocks of "
+            f"{args.block} messages alternating with quiet ones; medians and range of the runs)",
+            [
+                "N",
+                "p50 quiet / busy (ms)",
+                "p99 quiet (ms)",
+                "p99 busy (ms)",
+                "busy / quiet p99",
+                "post->first p99 quiet / busy",
+                "first->last p99 quiet / busy",
+                "reports sent",
+            ],
             [
                 [
                     f"{n:,}",
-                    f"{med(n, 'p99'):.1f}",
-                    f"{med(n, 'busy_p99'):.1f}",
-                    f"{med(n, 'busy_p99') / max(med(n, 'p99'), 1e-9):.2f}",
+                    f"{med(n, 'p50'):.1f} / {med(n, 'busy_p50'):.1f}",
+                    spread(n, "p99"),
+                    spread(n, "busy_p99"),
+                    with_range([s["busy_p99"] / max(s["p99"], 1e-9) for s in runs[n]], digits=2),
+                    f"{med(n, 'post_to_first_p99'):.1f} / {med(n, 'busy_post_to_first_p99'):.1f}",
+                    f"{med(n, 'spread_p99'):.1f} / {med(n, 'busy_spread_p99'):.1f}",
                     f"{med(n, 'reports'):.0f}",
                 ]
                 for n in counts
