@@ -130,7 +130,8 @@ class ParkedWebSocket(asyncio.Protocol):
         conn = self.conn
         conn.receive_data(data)
         for frame in conn.events_received():
-            assert isinstance(frame, Frame)  # the opening handshake was uvicorn's
+            if not isinstance(frame, Frame):  # (the opening handshake's request was uvicorn's)
+                continue
             opcode = frame.opcode
             if opcode is Opcode.TEXT:
                 if frame.fin:

@@ -18,7 +18,7 @@ The same object carries SSE and WebSocket streams. The one difference is how byt
 and the trick that keeps that off the hot path is that this object never frames anything: the
 bus makes every batch's bytes once per transport (`bus.Framing`, `Bus.body`) and this stream
 writes the shared bytes object its framing names. A WebSocket host also proves the client alive
-on the tick (`beat`, a protocol ping: host/fastpath.py `ParkedWebSocket`).
+on the tick (`beat`, a protocol ping: host/websocket_park.py `ParkedWebSocket`).
 """
 
 from __future__ import annotations

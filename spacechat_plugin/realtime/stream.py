@@ -342,8 +342,8 @@ class WSSink:
 
     def park(self) -> Park | None:
         """The serving host's hand-over of the WebSocket (hookspecs.WEBSOCKET_PARK); None where
-        the host offers none (other servers, other WebSocket implementations, an extension
-        such as per-message-deflate negotiated: then `park` itself answers None)."""
+        the host offers none. Where it cannot now (another WebSocket implementation, an extension
+        such as per-message-deflate negotiated, back-pressure) the offered park answers None."""
         offered = self._park
         if offered is None:
             return None
