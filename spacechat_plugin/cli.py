@@ -152,7 +152,13 @@ async def _run_server(settings: Settings, pm: Any, host: Any) -> None:
         sys.stdout.flush()
 
     server = HostServer(
-        uvicorn_config(app, host=settings.host, port=settings.port, log_level=settings.log_level),
+        uvicorn_config(
+            app,
+            host=settings.host,
+            port=settings.port,
+            log_level=settings.log_level,
+            ws_per_message_deflate=settings.realtime.ws_per_message_deflate,
+        ),
         on_started=started,
         on_stopping=lambda: pm.hook.spacebot_server_stopping(),
     )

@@ -69,6 +69,10 @@ class RealtimeConfig(_Section):
     max_lag: int = Field(2000, ge=1)
     ring_size: int = Field(8192, ge=16)
     checkpoint_ms: int = Field(250, ge=10, le=250)
+    # `spacechat serve` offering per-message-deflate on WebSockets (uvicorn's default is to). Off:
+    # a WebSocket's frames are the same bytes for every subscriber and an idle one is parked
+    # (#16: fan-out CPU and memory per idle connection matter more than bandwidth here).
+    ws_per_message_deflate: bool = False
 
     @model_validator(mode="after")
     def _ring_holds_lag(self) -> RealtimeConfig:

@@ -182,6 +182,33 @@ host calls `on_writable()` when back-pressure ends and `on_closed()` when the cl
 (never after `end()`). None: it cannot now, and the app keeps the response itself. Event streams
 park once caught up, so an idle one costs no task and no ASGI call chain."""
 
+WEBSOCKET_PARK = "spacebot.websocket_park"
+"""An ASGI scope extension (`scope["extensions"][WEBSOCKET_PARK]`) that a host serving WebSockets
+may set on every `websocket` scope: `{"park": Callable[[on_writable, on_closed, on_text],
+tuple[write, end, beat] | None]}` (#16). Once the WebSocket is accepted, `park` takes its
+connection over so the app may return (and stop reading) while the connection goes on; None: it
+cannot now (back-pressure, the client gone, or an extension such as per-message-deflate was
+negotiated), and the app keeps the WebSocket itself.
+
+- `write(frames: bytes) -> bool`: whole WebSocket frames, unmasked and uncompressed (the caller
+  makes them once and writes the same bytes to many connections), now; False (nothing written)
+  while back-pressure holds or once the connection is ending; the host then calls
+  `on_writable()` when it drains.
+- `end(code: int)`: a close frame with this code, then the closing handshake; the host closes
+  the socket when the client answers, or after a timeout.
+- `beat()`: called on the app's heartbeat tick: the host sends a protocol ping, and when the one
+  it sent on the tick before is still unanswered (and the socket is not backed up), it fails the
+  connection (1011) as a dead peer and calls `on_closed()`.
+- `on_text(text: str) -> bytes | None`: each complete text message from the client; frames it
+  returns are written back (the stream answers its `ping` with `{"type":"pong"}`). Protocol
+  pings are answered by the host; binary messages are dropped.
+- `on_closed()`: the client closed (its close frame answered) or left, or `beat` found it dead;
+  never after `end()`.
+
+A host that does not offer it changes nothing but memory: the WebSocket keeps its task.
+`spacechat serve` offers it on the uvicorn versions it is tested with, for uvicorn's
+websockets-sansio protocol (host/fastpath.py)."""
+
 
 # ============================================================================================
 # The HostAPI: what a plugin may ask of the host that runs the agents

@@ -275,6 +275,21 @@ async def post_messages(
     return acked
 
 
+def realtime_gauges(metrics: str) -> dict[str, float]:
+    """The realtime gauges of a /metrics text: `subscribers` (open streams), and `parked_sse`,
+    `parked_ws` (streams parked, by transport: spacechat_realtime_parked's `transport` label)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    found: dict[str, float] = {}
+    for family in text_string_to_metric_families(metrics):
+        for sample in family.samples:
+            if sample.name == "spacechat_realtime_subscribers":
+                found["subscribers"] = sample.value
+            elif sample.name == "spacechat_realtime_parked":
+                found[f"parked_{sample.labels['transport']}"] = sample.value
+    return found
+
+
 PASSWORD = "a long enough passphrase"
 
 

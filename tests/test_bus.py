@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import functools
+import json
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
 from spacechat_plugin.events import Event, MessageStreamDelta, NotificationCreated, SystemHealthChanged, TaskCreated
-from spacechat_plugin.realtime.bus import Bus, Lagged, Subscription, trim
+from spacechat_plugin.realtime.bus import Bus, Lagged, Subscription, trim, ws_frame
 
 pytestmark = pytest.mark.asyncio
 
@@ -210,7 +213,7 @@ async def test_a_parked_stream_is_served_by_the_bus_and_waits_out_back_pressure(
     socket = FakeSocket()
     bus.publish([event(1)])  # between `ready` and parking: sent when it parks
     stream.start(socket.write, socket.end)
-    assert bus.parked == 1 and len(socket.chunks) == 1 and b"id: 1\n" in socket.chunks[0]
+    assert bus.parked == {"sse": 1, "ws": 0} and len(socket.chunks) == 1 and b"id: 1\n" in socket.chunks[0]
     bus.publish([event(2), event(3, "hidden")])
     assert b"id: 2\n" in socket.chunks[-1] and b"id: 3\n" not in b"".join(socket.chunks)
     bus.tick()
@@ -229,7 +232,7 @@ async def test_a_parked_stream_is_served_by_the_bus_and_waits_out_back_pressure(
     stream.serve()
     assert socket.chunks[-1] == b'event: lagged\ndata: {"resume_after":5}\n\n' and socket.ended
     await asyncio.sleep(0)  # unregistered on the loop's next turn, not while the bus walks its set
-    assert ended == [True] and bus.parked == 0
+    assert ended == [True] and bus.parked == {"sse": 0, "ws": 0}
 
 
 async def test_a_closed_parked_stream_ends_its_connection_and_a_lost_one_writes_nothing() -> None:
@@ -257,4 +260,68 @@ async def test_a_closed_parked_stream_ends_its_connection_and_a_lost_one_writes_
     bus.publish([event(1)])
     assert leaving_socket.chunks == [] and not leaving_socket.ended
     await asyncio.sleep(0)
-    assert sorted(ended) == ["closed", "lost"] and bus.subscriber_count == 0 and bus.parked == 0
+    assert sorted(ended) == ["closed", "lost"] and bus.subscriber_count == 0 and bus.parked == {"sse": 0, "ws": 0}
+
+
+async def test_a_websocket_frame_is_the_websockets_librarys_own_serialisation() -> None:
+    """The bus frames WebSocket messages itself (once per batch, for every parked WebSocket):
+    byte for byte what the library sends for a text message with no extension."""
+    from websockets.frames import Frame, Opcode
+
+    for size in (0, 1, 125, 126, 127, 65535, 65536, 70_000):
+        payload = b"x" * size
+        assert ws_frame(payload) == Frame(Opcode.TEXT, payload).serialize(mask=False), size
+
+
+def ws_messages(data: bytes) -> list[dict[str, Any]]:
+    """What a WebSocket client reads from `data`: each text frame's JSON, by the library's parser
+    (a client of an already open connection, which expects a server's unmasked frames)."""
+    from websockets.client import ClientProtocol
+    from websockets.frames import Frame, Opcode
+    from websockets.protocol import OPEN
+    from websockets.uri import parse_uri
+
+    client = ClientProtocol(parse_uri("ws://localhost/"), state=OPEN)
+    client.receive_data(data)
+    frames = [frame for frame in client.events_received() if isinstance(frame, Frame)]
+    assert all(frame.opcode is Opcode.TEXT and frame.fin for frame in frames)
+    return [json.loads(bytes(frame.data)) for frame in frames]
+
+
+async def test_parked_websockets_share_each_batchs_frames_and_keep_the_websocket_contract() -> None:
+    """#16: a parked WebSocket is written text frames, one per envelope, and control messages
+    `{"type": ...}`; the frames of a batch are made once and the same bytes object goes to every
+    WebSocket that sees all of it (as SSE's join is shared among SSE streams); each tick also
+    runs the host's keepalive (`beat`)."""
+    from spacechat_plugin.realtime.bus import SSE, WS
+    from spacechat_plugin.realtime.parked import ParkedStream
+
+    bus = Bus(ring_size=64, max_lag=4)
+    sockets = {name: FakeSocket() for name in ("ws_a", "ws_b", "sse")}
+    streams: dict[str, ParkedStream] = {}
+    beats: list[str] = []
+    ended: list[str] = []
+    for name, framing in (("ws_a", WS), ("ws_b", WS), ("sse", SSE)):
+        streams[name] = ParkedStream(bus.subscribe(lambda item: True), functools.partial(ended.append, name), framing)
+        streams[name].start(sockets[name].write, sockets[name].end, functools.partial(beats.append, name))
+    assert bus.parked == {"sse": 1, "ws": 2}
+    bus.publish([event(1, "ch_1"), event(2, "ch_2")])  # two runs: joined once per transport
+    ws_a, ws_b, sse = sockets["ws_a"], sockets["ws_b"], sockets["sse"]
+    assert ws_a.chunks[-1] is ws_b.chunks[-1], "one frames object for every WebSocket"
+    assert [m["seq"] for m in ws_messages(ws_a.chunks[-1])] == [1, 2]
+    assert sse.chunks[-1].startswith(b"id: 1\ndata: {") and b"id: 2\n" in sse.chunks[-1]
+    bus.publish([event(3, "ch_1")])  # one run: its frames are kept on it and shared
+    assert ws_a.chunks[-1] is ws_b.chunks[-1] and [m["seq"] for m in ws_messages(ws_a.chunks[-1])] == [3]
+    bus.tick()
+    assert [m["type"] for m in ws_messages(ws_a.chunks[-1])] == ["heartbeat"]
+    assert sse.chunks[-1].startswith(b"event: heartbeat\n")
+    assert sorted(beats) == ["sse", "ws_a", "ws_b"], "one keepalive beat per stream per tick"
+    ws_a.full = True
+    bus.publish([event(4), event(5), event(6)])  # ws_a cannot take them; the others can
+    bus.publish([event(7), event(8)])  # ws_a is now more than max_lag behind: cut
+    assert [m["seq"] for m in ws_messages(ws_b.chunks[-1])] == [7, 8] and not ws_a.ended
+    ws_a.full = False
+    streams["ws_a"].serve()  # the host: the socket drained
+    assert ws_messages(ws_a.chunks[-1]) == [{"type": "lagged", "resume_after": 3}] and ws_a.ended
+    await asyncio.sleep(0)
+    assert ended == ["ws_a"] and bus.parked == {"sse": 1, "ws": 1}

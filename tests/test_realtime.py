@@ -15,7 +15,7 @@ from httpx_sse import aconnect_sse
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import InvalidStatus
 
-from .support import Server, parse_sse, post_messages, toml_config
+from .support import Server, parse_sse, post_messages, realtime_gauges, toml_config
 
 pytestmark = pytest.mark.asyncio
 
@@ -343,17 +343,6 @@ async def test_live_events_are_written_by_the_fan_out_itself_exactly_once(tmp_pa
         server.stop()
 
 
-def _gauges(metrics: str) -> dict[str, float]:
-    from prometheus_client.parser import text_string_to_metric_families
-
-    return {
-        sample.name: sample.value
-        for family in text_string_to_metric_families(metrics)
-        for sample in family.samples
-        if sample.name in ("spacechat_realtime_subscribers", "spacechat_realtime_parked")
-    }
-
-
 async def test_a_caught_up_stream_is_parked_delivers_beats_and_is_unregistered_when_the_client_leaves(
     tmp_path: Path,
 ) -> None:
@@ -369,8 +358,8 @@ async def test_a_caught_up_stream_is_parked_delivers_beats_and_is_unregistered_w
                 events = source.aiter_sse()
                 async with asyncio.timeout(20):
                     assert (await anext(events)).event == "ready"
-                    gauges = _gauges((await client.get("/metrics")).text)
-                    assert gauges == {"spacechat_realtime_subscribers": 1, "spacechat_realtime_parked": 1}
+                    gauges = realtime_gauges((await client.get("/metrics")).text)
+                    assert gauges == {"subscribers": 1, "parked_sse": 1, "parked_ws": 0}
                     for i in range(5):
                         posted = await client.post(f"/v1/threads/{thread_id}/messages", json={"text": f"parked {i}"})
                         assert posted.status_code == 201
@@ -384,9 +373,10 @@ async def test_a_caught_up_stream_is_parked_delivers_beats_and_is_unregistered_w
                             break
             assert got == [f"parked {i}" for i in range(5)]
             async with asyncio.timeout(10):  # the client has gone: wait for the server to notice
-                while _gauges((await client.get("/metrics")).text) != {
-                    "spacechat_realtime_subscribers": 0,
-                    "spacechat_realtime_parked": 0,
+                while realtime_gauges((await client.get("/metrics")).text) != {
+                    "subscribers": 0,
+                    "parked_sse": 0,
+                    "parked_ws": 0,
                 }:
                     await asyncio.sleep(0.05)
     finally:

@@ -140,10 +140,11 @@ async def _instance_families(app: Context) -> list[Family]:
     deliveries.add_metric([*gateway, "task"], app.bus.task_wakes)
     parked = GaugeMetricFamily(
         "spacechat_realtime_parked",
-        "Open realtime streams that are parked: caught up, with no task of their own",
-        labels=["gateway"],
+        "Open realtime streams that are parked: caught up, with no task of their own, by transport (sse, ws)",
+        labels=["gateway", "transport"],
     )
-    parked.add_metric(gateway, app.bus.parked)
+    for transport, count in app.bus.parked.items():
+        parked.add_metric([*gateway, transport], count)
     return [events, subscribers, lagged, deliveries, parked, *_relay_families(app)]
 
 

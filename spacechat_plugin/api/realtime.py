@@ -22,7 +22,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from ..errors import BadRequest, SpacechatError, UpgradeRequired
 from ..identity.permissions import Principal, check
-from ..realtime.stream import EventStreamResponse, Sink, WSSink, run_stream
+from ..realtime.stream import NORMAL_CLOSURE, SERVICE_RESTART, EventStreamResponse, Sink, WSSink, answer, run_stream
 from .common import error_response, operation, principal, query_int, spacechat
 from .context import Context
 
@@ -87,14 +87,15 @@ async def ws(websocket: WebSocket) -> None:
         await websocket.send_denial_response(error_response(exc))
         return
     await websocket.accept()
-    stream = asyncio.ensure_future(stream_to(app, who, after, WSSink(websocket)))
+    sink = WSSink(websocket)
+    stream = asyncio.ensure_future(stream_to(app, who, after, sink))
 
     async def read_until_closed() -> None:
         with contextlib.suppress(WebSocketDisconnect):
             while True:
-                message = await websocket.receive_text()
-                if message == '{"type":"ping"}' or message == "ping":
-                    await websocket.send_text('{"type":"pong"}')
+                reply = answer(await websocket.receive_text())
+                if reply is not None:
+                    await websocket.send_text(reply)
         stream.cancel()
 
     reader = asyncio.ensure_future(read_until_closed())
@@ -108,9 +109,11 @@ async def ws(websocket: WebSocket) -> None:
             await websocket.send_text(orjson.dumps({"type": "error", **exc.body()}).decode())
     finally:
         reader.cancel()
+    if sink.parked:  # the host's connection carries the stream on, and reads (realtime/parked.py)
+        return
     if websocket.client_state == WebSocketState.CONNECTED:
         with contextlib.suppress(Exception):
-            await websocket.close(code=1000)
+            await websocket.close(code=SERVICE_RESTART if app.bus.closing else NORMAL_CLOSURE)
 
 
 async def ws_over_http(request: Request) -> Response:

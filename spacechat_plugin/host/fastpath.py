@@ -9,7 +9,8 @@ ASGI path. `/metrics` counts deliveries by path, and a test fails if `spacechat 
 stops using this one.
 
 It also offers `park` (#16): a caught-up event stream hands its connection over, so an idle
-stream keeps no task and no call chain (realtime/parked.py says what that saves).
+stream keeps no task and no call chain (realtime/parked.py says what that saves). WebSocket
+scopes get the same under hookspecs.WEBSOCKET_PARK (host/websocket_park.py).
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from typing import Any
 import uvicorn
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ..hookspecs import DIRECT_WRITE
+from ..hookspecs import DIRECT_WRITE, WEBSOCKET_PARK
+from .websocket_park import park_websocket
 
 TESTED_UVICORN = ((0, 34), (0, 56))  # [lowest, highest) minor versions this was tested with
 HTTPTOOLS_CYCLE = "uvicorn.protocols.http.httptools_impl"
@@ -158,8 +160,9 @@ def park(
 
 
 def offer_direct_write(app: ASGIApp) -> ASGIApp:
-    """Wrap the host's ASGI app so every HTTP request's scope offers DIRECT_WRITE, bound to
-    uvicorn's own `send` for that request (before any middleware wraps it)."""
+    """Wrap the host's ASGI app so every HTTP request's scope offers DIRECT_WRITE, and every
+    WebSocket's WEBSOCKET_PARK, bound to uvicorn's own `send` for that request (before any
+    middleware wraps it)."""
     if not supported():
         return app
 
@@ -169,6 +172,11 @@ def offer_direct_write(app: ASGIApp) -> ASGIApp:
             extensions[DIRECT_WRITE] = {
                 "open": lambda: chunk_writer(send),
                 "park": lambda on_writable, on_closed: park(send, on_writable, on_closed),
+            }
+        elif scope["type"] == "websocket":
+            extensions = scope.setdefault("extensions", {})
+            extensions[WEBSOCKET_PARK] = {
+                "park": lambda on_writable, on_closed, on_text: park_websocket(send, on_writable, on_closed, on_text),
             }
         await app(scope, receive, send)
 

@@ -78,7 +78,9 @@ class HostServer(uvicorn.Server):
         await super().shutdown(sockets)
 
 
-def uvicorn_config(app: Starlette, *, host: str, port: int, log_level: str) -> uvicorn.Config:
+def uvicorn_config(
+    app: Starlette, *, host: str, port: int, log_level: str, ws_per_message_deflate: bool = False
+) -> uvicorn.Config:
     return uvicorn.Config(
         offer_direct_write(app),
         host=host,
@@ -92,5 +94,8 @@ def uvicorn_config(app: Starlette, *, host: str, port: int, log_level: str) -> u
         timeout_graceful_shutdown=3,
         ws_ping_interval=20,
         ws_ping_timeout=20,
+        # Off unless realtime.ws_per_message_deflate: a compressed WebSocket's frames are its own,
+        # so it cannot share the fan-out's bytes or be parked (host/websocket_park.py).
+        ws_per_message_deflate=ws_per_message_deflate,
         proxy_headers=False,
     )

@@ -12,7 +12,9 @@ response served by uvicorn: `Subscription.direct`), is written to from `publish`
 wake, no trip through the ASGI send chain. One that cannot take them now (its transport is
 paused by back-pressure) is woken instead and goes the usual way, which waits for the socket.
 A parked stream (realtime/parked.py: caught up, its connection handed over by the host) has no
-task at all: waking it runs one turn of its live loop in place (`Subscription.on_wake`).
+task at all: waking it runs one turn of its live loop in place (`Subscription.on_wake`). What it
+writes is framed for its transport (`Framing`: SSE, or WebSocket text frames), and that too is
+made once per batch and shared by every subscriber of the same transport.
 
 A subscriber more than `max_lag` entries behind the newest is cut: its stream ends with a `lagged`
 notice and the client resumes from the log, which has everything. The same happens to one whose
@@ -80,6 +82,9 @@ class Run:
     sse: bytes
     first_seq: int | None
     last_seq: int | None
+    # Its events as WebSocket text frames, joined; made on first use (ws_run), so a server with
+    # no parked WebSocket never makes them.
+    ws: bytes | None = None
 
 
 def make_runs(entries: list[Entry], classify: Callable[[str], str]) -> list[Run]:
@@ -127,6 +132,55 @@ def control_frame(name: str, data: dict[str, Any], *, seq: int | None = None) ->
     return head + b"event: %s\ndata: %s\n\n" % (name.encode(), orjson.dumps(data))
 
 
+def ws_frame(payload: bytes) -> bytes:
+    """`payload` as one WebSocket text frame as a server sends it when no extension was
+    negotiated (RFC 6455 5.2): FIN and opcode 1 (0x81), no mask bit, then the length in 7 bits,
+    or 126 and 16 bits, or 127 and 64 bits, then the payload. tests/test_bus.py holds it to the
+    websockets library's own serialisation."""
+    length = len(payload)
+    if length < 126:
+        return b"\x81%c%s" % (length, payload)
+    if length < 65536:
+        return b"\x81\x7e%s%s" % (length.to_bytes(2, "big"), payload)
+    return b"\x81\x7f%s%s" % (length.to_bytes(8, "big"), payload)
+
+
+def ws_run(run: Run) -> bytes:
+    """A run's events as WebSocket text frames, one per envelope, joined; made once per run and
+    kept on it, so every subscriber given the same run writes the same bytes object."""
+    if run.ws is None:
+        run.ws = b"".join([ws_frame(entry.json) for entry in run.entries])
+    return run.ws
+
+
+def ws_control(name: str, data: dict[str, Any]) -> bytes:
+    """A WebSocket control message (`{"type": "heartbeat", ...}`) as one text frame."""
+    return ws_frame(orjson.dumps({"type": name, **data}))
+
+
+def _sse_run(run: Run) -> bytes:
+    return run.sse
+
+
+def _sse_control(name: str, data: dict[str, Any]) -> bytes:
+    return control_frame(name, data)
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Framing:
+    """How one transport frames what a stream is sent: SSE events or WebSocket text frames. A
+    stream written to without a task of its own (`Subscription.direct`, realtime/parked.py)
+    writes `Bus.body(shown, runs, framing)`: made once per batch for each framing and shared."""
+
+    name: str  # "sse" or "ws": the `transport` label of /metrics' spacechat_realtime_parked
+    run: Callable[[Run], bytes]  # a run's events, framed and joined
+    control: Callable[[str, dict[str, Any]], bytes]  # a control event (`heartbeat`, `lagged`)
+
+
+SSE = Framing("sse", _sse_run, _sse_control)
+WS = Framing("ws", ws_run, ws_control)
+
+
 class Lagged(Exception):
     """The subscriber fell too far behind and must resume from the log."""
 
@@ -136,7 +190,19 @@ SPREAD_SLICE = 100
 
 
 class Subscription:
-    __slots__ = ("_bus", "closed", "direct", "lagged", "on_wake", "pos", "private", "sent", "visible", "waiter")
+    __slots__ = (
+        "_bus",
+        "closed",
+        "direct",
+        "framing",
+        "lagged",
+        "on_wake",
+        "pos",
+        "private",
+        "sent",
+        "visible",
+        "waiter",
+    )
 
     def __init__(self, bus: Bus, visible: Callable[[Any], bool]) -> None:
         self._bus = bus
@@ -149,8 +215,10 @@ class Subscription:
         # when it writes directly), so nothing a replay already sent is sent again.
         self.sent = 0
         # Writes bytes to the stream now, or answers False when it cannot (then the owner's
-        # task is woken to send them). Set by the owner once the stream is live.
+        # task is woken to send them). Set by the owner once the stream is live; `framing` says
+        # what it takes (SSE unless a parked WebSocket says otherwise).
         self.direct: Callable[[bytes], bool] | None = None
+        self.framing = SSE
         # Live-only events meant for this subscriber alone (Bus.deliver_to), waiting to be sent
         # after what the ring holds for it.
         self.private: list[Run] = []
@@ -238,7 +306,7 @@ class Bus:
         assert ring_size >= max_lag, "the ring must hold at least max_lag entries"
         self.classify = classify
         self._runs: dict[int, tuple[int, list[Run]]] = {}
-        self._joined: tuple[list[Run] | None, bytes] = (None, b"")  # Bus.body's last join
+        self._joined: dict[Framing, tuple[list[Run], bytes]] = {}  # Bus.body's last join, per framing
         self._ring: list[Entry | None] = [None] * ring_size
         self._size = ring_size
         self.max_lag = max_lag
@@ -249,7 +317,8 @@ class Bus:
         self.lagged_total = 0
         self.direct_writes = 0  # deliveries written from publish itself
         self.task_wakes = 0  # subscribers woken to deliver through their own task
-        self.parked = 0  # streams live with no task of their own (realtime/parked.py)
+        # Streams live with no task of their own (realtime/parked.py), by Framing.name.
+        self.parked = {SSE.name: 0, WS.name: 0}
         self.closing = False
 
     @property
@@ -340,7 +409,7 @@ class Bus:
                 and direct is not None
                 and subscription.pos == self.head
                 and not subscription.private
-                and direct(run.sse)
+                and direct(subscription.framing.run(run))
             ):
                 self.direct_writes += 1
                 continue
@@ -356,26 +425,29 @@ class Bus:
             return False
         shown = subscription.shown(runs)
         if shown:
-            if not subscription.direct(self.body(shown, runs)):
+            if not subscription.direct(self.body(shown, runs, subscription.framing)):
                 return False
             self.direct_writes += 1
             subscription.delivered(shown)
         subscription.pos = self.head
         return True
 
-    def body(self, shown: list[Run], runs: list[Run]) -> bytes:
-        """The bytes to write for `shown`, what a subscriber may see of `runs`. When that is all
-        of them (the usual case) the join is made once and shared, so every subscriber writes
-        the same bytes object (which the host frames once: host/fastpath.py)."""
+    def body(self, shown: list[Run], runs: list[Run], framing: Framing = SSE) -> bytes:
+        """The bytes to write for `shown`, what a subscriber may see of `runs`, framed for its
+        transport. When that is all of them (the usual case) the join is made once per framing
+        and shared, so every subscriber of a transport writes the same bytes object (which the
+        host frames once as an HTTP chunk for SSE: host/fastpath.py; WebSocket frames are whole)."""
+        frame = framing.run
         if len(shown) == 1:
-            return shown[0].sse
+            return frame(shown[0])
         if len(shown) == len(runs) and all(mine is theirs for mine, theirs in zip(shown, runs, strict=True)):
-            joined_for, joined = self._joined
-            if joined_for is not runs:
-                joined = b"".join([run.sse for run in runs])
-                self._joined = (runs, joined)
+            last = self._joined.get(framing)
+            if last is not None and last[0] is runs:
+                return last[1]
+            joined = b"".join([frame(run) for run in runs])
+            self._joined[framing] = (runs, joined)
             return joined
-        return b"".join([run.sse for run in shown])
+        return b"".join([frame(run) for run in shown])
 
     def entries_after(self, pos: int) -> list[Entry] | None:
         """Entries after `pos` up to the head; None when the ring no longer holds them."""

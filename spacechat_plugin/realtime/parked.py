@@ -13,6 +13,12 @@ place of resolving a waiter. `serve` is `stream._live`'s loop body: it writes (s
 already made) or, when the socket is full, leaves the cursor where it is and is called again when
 the host says the socket drains. Ending (closed, cut, the client gone) unregisters the stream on
 the loop's next turn, never while the bus walks its subscribers.
+
+The same object carries SSE and WebSocket streams. The one difference is how bytes are framed,
+and the trick that keeps that off the hot path is that this object never frames anything: the
+bus makes every batch's bytes once per transport (`bus.Framing`, `Bus.body`) and this stream
+writes the shared bytes object its framing names. A WebSocket host also proves the client alive
+on the tick (`beat`, a protocol ping: host/websocket_park.py `ParkedWebSocket`).
 """
 
 from __future__ import annotations
@@ -22,27 +28,38 @@ from collections.abc import Callable
 from typing import Any
 
 from ..events import now_rfc3339
-from .bus import TICK, Run, Subscription, control_frame
+from .bus import SSE, TICK, Framing, Run, Subscription
+
+
+def _nothing() -> None:
+    pass
 
 
 class ParkedStream:
     """The live phase of one stream, driven by the bus and the host instead of a task."""
 
-    __slots__ = ("_end_connection", "_on_end", "_write", "finished", "subscription")
+    __slots__ = ("_beat", "_end_connection", "_framing", "_on_end", "_write", "finished", "subscription")
 
-    def __init__(self, subscription: Subscription, on_end: Callable[[], None]) -> None:
+    def __init__(self, subscription: Subscription, on_end: Callable[[], None], framing: Framing = SSE) -> None:
         self.subscription = subscription
         self._on_end = on_end
+        self._framing = framing
         self._write: Callable[[bytes], bool] = lambda body: False
-        self._end_connection: Callable[[], None] = lambda: None
+        self._end_connection: Callable[[], None] = _nothing
+        self._beat: Callable[[], None] = _nothing
         self.finished = False
 
-    def start(self, write: Callable[[bytes], bool], end: Callable[[], None]) -> None:
-        """Take over from the stream's task: deliver what came since `ready`, then wait for wakes."""
-        self._write, self._end_connection = write, end
-        self.subscription.bus.parked += 1
-        self.subscription.direct = write
-        self.subscription.on_wake = self.serve
+    def start(
+        self, write: Callable[[bytes], bool], end: Callable[[], None], beat: Callable[[], None] = _nothing
+    ) -> None:
+        """Take over from the stream's task: deliver what came since `ready`, then wait for wakes.
+        `write` takes bytes framed as `framing` says; `beat` runs on every heartbeat tick."""
+        self._write, self._end_connection, self._beat = write, end, beat
+        subscription = self.subscription
+        subscription.bus.parked[self._framing.name] += 1
+        subscription.framing = self._framing
+        subscription.direct = write
+        subscription.on_wake = self.serve
         self.serve()
 
     def serve(self, reason: Any = None) -> None:
@@ -50,9 +67,10 @@ class ParkedStream:
         if self.finished:
             return
         subscription = self.subscription
+        framing = self._framing
         if subscription.lagged:
             # Written once the socket takes it (a full socket is why it fell behind).
-            if self._write(control_frame("lagged", {"resume_after": subscription.sent})):
+            if self._write(framing.control("lagged", {"resume_after": subscription.sent})):
                 self._end()
             return
         if subscription.closed:
@@ -66,19 +84,21 @@ class ParkedStream:
         bus = subscription.bus
         shown = subscription.shown(runs) if runs else runs
         if shown:
-            if not self._write(bus.body(shown, runs)):
+            if not self._write(bus.body(shown, runs, framing)):
                 return  # back-pressure: the cursor stays, the host calls again when it drains
             bus.direct_writes += 1
             subscription.delivered(shown)
         elif reason is TICK:
-            self._write(control_frame("heartbeat", {"ts": now_rfc3339()}))
+            self._write(framing.control("heartbeat", {"ts": now_rfc3339()}))
         subscription.pos = bus.head
         subscription.private = []
+        if reason is TICK:
+            self._beat()  # may find the client gone: then the host calls connection_lost
 
     def _finish(self) -> None:
         self.finished = True
         self.subscription.on_wake = None
-        self.subscription.bus.parked -= 1
+        self.subscription.bus.parked[self._framing.name] -= 1
 
     def _pending(self) -> list[Run] | None:
         """What the bus holds after the cursor, then this subscriber's own; None when cut."""

@@ -9,7 +9,12 @@ ends; it resumes from its last id.
 
 SSE frames: logged events are `id: <seq>` + `data: <envelope>`; live-only stream deltas carry no
 id; control events are named (`ready`, `heartbeat`, `reset`, `lagged`). WebSocket messages are the
-envelopes themselves, and `{"type": <control>, ...}` for control.
+envelopes themselves, one text message each, and `{"type": <control>, ...}` for control; a
+client's `ping` (or `{"type":"ping"}`) is answered `{"type":"pong"}`, and the stream closes with
+1000 when it ends, 1012 (service restart, as uvicorn says) when the server stops.
+
+Once caught up, either kind is parked where the serving host offers it (realtime/parked.py):
+SSE through hookspecs.DIRECT_WRITE's `park`, WebSocket through hookspecs.WEBSOCKET_PARK.
 """
 
 from __future__ import annotations
@@ -26,20 +31,28 @@ from starlette.websockets import WebSocket
 
 from ..errors import SpacechatError
 from ..events import now_rfc3339
-from ..hookspecs import DIRECT_WRITE
+from ..hookspecs import DIRECT_WRITE, WEBSOCKET_PARK
 from ..store import log as event_log
 from ..store.db import Database
-from .bus import Entry, Lagged, Run, Subscription, control_frame, encode_entry
+from .bus import SSE, WS, Entry, Framing, Lagged, Run, Subscription, control_frame, encode_entry, ws_frame
 from .parked import ParkedStream
 from .streams import Streams
 
 Visible = Callable[[Any], bool]
 
-
-Park = Callable[[Callable[[], None], Callable[[], None]], tuple[Callable[[bytes], bool], Callable[[], None]] | None]
+# What a parked stream writes to: (write, end, beat), as ParkedStream.start takes them.
+Connection = tuple[Callable[[bytes], bool], Callable[[], None], Callable[[], None]]
+# A sink's hand-over of its connection to a parked stream; None: not now, keep the task.
+Park = Callable[[ParkedStream], Connection | None]
+# The hand-over an HTTP host offers (hookspecs.DIRECT_WRITE `park`): (write, end) or None.
+OfferedPark = Callable[
+    [Callable[[], None], Callable[[], None]], tuple[Callable[[bytes], bool], Callable[[], None]] | None
+]
 
 
 class Sink(Protocol):
+    framing: Framing  # what its connection takes once parked
+
     async def events(self, items: Sequence[Entry]) -> None: ...
     async def runs(self, runs: Sequence[Run]) -> None: ...
     async def control(self, name: str, data: dict[str, Any], seq: int | None = None) -> None: ...
@@ -86,8 +99,8 @@ def _park(subscription: Subscription, sink: Sink, on_end: Callable[[], None]) ->
     park = sink.park()
     if park is None or subscription.closed:
         return False
-    stream = ParkedStream(subscription, on_end)
-    connection = park(stream.serve, stream.connection_lost)
+    stream = ParkedStream(subscription, on_end, sink.framing)
+    connection = park(stream)
     if connection is None:
         return False
     stream.start(*connection)
@@ -180,14 +193,19 @@ async def _live(subscription: Subscription, sink: Sink) -> None:
 # --- SSE -----------------------------------------------------------------------------------
 
 
+def _nothing() -> None:
+    pass
+
+
 class SSESink:
     __slots__ = ("_first", "_open_direct", "_park", "parked", "send")
+    framing = SSE
 
     def __init__(
         self,
         send: Send,
         open_direct: Callable[[], Callable[[bytes], bool] | None] | None = None,
-        park: Park | None = None,
+        park: OfferedPark | None = None,
     ) -> None:
         self.send = send
         self._open_direct = open_direct
@@ -226,12 +244,13 @@ class SSESink:
             return None
         offered = self._park
 
-        def park(
-            on_writable: Callable[[], None], on_closed: Callable[[], None]
-        ) -> tuple[Callable[[bytes], bool], Callable[[], None]] | None:
-            connection = offered(on_writable, on_closed)
-            self.parked = connection is not None
-            return connection
+        def park(stream: ParkedStream) -> Connection | None:
+            connection = offered(stream.serve, stream.connection_lost)
+            if connection is None:
+                return None
+            self.parked = True
+            write, end = connection
+            return write, end, _nothing
 
         return park
 
@@ -279,12 +298,33 @@ class EventStreamResponse(Response):
 
 # --- WebSocket -----------------------------------------------------------------------------
 
+PINGS = frozenset({"ping", '{"type":"ping"}'})
+PONG = '{"type":"pong"}'
+_PONG_FRAME = ws_frame(PONG.encode())
+NORMAL_CLOSURE = 1000
+SERVICE_RESTART = 1012  # what uvicorn closes open WebSockets with when it stops
+
+
+def answer(text: str) -> str | None:
+    """What a WebSocket client's text message gets back: a ping (`ping` or `{"type":"ping"}`)
+    gets `{"type":"pong"}`; anything else, nothing."""
+    return PONG if text in PINGS else None
+
+
+def _answer_frame(text: str) -> bytes | None:
+    """`answer`, as the frame a parked WebSocket's host writes back (hookspecs.WEBSOCKET_PARK)."""
+    return _PONG_FRAME if text in PINGS else None
+
 
 class WSSink:
-    __slots__ = ("ws",)
+    __slots__ = ("_park", "parked", "ws")
+    framing = WS
 
     def __init__(self, ws: WebSocket) -> None:
         self.ws = ws
+        offered = (ws.scope.get("extensions") or {}).get(WEBSOCKET_PARK) or {}
+        self._park: Callable[..., Any] | None = offered.get("park")
+        self.parked = False  # the host's connection carries the stream on (the route just returns)
 
     async def events(self, items: Sequence[Entry]) -> None:
         for item in items:
@@ -301,4 +341,20 @@ class WSSink:
         return None
 
     def park(self) -> Park | None:
-        return None
+        """The serving host's hand-over of the WebSocket (hookspecs.WEBSOCKET_PARK); None where
+        the host offers none. Where it cannot now (another WebSocket implementation, an extension
+        such as per-message-deflate negotiated, back-pressure) the offered park answers None."""
+        offered = self._park
+        if offered is None:
+            return None
+
+        def park(stream: ParkedStream) -> Connection | None:
+            connection = offered(stream.serve, stream.connection_lost, _answer_frame)
+            if connection is None:
+                return None
+            self.parked = True
+            write, end, beat = connection
+            bus = stream.subscription.bus
+            return write, lambda: end(SERVICE_RESTART if bus.closing else NORMAL_CLOSURE), beat
+
+        return park
