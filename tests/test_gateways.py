@@ -236,6 +236,13 @@ async def test_the_two_person_rule_holds_across_gateways(deployment: Deployment)
     a, b, c = deployment.start("a", ops=ops), deployment.start("b", ops=ops), deployment.start("c", ops=ops)
     first = invite(a, a.token, "operator")
     second = invite(a, a.token, "operator")
+    # Until a gateway has heard which one holds the agents' lease it answers an operation 503
+    # (Retry-After); wait, as the other operation test does, until b and c agree on the holder.
+    async with asyncio.timeout(15):
+        while not (holder := await asyncio.to_thread(lease_holders, b)) or holder != await asyncio.to_thread(
+            lease_holders, c
+        ):
+            await asyncio.sleep(0.1)
     with httpx.Client(base_url=b.url, headers=first.auth) as client:
         asked = client.post("/v1/ops/agents/spacebot/restart", json={"reason": "stuck worker"})
         assert asked.status_code == 202, asked.text
