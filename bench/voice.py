@@ -11,7 +11,8 @@ Four parts, each printed as a Markdown table (clips are spoken by the Piper voic
    screen when the next partial arrives: "word -> screen" is that bound for every partial.
 3. load, on a real server: the latency of a trivial request (`GET /v1/voice`, every 10 ms: the
    event loop's lag shows in it) and fan-out to N SSE subscribers (bench/fanout.py's measure),
-   idle and then while 4 memos are transcribed at once, over and over.
+   idle and then while 4 memos are transcribed at once, over and over; the fan-out in `--rounds`
+   rounds of `--messages` messages, idle and transcribing alternating in one server.
 4. spoken reply, on a real server with an agent that always speaks: from the moment its first
    sentence is complete in the stream to the moment that sentence's audio is announced
    (`voice.memo.speech`) and fetched.
@@ -45,7 +46,7 @@ import harness
 import httpx
 import numpy as np
 import orjson
-from harness import HTTPConnection, Server, add_server_options, begin, log, percentile, print_table
+from harness import HTTPConnection, Server, add_server_options, begin, log, median, percentile, print_table, with_range
 from websockets.asyncio.client import connect as ws_connect
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -408,24 +409,48 @@ async def probed(server: Server, seconds: float) -> tuple[list[float], float, fl
     return found, (cpu_now - cpu) / elapsed, (waited_now - waited) / elapsed
 
 
-async def load(models_dir: Path, seconds: float, subscribers: int, messages: int) -> None:
+async def load(models_dir: Path, seconds: float, subscribers: int, messages: int, rounds: int = 3) -> None:
     import fanout
 
     memo, _ = ten_second_memo(models_dir.parent)
     data = memo.read_bytes()
     # The subscribers in processes of their own (#16), so the fan-out figure is the server's.
     options = argparse.Namespace(
-        messages=messages, gap_ms=20, warmup=5, profile_gil=False, typists=0, present=0, client_procs=4
+        messages=messages, gap_ms=20, warmup=5, profile_gil=False, typists=0, present=0, client_procs=4, block=0
     )
+    # Fan-out idle and while transcribing alternate, `rounds` times each in one server, so what
+    # drifts over the minutes (the heap, the ring, the machine) weighs on both alike; the p99 is
+    # of all the rounds' messages together, and each round's ratio is shown for its spread.
+    idle_ms: list[float] = []
+    busy_ms: list[float] = []
+    ratios: list[float] = []
+    idle_us: list[float] = []
+    busy_us: list[float] = []
+    finished_total, worker_cpu = 0, 0.0
     with Server(voice_config(models_dir), src=SRC[0]) as server:
         idle_machine()
         idle = await probed(server, seconds)
-        idle_fanout = (await fanout.measure(server, subscribers, options, None)).summary()
         async with four_memos(server, data) as finished:
             with Usage(lambda: children(server.pid)) as workers:
                 busy = await probed(server, seconds)
-                busy_fanout = (await fanout.measure(server, subscribers, options, None)).summary()
-        log(f"{finished()} memos transcribed under load; workers used {workers.cpu:.1f} CPU-s")
+            finished_total += finished()
+            worker_cpu += workers.cpu
+        for _ in range(rounds):
+            quiet = await fanout.measure(server, subscribers, options, None)
+            async with four_memos(server, data) as finished:
+                with Usage(lambda: children(server.pid)) as workers:
+                    loaded = await fanout.measure(server, subscribers, options, None)
+                finished_total += finished()
+                worker_cpu += workers.cpu
+            idle_ms += quiet.post_to_last_ms
+            busy_ms += loaded.post_to_last_ms
+            idle_us.append(quiet.summary()["server_us"])
+            busy_us.append(loaded.summary()["server_us"])
+            ratios.append(percentile(loaded.post_to_last_ms, 99) / percentile(quiet.post_to_last_ms, 99))
+            log(f"round {len(ratios)}: fan-out p99 busy / idle {ratios[-1]:.2f}")
+        log(f"{finished_total} memos transcribed under load; workers used {worker_cpu:.1f} CPU-s")
+    idle_fanout = {"p50": percentile(idle_ms, 50), "p99": percentile(idle_ms, 99), "server_us": median(idle_us)}
+    busy_fanout = {"p50": percentile(busy_ms, 50), "p99": percentile(busy_ms, 99), "server_us": median(busy_us)}
 
     def row(name: str, measured: tuple[list[float], float, float]) -> list[str]:
         values, cpu, waited = measured
@@ -446,7 +471,8 @@ async def load(models_dir: Path, seconds: float, subscribers: int, messages: int
     )
     moved = busy_fanout["p99"] / idle_fanout["p99"] - 1
     print_table(
-        f"fan-out to {subscribers} subscribers, post -> last (target: p99 moved < 20%)",
+        f"fan-out to {subscribers} subscribers, post -> last, {rounds} rounds x {messages} messages idle and"
+        f" transcribing, alternating (target: p99 moved < 20%; each round's ratio: {with_range(ratios, 2)})",
         ["", "p50", "p99", "server CPU per delivery"],
         [
             [
@@ -548,7 +574,13 @@ async def main(args: argparse.Namespace) -> None:
             await live(models_dir, runs)
         if "load" in parts:
             small = args.small
-            await load(models_dir, 5 if small else args.load, 100 if small else args.subscribers, 20 if small else 100)
+            await load(
+                models_dir,
+                5 if small else args.load,
+                100 if small else args.subscribers,
+                20 if small else args.messages,
+                1 if small else args.rounds,
+            )
         if "speech" in parts:
             await spoken_reply(models_dir, runs)
 
@@ -559,6 +591,8 @@ if __name__ == "__main__":
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--load", type=float, default=30, help="seconds of request probing, idle and under load")
     parser.add_argument("--subscribers", type=int, default=1000)
+    parser.add_argument("--messages", type=int, default=200, help="load: fan-out messages per round and state")
+    parser.add_argument("--rounds", type=int, default=3, help="load: idle / transcribing rounds, alternating")
     parser.add_argument("--parts", default="engines,live,load,speech", help="which parts to run (comma-separated)")
     add_server_options(parser)
     asyncio.run(main(parser.parse_args()))
