@@ -204,6 +204,15 @@ class Server:
         return b"".join(path.read_bytes() for path in files)
 
 
+def terminate_timed(process: subprocess.Popen[Any], timeout: float = 30) -> tuple[int, float]:
+    """SIGTERM, then (exit code, seconds until the process was gone). Call it on a thread
+    (`asyncio.to_thread`) so the timing does not wait on a test's busy event loop."""
+    signalled = time.monotonic()
+    process.terminate()
+    code = process.wait(timeout)
+    return code, time.monotonic() - signalled
+
+
 def wait_until(predicate: Any, timeout: float = 10, interval: float = 0.05) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

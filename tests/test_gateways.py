@@ -237,12 +237,8 @@ async def test_the_two_person_rule_holds_across_gateways(deployment: Deployment)
     first = invite(a, a.token, "operator")
     second = invite(a, a.token, "operator")
     # Until a gateway has heard which one holds the agents' lease it answers an operation 503
-    # (Retry-After); wait, as the other operation test does, until b and c agree on the holder.
-    async with asyncio.timeout(15):
-        while not (holder := await asyncio.to_thread(lease_holders, b)) or holder != await asyncio.to_thread(
-            lease_holders, c
-        ):
-            await asyncio.sleep(0.1)
+    # (Retry-After): send none before b and c agree on the holder.
+    await holder_agreed(b, c)
     with httpx.Client(base_url=b.url, headers=first.auth) as client:
         asked = client.post("/v1/ops/agents/spacebot/restart", json={"reason": "stuck worker"})
         assert asked.status_code == 202, asked.text
@@ -382,9 +378,7 @@ async def test_an_operation_sent_to_a_gateway_without_the_agents_runs_on_the_lea
     deployment: Deployment,
 ) -> None:
     a, b = deployment.start("a"), deployment.start("b")
-    async with asyncio.timeout(15):
-        while await asyncio.to_thread(lease_holders, b) != ["a"]:
-            await asyncio.sleep(0.1)
+    assert await holder_agreed(b) == ["a"]
     spacebot = b.channel_id("spacebot")
     # The operator's client connects from another loopback address, so the audit can tell it
     # from the gateway that forwards the request.
@@ -466,6 +460,16 @@ def lease_holders(server: Server) -> list[str]:
     """The gateways that run the agents, as `server` sees them."""
     found = httpx.get(f"{server.url}/v1/system/health", headers=server.auth).json()
     return [g["id"] for g in found["gateways"] if g["alive"] and g["runs_agents"]]
+
+
+async def holder_agreed(*servers: Server, timeout: float = 15) -> list[str]:
+    """The lease holder, once every one of `servers` has heard of the same one (health's view)."""
+    async with asyncio.timeout(timeout):
+        while True:
+            seen = [await asyncio.to_thread(lease_holders, server) for server in servers]
+            if seen[0] and all(holders == seen[0] for holders in seen):
+                return seen[0]
+            await asyncio.sleep(0.1)
 
 
 def health(server: Server) -> dict[str, Any]:

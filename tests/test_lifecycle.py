@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from .support import Server, serve_command, toml_config
+from .support import Server, serve_command, terminate_timed, toml_config
 
 
 def serve(
@@ -162,15 +162,8 @@ async def test_sigterm_with_a_thousand_streams_exits_promptly_losing_nothing(tmp
         assert server.process is not None
         process = server.process
 
-        def stopped() -> tuple[int, float]:
-            """SIGTERM, and how long until the process is gone (timed on this thread: the test's
-            own loop is busy with a thousand streams ending)."""
-            signalled = time.monotonic()
-            process.terminate()
-            code = process.wait(30)
-            return code, time.monotonic() - signalled
-
-        code, took = await asyncio.to_thread(stopped)
+        # Timed on a thread: the test's own loop is busy with a thousand streams ending.
+        code, took = await asyncio.to_thread(terminate_timed, process)
         load.stop_sending.set()
         await asyncio.gather(*sending)
         async with asyncio.timeout(30):
@@ -214,12 +207,7 @@ async def test_sigterm_mid_reply_with_a_browser_like_client_stops_promptly(tmp_p
             process = server.process
             assert process is not None
 
-            def stopped() -> tuple[int, float]:
-                signalled = time.monotonic()
-                process.terminate()
-                return process.wait(30), time.monotonic() - signalled
-
-            code, took = await asyncio.to_thread(stopped)
+            code, took = await asyncio.to_thread(terminate_timed, process)
             async with asyncio.timeout(5):
                 async for _ in sse.aiter_bytes():
                     pass

@@ -21,7 +21,7 @@ from websockets.protocol import State
 from websockets.uri import parse_uri
 
 from .listen import Listener
-from .support import Server, invite, realtime_gauges, toml_config
+from .support import Server, invite, realtime_gauges, terminate_timed, toml_config
 
 pytestmark = pytest.mark.asyncio
 
@@ -277,12 +277,7 @@ async def test_a_compressed_websocket_is_served_unparked_and_stopping_closes_eve
             process = server.process
             assert process is not None
 
-            def stopped() -> tuple[int, float]:
-                signalled = time.monotonic()
-                process.terminate()
-                return process.wait(30), time.monotonic() - signalled
-
-            code, took = await asyncio.to_thread(stopped)
+            code, took = await asyncio.to_thread(terminate_timed, process)
             for ws in (compressed, plain):
                 with pytest.raises(ConnectionClosed) as closed:
                     async with asyncio.timeout(10):
