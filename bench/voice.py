@@ -220,11 +220,51 @@ def voice_config(models_dir: Path, extra: str = "", *, runtime: str = "none") ->
 
 
 @contextlib.asynccontextmanager
-async def client(server: Server) -> AsyncIterator[httpx.AsyncClient]:
+async def client(server: Server, token: str | None = None) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(
-        base_url=f"http://{server.host}:{server.port}", headers={"Authorization": f"Bearer {server.token}"}, timeout=120
+        base_url=f"http://{server.host}:{server.port}",
+        headers={"Authorization": f"Bearer {token or server.token}"},
+        timeout=120,
     ) as http:
         yield http
+
+
+async def someone_else(server: Server) -> tuple[str, str]:
+    """(token, channel id) of a second person, an admin invited by the owner, in a private channel
+    of their own: what they post there reaches none of the owner's streams."""
+    async with client(server) as http:
+        invitation = await http.post("/v1/invitations", json={"role": "admin", "channel_ids": []})
+        invitation.raise_for_status()
+        accepted = await http.post(
+            "/v1/auth/invitations/accept",
+            json={
+                "token": invitation.json()["token"],
+                "email": "voice-bench@example.com",
+                "name": "Voice Bench",
+                "password": "correct horse battery staple",
+                "return_token": True,
+            },
+        )
+        accepted.raise_for_status()
+    token = str(accepted.json()["session_token"])
+    async with client(server, token) as http:
+        made = await http.post("/v1/channels", json={"name": "voice-bench", "private": True})
+        made.raise_for_status()
+    return token, str(made.json()["channel"]["id"])
+
+
+async def preloaded(server: Server, timeout: float = 60) -> None:
+    """Until the workers have loaded the speech model (voice.preload, at the server's start), so
+    a figure is of a server in use, not of one starting; a one-time cost is timed apart."""
+    deadline = time.monotonic() + timeout
+    async with client(server) as http:
+        while True:
+            workers = (await http.get("/v1/voice")).json()["voice"]["workers"]
+            if workers["warmed"] >= workers["count"]:
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the voice workers did not load the model in {timeout:.0f} s: {workers}")
+            await asyncio.sleep(0.1)
 
 
 async def channel_id(http: httpx.AsyncClient, name: str) -> str:
@@ -325,6 +365,7 @@ async def live(models_dir: Path, runs: int) -> None:
     bounds: list[float] = []
     took: list[float] = []
     with Server(voice_config(models_dir), src=SRC[0]) as server:
+        await preloaded(server)
         for _ in range(runs):
             idle_machine()
             b, t = await live_session(server, clip.files["webm"], clip.seconds)
@@ -366,8 +407,9 @@ async def probe(server: Server, seconds: float) -> list[float]:
 
 
 @contextlib.asynccontextmanager
-async def four_memos(server: Server, memo: bytes) -> AsyncIterator[Callable[[], int]]:
-    """Keep 4 memos being transcribed (each posted again once done) until the block ends."""
+async def four_memos(server: Server, memo: bytes, poster: tuple[str, str] | None) -> AsyncIterator[Callable[[], int]]:
+    """Keep 4 memos being transcribed (each posted again once done) until the block ends: by the
+    owner in #general, or by `poster` (token, channel) where the owner's streams do not see them."""
     done = 0
     stop = asyncio.Event()
     watcher = Transcriptions()
@@ -378,9 +420,9 @@ async def four_memos(server: Server, memo: bytes) -> AsyncIterator[Callable[[], 
             await watcher.wait(await post_memo(http, channel, memo))
             done += 1
 
-    async with client(server) as http:
+    async with client(server, poster[0] if poster else None) as http:
         await watcher.watch(http)
-        channel = await channel_id(http, "general")
+        channel = poster[1] if poster else await channel_id(http, "general")
         await watcher.wait(await post_memo(http, channel, memo))  # the workers have started
         unpin(children(server.pid))
         tasks = [asyncio.ensure_future(keep_one(http, channel)) for _ in range(4)]
@@ -409,7 +451,9 @@ async def probed(server: Server, seconds: float) -> tuple[list[float], float, fl
     return found, (cpu_now - cpu) / elapsed, (waited_now - waited) / elapsed
 
 
-async def load(models_dir: Path, seconds: float, subscribers: int, messages: int, rounds: int = 3) -> None:
+async def load(
+    models_dir: Path, seconds: float, subscribers: int, messages: int, rounds: int = 3, memos_in: str = "private"
+) -> None:
     import fanout
 
     memo, _ = ten_second_memo(models_dir.parent)
@@ -428,16 +472,21 @@ async def load(models_dir: Path, seconds: float, subscribers: int, messages: int
     busy_us: list[float] = []
     finished_total, worker_cpu = 0, 0.0
     with Server(voice_config(models_dir), src=SRC[0]) as server:
+        # Where the memos go: by default a second person's private channel, so the fan-out
+        # measured is the same before and while transcribing and only transcription's cost shows;
+        # "shared" posts them in #general, where each memo's events also reach the subscribers.
+        poster = await someone_else(server) if memos_in == "private" else None
+        await preloaded(server)
         idle_machine()
         idle = await probed(server, seconds)
-        async with four_memos(server, data) as finished:
+        async with four_memos(server, data, poster) as finished:
             with Usage(lambda: children(server.pid)) as workers:
                 busy = await probed(server, seconds)
             finished_total += finished()
             worker_cpu += workers.cpu
         for _ in range(rounds):
             quiet = await fanout.measure(server, subscribers, options, None)
-            async with four_memos(server, data) as finished:
+            async with four_memos(server, data, poster) as finished:
                 with Usage(lambda: children(server.pid)) as workers:
                     loaded = await fanout.measure(server, subscribers, options, None)
                 finished_total += finished()
@@ -472,7 +521,8 @@ async def load(models_dir: Path, seconds: float, subscribers: int, messages: int
     moved = busy_fanout["p99"] / idle_fanout["p99"] - 1
     print_table(
         f"fan-out to {subscribers} subscribers, post -> last, {rounds} rounds x {messages} messages idle and"
-        f" transcribing, alternating (target: p99 moved < 20%; each round's ratio: {with_range(ratios, 2)})",
+        f" transcribing, alternating, memos in {'a private channel' if memos_in == 'private' else '#general'}"
+        f" (target: p99 moved < 20%; each round's ratio: {with_range(ratios, 2)})",
         ["", "p50", "p99", "server CPU per delivery"],
         [
             [
@@ -580,6 +630,7 @@ async def main(args: argparse.Namespace) -> None:
                 100 if small else args.subscribers,
                 20 if small else args.messages,
                 1 if small else args.rounds,
+                args.memos_in,
             )
         if "speech" in parts:
             await spoken_reply(models_dir, runs)
@@ -593,6 +644,13 @@ if __name__ == "__main__":
     parser.add_argument("--subscribers", type=int, default=1000)
     parser.add_argument("--messages", type=int, default=200, help="load: fan-out messages per round and state")
     parser.add_argument("--rounds", type=int, default=3, help="load: idle / transcribing rounds, alternating")
+    parser.add_argument(
+        "--memos-in",
+        choices=("private", "shared"),
+        default="private",
+        help="load: memos in a second person's private channel (transcription's cost alone) or in the"
+        " subscribers' #general (their events fan out too)",
+    )
     parser.add_argument("--parts", default="engines,live,load,speech", help="which parts to run (comma-separated)")
     add_server_options(parser)
     asyncio.run(main(parser.parse_args()))

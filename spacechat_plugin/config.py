@@ -201,6 +201,10 @@ class VoiceConfig(_Section):
     # How much lower the workers' CPU priority is than the server's (Unix nice, 0-19): requests
     # are served first, transcription takes the rest.
     nice: int = Field(10, ge=0, le=19)
+    # Start the workers and load the speech model into them when the server starts, once the
+    # model is built (`spacechat voice prepare`, or the first memo): the first memo then does not
+    # wait for loading, and loading's one stall (docs/voice.md) comes before requests do.
+    preload: bool = True
     max_bytes: int = Field(10 * 1024 * 1024, ge=1024)
     max_seconds: float = Field(300, gt=0, le=3600)
     # The least time between the starts of two partials of a live recording (they run back to

@@ -24,6 +24,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    # Test servers do not start voice workers at start (voice.preload): once a voice test has
+    # built the model (SPACECHAT_VOICE__MODELS_DIR), every later server would otherwise start
+    # three processes. test_voice_models.py turns it on where it is the subject.
+    os.environ.setdefault("SPACECHAT_VOICE__PRELOAD", "false")
     chosen = config.getoption("--store")
     if chosen is not None:
         os.environ[postgres.STORE_ENV] = chosen

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -68,3 +69,64 @@ def test_the_server_builds_the_model_on_first_use_and_logs_progress(tmp_path: Pa
             assert client.get("/v1/voice").json()["voice"]["stt"]["ready"] is True
     finally:
         server.stop()
+
+
+def _workers(server_pid: int) -> list[int]:
+    """The server's voice worker processes (multiprocessing's spawned children)."""
+    found = []
+    for task in Path(f"/proc/{server_pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes():
+                found.append(int(child))
+    return found
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux's idle scheduling class")
+def test_the_workers_load_the_model_at_start_below_the_servers_priority(tmp_path: Path, voice_model: Path) -> None:
+    env = {"SPACECHAT_VOICE__MODELS_DIR": str(voice_model.parent), "SPACECHAT_VOICE__PRELOAD": "true"}
+    server = Server(tmp_path / "data", toml_config(), env=env).start()
+    try:
+        assert server.process is not None
+
+        def warmed() -> dict[str, object] | None:
+            with server.sync_client() as client:
+                workers: dict[str, object] = client.get("/v1/voice").json()["voice"]["workers"]
+            return workers if workers["warmed"] == workers["count"] else None
+
+        assert wait_until(warmed, timeout=120, interval=0.1) == {"count": 2, "preload": True, "warmed": 2}
+        pids = _workers(server.process.pid)
+        assert len(pids) == 3  # two engine workers and the upload checker
+        lowered = min(19, os.getpriority(os.PRIO_PROCESS, server.process.pid) + 10)
+        for pid in pids:
+            assert os.sched_getscheduler(pid) == os.SCHED_IDLE
+            assert os.getpriority(os.PRIO_PROCESS, pid) == lowered
+    finally:
+        server.stop()
+    env["SPACECHAT_VOICE__PRELOAD"] = "false"
+    server = Server(tmp_path / "data2", toml_config(), env=env).start()
+    try:
+        assert server.process is not None
+        with server.sync_client() as client:
+            assert client.get("/v1/voice").json()["voice"]["workers"] == {"count": 2, "preload": False, "warmed": 0}
+        assert _workers(server.process.pid) == []
+    finally:
+        server.stop()
+
+
+def _own_priority(answer: Any) -> None:
+    answer.put((os.sched_getscheduler(0), os.getpriority(os.PRIO_PROCESS, 0)))
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux's idle scheduling class")
+def test_a_worker_is_in_the_idle_class_before_its_own_code_runs() -> None:
+    """The server lowers a new worker's priority as soon as it has a pid: the process's own first
+    code (here a target with no initializer) already runs in the idle class, niced."""
+    from spacechat_plugin.voice.pool import _Spawn
+
+    context = _Spawn(10)
+    answer = context.SimpleQueue()
+    process = context.Process(target=_own_priority, args=(answer,))
+    process.start()
+    policy, nice = answer.get()
+    process.join(30)
+    assert policy == os.SCHED_IDLE and nice == min(19, os.getpriority(os.PRIO_PROCESS, 0) + 10)

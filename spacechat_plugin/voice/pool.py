@@ -7,7 +7,10 @@ from config (`voice.workers`), and at most `voice.queue` jobs wait beyond the ru
 that a job is refused at once (`Busy`, which the API answers 503 with Retry-After), never queued
 without end. Quick checks of an upload run in a process of their own, so an upload is not stuck
 behind long transcriptions. The processes run at a lower priority than the server
-(`voice.nice`, worker.initializer), so serving requests comes first.
+(`voice.nice`, worker.lower_priority), so serving requests comes first: from the moment each one
+exists (`_Spawn`), not from when its initializer runs: a spawned interpreter first imports the
+server's main module and what it imports (0.15 CPU-s per process, measured), which at the
+server's priority took that share from serving.
 """
 
 from __future__ import annotations
@@ -15,14 +18,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import multiprocessing
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from multiprocessing.context import SpawnContext, SpawnProcess
 from typing import Any, TypeVar
 
-from .worker import initializer
+from .worker import initializer, lower_priority
 
 log = logging.getLogger("spacechat.voice")
 
@@ -37,6 +40,29 @@ class Busy(Exception):
         self.retry_after = retry_after
 
 
+class _Spawn(SpawnContext):
+    """The `spawn` start method, with each new process put at the workers' priority by the
+    server as soon as it has a pid (before it has imported anything)."""
+
+    def __init__(self, nice: int) -> None:
+        super().__init__()
+        self.nice = nice
+
+    def Process(self, *args: Any, **kwargs: Any) -> SpawnProcess:  # type: ignore[override]  # a method, as the executor calls it
+        process = _LowPriorityProcess(*args, **kwargs)
+        process.nice = self.nice
+        return process
+
+
+class _LowPriorityProcess(SpawnProcess):
+    nice = 0
+
+    def start(self) -> None:
+        super().start()
+        if self.pid is not None:
+            lower_priority(self.pid, self.nice)
+
+
 class Lane:
     """One executor with a bound on the jobs it holds (running and waiting)."""
 
@@ -47,12 +73,13 @@ class Lane:
         self._executor: ProcessPoolExecutor | None = None
         self._warmed: set[tuple[str, tuple[Any, ...]]] = set()
         self._warming: set[asyncio.Future[Any]] = set()
+        self.warm_jobs_done = 0  # warming jobs finished since the processes (re)started
 
     def _pool(self) -> ProcessPoolExecutor:
         if self._executor is None:
             self._executor = ProcessPoolExecutor(
                 max_workers=self.workers,
-                mp_context=multiprocessing.get_context("spawn"),
+                mp_context=_Spawn(self.nice),
                 initializer=initializer,
                 initargs=(self.nice,),
             )
@@ -102,11 +129,16 @@ class Lane:
 
     def _warmed_one(self, task: asyncio.Future[Any]) -> None:
         self._warming.discard(task)
-        if not task.cancelled() and task.exception() is not None:
+        if task.cancelled():
+            return
+        if task.exception() is not None:
             log.warning("warming a voice worker failed: %s", task.exception())
+        else:
+            self.warm_jobs_done += 1
 
     def reset(self) -> None:
         self._warmed.clear()
+        self.warm_jobs_done = 0
         executor, self._executor = self._executor, None
         if executor is not None:
             executor.shutdown(wait=False, cancel_futures=True)

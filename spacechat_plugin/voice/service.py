@@ -125,6 +125,11 @@ class VoiceService:
             "tts": {"engine": self.config.tts, "voice": self.config.tts_voice or "en_US-joe-medium"},
             "limits": {"max_bytes": self.config.max_bytes, "max_seconds": self.config.max_seconds},
             "live": {"interval_ms": self.config.live_interval_ms},
+            "workers": {
+                "count": self.config.workers,
+                "preload": self.config.preload,
+                "warmed": self.pool.engines.warm_jobs_done,
+            },
         }
 
     async def model(self) -> Path:
@@ -155,9 +160,13 @@ class VoiceService:
     # -- life cycle -----------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Memos a restart left open: recordings are transcribed again, speech that was cut ends."""
+        """The workers load the speech model (`voice.preload`, once it is built), and memos a
+        restart left open are settled: recordings are transcribed again, speech that was cut ends."""
         if self.reason is not None:
             return
+        if self.config.preload and models.is_ready(self.models_dir, self.config.stt_model):
+            self.pool.engines.warm(worker.warm_stt, await self.stt_settings())
+            self.pool.checks.warm(worker.warm_checks)
         for memo in await voice_store.open_memos(self.db):
             if memo["kind"] == "memo":
                 try:

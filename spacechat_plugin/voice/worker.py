@@ -38,15 +38,31 @@ class TTSSettings:
     espeak_voice: str
 
 
+def lower_priority(pid: int, nice: int) -> None:
+    """Put process `pid` (0: this one) at the workers' priority: Linux's idle scheduling class
+    (CPU time nobody else wants; the batch class with nice 10, as before 2026-12-05, still took
+    a share from the server and the client in the fan-out measured while 4 memos transcribe),
+    and `nice` steps below the server. Idempotent: a process already in the idle class is left
+    as it is, so the server (at spawn) and the worker (at start-up) may both call it."""
+    if not nice:
+        return
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            if os.sched_getscheduler(pid) == os.SCHED_IDLE:
+                return
+            os.sched_setscheduler(pid, os.SCHED_IDLE, os.sched_param(0))
+    with contextlib.suppress(OSError):
+        os.setpriority(os.PRIO_PROCESS, pid, min(19, os.getpriority(os.PRIO_PROCESS, pid) + nice))
+
+
 def initializer(nice: int = 0) -> None:
     """Start-up of a worker process: it ends with the server, however the server ends (even
     `kill -9`: Linux's parent-death signal); OpenMP threads wait passively (whisper.cpp's threads
     spin by default: measured, 2 threads took 3.0 CPU-s for a 10 s memo instead of 0.7 on a busy
-    machine); and it yields the CPU to the server: with `nice` above 0 it runs in Linux's idle
-    scheduling class (CPU time nobody else wants; the batch class with nice 10, as before
-    2026-12-05, still took a share from the server and the client in the fan-out measured while
-    4 memos transcribe), so the event loop, woken by a request, runs at once even while every
-    core transcribes (bench/voice.py measures both). `nice` 0 keeps an equal share."""
+    machine); and it yields the CPU to the server (`lower_priority`; the server lowered it already
+    the moment the process existed, pool.py, so this only matters elsewhere), so the event loop,
+    woken by a request, runs at once even while every core transcribes (bench/voice.py measures
+    both). `nice` 0 keeps an equal share."""
     os.environ.setdefault("OMP_WAIT_POLICY", "passive")
     parent = os.getppid()
     if sys.platform.startswith("linux"):
@@ -54,12 +70,7 @@ def initializer(nice: int = 0) -> None:
 
         with contextlib.suppress(OSError):
             ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-        if nice:
-            with contextlib.suppress(OSError, AttributeError):
-                os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
-    if nice:
-        with contextlib.suppress(OSError):
-            os.nice(nice)
+    lower_priority(0, nice)
     if os.getppid() != parent:  # the server ended before the signal was asked for
         os._exit(0)
 
@@ -105,6 +116,11 @@ def prepare_memo(source: str, target: str, declared: str, max_seconds: float) ->
     with stored.open("rb") as handle:
         os.fsync(handle.fileno())
     return {**asdict(found), "size": stored.stat().st_size, "sha256": _sha256(stored)}
+
+
+def warm_checks() -> None:
+    """Import the decoders in this process (before the first upload is checked)."""
+    from . import audio  # noqa: F401
 
 
 def warm_stt(settings: STTSettings) -> None:
