@@ -112,7 +112,7 @@ async def test_a_caught_up_websocket_is_parked_and_keeps_the_contract(beating: S
         assert seqs(first) == list(range(ready["resume_after"] + 1, ready["resume_after"] + 4))
         beats = await read_until(ws, lambda got: sum(m.get("type") == "heartbeat" for m in got) >= 4)
         assert all(m == {"type": "heartbeat", "ts": m["ts"]} for m in beats if "event_type" not in m)
-        for ping in ("hello", "ping", '{"type":"ping"}'):  # "hello" is ignored
+        for ping in ("hello", b"\x00binary", "ping", '{"type":"ping"}'):  # "hello" and bytes are ignored
             await ws.send(ping)
         answers = await read_until(ws, lambda got: sum(m.get("type") == "pong" for m in got) == 2)
         replies = [m for m in answers if m.get("type") != "heartbeat" and "event_type" not in m]
@@ -251,7 +251,8 @@ async def test_a_parked_websocket_that_never_reads_gets_lagged_and_resumes_witho
 
 async def test_a_compressed_websocket_is_served_unparked_and_stopping_closes_every_websocket(tmp_path: Path) -> None:
     """With realtime.ws_per_message_deflate on, a client that negotiates the extension keeps
-    today's task (its frames are its own) and the contract; one that does not is parked. When
+    today's task (its frames are its own) and the contract (a binary message is ignored, as a
+    parked one ignores it); one that does not is parked. When
     the server stops, both are closed with 1012 (service restart, as uvicorn says) and the
     server is gone within the stop budget."""
     config = toml_config(runtime={"mode": "none"}, realtime={"ws_per_message_deflate": True})
@@ -271,6 +272,7 @@ async def test_a_compressed_websocket_is_served_unparked_and_stopping_closes_eve
             got = [await read_until(ws, lambda seen: len(created(seen)) == 3) for ws in (compressed, plain)]
             assert created(got[0]) == created(got[1]) == ["a", "b", "c"]
             assert seqs(got[0]) == seqs(got[1])
+            await compressed.send(b"\x00binary")  # ignored, and the stream reads on
             await compressed.send("ping")
             assert (await read_until(compressed, lambda seen: seen[-1:] == [{"type": "pong"}]))[-1] == {"type": "pong"}
 

@@ -90,15 +90,7 @@ async def ws(websocket: WebSocket) -> None:
     sink = WSSink(websocket)
     stream = asyncio.ensure_future(stream_to(app, who, after, sink))
 
-    async def read_until_closed() -> None:
-        with contextlib.suppress(WebSocketDisconnect):
-            while True:
-                reply = answer(await websocket.receive_text())
-                if reply is not None:
-                    await websocket.send_text(reply)
-        stream.cancel()
-
-    reader = asyncio.ensure_future(read_until_closed())
+    reader = asyncio.ensure_future(_answer_until_closed(websocket, stream))
     try:
         await stream
     except asyncio.CancelledError:
@@ -114,6 +106,23 @@ async def ws(websocket: WebSocket) -> None:
     if websocket.client_state == WebSocketState.CONNECTED:
         with contextlib.suppress(Exception):
             await websocket.close(code=SERVICE_RESTART if app.bus.closing else NORMAL_CLOSURE)
+
+
+async def _answer_until_closed(websocket: WebSocket, stream: asyncio.Future[Any]) -> None:
+    """Answer the client's pings until it leaves, then end its stream. `receive`, not
+    `receive_text`, which raises KeyError on a binary message: that ended this reader, and with
+    it the answers to pings. A binary message is ignored, as a parked stream ignores it
+    (host/websocket_park.py)."""
+    with contextlib.suppress(WebSocketDisconnect):
+        while True:
+            message = await websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                break
+            text = message.get("text")
+            reply = answer(text) if text is not None else None
+            if reply is not None:
+                await websocket.send_text(reply)
+    stream.cancel()
 
 
 async def ws_over_http(request: Request) -> Response:
