@@ -1,8 +1,9 @@
 """An OpenID Connect provider for the single sign-on tests, built from authlib's server components.
 
-Neither Debian nor PyPI packages a provider that runs here without a container (Keycloak,
-Dex and the like need their own runtimes), so the tests run one made of authlib's authorization
-server: the authorization code grant with the OpenID Connect extension (ID tokens signed RS256
+Debian packages no provider that runs here without a container or a web server of its own
+(Keycloak and Dex are not packaged; LemonLDAP::NG needs a Perl web stack). PyPI has provider
+libraries (django-oidc-provider, pyop, idpyoidc); the tests do not use one yet (a candidate for a
+second provider in these tests) and run one made of authlib's authorization server: the authorization code grant with the OpenID Connect extension (ID tokens signed RS256
 with the provider's own key, the nonce carried through) and PKCE required, serving discovery,
 authorize, token and JWKS over real HTTP on loopback (Starlette under uvicorn, in a thread).
 

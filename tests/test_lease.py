@@ -125,3 +125,26 @@ async def test_a_holder_whose_database_goes_away_says_it_lost_the_lease() -> Non
     finally:
         await watched.lease.stop()
         server.stop()
+
+
+async def test_the_lease_session_has_the_server_give_up_on_a_lost_holder_within_seconds(database: str) -> None:
+    """Postgres ends a session (and so the lock) when its socket is found dead, and finds that
+    out by its own TCP keepalives: the kernel's defaults wait two hours, so a holder whose
+    machine or network is gone would keep the agents stopped that long. The lease's session
+    sets them (5 s idle, then 5 probes 1 s apart; 10 s for unacknowledged data)."""
+    watched = Watched(database)
+    watched.lease.start()
+    try:
+        await asyncio.wait_for(watched.acquired.wait(), 10)
+        names = ("tcp_keepalives_idle", "tcp_keepalives_interval", "tcp_keepalives_count", "tcp_user_timeout")
+        cursor = await watched.lease._conn.execute(
+            "SELECT name, setting FROM pg_settings WHERE name = ANY(%s) ORDER BY name", (list(names),)
+        )
+        assert dict(await cursor.fetchall()) == {
+            "tcp_keepalives_count": "5",
+            "tcp_keepalives_idle": "5",
+            "tcp_keepalives_interval": "1",
+            "tcp_user_timeout": "10000",
+        }
+    finally:
+        await watched.lease.stop()

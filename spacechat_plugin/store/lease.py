@@ -3,7 +3,10 @@
 The lease is a session-level advisory lock held by a connection of its own. Postgres releases
 it when that session ends, and a session ends when its process dies: a SIGKILLed holder's socket
 is closed by the kernel and the server drops the session at once; a holder cut off by the
-network is dropped when TCP keepalives give up (`keepalive_seconds`). Meanwhile every other
+network is dropped when the server's TCP keepalives give up: the lease's session sets them
+itself (`keepalive_seconds` idle, then 5 probes 1 s apart, and a `tcp_user_timeout` of twice
+`keepalive_seconds`), since the server's defaults follow the kernel's (two hours). The holder's
+own check (below) fails before that, so it stops before another can start. Meanwhile every other
 process asks for the lock every `retry_seconds`, so one of them holds it within seconds.
 
 The holder checks its session every `retry_seconds` too: when the check fails (the database
@@ -75,6 +78,12 @@ class Lease:
             keepalives_idle=k,
             keepalives_interval=1,
             keepalives_count=max(2, k),
+            # The same on the server's end of the socket, which is what ends the session (and so
+            # the lock) when this machine or its network is gone.
+            options=(
+                f"-c tcp_keepalives_idle={k} -c tcp_keepalives_interval=1 -c tcp_keepalives_count=5"
+                f" -c tcp_user_timeout={2 * k * 1000}"
+            ),
         )
 
     async def _close(self) -> None:
