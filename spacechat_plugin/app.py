@@ -25,7 +25,7 @@ from .agents.replies import ReplyStreams
 from .agents.task_mirror import TaskMirror
 from .api import route_scopes
 from .cards.service import CardService
-from .config import Settings
+from .config import ConfigError, Settings
 from .events import Event
 from .hookspecs import HostAPI, PluginHooks
 from .identity import bootstrap
@@ -60,6 +60,11 @@ from .store.lease import Lease
 from .voice.service import VoiceService
 
 logger = logging.getLogger("spacechat")
+
+
+async def _nothing() -> None:
+    pass
+
 
 PRUNE_EVERY_SECONDS = 3600
 # The services that implement host hooks themselves; each is registered as a plugin at start-up.
@@ -137,6 +142,13 @@ class Spacechat:
                 on_acquired=self._lease_acquired,
                 on_lost=self._lease_lost,
                 retry_seconds=settings.gateway.lease_retry_seconds,
+            )
+        # On Postgres without a bus there must be one gateway (it runs the agents and sees only
+        # its own commits): a second one on the same database is refused at start.
+        self.sole: Lease | None = None
+        if self.relay is None and lease_dsn.startswith(("postgresql://", "postgres://")):
+            self.sole = Lease(
+                lease_dsn, "spacechat.sole-gateway", on_acquired=_nothing, on_lost=_nothing, retry_seconds=0.2
             )
         self._singleton_tasks: list[asyncio.Task[Any]] = []
         self.audit_anchor = AuditAnchor(self.data_dir)
@@ -244,6 +256,11 @@ class Spacechat:
             os.chmod(self.data_dir, 0o700)
         if self.relay is None:
             self.auth = Authenticator(self.db, self.access, self.settings, load_or_create_secret(self.data_dir))
+        if self.sole is not None and not await self.sole.take_within(5):
+            raise ConfigError(
+                "another Spacechat gateway runs on this database without a bus: several gateways need "
+                "bus.url, the same on each (docs/deployment.md, Several gateways)"
+            )
         await self.db.open()
         if self.relay is not None:
             # Every gateway signs and reads sessions with the one secret kept in the database.
@@ -506,6 +523,8 @@ class Spacechat:
     async def _cancel_background(self) -> None:
         if self.lease is not None:
             await self.lease.stop()
+        if self.sole is not None:
+            await self.sole.stop()
         tasks = [*self._background, *self._singleton_tasks]
         for task in tasks:
             task.cancel()

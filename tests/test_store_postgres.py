@@ -182,3 +182,26 @@ def test_search_expressions_keep_their_meaning_in_tsquery() -> None:
     assert tsquery('"dep"*') == "'dep':*"
     assert tsquery('"it\'s"') == "('it' <-> 's')"
     assert tsquery(None) is None
+
+
+def test_a_second_gateway_without_a_bus_is_refused_at_start(pg_cluster: Cluster, tmp_path: Path) -> None:
+    """On Postgres with no bus, a gateway sees only its own commits and runs the agents: a second
+    one on the same database would answer twice and miss the first one's events. It stops at
+    start with the reason; once the first has stopped, a gateway starts there again."""
+    from .support import STORAGE_URL, Server, toml_config
+
+    env = {STORAGE_URL: pg_cluster.new_database()}
+    first = Server(tmp_path / "a", toml_config(), env=dict(env)).start()
+    try:
+        second = Server(tmp_path / "b", toml_config(), env=dict(env))
+        with pytest.raises(RuntimeError, match="server did not start"):
+            second.start()
+        said = "".join(second.output)
+        assert "another Spacechat gateway runs on this database without a bus" in said, said[-2000:]
+        assert "bus.url" in said
+        with first.sync_client() as client:
+            assert client.get("/v1/system/health").status_code == 200
+    finally:
+        first.stop()
+    third = Server(tmp_path / "c", toml_config(), env=dict(env), create_owner=False).start()
+    third.stop()

@@ -65,6 +65,22 @@ class Lease:
         await self._close()
         self.held = False
 
+    async def take_within(self, seconds: float) -> bool:
+        """Ask for the lock until it is granted or `seconds` pass (a holder just killed is let go
+        by Postgres a moment after its socket closes): True and held until `stop` when granted."""
+        deadline = asyncio.get_running_loop().time() + seconds
+        try:
+            while not await self._try():
+                if asyncio.get_running_loop().time() >= deadline:
+                    await self._close()
+                    return False
+                await asyncio.sleep(self.retry_seconds)
+        except BaseException:
+            await self._close()
+            raise
+        self.held = True
+        return True
+
     async def _connect(self) -> Any:
         import psycopg  # the `postgres` extra
 
