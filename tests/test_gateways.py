@@ -23,7 +23,7 @@ from . import postgres
 from .buses import NatsServer
 from .buses import available as nats_available
 from .listen import Listener
-from .support import PNG_BYTES, Server, invite, toml_config, wait_for_message, wait_until
+from .support import OWNER, PNG_BYTES, Server, invite, login, toml_config, wait_for_message, wait_until
 
 pytestmark = [
     pytest.mark.asyncio,
@@ -487,3 +487,48 @@ def control_messages(server: Server) -> float:
         for sample in family.samples
         if sample.labels.get("way") == "control" and sample.name.endswith("_total")
     )
+
+
+async def test_a_session_made_on_one_gateway_works_on_another_and_signing_out_ends_it_everywhere(
+    deployment: Deployment,
+) -> None:
+    """Sessions are signed with one secret kept in the database: the cookie a browser got from
+    gateway A is good on B, and a session signed out on A is refused on B at once, its open
+    stream there ended (the bus carries the revocation)."""
+    a, b = deployment.start("a"), deployment.start("b")
+    async with asyncio.timeout(10):
+        while len((await asyncio.to_thread(health, b))["gateways"]) < 2:
+            await asyncio.sleep(0.1)
+    signed_in = await asyncio.to_thread(
+        httpx.post, f"{a.url}/v1/auth/login", json={"email": OWNER["email"], "password": OWNER["password"]}
+    )
+    assert signed_in.status_code == 200, signed_in.text
+    cookie = signed_in.cookies["spacechat_session"]
+    async with httpx.AsyncClient(base_url=b.url, cookies={"spacechat_session": cookie}, timeout=30) as browser:
+        assert (await browser.get("/v1/me")).json()["user"]["email"] == OWNER["email"]
+
+    reference = login(a, OWNER["email"], OWNER["password"], device_name="phone").json()["session_token"]
+    bearer = {"Authorization": f"Bearer {reference}"}
+    ended = asyncio.Event()
+    ready = asyncio.Event()
+
+    async def stream_on_b() -> None:
+        async with httpx.AsyncClient(base_url=b.url, headers=bearer, timeout=60) as client:
+            async with aconnect_sse(client, "GET", "/v1/realtime/sse") as source:
+                async for event in source.aiter_sse():
+                    if event.event == "ready":
+                        ready.set()
+        ended.set()
+
+    reader = asyncio.create_task(stream_on_b())
+    try:
+        await asyncio.wait_for(ready.wait(), 15)
+        out = await asyncio.to_thread(httpx.post, f"{a.url}/v1/auth/logout", headers=bearer)
+        assert out.status_code == 204, out.text
+        refused = await asyncio.to_thread(httpx.get, f"{b.url}/v1/me", headers=bearer)
+        assert refused.status_code == 401 and refused.json()["error"]["code"].startswith("session")
+        await asyncio.wait_for(ended.wait(), 15)
+    finally:
+        reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError, httpx.HTTPError):
+            await reader
