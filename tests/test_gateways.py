@@ -532,3 +532,41 @@ async def test_a_session_made_on_one_gateway_works_on_another_and_signing_out_en
         reader.cancel()
         with contextlib.suppress(asyncio.CancelledError, httpx.HTTPError):
             await reader
+
+
+@pytest.mark.slow
+async def test_the_bus_stopped_for_ten_seconds_during_a_burst_delivers_everything_once(
+    deployment: Deployment,
+) -> None:
+    """nats-server stopped for 10 s while B and C take posts, then started again: the subscriber
+    on A gets every message once, in seq order (from the log while the bus is gone, from the
+    bus again once it is back)."""
+    a, b, c = deployment.start("a"), deployment.start("b"), deployment.start("c")
+    thread_id = await new_thread(b)
+    reader = Reader(a).start()
+    await asyncio.wait_for(reader.ready.wait(), 15)
+    sent: list[str] = []
+
+    async def paced(seconds: float) -> None:
+        """A post every 50 ms, on B and C by turns, for `seconds`."""
+        loop = asyncio.get_running_loop()
+        end = loop.time() + seconds
+        async with b.client() as on_b, c.client() as on_c:
+            while loop.time() < end:
+                text = f"outage-{len(sent)}"
+                client = (on_b, on_c)[len(sent) % 2]
+                answer = await client.post(f"/v1/threads/{thread_id}/messages", json={"text": text})
+                assert answer.status_code == 201, answer.text
+                sent.append(text)
+                await asyncio.sleep(0.05)
+
+    burst = asyncio.create_task(paced(14))
+    await reader.wait_for("outage-", 10)  # flowing over the bus before it goes
+    await asyncio.to_thread(deployment.nats.pause)
+    await asyncio.sleep(10)
+    await asyncio.to_thread(deployment.nats.start)
+    await burst
+    await reader.wait_for("outage-", len(sent), timeout=60)
+    await reader.stop()
+    assert sorted(reader.texts("outage-")) == sorted(sent), "a message missing or twice"
+    assert_in_seq_order_once(reader.events)
