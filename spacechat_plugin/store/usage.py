@@ -161,13 +161,16 @@ async def windows(db: Database, where: str, params: dict[str, Any], now: datetim
 async def grouped(
     db: Database, *, org_id: str, group_by: list[str], since: str, until: str, filters: dict[str, str]
 ) -> list[dict[str, Any]]:
-    columns = [f"{GROUPS[name]} AS {name}" for name in group_by]
+    # Quoted aliases, grouped by their expressions: `user` is a keyword in Postgres (GROUP BY
+    # user would group by the session's role), and both dialects take this form.
+    columns = [f'{GROUPS[name]} AS "{name}"' for name in group_by]
     where = ["org_id = :org_id", "ts >= :since", "ts < :until"]
     params: dict[str, Any] = {"org_id": org_id, "since": since, "until": until}
     for name, value in filters.items():
         where.append(f"{GROUPS[name]} = :f_{name}")
         params[f"f_{name}"] = value
-    group = f" GROUP BY {', '.join(group_by)} ORDER BY {', '.join(group_by)}" if group_by else ""
+    expressions = ", ".join(GROUPS[name] for name in group_by)
+    group = f" GROUP BY {expressions} ORDER BY {expressions}" if group_by else ""
     select = ", ".join([*columns, _SUMS]) if columns else _SUMS
     rows = await db.fetchall(f"SELECT {select} FROM usage_records WHERE {' AND '.join(where)}{group}", params)
     return [{**{name: row[name] for name in group_by}, **_row_totals(row)} for row in rows if row["requests"]]
