@@ -243,7 +243,7 @@ def audit_verify(config: str | None, data_dir: str | None, witnessed: tuple[str,
     from .store import audit as audit_log
 
     settings, _ = _settings(config, {"data_dir": data_dir})
-    rows = [dict(row) for row in audit_log.read_rows(_database(settings))]
+    rows = _audit_rows(settings)
     checked, broken = audit_log.verify_rows(rows)
     if broken is not None:
         click.echo(f"audit log: BROKEN at row {broken.row_id}: {broken.reason} ({checked} rows before it check out)")
@@ -273,13 +273,26 @@ def audit_verify(config: str | None, data_dir: str | None, witnessed: tuple[str,
 def audit_head(config: str | None, data_dir: str | None) -> None:
     """Print the audit log's head as ROW:HASH, for an external witness to keep (and to give back
     to `audit verify --expect`)."""
-    from .store import audit as audit_log
 
     settings, _ = _settings(config, {"data_dir": data_dir})
-    rows = audit_log.read_rows(_database(settings))
+    rows = _audit_rows(settings)
     if not rows:
         raise click.ClickException("the audit log is empty")
     click.echo(f"{rows[-1]['id']}:{rows[-1]['hash']}")
+
+
+def _audit_rows(settings: Settings) -> list[dict[str, Any]]:
+    """Every audit row, oldest first: read-only from the SQLite file, or from `storage.url`."""
+    from .store import audit as audit_log
+
+    if not settings.storage.url:
+        return [dict(row) for row in audit_log.read_rows(_database(settings))]
+
+    async def read(db: Any) -> list[dict[str, Any]]:
+        return [dict(row) for row in await db.fetchall("SELECT * FROM audit_log ORDER BY id")]
+
+    rows: list[dict[str, Any]] = _asyncio_run(_with_database(settings, read))
+    return rows
 
 
 def _database(settings: Settings) -> Path:

@@ -5,6 +5,7 @@ against it too (`--store=postgres`, tests/postgres-suite.txt); these are the sto
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -205,3 +206,34 @@ def test_a_second_gateway_without_a_bus_is_refused_at_start(pg_cluster: Cluster,
         first.stop()
     third = Server(tmp_path / "c", toml_config(), env=dict(env), create_owner=False).start()
     third.stop()
+
+
+def test_audit_head_and_verify_read_the_postgres_log(pg_cluster: Cluster, tmp_path: Path) -> None:
+    """`spacechat audit head|verify` read the audit log where the server keeps it: with
+    `storage.url`, Postgres (they read only the SQLite file before). An altered row is named."""
+    from .support import STORAGE_URL, Server, invite, toml_config
+
+    url = pg_cluster.new_database()
+    server = Server(tmp_path / "data", toml_config(), env={STORAGE_URL: url}).start()
+    try:
+        invite(server, server.token, "member")  # audited
+    finally:
+        server.stop()
+    environ = {**os.environ, STORAGE_URL: url}
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "spacechat_plugin", *args, "--data-dir", str(tmp_path / "data")]
+        return subprocess.run(command, env=environ, capture_output=True, text=True, timeout=60, check=False)
+
+    head = cli("audit", "head")
+    assert head.returncode == 0, head.stderr
+    with psycopg.connect(url) as conn:
+        newest = conn.execute("SELECT id, hash FROM audit_log ORDER BY id DESC LIMIT 1").fetchone()
+    assert newest is not None and head.stdout.strip() == f"{newest[0]}:{newest[1]}"
+    intact = cli("audit", "verify")
+    assert intact.returncode == 0 and "chain intact" in intact.stdout, intact.stdout + intact.stderr
+    with psycopg.connect(url, autocommit=True) as conn:  # a tamperer with the table owner's rights
+        conn.execute("ALTER TABLE audit_log DISABLE TRIGGER USER")
+        conn.execute("UPDATE audit_log SET outcome = 'denied' WHERE id = 2")
+    broken = cli("audit", "verify")
+    assert broken.returncode == 1 and "BROKEN at row 2" in broken.stdout, broken.stdout + broken.stderr
