@@ -269,6 +269,7 @@ class Spacechat:
             self.auth = Authenticator(self.db, self.access, self.settings, bytes.fromhex(secret))
             self.auth.share = self.relay.control
             self.notifications.share = self.relay.control
+            self.sso.share = self.relay.control
         if self.db.applied_now:
             logger.info("applied migrations: %s", ", ".join(self.db.applied_now))
         self.audit_anchor.catch_up(await audit.head(self.db))
@@ -492,6 +493,8 @@ class Spacechat:
             auth.login_failed(str(data.get("email")), str(data.get("address")), share=False)
         elif auth is not None and kind == "login_succeeded":
             auth.login_succeeded(str(data.get("email")), share=False)
+        elif kind == "sso_started" and isinstance(data.get("address"), str):
+            self.sso.started(data["address"], share=False)
         elif kind == PRESENCE_SYNC:
             self.presence.heard(data)
         elif kind == "notification_level":

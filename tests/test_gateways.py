@@ -570,3 +570,25 @@ async def test_the_bus_stopped_for_ten_seconds_during_a_burst_delivers_everythin
     await reader.stop()
     assert sorted(reader.texts("outage-")) == sorted(sent), "a message missing or twice"
     assert_in_seq_order_once(reader.events)
+
+
+async def test_single_sign_on_starts_count_on_every_gateway(deployment: Deployment) -> None:
+    """Starting a single sign-on is limited per address (60 a minute): the starts made on A and
+    B count on C too, so three gateways do not allow three times as many."""
+    a, b, c = deployment.start("a"), deployment.start("b"), deployment.start("c")
+    async with asyncio.timeout(10):
+        while len((await asyncio.to_thread(health, c))["gateways"]) < 3:
+            await asyncio.sleep(0.1)
+    me = await asyncio.to_thread(httpx.get, f"{a.url}/v1/me", headers=a.auth)
+    org_id = me.json()["org_id"]
+    before = await asyncio.to_thread(control_messages, c)
+
+    def start(server: Server) -> int:
+        return httpx.get(f"{server.url}/v1/auth/sso/{org_id}/login", follow_redirects=False).status_code
+
+    for server in [a, b] * 30:
+        assert await asyncio.to_thread(start, server) != 429
+    async with asyncio.timeout(10):  # C has heard of all sixty
+        while await asyncio.to_thread(control_messages, c) < before + 60:
+            await asyncio.sleep(0.05)
+    assert await asyncio.to_thread(start, c) == 429

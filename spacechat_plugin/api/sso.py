@@ -106,7 +106,7 @@ async def _start(request: Request) -> Response:
             details={"retry_after_seconds": int(wait) + 1},
             headers={"Retry-After": str(int(wait) + 1)},
         )
-    app.sso.starts.hit(address)
+    app.sso.started(address)
     provider = await app.sso.provider(request.path_params["org_id"])
     url, state = await app.sso.begin(
         provider, redirect_uri=callback_url(app), return_to=_return_to(request.query_params.get("next"))

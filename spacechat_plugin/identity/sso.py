@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -125,6 +125,14 @@ class SingleSignOn:
         self._documents: dict[str, tuple[float, dict[str, Any]]] = {}
         # Each start writes a row: a bound per address keeps the public route from filling the table.
         self.starts = RateLimiter(limit=60, window=60)
+        # Tells the other gateways of a start (their limiters count it too); set with a bus.
+        self.share: Callable[[str, dict[str, str]], None] | None = None
+
+    def started(self, address: str, *, share: bool = True) -> None:
+        """Count a sign-in started from `address`, here and (over the bus) on every gateway."""
+        self.starts.hit(address)
+        if share and self.share is not None:
+            self.share("sso_started", {"address": address})
 
     async def close(self) -> None:
         if self._session is not None:
