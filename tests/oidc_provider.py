@@ -1,9 +1,8 @@
 """An OpenID Connect provider for the single sign-on tests, built from authlib's server components.
 
-Debian packages no provider that runs here without a container or a web server of its own
-(Keycloak and Dex are not packaged; LemonLDAP::NG needs a Perl web stack). PyPI has provider
-libraries (django-oidc-provider, pyop, idpyoidc); the tests do not use one yet (a candidate for a
-second provider in these tests) and run one made of authlib's authorization server: the
+The tests do not run a packaged provider yet: Debian's (LemonLDAP::NG) needs a web server stack
+of its own, and PyPI's (django-oidc-provider, or pyop and idpyoidc to build one) are the
+candidates for a second provider here. They run one made of authlib's authorization server: the
 authorization code grant with the OpenID Connect extension (ID tokens signed RS256 with the
 provider's own key, the nonce carried through) and PKCE required, serving discovery,
 authorize, token and JWKS over real HTTP on loopback (Starlette under uvicorn, in a thread).
