@@ -287,11 +287,7 @@ def _audit_rows(settings: Settings) -> list[dict[str, Any]]:
 
     if not settings.storage.url:
         return [dict(row) for row in audit_log.read_rows(_database(settings))]
-
-    async def read(db: Any) -> list[dict[str, Any]]:
-        return [dict(row) for row in await db.fetchall("SELECT * FROM audit_log ORDER BY id")]
-
-    rows: list[dict[str, Any]] = _asyncio_run(_with_database(settings, read))
+    rows: list[dict[str, Any]] = _asyncio_run(_with_database(settings, audit_log.all_rows))
     return rows
 
 

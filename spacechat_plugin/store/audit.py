@@ -116,6 +116,11 @@ def read_rows(path: Path) -> list[Any]:
         conn.close()
 
 
+async def all_rows(db: Database) -> list[dict[str, Any]]:
+    """Every audit row, oldest first, from a store (the CLI's read of a Postgres log)."""
+    return [dict(row) for row in await db.fetchall("SELECT * FROM audit_log ORDER BY id")]
+
+
 def verify_file(path: Path) -> tuple[int, BrokenLink | None]:
     """`verify_rows` over a database file."""
     return verify_rows(read_rows(path))
