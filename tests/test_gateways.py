@@ -412,9 +412,7 @@ async def test_an_operation_sent_to_a_gateway_without_the_agents_runs_on_the_lea
 
 async def test_presence_and_typing_are_one_picture_across_gateways(deployment: Deployment) -> None:
     a, b = deployment.start("a"), deployment.start("b")
-    async with asyncio.timeout(10):
-        while len((await asyncio.to_thread(health, a))["gateways"]) < 2:
-            await asyncio.sleep(0.1)
+    await heard_gateways(a, 2)
     watcher = invite(a, a.token, "member", name="Wanda Watcher")
     mover = invite(a, a.token, "member", name="Max Mover")
     general = a.channel_id("general")
@@ -443,14 +441,10 @@ async def test_presence_and_typing_are_one_picture_across_gateways(deployment: D
 async def test_failed_sign_ins_count_on_every_gateway(deployment: Deployment) -> None:
     a, b, c = deployment.start("a"), deployment.start("b"), deployment.start("c")
     wrong = {"email": "owner@example.com", "password": "not the password at all"}
-    async with asyncio.timeout(10):  # each has heard the others (the bus carries the attempts)
-        while len((await asyncio.to_thread(health, c))["gateways"]) < 3:
-            await asyncio.sleep(0.1)
+    await heard_gateways(c, 3)
     for server in (a, b, a, b, a):  # the account's five tries, spread over two gateways
         assert (await asyncio.to_thread(httpx.post, f"{server.url}/v1/auth/login", json=wrong)).status_code == 401
-    async with asyncio.timeout(10):  # C has heard of all five
-        while await asyncio.to_thread(control_messages, c) < 5:
-            await asyncio.sleep(0.05)
+    await heard_controls(c, 5)
     answer = await asyncio.to_thread(httpx.post, f"{c.url}/v1/auth/login", json=wrong)
     assert answer.status_code == 429, answer.text
     assert int(answer.headers["retry-after"]) > 0
@@ -476,6 +470,21 @@ def health(server: Server) -> dict[str, Any]:
     return dict(httpx.get(f"{server.url}/v1/system/health", headers=server.auth).json())
 
 
+async def heard_gateways(server: Server, count: int) -> None:
+    """Until `server`'s health lists `count` gateways: it hears the others over the bus (their
+    heartbeats there are the only sign of it)."""
+    async with asyncio.timeout(10):
+        while len((await asyncio.to_thread(health, server))["gateways"]) < count:
+            await asyncio.sleep(0.1)
+
+
+async def heard_controls(server: Server, count: float) -> None:
+    """Until `server` has taken `count` control messages from the bus (its relay's counter)."""
+    async with asyncio.timeout(10):
+        while await asyncio.to_thread(control_messages, server) < count:
+            await asyncio.sleep(0.05)
+
+
 def control_messages(server: Server) -> float:
     from prometheus_client.parser import text_string_to_metric_families
 
@@ -496,9 +505,7 @@ async def test_a_session_made_on_one_gateway_works_on_another_and_signing_out_en
     gateway A is good on B, and a session signed out on A is refused on B at once, its open
     stream there ended (the bus carries the revocation)."""
     a, b = deployment.start("a"), deployment.start("b")
-    async with asyncio.timeout(10):
-        while len((await asyncio.to_thread(health, b))["gateways"]) < 2:
-            await asyncio.sleep(0.1)
+    await heard_gateways(b, 2)
     signed_in = await asyncio.to_thread(
         httpx.post, f"{a.url}/v1/auth/login", json={"email": OWNER["email"], "password": OWNER["password"]}
     )
@@ -576,9 +583,7 @@ async def test_single_sign_on_starts_count_on_every_gateway(deployment: Deployme
     """Starting a single sign-on is limited per address (60 a minute): the starts made on A and
     B count on C too, so three gateways do not allow three times as many."""
     a, b, c = deployment.start("a"), deployment.start("b"), deployment.start("c")
-    async with asyncio.timeout(10):
-        while len((await asyncio.to_thread(health, c))["gateways"]) < 3:
-            await asyncio.sleep(0.1)
+    await heard_gateways(c, 3)
     me = await asyncio.to_thread(httpx.get, f"{a.url}/v1/me", headers=a.auth)
     org_id = me.json()["org_id"]
     before = await asyncio.to_thread(control_messages, c)
@@ -588,7 +593,5 @@ async def test_single_sign_on_starts_count_on_every_gateway(deployment: Deployme
 
     for server in [a, b] * 30:
         assert await asyncio.to_thread(start, server) != 429
-    async with asyncio.timeout(10):  # C has heard of all sixty
-        while await asyncio.to_thread(control_messages, c) < before + 60:
-            await asyncio.sleep(0.05)
+    await heard_controls(c, before + 60)
     assert await asyncio.to_thread(start, c) == 429
