@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from . import workers
 from .agents.activity import Activity
 from .agents.approvals import Approvals
 from .agents.delivery import Delivery
@@ -56,7 +57,7 @@ from .store import lock as data_dir_lock
 from .store import log as event_log
 from .store import messages as message_store
 from .store.anchor import AuditAnchor
-from .store.lease import Lease
+from .store.lease import FileLease, Lease
 from .voice.service import VoiceService
 
 logger = logging.getLogger("spacechat")
@@ -90,12 +91,15 @@ class Spacechat:
         self.data_dir = settings.data_path
         self.files_dir = settings.files_path  # attachments/ and voice/: shared by every gateway
         self.instance = Instance(configured_url=settings.url, public_url=settings.public_url or None)
+        # One of the worker processes of `spacechat serve --workers` (workers.py), or None.
+        self.worker = workers.current
         self.db = store_backend.database(
             settings.storage.url,
             self.data_dir,
             migrations=resource("migrations"),
             synchronous=settings.storage.synchronous,
             read_connections=settings.storage.read_connections,
+            shared=self.worker is not None,
         )
         # A realtime event reaches whoever the matching REST read would answer (issue 10).
         self.access = Access(event_rules(route_scopes()))
@@ -107,11 +111,16 @@ class Spacechat:
         self.streams = Streams(self.bus)
         # Several gateways on one database share a bus (issue 17): commits reach the local
         # fan-out through the relay, in seq order with every other gateway's.
+        # So do the worker processes of one machine, over their supervisor's hub.
         self.gateway_id = settings.gateway_id
+        bus_url = settings.bus.url
+        if self.worker is not None:
+            self.gateway_id = f"{settings.gateway_id}-w{self.worker.index}"
+            bus_url = self.worker.bus_url
         self.relay: Relay | None = None
-        if settings.bus.url:
+        if bus_url:
             self.relay = Relay(
-                url=settings.bus.url,
+                url=bus_url,
                 gateway_id=self.gateway_id,
                 read_after=self._log_after,
                 log_head=self._log_head,
@@ -135,7 +144,14 @@ class Spacechat:
         # holds the lease (issue 17); without a bus there is one process, and it runs them.
         self.lease: Lease | None = None
         lease_dsn = settings.storage.url
-        if self.relay is not None and lease_dsn.startswith(("postgresql://", "postgres://")):
+        if self.worker is not None:  # the workers of one machine: a file lock in the data directory
+            self.lease = FileLease(
+                self.data_dir / "agents.lease",
+                on_acquired=self._lease_acquired,
+                on_lost=self._lease_lost,
+                retry_seconds=settings.gateway.lease_retry_seconds,
+            )
+        elif self.relay is not None and lease_dsn.startswith(("postgresql://", "postgres://")):
             self.lease = Lease(
                 lease_dsn,
                 "spacechat.agents",
@@ -243,8 +259,10 @@ class Spacechat:
     async def start(self) -> None:
         """Start, or fail having closed whatever was opened (issue 10: a failed start left the
         database threads running and the process hanging)."""
-        # One server per data directory, locked before anything in it is read or written.
-        self._lock = data_dir_lock.acquire(self.data_dir)
+        # One server per data directory, locked before anything in it is read or written (the
+        # supervisor of several workers holds it for them all).
+        if self.worker is None:
+            self._lock = data_dir_lock.acquire(self.data_dir)
         try:
             await self._start()
         except BaseException:
@@ -283,9 +301,7 @@ class Spacechat:
             await self._prune()
         self.access.load(await tenancy.all_channels(self.db), await identity.all_memberships(self.db))
         await self.notifications.load()
-        self._setup_secret = await bootstrap.setup_secret(self.db, self.instance.org_id)
-        if self.instance.bound_url is not None:
-            self._print_setup_link()
+        await self._setup_link()
         await self.memory.start()
         self._register_plugins()
         await self.voice.start()
@@ -394,6 +410,14 @@ class Spacechat:
                 self._registered.append(name)
         load_hook_plugins(pm, self.settings.hook_plugins)
 
+    async def _setup_link(self) -> None:
+        """While there is no owner, a one-time link to create one (made by the first worker
+        only: a new link voids the last)."""
+        if self.worker is None or self.worker.index == 0:
+            self._setup_secret = await bootstrap.setup_secret(self.db, self.instance.org_id)
+        if self.instance.bound_url is not None:
+            self._print_setup_link()
+
     def _print_setup_link(self) -> None:
         # Shown on the console only: never logged, stored only as a hash.
         if self._setup_secret is not None:
@@ -424,6 +448,8 @@ class Spacechat:
         bound (a wildcard host read as loopback)."""
         if self.settings.gateway.url:
             return self.settings.gateway.url
+        if self.worker is not None:  # the shared port could land on any worker: its own socket
+            return self.worker.own_url
         bound = urlsplit(self.instance.bound_url or self.instance.configured_url)
         host = bound.hostname or "127.0.0.1"
         if host in ("0.0.0.0", "::"):

@@ -59,37 +59,84 @@ def main() -> None:
 @click.option("--host", default=None, help="Address to listen on (default 127.0.0.1).")
 @click.option("--port", type=int, default=None, help="Port to listen on (default 8787; 0 picks a free one).")
 @click.option("--data-dir", default=None, help="Where the database and files live (default ./spacechat-data).")
-def serve(config: str | None, host: str | None, port: int | None, data_dir: str | None) -> None:
+@click.option(
+    "--workers",
+    type=int,
+    default=None,
+    help="Processes serving on this machine's cores, on one SQLite file (default 1; docs/deployment.md).",
+)
+@click.option("--worker", default=None, hidden=True)  # set by the supervisor of --workers (workers.py)
+def serve(
+    config: str | None,
+    host: str | None,
+    port: int | None,
+    data_dir: str | None,
+    workers: int | None,
+    worker: str | None,
+) -> None:
     """Run Spacechat with its embedded Spacebot host and print the URL to open."""
     # (launch.py has already refused a data dir another server holds, before the slow imports.)
     from .config import ConfigError
 
-    settings, raw = _settings(config, {"enabled": True, "host": host, "port": port, "data_dir": data_dir})
+    overrides = {"enabled": True, "host": host, "port": port, "data_dir": data_dir, "workers": workers}
+    settings, raw = _settings(config, overrides)
     _logging(settings)
     # The event loop shares the GIL with the store's writer and reader threads: a shorter switch
     # interval stops it waiting up to 5 ms for a thread that is only finishing a SQLite call.
     sys.setswitchinterval(0.0005)
     try:
+        if worker is not None:
+            # One of the supervisor's workers: it holds the data directory for all of them.
+            from . import workers as worker_processes
+
+            worker_processes.die_with_parent()
+            worker_processes.current = worker_processes.WorkerContext.parse(worker)
+            with contextlib.suppress(KeyboardInterrupt):
+                run(_serve(settings, raw))
+            _exit_now()
         # First of all, before the host reads its files or the plugin opens the database (and
         # before the slow imports, so a second server refuses at once): one server per data dir.
         held = data_dir_lock.acquire(settings.data_path)
         try:
             with contextlib.suppress(KeyboardInterrupt):
-                run(_serve(settings, raw))
+                if settings.workers > 1:
+                    run(_supervise(settings))
+                else:
+                    run(_serve(settings, raw))
         finally:
             data_dir_lock.release(held)
     except (ConfigError, DataDirBusy, StartupError) as exc:
         # A plain mistake (a setting, a second server on the data dir): one clear line, no
         # traceback, a non-zero exit; whatever start-up opened is closed by now (issue 10).
         raise click.ClickException(str(exc)) from None
-    # Stopped cleanly: every stream ended, the host and the plugin stopped, the database closed,
-    # the data directory unlocked. The interpreter's own teardown of a server that held a
-    # thousand connections then took seconds more (freeing their objects one by one), while a
-    # supervisor waited for the process: end it now that nothing of ours is left open.
+    _exit_now()
+
+
+def _exit_now() -> None:
+    """Stopped cleanly: every stream ended, the host and the plugin stopped, the database closed,
+    the data directory unlocked. The interpreter's own teardown of a server that held a thousand
+    connections then took seconds more (freeing their objects one by one), while a supervisor
+    waited for the process: end it now that nothing of ours is left open."""
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)
+
+
+async def _supervise(settings: Settings) -> None:
+    """`--workers N`: apply the migrations once, then start and watch the workers (workers.py)."""
+    from .workers import Supervisor, WorkerFailed
+
+    db = _store(settings)
+    await db.open()
+    await db.close()
+    # The workers get this command line's own arguments (they read the same configuration).
+    argv = sys.argv[1:]
+    serve_args = argv[argv.index("serve") + 1 :] if "serve" in argv else []
+    try:
+        await Supervisor(settings, serve_args).run()
+    except WorkerFailed as exc:
+        raise StartupError(str(exc)) from None
 
 
 def run(main: Any) -> None:
@@ -145,8 +192,12 @@ async def _run_server(settings: Settings, pm: Any, host: Any) -> None:
 
     app = build_app(host.routes())
 
+    from . import workers
+
     def started(url: str) -> None:
         pm.hook.spacebot_server_started(url=url)
+        if workers.current is not None:
+            return  # the supervisor says where once every worker serves
         shown = settings.public_url or url
         click.echo(f"Spacechat is running at {shown}/", err=False)
         sys.stdout.flush()
@@ -162,7 +213,7 @@ async def _run_server(settings: Settings, pm: Any, host: Any) -> None:
         on_started=started,
         on_stopping=lambda: pm.hook.spacebot_server_stopping(),
     )
-    await server.serve()
+    await server.serve(sockets=workers.current.sockets() if workers.current is not None else None)
 
 
 @main.command()

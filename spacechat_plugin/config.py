@@ -368,6 +368,9 @@ class Settings(_Section):
     public_url: str = ""
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["auto", "json", "text"] = "auto"
+    # Processes serving HTTP and realtime streams on this machine's cores, on one SQLite file
+    # (`spacechat serve --workers N`, docs/deployment.md "Both cores"); 1: one process.
+    workers: int = Field(1, ge=1, le=64)
     hook_plugins: list[str] = []
     storage: StorageConfig = StorageConfig()
     messages: MessagesConfig = MessagesConfig()
@@ -410,6 +413,15 @@ class Settings(_Section):
             if name not in known:
                 raise ValueError(f"no hook plugin named {name!r} (there are: {', '.join(sorted(known))})")
         return names
+
+    @model_validator(mode="after")
+    def _workers_on_sqlite(self) -> Settings:
+        if self.workers > 1 and (self.storage.url or self.bus.url):
+            raise ValueError(
+                "workers: several worker processes share the SQLite file of one machine; on Postgres "
+                "with a bus, run several gateways instead (docs/deployment.md)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _agents_use_known_providers(self) -> Settings:

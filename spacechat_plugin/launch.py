@@ -18,7 +18,7 @@ from .store.lock import DataDirBusy, ensure_free
 
 def data_dir_argument(argv: Sequence[str]) -> str | None:
     """The `--data-dir` of a `serve` command line, when it has one."""
-    if not argv or argv[0] != "serve":
+    if not argv or argv[0] != "serve" or "--worker" in argv:  # a worker's supervisor holds it
         return None
     for index, arg in enumerate(argv):
         if arg == "--data-dir" and index + 1 < len(argv):

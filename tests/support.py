@@ -292,10 +292,12 @@ def realtime_gauges(metrics: str) -> dict[str, float]:
     found: dict[str, float] = {}
     for family in text_string_to_metric_families(metrics):
         for sample in family.samples:
+            # Summed over the `gateway` label: one series per process with --workers.
             if sample.name == "spacechat_realtime_subscribers":
-                found["subscribers"] = sample.value
+                found["subscribers"] = found.get("subscribers", 0) + sample.value
             elif sample.name == "spacechat_realtime_parked":
-                found[f"parked_{sample.labels['transport']}"] = sample.value
+                key = f"parked_{sample.labels['transport']}"
+                found[key] = found.get(key, 0) + sample.value
     return found
 
 

@@ -37,6 +37,7 @@ from ..realtime.streams import Streams
 from ..search.service import SearchService
 from ..store.db import Database
 from ..voice.service import VoiceService
+from ..workers import WorkerContext
 
 
 class Context(Protocol):
@@ -50,6 +51,7 @@ class Context(Protocol):
     streams: Streams
     gateway_id: str
     relay: Relay | None
+    worker: WorkerContext | None  # one of `spacechat serve --workers N`'s processes, or None
     access: Access
     auth: Authenticator | None
     sso: SingleSignOn

@@ -8,11 +8,16 @@ gauges (subscribers, queues, workers) come from memory.
 
 from __future__ import annotations
 
+import asyncio
+from collections import defaultdict
 from typing import Any
 
+import httpx
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
+from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
+from prometheus_client.samples import Sample
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -24,6 +29,8 @@ from .context import Context
 from .observability import components
 
 Family = CounterMetricFamily | GaugeMetricFamily | InfoMetricFamily
+# Asks a worker of `spacechat serve --workers` for its own figures only (see `_other_workers`).
+WORKER_LOCAL = "x-spacechat-worker-local"
 
 
 class _Snapshot(Collector):
@@ -59,6 +66,9 @@ async def metrics(request: Request) -> Response:
     if instance_wide:
         # The instance's own figures, for its operators' scraper only (issue 10).
         families += await _instance_families(app)
+        others = await _other_workers(app, request)
+        for family in families:
+            family.samples.extend(others.get(family.name, []))
 
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_Snapshot(families))
@@ -185,3 +195,25 @@ def _relay_families(app: Context) -> list[Family]:
     )
     delivered.add_metric(gateway, relay.delivered)
     return [relayed, connected, reconnects, delivered]
+
+
+async def _other_workers(app: Context, request: Request) -> dict[str, list[Sample]]:
+    """With `spacechat serve --workers`, a scrape of the shared port reaches one worker: it adds
+    the other workers' own series (those labelled `gateway`), asked of each on its own socket
+    with the scraper's credentials, so one scrape shows the whole server."""
+    if app.worker is None or app.relay is None or request.headers.get(WORKER_LOCAL):
+        return {}
+    urls = [g["url"] for g in app.relay.gateways() if g.get("id") != app.gateway_id and g["alive"] and g.get("url")]
+    headers = {name: value for name in ("authorization", "cookie") if (value := request.headers.get(name))}
+    headers[WORKER_LOCAL] = "1"
+    async with httpx.AsyncClient(timeout=2) as client:
+        answers = await asyncio.gather(
+            *(client.get(f"{url}/metrics", headers=headers) for url in urls), return_exceptions=True
+        )
+    found: dict[str, list[Sample]] = defaultdict(list)
+    for answer in answers:
+        if isinstance(answer, httpx.Response) and answer.status_code == 200:
+            for family in text_string_to_metric_families(answer.text):
+                if any("gateway" in sample.labels for sample in family.samples):
+                    found[family.name].extend(family.samples)
+    return found

@@ -149,23 +149,10 @@ class Relay:
     async def _connect_loop(self) -> None:
         """Connect, retrying until it works (the gateway serves meanwhile, fed by the log); from
         then on the client reconnects by itself, and each reconnect is followed by a catch-up."""
-        import nats  # the `scale` extra; imported here so the single-process mode never needs it
-
         wait = 0.2
         while not self._stopping:
             try:
-                self._nc = await nats.connect(
-                    servers=[self.url],
-                    name=f"spacechat-{self.gateway_id}",
-                    no_echo=True,  # our own commits are delivered locally, not through the bus
-                    allow_reconnect=True,
-                    max_reconnect_attempts=-1,
-                    reconnect_time_wait=0.25,
-                    connect_timeout=2,
-                    disconnected_cb=self._disconnected,
-                    reconnected_cb=self._reconnected,
-                    error_cb=self._error,
-                )
+                self._nc = await self._open()
             except Exception as exc:
                 log.warning("the bus at %s is not reachable (%s); serving from the log", self.url, exc)
                 await asyncio.sleep(wait)
@@ -179,6 +166,30 @@ class Relay:
             self._outbox_ready.set()
             self.fill()  # anything committed while we were connecting
             return
+
+    async def _open(self) -> Any:
+        """A connected client: NATS, or the hub of `spacechat serve --workers` (a `unix://`
+        URL: realtime/localbus.py, which answers the same calls)."""
+        if self.url.startswith("unix://"):
+            from . import localbus
+
+            return await localbus.connect(
+                self.url, disconnected_cb=self._disconnected, reconnected_cb=self._reconnected
+            )
+        import nats  # the `scale` extra; imported here so the single-process mode never needs it
+
+        return await nats.connect(
+            servers=[self.url],
+            name=f"spacechat-{self.gateway_id}",
+            no_echo=True,  # our own commits are delivered locally, not through the bus
+            allow_reconnect=True,
+            max_reconnect_attempts=-1,
+            reconnect_time_wait=0.25,
+            connect_timeout=2,
+            disconnected_cb=self._disconnected,
+            reconnected_cb=self._reconnected,
+            error_cb=self._error,
+        )
 
     async def _disconnected(self) -> None:
         self.stats.connected = False

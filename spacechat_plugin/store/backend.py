@@ -22,14 +22,17 @@ def database(
     migrations: Path,
     synchronous: str = "full",
     read_connections: int = 4,
+    shared: bool = False,
 ) -> Database:
-    """The store's database, not yet opened."""
+    """The store's database, not yet opened. `shared`: other processes write the SQLite file too
+    (the workers of `spacechat serve --workers`)."""
     if not url:
         return Database(
             data_dir / SQLITE_FILE,
             migrations=migrations,
             synchronous=synchronous,
             read_connections=read_connections,
+            shared=shared,
         )
     try:
         from .postgres import PostgresDatabase

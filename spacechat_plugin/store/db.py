@@ -24,7 +24,9 @@ shape; reads go through aiosqlite connections on their own threads.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
+import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -140,11 +142,16 @@ class Database:
         migrations: Path,
         synchronous: str = "full",
         read_connections: int = 4,
+        shared: bool = False,
     ) -> None:
         self.path = path
         self._migrations = migrations
         self._synchronous = synchronous
         self._read_count = read_connections
+        # Several processes write this file (`spacechat serve --workers`, issue 16): each batch
+        # holds `<file>.writer`'s lock and reads the log's last seq afresh (`_run_batch`).
+        self.shared = shared
+        self._writer_lock: int | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spacechat-writer")
         self._conn: Any = None
         self._queue: asyncio.Queue[_Op | None] = asyncio.Queue()
@@ -176,6 +183,8 @@ class Database:
         self._writer = asyncio.create_task(self._write_loop(), name="spacechat-writer")
 
     def _open_writer(self) -> Any:
+        if self.shared:
+            self._writer_lock = os.open(f"{self.path}.writer", os.O_RDWR | os.O_CREAT, 0o600)
         conn = sqlite.connect(str(self.path), synchronous=self._synchronous)
         self.applied_now = apply_migrations(conn, self._migrations, now=now_rfc3339())
         row = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()
@@ -198,10 +207,14 @@ class Database:
         self._executor.shutdown(wait=True)
 
     def _close_writer(self) -> None:
-        # A clean shutdown folds the WAL back into the main file.
-        self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        # A clean shutdown folds the WAL back into the main file (or, while other processes
+        # still use it, as much as it can without waiting for them).
+        self._conn.execute(f"PRAGMA wal_checkpoint({'PASSIVE' if self.shared else 'TRUNCATE'})")
         self._conn.close()
         self._conn = None
+        if self._writer_lock is not None:
+            os.close(self._writer_lock)
+            self._writer_lock = None
 
     @property
     def last_seq(self) -> int:
@@ -276,9 +289,25 @@ class Database:
                 log.exception("publishing committed events failed")
 
     def _run_batch(self, batch: list[_Op]) -> None:
+        if self._writer_lock is None:
+            self._run_batch_locked(batch)
+            return
+        # Another process may hold the write lock. SQLite's own lock would have this one retry
+        # in sleeps of 1, 2, 5, 10 ... ms (its busy handler); a file lock wakes it the moment the
+        # other commits, and is held until the audit anchor is written, so anchors stay in order.
+        fcntl.flock(self._writer_lock, fcntl.LOCK_EX)
+        try:
+            self._run_batch_locked(batch)
+        finally:
+            fcntl.flock(self._writer_lock, fcntl.LOCK_UN)
+
+    def _run_batch_locked(self, batch: list[_Op]) -> None:
         conn = self._conn
-        seq_at_start = self._seq
         conn.execute("BEGIN IMMEDIATE")
+        if self.shared:  # the other writers' commits moved the log on: its seqs follow theirs
+            row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
+            self._seq = max(self._seq, row[0] if row else 0)
+        seq_at_start = self._seq
         try:
             audit_head = self._run_ops(batch, savepoints=False)
             if audit_head is _AGAIN:  # an operation failed half-way: all again, each in a savepoint

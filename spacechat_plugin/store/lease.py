@@ -18,9 +18,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import hashlib
 import logging
+import os
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 log = logging.getLogger("spacechat.lease")
@@ -146,3 +149,38 @@ class Lease:
                 else:
                     log.debug("the lease %s cannot be asked for now: %s", self.name, exc)
             await asyncio.sleep(self.retry_seconds)
+
+
+class FileLease(Lease):
+    """The same lease among the worker processes of one machine (`spacechat serve --workers`,
+    on the SQLite file): an exclusive `flock` on a file in the data directory, which the kernel
+    releases when its holder's process ends, however it ends. Asked for, and held, like the
+    Postgres one (the file lock cannot be lost while its holder lives)."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        on_acquired: Callable[[], Awaitable[None]],
+        on_lost: Callable[[], Awaitable[None]],
+        retry_seconds: float = 1.0,
+    ) -> None:
+        super().__init__(str(path), path.name, on_acquired=on_acquired, on_lost=on_lost, retry_seconds=retry_seconds)
+        self.path = path
+
+    async def _try(self) -> bool:
+        if self._conn is None:
+            self._conn = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(self._conn, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
+
+    async def _still_held(self) -> bool:
+        return True
+
+    async def _close(self) -> None:
+        fd, self._conn = self._conn, None
+        if fd is not None:
+            os.close(fd)  # releases the lock
