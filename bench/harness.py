@@ -72,6 +72,8 @@ def pin_client() -> str:
     if not PINNABLE:
         return "not pinned (fewer than 2 CPUs available)"
     os.sched_setaffinity(0, {CLIENT_CPU})
+    if SERVER_WORKERS > 1:
+        return f"server ({SERVER_WORKERS} workers) on CPUs {SERVER_CPU} and {CLIENT_CPU}, client on CPU {CLIENT_CPU}"
     return f"server on CPU {SERVER_CPU}, client on CPU {CLIENT_CPU}"
 
 
@@ -297,13 +299,24 @@ def add_server_options(parser: argparse.ArgumentParser) -> None:
         type=Path,
         help="run the server from this source tree (e.g. a `git archive` snapshot) instead of the installed one",
     )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="serve with `spacechat serve --workers N` (N > 1: the server on every CPU, sharing the client's)",
+    )
+
+
+# `--workers` of the benchmark being run (set by `begin`): how many processes each Server serves with.
+SERVER_WORKERS = 1
 
 
 def _server_preexec() -> None:
     """In the server's process before exec: pin it (every thread it starts inherits that), and
-    have it sent SIGTERM if this benchmark dies, so no server outlives its benchmark."""
+    have it sent SIGTERM if this benchmark dies, so no server outlives its benchmark. Several
+    workers get every CPU (the client's too: this machine has no other)."""
     if PINNABLE:
-        os.sched_setaffinity(0, {SERVER_CPU})
+        os.sched_setaffinity(0, {SERVER_CPU} if SERVER_WORKERS == 1 else {SERVER_CPU, CLIENT_CPU})
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
@@ -344,6 +357,7 @@ class Server:
                 str(root / "data"),
                 "--port",
                 "0",  # the server binds a free port and prints it
+                *(["--workers", str(SERVER_WORKERS)] if SERVER_WORKERS > 1 else []),
             ],
             stdout=subprocess.PIPE,
             stderr=stderr,
@@ -410,20 +424,37 @@ class Server:
         assert self.process is not None
         return self.process.pid
 
+    @property
+    def pids(self) -> list[int]:
+        """The server's process and its children (the workers of `--workers`)."""
+        found = [self.pid]
+        with contextlib.suppress(OSError):
+            for task in os.listdir(f"/proc/{self.pid}/task"):
+                with open(f"/proc/{self.pid}/task/{task}/children") as handle:
+                    found += [int(child) for child in handle.read().split()]
+        return found
+
     def rss_kib(self) -> int:
-        """VmRSS of the server process, KiB."""
-        with open(f"/proc/{self.pid}/status") as handle:
-            for line in handle:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-        raise RuntimeError("no VmRSS")
+        """VmRSS of the server's processes, KiB."""
+        total = 0
+        for pid in self.pids:
+            with contextlib.suppress(OSError), open(f"/proc/{pid}/status") as handle:
+                for line in handle:
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1])
+        if not total:
+            raise RuntimeError("no VmRSS")
+        return total
 
     def cpu_split(self) -> tuple[float, float]:
-        """(user, system) CPU seconds of the server process (all its threads)."""
-        with open(f"/proc/{self.pid}/stat") as handle:
-            fields = handle.read().rsplit(")", 1)[1].split()
+        """(user, system) CPU seconds of the server's processes (all their threads)."""
         ticks = os.sysconf("SC_CLK_TCK")
-        return int(fields[11]) / ticks, int(fields[12]) / ticks
+        user = system = 0.0
+        for pid in self.pids:
+            with contextlib.suppress(OSError), open(f"/proc/{pid}/stat") as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+                user, system = user + int(fields[11]) / ticks, system + int(fields[12]) / ticks
+        return user, system
 
     def cpu_seconds(self) -> float:
         """User + system CPU time of the server process (all its threads)."""
@@ -862,6 +893,8 @@ def describe_clients(args: argparse.Namespace) -> str:
 
 def begin(name: str, args: argparse.Namespace) -> None:
     """Pin the client, lift the open-files limit, and print what is being measured where."""
+    global SERVER_WORKERS
+    SERVER_WORKERS = getattr(args, "workers", 1)
     pinning, files = pin_client(), raise_fd_limit()
     print(f"{name}: {machine_description()}; {pinning}; open files limit {files}")
     print(f"{name}: {describe_source(args.src)}; {time.strftime('%Y-%m-%d %H:%M')}")

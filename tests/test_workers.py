@@ -1,0 +1,237 @@
+"""`spacechat serve --workers 2` (issue 16): two worker processes on one port and one SQLite file.
+
+Each worker is reached on the shared port (the kernel picks one per connection) or on its own
+loopback socket (health's `gateways[].url`), which is how these tests pick one. The guarantees
+of one process hold across them: a subscriber on one worker gets what is posted on the other
+in seq order, each event once; a worker killed with SIGKILL is started again and its client
+resumes on any worker with no gap and no duplicate; a concurrent duplicate sent to both makes
+one message; the agents run in one worker and move when it dies; and the workers die with
+their supervisor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .support import Server, toml_config
+from .test_gateways import Reader, assert_in_seq_order_once, health, lease_holders, new_thread, post_burst
+
+pytestmark = pytest.mark.asyncio
+
+FAST_LEASE = {"gateway": {"heartbeat_seconds": 0.5, "lease_retry_seconds": 0.5}}
+
+
+def start(root: Path, **sections: Any) -> Server:
+    return Server(root / "data", toml_config(top="workers = 2\n", **{**FAST_LEASE, **sections})).start()
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[Server]:
+    server = start(tmp_path, runtime={"mode": "none"})
+    yield server
+    server.stop()
+
+
+def worker_pids(server: Server) -> dict[int, int]:
+    """Worker index -> pid, read from the supervisor's children's command lines."""
+    assert server.process is not None
+    found: dict[int, int] = {}
+    supervisor = server.process.pid
+    for task in os.listdir(f"/proc/{supervisor}/task"):
+        with open(f"/proc/{supervisor}/task/{task}/children") as handle:
+            for child in handle.read().split():
+                try:
+                    argv = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
+                except OSError:
+                    continue
+                if b"--worker" in argv:
+                    found[int(argv[argv.index(b"--worker") + 1].split(b":")[0])] = int(child)
+    return found
+
+
+async def workers_up(server: Server, count: int = 2) -> dict[str, Server]:
+    """Gateway id -> the same server seen through that worker's own socket, once `count` workers
+    are alive in health's view."""
+    async with asyncio.timeout(20):
+        while True:
+            gateways = [g for g in (await asyncio.to_thread(health, server))["gateways"] if g["alive"]]
+            if len(gateways) >= count:
+                return {g["id"]: dataclasses.replace(server, url=g["url"]) for g in gateways}
+            await asyncio.sleep(0.1)
+
+
+def index_of(gateway_id: str) -> int:
+    return int(gateway_id.rsplit("-w", 1)[1])
+
+
+async def test_a_subscriber_on_one_worker_gets_what_is_posted_on_the_other_in_seq_order(served: Server) -> None:
+    first, second = (await workers_up(served)).values()
+    thread_id = await new_thread(served)
+    reader = Reader(first).start()
+    await asyncio.wait_for(reader.ready.wait(), 15)
+    on_second = [f"w-two-{i}" for i in range(60)]
+    on_port = [f"w-port-{i}" for i in range(60)]  # the shared port: either worker
+    await asyncio.gather(post_burst(second, thread_id, on_second), post_burst(served, thread_id, on_port))
+    await reader.wait_for("w-", 120)
+    await reader.stop()
+    assert sorted(reader.texts("w-")) == sorted(on_second + on_port)
+    assert_in_seq_order_once(reader.events)
+    # One scrape of the shared port shows both workers' own series.
+    async with served.client() as client:
+        metrics = (await client.get("/metrics")).text
+    for gateway_id in (g["id"] for g in (await asyncio.to_thread(health, served))["gateways"]):
+        assert f'spacechat_realtime_subscribers{{gateway="{gateway_id}"}}' in metrics
+
+
+@pytest.mark.slow
+async def test_a_worker_killed_during_a_burst_is_started_again_and_its_subscriber_resumes_with_no_gap(
+    served: Server,
+) -> None:
+    workers = await workers_up(served)
+    (victim_id, victim), (other_id, other) = workers.items()
+    pid = worker_pids(served)[index_of(victim_id)]
+    thread_id = await new_thread(served)
+    reader = Reader(victim).start()
+    await asyncio.wait_for(reader.ready.wait(), 15)
+    texts = [f"burst-{i}" for i in range(300)]
+    burst = asyncio.create_task(post_burst(other, thread_id, texts, concurrency=2))
+    await reader.wait_for("burst-", 40)
+    os.kill(pid, signal.SIGKILL)  # mid-burst
+    await reader.stop()
+    before = list(reader.events)
+    resumed = Reader(served, after=before[-1]["seq"]).start()  # Last-Event-ID, on the shared port
+    acked = await burst
+    assert len(acked) == 300
+    await resumed.wait_for("burst-", 300 - len(reader.texts("burst-")))
+    await resumed.stop()
+    assert_in_seq_order_once(before + resumed.events)
+    assert sorted([*reader.texts("burst-"), *resumed.texts("burst-")]) == sorted(texts), "a gap or a duplicate"
+    # The supervisor started the killed worker again.
+    async with asyncio.timeout(30):
+        while (restarted := worker_pids(served).get(index_of(victim_id))) in (None, pid):
+            await asyncio.sleep(0.1)
+    again = await workers_up(served)
+    async with again[victim_id].client() as client:
+        assert (await client.get(f"/v1/threads/{thread_id}/history")).status_code == 200
+    assert restarted != pid and other_id in again
+
+
+async def test_a_concurrent_duplicate_sent_to_both_workers_makes_one_message(served: Server) -> None:
+    first, second = (await workers_up(served)).values()
+    thread_id = await new_thread(served)
+    statuses: list[int] = []
+    async with first.client() as to_first, second.client() as to_second:
+        for i in range(20):
+            key, body = f"dup-{i}", {"text": f"duplicate {i}"}
+            answers = await asyncio.gather(
+                to_first.post(f"/v1/threads/{thread_id}/messages", json=body, headers={"Idempotency-Key": key}),
+                to_second.post(f"/v1/threads/{thread_id}/messages", json=body, headers={"Idempotency-Key": key}),
+            )
+            created = [r for r in answers if r.status_code == 201 and r.headers.get("idempotent-replayed") != "true"]
+            assert len(created) == 1, [r.text for r in answers]
+            other = next(r for r in answers if r is not created[0])
+            assert other.status_code in (201, 409), other.text
+            if other.status_code == 201:  # a replay of the same message
+                assert other.json()["message"]["id"] == created[0].json()["message"]["id"]
+            statuses += [r.status_code for r in answers]
+        history = (await to_second.get(f"/v1/threads/{thread_id}/history")).json()["messages"]
+    texts = [m["text"] for m in history if m["text"].startswith("duplicate ")]
+    assert sorted(texts) == sorted(f"duplicate {i}" for i in range(20)), "one message per key"
+
+
+@pytest.mark.slow
+async def test_the_worker_running_the_agents_killed_mid_reply_another_takes_over_and_the_next_turn_runs_once(
+    tmp_path: Path,
+) -> None:
+    server = start(tmp_path, **{"providers.scripted": {"chars_per_second": 60}})
+    try:
+        await workers_up(server)
+        async with asyncio.timeout(15):
+            while len(holders := await asyncio.to_thread(lease_holders, server)) != 1:
+                await asyncio.sleep(0.1)
+        holder = holders[0]
+        spacebot = server.channel_id("spacebot")
+        async with server.client() as client:
+            posted = await client.post(f"/v1/channels/{spacebot}/messages", json={"text": "tell me about yourself"})
+            thread_id = posted.json()["thread"]["id"]
+
+            async def agent_messages() -> list[dict[str, Any]]:
+                history = (await client.get(f"/v1/threads/{thread_id}/history")).json()["messages"]
+                return [m for m in history if m["author"]["kind"] == "agent"]
+
+            async with asyncio.timeout(20):
+                while not (streaming := await agent_messages()) or len(streaming[0]["text"]) < 20:
+                    await asyncio.sleep(0.1)
+            assert streaming[0]["state"] == "streaming"
+            os.kill(worker_pids(server)[index_of(holder)], signal.SIGKILL)  # mid-reply
+            async with asyncio.timeout(15):  # the other worker takes the lease and ends the cut reply
+                while (cut := (await client.get(f"/v1/messages/{streaming[0]['id']}")).json()["message"])[
+                    "state"
+                ] == "streaming":
+                    await asyncio.sleep(0.1)
+            assert cut["state"] == "failed" and cut["failure_reason"] == "interrupted"
+            async with asyncio.timeout(15):
+                while (now := await asyncio.to_thread(lease_holders, server)) in ([], [holder]) or len(now) != 1:
+                    await asyncio.sleep(0.1)
+            await client.post(f"/v1/threads/{thread_id}/messages", json={"text": "and again"})
+            async with asyncio.timeout(30):
+                while not [m for m in await agent_messages() if m["state"] == "completed"]:
+                    await asyncio.sleep(0.1)
+            await asyncio.sleep(1)  # a second turn, were there one, would have started by now
+            replies = [m for m in await agent_messages() if m["id"] != cut["id"]]
+            assert len(replies) == 1 and replies[0]["state"] == "completed", replies
+    finally:
+        server.stop()
+
+
+async def test_workers_die_with_their_supervisor_and_the_data_is_whole(tmp_path: Path) -> None:
+    server = start(tmp_path, runtime={"mode": "none"})
+    await workers_up(server)
+    thread_id = await new_thread(server)
+    acked = await post_burst(server, thread_id, [f"kept-{i}" for i in range(30)])
+    pids = list(worker_pids(server).values())
+    assert len(pids) == 2
+    server.kill()  # SIGKILL to the supervisor only
+    async with asyncio.timeout(10):
+        while any(Path(f"/proc/{pid}").exists() and _alive(pid) for pid in pids):
+            await asyncio.sleep(0.05)
+    server.url = ""
+    server.start()  # the data directory is free again
+    try:
+        async with server.client() as client:
+            history = (await client.get(f"/v1/threads/{thread_id}/history")).json()["messages"]
+        assert sorted(m["text"] for m in history if m["text"].startswith("kept-")) == sorted(acked)
+    finally:
+        server.stop()
+
+
+def _alive(pid: int) -> bool:
+    """Not gone and not a zombie waiting for its (dead) parent's reaper."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+async def test_workers_on_postgres_or_with_a_bus_are_refused_with_the_reason(tmp_path: Path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text('workers = 2\n\n[storage]\nurl = "postgresql://nobody@127.0.0.1/none"\n')
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "spacechat_plugin", "serve", "--config", str(config), "--data-dir", str(tmp_path / "d")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode != 0
+    assert "workers" in done.stderr and "several gateways" in done.stderr, done.stderr
