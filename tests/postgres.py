@@ -106,11 +106,18 @@ class Cluster:
 
     def new_database(self) -> str:
         """A fresh, migrated database's URL."""
+        return self._clone(TEMPLATE)
+
+    def copy_database(self, url: str) -> str:
+        """A copy of a database nobody is connected to (a stopped server's), as its own URL."""
+        return self._clone(url.rsplit("/", 1)[1])
+
+    def _clone(self, source: str) -> str:
         import psycopg
 
         name = f"t{os.getpid()}_{next(self._names)}"
         with psycopg.connect(self.url(), autocommit=True) as admin:
-            admin.execute(f"CREATE DATABASE {name} TEMPLATE {TEMPLATE}")
+            admin.execute(f"CREATE DATABASE {name} TEMPLATE {source}")
         return self.url(name)
 
     def stop(self) -> None:
