@@ -16,6 +16,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from . import postgres
+
 NATS_SERVER = shutil.which("nats-server") or "/usr/sbin/nats-server"
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 
@@ -126,7 +128,7 @@ class RedisServer(_Process):
 
 
 class PostgresServer(_Process):
-    """Postgres 15 (Debian's binaries), `postgres` itself as the subprocess. Postgres refuses to
+    """Postgres (the binaries tests/postgres.py found), `postgres` itself as the subprocess. Postgres refuses to
     run as root: as root it runs as the `postgres` system user, in a directory that user owns."""
 
     name = "postgres"
@@ -134,7 +136,7 @@ class PostgresServer(_Process):
     # An immediate shutdown, as a crash: the postmaster kills its backends (SIGKILL would leave
     # them running, holding the shared memory a restart needs).
     pause_signal = signal.SIGQUIT
-    BIN = Path(os.environ.get("SPACECHAT_PG_BIN", "/usr/lib/postgresql/15/bin"))
+    BIN = postgres.BIN
 
     def __init__(self) -> None:
         super().__init__()

@@ -1,11 +1,12 @@
 """An OpenID Connect provider for the single sign-on tests, built from authlib's server components.
 
-The tests do not run a packaged provider yet: Debian's (LemonLDAP::NG) needs a web server stack
-of its own, and PyPI's (django-oidc-provider, or pyop and idpyoidc to build one) are the
-candidates for a second provider here. They run one made of authlib's authorization server: the
-authorization code grant with the OpenID Connect extension (ID tokens signed RS256 with the
-provider's own key, the nonce carried through) and PKCE required, serving discovery,
-authorize, token and JWKS over real HTTP on loopback (Starlette under uvicorn, in a thread).
+A packaged provider runs beside it: django-oidc-provider from PyPI (tests/oidc_django/, driven by
+tests/test_sso_packaged.py). This one stays for the forgeries a packaged provider cannot be made
+to produce (an ID token with another sign-in's nonce, or signed by a key it does not publish
+under that key's id) and for test_ui_sso.py. It is authlib's authorization server with the
+authorization code grant, the OpenID Connect extension (ID tokens signed RS256 with the
+provider's own key, the nonce carried through) and PKCE required, serving discovery, authorize,
+token and JWKS over real HTTP on loopback (Starlette under uvicorn, in a thread).
 
 The person who signs in is whoever `user` names (a dict of claims), as if they had typed their
 password at the provider: the authorize endpoint grants at once. Three knobs make it misbehave

@@ -1,4 +1,4 @@
-"""A real Postgres 15 for the tests (issue 17): `initdb` into a temporary directory, `pg_ctl start`
+"""A real Postgres for the tests (issue 17): `initdb` into a temporary directory, `pg_ctl start`
 on a free loopback port, one database per test server, `pg_ctl stop` and the directory removed at
 the end. Nothing here assumes a server someone started by hand.
 
@@ -17,8 +17,24 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-# Not SPACECHAT_...: every such variable is a setting to `spacechat serve`, which refuses unknown ones.
-BIN = Path(os.environ.get("TEST_SPACECHAT_PG_BIN", "/usr/lib/postgresql/15/bin"))
+# Not SPACECHAT_...: the servers the tests start inherit the environment, and every such variable
+# is a setting to `spacechat serve`, which refuses unknown ones.
+BIN_ENV = "TEST_SPACECHAT_PG_BIN"
+DEBIAN_VERSIONS = Path("/usr/lib/postgresql")
+
+
+def _installed_bin() -> Path:
+    """The newest Postgres installed from Debian's packages (`/usr/lib/postgresql/<major>/bin` with
+    an `initdb`): Debian 12 ships 15, later releases 16 or 17. With none, 15's directory, which
+    `available()` then reports missing."""
+    found = [path.parent for path in DEBIAN_VERSIONS.glob("*/bin/initdb") if path.parent.parent.name.isdigit()]
+    if not found:
+        return DEBIAN_VERSIONS / "15" / "bin"
+    return max(found, key=lambda path: int(path.parent.name))
+
+
+# The directory with initdb, pg_ctl and postgres; tests/buses.py's PostgresServer uses it too.
+BIN = Path(os.environ[BIN_ENV]) if os.environ.get(BIN_ENV) else _installed_bin()
 # `TEST_SPACECHAT_STORE=postgres` (or `pytest --store=postgres`) runs the servers the tests start
 # on Postgres instead of SQLite.
 STORE_ENV = "TEST_SPACECHAT_STORE"
@@ -90,11 +106,18 @@ class Cluster:
 
     def new_database(self) -> str:
         """A fresh, migrated database's URL."""
+        return self._clone(TEMPLATE)
+
+    def copy_database(self, url: str) -> str:
+        """A copy of a database nobody is connected to (a stopped server's), as its own URL."""
+        return self._clone(url.rsplit("/", 1)[1])
+
+    def _clone(self, source: str) -> str:
         import psycopg
 
         name = f"t{os.getpid()}_{next(self._names)}"
         with psycopg.connect(self.url(), autocommit=True) as admin:
-            admin.execute(f"CREATE DATABASE {name} TEMPLATE {TEMPLATE}")
+            admin.execute(f"CREATE DATABASE {name} TEMPLATE {source}")
         return self.url(name)
 
     def stop(self) -> None:

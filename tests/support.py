@@ -203,6 +203,84 @@ class Server:
         files = [self.data_dir / "spacechat.db", *self.data_dir.glob("spacechat.db-wal")]
         return b"".join(path.read_bytes() for path in files)
 
+    def cli(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        """`spacechat <args> --data-dir <its data dir>` on this server's store: with the server's
+        environment, so on Postgres the command reads the same `storage.url` the server does."""
+        command = [sys.executable, "-m", "spacechat_plugin", *args, "--data-dir", str(self.data_dir)]
+        environ = {**os.environ, **self.env}
+        return subprocess.run(command, env=environ, capture_output=True, text=True, timeout=timeout, check=False)
+
+    def database(self, read_connections: int = 1) -> Any:
+        """This server's store as the server opens it (the SQLite file, or its Postgres database),
+        not yet opened: for a test that works on it while the server is stopped."""
+        from spacechat_plugin.resources import resource
+        from spacechat_plugin.store.backend import database
+
+        url = self.env.get(STORAGE_URL, "")
+        return database(url, self.data_dir, migrations=resource("migrations"), read_connections=read_connections)
+
+    def raw_store(self) -> RawStore:
+        """A plain connection to this server's store, for what the server itself never does (drop
+        a guard, rewrite a row). Close it (`with`) before the server needs the rows again."""
+        if STORAGE_URL in self.env:
+            import psycopg
+
+            return RawStore(psycopg.connect(self.env[STORAGE_URL], autocommit=True), postgres=True)
+        import sqlite3
+
+        return RawStore(sqlite3.connect(self.data_dir / "spacechat.db", isolation_level=None), postgres=False)
+
+    def copy(self, data_dir: Path) -> Server:
+        """A copy of this stopped server to change without touching it: its data directory, and on
+        Postgres its database too. Not started."""
+        import shutil
+
+        shutil.copytree(self.data_dir, data_dir)
+        env = dict(self.env)
+        if STORAGE_URL in env:
+            env[STORAGE_URL] = postgres.cluster().copy_database(env[STORAGE_URL])
+        return Server(data_dir, self.config_text, env=env)
+
+
+class RawStore:
+    """A DB-API connection to a test server's store, each statement committed on its own. SQL is
+    written in SQLite's spelling and rewritten for Postgres as the store's own is
+    (store/dialect.py); `error` is what the database raises, `postgres` says which it is."""
+
+    def __init__(self, conn: Any, *, postgres: bool) -> None:
+        self.conn = conn
+        self.postgres = postgres
+        if postgres:
+            import psycopg
+
+            self.error: type[Exception] = psycopg.DatabaseError
+        else:
+            import sqlite3
+
+            self.error = sqlite3.DatabaseError
+
+    def execute(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        if self.postgres:
+            from spacechat_plugin.store.dialect import to_postgres
+
+            sql = to_postgres(sql)
+        cursor = self.conn.execute(sql, params)
+        return [tuple(row) for row in cursor.fetchall()] if cursor.description else []
+
+    def __enter__(self) -> RawStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.conn.close()
+
+
+def store_env() -> dict[str, str]:
+    """The environment that puts a server (or a bare `spacechat` command) on the run's store: on
+    Postgres a fresh database of its own, on SQLite nothing (the file in its data directory)."""
+    if postgres.store() == "postgres":
+        return {STORAGE_URL: postgres.cluster().new_database()}
+    return {}
+
 
 def terminate_timed(process: subprocess.Popen[Any], timeout: float = 30) -> tuple[int, float]:
     """SIGTERM, then (exit code, seconds until the process was gone). Call it on a thread

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import shutil
-import sqlite3
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -14,16 +11,16 @@ import pytest
 
 from spacechat_plugin.store.audit import row_hash
 
-from .support import OWNER, Server, invite, login, toml_config, wait_until
+from .support import OWNER, RawStore, Server, invite, login, toml_config, wait_until
 
 
 def verify(server: Server) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "spacechat_plugin", "audit", "verify", "--data-dir", str(server.data_dir)],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    return server.cli("audit", "verify")
+
+
+def drop_guard(store: RawStore, trigger: str) -> None:
+    """What someone with the database's owner rights can do: drop an append-only trigger."""
+    store.execute(f"DROP TRIGGER {trigger}" + (" ON audit_log" if store.postgres else ""))
 
 
 def test_chain_verifies_then_names_the_altered_row(server: Server) -> None:
@@ -37,17 +34,15 @@ def test_chain_verifies_then_names_the_altered_row(server: Server) -> None:
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert f"{len(entries)} rows, chain intact" in ok.stdout
 
-    conn = sqlite3.connect(server.data_dir / "spacechat.db")
     target = entries[len(entries) // 2]["id"]
-    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
-        conn.execute("UPDATE audit_log SET action = 'auth.nothing' WHERE id = ?", (target,))
-    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
-        conn.execute("DELETE FROM audit_log WHERE id = ?", (target,))
-    # Someone with the file drops the guard and rewrites history: the chain names the row.
-    conn.execute("DROP TRIGGER audit_log_append_only_update")
-    conn.execute('UPDATE audit_log SET details = \'{"email":"someone-else@example.com"}\' WHERE id = ?', (target,))
-    conn.commit()
-    conn.close()
+    with server.raw_store() as store:
+        with pytest.raises(store.error, match="append-only"):
+            store.execute("UPDATE audit_log SET action = 'auth.nothing' WHERE id = ?", (target,))
+        with pytest.raises(store.error, match="append-only"):
+            store.execute("DELETE FROM audit_log WHERE id = ?", (target,))
+        # Someone with the database drops the guard and rewrites history: the chain names the row.
+        drop_guard(store, "audit_log_append_only_update")
+        store.execute('UPDATE audit_log SET details = \'{"email":"someone-else@example.com"}\' WHERE id = ?', (target,))
     broken = verify(server)
     assert broken.returncode == 1
     assert f"BROKEN at row {target}:" in broken.stdout
@@ -57,11 +52,9 @@ def test_chain_verifies_then_names_the_altered_row(server: Server) -> None:
 def test_a_deleted_row_breaks_the_chain(server: Server) -> None:
     for _ in range(3):
         login(server, OWNER["email"], OWNER["password"])
-    conn = sqlite3.connect(server.data_dir / "spacechat.db")
-    conn.execute("DROP TRIGGER audit_log_append_only_delete")
-    conn.execute("DELETE FROM audit_log WHERE id = 2")
-    conn.commit()
-    conn.close()
+    with server.raw_store() as store:
+        drop_guard(store, "audit_log_append_only_delete")
+        store.execute("DELETE FROM audit_log WHERE id = 2")
     result = verify(server)
     assert result.returncode == 1 and "BROKEN at row 2: row 2 is missing" in result.stdout
 
@@ -96,35 +89,37 @@ def test_audit_queries_filter_and_need_audit_read(server: Server) -> None:
         assert bad.status_code == 400
 
 
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "spacechat_plugin", *args], capture_output=True, text=True, timeout=30)
+AUDIT_COLUMNS = (
+    "id, ts, org_id, actor_kind, actor_id, action, target_type, target_id, ip, outcome, details, prev_hash, hash"
+)
 
 
-def rechain_from(conn: sqlite3.Connection, first: int) -> None:
-    """What an attacker with the file does after rewriting a row: recompute every hash from it on."""
+def rechain_from(store: RawStore, first: int) -> None:
+    """What an attacker with the database does after rewriting a row: recompute every hash from it on."""
+    names = AUDIT_COLUMNS.split(", ")
     rows = [
-        dict(zip([c[0] for c in conn.execute("SELECT * FROM audit_log").description], r, strict=True))
-        for r in conn.execute("SELECT * FROM audit_log WHERE id >= ? ORDER BY id", (first,))
+        dict(zip(names, r, strict=True))
+        for r in store.execute(f"SELECT {AUDIT_COLUMNS} FROM audit_log WHERE id >= ? ORDER BY id", (first,))
     ]
-    previous = conn.execute("SELECT hash FROM audit_log WHERE id = ?", (first - 1,)).fetchone()[0]
+    previous = store.execute("SELECT hash FROM audit_log WHERE id = ?", (first - 1,))[0][0]
     for row in rows:
         row["prev_hash"] = previous
         row["hash"] = row_hash(row)
-        conn.execute(
+        store.execute(
             "UPDATE audit_log SET prev_hash = ?, hash = ? WHERE id = ?", (row["prev_hash"], row["hash"], row["id"])
         )
         previous = row["hash"]
 
 
-def tampered_copy(source: Path, target: Path, tamper: Any) -> Path:
-    shutil.copytree(source, target)
-    conn = sqlite3.connect(target / "spacechat.db")
-    conn.execute("DROP TRIGGER audit_log_append_only_update")
-    conn.execute("DROP TRIGGER audit_log_append_only_delete")
-    tamper(conn)
-    conn.commit()
-    conn.close()
-    return target
+def tampered_copy(source: Server, target: Path, tamper: Any) -> Server:
+    """A copy of the stopped server's data (directory, and its Postgres database on Postgres),
+    its audit log's guards dropped and then `tamper(store)` done to it."""
+    copy = source.copy(target)
+    with copy.raw_store() as store:
+        drop_guard(store, "audit_log_append_only_update")
+        drop_guard(store, "audit_log_append_only_delete")
+        tamper(store)
+    return copy
 
 
 def test_audit_tampering_drill(tmp_path: Path) -> None:
@@ -133,49 +128,48 @@ def test_audit_tampering_drill(tmp_path: Path) -> None:
     server = Server(tmp_path / "data", toml_config()).start()
     for _ in range(4):
         login(server, OWNER["email"], OWNER["password"])
-    head = cli("audit", "head", "--data-dir", str(server.data_dir))
+    head = server.cli("audit", "head")
     assert head.returncode == 0, head.stderr
     witnessed = head.stdout.strip()
     row_id, _, digest = witnessed.partition(":")
     # The head is in the structured log too (shipped off the machine, it is a copy nobody here can edit).
     assert any('"audit_row": ' + row_id in line and digest in line for line in server.output)
     server.stop()
-    data = server.data_dir
     last = int(row_id)
     assert last >= 5
-    ok = cli("audit", "verify", "--data-dir", str(data))
+    ok = server.cli("audit", "verify")
     assert ok.returncode == 0 and f"{last} rows, chain intact, anchored at row {last}" in ok.stdout, ok.stdout
 
     truncated = tampered_copy(
-        data, tmp_path / "truncated", lambda c: c.execute("DELETE FROM audit_log WHERE id >= ?", (last - 1,))
+        server, tmp_path / "truncated", lambda s: s.execute("DELETE FROM audit_log WHERE id >= ?", (last - 1,))
     )
-    result = cli("audit", "verify", "--data-dir", str(truncated))
+    result = truncated.cli("audit", "verify")
     assert result.returncode == 1
     assert f"TRUNCATED: the log ends at row {last - 2} but a checkpoint records row {last}" in result.stdout
 
     altered = tampered_copy(
-        data, tmp_path / "altered", lambda c: c.execute("UPDATE audit_log SET ip = '10.6.6.6' WHERE id = 3")
+        server, tmp_path / "altered", lambda s: s.execute("UPDATE audit_log SET ip = '10.6.6.6' WHERE id = 3")
     )
-    result = cli("audit", "verify", "--data-dir", str(altered))
+    result = altered.cli("audit", "verify")
     assert (
         result.returncode == 1
         and "BROKEN at row 3: its contents do not match its hash (the row was altered)" in result.stdout
     )
 
-    def rewrite_and_rechain(conn: sqlite3.Connection) -> None:
-        conn.execute("UPDATE audit_log SET ip = '10.6.6.6' WHERE id = 3")
-        rechain_from(conn, 3)
+    def rewrite_and_rechain(store: RawStore) -> None:
+        store.execute("UPDATE audit_log SET ip = '10.6.6.6' WHERE id = 3")
+        rechain_from(store, 3)
 
-    rechained = tampered_copy(data, tmp_path / "rechained", rewrite_and_rechain)
-    result = cli("audit", "verify", "--data-dir", str(rechained))
+    rechained = tampered_copy(server, tmp_path / "rechained", rewrite_and_rechain)
+    result = rechained.cli("audit", "verify")
     assert result.returncode == 1 and "RE-CHAINED at or before row" in result.stdout, result.stdout
 
     # With the checkpoint file deleted too, the log itself says so; an external witness's head
     # (from `audit head`) still catches the rewrite.
-    (rechained / "audit.checkpoints").unlink()
-    result = cli("audit", "verify", "--data-dir", str(rechained))
+    (rechained.data_dir / "audit.checkpoints").unlink()
+    result = rechained.cli("audit", "verify")
     assert result.returncode == 1 and "UNANCHORED" in result.stdout
-    result = cli("audit", "verify", "--data-dir", str(rechained), "--expect", witnessed)
+    result = rechained.cli("audit", "verify", "--expect", witnessed)
     assert result.returncode == 1 and f"RE-CHAINED at or before row {last}" in result.stdout
 
 
@@ -185,10 +179,9 @@ def test_the_instance_role_is_granted_with_the_cli_and_audited(server: Server) -
         refused = client.post("/v1/ops/instance/recover", json={"reason": "try"}, headers=admin.auth)
         assert refused.status_code == 403 and refused.json()["error"]["details"]["scope"] == "instance:operate"
         assert "instance:operate" not in client.get("/v1/me", headers=admin.auth).json()["scopes"]
-    data = ["--data-dir", str(server.data_dir)]
-    granted = cli("instance", "grant", admin.user["email"], *data)
+    granted = server.cli("instance", "grant", admin.user["email"])
     assert granted.returncode == 0 and "now holds the instance role" in granted.stdout, granted.stderr
-    listed = cli("instance", "list", *data)
+    listed = server.cli("instance", "list")
     assert admin.user["email"] in listed.stdout and OWNER["email"] in listed.stdout
     with httpx.Client(base_url=server.url, headers=admin.auth) as client:
         wait_until(lambda: "instance:operate" in client.get("/v1/me").json()["scopes"])
@@ -196,8 +189,8 @@ def test_the_instance_role_is_granted_with_the_cli_and_audited(server: Server) -
     assert [(e["action"], e["target"]["id"], e["actor"]) for e in entries] == [
         ("instance.role_granted", admin.id, {"kind": "system", "id": "cli"})
     ]
-    revoked = cli("instance", "revoke", admin.user["email"], *data)
+    revoked = server.cli("instance", "revoke", admin.user["email"])
     assert revoked.returncode == 0 and "no longer holds" in revoked.stdout
-    unknown = cli("instance", "grant", "nobody@example.com", *data)
+    unknown = server.cli("instance", "grant", "nobody@example.com")
     assert unknown.returncode != 0 and "nobody active has the email" in unknown.stderr
-    assert cli("audit", "verify", *data).returncode == 0  # the CLI's audit rows are anchored too
+    assert server.cli("audit", "verify").returncode == 0  # the CLI's audit rows are anchored too

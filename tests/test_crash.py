@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -16,12 +15,8 @@ from .support import Server, toml_config
 pytestmark = pytest.mark.asyncio
 
 
-def messages_by_text(data_dir: Path) -> dict[str, int]:
-    conn = sqlite3.connect(f"file:{data_dir / 'spacechat.db'}?mode=ro", uri=True)
-    try:
-        return dict(conn.execute("SELECT text, COUNT(*) FROM messages GROUP BY text").fetchall())
-    finally:
-        conn.close()
+def messages_by_text(server: Server) -> dict[str, int]:
+    return {str(text): int(count) for text, count in server.query("SELECT text, COUNT(*) FROM messages GROUP BY text")}
 
 
 async def test_kill_during_a_burst_of_sends(tmp_path: Path) -> None:
@@ -57,7 +52,7 @@ async def test_kill_during_a_burst_of_sends(tmp_path: Path) -> None:
         await asyncio.gather(*senders)
         assert len(acked) > 50
         server.start()
-        counts = messages_by_text(server.data_dir)
+        counts = messages_by_text(server)
         assert all(counts.get(text) == 1 for text in acked), "an acknowledged message is missing"
         assert all(n == 1 for n in counts.values()), "a message was stored twice"
         async with server.client() as client:
@@ -72,7 +67,7 @@ async def test_kill_during_a_burst_of_sends(tmp_path: Path) -> None:
                 if text in acked:
                     assert retry.headers.get("idempotent-replayed") == "true"
                     assert retry.json()["message"]["id"] == acked[text]
-        counts = messages_by_text(server.data_dir)
+        counts = messages_by_text(server)
         assert all(n == 1 for n in counts.values())
     finally:
         server.stop()

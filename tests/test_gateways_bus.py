@@ -1,7 +1,8 @@
-"""One `spacechat serve` with a bus (issue 17), on the default SQLite store: its own commits go
-through the relay (published on NATS, delivered here in seq order) and everything a single
-process does still works; health and /metrics name the gateway. A real nats-server, stopped and
-started again, not a stand-in. The multi-gateway tests on Postgres are in test_gateways.py."""
+"""One `spacechat serve` with a bus (issue 17), on the run's store (SQLite by default, Postgres
+with `--store=postgres`): its own commits go through the relay (published on NATS, delivered
+here in seq order) and everything a single process does still works; health and /metrics name
+the gateway. A real nats-server, stopped and started again, not a stand-in. The multi-gateway
+tests on Postgres are in test_gateways.py."""
 
 from __future__ import annotations
 

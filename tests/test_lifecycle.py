@@ -5,6 +5,7 @@ losing an acknowledged write."""
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -14,19 +15,21 @@ from typing import Any
 import httpx
 import pytest
 
-from .support import Server, serve_command, terminate_timed, toml_config
+from .support import Server, serve_command, store_env, terminate_timed, toml_config
 
 
 def serve(
-    data_dir: Path, config: Path, port: int = 0, timeout: float = 30
+    data_dir: Path, config: Path, port: int = 0, timeout: float = 30, env: dict[str, str] | None = None
 ) -> tuple[subprocess.CompletedProcess[str], float]:
-    """Run `spacechat serve` to its end; return it and how long it took."""
+    """Run `spacechat serve` to its end (on the store `env` names: a server's `env`, or
+    `store_env()`); return it and how long it took."""
     started = time.monotonic()
     result = subprocess.run(
         serve_command(config, data_dir, port),
         capture_output=True,
         text=True,
         timeout=timeout,
+        env={**os.environ, **(env or {})},
     )
     return result, time.monotonic() - started
 
@@ -55,7 +58,7 @@ def test_a_second_server_on_the_data_dir_refuses_at_once(tmp_path: Path) -> None
 
             # Same data dir, same port (the probe's case), and once more on another port.
             for second_port in (port, 0):
-                second, took = serve(tmp_path / "data", tmp_path / "data.toml", second_port)
+                second, took = serve(tmp_path / "data", tmp_path / "data.toml", second_port, env=first.env)
                 assert second.returncode != 0
                 assert took < 2, f"the second server took {took:.1f} s to give up"
                 assert f"process {first.process.pid}" in second.stderr  # type: ignore[union-attr]
@@ -74,7 +77,7 @@ def test_a_second_server_on_the_data_dir_refuses_at_once(tmp_path: Path) -> None
 def test_an_unknown_hook_plugin_stops_start_up_at_once(tmp_path: Path) -> None:
     config = tmp_path / "nope.toml"
     config.write_text(toml_config(top='hook_plugins = ["nope"]'))
-    result, took = serve(tmp_path / "data", config, timeout=10)
+    result, took = serve(tmp_path / "data", config, timeout=10, env=store_env())
     assert result.returncode != 0
     assert took < 5, f"start-up took {took:.1f} s to fail"
     output = result.stdout + result.stderr
@@ -94,15 +97,16 @@ def test_a_later_start_up_error_closes_what_it_opened(tmp_path: Path) -> None:
             'channels = ["general"]\n'
         )
     )
-    result, took = serve(tmp_path / "data", config, timeout=60)
+    env = store_env()
+    result, took = serve(tmp_path / "data", config, timeout=60, env=env)
     assert result.returncode != 0
     # It used to hang for good (the database's threads kept the process alive); opening and
     # migrating a new database is most of this time, so the bound is loose.
     assert took < 20, f"start-up took {took:.1f} s to fail"
     assert "no organisation named 'Globex'" in result.stderr
     assert "Traceback" not in result.stdout + result.stderr
-    # Nothing holds the data dir now: a good configuration starts on it.
-    Server(tmp_path / "data", toml_config()).start().stop()
+    # Nothing holds the data dir (or the database) now: a good configuration starts on it.
+    Server(tmp_path / "data", toml_config(), env=env).start().stop()
 
 
 @dataclass

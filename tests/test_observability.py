@@ -4,9 +4,6 @@ operation by every role, the two-person rule, incidents, a failure drill, and /m
 from __future__ import annotations
 
 import asyncio
-import sqlite3
-import subprocess
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -207,14 +204,7 @@ async def test_every_operation_by_every_role(tmp_path: Path, model: FakeOpenAI) 
                     assert response.status_code in (403, 404), (action, role, response.status_code)
                     assert audit_count(server) == audit_before, "a refused operation leaves no trace but this"
         # Once the instance's operator grants the admin the instance role, the admin may recover.
-        command = ["instance", "grant", people["admin"].user["email"], "--data-dir", str(server.data_dir)]
-        granted = await asyncio.to_thread(
-            subprocess.run,
-            [sys.executable, "-m", "spacechat_plugin", *command],
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
+        granted = await asyncio.to_thread(server.cli, "instance", "grant", people["admin"].user["email"])
         assert granted.returncode == 0, granted.stderr
         with httpx.Client(base_url=server.url, headers=people["admin"].auth) as client:
             # The server reads a credential's row again within seconds (identity/auth.py).
@@ -233,11 +223,7 @@ async def test_every_operation_by_every_role(tmp_path: Path, model: FakeOpenAI) 
 
 
 def audit_count(server: Server) -> int:
-    conn = sqlite3.connect(f"file:{server.data_dir / 'spacechat.db'}?mode=ro", uri=True)
-    try:
-        return int(conn.execute("SELECT COUNT(*) FROM audit_log WHERE action LIKE 'ops.%'").fetchone()[0])
-    finally:
-        conn.close()
+    return int(server.query("SELECT COUNT(*) FROM audit_log WHERE action LIKE 'ops.%'")[0][0])
 
 
 async def test_two_person_rule(tmp_path: Path, model: FakeOpenAI) -> None:
@@ -275,12 +261,8 @@ async def test_two_person_rule(tmp_path: Path, model: FakeOpenAI) -> None:
 
 
 def audit_actions(server: Server) -> list[tuple[str, str]]:
-    conn = sqlite3.connect(f"file:{server.data_dir / 'spacechat.db'}?mode=ro", uri=True)
-    try:
-        rows = conn.execute("SELECT action, outcome FROM audit_log WHERE action LIKE 'ops.%' ORDER BY id").fetchall()
-        return [(row[0], row[1]) for row in rows]
-    finally:
-        conn.close()
+    rows = server.query("SELECT action, outcome FROM audit_log WHERE action LIKE 'ops.%' ORDER BY id")
+    return [(row[0], row[1]) for row in rows]
 
 
 async def test_incidents_move_through_their_states(shared_server: Server) -> None:
@@ -353,13 +335,9 @@ async def test_metrics_parse_and_match_the_database(tmp_path: Path, model: FakeO
             response = await client.get("/metrics", headers=server.auth)
         assert response.status_code == 200 and response.headers["content-type"].startswith("text/plain")
         families = {f.name: f for f in text_string_to_metric_families(response.text)}
-        conn = sqlite3.connect(f"file:{server.data_dir / 'spacechat.db'}?mode=ro", uri=True)
-        try:
-            stored = conn.execute("SELECT COUNT(*) FROM messages").fetchone()[0]
-            tokens = conn.execute("SELECT SUM(output_tokens), COUNT(*) FROM usage_records").fetchone()
-            turns = conn.execute("SELECT COUNT(*) FROM turns WHERE outcome = 'completed'").fetchone()[0]
-        finally:
-            conn.close()
+        stored = server.query("SELECT COUNT(*) FROM messages")[0][0]
+        tokens = server.query("SELECT SUM(output_tokens), COUNT(*) FROM usage_records")[0]
+        turns = server.query("SELECT COUNT(*) FROM turns WHERE outcome = 'completed'")[0][0]
         assert sum(s.value for s in families["spacechat_messages"].samples) == stored
         output = [s for s in families["spacechat_llm_tokens"].samples if s.labels["kind"] == "output"]
         assert sum(s.value for s in output) == tokens[0]

@@ -100,7 +100,7 @@ async def test_streams_reply_and_records_usage(tmp_path: Path, model: FakeOpenAI
         assert types.index("message.created") < types.index("agent.token.usage") < types.index("message.completed")
         # the provider's key never reaches logs, events or the database
         assert SECRET not in "".join(server.output)
-        assert SECRET.encode() not in (server.data_dir / "spacechat.db").read_bytes()
+        assert SECRET.encode() not in server.stored_bytes()
         assert SECRET not in json.dumps(events)
     finally:
         server.stop()

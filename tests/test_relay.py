@@ -1,9 +1,9 @@
 """realtime/relay.py against a real nats-server and a real event log (issue 17).
 
-Three relays stand for three gateways in one event loop. They share one log (the real store,
-in a SQLite file) and one nats-server subprocess; the batches committed to the log are handed
-to the relays in turn, as if each gateway had committed every third batch. Each relay feeds a
-real `Bus`, which itself refuses an event out of seq order.
+Three relays stand for three gateways in one event loop. They share one log (the real store: a
+SQLite file, or a Postgres database with `--store=postgres`) and one nats-server subprocess; the
+batches committed to the log are handed to the relays in turn, as if each gateway had committed
+every third batch. Each relay feeds a real `Bus`, which itself refuses an event out of seq order.
 """
 
 from __future__ import annotations
@@ -21,21 +21,24 @@ from spacechat_plugin.realtime.bus import Bus
 from spacechat_plugin.realtime.relay import Relay
 from spacechat_plugin.resources import resource
 from spacechat_plugin.store import log as event_log
+from spacechat_plugin.store.backend import database
 from spacechat_plugin.store.db import Database, WriteTx
 
 from .buses import NatsServer, available
+from .support import STORAGE_URL, store_env
 
 pytestmark = pytest.mark.skipif(not available(), reason="nats-server is not installed")
 
 
 @pytest.fixture
 async def db(tmp_path: Path) -> AsyncIterator[Database]:
-    database = Database(tmp_path / "spacechat.db", migrations=resource("migrations"))
-    await database.open()
+    url = store_env().get(STORAGE_URL, "")
+    opened = database(url, tmp_path, migrations=resource("migrations"))
+    await opened.open()
     try:
-        yield database
+        yield opened
     finally:
-        await database.close()
+        await opened.close()
 
 
 class Gateway:

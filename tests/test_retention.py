@@ -7,9 +7,6 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import sqlite3
-import subprocess
-import sys
 import zipfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,8 +16,6 @@ import httpx
 import pytest
 
 from spacechat_plugin.memory import retention
-from spacechat_plugin.resources import resource
-from spacechat_plugin.store.db import Database
 
 from .memory_support import POLL, candidates
 from .support import Server, invite, toml_config, wait_until
@@ -69,9 +64,14 @@ def _memory_in(client: httpx.Client, channel_id: str) -> tuple[str, str]:
     return memory, ids[1]
 
 
-def _counts(path: Path) -> dict[str, Any]:
+def _text(body: Any) -> str:
+    """An event's body as text: bytes from the SQLite file, text from Postgres."""
+    return body if isinstance(body, str) else bytes(body).decode()
+
+
+def _counts(server: Server) -> dict[str, Any]:
     async def read() -> dict[str, Any]:
-        db = Database(path, migrations=resource("migrations"), read_connections=1)
+        db = server.database()
         await db.open()
         try:
             return {
@@ -81,7 +81,7 @@ def _counts(path: Path) -> dict[str, Any]:
                 "vec_rows": await db.scalar("SELECT COUNT(*) FROM vec_items"),
                 "candidates": {r[0]: r[1] for r in await db.fetchall("SELECT id, channel_id FROM memory_candidates")},
                 "memories": {r[0]: (r[1], r[2]) for r in await db.fetchall("SELECT id, status, content FROM memories")},
-                "events": [bytes(r[0]).decode() for r in await db.fetchall("SELECT body FROM events")],
+                "events": [_text(r[0]) for r in await db.fetchall("SELECT body FROM events")],
                 "audit": [
                     dict(r)
                     for r in await db.fetchall("SELECT action, details FROM audit_log WHERE action = 'memory.purge'")
@@ -93,37 +93,37 @@ def _counts(path: Path) -> dict[str, Any]:
     return asyncio.run(read())
 
 
-def _tables_holding(path: Path, word: str) -> list[str]:
+def _tables_holding(server: Server, word: str) -> list[str]:
     """The tables (full-text index shadows and vectors aside) with a text cell holding `word`."""
-    conn = sqlite3.connect(path)
-    try:
-        tables = [
-            name
-            for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
-            if "fts" not in name and not name.startswith(("vec_", "sqlite_"))
+    with server.raw_store() as store:
+        if store.postgres:  # Postgres's full-text index is an index on the text, not a table
+            columns = store.execute(
+                "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = 'public'"
+                " AND data_type IN ('text', 'character varying') AND table_name NOT LIKE 'vec\\_%'"
+            )
+            found = "position(? IN lower({column})) > 0"
+        else:
+            tables = [
+                name
+                for (name,) in store.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+                if "fts" not in name and not name.startswith(("vec_", "sqlite_"))
+            ]
+            columns = [(table, row[1]) for table in tables for row in store.execute(f"PRAGMA table_info({table})")]
+            found = "typeof({column}) = 'text' AND instr(lower({column}), ?)"
+        return [
+            f"{table}.{column}"
+            for table, column in columns
+            if store.execute(f"SELECT 1 FROM {table} WHERE {found.format(column=column)} LIMIT 1", (word,))
         ]
-        holding = []
-        for table in tables:
-            columns = [row[1] for row in conn.execute(f"PRAGMA table_info({table})")]
-            for column in columns:
-                hit = conn.execute(
-                    f"SELECT 1 FROM {table} WHERE typeof({column}) = 'text' AND instr(lower({column}), ?) LIMIT 1",
-                    (word,),
-                ).fetchone()
-                if hit:
-                    holding.append(f"{table}.{column}")
-        return holding
-    finally:
-        conn.close()
 
 
-def _purge(path: Path, data_dir: Path, *, dry_run: bool, days_ahead: float) -> dict[str, Any]:
+def _purge(server: Server, *, dry_run: bool, days_ahead: float) -> dict[str, Any]:
     async def run() -> dict[str, Any]:
-        db = Database(path, migrations=resource("migrations"), read_connections=1)
+        db = server.database()
         await db.open()
         try:
             now = datetime.now(UTC) + timedelta(days=days_ahead)
-            return await retention.purge(db, data_dir, dry_run=dry_run, now=now)
+            return await retention.purge(db, server.data_dir, dry_run=dry_run, now=now)
         finally:
             await db.close()
 
@@ -157,19 +157,19 @@ def test_purge_removes_exactly_what_is_due(tmp_path: Path) -> None:
             timeout=30,
         )
     server.stop()
-    path, data_dir = server.data_dir / "spacechat.db", server.data_dir
-    before = _counts(path)
+    data_dir = server.data_dir
+    before = _counts(server)
     files = {a: data_dir / "attachments" / a[-2:] / a for a in before["attachments"]}
     assert all(f.exists() for f in files.values())
 
-    dry = _purge(path, data_dir, dry_run=True, days_ahead=2)
+    dry = _purge(server, dry_run=True, days_ahead=2)
     assert dry["dry_run"] and dry["messages"] >= 3 and dry["attachments"] == 1 and dry["memories"] == 1
     assert dry["candidates"] == 2
-    after_dry = _counts(path)
+    after_dry = _counts(server)
     assert {k: v for k, v in after_dry.items() if k != "audit"} == {k: v for k, v in before.items() if k != "audit"}
 
-    done = _purge(path, data_dir, dry_run=False, days_ahead=2)
-    after = _counts(path)
+    done = _purge(server, dry_run=False, days_ahead=2)
+    after = _counts(server)
     gone = {m for m, channel in before["messages"].items() if channel == short}
     assert due["id"] in gone and set(after["messages"]) == set(before["messages"]) - gone
     assert kept["id"] in after["messages"]
@@ -181,19 +181,13 @@ def test_purge_removes_exactly_what_is_due(tmp_path: Path) -> None:
     assert after["candidates"] == {c: ch for c, ch in before["candidates"].items() if ch != short}
     assert kept_candidate in after["candidates"] and due_candidate not in after["candidates"]
     assert after["memories"][due_memory] == ("deleted", "") and after["memories"][kept_memory][0] == "valid"
-    assert not _tables_holding(path, "heron"), "no row keeps the text of a purged message"
+    assert not _tables_holding(server, "heron"), "no row keeps the text of a purged message"
     log = "\n".join(after["events"])
     assert "heron" not in log and "kestrel" in log, "the log keeps no text of purged rows"
     assert [json.loads(a["details"])["dry_run"] for a in after["audit"]] == [True, False]
 
     # Nothing more is due; the CLI says so, dry.
-    cli = subprocess.run(
-        [sys.executable, "-m", "spacechat_plugin", "purge", "--dry-run", "--data-dir", str(data_dir)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    cli = server.cli("purge", "--dry-run")
     assert cli.returncode == 0 and "would delete 0 messages" in cli.stdout, cli.stdout + cli.stderr
     server.start()
     with httpx.Client(base_url=server.url, headers=server.auth, timeout=30) as client:

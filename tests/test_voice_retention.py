@@ -11,8 +11,6 @@ from typing import Any
 import pytest
 
 from spacechat_plugin.memory import retention
-from spacechat_plugin.resources import resource
-from spacechat_plugin.store.db import Database
 
 from .support import Server, toml_config, wait_until
 from .voice_support import Clip
@@ -20,14 +18,19 @@ from .voice_support import Clip
 pytestmark = pytest.mark.slow
 
 
-def _rows(path: Path) -> dict[str, Any]:
+def _text(body: Any) -> str:
+    """An event's body as text: bytes from the SQLite file, text from Postgres."""
+    return body if isinstance(body, str) else bytes(body).decode()
+
+
+def _rows(server: Server) -> dict[str, Any]:
     async def read() -> dict[str, Any]:
-        db = Database(path, migrations=resource("migrations"), read_connections=1)
+        db = server.database()
         await db.open()
         try:
             return {
                 "memos": {r[0]: r[1] for r in await db.fetchall("SELECT id, channel_id FROM voice_memos")},
-                "events": [bytes(r[0]).decode() for r in await db.fetchall("SELECT body FROM events")],
+                "events": [_text(r[0]) for r in await db.fetchall("SELECT body FROM events")],
             }
         finally:
             await db.close()
@@ -35,12 +38,13 @@ def _rows(path: Path) -> dict[str, Any]:
     return asyncio.run(read())
 
 
-def _purge(path: Path, data_dir: Path) -> dict[str, Any]:
+def _purge(server: Server) -> dict[str, Any]:
     async def run() -> dict[str, Any]:
-        db = Database(path, migrations=resource("migrations"), read_connections=1)
+        db = server.database()
         await db.open()
         try:
-            return await retention.purge(db, data_dir, dry_run=False, now=datetime.now(UTC) + timedelta(days=2))
+            now = datetime.now(UTC) + timedelta(days=2)
+            return await retention.purge(db, server.data_dir, dry_run=False, now=now)
         finally:
             await db.close()
 
@@ -71,14 +75,14 @@ def test_a_purged_message_takes_its_voice_memo_with_it(tmp_path: Path, voice_mod
                 timeout=120,
             )
     server.stop()
-    path, data_dir = server.data_dir / "spacechat.db", server.data_dir
+    data_dir = server.data_dir
     files = {name: list((data_dir / "voice" / m["id"][-2:]).glob(f"{m['id']}.*")) for name, m in memos.items()}
     assert all(len(found) == 1 for found in files.values())
-    before = _rows(path)
+    before = _rows(server)
     assert sum("Tuesday" in e for e in before["events"]) >= 4  # both transcripts, in memo and message events
 
-    done = _purge(path, data_dir)
-    after = _rows(path)
+    done = _purge(server)
+    after = _rows(server)
     assert done["voice_memos"] == 1 and done["files"] == 1
     assert set(after["memos"]) == {memos["long"]["id"]}
     assert not files["short"][0].exists() and files["long"][0].exists()

@@ -45,7 +45,7 @@ from . import (
     timeline,
     voice,
 )
-from .common import EXCEPTION_HANDLERS, RequestIdMiddleware
+from .common import EXCEPTION_HANDLERS, NulMiddleware, RequestIdMiddleware
 
 if TYPE_CHECKING:
     from .context import Context
@@ -249,7 +249,7 @@ def _route_path(scope: Scope) -> str:
 def build_api(app: Context, routes: list[BaseRoute] = V1_ROUTES) -> Starlette:
     api = Starlette(
         routes=routes,
-        middleware=[Middleware(RequestIdMiddleware)],
+        middleware=[Middleware(RequestIdMiddleware), Middleware(NulMiddleware)],
         exception_handlers=EXCEPTION_HANDLERS,
     )
     api.router = IndexedRouter(routes)

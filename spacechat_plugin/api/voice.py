@@ -39,6 +39,7 @@ from .common import (
     principal,
     read_json,
     spacechat,
+    without_nul,
 )
 from .context import Context
 from .models import KEY_PATTERN, SpeakMessage
@@ -86,7 +87,7 @@ async def _read_form(request: Request, app: Context) -> tuple[dict[str, str], Up
         raise BadRequest("the form has no `file` field with the recording", code="invalid_request")
     if upload.size is not None and upload.size > limit:
         raise PayloadTooLarge(f"voice memos are limited to {limit} bytes", details={"max_bytes": limit})
-    fields = {key: value for key, value in form.items() if isinstance(value, str)}
+    fields: dict[str, str] = without_nul({key: value for key, value in form.items() if isinstance(value, str)})
     return fields, upload
 
 

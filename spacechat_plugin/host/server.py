@@ -97,5 +97,9 @@ def uvicorn_config(
         # Off unless realtime.ws_per_message_deflate: a compressed WebSocket's frames are its own,
         # so it cannot share the fan-out's bytes or be parked (host/websocket_park.py).
         ws_per_message_deflate=ws_per_message_deflate,
-        proxy_headers=False,
+        # Behind the proxy of docs/deployment.md every connection comes from it: the client's
+        # address (per-address sign-in limits, the audit) is its X-Forwarded-For, believed only
+        # from this machine. Without it twenty failed sign-ins from anyone locked everyone out.
+        proxy_headers=True,
+        forwarded_allow_ips=["127.0.0.1", "::1"],
     )
