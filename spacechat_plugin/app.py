@@ -204,7 +204,9 @@ class Spacechat:
             always_tools=list(settings.hooks.get("tool_approval", {}).get("tools", [])),
             cards=self.cards,
             host=host,
+            runs_agents=lambda: self.runs_agents,
         )
+        self.approvals.relayed = self.relay is not None
         self.ops = Ops(
             db=self.db,
             settings=settings.ops,
@@ -339,6 +341,8 @@ class Spacechat:
         await self._interrupt_open_streams()
         await self._prune()
         self._start_singletons()
+        if self.relay is not None:  # the others forward operations on the agents here from now on
+            self.relay.announce()
 
     async def _lease_lost(self) -> None:
         """Another gateway may take the agents over: stop handing them messages, and stop the
@@ -346,6 +350,8 @@ class Spacechat:
         tasks, self._singleton_tasks = self._singleton_tasks, []
         for task in tasks:
             task.cancel()
+        if self.relay is not None:
+            self.relay.announce()
 
     @property
     def runs_agents(self) -> bool:

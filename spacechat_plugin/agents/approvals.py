@@ -107,11 +107,21 @@ class Approvals:
         cards: CardService,
         host: HostAPI | None,
         clock: Clock | None = None,
+        runs_agents: Callable[[], bool] = lambda: True,
     ) -> None:
         self.db, self.access, self.settings, self.cards, self.host = db, access, settings, cards, host
         self.always_tools = set(always_tools)
         self.clock: Clock = clock or SystemClock()
+        # Whether this process runs the agents (several gateways or workers: the lease holder).
+        self.runs_agents = runs_agents
         self._waiting: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        # With several gateways (set by the app): every commit comes back through
+        # `observe_relayed`, which releases or runs the calls decided on other gateways; those
+        # decided here (`_handled`, marked before the commit, whose event comes back inside it)
+        # are left to `decide`.
+        self.relayed = False
+        self._handled: set[str] = set()
+        self._running: set[asyncio.Task[None]] = set()
 
     # -- policies -----------------------------------------------------------------------------
 
@@ -348,7 +358,13 @@ class Approvals:
             self._record(tx, approval, actor, ip=ip)
             return approval
 
-        approval = await self.db.write(write)
+        if self.relayed:
+            self._handled.add(approval_id)
+        try:
+            approval = await self.db.write(write)
+        except BaseException:
+            self._handled.discard(approval_id)
+            raise
         allow = approval["status"] == "approved"
         label = {
             "approve": f"Approved by {name}",
@@ -364,7 +380,7 @@ class Approvals:
         future = self._waiting.pop(approval_id, None)
         if future is not None and not future.done():
             future.set_result(answer)
-        elif allow and self.host is not None:
+        elif allow and self.host is not None and self.runs_agents():
             await self._run_later(approval)
         return {"approval": approval, **answer}
 
@@ -375,11 +391,19 @@ class Approvals:
             if event.event_type != "approval.decided":
                 continue
             approval: dict[str, Any] = event.payload.approval  # type: ignore[attr-defined]
+            if approval["id"] in self._handled:  # decided here: released or run already
+                self._handled.discard(approval["id"])
+                continue
+            allow = approval["status"] == "approved"
             future = self._waiting.pop(approval["id"], None)
             if future is not None and not future.done():
-                allow = approval["status"] == "approved"
                 reason = f"{approval['decision']} by {approval.get('decided_by') or 'the system'}"
                 future.set_result({"decision": "allow" if allow else "deny", "reason": reason})
+            elif allow and self.host is not None and self.runs_agents():
+                # Decided elsewhere after the call that asked was lost: it runs here, once.
+                task = asyncio.get_running_loop().create_task(self._run_later(approval))
+                self._running.add(task)
+                task.add_done_callback(self._running.discard)
 
     def _rule_made(self, tx: WriteTx, approval: dict[str, Any], decision: str, actor: Actor, at: str) -> str:
         """The rule a decision applies (and makes, for the thread or for good); its text."""

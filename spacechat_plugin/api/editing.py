@@ -24,6 +24,7 @@ from ..store import messages as message_store
 from ..store.db import WriteTx
 from ..store.shapes import message_in
 from .common import JSONResponse, audit_action, authorize, channel_of, operation, read_json, spacechat
+from .forward import to_agents_gateway
 from .models import EditMessage, React
 
 
@@ -129,6 +130,18 @@ def emoji_of(value: str) -> str:
     return text
 
 
+async def _where_its_agent_runs(request: Request) -> Response | None:
+    """A reaction on an agent's reply reaches that agent (`spacechat_reaction_changed`): with
+    several gateways it is made on the one that runs the agents (api/forward.py)."""
+    app = spacechat(request)
+    if app.runs_agents:
+        return None
+    message = await message_store.get_message(app.db, request.path_params["message_id"])
+    if message is None or message["author"]["kind"] != "agent":
+        return None
+    return await to_agents_gateway(request)
+
+
 async def _react(request: Request, emoji: str, *, add: bool) -> tuple[dict[str, Any], list[dict[str, Any]] | None]:
     app = spacechat(request)
     who, message, channel = await message_or_404(request)
@@ -166,6 +179,8 @@ async def _react(request: Request, emoji: str, *, add: bool) -> tuple[dict[str, 
     "React to a message with an emoji", tags=["messages"], body=React, status=201, scope="messages:write", resource=True
 )
 async def add_reaction(request: Request) -> Response:
+    if (forwarded := await _where_its_agent_runs(request)) is not None:
+        return forwarded
     body = await read_json(request, React, max_bytes=1024)
     emoji = emoji_of(body.emoji)
     message, summary = await _react(request, emoji, add=True)
@@ -183,6 +198,8 @@ async def add_reaction(request: Request) -> Response:
     resource=True,
 )
 async def remove_reaction(request: Request) -> Response:
+    if (forwarded := await _where_its_agent_runs(request)) is not None:
+        return forwarded
     raw = request.query_params.get("emoji")
     if not raw:
         raise BadRequest("say which reaction: ?emoji=", details=[{"path": "emoji", "message": "missing"}])

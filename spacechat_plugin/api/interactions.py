@@ -21,6 +21,7 @@ from ..cards import render as cards_render
 from ..errors import BadRequest, NotFound
 from ..store import messages as message_store
 from .common import JSONResponse, authorize, channel_of, operation, principal, read_json, spacechat
+from .forward import to_agents_gateway
 from .models import KEY_PATTERN, RelayedInteraction, SubmitInteraction
 
 _KEY = re.compile(KEY_PATTERN)
@@ -44,6 +45,8 @@ async def message_or_404(request: Request, message_id: str) -> dict[str, Any]:
     resource=True,
 )
 async def submit(request: Request) -> Response:
+    if (forwarded := await to_agents_gateway(request)) is not None:  # several gateways: where the agents run
+        return forwarded
     app = spacechat(request)
     body = await read_json(request, SubmitInteraction, max_bytes=64 * 1024)
     key = request.headers.get("idempotency-key") or body.client_id
@@ -65,6 +68,8 @@ async def submit(request: Request) -> Response:
 
 
 async def _relay(request: Request, connector: str) -> Response:
+    if (forwarded := await to_agents_gateway(request)) is not None:  # several gateways: where the agents run
+        return forwarded
     app = spacechat(request)
     body = await read_json(request, RelayedInteraction, max_bytes=256 * 1024)
     message = await message_or_404(request, body.message_id)

@@ -21,7 +21,6 @@ from ..cards import validate as cards
 from ..cards.service import check_card, initial_state
 from ..config import MessagesConfig
 from ..errors import BadRequest, Conflict, NotFound
-from ..identity.auth import client_address
 from ..identity.permissions import Principal
 from ..store import audit
 from ..store import chat as chat_store
@@ -30,6 +29,7 @@ from ..store.db import WriteTx
 from .channels import channel_or_404
 from .common import JSONResponse, authorize, channel_of, operation, principal, query_int, read_json, spacechat
 from .context import Context
+from .forward import address_of, to_agents_gateway
 from .models import KEY_PATTERN, PostMessage
 
 _KEY = re.compile(KEY_PATTERN)
@@ -247,6 +247,8 @@ async def get_message(request: Request) -> Response:
     resource=True,
 )
 async def retry_reply(request: Request) -> Response:
+    if (forwarded := await to_agents_gateway(request)) is not None:  # several gateways: where the agents run
+        return forwarded
     app = spacechat(request)
     who = await principal(request)
     message = await message_store.get_message(app.db, request.path_params["message_id"])
@@ -277,7 +279,7 @@ async def retry_reply(request: Request) -> Response:
             action="agent.turn_retried",
             target_type="message",
             target_id=message["id"],
-            ip=client_address(request),
+            ip=address_of(request),
             details={"turn_id": result["turn_id"]},
         )
         return message_store.update_message(tx, message["id"], metadata=metadata)

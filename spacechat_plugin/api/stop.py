@@ -12,12 +12,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ..errors import Conflict, NotFound
-from ..identity.auth import client_address
 from ..identity.permissions import check
 from ..store import audit
 from ..store import messages as message_store
 from ..store.db import WriteTx
 from .common import JSONResponse, authorize, channel_of, operation, spacechat
+from .forward import address_of, to_agents_gateway
 
 
 @operation(
@@ -28,6 +28,8 @@ from .common import JSONResponse, authorize, channel_of, operation, spacechat
     resource=True,
 )
 async def stop_reply(request: Request) -> Response:
+    if (forwarded := await to_agents_gateway(request)) is not None:  # several gateways: where the agents run
+        return forwarded
     app = spacechat(request)
     message = await message_store.get_message(app.db, request.path_params["message_id"])
     if message is None:
@@ -59,7 +61,7 @@ async def stop_reply(request: Request) -> Response:
             action="agent.turn_stopped",
             target_type="message",
             target_id=message["id"],
-            ip=client_address(request),
+            ip=address_of(request),
             details={"turn_id": stream.turn_id, "agent_id": stream.agent_id},
         )
 

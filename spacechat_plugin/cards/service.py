@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -209,6 +210,7 @@ class CardService:
         self.remote: RemoteTasks | None = None
         self.handlers: list[CardHandler] = []
         self._waiters: dict[str, list[asyncio.Future[dict[str, Any]]]] = {}
+        self._submitting: Counter[str] = Counter()  # message ids with an interaction being submitted here
         self.inflight: set[tuple[str, str]] = set()
 
     # -- posting ------------------------------------------------------------------------------
@@ -353,17 +355,26 @@ class CardService:
             if (who.user_id, key) in self.inflight:
                 raise Conflict("an interaction with this key is still in progress", code="idempotency_key_in_use")
             self.inflight.add((who.user_id, key))
+        # With several gateways the commit's own event comes back through `observe_relayed`
+        # before the write returns: it leaves this card's waiters to `_hand_on`, which hands the
+        # interaction to them or else to the card's agent (not to both).
+        self._submitting[message["id"]] += 1
         try:
-            status, body, fresh = await self.db.write(
-                lambda tx: self._record(tx, who, message, target, normalized, claim, connector, external_user)
-            )
+            try:
+                status, body, fresh = await self.db.write(
+                    lambda tx: self._record(tx, who, message, target, normalized, claim, connector, external_user)
+                )
+            finally:
+                if key is not None:
+                    self.inflight.discard((who.user_id, key))
+            if fresh:
+                await self._hand_on(who, body["interaction"], body["message"])
+            elif body.get("interaction") is not None:
+                body = {**body, "replayed": True}
         finally:
-            if key is not None:
-                self.inflight.discard((who.user_id, key))
-        if fresh:
-            await self._hand_on(who, body["interaction"], body["message"])
-        elif body.get("interaction") is not None:
-            body = {**body, "replayed": True}
+            self._submitting[message["id"]] -= 1
+            if not self._submitting[message["id"]]:
+                del self._submitting[message["id"]]
         return status, body
 
     @staticmethod
@@ -532,6 +543,8 @@ class CardService:
         for event in events:
             if event.event_type == "interaction.submitted":
                 interaction: dict[str, Any] = event.payload.interaction  # type: ignore[attr-defined]
+                if interaction["message_id"] in self._submitting:  # submitted here: `submit` hands it on
+                    continue
                 for future in self._waiters.pop(interaction["message_id"], []):
                     if not future.done():
                         future.set_result(interaction)

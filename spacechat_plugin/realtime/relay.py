@@ -165,6 +165,7 @@ class Relay:
             self.stats.connected = True
             self._outbox_ready.set()
             self.fill()  # anything committed while we were connecting
+            self._greet()
             return
 
     async def _open(self) -> Any:
@@ -202,6 +203,18 @@ class Relay:
         log.info("the bus is back")
         self._outbox_ready.set()
         self.fill()
+        self._greet()
+
+    def _greet(self) -> None:
+        """Just connected: say who this gateway is, and have every other say so now, rather than
+        at their next heartbeat (which gateway runs the agents is known at once)."""
+        self.control("gateway.hello", {"id": self.gateway_id})
+        self.announce()
+
+    def announce(self) -> None:
+        """Tell every gateway how this one is now (its heartbeat, sent early: a lease taken or lost)."""
+        self.peers[self.gateway_id] = {**self.alive(), "last_seen": now_rfc3339()}
+        self.control("gateway.alive", self.alive())
 
     async def _error(self, exc: Exception) -> None:
         log.debug("bus client: %s", exc)
@@ -282,6 +295,8 @@ class Relay:
             if message["kind"] == "gateway.alive":
                 self.peers[message["data"]["id"]] = {**message["data"], "last_seen": now_rfc3339()}
                 self._heard[message["data"]["id"]] = time.monotonic()
+            elif message["kind"] == "gateway.hello":
+                self.announce()
             else:
                 if message["kind"] not in AMBIENT:
                     self.stats.controls += 1
@@ -410,6 +425,5 @@ class Relay:
         """Each gateway says it is alive every `heartbeat_seconds`; health lists every gateway
         heard from, with when it was last heard (a partitioned one shows as silent)."""
         while True:
-            self.peers[self.gateway_id] = {**self.alive(), "last_seen": now_rfc3339()}
-            self.control("gateway.alive", self.alive())
+            self.announce()
             await asyncio.sleep(self.heartbeat_seconds)
