@@ -11,7 +11,7 @@ from playwright.async_api import Browser
 from . import postgres
 from .browser import audit_remaining, chromium
 from .buses import NatsServer
-from .support import Server, toml_config
+from .support import Server, several_workers, toml_config
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -20,6 +20,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         choices=("sqlite", "postgres"),
         default=None,
         help="the store the test servers run on (default: $TEST_SPACECHAT_STORE, else sqlite)",
+    )
+    parser.addoption(
+        "--workers",
+        type=int,
+        default=None,
+        help="test servers run `spacechat serve --workers N` (tests/workers-suite.txt lists the files run so)",
     )
 
 
@@ -31,10 +37,19 @@ def pytest_configure(config: pytest.Config) -> None:
     chosen = config.getoption("--store")
     if chosen is not None:
         os.environ[postgres.STORE_ENV] = chosen
+    workers = config.getoption("--workers")
+    if workers is not None:
+        os.environ["SPACECHAT_WORKERS"] = str(workers)  # every test server's setting (config.py `workers`)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """On the Postgres store, skip the tests that are about the SQLite file itself."""
+    """On the Postgres store, skip the tests that are about the SQLite file itself; with several
+    workers, those about one process's own state."""
+    if several_workers():
+        for item in items:
+            marker = item.get_closest_marker("one_process")
+            if marker is not None:
+                item.add_marker(pytest.mark.skip(reason=f"one process only: {marker.args[0]}"))
     if postgres.store() != "postgres":
         return
     for item in items:

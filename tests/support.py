@@ -55,6 +55,11 @@ def toml_config(extra: str = "", *, top: str = "", **sections: Any) -> str:
     return top + "\n" + "\n".join(lines) + "\n" + extra
 
 
+def several_workers() -> bool:
+    """Whether test servers run `spacechat serve --workers N` (`pytest --workers N`)."""
+    return int(os.environ.get("SPACECHAT_WORKERS") or 1) > 1
+
+
 def serve_command(config: Path, data_dir: Path, port: int) -> list[str]:
     """`spacechat serve` with this config, data directory and port, as the tests run it."""
     command = ["serve", "--config", str(config), "--data-dir", str(data_dir), "--port", str(port)]

@@ -12,7 +12,7 @@ import httpx
 import pytest
 from itsdangerous import URLSafeTimedSerializer
 
-from .support import OWNER, PASSWORD, Server, bot, invite, login, toml_config
+from .support import OWNER, PASSWORD, Server, bot, invite, login, several_workers, toml_config
 
 
 def test_setup_link_works_once_and_is_replaced_at_restart(tmp_path: Path) -> None:
@@ -261,8 +261,9 @@ def test_secrets_never_leak(server: Server) -> None:
     member = invite(server, server.token, "member")
     reference = login(server, member.user["email"]).json()["session_token"]
     login(server, member.user["email"], "a wrong password entirely")
-    key = server.data_dir / "secret.key"
-    assert stat.S_IMODE(os.stat(key).st_mode) == 0o600
+    if not several_workers():  # several workers share the signing secret through the database
+        key = server.data_dir / "secret.key"
+        assert stat.S_IMODE(os.stat(key).st_mode) == 0o600
     stored = server.stored_bytes()
     output = "".join(server.output)
     for secret in (PASSWORD, OWNER["password"], "a wrong password entirely", reference, member.token, server.token):

@@ -155,13 +155,15 @@ async def test_the_worker_running_the_agents_killed_mid_reply_another_takes_over
 ) -> None:
     server = start(tmp_path, **{"providers.scripted": {"chars_per_second": 60}})
     try:
-        await workers_up(server)
+        workers = await workers_up(server)
         async with asyncio.timeout(15):
             while len(holders := await asyncio.to_thread(lease_holders, server)) != 1:
                 await asyncio.sleep(0.1)
         holder = holders[0]
+        # After the kill, talk to the survivor: a connection the dead worker held is gone.
+        survivor = next(view for gateway_id, view in workers.items() if gateway_id != holder)
         spacebot = server.channel_id("spacebot")
-        async with server.client() as client:
+        async with survivor.client() as client:
             posted = await client.post(f"/v1/channels/{spacebot}/messages", json={"text": "tell me about yourself"})
             thread_id = posted.json()["thread"]["id"]
 
@@ -181,7 +183,7 @@ async def test_the_worker_running_the_agents_killed_mid_reply_another_takes_over
                     await asyncio.sleep(0.1)
             assert cut["state"] == "failed" and cut["failure_reason"] == "interrupted"
             async with asyncio.timeout(15):
-                while (now := await asyncio.to_thread(lease_holders, server)) in ([], [holder]) or len(now) != 1:
+                while (now := await asyncio.to_thread(lease_holders, survivor)) in ([], [holder]) or len(now) != 1:
                     await asyncio.sleep(0.1)
             await client.post(f"/v1/threads/{thread_id}/messages", json={"text": "and again"})
             async with asyncio.timeout(30):
