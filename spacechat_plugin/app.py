@@ -42,6 +42,7 @@ from .operations.budgets import Budgets
 from .operations.incidents import Incidents
 from .operations.observability import Observability
 from .operations.ops import Ops
+from .presence.service import REPORT as PRESENCE_REPORT
 from .presence.service import SYNC as PRESENCE_SYNC
 from .presence.service import Presence
 from .realtime.bus import Bus
@@ -529,6 +530,9 @@ class Spacechat:
             self.sso.started(data["address"], share=False)
         elif kind == PRESENCE_SYNC:
             self.presence.heard(data)
+        elif kind == PRESENCE_REPORT and data.get("status") in ("active", "away"):
+            user_id, org_id, credential = str(data["user_id"]), str(data["org_id"]), str(data["credential"])
+            self.presence.report(user_id, org_id, credential, data["status"])
         elif kind == "notification_level":
             self.notifications.remember(str(data.get("user_id")), str(data.get("channel_id")), str(data.get("level")))
 

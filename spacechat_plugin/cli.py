@@ -125,11 +125,17 @@ def _exit_now() -> None:
 
 async def _supervise(settings: Settings) -> None:
     """`--workers N`: apply the migrations once, then start and watch the workers (workers.py)."""
+    from .store.messages import forget_claims_in_progress
     from .workers import Supervisor, WorkerFailed
 
     db = _store(settings)
     await db.open()
-    await db.close()
+    try:
+        # No worker runs yet: a send's key left in progress by a killed one is free again, as
+        # after a restart of one process (where that mark lives in its memory).
+        await db.write(forget_claims_in_progress)
+    finally:
+        await db.close()
     # The workers get this command line's own arguments (they read the same configuration).
     argv = sys.argv[1:]
     serve_args = argv[argv.index("serve") + 1 :] if "serve" in argv else []

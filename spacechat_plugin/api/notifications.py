@@ -11,6 +11,7 @@ from starlette.responses import Response
 
 from ..errors import NotFound
 from ..notifications.rule import DEFAULT_LEVEL
+from ..presence.service import REPORT as PRESENCE_REPORT
 from ..store import messages as message_store
 from .channels import channel_or_404
 from .common import JSONResponse, operation, principal, read_json, spacechat
@@ -62,7 +63,11 @@ async def report_presence(request: Request) -> Response:
     app = spacechat(request)
     who = await principal(request)
     body = await read_json(request, ReportPresence, max_bytes=1024)
-    status = app.presence.report(who.user_id, who.org_id, who.credential_id or who.credential, body.status)
+    credential = who.credential_id or who.credential
+    status = app.presence.report(who.user_id, who.org_id, credential, body.status)
+    if app.relay is not None:  # the page's stream may be open on another gateway (or worker)
+        data = {"user_id": who.user_id, "org_id": who.org_id, "credential": credential, "status": body.status}
+        app.relay.control(PRESENCE_REPORT, data)
     return JSONResponse({"status": status})
 
 

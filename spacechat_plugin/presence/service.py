@@ -40,6 +40,8 @@ STATUSES = (ACTIVE, AWAY)
 # Every this many ticks a gateway tells the others everything it holds, not only what changed.
 SYNC_TICKS = 5
 SYNC = "presence.sync"  # the control message's kind
+# A page's report (`POST /v1/me/presence`), told to every gateway: its stream may be on another.
+REPORT = "presence.report"
 
 
 @dataclass

@@ -44,9 +44,9 @@ import orjson
 from ..events import Event, UnknownEventType, decode_event, now_rfc3339
 
 log = logging.getLogger("spacechat.relay")
-# Control messages that carry ambient state (who is active, who is typing: presence/service.py)
-# every few seconds: not counted with the others (`RelayStats.controls`: ended streams, sign-ins).
-AMBIENT = frozenset({"presence.sync"})
+# Control messages that carry ambient state (who is active, who is typing, a page's own report:
+# presence/service.py): not counted with the others (`RelayStats.controls`: ended streams, sign-ins).
+AMBIENT = frozenset({"presence.sync", "presence.report"})
 
 # Reads the log: the envelopes of the events after a seq, in seq order, at most a page of them.
 ReadAfter = Callable[[int], Awaitable[list[bytes]]]

@@ -104,6 +104,12 @@ def reserve_claim(tx: WriteTx, claim: IdempotencyClaim) -> None:
     )
 
 
+def forget_claims_in_progress(tx: WriteTx) -> int:
+    """At a start with no gateway running (the workers' supervisor): every key still marked in
+    progress was left by a process that died mid-send, so a retry may take it at once."""
+    return int(tx.execute("DELETE FROM idempotency_keys WHERE status = 0").rowcount or 0)
+
+
 def release_claim(tx: WriteTx, claim: IdempotencyClaim) -> None:
     """A send that failed gives its in-progress mark back, so a retry is not refused."""
     tx.execute(
