@@ -49,6 +49,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("spacechat.workers")
 
 START_TIMEOUT = 60.0  # seconds a worker may take to answer (migrations ran before, in the supervisor)
+MAX_SOCKET_PATH = 100  # bytes of a Unix socket's path (sun_path holds 108 on Linux, 104 elsewhere)
 RESTART_BACKOFF = (0.2, 1.0, 5.0)  # after a worker dies: waits before starting it again, growing
 
 
@@ -142,8 +143,13 @@ class Supervisor:
         self.processes: list[asyncio.subprocess.Process | None] = []
         self.restarts = [0] * self.count
         self.stopping = asyncio.Event()
-        self._dir = Path(tempfile.mkdtemp(prefix="spacechat-workers-"))  # a short path: Unix sockets allow ~100 bytes
-        self.hub_path = self._dir / "hub.sock"
+        # The hub's socket lives in the data directory (mode 0700: only its owner connects), or
+        # where a Unix socket's path fits (about 100 bytes) in a private temporary directory.
+        self._dir: Path | None = None
+        self.hub_path = settings.data_path / "workers.sock"
+        if len(str(self.hub_path)) > MAX_SOCKET_PATH:
+            self._dir = Path(tempfile.mkdtemp(prefix="spacechat-workers-"))
+            self.hub_path = self._dir / "hub.sock"
 
     def context(self, index: int) -> WorkerContext:
         return WorkerContext(
@@ -185,8 +191,9 @@ class Supervisor:
             await hub.stop()
             for sock in [*self.listening, *self.own]:
                 sock.close()
-            with contextlib.suppress(OSError):
-                self._dir.rmdir()
+            if self._dir is not None:
+                with contextlib.suppress(OSError):
+                    self._dir.rmdir()
 
     async def _start(self, index: int) -> None:
         context = self.context(index)
