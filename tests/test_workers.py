@@ -21,10 +21,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
-from .support import Server, toml_config
+from .support import Server, toml_config, wait_for_message
 from .test_gateways import Reader, assert_in_seq_order_once, health, lease_holders, new_thread, post_burst
+from .test_interactions import interact
 
 pytestmark = pytest.mark.asyncio
 
@@ -192,6 +194,49 @@ async def test_the_worker_running_the_agents_killed_mid_reply_another_takes_over
             await asyncio.sleep(1)  # a second turn, were there one, would have started by now
             replies = [m for m in await agent_messages() if m["id"] != cut["id"]]
             assert len(replies) == 1 and replies[0]["state"] == "completed", replies
+    finally:
+        server.stop()
+
+
+async def test_a_card_clicked_through_the_worker_without_the_agents_reaches_the_agent_once(tmp_path: Path) -> None:
+    """The click goes to the worker running the agents (api/forward.py); its answer comes back
+    whole, the replay header of a repeated click included."""
+    server = start(tmp_path)
+    try:
+        workers = await workers_up(server)
+        async with asyncio.timeout(15):
+            while len(holders := await asyncio.to_thread(lease_holders, server)) != 1:
+                await asyncio.sleep(0.1)
+        other = next(view for gateway_id, view in workers.items() if gateway_id != holders[0])
+        spacebot = server.channel_id("spacebot")
+
+        def clicks() -> tuple[httpx.Response, httpx.Response, str, str]:
+            with httpx.Client(base_url=other.url, headers=other.auth, timeout=30) as client:
+                asked = client.post(f"/v1/channels/{spacebot}/messages", json={"text": "show me an approval card"})
+                thread_id = asked.json()["thread"]["id"]
+                card = wait_for_message(
+                    other,
+                    thread_id,
+                    lambda m: m["author"]["kind"] == "agent" and m["state"] == "completed" and m["blocks"],
+                )
+                first = interact(client, card["id"], "approve", key="click-1")
+                again = interact(client, card["id"], "approve", key="click-1")
+                return first, again, thread_id, card["id"]
+
+        first, again, thread_id, card_id = await asyncio.to_thread(clicks)
+        assert first.status_code == 201 and first.headers.get("idempotent-replayed") is None
+        assert again.status_code == 201 and again.headers.get("idempotent-replayed") == "true"
+        reply = await asyncio.to_thread(
+            wait_for_message,
+            other,
+            thread_id,
+            lambda m: m["author"]["kind"] == "agent" and m["state"] == "completed" and m["id"] != card_id,
+        )
+        assert reply["metadata"]["in_reply_to"] == [card_id]
+        await asyncio.sleep(1)  # a second, wrong, turn would have started by now
+        async with other.client() as client:
+            history = (await client.get(f"/v1/threads/{thread_id}/history")).json()["messages"]
+        assert len([m for m in history if m["author"]["kind"] == "agent"]) == 2, "the card and one reply"
     finally:
         server.stop()
 

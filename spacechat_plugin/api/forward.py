@@ -42,7 +42,7 @@ HOP_BY_HOP = {
     HEADER,
 }
 # What of the holder's answer is returned (this gateway adds its own security headers).
-KEPT = {"content-type", "retry-after"}
+KEPT = {"content-type", "retry-after", "idempotent-replayed"}
 TIMEOUT_SECONDS = 30
 
 
