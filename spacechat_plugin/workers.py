@@ -198,7 +198,11 @@ class Supervisor:
     async def _start(self, index: int) -> None:
         context = self.context(index)
         command = [sys.executable, "-m", "spacechat_plugin", "serve", *self.serve_args, "--worker", context.spec()]
-        process = await asyncio.create_subprocess_exec(*command, pass_fds=(context.listen_fd, context.own_fd))
+        # A session of its own: Ctrl-C in a terminal reaches the supervisor alone, which stops
+        # each worker once (a second signal would have uvicorn skip its graceful stop).
+        process = await asyncio.create_subprocess_exec(
+            *command, pass_fds=(context.listen_fd, context.own_fd), start_new_session=True
+        )
         self.processes[index] = process
         deadline = time.monotonic() + START_TIMEOUT
         while not self.stopping.is_set():
