@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -262,42 +262,59 @@ async def test_the_lease_holder_killed_mid_stream_another_takes_over_and_the_nex
     a = deployment.start("a", **slow)
     b = deployment.start("b", **slow)
 
-    def holders() -> list[str]:
-        return lease_holders(b)
-
     async with asyncio.timeout(15):
-        while (await asyncio.to_thread(holders)) != ["a"]:  # the first gateway up took the lease
+        while (await asyncio.to_thread(lease_holders, b)) != ["a"]:  # the first gateway up took the lease
             await asyncio.sleep(0.1)
-    spacebot = b.channel_id("spacebot")
-    async with b.client() as client:
+    await agents_move_when_their_process_dies(b, a.kill, "a")
+
+
+async def agents_move_when_their_process_dies(survivor: Server, kill: Callable[[], None], holder: str) -> None:
+    """The process running the agents (`holder`, which `kill` SIGKILLs) dies mid-reply: the one
+    that takes the lease over ends the cut reply `interrupted`, and the next turn runs once.
+    Watched through `survivor`, whose stream and connections outlive the kill (test_workers.py
+    runs it on the workers of one server)."""
+    spacebot = survivor.channel_id("spacebot")
+
+    def agent_reply(event: dict[str, Any], thread_id: str, *types: str) -> bool:
+        return (
+            event["event_type"] in types
+            and event["thread_id"] == thread_id
+            and event["payload"]["message"]["author"]["kind"] == "agent"
+        )
+
+    async with Listener(survivor, survivor.auth) as stream, survivor.client() as client:
         posted = await client.post(f"/v1/channels/{spacebot}/messages", json={"text": "tell me about yourself"})
         thread_id = posted.json()["thread"]["id"]
-
-        async def agent_messages() -> list[dict[str, Any]]:
-            history = (await client.get(f"/v1/threads/{thread_id}/history")).json()["messages"]
-            return [m for m in history if m["author"]["kind"] == "agent"]
-
-        async with asyncio.timeout(20):
-            while not (streaming := await agent_messages()) or len(streaming[0]["text"]) < 20:
-                await asyncio.sleep(0.1)
-        assert streaming[0]["state"] == "streaming"
-        await asyncio.to_thread(a.kill)  # the lease holder dies mid-stream
-        async with asyncio.timeout(15):  # B takes the lease within seconds and ends the cut reply
-            while (cut := (await client.get(f"/v1/messages/{streaming[0]['id']}")).json()["message"])[
-                "state"
-            ] == "streaming":
-                await asyncio.sleep(0.1)
+        created = await stream.wait_for(lambda e: agent_reply(e, thread_id, "message.created"))
+        reply_id = created["payload"]["message"]["id"]
+        await stream.wait_for(
+            lambda e: (
+                e["event_type"] == "message.stream.delta"
+                and e["payload"]["message_id"] == reply_id
+                and e["payload"]["offset"] >= 20
+            )
+        )
+        await asyncio.to_thread(kill)  # mid-reply
+        # The process that takes the lease (within seconds) ends the cut reply.
+        ended = await stream.wait_for(
+            lambda e: (
+                agent_reply(e, thread_id, "message.failed", "message.completed")
+                and e["payload"]["message"]["id"] == reply_id
+            ),
+            timeout=15,
+        )
+        assert ended["event_type"] == "message.failed" and ended["payload"]["reason"] == "interrupted"
+        cut = (await client.get(f"/v1/messages/{reply_id}")).json()["message"]
         assert cut["state"] == "failed" and cut["failure_reason"] == "interrupted"
-        async with asyncio.timeout(10):  # health stops counting A after three silent heartbeats
-            while await asyncio.to_thread(holders) != ["b"]:
+        async with asyncio.timeout(15):  # health's view (no event says it): one holder, not the dead one
+            while (now := await asyncio.to_thread(lease_holders, survivor)) in ([], [holder]) or len(now) != 1:
                 await asyncio.sleep(0.1)
-        # The next turn runs once, on the new holder.
+        at = stream.mark()
         await client.post(f"/v1/threads/{thread_id}/messages", json={"text": "and again"})
-        async with asyncio.timeout(30):
-            while not [m for m in await agent_messages() if m["state"] == "completed"]:
-                await asyncio.sleep(0.1)
+        await stream.wait_for(lambda e: agent_reply(e, thread_id, "message.completed"), timeout=30, after=at)
         await asyncio.sleep(1)  # a second turn, were there one, would have started by now
-        replies = [m for m in await agent_messages() if m["id"] != cut["id"]]
+        history = (await client.get(f"/v1/threads/{thread_id}/history")).json()["messages"]
+        replies = [m for m in history if m["author"]["kind"] == "agent" and m["id"] != reply_id]
         assert len(replies) == 1 and replies[0]["state"] == "completed", replies
 
 

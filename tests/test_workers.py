@@ -25,7 +25,15 @@ import httpx
 import pytest
 
 from .support import Server, toml_config, wait_for_message
-from .test_gateways import Reader, assert_in_seq_order_once, health, lease_holders, new_thread, post_burst
+from .test_gateways import (
+    Reader,
+    agents_move_when_their_process_dies,
+    assert_in_seq_order_once,
+    health,
+    lease_holders,
+    new_thread,
+    post_burst,
+)
 from .test_interactions import interact
 
 pytestmark = pytest.mark.asyncio
@@ -162,38 +170,10 @@ async def test_the_worker_running_the_agents_killed_mid_reply_another_takes_over
             while len(holders := await asyncio.to_thread(lease_holders, server)) != 1:
                 await asyncio.sleep(0.1)
         holder = holders[0]
-        # After the kill, talk to the survivor: a connection the dead worker held is gone.
+        # Watched through the survivor: a connection the dead worker held is gone.
         survivor = next(view for gateway_id, view in workers.items() if gateway_id != holder)
-        spacebot = server.channel_id("spacebot")
-        async with survivor.client() as client:
-            posted = await client.post(f"/v1/channels/{spacebot}/messages", json={"text": "tell me about yourself"})
-            thread_id = posted.json()["thread"]["id"]
-
-            async def agent_messages() -> list[dict[str, Any]]:
-                history = (await client.get(f"/v1/threads/{thread_id}/history")).json()["messages"]
-                return [m for m in history if m["author"]["kind"] == "agent"]
-
-            async with asyncio.timeout(20):
-                while not (streaming := await agent_messages()) or len(streaming[0]["text"]) < 20:
-                    await asyncio.sleep(0.1)
-            assert streaming[0]["state"] == "streaming"
-            os.kill(worker_pids(server)[index_of(holder)], signal.SIGKILL)  # mid-reply
-            async with asyncio.timeout(15):  # the other worker takes the lease and ends the cut reply
-                while (cut := (await client.get(f"/v1/messages/{streaming[0]['id']}")).json()["message"])[
-                    "state"
-                ] == "streaming":
-                    await asyncio.sleep(0.1)
-            assert cut["state"] == "failed" and cut["failure_reason"] == "interrupted"
-            async with asyncio.timeout(15):
-                while (now := await asyncio.to_thread(lease_holders, survivor)) in ([], [holder]) or len(now) != 1:
-                    await asyncio.sleep(0.1)
-            await client.post(f"/v1/threads/{thread_id}/messages", json={"text": "and again"})
-            async with asyncio.timeout(30):
-                while not [m for m in await agent_messages() if m["state"] == "completed"]:
-                    await asyncio.sleep(0.1)
-            await asyncio.sleep(1)  # a second turn, were there one, would have started by now
-            replies = [m for m in await agent_messages() if m["id"] != cut["id"]]
-            assert len(replies) == 1 and replies[0]["state"] == "completed", replies
+        pid = worker_pids(server)[index_of(holder)]
+        await agents_move_when_their_process_dies(survivor, lambda: os.kill(pid, signal.SIGKILL), holder)
     finally:
         server.stop()
 
