@@ -691,7 +691,7 @@ class SSEStream(asyncio.Protocol):
         if not self.ready.done() and READY in self._tail + data:
             self.ready.set_result(now)
         self.chunk(data, now)
-        self._tail = data[-64:]
+        self._tail = data[-64:] if len(data) >= 64 else (self._tail + data)[-64:]  # reads may be tiny
 
     def chunk(self, data: bytes, now: float) -> None:
         """Override to look at every chunk (`self._tail` still holds the previous chunk's end)."""

@@ -115,10 +115,10 @@ async def measure(server: Server, args: argparse.Namespace, profile: Path | None
     streams: list[MarkerSSE] = []
     pool: SubscriberPool | None = None
     if args.client_procs:
-        pool = SubscriberPool(args.client_procs, host, port, token, b"\0no marker")
+        pool = SubscriberPool(args.client_procs, host, port, token, b"")
         await pool.open(sse=args.subscribers)
     else:
-        tracker = Tracker(b"\0no marker", lambda report: None)
+        tracker = Tracker(b"", lambda report: None)
         streams = await open_many(lambda: MarkerSSE.open(host, port, token, tracker=tracker), args.subscribers)
     senders = [await HTTPConnection.open(host, port, token) for _ in range(args.senders)]
     await asyncio.sleep(1.0)

@@ -191,8 +191,11 @@ class FakeSocket:
         self.chunks: list[bytes] = []
         self.full = False
         self.ended = False
+        self.refused = 0  # writes tried while full
 
     def write(self, body: bytes) -> bool:
+        if self.full:
+            self.refused += 1
         if self.full or self.ended:
             return False
         self.chunks.append(body)
@@ -220,16 +223,18 @@ async def test_a_parked_stream_is_served_by_the_bus_and_waits_out_back_pressure(
     assert socket.chunks[-1].startswith(b"event: heartbeat\n")
     socket.full = True
     bus.publish([event(4)])
+    refused = socket.refused
     bus.publish([event(5)])
     assert len(socket.chunks) == 3, "nothing is written while the socket is full"
+    assert refused > 0 and socket.refused == refused, "once found full, it is left alone until it drains"
     socket.full = False
-    stream.serve()  # the host: the socket drained
+    stream.drained()  # the host: the socket drained
     assert b"id: 4\n" in socket.chunks[-1] and b"id: 5\n" in socket.chunks[-1], "what waited, in one write"
     socket.full = True
     bus.publish([event(seq) for seq in range(6, 12)])  # more than max_lag behind: cut
     assert subscription.lagged and not socket.ended
     socket.full = False
-    stream.serve()
+    stream.drained()
     assert socket.chunks[-1] == b'event: lagged\ndata: {"resume_after":5}\n\n' and socket.ended
     await asyncio.sleep(0)  # unregistered on the loop's next turn, not while the bus walks its set
     assert ended == [True] and bus.parked == {"sse": 0, "ws": 0}

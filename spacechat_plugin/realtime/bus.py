@@ -192,6 +192,7 @@ SPREAD_SLICE = 100
 class Subscription:
     __slots__ = (
         "_bus",
+        "blocked",
         "closed",
         "direct",
         "framing",
@@ -225,6 +226,11 @@ class Subscription:
         # A parked stream's (realtime/parked.py) turn of its live loop: called by `wake` in place
         # of resolving a waiter, since a parked stream has no task to wait.
         self.on_wake: Callable[[Any], None] | None = None
+        # Its stream's socket is full (a parked stream found it so): publish leaves it alone,
+        # neither building what is new for it nor waking it, until the host says the socket
+        # drained (ParkedStream.drained). A slow reader then costs nothing per publish but the
+        # lag check, instead of a walk over everything it has not taken yet.
+        self.blocked = False
 
     @property
     def bus(self) -> Bus:
@@ -384,6 +390,8 @@ class Bus:
                 subscription.lagged = True
                 self.lagged_total += 1
                 subscription.wake()
+            elif subscription.blocked:
+                continue
             elif (subscription.waiter is not None or subscription.on_wake is not None) and (
                 subscription.direct is None or subscription.closed or not self._write_direct(subscription)
             ):

@@ -68,13 +68,10 @@ class ParkedStream:
             return
         subscription = self.subscription
         framing = self._framing
-        if subscription.lagged:
-            # Written once the socket takes it (a full socket is why it fell behind).
-            if self._write(framing.control("lagged", {"resume_after": subscription.sent})):
-                self._end()
+        if subscription.lagged or subscription.closed:
+            self._stop()
             return
-        if subscription.closed:
-            self._end()
+        if subscription.blocked:  # the socket is full: `drained` serves it when it empties
             return
         runs = self._pending()
         if runs is None:  # the ring overwrote its cursor
@@ -85,7 +82,8 @@ class ParkedStream:
         shown = subscription.shown(runs) if runs else runs
         if shown:
             if not self._write(bus.body(shown, runs, framing)):
-                return  # back-pressure: the cursor stays, the host calls again when it drains
+                subscription.blocked = True  # back-pressure: the cursor stays until `drained`
+                return
             bus.direct_writes += 1
             subscription.delivered(shown)
         elif reason is TICK:
@@ -94,6 +92,20 @@ class ParkedStream:
         subscription.private = []
         if reason is TICK:
             self._beat()  # may find the client gone: then the host calls connection_lost
+
+    def _stop(self) -> None:
+        subscription = self.subscription
+        if subscription.lagged:
+            # Written once the socket takes it (a full socket is why it fell behind).
+            if self._write(self._framing.control("lagged", {"resume_after": subscription.sent})):
+                self._end()
+        else:
+            self._end()
+
+    def drained(self) -> None:
+        """The host's socket took what was queued (its `on_writable`): catch up."""
+        self.subscription.blocked = False
+        self.serve()
 
     def _finish(self) -> None:
         self.finished = True

@@ -245,7 +245,7 @@ class SSESink:
         offered = self._park
 
         def park(stream: ParkedStream) -> Connection | None:
-            connection = offered(stream.serve, stream.connection_lost)
+            connection = offered(stream.drained, stream.connection_lost)
             if connection is None:
                 return None
             self.parked = True
@@ -349,7 +349,7 @@ class WSSink:
             return None
 
         def park(stream: ParkedStream) -> Connection | None:
-            connection = offered(stream.serve, stream.connection_lost, _answer_frame)
+            connection = offered(stream.drained, stream.connection_lost, _answer_frame)
             if connection is None:
                 return None
             self.parked = True
