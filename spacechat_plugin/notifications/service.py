@@ -94,6 +94,9 @@ class Notifier:
         """Called with every committed batch: finished messages are queued for `run`."""
         for event in events:
             kind = event.event_type
+            if kind == "thread.created":
+                self._started(event.payload.thread)  # type: ignore[attr-defined]
+                continue
             if kind != "message.created" and kind != "message.completed":
                 continue
             message: dict[str, Any] = event.payload.message  # type: ignore[attr-defined]
@@ -107,6 +110,18 @@ class Notifier:
                 self._queue.put_nowait(message)
             except asyncio.QueueFull:
                 log.warning("notifications fell behind: message %s was not notified", message["id"])
+
+    def _started(self, thread: Mapping[str, Any]) -> None:
+        """A new thread's only author so far is whoever started it: its followers are known
+        without asking the store (the send that opened it is notified after this batch)."""
+        creator = thread.get("created_by") or {}
+        human = creator.get("kind") == "user" and creator.get("id")
+        self._followers[thread["id"]] = {creator["id"]} if human else set()
+        self._trim()
+
+    def _trim(self) -> None:
+        while len(self._followers) > FOLLOWED_THREADS_KEPT:
+            self._followers.popitem(last=False)
 
     async def run(self) -> None:
         while True:
@@ -123,8 +138,7 @@ class Notifier:
         if cached is None:
             cached = await store.thread_followers(self.db, thread_id)
             self._followers[thread_id] = cached
-            while len(self._followers) > FOLLOWED_THREADS_KEPT:
-                self._followers.popitem(last=False)
+            self._trim()
         else:
             self._followers.move_to_end(thread_id)
         return cached
