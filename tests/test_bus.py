@@ -63,6 +63,63 @@ async def test_runs_split_by_channel_and_class_and_are_shared() -> None:
     assert trim(runs[1], 3) is None
 
 
+async def test_a_stream_written_by_publish_skips_what_its_replay_sent() -> None:
+    """The seam after a replay: events the replay already sent are not written again, whether
+    a publish carries one run or several (publish's single-run shortcut included)."""
+    bus = Bus(ring_size=64, max_lag=32)
+    written: list[bytes] = []
+    subscription = bus.subscribe(lambda item: item.channel_id != "secret")
+    subscription.on_wake = lambda reason: None  # parked: publish writes to it
+
+    def write(body: bytes) -> bool:
+        written.append(body)
+        return True
+
+    subscription.direct = write
+    subscription.sent = 2  # its replay read the log up to seq 2, which is also on the ring
+    bus.publish([event(1), event(2), event(3)])  # one run: 1 and 2 cut, 3 written
+    bus.publish([event(4)])
+    bus.publish([event(5, "secret")])  # nothing it may see: its cursor moves on, nothing written
+    bus.publish([event(6, "a"), event(7, "b")])  # two runs
+    assert [frame.split(b"\n", 1)[0] for frame in written] == [b"id: 3", b"id: 4", b"id: 6"]
+    assert written[-1].count(b"id: ") == 2 and b"id: 7\n" in written[-1]
+    assert subscription.sent == 7 and subscription.pos == bus.head
+    subscription.sent = 8  # a replay that got ahead of the ring: a whole run already sent
+    bus.publish([event(8)])
+    assert len(written) == 3 and subscription.pos == bus.head
+
+
+async def test_runs_that_share_a_visibility_key_are_asked_about_once_and_kept_in_order() -> None:
+    """A group commit alternates keys (a reply's message.created, a new thread's thread.created):
+    publish asks each subscriber once per key, and writes what it may see in the log's order."""
+    bus = Bus(ring_size=64, max_lag=32)
+    asked: list[str] = []
+    written: list[bytes] = []
+
+    def visible(item: Any) -> bool:
+        asked.append(str(item.channel_id))
+        return not str(item.channel_id).startswith("secret")
+
+    def write(body: bytes) -> bool:
+        written.append(body)
+        return True
+
+    subscription = bus.subscribe(visible)
+    subscription.on_wake, subscription.direct = (lambda reason: None), write
+    channels = ["a", "secret", "a", "secret-2", "a", "secret"]
+    bus.publish([event(seq, channel) for seq, channel in enumerate(channels, start=1)])
+    assert sorted(asked) == ["a", "secret", "secret-2"], "once per key, not once per run"
+    assert len(written) == 1 and [line for line in written[0].split(b"\n") if line.startswith(b"id:")] == [
+        b"id: 1",
+        b"id: 3",
+        b"id: 5",
+    ]
+    bus.publish([event(seq, channel) for seq, channel in enumerate(["a", "b", "a", "b"], start=7)])
+    assert written[-1].count(b"id: ") == 4 and written[-1].index(b"id: 7") < written[-1].index(b"id: 10")
+    bus.publish([event(seq, channel) for seq, channel in enumerate(["secret", "secret-2", "secret"], start=11)])
+    assert len(written) == 2 and subscription.pos == bus.head and subscription.sent == 10
+
+
 async def test_a_subscriber_too_far_behind_is_cut() -> None:
     bus = Bus(ring_size=16, max_lag=5)
     slow = bus.subscribe(lambda item: True)

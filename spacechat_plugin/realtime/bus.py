@@ -103,6 +103,29 @@ def make_runs(entries: list[Entry], classify: Callable[[str], str]) -> list[Run]
     return runs
 
 
+# For runs that share visibility keys: the first run of each (organisation, channel, class),
+# and for each run the index of its key among them (`shared_keys`).
+Keys = tuple[list[Run], list[int]]
+
+
+def shared_keys(runs: list[Run]) -> Keys | None:
+    """What lets `Subscription.shown` ask a subscriber once per visibility key rather than once
+    per run, or None when no two runs share one. A group commit of new threads alternates two
+    classes (`message.created`, `thread.created`), so a batch of 25 posts is 50 runs but two
+    keys, and the question is asked for every subscriber at every publish."""
+    index: dict[tuple[str | None, str | None, str], int] = {}
+    firsts: list[Run] = []
+    key_of: list[int] = []
+    for run in runs:
+        key = (run.org_id, run.channel_id, run.event_type)
+        found = index.get(key)
+        if found is None:
+            found = index[key] = len(firsts)
+            firsts.append(run)
+        key_of.append(found)
+    return (firsts, key_of) if len(firsts) < len(runs) else None
+
+
 def _run(key: Any, entries: list[Entry]) -> Run:
     seqs = [entry.seq for entry in entries if entry.seq is not None]
     return Run(
@@ -236,15 +259,40 @@ class Subscription:
     def bus(self) -> Bus:
         return self._bus
 
-    def shown(self, runs: list[Run]) -> list[Run]:
-        """Of `runs`, what this subscriber may see and has not been sent."""
+    def shown(self, runs: list[Run], keys: Keys | None = None) -> list[Run]:
+        """Of `runs`, what this subscriber may see and has not been sent: `runs` itself when it
+        may see them all (no list made per subscriber). `keys` is `shared_keys(runs)`, when
+        the caller has it."""
         visible, sent = self.visible, self.sent
-        shown = [run for run in runs if visible(run)]
+        if len(runs) == 1:
+            run = runs[0]
+            if not visible(run):
+                return []
+            if run.first_seq is None or run.first_seq > sent:
+                return runs
+            kept = trim(run, sent)  # the seam after a replay
+            return [] if kept is None else [kept]
+        if keys is not None:  # the runs share visibility keys: each asked once (`shared_keys`)
+            firsts, key_of = keys
+            allowed = [visible(run) for run in firsts]
+            if all(allowed):
+                shown = runs
+            elif not any(allowed):
+                return []
+            else:
+                shown = [run for run, key in zip(runs, key_of, strict=True) if allowed[key]]
+        else:
+            shown = [run for run in runs if visible(run)]
         if shown and shown[0].first_seq is not None and shown[0].first_seq <= sent:  # the seam after a replay
             shown = [kept for run in shown if (kept := trim(run, sent)) is not None]
         return shown
 
     def delivered(self, runs: list[Run]) -> None:
+        """`runs` were written: the newest logged seq among them is now sent."""
+        last = runs[-1].last_seq
+        if last is not None:  # the usual case, tried first: no iterator per subscriber
+            self.sent = last
+            return
         for run in reversed(runs):
             if run.last_seq is not None:
                 self.sent = run.last_seq
@@ -311,7 +359,7 @@ class Bus:
         channel and class are visible to the same subscribers."""
         assert ring_size >= max_lag, "the ring must hold at least max_lag entries"
         self.classify = classify
-        self._runs: dict[int, tuple[int, list[Run]]] = {}
+        self._runs: dict[int, tuple[int, tuple[list[Run], Keys | None]]] = {}
         self._joined: dict[Framing, tuple[list[Run], bytes]] = {}  # Bus.body's last join, per framing
         self._ring: list[Entry | None] = [None] * ring_size
         self._size = ring_size
@@ -382,21 +430,41 @@ class Bus:
             asyncio.get_running_loop().call_soon(self._serve_slices, subscriptions, end)
 
     def _serve(self, subscriptions: Iterable[Subscription]) -> None:
+        """The hot path of fan-out: once per subscriber per publish. An idle, caught-up stream
+        with a `direct` write (a parked one) is written to here and now; any other is woken.
+        Written out in one loop, with the runs after a position looked up once for the
+        subscribers that share it (nearly all do), since each call and lookup saved is saved a
+        thousand times a publish (bench/README.md, "Issue 16")."""
         head, max_lag = self.head, self.max_lag
+        runs_at, view = -1, None
         for subscription in subscriptions:
-            if subscription.pos >= head:  # served already (by a publish after a spread one)
+            pos = subscription.pos
+            if pos >= head:  # served already (by a publish after a spread one)
                 continue
-            if head - subscription.pos > max_lag and not subscription.lagged:
+            if head - pos > max_lag and not subscription.lagged:
                 subscription.lagged = True
                 self.lagged_total += 1
                 subscription.wake()
-            elif subscription.blocked:
                 continue
-            elif (subscription.waiter is not None or subscription.on_wake is not None) and (
-                subscription.direct is None or subscription.closed or not self._write_direct(subscription)
-            ):
-                self.task_wakes += 1
-                subscription.wake()
+            if subscription.blocked or (subscription.waiter is None and subscription.on_wake is None):
+                continue
+            direct = subscription.direct
+            if direct is not None and not subscription.closed:
+                if pos != runs_at:
+                    runs_at, view = pos, self._view(pos)
+                if view is not None:  # else the ring no longer holds its cursor: wake it
+                    runs = view[0]
+                    shown = subscription.shown(runs, view[1])
+                    if not shown:
+                        subscription.pos = head
+                        continue
+                    if direct(self.body(shown, runs, subscription.framing)):
+                        self.direct_writes += 1
+                        subscription.delivered(shown)
+                        subscription.pos = head
+                        continue
+            self.task_wakes += 1
+            subscription.wake()
 
     def deliver_to(self, subscriptions: Iterable[Subscription], event: Event) -> int:
         """Send a live-only event to these subscribers only (one person's streams), each still
@@ -425,21 +493,6 @@ class Bus:
             subscription.wake()
         return count
 
-    def _write_direct(self, subscription: Subscription) -> bool:
-        """Deliver what is new to an idle subscriber's stream now; False to wake it instead."""
-        assert subscription.direct is not None
-        runs = self.runs_after(subscription.pos)
-        if runs is None:
-            return False
-        shown = subscription.shown(runs)
-        if shown:
-            if not subscription.direct(self.body(shown, runs, subscription.framing)):
-                return False
-            self.direct_writes += 1
-            subscription.delivered(shown)
-        subscription.pos = self.head
-        return True
-
     def body(self, shown: list[Run], runs: list[Run], framing: Framing = SSE) -> bytes:
         """The bytes to write for `shown`, what a subscriber may see of `runs`, framed for its
         transport. When that is all of them (the usual case) the join is made once per framing
@@ -448,7 +501,9 @@ class Bus:
         frame = framing.run
         if len(shown) == 1:
             return frame(shown[0])
-        if len(shown) == len(runs) and all(mine is theirs for mine, theirs in zip(shown, runs, strict=True)):
+        if shown is runs or (
+            len(shown) == len(runs) and all(mine is theirs for mine, theirs in zip(shown, runs, strict=True))
+        ):
             last = self._joined.get(framing)
             if last is not None and last[0] is runs:
                 return last[1]
@@ -472,6 +527,11 @@ class Bus:
     def runs_after(self, pos: int) -> list[Run] | None:
         """`entries_after(pos)` cut into runs, made once for all the subscribers at `pos`; None
         when the ring no longer holds them."""
+        view = self._view(pos)
+        return None if view is None else view[0]
+
+    def _view(self, pos: int) -> tuple[list[Run], Keys | None] | None:
+        """`runs_after(pos)` and their `shared_keys`, made once for all the subscribers at `pos`."""
         cached = self._runs.get(pos)
         if cached is not None and cached[0] == self.head:
             return cached[1]
@@ -479,10 +539,11 @@ class Bus:
         if entries is None:
             return None
         runs = make_runs(entries, self.classify)
+        view = (runs, shared_keys(runs))
         if len(self._runs) > 64:  # subscribers wake at a handful of positions; forget old ones
             self._runs = {p: v for p, v in self._runs.items() if v[0] == self.head}
-        self._runs[pos] = (self.head, runs)
-        return runs
+        self._runs[pos] = (self.head, view)
+        return view
 
     def tick(self) -> None:
         """Heartbeat: wake every idle subscriber so it can prove the connection is alive."""
