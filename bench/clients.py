@@ -8,10 +8,17 @@ affinity is inherited from the pinned parent). The parent keeps the senders.
 
 Every subscriber looks for markers of the form `<prefix><6 digits>` in the bytes it receives and
 notes when it first sees each index. A child reports an index once all of its own subscribers have
-it, with its first and last arrival (`time.perf_counter()`, CLOCK_MONOTONIC: comparable across
-processes of one machine); the parent resolves the index when every child has reported: the first
-arrival overall and the last. A child reports nothing for an index one of its subscribers missed,
-so a timeout in the parent counts at most that child's subscribers as missed (`missed_upper`).
+it, with its first and last arrival (on `time.perf_counter()`'s clock, CLOCK_MONOTONIC:
+comparable across processes of one machine); the parent resolves the index when every child has
+reported: the first arrival overall and the last. A child reports nothing for an index one of its
+subscribers missed, so a timeout in the parent counts at most that child's subscribers as missed
+(`missed_upper`).
+
+An SSE subscriber's arrival time is the kernel's: its socket has `SO_TIMESTAMPNS`, and each read
+carries the time its first byte reached the socket (`StampedReader`), as the client of
+`../shared/limit/fanout_limit.py` measures the raw limit. So a figure does not include how long
+the client took to get round to one socket among thousands (bench/README.md, "Issue 16", gives
+the difference). WebSocket subscribers are timed when read.
 
     pool = SubscriberPool(procs=4, host=host, port=port, token=token, prefix=b"fanout-ab12-")
     await pool.open(sse=1000)           # every stream waited for until `ready`
@@ -28,6 +35,9 @@ import base64
 import contextlib
 import multiprocessing
 import os
+import socket
+import struct
+import time
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -73,6 +83,83 @@ class Tracker:
             self._report(("seen", index, entry[1], entry[2]))
 
 
+# Linux's values (asm-generic/socket.h); SCM_TIMESTAMPNS is SO_TIMESTAMPNS.
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
+STAMP = struct.Struct("@qq")  # struct timespec on 64-bit Linux: seconds, nanoseconds
+
+
+def realtime_offset() -> float:
+    """CLOCK_REALTIME minus perf_counter's clock (CLOCK_MONOTONIC), taken where the two are read
+    closest together of a few tries: the kernel stamps reads in the first, the parent times
+    its requests in the second."""
+    best = None
+    for _ in range(20):
+        before = time.perf_counter()
+        real = time.time()
+        after = time.perf_counter()
+        if best is None or after - before < best[0]:
+            best = (after - before, real - (before + after) / 2)
+    assert best is not None
+    return best[1]
+
+
+class StampedReader:
+    """The transport of an SSE subscriber read with `recvmsg`, so each read comes with the
+    kernel's receive time (`SO_TIMESTAMPNS`) instead of the time the client got round to it.
+    Just what `SSEStream` uses: `write` (the request) and `close`."""
+
+    def __init__(self, sock: socket.socket, protocol: SSEStream, offset: float) -> None:
+        self._sock, self._protocol, self._offset = sock, protocol, offset
+        self._loop = asyncio.get_running_loop()
+        self._closed = False
+        self._loop.add_reader(sock.fileno(), self._readable)
+
+    @classmethod
+    async def connect(cls, host: str, port: int, protocol: SSEStream, offset: float) -> None:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        try:
+            await asyncio.get_running_loop().sock_connect(sock, (host, port))
+        except BaseException:
+            sock.close()
+            raise
+        protocol.connection_made(cls(sock, protocol, offset))  # type: ignore[arg-type]
+
+    def _readable(self) -> None:
+        try:
+            data, ancillary, _, _ = self._sock.recvmsg(262144, socket.CMSG_SPACE(STAMP.size))
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            self._lost(exc)
+            return
+        if not data:
+            self._lost(None)
+            return
+        now = None
+        for level, kind, value in ancillary:
+            if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(value) >= STAMP.size:
+                seconds, nanos = STAMP.unpack_from(value)
+                now = seconds + nanos / 1e9 - self._offset
+        self._protocol.received(data, time.perf_counter() if now is None else now)
+
+    def write(self, data: bytes) -> None:
+        self._sock.send(data)  # a request of a few hundred bytes: the socket takes it whole
+
+    def close(self) -> None:
+        self._lost(None)
+
+    def _lost(self, exc: Exception | None) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._loop.remove_reader(self._sock.fileno())
+        self._sock.close()
+        self._protocol.connection_lost(exc)
+
+
 class MarkerSSE(SSEStream):
     """An SSE subscriber that reads everything: markers, the newest `id:`, `lagged`, and how many
     events came in how many of the server's writes (each write is one HTTP chunk).
@@ -94,6 +181,13 @@ class MarkerSSE(SSEStream):
         self.writes = 0
         self._chunk_left = 0  # bytes of the current HTTP chunk (and its CRLF) still to come
         self._size_line = b""  # a chunk-size line split by TCP
+
+    @classmethod
+    async def open_stamped(cls, host: str, port: int, token: str, *, offset: float, tracker: Tracker) -> MarkerSSE:
+        """A subscriber whose reads carry the kernel's receive time (`StampedReader`)."""
+        stream = cls(host, port, token, tracker=tracker)
+        await StampedReader.connect(host, port, stream, offset)
+        return stream
 
     def chunk(self, data: bytes, now: float) -> None:
         tail, prefix = self._tail, self.tracker.prefix
@@ -207,6 +301,7 @@ async def _child_main(conn: Connection, host: str, port: int, token: str, prefix
 
     loop.add_reader(conn.fileno(), readable)
     tracker = Tracker(prefix, conn.send)
+    offset = realtime_offset()
     streams: list[Any] = []
     while True:
         command = await commands.get()
@@ -214,7 +309,9 @@ async def _child_main(conn: Connection, host: str, port: int, token: str, prefix
             _, sse, ws = command
             tracker.total += sse + ws
             try:
-                streams += await open_many(lambda: MarkerSSE.open(host, port, token, tracker=tracker), sse)
+                streams += await open_many(
+                    lambda: MarkerSSE.open_stamped(host, port, token, offset=offset, tracker=tracker), sse
+                )
                 streams += await open_many(lambda: MarkerWS.open(host, port, token, tracker=tracker), ws)
             except Exception as exc:
                 conn.send(("error", f"{type(exc).__name__}: {exc}"))

@@ -673,7 +673,11 @@ class SSEStream(asyncio.Protocol):
             self.closed.set_result(None)
 
     def data_received(self, data: bytes) -> None:
-        now = time.perf_counter()
+        self.received(data, time.perf_counter())
+
+    def received(self, data: bytes, now: float) -> None:
+        """`data` arrived at `now` (perf_counter's clock): the read's time, or the kernel's
+        receive time when the reader has it (clients.StampedReader)."""
         self.bytes_received += len(data)
         if self._head is not None:  # the response head, which `chunk` never sees
             self._head += data
