@@ -69,8 +69,8 @@ async def test_sse_resume_after_1000_missed_events(shared_server: Server) -> Non
 def assert_replayed_whole(replayed: list[dict[str, Any]], resume_after: int, thread_id: str, posted: int) -> None:
     """What a resume replayed: every event after the cursor, once and in order (no gap, no
     duplicate), among them the `posted` messages of the test's thread. The server is shared:
-    another test's late work (an agent's reply finishing, with `--workers 2`) may log events of
-    its own meanwhile, and the replay rightly carries them too."""
+    another test's late work may log events of its own meanwhile (the `--workers 2` pass once
+    logged two between the posts and the resume), and the replay rightly carries them too."""
     seqs = [e["seq"] for e in replayed]
     assert seqs == list(range(resume_after + 1, resume_after + 1 + len(seqs)))
     mine = [e for e in replayed if e.get("thread_id") == thread_id]
