@@ -178,7 +178,6 @@ V1_ROUTES: list[BaseRoute] = [
     ApiRoute("/memories/{memory_id}", memory.delete_memory, methods=["DELETE"]),
     ApiRoute("/memories/{memory_id}/rollback", memory.rollback_memory, methods=["POST"]),
     ApiRoute("/memories/{memory_id}/deliver", memory.deliver_memory, methods=["POST"]),
-    ApiRoute("/search", search.search, methods=["GET"]),
     ApiRoute("/realtime/sse", realtime.sse, methods=["GET"]),
     realtime.WebSocketEndpoint("/realtime/ws", realtime.ws),
     ApiRoute("/voice", voice.status, methods=["GET"]),
