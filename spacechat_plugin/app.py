@@ -449,6 +449,21 @@ class Spacechat:
             seq = max(seq, await event_log.head(self.db))
         return seq
 
+    async def caught_up(self) -> None:
+        """The read barrier of several gateways (and workers): before a request is served, this
+        gateway has delivered every event the log held when it arrived, so its access caches,
+        streams and notifications reflect every write acknowledged before it, by any gateway
+        (Relay.caught_up). The log's head comes from shared memory with `--workers` (no query),
+        from the database otherwise."""
+        relay, wait = self.relay, self.settings.bus.read_wait_ms
+        if relay is None or not wait:
+            return
+        head = self.db.committed_head()
+        if head is None:
+            head = await event_log.head(self.db)
+        if head > relay.delivered:
+            await relay.caught_up(head, within=wait / 1000)
+
     @property
     def gateway_url(self) -> str:
         """Where the other gateways reach this one: `gateway.url`, else the address the server

@@ -88,6 +88,7 @@ class BusConfig(_Section):
     subject: str = Field("spacechat", pattern=r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")
     gap_wait_ms: int = Field(25, ge=1, le=5000)
     poll_ms: int = Field(1000, ge=50, le=60_000)
+    read_wait_ms: int = Field(2000, ge=0, le=60_000)
 
     @field_validator("url")
     @classmethod

@@ -345,6 +345,33 @@ async def test_a_cursor_from_another_gateway_is_taken_before_its_events_reach_th
     deployment.nats.start()
 
 
+async def test_a_member_removed_on_one_gateway_is_refused_on_another_that_heard_nothing(
+    deployment: Deployment,
+) -> None:
+    """The read barrier: with the bus down and B reading the log's head only once a minute, B has
+    heard nothing of A's commits, yet its next request waits until it has read them from the log,
+    so a member A just removed from a private channel is refused on B at once (and one A just
+    added is let in)."""
+    a = deployment.start("a")
+    b = deployment.start("b", bus={"poll_ms": 60_000})
+    member = invite(a, a.token, "member")
+    async with a.client() as owner:
+        made = await owner.post("/v1/channels", json={"name": "barrier", "private": True})
+        channel_id = made.json()["channel"]["id"]
+        async with httpx.AsyncClient(base_url=b.url, headers=member.auth, timeout=30) as on_b:
+            deployment.nats.pause()  # B hears nothing of A's commits now
+            added = await owner.post(f"/v1/channels/{channel_id}/members", json={"user_id": member.id})
+            assert added.status_code in (200, 201), added.text
+            assert (await on_b.get(f"/v1/channels/{channel_id}")).status_code == 200
+            removed = await owner.delete(f"/v1/channels/{channel_id}/members/{member.id}")
+            assert removed.status_code in (200, 204), removed.text
+            assert (await on_b.get(f"/v1/channels/{channel_id}")).status_code == 404
+            # A post refused too: writes pass the same barrier.
+            refused = await on_b.post(f"/v1/channels/{channel_id}/messages", json={"text": "still here?"})
+            assert refused.status_code == 404, refused.text
+    deployment.nats.start()
+
+
 @pytest.mark.slow
 async def test_files_and_voice_memos_work_on_any_gateway(deployment: Deployment, voice_model: Path, clip: Any) -> None:
     """Uploads and voice audio live in the shared `storage.files_dir`; a memo posted on a gateway

@@ -228,3 +228,62 @@ async def test_live_events_and_control_messages_reach_the_other_gateways(db: Dat
         assert a.relay.peers["b"]["id"] == "b" and "last_seen" in a.relay.peers["b"]
     finally:
         await stopped(gateways)
+
+
+async def test_caught_up_waits_for_every_seq_up_to_the_head_reading_the_log_for_what_the_bus_lost(
+    db: Database, nats_server: NatsServer
+) -> None:
+    """The read barrier (app.py `caught_up`): a request waits until its gateway has delivered
+    what the log held when it arrived. Here the bus never brings the batch (committed elsewhere,
+    never published): the relay reads it from the log after `gap_wait`, and only then answers."""
+    (b,) = await started(db, nats_server.url, names="b", gap_wait=0.05)
+    try:
+
+        def write(tx: WriteTx) -> list[Event]:
+            return [tx.emit(message(n)) for n in range(4)]
+
+        await db.write(write)  # committed by "another gateway" that never published it
+        head = await event_log.head(db)
+        assert b.seqs == [] and b.relay.delivered < head
+        assert await b.relay.caught_up(head, within=10)
+        assert b.seqs == [1, 2, 3, 4], "answered only once everything up to the head was delivered"
+        assert b.relay.stats.waited == 1 and b.relay.stats.filled == 4
+        # Caught up already: no wait at all.
+        assert await b.relay.caught_up(head, within=10) and b.relay.stats.waited == 1
+    finally:
+        await stopped([b])
+
+
+async def test_caught_up_gives_up_after_its_timeout_when_the_log_does_not_have_the_seq(
+    db: Database, nats_server: NatsServer
+) -> None:
+    """A head the log never reaches (a broken database, here a seq nobody commits): the request
+    goes on after the timeout rather than hanging, and the wait is counted."""
+    (b,) = await started(db, nats_server.url, names="b", gap_wait=0.01)
+    try:
+        assert not await b.relay.caught_up(b.relay.delivered + 5, within=0.2)
+        assert b.relay.stats.waits_timed_out == 1
+        assert b.relay._waiters == [], "a waiter that gave up is not kept"
+    finally:
+        await stopped([b])
+
+
+async def test_synced_returns_after_every_other_gateway_has_answered_behind_what_it_sent(
+    db: Database, nats_server: NatsServer
+) -> None:
+    """The barrier for what is not in the log (presence): each gateway answers a sync after the
+    control messages it sent before it, so once `synced` returns they are all here."""
+    gateways = await started(db, nats_server.url, names="abc")
+    a, b, c = gateways
+    try:
+        await b.wait_for(lambda: {"a", "c"} <= set(b.relay.peers), timeout=5)
+        a.relay.control("presence.sync", {"gateway": "a", "people": {"usr_1": ["org_1", "active"]}})
+        c.relay.control("presence.sync", {"gateway": "c", "people": {"usr_2": ["org_1", "active"]}})
+        assert await b.relay.synced(within=5)
+        assert sorted(data["gateway"] for kind, data in b.controls if kind == "presence.sync") == ["a", "c"]
+        # A gateway that stopped answering (still listed as alive for three heartbeats): the
+        # sync gives up after its time, and says so.
+        await a.relay.stop()
+        assert not await b.relay.synced(within=0.2)
+    finally:
+        await stopped(gateways)

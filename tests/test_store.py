@@ -236,3 +236,44 @@ async def test_idempotency_keys_expire_after_a_day(tmp_path: Path) -> None:
         assert [row[0] for row in await db.fetchall("SELECT key FROM idempotency_keys")] == ["new"]
     finally:
         await db.close()
+
+
+async def test_shared_writers_publish_the_logs_head_in_shared_memory(tmp_path: Path) -> None:
+    """`spacechat serve --workers`: every process sees the newest seq any of them committed, with
+    no query (the read barrier asks on every request); a file left from an older log is reset to
+    where the log stands when a writer opens it."""
+
+    def opened() -> Database:
+        return Database(tmp_path / "test.db", migrations=resource("migrations"), read_connections=1, shared=True)
+
+    def two_events(tx: WriteTx) -> None:
+        for status in ("degraded", "ok"):
+            tx.emit(Event(SystemHealthChanged(component="store", status=status)))
+
+    one, other = opened(), opened()
+    await one.open()
+    await other.open()
+    try:
+        assert one.committed_head() == other.committed_head() == await event_log.head(one)
+        await one.write(two_events)
+        head = await event_log.head(one)
+        assert head > 0 and other.committed_head() == head, "the other process sees it at once"
+        await other.write(two_events)
+        assert one.committed_head() == await event_log.head(one) > head
+    finally:
+        await one.close()
+        await other.close()
+    # A head from a log that is no more (a backup restored over the file): reset on open.
+    (tmp_path / "test.db.head").write_bytes((10**9).to_bytes(8, "little") + bytes(4088))
+    again = opened()
+    await again.open()
+    try:
+        assert again.committed_head() == await event_log.head(again)
+    finally:
+        await again.close()
+    # One process alone needs no shared head: the log's head is asked of the database.
+    alone = await open_db(tmp_path)
+    try:
+        assert alone.committed_head() is None
+    finally:
+        await alone.close()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -24,7 +25,7 @@ from typing import Any
 import httpx
 import pytest
 
-from .support import Server, toml_config, wait_for_message
+from .support import Server, invite, toml_config, wait_for_message
 from .test_gateways import (
     Reader,
     agents_move_when_their_process_dies,
@@ -157,6 +158,28 @@ async def test_a_concurrent_duplicate_sent_to_both_workers_makes_one_message(ser
         history = (await to_second.get(f"/v1/threads/{thread_id}/history")).json()["messages"]
     texts = [m["text"] for m in history if m["text"].startswith("duplicate ")]
     assert sorted(texts) == sorted(f"duplicate {i}" for i in range(20)), "one message per key"
+
+
+async def test_a_write_answered_by_one_worker_is_seen_by_the_next_request_on_the_other(served: Server) -> None:
+    """Read-your-writes across workers: a member added to or removed from a private channel on
+    one worker is let in, or refused, by the other worker's very next request. Each worker keeps
+    memberships in memory, learnt from the others' commits over the hub; the read barrier has a
+    request wait until its worker has caught up with the log (app.py `caught_up`)."""
+    first, second = (await workers_up(served)).values()
+    member = invite(served, served.token, "member")
+    async with first.client() as owner:
+        made = await owner.post("/v1/channels", json={"name": "rw-" + secrets.token_hex(4), "private": True})
+        channel_id = made.json()["channel"]["id"]
+        async with httpx.AsyncClient(base_url=second.url, headers=member.auth, timeout=30) as reader:
+            for round_ in range(40):
+                added = await owner.post(f"/v1/channels/{channel_id}/members", json={"user_id": member.id})
+                assert added.status_code in (200, 201), added.text
+                seen = await reader.get(f"/v1/channels/{channel_id}")
+                assert seen.status_code == 200, f"round {round_}: added on one worker, refused on the other"
+                removed = await owner.delete(f"/v1/channels/{channel_id}/members/{member.id}")
+                assert removed.status_code in (200, 204), removed.text
+                seen = await reader.get(f"/v1/channels/{channel_id}")
+                assert seen.status_code == 404, f"round {round_}: removed on one worker, still let in on the other"
 
 
 @pytest.mark.slow

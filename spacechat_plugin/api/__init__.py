@@ -275,6 +275,9 @@ class Api:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         scope["app"] = self
+        context = self.state.spacechat
+        if context.relay is not None:  # several gateways or workers: see every acknowledged write
+            await context.caught_up()
         await self._stack(scope, receive, send)
 
 

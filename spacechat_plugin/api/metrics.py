@@ -194,7 +194,15 @@ def _relay_families(app: Context) -> list[Family]:
         "spacechat_relay_delivered_seq", "Newest seq delivered to this gateway's streams", labels=["gateway"]
     )
     delivered.add_metric(gateway, relay.delivered)
-    return [relayed, connected, reconnects, delivered]
+    waits = CounterMetricFamily(
+        "spacechat_relay_read_waits",
+        "Requests that waited for this gateway to catch up with the log before being answered (the"
+        " read barrier, bus.read_wait_ms): caught_up, or timed_out (answered with what it knew)",
+        labels=["gateway", "outcome"],
+    )
+    waits.add_metric([*gateway, "caught_up"], stats.waited - stats.waits_timed_out)
+    waits.add_metric([*gateway, "timed_out"], stats.waits_timed_out)
+    return [relayed, connected, reconnects, delivered, waits]
 
 
 async def _other_workers(app: Context, request: Request) -> dict[str, list[Sample]]:

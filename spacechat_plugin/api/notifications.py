@@ -50,6 +50,10 @@ async def set_level(request: Request) -> Response:
 async def presence(request: Request) -> Response:
     app = spacechat(request)
     who = await principal(request)
+    if app.relay is not None and app.settings.bus.read_wait_ms:
+        # Presence is not in the log: the others are asked to answer after what they shared, so
+        # whatever a stream was told on another gateway (or worker) is in this answer too.
+        await app.relay.synced(within=min(app.settings.bus.read_wait_ms, 500) / 1000)
     return JSONResponse({"users": app.presence.snapshot(who.org_id)})
 
 

@@ -116,9 +116,11 @@ class Presence:
         return person.status
 
     def snapshot(self, org_id: str) -> dict[str, str]:
-        """Everyone of an organisation known to be active now (the others are away)."""
+        """Everyone of an organisation known to be active now (the others are away): as it is,
+        not as the streams were last told (that waits for the tick), so what another gateway
+        shared is in it as soon as it is heard."""
         people = self.people.items()
-        return {uid: ACTIVE for uid, person in people if person.org_id == org_id and person.shown == ACTIVE}
+        return {uid: ACTIVE for uid, person in people if person.org_id == org_id and person.status == ACTIVE}
 
     def _presence_events(self) -> list[Event]:
         by_org: dict[str, dict[str, str]] = {}

@@ -34,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
@@ -61,6 +62,8 @@ class RelayStats:
     filled: int = 0  # events read from the log because the bus had not brought them
     duplicates: int = 0  # events dropped because their seq was delivered already
     delivered: int = 0  # events handed to the local fan-out
+    waited: int = 0  # requests that waited for the relay to catch up (`caught_up`)
+    waits_timed_out: int = 0  # ... and went on without it after `bus.read_wait_ms`
     controls: int = 0  # control messages from other gateways (ended streams, sign-in attempts)
     reconnects: int = 0
     connected: bool = False
@@ -103,6 +106,8 @@ class Relay:
         # The highest seq handed to the local fan-out; everything up to it was, in order.
         self.delivered = 0
         self._pending: dict[int, Event] = {}
+        self._waiters: list[tuple[int, asyncio.Future[None]]] = []  # (seq, resolved once delivered)
+        self._syncs: dict[str, tuple[set[str], asyncio.Future[None]]] = {}  # token -> (peers to answer, done)
         self._gap_since: float | None = None
         self._outbox: list[tuple[str, bytes]] = []
         self._outbox_ready = asyncio.Event()
@@ -297,6 +302,11 @@ class Relay:
                 self._heard[message["data"]["id"]] = time.monotonic()
             elif message["kind"] == "gateway.hello":
                 self.announce()
+            elif message["kind"] == "gateway.sync":  # answered after all this gateway said before
+                asker = message["data"]["id"]
+                self.control("gateway.synced", {"id": self.gateway_id, "to": asker, "token": message["data"]["token"]})
+            elif message["kind"] == "gateway.synced":
+                self._synced(message["data"])
             else:
                 if message["kind"] not in AMBIENT:
                     self.stats.controls += 1
@@ -345,6 +355,80 @@ class Relay:
             self._deliver(events)
         except Exception:  # a broken consumer must not stop delivery of what comes after
             log.exception("delivering relayed events failed")
+        if self._waiters:
+            waiting = []
+            for seq, future in self._waiters:
+                if seq <= last:
+                    if not future.done():
+                        future.set_result(None)
+                else:
+                    waiting.append((seq, future))
+            self._waiters = waiting
+
+    # -- reading one's writes on any gateway ----------------------------------------------------
+
+    async def caught_up(self, seq: int, within: float) -> bool:
+        """Wait until every event up to `seq` has been handed to the local fan-out (and so to
+        the access caches): the read barrier a request passes before it is answered, with `seq`
+        the log's head when it arrived. A write another gateway acknowledged is then seen here,
+        whichever gateway the client's next request reaches (a member removed on one cannot
+        read on another a moment later).
+
+        Usually the bus brings the events within a millisecond; what it has not brought within
+        `gap_wait` is read from the log. False when `within` seconds passed first (the database is
+        unwell): the request goes on with what this gateway knows, as it did before the barrier."""
+        if seq <= self.delivered or not self._started or self._stopping:
+            return True
+        self.stats.waited += 1
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        self._waiters.append((seq, future))
+        behind = loop.call_later(self.gap_wait, self._still_behind, seq)
+        try:
+            await asyncio.wait_for(future, within)
+            return True
+        except TimeoutError:
+            self.stats.waits_timed_out += 1
+            log.warning("this gateway is behind the log (seq %d of %d) after %.1f s", self.delivered, seq, within)
+            return False
+        finally:
+            behind.cancel()
+            if future.cancelled() or not future.done():  # wait_for cancels it on a timeout
+                self._waiters = [(s, f) for s, f in self._waiters if f is not future]
+
+    async def synced(self, within: float) -> bool:
+        """Wait until every other live gateway has answered a sync sent now over the control
+        subject. The bus keeps each sender's order, so its answer comes after every control
+        message it sent before it (presence it shared, `presence/service.py`): what any gateway's
+        streams were told before this call is known here once it returns. For state that is
+        not in the log; the log's own barrier is `caught_up`. False after `within` seconds
+        without every answer (a gateway just died, or the bus is down)."""
+        peers = {g["id"] for g in self.gateways() if g["alive"] and g["id"] != self.gateway_id}
+        if not peers or not self.stats.connected:
+            return not peers
+        token = secrets.token_hex(8)
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._syncs[token] = (peers, future)
+        self.control("gateway.sync", {"id": self.gateway_id, "token": token})
+        try:
+            await asyncio.wait_for(future, within)
+            return True
+        except TimeoutError:
+            return False
+        finally:
+            del self._syncs[token]
+
+    def _synced(self, data: dict[str, Any]) -> None:
+        if data.get("to") != self.gateway_id or (waiting := self._syncs.get(str(data.get("token")))) is None:
+            return
+        peers, future = waiting
+        peers.discard(str(data.get("id")))
+        if not peers and not future.done():
+            future.set_result(None)
+
+    def _still_behind(self, seq: int) -> None:
+        if seq > self.delivered:
+            self.fill()
 
     # -- catching up from the log -------------------------------------------------------------
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import logging
+import mmap
 import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -152,6 +153,11 @@ class Database:
         # holds `<file>.writer`'s lock and reads the log's last seq afresh (`_run_batch`).
         self.shared = shared
         self._writer_lock: int | None = None
+        # With `shared`: the log's newest committed seq, in `<file>.head` mapped into every
+        # process, written under the writer's lock after each commit (so it only grows) and read
+        # without a lock by `committed_head` (one aligned 8-byte load: never torn).
+        self._head_map: mmap.mmap | None = None
+        self._head: memoryview | None = None  # the map as one native uint64
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spacechat-writer")
         self._conn: Any = None
         self._queue: asyncio.Queue[_Op | None] = asyncio.Queue()
@@ -185,11 +191,20 @@ class Database:
     def _open_writer(self) -> Any:
         if self.shared:
             self._writer_lock = os.open(f"{self.path}.writer", os.O_RDWR | os.O_CREAT, 0o600)
+            self._map_head()
         conn = sqlite.connect(str(self.path), synchronous=self._synchronous)
         self.applied_now = apply_migrations(conn, self._migrations, now=now_rfc3339())
         row = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()
         seen = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
         self._seq = max(row[0], seen[0] if seen else 0)
+        if self._head is not None and self._writer_lock is not None:
+            # Where the log stands, not what the file says: it outlives the database (a
+            # restored backup's log may end lower). Under the lock, so no commit is in between.
+            fcntl.flock(self._writer_lock, fcntl.LOCK_EX)
+            try:
+                self._head[0] = int(conn.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0])
+            finally:
+                fcntl.flock(self._writer_lock, fcntl.LOCK_UN)
         return conn
 
     async def close(self) -> None:
@@ -215,6 +230,25 @@ class Database:
         if self._writer_lock is not None:
             os.close(self._writer_lock)
             self._writer_lock = None
+        # The shared head is unmapped once nothing holds it (a request reading it now may).
+        self._head, self._head_map = None, None
+
+    def _map_head(self) -> None:
+        fd = os.open(f"{self.path}.head", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            if os.fstat(fd).st_size < mmap.PAGESIZE:
+                os.ftruncate(fd, mmap.PAGESIZE)  # zeros: an empty log; growing it twice is harmless
+            self._head_map = mmap.mmap(fd, mmap.PAGESIZE)
+        finally:
+            os.close(fd)
+        self._head = memoryview(self._head_map)[:8].cast("Q")
+
+    def committed_head(self) -> int | None:
+        """With `shared`: the newest seq any process has committed to the log, read from shared
+        memory (well under a microsecond: the workers' read barrier asks on every request,
+        app.py `caught_up`). None otherwise: read the log (`log.head`)."""
+        head = self._head
+        return None if head is None else head[0]
 
     @property
     def last_seq(self) -> int:
@@ -298,6 +332,9 @@ class Database:
         fcntl.flock(self._writer_lock, fcntl.LOCK_EX)
         try:
             self._run_batch_locked(batch)
+            head = self._head
+            if head is not None and self._seq > head[0]:  # under the lock: it never goes back
+                head[0] = self._seq
         finally:
             fcntl.flock(self._writer_lock, fcntl.LOCK_UN)
 
