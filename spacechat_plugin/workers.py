@@ -51,6 +51,7 @@ log = logging.getLogger("spacechat.workers")
 START_TIMEOUT = 60.0  # seconds a worker may take to answer (migrations ran before, in the supervisor)
 MAX_SOCKET_PATH = 100  # bytes of a Unix socket's path (sun_path holds 108 on Linux, 104 elsewhere)
 RESTART_BACKOFF = (0.2, 1.0, 5.0)  # after a worker dies: waits before starting it again, growing
+STABLE_AFTER = 60.0  # seconds of serving after which a worker's next death counts as its first again
 
 
 @dataclass(frozen=True)
@@ -141,7 +142,8 @@ class Supervisor:
         self.listening: list[socket.socket] = []
         self.own: list[socket.socket] = []
         self.processes: list[asyncio.subprocess.Process | None] = []
-        self.restarts = [0] * self.count
+        self.restarts = [0] * self.count  # each worker's deaths in a row (see `next_restart`)
+        self.serving_since = [0.0] * self.count
         self.stopping = asyncio.Event()
         # The hub's socket lives in the data directory (mode 0700: only its owner connects), or
         # where a Unix socket's path fits (about 100 bytes) in a private temporary directory.
@@ -210,6 +212,7 @@ class Supervisor:
                 raise WorkerFailed(f"worker {index} exited with {process.returncode} while starting")
             if await _answers(context.own_port):
                 log.info("worker %d (pid %d) is serving", index, process.pid)
+                self.serving_since[index] = time.monotonic()
                 return
             if time.monotonic() > deadline:
                 raise WorkerFailed(f"worker {index} did not start within {START_TIMEOUT:.0f} s")
@@ -235,8 +238,8 @@ class Supervisor:
                     assert process is not None
                     code = ended.result()
                     log.warning("worker %d (pid %d) exited with %s; starting it again", index, process.pid, code)
-                    backoff = RESTART_BACKOFF[min(self.restarts[index], len(RESTART_BACKOFF) - 1)]
-                    self.restarts[index] += 1
+                    served = time.monotonic() - self.serving_since[index]
+                    backoff, self.restarts[index] = next_restart(self.restarts[index], served)
                     await asyncio.sleep(backoff)
                     try:
                         await self._start(index)
@@ -264,6 +267,15 @@ class Supervisor:
                     with contextlib.suppress(ProcessLookupError):
                         process.kill()
                     await process.wait()
+
+
+def next_restart(deaths_in_a_row: int, served_seconds: float) -> tuple[float, int]:
+    """How long to wait before starting a dead worker again, and its deaths in a row with this
+    one. The wait grows while it keeps dying (RESTART_BACKOFF); one that had served for
+    STABLE_AFTER seconds starts again after the shortest wait, however often it died before."""
+    if served_seconds >= STABLE_AFTER:
+        deaths_in_a_row = 0
+    return RESTART_BACKOFF[min(deaths_in_a_row, len(RESTART_BACKOFF) - 1)], deaths_in_a_row + 1
 
 
 class WorkerFailed(Exception):

@@ -25,6 +25,8 @@ from typing import Any
 import httpx
 import pytest
 
+from spacechat_plugin.workers import STABLE_AFTER, next_restart
+
 from .support import Server, invite, toml_config, wait_for_message
 from .test_gateways import (
     Reader,
@@ -285,3 +287,17 @@ async def test_workers_on_postgres_or_with_a_bus_are_refused_with_the_reason(tmp
     )
     assert done.returncode != 0
     assert "workers" in done.stderr and "several gateways" in done.stderr, done.stderr
+
+
+async def test_a_worker_that_keeps_dying_waits_longer_and_one_that_served_a_while_starts_again_at_once() -> None:
+    """The supervisor's waits before starting a dead worker again: 0.2, 1 and then 5 s while it
+    keeps dying at start; after a minute of serving, a death is a first one again (before, the
+    wait never went back down, so a worker that crashed three times in a week waited 5 s)."""
+    deaths, waits = 0, []
+    for served in (0.5, 0.5, 0.5, 0.5):  # dies right after starting, four times
+        wait, deaths = next_restart(deaths, served)
+        waits.append(wait)
+    assert waits == [0.2, 1.0, 5.0, 5.0]
+    wait, deaths = next_restart(deaths, STABLE_AFTER + 1)  # then served for a while
+    assert (wait, deaths) == (0.2, 1)
+    assert next_restart(deaths, 2.0) == (1.0, 2)
