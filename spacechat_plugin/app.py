@@ -460,7 +460,11 @@ class Spacechat:
             return
         head = self.db.committed_head()
         if head is None:
-            head = await event_log.head(self.db)
+            try:
+                head = await event_log.head(self.db)
+            except Exception as exc:  # the database is unwell: answer with what is known here
+                logger.warning("the read barrier could not read the log's head: %s", exc)
+                return
         if head > relay.delivered:
             await relay.caught_up(head, within=wait / 1000)
 
