@@ -74,6 +74,8 @@ def pin_client() -> str:
     os.sched_setaffinity(0, {CLIENT_CPU})
     if SERVER_WORKERS > 1:
         return f"server ({SERVER_WORKERS} workers) on CPUs {SERVER_CPU} and {CLIENT_CPU}, client on CPU {CLIENT_CPU}"
+    if SERVER_EVERY_CPU:
+        return f"server (one process) on CPUs {SERVER_CPU} and {CLIENT_CPU}, client on CPU {CLIENT_CPU}"
     return f"server on CPU {SERVER_CPU}, client on CPU {CLIENT_CPU}"
 
 
@@ -305,10 +307,19 @@ def add_server_options(parser: argparse.ArgumentParser) -> None:
         default=1,
         help="serve with `spacechat serve --workers N` (N > 1: the server on every CPU, sharing the client's)",
     )
+    parser.add_argument(
+        "--server-every-cpu",
+        action="store_true",
+        help="leave one server process on every CPU instead of pinning it to its own (its SQLite threads"
+        " may then run on the client's CPU, as in a deployment nobody pinned)",
+    )
 
 
 # `--workers` of the benchmark being run (set by `begin`): how many processes each Server serves with.
 SERVER_WORKERS = 1
+# `--server-every-cpu`: one server process left on every CPU (its SQLite writer and reader threads
+# run outside the GIL, so they can use the CPU the client is on), as an unpinned deployment runs.
+SERVER_EVERY_CPU = False
 
 
 def _server_preexec() -> None:
@@ -316,7 +327,8 @@ def _server_preexec() -> None:
     have it sent SIGTERM if this benchmark dies, so no server outlives its benchmark. Several
     workers get every CPU (the client's too: this machine has no other)."""
     if PINNABLE:
-        os.sched_setaffinity(0, {SERVER_CPU} if SERVER_WORKERS == 1 else {SERVER_CPU, CLIENT_CPU})
+        every = SERVER_WORKERS > 1 or SERVER_EVERY_CPU
+        os.sched_setaffinity(0, {SERVER_CPU, CLIENT_CPU} if every else {SERVER_CPU})
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
@@ -897,8 +909,9 @@ def describe_clients(args: argparse.Namespace) -> str:
 
 def begin(name: str, args: argparse.Namespace) -> None:
     """Pin the client, lift the open-files limit, and print what is being measured where."""
-    global SERVER_WORKERS
+    global SERVER_WORKERS, SERVER_EVERY_CPU
     SERVER_WORKERS = getattr(args, "workers", 1)
+    SERVER_EVERY_CPU = getattr(args, "server_every_cpu", False)
     pinning, files = pin_client(), raise_fd_limit()
     print(f"{name}: {machine_description()}; {pinning}; open files limit {files}")
     print(f"{name}: {describe_source(args.src)}; {time.strftime('%Y-%m-%d %H:%M')}")
