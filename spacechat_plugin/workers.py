@@ -245,6 +245,7 @@ class Supervisor:
                         await self._start(index)
                     except WorkerFailed as exc:
                         log.error("%s", exc)
+                        self.serving_since[index] = time.monotonic()  # it never served: a quick death
                     restarted = self.processes[index]
                     assert restarted is not None
                     exits[asyncio.create_task(restarted.wait())] = index

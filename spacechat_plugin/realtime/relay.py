@@ -26,6 +26,11 @@ offsets do not meet).
 Control messages carry what is not an event but must reach every gateway: a revoked credential
 ends its streams everywhere, and cached credentials are forgotten everywhere.
 
+Two barriers let a request read every write acknowledged before it, on whichever gateway it
+lands: `caught_up` waits until everything up to the log's head has been delivered here (the
+API's every request, app.py), and `synced` waits until every other gateway has answered behind
+what it sent before (for presence, which is not in the log).
+
 The relay imports no store, API or service: it is handed a log reader and the local fan-out.
 """
 
