@@ -289,6 +289,8 @@ class Spacechat:
             secret = await self.db.write(lambda tx: identity.shared_secret(tx, candidate))
             self.auth = Authenticator(self.db, self.access, self.settings, bytes.fromhex(secret))
             self.auth.share = self.relay.control
+            if self.worker is not None:  # one file: revocations are seen through it at once
+                self.auth.revocations = self.db.revocation_mark
             self.notifications.share = self.relay.control
             self.sso.share = self.relay.control
         if self.db.applied_now:
@@ -510,6 +512,7 @@ class Spacechat:
         cached credentials and close the matching realtime streams, on every gateway."""
         if self.auth is not None:
             self.auth.forget()
+        self.db.credentials_revoked()  # the other workers (one SQLite file) forget theirs too
         self.streams.end(key)
         if self.relay is not None:
             self.relay.control("end_streams", {"key": key})

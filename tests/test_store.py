@@ -238,7 +238,7 @@ async def test_idempotency_keys_expire_after_a_day(tmp_path: Path) -> None:
         await db.close()
 
 
-async def test_shared_writers_publish_the_logs_head_in_shared_memory(tmp_path: Path) -> None:
+async def test_shared_writers_publish_the_logs_head_and_revocations_in_shared_memory(tmp_path: Path) -> None:
     """`spacechat serve --workers`: every process sees the newest seq any of them committed, with
     no query (the read barrier asks on every request); a file left from an older log is reset to
     where the log stands when a writer opens it."""
@@ -260,6 +260,10 @@ async def test_shared_writers_publish_the_logs_head_in_shared_memory(tmp_path: P
         assert head > 0 and other.committed_head() == head, "the other process sees it at once"
         await other.write(two_events)
         assert one.committed_head() == await event_log.head(one) > head
+        # A revocation in one process changes the mark every other one reads.
+        seen = other.revocation_mark()
+        one.credentials_revoked()
+        assert other.revocation_mark() != seen and other.revocation_mark() == one.revocation_mark()
     finally:
         await one.close()
         await other.close()
@@ -275,5 +279,7 @@ async def test_shared_writers_publish_the_logs_head_in_shared_memory(tmp_path: P
     alone = await open_db(tmp_path)
     try:
         assert alone.committed_head() is None
+        alone.credentials_revoked()  # nothing to tell
+        assert alone.revocation_mark() == 0
     finally:
         await alone.close()

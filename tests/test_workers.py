@@ -27,7 +27,7 @@ import pytest
 
 from spacechat_plugin.workers import STABLE_AFTER, next_restart
 
-from .support import Server, invite, toml_config, wait_for_message
+from .support import OWNER, Server, invite, toml_config, wait_for_message
 from .test_gateways import (
     Reader,
     agents_move_when_their_process_dies,
@@ -182,6 +182,26 @@ async def test_a_write_answered_by_one_worker_is_seen_by_the_next_request_on_the
                 assert removed.status_code in (200, 204), removed.text
                 seen = await reader.get(f"/v1/channels/{channel_id}")
                 assert seen.status_code == 404, f"round {round_}: removed on one worker, still let in on the other"
+
+
+async def test_a_session_signed_out_on_one_worker_is_refused_by_the_next_request_on_the_other(
+    served: Server,
+) -> None:
+    """Each worker caches credentials for a few seconds. A sign-out on one marks the shared file
+    (Database `credentials_revoked`), so the other's next request reads the session afresh and
+    refuses it, without waiting for the hub's message."""
+    first, second = (await workers_up(served)).values()
+    async with first.client() as on_first, second.client() as on_second:
+        for round_ in range(15):
+            signed_in = await on_first.post(
+                "/v1/auth/login", json={"email": OWNER["email"], "password": OWNER["password"], "return_token": True}
+            )
+            assert signed_in.status_code == 200, signed_in.text
+            bearer = {"Authorization": f"Bearer {signed_in.json()['session_token']}"}
+            assert (await on_second.get("/v1/me", headers=bearer)).status_code == 200  # cached there now
+            assert (await on_first.post("/v1/auth/logout", headers=bearer)).status_code == 204
+            refused = await on_second.get("/v1/me", headers=bearer)
+            assert refused.status_code == 401, f"round {round_}: signed out on one worker, let in on the other"
 
 
 @pytest.mark.slow

@@ -159,6 +159,11 @@ class Authenticator:
         # With several gateways (issue 17) each sign-in attempt is told to every other gateway,
         # so the limits hold for a client spread over them.
         self.share: Callable[[str, dict[str, str]], None] | None = None
+        # With `--workers`: changes whenever any worker revokes a credential (Database
+        # `revocation_mark`); a change empties this process's cache before the next lookup, so a
+        # session signed out on one worker is refused by the next request on any other.
+        self.revocations: Callable[[], int] | None = None
+        self._revocations_seen = 0
 
     # -- session references -------------------------------------------------------------------
 
@@ -235,6 +240,9 @@ class Authenticator:
         """A credential's row, read at most every CACHE_SECONDS (a read per request showed in the
         send benchmark). Revoking, deactivating or changing a role calls `forget`, so those take
         effect at once; the age bound covers changes made outside this process."""
+        if self.revocations is not None and (mark := self.revocations()) != self._revocations_seen:
+            self._revocations_seen = mark
+            self._rows.clear()
         now = time.monotonic()
         hit = self._rows.get(key)
         if hit is not None and now - hit[0] < CACHE_SECONDS:

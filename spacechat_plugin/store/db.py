@@ -28,6 +28,7 @@ import fcntl
 import logging
 import mmap
 import os
+import secrets
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -153,11 +154,14 @@ class Database:
         # holds `<file>.writer`'s lock and reads the log's last seq afresh (`_run_batch`).
         self.shared = shared
         self._writer_lock: int | None = None
-        # With `shared`: the log's newest committed seq, in `<file>.head` mapped into every
-        # process, written under the writer's lock after each commit (so it only grows) and read
-        # without a lock by `committed_head` (one aligned 8-byte load: never torn).
+        # With `shared`: `<file>.head`, mapped into every process, holds two native uint64s,
+        # each read and written with one aligned 8-byte access (never torn):
+        # [0] the log's newest committed seq, written under the writer's lock after each commit
+        #     (so it only grows) and read without a lock (`committed_head`);
+        # [1] a mark any process overwrites with a fresh random value when it revokes a
+        #     credential (`credentials_revoked`), so the others drop cached ones (`revocation_mark`).
         self._head_map: mmap.mmap | None = None
-        self._head: memoryview | None = None  # the map as one native uint64
+        self._head: memoryview | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spacechat-writer")
         self._conn: Any = None
         self._queue: asyncio.Queue[_Op | None] = asyncio.Queue()
@@ -241,7 +245,7 @@ class Database:
             self._head_map = mmap.mmap(fd, mmap.PAGESIZE)
         finally:
             os.close(fd)
-        self._head = memoryview(self._head_map)[:8].cast("Q")
+        self._head = memoryview(self._head_map)[:16].cast("Q")
 
     def committed_head(self) -> int | None:
         """With `shared`: the newest seq any process has committed to the log, read from shared
@@ -249,6 +253,19 @@ class Database:
         app.py `caught_up`). None otherwise: read the log (`log.head`)."""
         head = self._head
         return None if head is None else head[0]
+
+    def credentials_revoked(self) -> None:
+        """With `shared`: a credential was revoked here (its row committed): every process's
+        next request reads credentials afresh (`revocation_mark` changed). A fresh random value
+        rather than a count: two processes revoking at once cannot write the same value back."""
+        shared = self._head
+        if shared is not None:
+            shared[1] = secrets.randbits(64)
+
+    def revocation_mark(self) -> int:
+        """With `shared`: what `credentials_revoked` last wrote, in any process (0 otherwise)."""
+        shared = self._head
+        return 0 if shared is None else shared[1]
 
     @property
     def last_seq(self) -> int:
