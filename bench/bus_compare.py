@@ -198,7 +198,11 @@ async def postgres_publisher(url: str) -> tuple[Any, Any]:
 
 
 PUBLISHERS = {"nats": nats_publisher, "redis": redis_publisher, "postgres": postgres_publisher}
-SERVERS = {"nats": NatsServer, "redis": RedisServer, "postgres": PostgresServer}
+SERVERS: dict[str, type[NatsServer | RedisServer | PostgresServer]] = {
+    "nats": NatsServer,
+    "redis": RedisServer,
+    "postgres": PostgresServer,
+}
 
 
 def tree_cpu(pid: int) -> float:

@@ -354,6 +354,7 @@ class SubscriberPool:
             theirs.close()
             self.procs.append(process)
             self.conns.append(ours)
+            assert process.pid is not None
             CLIENT_PIDS.add(process.pid)
         self.counts = [0] * procs
         self._reports: dict[int, dict[int, tuple[float, float]]] = {}  # index -> child -> (first, last)

@@ -290,7 +290,11 @@ def main() -> None:
     runs: dict[int, list[dict[str, float]]] = {n: [] for n in counts}
     for run in range(args.runs):
         for n in counts:
-            summary = repeat_if_disturbed(lambda n=n: one_run(n, args).summary(), lambda s: s["foreign_cpu"])
+
+            def measured(n: int = n) -> dict[str, float]:
+                return one_run(n, args).summary()
+
+            summary = repeat_if_disturbed(measured, lambda s: s["foreign_cpu"])
             runs[n].append(summary)
             log(
                 f"run {run + 1} N={n}: post->last p50 {summary['p50']:.1f} ms p99 {summary['p99']:.1f} ms, "

@@ -127,7 +127,7 @@ def mixed_vectors(base: list[bytes], count: int, seed: int = 11) -> list[bytes]:
 
     rng = np.random.default_rng(seed)
     matrix = np.frombuffer(b"".join(base), dtype=np.float32).reshape(len(base), DIMENSIONS)
-    out = []
+    out: list[bytes] = []
     for start in range(0, count, 10_000):
         n = min(10_000, count - start)
         a, b = rng.integers(0, len(base), n), rng.integers(0, len(base), n)

@@ -195,8 +195,10 @@ async def measure(server: Server, args: argparse.Namespace, profile: Path | None
     result.drain_ms = (time.perf_counter() - last_ack) * 1000
     _, result.lagged, events, writes = await readers()
     result.events_per_write = events / max(1, writes)
-    for closing in [*streams, *senders]:
-        closing.close()
+    for stream in streams:
+        stream.close()
+    for connection in senders:
+        connection.close()
     if pool is not None:
         await pool.close()
     return result

@@ -55,7 +55,7 @@ from harness import (
     raise_fd_limit,
     wait_for_idle,
 )
-from playwright.async_api import Browser, BrowserContext, Page, async_playwright
+from playwright.async_api import Browser, BrowserContext, Page, ViewportSize, async_playwright
 
 CHROMIUM_ARGS = [
     "--headless",
@@ -67,7 +67,7 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-VIEWPORT = {"width": 1280, "height": 800}
+VIEWPORT: ViewportSize = {"width": 1280, "height": 800}
 FRAME_MS = 1000 / 60
 DROPPED_MS = FRAME_MS * 1.5
 
@@ -517,7 +517,10 @@ def report(results: dict[str, Any]) -> None:
     if "open_cold_ms" not in results:
         report_first_paint(results)
         return
-    ms = lambda values: f"{median(values):.0f}"  # noqa: E731
+
+    def ms(values: list[float]) -> str:
+        return f"{median(values):.0f}"
+
     print_table(
         f"Opening a thread of {results['messages']:,} messages (median of {len(results['open_cold_ms'])})",
         ["what", "median ms", "max ms"],
