@@ -198,16 +198,18 @@ class Database:
             self._map_head()
         conn = sqlite.connect(str(self.path), synchronous=self._synchronous)
         self.applied_now = apply_migrations(conn, self._migrations, now=now_rfc3339())
-        row = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()
-        seen = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
-        self._seq = max(row[0], seen[0] if seen else 0)
-        if self._head is not None and self._writer_lock is not None:
-            # Where the log stands, not what the file says: it outlives the database (a
-            # restored backup's log may end lower). Under the lock, so no commit is in between.
+        if self._writer_lock is not None:  # no other process commits while the log is read
             fcntl.flock(self._writer_lock, fcntl.LOCK_EX)
-            try:
-                self._head[0] = int(conn.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0])
-            finally:
+        try:
+            row = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()
+            seen = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
+            self._seq = max(row[0], seen[0] if seen else 0)
+            if self._head is not None:
+                # Where the log stands, not what the file says: it outlives the database (a
+                # restored backup's log may end lower).
+                self._head[0] = int(row[0])
+        finally:
+            if self._writer_lock is not None:
                 fcntl.flock(self._writer_lock, fcntl.LOCK_UN)
         return conn
 
