@@ -27,7 +27,7 @@ from .agents.task_mirror import TaskMirror
 from .api import route_scopes
 from .cards.service import CardService
 from .config import ConfigError, Settings
-from .events import Event
+from .events import CredentialRevoked, Event
 from .hookspecs import HostAPI, PluginHooks
 from .identity import bootstrap
 from .identity.auth import Authenticator, load_or_create_secret
@@ -496,8 +496,7 @@ class Spacechat:
                     break
         self.access.apply(events)
         self.memory.committed(events)
-        if self.auth is not None and any(event.event_type == "member.updated" for event in events):
-            self.auth.forget()
+        self._access_changed(events)
         self.streams.publish_soon(events)
         if self.relay is not None:  # what is waited for here may have been decided on another gateway
             self.cards.observe_relayed(events)
@@ -507,15 +506,24 @@ class Spacechat:
         self.notifications.observe(events)
         self.presence.observe(events)
 
-    def end_streams(self, key: str) -> None:
-        """Access ended (a revoked session or token, a deactivated user, a new password): forget
-        cached credentials and close the matching realtime streams, on every gateway."""
-        if self.auth is not None:
+    def _access_changed(self, events: list[Event]) -> bool:
+        """A role or deactivation (`member.updated`) or a revoked credential
+        (`credential.revoked`) among committed events: forget the cached credentials, so the
+        next request reads its row afresh, and close the streams opened under the revoked keys.
+        Every gateway does this when the event reaches it, in its place in the log (which the
+        read barrier waits for); True when any credential was revoked."""
+        revoked = changed = False
+        for event in events:
+            payload = event.payload
+            if isinstance(payload, CredentialRevoked):
+                revoked = True
+                for key in payload.keys:
+                    self.streams.end(key)
+            elif payload.event_type == "member.updated":
+                changed = True
+        if (revoked or changed) and self.auth is not None:
             self.auth.forget()
-        self.db.credentials_revoked()  # the other workers (one SQLite file) forget theirs too
-        self.streams.end(key)
-        if self.relay is not None:
-            self.relay.control("end_streams", {"key": key})
+        return revoked
 
     # -- several gateways (issue 17) ------------------------------------------------------------
 
@@ -525,8 +533,8 @@ class Spacechat:
         the fan-out waits for the relay, which hands every gateway's events over in seq order
         (and applies them to the caches again, in that order)."""
         self.access.apply(events)
-        if self.auth is not None and any(event.event_type == "member.updated" for event in events):
-            self.auth.forget()
+        if self._access_changed(events):
+            self.db.credentials_revoked()  # the other workers (one SQLite file) forget theirs at once
         assert self.relay is not None
         self.relay.committed(events)
 
@@ -540,11 +548,7 @@ class Spacechat:
     def _control(self, kind: str, data: dict[str, Any]) -> None:
         """What another gateway asks every gateway to do."""
         auth = self.auth
-        if kind == "end_streams" and isinstance(data.get("key"), str):
-            if auth is not None:
-                auth.forget()
-            self.streams.end(data["key"])
-        elif auth is not None and kind == "login_failed":
+        if auth is not None and kind == "login_failed":
             auth.login_failed(str(data.get("email")), str(data.get("address")), share=False)
         elif auth is not None and kind == "login_succeeded":
             auth.login_succeeded(str(data.get("email")), share=False)

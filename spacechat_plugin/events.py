@@ -520,6 +520,22 @@ class SystemHealthChanged(Payload):
     detail: str | None = None
 
 
+# --- internal: in the log, sent to no client ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CredentialRevoked(Payload):
+    """credential.revoked: internal, sent to no client. Access under `keys` ended in the same
+    transaction: a session or an API token revoked, a sign-out, a new password (the person's id),
+    a deactivation (every credential it revoked) or a new role (the person's id). Every gateway
+    drops its cached credentials and closes the streams opened under those keys when the event
+    reaches it, in its place in the log, so the read barrier covers sign-outs as it covers
+    memberships (docs/deployment.md)."""
+
+    event_type: ClassVar[str] = "credential.revoked"
+    keys: list[str]
+
+
 # --- notifications, presence and typing (live only: never in the log) ------------------------
 
 

@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -372,6 +372,40 @@ async def test_a_member_removed_on_one_gateway_is_refused_on_another_that_heard_
     deployment.nats.start()
 
 
+async def test_a_credential_revoked_on_one_gateway_is_refused_on_another_that_heard_nothing(
+    deployment: Deployment,
+) -> None:
+    """Sign-outs ride the log (`credential.revoked`) as memberships do: with the bus down and B
+    reading the log's head once a minute, a session signed out on A and a token revoked there are
+    refused by B's next request (B had both in its credential cache, good for 5 s), and the stream
+    the session had open on B ends."""
+    a = deployment.start("a")
+    b = deployment.start("b", bus={"poll_ms": 60_000})
+    member = invite(a, a.token, "member")
+    made = await asyncio.to_thread(
+        httpx.post, f"{a.url}/v1/tokens", headers=member.auth, json={"name": "ci", "scopes": ["messages:read"]}
+    )
+    assert made.status_code == 201, made.text
+    by_token = {"Authorization": f"Bearer {made.json()['secret']}"}
+    try:
+        async with open_stream(b, member.auth) as ended, httpx.AsyncClient(base_url=b.url, timeout=30) as on_b:
+            for headers in (member.auth, by_token):  # B caches both credentials now
+                assert (await on_b.get("/v1/me", headers=headers)).status_code == 200
+            deployment.nats.pause()  # B hears nothing of A's commits now
+            async with httpx.AsyncClient(base_url=a.url, timeout=30) as on_a:
+                revoked = await on_a.delete(f"/v1/tokens/{made.json()['token']['id']}", headers=member.auth)
+                assert revoked.status_code == 204, revoked.text
+                out = await on_a.post("/v1/auth/logout", headers=member.auth)
+                assert out.status_code == 204, out.text
+            refused = await on_b.get("/v1/me", headers=by_token)
+            assert refused.status_code == 401 and refused.json()["error"]["code"] == "token_invalid", refused.text
+            refused = await on_b.get("/v1/me", headers=member.auth)
+            assert refused.status_code == 401 and refused.json()["error"]["code"] == "session_invalid", refused.text
+            await asyncio.wait_for(ended.wait(), 15)
+    finally:
+        deployment.nats.start()
+
+
 @pytest.mark.slow
 async def test_files_and_voice_memos_work_on_any_gateway(deployment: Deployment, voice_model: Path, clip: Any) -> None:
     """Uploads and voice audio live in the shared `storage.files_dir`; a memo posted on a gateway
@@ -514,6 +548,30 @@ def health(server: Server) -> dict[str, Any]:
     return dict(httpx.get(f"{server.url}/v1/system/health", headers=server.auth).json())
 
 
+@contextlib.asynccontextmanager
+async def open_stream(server: Server, headers: dict[str, str]) -> AsyncIterator[asyncio.Event]:
+    """An SSE stream on `server` under `headers`, open (past `ready`) when entered; yields the
+    event set when the server ends it."""
+    ready, ended = asyncio.Event(), asyncio.Event()
+
+    async def read() -> None:
+        async with httpx.AsyncClient(base_url=server.url, headers=headers, timeout=60) as client:
+            async with aconnect_sse(client, "GET", "/v1/realtime/sse") as source:
+                async for event in source.aiter_sse():
+                    if event.event == "ready":
+                        ready.set()
+        ended.set()
+
+    reader = asyncio.create_task(read())
+    try:
+        await asyncio.wait_for(ready.wait(), 15)
+        yield ended
+    finally:
+        reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError, httpx.HTTPError):
+            await reader
+
+
 async def heard_gateways(server: Server, count: int) -> None:
     """Until `server`'s health lists `count` gateways: it hears the others over the bus (their
     heartbeats there are the only sign of it)."""
@@ -560,29 +618,12 @@ async def test_a_session_made_on_one_gateway_works_on_another_and_signing_out_en
 
     reference = login(a, OWNER["email"], OWNER["password"], device_name="phone").json()["session_token"]
     bearer = {"Authorization": f"Bearer {reference}"}
-    ended = asyncio.Event()
-    ready = asyncio.Event()
-
-    async def stream_on_b() -> None:
-        async with httpx.AsyncClient(base_url=b.url, headers=bearer, timeout=60) as client:
-            async with aconnect_sse(client, "GET", "/v1/realtime/sse") as source:
-                async for event in source.aiter_sse():
-                    if event.event == "ready":
-                        ready.set()
-        ended.set()
-
-    reader = asyncio.create_task(stream_on_b())
-    try:
-        await asyncio.wait_for(ready.wait(), 15)
+    async with open_stream(b, bearer) as ended:
         out = await asyncio.to_thread(httpx.post, f"{a.url}/v1/auth/logout", headers=bearer)
         assert out.status_code == 204, out.text
         refused = await asyncio.to_thread(httpx.get, f"{b.url}/v1/me", headers=bearer)
         assert refused.status_code == 401 and refused.json()["error"]["code"].startswith("session")
         await asyncio.wait_for(ended.wait(), 15)
-    finally:
-        reader.cancel()
-        with contextlib.suppress(asyncio.CancelledError, httpx.HTTPError):
-            await reader
 
 
 @pytest.mark.slow

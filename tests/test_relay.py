@@ -218,10 +218,10 @@ async def test_live_events_and_control_messages_reach_the_other_gateways(db: Dat
     try:
         delta = Event(payload=MessageStreamDelta(message_id="msg_1", offset=0, text="Hel"), org_id="org_1")
         a.relay.live(delta)
-        a.relay.control("end_streams", {"key": "ses_1"})
+        a.relay.control("login_succeeded", {"email": "ada@example.com"})
         await b.wait_for(lambda: b.live and b.controls)
         assert b.live[0].to_json() == delta.to_json()
-        assert b.controls == [("end_streams", {"key": "ses_1"})]
+        assert b.controls == [("login_succeeded", {"email": "ada@example.com"})]
         assert not a.live and not a.controls, "a gateway's own messages do not come back to it"
         # Each gateway is listed by the others' health from its heartbeats.
         await a.wait_for(lambda: "b" in a.relay.peers, timeout=5)

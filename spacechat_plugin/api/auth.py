@@ -191,9 +191,9 @@ async def logout(request: Request) -> Response:
                 target_id=session_id,
                 ip=client_address(request),
             )
+            identity.access_ended(tx, who.org_id, who.actor, [session_id])
 
         await app.db.write(end)
-        app.end_streams(session_id)
     response = Response(status_code=204)
     response.delete_cookie(app.auth.cookie_options()["key"], path="/")
     return response

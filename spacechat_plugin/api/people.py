@@ -110,13 +110,13 @@ async def update_me(request: Request) -> Response:
         if new_hash is not None:
             identity.set_password(tx, who.user_id, new_hash, keep)
             audit_action(tx, request, who, "auth.password_changed", "user", who.user_id)
+            # The other devices are signed out: their streams end too.
+            identity.access_ended(tx, who.org_id, who.actor, [who.user_id])
         if body.name is not None or "avatar_id" in body.model_fields_set:
             return identity.profile_changed(tx, who.user_id, who.actor)
         return identity.user_json(identity.user_row(tx, who.user_id))
 
     user = await app.db.write(change)
-    if new_hash is not None:
-        app.end_streams(who.user_id)  # the other devices are signed out: their streams end too
     return JSONResponse({"user": user})
 
 
@@ -136,9 +136,9 @@ async def _revoke_session(request: Request, who: Principal, session: Any) -> Res
     def revoke(tx: WriteTx) -> None:
         identity.revoke_session(tx, session_id, who.user_id)
         audit_action(tx, request, who, "auth.session_revoked", "session", session_id, {"user_id": session["user_id"]})
+        identity.access_ended(tx, who.org_id, who.actor, [session_id])
 
     await app.db.write(revoke)
-    app.end_streams(session_id)
     return Response(status_code=204)
 
 
@@ -207,10 +207,11 @@ async def change_role(request: Request) -> Response:
         audit_action(
             tx, request, who, "member.role_changed", "user", user["id"], {"from": user["role"], "to": body.role}
         )
+        # The new role's scopes apply to their streams from the reconnect.
+        identity.access_ended(tx, who.org_id, who.actor, [user["id"]])
         return changed
 
     changed = await app.db.write(change)
-    app.end_streams(user["id"])  # the new role's scopes apply to their streams from the reconnect
     return JSONResponse({"user": changed})
 
 
@@ -222,16 +223,15 @@ async def deactivate_user(request: Request) -> Response:
     who, user = await _user_or_404(request)
     check_deactivation(who, user)
 
-    def deactivate(tx: WriteTx) -> tuple[dict[str, Any], list[str]]:
+    def deactivate(tx: WriteTx) -> dict[str, Any]:
         if user["role"] == "owner" and identity.owners_left(tx, who.org_id) <= 1:
             raise Conflict("the organisation needs at least one owner", code="last_owner")
         changed, credentials = identity.deactivate(tx, user["id"], who.actor)
         audit_action(tx, request, who, "member.deactivated", "user", user["id"])
-        return changed, credentials
+        identity.access_ended(tx, who.org_id, who.actor, credentials)
+        return changed
 
-    changed, credentials = await app.db.write(deactivate)
-    for key in credentials:
-        app.end_streams(key)
+    changed = await app.db.write(deactivate)
     return JSONResponse({"user": changed})
 
 
@@ -331,9 +331,9 @@ async def revoke_token(request: Request) -> Response:
     def revoke(tx: WriteTx) -> None:
         identity.revoke_token(tx, token_id)
         audit_action(tx, request, who, "auth.token_revoked", "token", token_id, {"user_id": row["user_id"]})
+        identity.access_ended(tx, who.org_id, who.actor, [token_id])
 
     await app.db.write(revoke)
-    app.end_streams(token_id)
     return Response(status_code=204)
 
 

@@ -175,6 +175,11 @@ EVENT_READS: tuple[tuple[str, str, str], ...] = (
 )
 
 
+# Event types in the log for the gateways only (a revoked credential): no rule in EVENT_READS, so
+# they reach no stream; tests/test_realtime_scopes.py holds every other type to a rule.
+INTERNAL_EVENTS: tuple[str, ...] = ("credential.",)
+
+
 @dataclass(frozen=True)
 class EventRule:
     """The scope an event of a type prefix needs: in a channel (which must also be readable),

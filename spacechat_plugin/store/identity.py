@@ -10,6 +10,7 @@ from typing import Any
 from ..errors import Conflict, Gone
 from ..events import (
     Actor,
+    CredentialRevoked,
     Event,
     MemberAdded,
     MemberJoined,
@@ -325,6 +326,13 @@ def revoke_token(tx: WriteTx, token_id: str) -> bool:
             "UPDATE api_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", (now_rfc3339(), token_id)
         ).rowcount
     )
+
+
+def access_ended(tx: WriteTx, org_id: str, actor: Actor, keys: list[str]) -> None:
+    """Access under these credential or user ids ended in this transaction: the event that tells
+    every gateway, in its place in the log, to drop cached credentials and end those streams."""
+    if keys:
+        tx.emit(Event(CredentialRevoked(keys=keys), actor=actor, org_id=org_id))
 
 
 # --- setup links and invitations -----------------------------------------------------------
