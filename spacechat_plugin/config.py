@@ -6,6 +6,7 @@ the wrong type stops start-up with a message naming the key (`storage.retention_
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import socket
 import tomllib
@@ -367,6 +368,9 @@ class Settings(_Section):
     port: int = Field(8787, ge=0, le=65535)
     data_dir: str = "./spacechat-data"
     public_url: str = ""
+    # The reverse proxies whose X-Forwarded-For gives the client's address (per-address sign-in
+    # limits, the audit log): addresses or networks (CIDR); ["*"] believes every connection.
+    trusted_proxies: list[str] = ["127.0.0.1", "::1"]
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["auto", "json", "text"] = "auto"
     # Processes serving HTTP and realtime streams on this machine's cores, on one SQLite file
@@ -403,6 +407,24 @@ class Settings(_Section):
         if value and not value.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
         return value.rstrip("/")
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxy_addresses(cls, values: list[str]) -> list[str]:
+        """Checked here: the server would take a malformed entry for a name no connection has,
+        and so believe no proxy there without a word."""
+        if "*" in values and values != ["*"]:
+            raise ValueError('"*" believes every connection: give it alone, or list the proxies')
+        for value in values:
+            if value == "*":
+                continue
+            try:
+                ipaddress.ip_network(value) if "/" in value else ipaddress.ip_address(value)
+            except ValueError:
+                raise ValueError(
+                    f"{value!r} is not an IP address or a network such as 10.0.0.0/8 (host bits zero)"
+                ) from None
+        return values
 
     @field_validator("hook_plugins")
     @classmethod

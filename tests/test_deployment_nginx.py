@@ -35,7 +35,7 @@ from spacechat_plugin.config import Settings
 from . import postgres
 from .buses import NatsServer, _wait_listening, free_port
 from .buses import available as nats_available
-from .support import OWNER, PNG_BYTES, Server, realtime_gauges
+from .support import OWNER, PNG_BYTES, Server, realtime_gauges, toml_config
 from .test_gateways import Deployment, assert_in_seq_order_once, control_messages
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
@@ -519,17 +519,38 @@ async def test_each_clients_own_address_reaches_the_gateways_through_nginx(proxi
 def test_x_forwarded_for_is_believed_only_from_this_machine(server: Server) -> None:
     """The proxy runs beside the gateway (docs/deployment.md): a client connecting from anywhere
     else cannot choose the address its sign-ins are limited and audited under."""
+    from_proxy, from_elsewhere = sign_in(server, "127.0.0.1"), sign_in(server, "127.0.0.2")
+    audited = audited_addresses(server, [from_proxy, from_elsewhere])
+    assert audited == {from_proxy: "203.0.113.5", from_elsewhere: "127.0.0.2"}
 
-    def sign_in(local_address: str) -> str:
-        transport = httpx.HTTPTransport(local_address=local_address)
-        with httpx.Client(base_url=server.url, transport=transport, timeout=30) as client:
-            credentials = {"email": OWNER["email"], "password": OWNER["password"]}
-            answer = client.post("/v1/auth/login", json=credentials, headers={"X-Forwarded-For": "203.0.113.5"})
-        assert answer.status_code == 200, answer.text
-        return str(answer.json()["session"]["id"])
 
-    from_proxy, from_elsewhere = sign_in("127.0.0.1"), sign_in("127.0.0.2")
+def test_the_trusted_proxies_are_configurable(tmp_path: Path) -> None:
+    """A proxy on another machine (a load balancer, a container network) is named in
+    `trusted_proxies`, as an address or a network; this machine is then not believed unless
+    listed too."""
+    server = Server(tmp_path / "data", toml_config(top='trusted_proxies = ["127.0.0.2/31"]\n')).start()
+    try:
+        believed = [sign_in(server, "127.0.0.2"), sign_in(server, "127.0.0.3")]
+        local = sign_in(server, "127.0.0.1")
+        expected = {believed[0]: "203.0.113.5", believed[1]: "203.0.113.5", local: "127.0.0.1"}
+        assert audited_addresses(server, [*believed, local]) == expected
+    finally:
+        server.stop()
+
+
+def sign_in(server: Server, local_address: str) -> str:
+    """Sign in from `local_address`, the request naming 203.0.113.5 in X-Forwarded-For; the
+    session's id."""
+    transport = httpx.HTTPTransport(local_address=local_address)
+    with httpx.Client(base_url=server.url, transport=transport, timeout=30) as client:
+        credentials = {"email": OWNER["email"], "password": OWNER["password"]}
+        answer = client.post("/v1/auth/login", json=credentials, headers={"X-Forwarded-For": "203.0.113.5"})
+    assert answer.status_code == 200, answer.text
+    return str(answer.json()["session"]["id"])
+
+
+def audited_addresses(server: Server, sessions: list[str]) -> dict[str, str]:
+    """The address each of these sign-ins was audited under, by session id."""
     with server.sync_client() as client:
         logins = client.get("/v1/audit", params={"action": "auth.login"}).json()["entries"]
-    addresses = {e["target"]["id"]: e["ip"] for e in logins}
-    assert addresses[from_proxy] == "203.0.113.5" and addresses[from_elsewhere] == "127.0.0.2"
+    return {e["target"]["id"]: e["ip"] for e in logins if e["target"]["id"] in sessions}

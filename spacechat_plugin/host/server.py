@@ -79,7 +79,13 @@ class HostServer(uvicorn.Server):
 
 
 def uvicorn_config(
-    app: Starlette, *, host: str, port: int, log_level: str, ws_per_message_deflate: bool = False
+    app: Starlette,
+    *,
+    host: str,
+    port: int,
+    log_level: str,
+    ws_per_message_deflate: bool = False,
+    trusted_proxies: Sequence[str] = ("127.0.0.1", "::1"),
 ) -> uvicorn.Config:
     return uvicorn.Config(
         offer_direct_write(app),
@@ -99,7 +105,8 @@ def uvicorn_config(
         ws_per_message_deflate=ws_per_message_deflate,
         # Behind the proxy of docs/deployment.md every connection comes from it: the client's
         # address (per-address sign-in limits, the audit) is its X-Forwarded-For, believed only
-        # from this machine. Without it twenty failed sign-ins from anyone locked everyone out.
+        # from `trusted_proxies` (this machine by default). Without it twenty failed sign-ins
+        # from anyone locked everyone out.
         proxy_headers=True,
-        forwarded_allow_ips=["127.0.0.1", "::1"],
+        forwarded_allow_ips=list(trusted_proxies),
     )
