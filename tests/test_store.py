@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import shutil
 import sqlite3
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from spacechat_plugin.errors import Conflict
 from spacechat_plugin.events import SYSTEM, Actor, Event, MessageStreamDelta, SystemHealthChanged
 from spacechat_plugin.resources import resource
 from spacechat_plugin.store import log as event_log
@@ -315,3 +317,51 @@ async def test_shared_writers_publish_the_logs_head_and_revocations_in_shared_me
         assert alone.revocation_mark() == 0
     finally:
         await alone.close()
+
+
+HOLD_A_KEY = """
+import asyncio, sys
+from pathlib import Path
+from spacechat_plugin.resources import resource
+from spacechat_plugin.store import messages
+from spacechat_plugin.store.db import Database
+
+async def main() -> None:
+    db = Database(Path(sys.argv[1]), migrations=resource("migrations"), read_connections=1, shared=True)
+    await db.open()
+    claim = messages.IdempotencyClaim("usr_1", "key-1", "fingerprint")
+    await db.write(lambda tx: messages.reserve_claim(tx, claim))
+    print("reserved", flush=True)
+    sys.stdin.readline()  # mid-send until killed
+
+asyncio.run(main())
+"""
+
+
+async def test_a_key_left_in_progress_by_a_killed_process_of_this_machine_is_free_at_once(tmp_path: Path) -> None:
+    """`--workers`: a worker killed mid-send leaves its key marked in progress. The same send
+    retried on another worker is refused (409) while the holder lives, and taken at once when it
+    is gone, not 60 s later (`reserve_claim`, `_claimant_gone`)."""
+    path = tmp_path / "test.db"
+    db = Database(path, migrations=resource("migrations"), read_connections=1, shared=True)
+    await db.open()
+    claim = messages.IdempotencyClaim("usr_1", "key-1", "fingerprint")
+    holder = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", HOLD_A_KEY, str(path), stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE
+    )
+    try:
+        assert holder.stdout is not None
+        assert await asyncio.wait_for(holder.stdout.readline(), 60) == b"reserved\n"
+        with pytest.raises(Conflict):
+            await db.write(lambda tx: messages.reserve_claim(tx, claim))
+        holder.kill()
+        await holder.wait()
+        await db.write(lambda tx: messages.reserve_claim(tx, claim))
+        held = await db.scalar("SELECT result FROM idempotency_keys WHERE key = 'key-1' AND status = 0")
+        assert held is not None and messages.claimant() is not None
+        assert messages.claimant() in held, "the retry holds the key now"
+    finally:
+        if holder.returncode is None:
+            holder.kill()
+            await holder.wait()
+        await db.close()

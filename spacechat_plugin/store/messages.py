@@ -6,10 +6,13 @@ these rows never disagree.
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -31,7 +34,8 @@ from .db import Database, WriteTx, dumps, loads
 from .shapes import TITLE_CHARS, attachment_json, message_json, plain_preview, thread_json, title_of
 
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
-# A key marked in progress this long ago was left by a gateway that died mid-send.
+# A key marked in progress this long ago was left by a gateway that died mid-send (sooner when
+# the mark names a process of this machine that is gone: `_claimant_gone`).
 CLAIM_ABANDONED_SECONDS = 60
 OPEN_STATES = ("created", "streaming")
 
@@ -77,31 +81,74 @@ def reserve_claim(tx: WriteTx, claim: IdempotencyClaim) -> None:
     """With several gateways (issue 17), a keyed send first marks its key in progress in a commit
     of its own (status 0): the same key sent meanwhile to another gateway finds the mark and gets
     409, as a concurrent duplicate on one process does (Zulip answers 409; so do we). A key
-    answered already is left for the send's write to replay; a mark older than
-    `CLAIM_ABANDONED_SECONDS` was left by a gateway that died mid-send and is taken over."""
+    answered already is left for the send's write to replay. A mark left by a gateway that died
+    mid-send is taken over: at once when it names a process of this machine that is gone (a
+    killed `--workers` worker), else once it is `CLAIM_ABANDONED_SECONDS` old.
+
+    While a key is in progress its `result` names the process holding it (`claimant`)."""
     row = tx.one(
-        "SELECT status, created_at FROM idempotency_keys WHERE actor_id = ? AND key = ?", (claim.actor_id, claim.key)
+        "SELECT status, result, created_at FROM idempotency_keys WHERE actor_id = ? AND key = ?",
+        (claim.actor_id, claim.key),
     )
-    now = now_rfc3339()
+    now, holder = now_rfc3339(), dumps({"claimant": claimant()})
     if row is None:
         tx.execute(
             "INSERT INTO idempotency_keys (actor_id, key, fingerprint, status, result, created_at)"
-            " VALUES (?, ?, ?, 0, 'null', ?)",
-            (claim.actor_id, claim.key, claim.fingerprint, now),
+            " VALUES (?, ?, ?, 0, ?, ?)",
+            (claim.actor_id, claim.key, claim.fingerprint, holder, now),
         )
         return
     if row["status"] != 0:
         return
     abandoned = (datetime.now(UTC) - timedelta(seconds=CLAIM_ABANDONED_SECONDS)).strftime("%Y-%m-%dT%H:%M:%S")
-    if row["created_at"] >= abandoned:
+    if row["created_at"] >= abandoned and not _claimant_gone(loads(row["result"])):
         raise Conflict(
             "a request with this Idempotency-Key is still in progress; retry it later",
             code="idempotency_key_in_use",
         )
     tx.execute(
-        "UPDATE idempotency_keys SET created_at = ?, fingerprint = ? WHERE actor_id = ? AND key = ?",
-        (now, claim.fingerprint, claim.actor_id, claim.key),
+        "UPDATE idempotency_keys SET created_at = ?, fingerprint = ?, result = ? WHERE actor_id = ? AND key = ?",
+        (now, claim.fingerprint, holder, claim.actor_id, claim.key),
     )
+
+
+@functools.cache
+def _machine() -> str | None:
+    """This kernel's boot and PID namespace (Linux): processes that share it see each other's
+    pids, so one of them can tell whether another still lives. None where it cannot be told."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        namespace = os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        return None
+    return f"{boot}/{namespace}"
+
+
+def claimant() -> str | None:
+    """The name an in-progress mark gives the process holding it: `<machine>/<pid>`."""
+    machine = _machine()
+    return None if machine is None else f"{machine}/{os.getpid()}"
+
+
+def _claimant_gone(held: Any) -> bool:
+    """Whether a mark's holder is a process of this machine (same boot, same PID namespace) that
+    no longer exists: a worker killed mid-send, whose key a retry may take at once. Anything else
+    (another machine, a live process, a mark without a holder) waits for the age rule. A pid
+    reused since could only make a dead holder look alive: the safe side."""
+    machine = _machine()
+    name = held.get("claimant") if isinstance(held, dict) else None
+    if machine is None or not isinstance(name, str) or not name.startswith(machine + "/"):
+        return False
+    pid = name[len(machine) + 1 :]
+    if not pid.isdigit() or int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's
+        return False
+    return False
 
 
 def forget_claims_in_progress(tx: WriteTx) -> int:
