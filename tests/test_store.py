@@ -105,7 +105,13 @@ async def test_an_unknown_applied_migration_stops_start_up(tmp_path: Path) -> No
         await open_db(tmp_path)
 
 
-async def test_group_commit_isolates_a_failing_operation(tmp_path: Path) -> None:
+# Light writes run their statements on the event loop, the others on the writer's thread
+# (store/db.py): the batch's guarantees are the same either way.
+ON_LOOP_OR_THREAD = pytest.mark.parametrize("light", [False, True], ids=["thread", "loop"])
+
+
+@ON_LOOP_OR_THREAD
+async def test_group_commit_isolates_a_failing_operation(tmp_path: Path, light: bool) -> None:
     db = await open_db(tmp_path)
     published: list[Event] = []
     db.on_commit = published.extend
@@ -119,7 +125,7 @@ async def test_group_commit_isolates_a_failing_operation(tmp_path: Path) -> None
             raise ValueError("refused")
 
         results = await asyncio.gather(
-            *(db.write(bad if i % 3 == 0 else good) for i in range(30)), return_exceptions=True
+            *(db.write(bad if i % 3 == 0 else good, light=light) for i in range(30)), return_exceptions=True
         )
         errors = [r for r in results if isinstance(r, ValueError)]
         seqs = [r for r in results if isinstance(r, int)]
@@ -133,7 +139,8 @@ async def test_group_commit_isolates_a_failing_operation(tmp_path: Path) -> None
         await db.close()
 
 
-async def test_event_and_view_rows_commit_together(tmp_path: Path) -> None:
+@ON_LOOP_OR_THREAD
+async def test_event_and_view_rows_commit_together(tmp_path: Path, light: bool) -> None:
     db = await open_db(tmp_path)
     try:
         channel = await db.write(seed_channel)
@@ -143,14 +150,15 @@ async def test_event_and_view_rows_commit_together(tmp_path: Path) -> None:
             raise RuntimeError("after the insert")
 
         with pytest.raises(RuntimeError):
-            await db.write(post_then_fail)
+            await db.write(post_then_fail, light=light)
         assert await db.scalar("SELECT COUNT(*) FROM messages") == 0
         assert await db.scalar("SELECT COUNT(*) FROM threads") == 0
         assert await db.scalar("SELECT COUNT(*) FROM events WHERE event_type LIKE 'message.%'") == 0
         result = await db.write(
             lambda tx: messages.post_message(
                 tx, actor=Actor("user", "u1"), channel=channel, thread_id=None, text="kept"
-            )
+            ),
+            light=light,
         )
         row = await db.fetchone("SELECT seq, body FROM events WHERE event_type = 'message.created'")
         assert row["seq"] == result.message["seq"]
@@ -159,7 +167,10 @@ async def test_event_and_view_rows_commit_together(tmp_path: Path) -> None:
         await db.close()
 
 
-async def test_an_operation_failing_half_way_leaves_nothing_and_its_batch_commits_once(tmp_path: Path) -> None:
+@ON_LOOP_OR_THREAD
+async def test_an_operation_failing_half_way_leaves_nothing_and_its_batch_commits_once(
+    tmp_path: Path, light: bool
+) -> None:
     """#16: a batch runs without a savepoint per operation; one that fails after changing rows
     sends the whole batch round again with savepoints. The others commit exactly once, in order,
     with contiguous seqs; the failed ones leave no row and no event."""
@@ -182,7 +193,8 @@ async def test_an_operation_failing_half_way_leaves_nothing_and_its_batch_commit
             return op
 
         results = await asyncio.gather(
-            *(db.write(post(f"message {i}", fail=i % 4 == 1)) for i in range(20)), return_exceptions=True
+            *(db.write(post(f"message {i}", fail=i % 4 == 1), light=light) for i in range(20)),
+            return_exceptions=True,
         )
         assert sum(isinstance(r, RuntimeError) for r in results) == 5
         kept = [f"message {i}" for i in range(20) if i % 4 != 1]
@@ -364,4 +376,51 @@ async def test_a_key_left_in_progress_by_a_killed_process_of_this_machine_is_fre
         if holder.returncode is None:
             holder.kill()
             await holder.wait()
+        await db.close()
+
+
+HOLD_THE_WRITE_LOCK = """
+import sqlite3, sys
+conn = sqlite3.connect(sys.argv[1], isolation_level=None)
+conn.execute("BEGIN IMMEDIATE")
+conn.execute("INSERT INTO notes VALUES ('from another process')")
+print("locked", flush=True)
+sys.stdin.readline()
+conn.execute("COMMIT")
+"""
+
+
+async def test_a_light_write_never_holds_the_loop_while_another_process_writes(tmp_path: Path) -> None:
+    """A light write begins on the event loop (store/db.py); if another process holds the file's
+    write lock (a CLI command, a backup tool), the loop does not wait on it: the batch waits on
+    the writer's thread, and everything else on the loop carries on meanwhile."""
+    db = await open_db(tmp_path)
+    await db.write(lambda tx: tx.execute("CREATE TABLE notes (body TEXT)"))
+    other = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        HOLD_THE_WRITE_LOCK,
+        str(tmp_path / "test.db"),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert other.stdin is not None and other.stdout is not None
+    try:
+        assert await asyncio.wait_for(other.stdout.readline(), 60) == b"locked\n"
+        write = asyncio.create_task(db.write(lambda tx: tx.execute("INSERT INTO notes VALUES ('mine')"), light=True))
+        ticks = 0
+        async with asyncio.timeout(2):  # SQLite would wait 5 s for the lock: the loop must not
+            while ticks < 20:
+                await asyncio.sleep(0.01)
+                ticks += 1
+        assert not write.done(), "it waits for the other process's transaction"
+        other.stdin.write(b"commit\n")
+        await other.wait()
+        await asyncio.wait_for(write, 10)
+        rows = await db.fetchall("SELECT body FROM notes ORDER BY rowid")
+        assert [row[0] for row in rows] == ["from another process", "mine"]
+    finally:
+        if other.returncode is None:
+            other.kill()
+            await other.wait()
         await db.close()

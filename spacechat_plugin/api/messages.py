@@ -89,12 +89,13 @@ async def _write_claimed(
     app: Context, write: Callable[[WriteTx], message_store.PostResult], claim: message_store.IdempotencyClaim | None
 ) -> message_store.PostResult:
     """The send's write. With several gateways a keyed send marks its key in progress first, in
-    the database, where every gateway sees it (`inflight_keys` is this process's only)."""
+    the database, where every gateway sees it (`inflight_keys` is this process's only). A send
+    is a light write (store/db.py): a few statements on a few rows."""
     if claim is None or app.relay is None:
-        return await app.db.write(write)
-    await app.db.write(lambda tx: message_store.reserve_claim(tx, claim))
+        return await app.db.write(write, light=True)
+    await app.db.write(lambda tx: message_store.reserve_claim(tx, claim), light=True)
     try:
-        return await app.db.write(write)
+        return await app.db.write(write, light=True)
     except BaseException:
         with contextlib.suppress(Exception):
             await app.db.write(lambda tx: message_store.release_claim(tx, claim))

@@ -19,6 +19,18 @@ when an operation reads the events table itself).
 Callers resume before subscribers are served, so a send's answer does not wait for its fan-out.
 PERFORMANCE.md measured a dedicated writer thread with one hand-off per batch as the fastest
 shape; reads go through aiosqlite connections on their own threads.
+
+A batch of *light* operations only (`write(..., light=True)`: a message sent, small and bounded)
+runs its statements on the event loop's thread instead, and only its COMMIT (the fsync) and the
+audit anchor on the writer's thread (#16). The sqlite3 module lets go of the GIL around every
+statement, so a writer thread has to win the GIL back after each one; with the event loop busy
+on another core it waits up to the interpreter's switch interval (5 ms) each time, and a batch
+of some forty statements crawled (a 2-thread experiment: 260 rows in 2 s beside a busy thread,
+~15,000 on one core). Unpinned, the send benchmark's closed loop went from 1,287-1,398 to
+1,454-1,615 messages/s with this (bench/README.md). Anything else (sweeps, imports, unknown
+sizes) keeps to the thread, so a long operation never stops the loop; so does a batch that
+finds another process writing (the loop never waits on SQLite's lock) and every batch of a
+shared file (`--workers`: its file lock) or of Postgres.
 """
 
 from __future__ import annotations
@@ -129,6 +141,7 @@ class _Op:
     result: Any = None
     error: BaseException | None = None
     events: list[Event] = field(default_factory=list)
+    light: bool = False
 
 
 class Database:
@@ -136,6 +149,9 @@ class Database:
     its twin on a Postgres server (issue 17)."""
 
     dialect = dialect.SQLITE
+    # Whether a batch of light operations may run its statements on the loop (the module's
+    # docstring); not on Postgres, whose statements wait on the network.
+    stages_on_loop = True
 
     def __init__(
         self,
@@ -282,14 +298,15 @@ class Database:
 
     # -- writes -------------------------------------------------------------------------------
 
-    async def write(self, fn: Callable[[WriteTx], T]) -> T:
+    async def write(self, fn: Callable[[WriteTx], T], *, light: bool = False) -> T:
         """Run `fn` in the next group commit; return its result once committed. `fn` may run a
         second time, in the same batch's retry, when another operation fails half-way (see the
-        module's docstring): it changes nothing outside the transaction."""
+        module's docstring): it changes nothing outside the transaction. `light`: a few
+        statements on a few rows, which may run on the event loop's thread (the docstring)."""
         if self._closed:
             raise StoreClosed("the store is closed")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Op(fn, future))
+        self._queue.put_nowait(_Op(fn, future, light=light))
         return await future
 
     async def _write_loop(self) -> None:
@@ -301,7 +318,11 @@ class Database:
                 break
             batch, stopping = self._take_batch(first)
             try:
-                await loop.run_in_executor(self._executor, self._run_batch, batch)
+                staged = self._stage(batch) if self._may_stage(batch) else None
+                if staged is not None:
+                    await loop.run_in_executor(self._executor, self._commit_staged, *staged)
+                else:
+                    await loop.run_in_executor(self._executor, self._run_batch, batch)
             except BaseException as exc:  # the whole batch failed to commit
                 log.exception("group commit failed")
                 for op in batch:
@@ -363,6 +384,33 @@ class Database:
         if self.shared:  # the other writers' commits moved the log on: its seqs follow theirs
             row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
             self._seq = max(self._seq, row[0] if row else 0)
+        self._commit_staged(*self._run_in_transaction(batch))
+
+    def _may_stage(self, batch: list[_Op]) -> bool:
+        """Whether this batch runs its statements on the loop: light operations only, on a file
+        this process alone writes (the module's docstring)."""
+        return self.stages_on_loop and self._writer_lock is None and all(op.light for op in batch)
+
+    def _stage(self, batch: list[_Op]) -> tuple[Any, int] | None:
+        """On the loop: begin, and run the batch's operations; committing is `_commit_staged`'s,
+        on the writer's thread. None, having done nothing, when another process holds the
+        write lock: the loop does not wait for it (the thread does, in `_run_batch`)."""
+        conn = self._conn
+        conn.execute("PRAGMA busy_timeout = 0")
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                raise
+            return None
+        finally:
+            conn.execute(f"PRAGMA busy_timeout = {sqlite.BUSY_TIMEOUT_MS}")
+        return self._run_in_transaction(batch)
+
+    def _run_in_transaction(self, batch: list[_Op]) -> tuple[Any, int]:
+        """The batch's operations in the transaction just begun: the audit head to anchor after
+        the commit, and the seq to go back to if it fails."""
+        conn = self._conn
         seq_at_start = self._seq
         try:
             audit_head = self._run_ops(batch, savepoints=False)
@@ -373,13 +421,24 @@ class Database:
                     op.result, op.error, op.events = None, None, []
                 conn.execute("BEGIN IMMEDIATE")
                 audit_head = self._run_ops(batch, savepoints=True)
-            conn.execute("COMMIT")
         except BaseException:
-            self._seq = seq_at_start
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
+            self._rollback(seq_at_start)
+            raise
+        return audit_head, seq_at_start
+
+    def _commit_staged(self, audit_head: Any, seq_at_start: int) -> None:
+        """Commit (the fsync) and anchor the audit log: on the writer's thread."""
+        try:
+            self._conn.execute("COMMIT")
+        except BaseException:
+            self._rollback(seq_at_start)
             raise
         self._anchor(audit_head)
+
+    def _rollback(self, seq_at_start: int) -> None:
+        self._seq = seq_at_start
+        if self._conn.in_transaction:
+            self._conn.execute("ROLLBACK")
 
     def _run_ops(self, batch: list[_Op], *, savepoints: bool) -> Any:
         """Run the batch's operations in the open transaction; the newest audit head, or _AGAIN

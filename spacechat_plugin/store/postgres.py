@@ -149,6 +149,7 @@ class PostgresDatabase(Database):
     """Owns a Postgres database: migrations, the writer, the readers."""
 
     dialect = dialect.POSTGRES
+    stages_on_loop = False  # its statements wait on the network: always the writer's thread
 
     def __init__(self, url: str, *, migrations: Path, read_connections: int = 4) -> None:
         super().__init__(Path(display_name(url)), migrations=migrations / "postgres", read_connections=read_connections)

@@ -19,11 +19,14 @@ OperationalError = sqlite3.OperationalError
 DatabaseError = sqlite3.DatabaseError
 
 
+BUSY_TIMEOUT_MS = 5000
+
+
 def connect(path: str, *, synchronous: str = "full", readonly: bool = False) -> Any:
     """Open a connection with the pragmas every connection of the store shares."""
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     conn.row_factory = sqlite3.Row
-    conn.execute("PRAGMA busy_timeout = 5000")
+    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     conn.execute("PRAGMA foreign_keys = ON")
     if readonly:
         conn.execute("PRAGMA query_only = ON")
