@@ -40,6 +40,7 @@ from .notifications.service import Notifier
 from .operations import telemetry
 from .operations.budgets import Budgets
 from .operations.incidents import Incidents
+from .operations.loop_lag import LoopLag
 from .operations.observability import Observability
 from .operations.ops import Ops
 from .presence.service import REPORT as PRESENCE_REPORT
@@ -252,6 +253,7 @@ class Spacechat:
         # (actor id, idempotency key) of sends in progress: a concurrent duplicate gets 409.
         self.inflight_keys: set[tuple[str, str]] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
+        self.loop_lag = LoopLag()
         self._background: list[asyncio.Task[Any]] = []
         self._registered: list[str] = []
         self._setup_secret: str | None = None
@@ -318,6 +320,7 @@ class Spacechat:
             asyncio.create_task(self.replies.checkpoint_loop(), name="spacechat-checkpoint"),
             asyncio.create_task(self.notifications.run(), name="spacechat-notifications"),
             asyncio.create_task(self.presence.run(), name="spacechat-presence"),
+            asyncio.create_task(self.loop_lag.run(), name="spacechat-loop-lag"),
         ]
         if self.lease is None:
             self._start_singletons()

@@ -345,6 +345,11 @@ async def test_metrics_parse_and_match_the_database(tmp_path: Path, model: FakeO
         completed = [s for s in families["spacechat_turns"].samples if s.labels["outcome"] == "completed"]
         assert sum(s.value for s in completed) == turns == 1
         assert families["spacechat_event_log_seq"].samples[0].value > 0
+        # The event loop's lag: a histogram per process, sampled while the server ran.
+        samples = families["spacechat_event_loop_lag_seconds"].samples
+        lag = {(s.name.rsplit("_", 1)[1], s.labels.get("le")): s.value for s in samples}
+        assert lag[("count", None)] == lag[("bucket", "+Inf")] > 0
+        assert all("gateway" in s.labels for s in samples)
     finally:
         server.stop()
 

@@ -27,6 +27,7 @@ from ..memory.service import Memory
 from ..notifications.service import Notifier
 from ..operations.budgets import Budgets
 from ..operations.incidents import Incidents
+from ..operations.loop_lag import LoopLag
 from ..operations.observability import Observability
 from ..operations.ops import Ops
 from ..operations.telemetry import Telemetry
@@ -51,6 +52,7 @@ class Context(Protocol):
     streams: Streams
     gateway_id: str
     relay: Relay | None
+    loop_lag: LoopLag  # how late the event loop runs (/metrics)
     worker: WorkerContext | None  # one of `spacechat serve --workers N`'s processes, or None
     access: Access
     auth: Authenticator | None

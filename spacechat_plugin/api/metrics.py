@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, InfoMetricFamily
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 from prometheus_client.samples import Sample
@@ -28,7 +28,7 @@ from .common import operation, principal, spacechat
 from .context import Context
 from .observability import components
 
-Family = CounterMetricFamily | GaugeMetricFamily | InfoMetricFamily
+Family = CounterMetricFamily | GaugeMetricFamily | HistogramMetricFamily | InfoMetricFamily
 # Asks a worker of `spacechat serve --workers` for its own figures only (see `_other_workers`).
 WORKER_LOCAL = "x-spacechat-worker-local"
 
@@ -155,7 +155,14 @@ async def _instance_families(app: Context) -> list[Family]:
     )
     for transport, count in app.bus.parked.items():
         parked.add_metric([*gateway, transport], count)
-    return [events, subscribers, lagged, deliveries, parked, *_relay_families(app)]
+    lag = HistogramMetricFamily(
+        "spacechat_event_loop_lag_seconds",
+        "How much later than asked the event loop ran a timer (sampled every 0.1 s): time it spent"
+        " on work it could not put down; every request and stream waits that long",
+        labels=["gateway"],
+    )
+    lag.add_metric(gateway, app.loop_lag.cumulative(), sum_value=app.loop_lag.sum)
+    return [events, subscribers, lagged, deliveries, parked, lag, *_relay_families(app)]
 
 
 def _relay_families(app: Context) -> list[Family]:
@@ -169,7 +176,7 @@ def _relay_families(app: Context) -> list[Family]:
         "spacechat_relay_events",
         "Events through the gateway relay since start: published (committed here), bus (received),"
         " log (read to fill a gap), duplicate (dropped), delivered (to this gateway's streams);"
-        " control: messages from other gateways (ended streams, sign-in attempts)",
+        " control: messages from other gateways (sign-in attempts, presence)",
         labels=["gateway", "way"],
     )
     stats = relay.stats
