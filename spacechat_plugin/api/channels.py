@@ -71,7 +71,7 @@ async def mark_read(request: Request) -> Response:
     who = await principal(request)
     body = await read_json(request, MarkRead, max_bytes=1024)
     seq = min(body.seq, await app.newest_seq(body.seq))
-    marker = await app.db.write(lambda tx: message_store.mark_read(tx, who.user_id, channel["id"], seq))
+    marker = await app.db.write(lambda tx: message_store.mark_read(tx, who.user_id, channel["id"], seq), light=True)
     return JSONResponse({"channel_id": channel["id"], "last_read_seq": marker})
 
 

@@ -99,5 +99,5 @@ async def mark_thread_read(request: Request) -> Response:
     def mark(tx: WriteTx) -> int:
         return chat_store.mark_thread_read(tx, who.user_id, thread, seq)
 
-    marker = await app.db.write(mark)
+    marker = await app.db.write(mark, light=True)  # one row: a light write (store/db.py)
     return JSONResponse({"thread_id": thread["id"], "last_read_seq": marker})
