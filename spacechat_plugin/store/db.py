@@ -26,8 +26,8 @@ audit anchor on the writer's thread (#16). The sqlite3 module lets go of the GIL
 statement, so a writer thread has to win the GIL back after each one; with the event loop busy
 on another core it waits up to the interpreter's switch interval (5 ms) each time, and a batch
 of some forty statements crawled (a 2-thread experiment: 260 rows in 2 s beside a busy thread,
-~15,000 on one core). Unpinned, the send benchmark's closed loop went from 1,287-1,398 to
-1,454-1,615 messages/s with this (bench/README.md). Anything else (sweeps, imports, unknown
+~15,000 on one core). The send benchmark's closed loop gained 3-5 %, up to 16 % with the
+server's threads on both cores (bench/README.md). Anything else (sweeps, imports, unknown
 sizes) keeps to the thread, so a long operation never stops the loop; so does a batch that
 finds another process writing (the loop never waits on SQLite's lock) and every batch of a
 shared file (`--workers`: its file lock) or of Postgres.
@@ -299,8 +299,8 @@ class Database:
     # -- writes -------------------------------------------------------------------------------
 
     async def write(self, fn: Callable[[WriteTx], T], *, light: bool = False) -> T:
-        """Run `fn` in the next group commit; return its result once committed. `fn` may run a
-        second time, in the same batch's retry, when another operation fails half-way (see the
+        """Run `fn` in the next group commit; return its result once committed. `fn` may run
+        again, in the same batch's retries, when another operation fails half-way (see the
         module's docstring): it changes nothing outside the transaction. `light`: a few
         statements on a few rows, which may run on the event loop's thread (the docstring)."""
         if self._closed:
@@ -384,7 +384,9 @@ class Database:
         if self.shared:  # the other writers' commits moved the log on: its seqs follow theirs
             row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
             self._seq = max(self._seq, row[0] if row else 0)
-        self._commit_staged(*self._run_in_transaction(batch))
+        staged = self._run_in_transaction(batch)
+        assert staged is not None  # on this thread a batch is run again here, not handed back
+        self._commit_staged(*staged)
 
     def _may_stage(self, batch: list[_Op]) -> bool:
         """Whether this batch runs its statements on the loop: light operations only, on a file
@@ -405,20 +407,24 @@ class Database:
             return None
         finally:
             conn.execute(f"PRAGMA busy_timeout = {sqlite.BUSY_TIMEOUT_MS}")
-        return self._run_in_transaction(batch)
+        return self._run_in_transaction(batch, on_loop=True)
 
-    def _run_in_transaction(self, batch: list[_Op]) -> tuple[Any, int]:
+    def _run_in_transaction(self, batch: list[_Op], *, on_loop: bool = False) -> tuple[Any, int] | None:
         """The batch's operations in the transaction just begun: the audit head to anchor after
-        the commit, and the seq to go back to if it fails."""
+        the commit, and the seq to go back to if it fails. When an operation failed half-way the
+        batch runs again with a savepoint each, in a new transaction; on the loop that is left
+        to the writer's thread (None: rolled back, nothing done), whose BEGIN may have to wait
+        for another process."""
         conn = self._conn
         seq_at_start = self._seq
         try:
             audit_head = self._run_ops(batch, savepoints=False)
             if audit_head is _AGAIN:  # an operation failed half-way: all again, each in a savepoint
-                conn.execute("ROLLBACK")
-                self._seq = seq_at_start
+                self._rollback(seq_at_start)
                 for op in batch:
                     op.result, op.error, op.events = None, None, []
+                if on_loop:
+                    return None
                 conn.execute("BEGIN IMMEDIATE")
                 audit_head = self._run_ops(batch, savepoints=True)
         except BaseException:
