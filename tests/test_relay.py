@@ -285,5 +285,8 @@ async def test_synced_returns_after_every_other_gateway_has_answered_behind_what
         # sync gives up after its time, and says so.
         await a.relay.stop()
         assert not await b.relay.synced(within=0.2)
+        # Not waited for again until heard from anew: the next sync is answered by c alone.
+        assert "a" in {g["id"] for g in b.relay.gateways() if g["alive"]}, "still listed as alive"
+        assert await b.relay.synced(within=5)
     finally:
         await stopped(gateways)

@@ -113,6 +113,9 @@ class Relay:
         self._pending: dict[int, Event] = {}
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []  # (seq, resolved once delivered)
         self._syncs: dict[str, tuple[set[str], asyncio.Future[None]]] = {}  # token -> (peers to answer, done)
+        # Peers that let a sync time out, with when they had last been heard from then: not waited
+        # for again until heard from anew (a dead one stays listed for three heartbeats).
+        self._unanswered: dict[str, float] = {}
         self._gap_since: float | None = None
         self._outbox: list[tuple[str, bytes]] = []
         self._outbox_ready = asyncio.Event()
@@ -407,8 +410,14 @@ class Relay:
         message it sent before it (presence it shared, `presence/service.py`): what any gateway's
         streams were told before this call is known here once it returns. For state that is
         not in the log; the log's own barrier is `caught_up`. False after `within` seconds
-        without every answer (a gateway just died, or the bus is down)."""
-        peers = {g["id"] for g in self.gateways() if g["alive"] and g["id"] != self.gateway_id}
+        without every answer (a gateway just died, or the bus is down). A gateway that let a sync
+        time out is not waited for again until it is heard from anew, so a dead one still listed
+        as alive costs one caller `within`, not every caller until it is dropped."""
+        peers = {
+            g["id"]
+            for g in self.gateways()
+            if g["alive"] and g["id"] != self.gateway_id and self._unanswered.get(g["id"]) != self._heard.get(g["id"])
+        }
         if not peers or not self.stats.connected:
             return not peers
         token = secrets.token_hex(8)
@@ -419,6 +428,8 @@ class Relay:
             await asyncio.wait_for(future, within)
             return True
         except TimeoutError:
+            for silent in peers:  # those still in the set did not answer
+                self._unanswered[silent] = self._heard.get(silent, 0.0)
             return False
         finally:
             del self._syncs[token]
