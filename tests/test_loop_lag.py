@@ -9,18 +9,33 @@ import time
 from spacechat_plugin.operations.loop_lag import LoopLag
 
 
+class Watched(LoopLag):
+    """A LoopLag that says when it took a sample."""
+
+    def __init__(self) -> None:
+        super().__init__(interval=0.01)
+        self.sampled = asyncio.Event()
+
+    def observe(self, lag: float) -> None:
+        super().observe(lag)
+        self.sampled.set()
+
+    async def next_sample(self) -> None:
+        await self.sampled.wait()
+        self.sampled.clear()
+
+
 async def test_a_loop_held_for_300_ms_is_seen_late_by_about_that_much() -> None:
-    lag = LoopLag(interval=0.01)
+    lag = Watched()
     sampler = asyncio.create_task(lag.run())
     try:
         async with asyncio.timeout(10):
-            while lag.samples < 3:  # it runs, with no work in the way: small lags
-                await asyncio.sleep(0.01)
-        quiet = lag.samples
+            for _ in range(3):  # it runs, with no work in the way: small lags
+                await lag.next_sample()
+        lag.sampled.clear()
         time.sleep(0.3)  # noqa: ASYNC251 - on purpose: the loop held, nothing else runs meanwhile
         async with asyncio.timeout(10):
-            while lag.samples == quiet:
-                await asyncio.sleep(0.01)
+            await lag.next_sample()
         assert 0.25 <= lag.latest < 0.5
         buckets = dict(lag.cumulative())
         assert buckets["0.25"] < buckets["0.5"] and buckets["+Inf"] == lag.samples
