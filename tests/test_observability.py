@@ -4,6 +4,7 @@ operation by every role, the two-person rule, incidents, a failure drill, and /m
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -350,6 +351,42 @@ async def test_metrics_parse_and_match_the_database(tmp_path: Path, model: FakeO
         lag = {(s.name.rsplit("_", 1)[1], s.labels.get("le")): s.value for s in samples}
         assert lag[("count", None)] == lag[("bucket", "+Inf")] > 0
         assert all("gateway" in s.labels for s in samples)
+    finally:
+        server.stop()
+
+
+async def _commits(client: httpx.AsyncClient) -> float:
+    response = await client.get("/metrics")
+    assert response.status_code == 200
+    families = {f.name: f for f in text_string_to_metric_families(response.text)}
+    return sum(sample.value for sample in families["spacechat_store_commits"].samples)
+
+
+async def test_a_steady_stream_of_messages_costs_about_one_commit_each(tmp_path: Path) -> None:
+    """`spacechat_store_commits_total` counts group commits (each an fsync). Messages sent one
+    after another cost one each, and the memory ingestion that follows the log adds at most one
+    per coalescing window (50 ms), not one every few messages as when it chased the log's tail
+    step after step (#16)."""
+    # No embeddings: a step that embeds messages is slow enough to gather many of them anyway.
+    server = Server(tmp_path / "data", '[runtime]\nmode = "none"\n\n[memory]\nembeddings = false\n').start()
+    try:
+        channel_id = server.channel_id("general")
+        async with httpx.AsyncClient(base_url=server.url, headers=server.auth, timeout=30) as client:
+            before = await _commits(client)
+            started = time.monotonic()
+            for i in range(300):
+                posted = await client.post(f"/v1/channels/{channel_id}/messages", json={"text": f"steady {i}"})
+                assert posted.status_code == 201, posted.text
+            elapsed = time.monotonic() - started
+            # The ingestion's last step comes within 50 ms of the last message: wait for it on
+            # the counter, so that it is counted too.
+            after = before
+            while after <= before + 300:
+                await asyncio.sleep(0.02)
+                after = await _commits(client)
+                assert time.monotonic() - started < elapsed + 10, "no commit of the ingestion came"
+        extra = after - before - 300
+        assert extra <= elapsed / 0.05 + 10, f"{extra:.0f} commits beyond the messages' in {elapsed:.2f} s"
     finally:
         server.stop()
 

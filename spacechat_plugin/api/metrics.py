@@ -137,6 +137,13 @@ async def _instance_families(app: Context) -> list[Family]:
     gateway = [app.gateway_id]
     events = GaugeMetricFamily("spacechat_event_log_seq", "Newest event seq")
     events.add_metric([], app.db.last_seq)
+    commits = CounterMetricFamily(
+        "spacechat_store_commits",
+        "Group commits this gateway made since start: each is one transaction and one fsync, for"
+        " however many writes were waiting",
+        labels=["gateway"],
+    )
+    commits.add_metric(gateway, app.db.commits)
     subscribers = GaugeMetricFamily("spacechat_realtime_subscribers", "Open realtime streams", labels=["gateway"])
     subscribers.add_metric(gateway, app.bus.subscriber_count)
     lagged = CounterMetricFamily("spacechat_realtime_lagged", "Streams cut for lagging since start", labels=["gateway"])
@@ -162,7 +169,7 @@ async def _instance_families(app: Context) -> list[Family]:
         labels=["gateway"],
     )
     lag.add_metric(gateway, app.loop_lag.cumulative(), sum_value=app.loop_lag.sum)
-    return [events, subscribers, lagged, deliveries, parked, lag, *_relay_families(app)]
+    return [events, commits, subscribers, lagged, deliveries, parked, lag, *_relay_families(app)]
 
 
 def _relay_families(app: Context) -> list[Family]:

@@ -181,6 +181,7 @@ class Database:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spacechat-writer")
         self._conn: Any = None
         self._queue: asyncio.Queue[_Op | None] = asyncio.Queue()
+        self.commits = 0  # group commits since start (each one fsync): /metrics' spacechat_store_commits
         self._writer: asyncio.Task[None] | None = None
         self._readers: asyncio.Queue[aiosqlite.Connection] = asyncio.Queue()
         self._reader_list: list[aiosqlite.Connection] = []
@@ -323,6 +324,7 @@ class Database:
                     await loop.run_in_executor(self._executor, self._commit_staged, *staged)
                 else:
                     await loop.run_in_executor(self._executor, self._run_batch, batch)
+                self.commits += 1
             except BaseException as exc:  # the whole batch failed to commit
                 log.exception("group commit failed")
                 for op in batch:
