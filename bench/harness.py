@@ -349,6 +349,8 @@ class Server:
     # A directory to keep the data in across a stop and a start (the caller removes it); set
     # `token` from the first start to sign in again.
     workdir: Path | None = None
+    # More environment for the server process (bench/anatomy.py's probe).
+    env: dict[str, str] = field(default_factory=dict)
 
     def start(self, timeout: float = 60) -> Server:
         if self.workdir is not None:
@@ -374,7 +376,7 @@ class Server:
             stdout=subprocess.PIPE,
             stderr=stderr,
             stdin=subprocess.DEVNULL,
-            env=server_environment(self.src),
+            env={**server_environment(self.src), **self.env},
             preexec_fn=_server_preexec,
         )
         stderr.close()
