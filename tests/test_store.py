@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from spacechat_plugin.errors import Conflict
+from spacechat_plugin.errors import Conflict, NotFound
 from spacechat_plugin.events import SYSTEM, Actor, Event, MessageStreamDelta, SystemHealthChanged
 from spacechat_plugin.resources import resource
 from spacechat_plugin.store import log as event_log
@@ -137,6 +137,32 @@ async def test_group_commit_isolates_a_failing_operation(tmp_path: Path, light: 
         assert await event_log.count(db) == 20
         components = {row[0] for row in await db.fetchall("SELECT DISTINCT event_type FROM events")}
         assert components == {"system.health.changed"}
+    finally:
+        await db.close()
+
+
+@ON_LOOP_OR_THREAD
+async def test_a_reply_to_a_thread_gone_since_the_route_found_it_is_not_found(tmp_path: Path, light: bool) -> None:
+    """Retention may delete a thread between the route's look-up and the write: the reply is
+    refused as not found (a 404, not a 500), and nothing of it is written."""
+    db = await open_db(tmp_path)
+    try:
+        channel = await db.write(seed_channel)
+        posted = await db.write(
+            lambda tx: messages.post_message(tx, actor=Actor("user", "u1"), channel=channel, thread_id=None, text="hi")
+        )
+        before = await db.scalar("SELECT COUNT(*) FROM events")
+        with pytest.raises(NotFound):
+            await db.write(
+                lambda tx: messages.post_message(
+                    tx, actor=Actor("user", "u1"), channel=channel, thread_id="th_gone", text="too late"
+                ),
+                light=light,
+            )
+        assert await db.scalar("SELECT COUNT(*) FROM messages") == 1
+        assert await db.scalar("SELECT COUNT(*) FROM events") == before
+        thread = await db.fetchone("SELECT reply_count FROM threads WHERE id = ?", (posted.thread["id"],))
+        assert thread["reply_count"] == 0
     finally:
         await db.close()
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from ..errors import Conflict, Unprocessable
+from ..errors import Conflict, NotFound, Unprocessable
 from ..events import (
     Actor,
     Event,
@@ -273,7 +273,10 @@ def post_message(
         )
         new_thread = True
     else:
-        thread_row = dict(tx.one("SELECT * FROM threads WHERE id = ?", (thread_id,)))
+        found = tx.one("SELECT * FROM threads WHERE id = ?", (thread_id,))
+        if found is None:  # gone since the route found it (retention deletes old threads)
+            raise NotFound("no such thread")
+        thread_row = dict(found)
         repliers = [author, *[r for r in loads(thread_row["repliers"]) if r != author]][: chat.MAX_REPLIERS]
         thread_row.update(
             reply_count=thread_row["reply_count"] + 1,
