@@ -214,6 +214,8 @@ def main() -> None:
     add_server_options(parser)
     parser.add_argument("--json", type=Path, help="write the figures here")
     args = parser.parse_args()
+    if args.workers > 1:
+        parser.error("--workers: the probe counts inside one server process; run it without")
     if args.small:
         args.requests, args.subscribers, args.messages = 100, 100, 20
     begin("anatomy", args)
