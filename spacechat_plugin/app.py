@@ -109,6 +109,7 @@ class Spacechat:
             ring_size=settings.realtime.ring_size,
             max_lag=settings.realtime.max_lag,
             classify=self.access.event_class,
+            stall_seconds=settings.realtime.stall_seconds,
         )
         self.streams = Streams(self.bus)
         # Several gateways on one database share a bus (issue 17): commits reach the local

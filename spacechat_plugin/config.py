@@ -68,6 +68,9 @@ class UploadsConfig(_Section):
 class RealtimeConfig(_Section):
     heartbeat_seconds: float = Field(15, gt=0, le=15)
     max_lag: int = Field(2000, ge=1)
+    # How long a stream's socket may stay full (the client takes nothing) before the server drops
+    # the connection; the client reconnects with its cursor and the log fills the gap.
+    stall_seconds: float = Field(30, gt=0, le=3600)
     ring_size: int = Field(8192, ge=16)
     checkpoint_ms: int = Field(250, ge=10, le=250)
     # `spacechat serve` offering per-message-deflate on WebSockets (uvicorn's default is to). Off:

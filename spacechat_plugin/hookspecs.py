@@ -175,27 +175,37 @@ no task wake and no trip through each middleware's `send` (PERFORMANCE.md). A ho
 offer it changes nothing but speed. `spacechat serve` offers it on the uvicorn versions it is
 tested with (host/fastpath.py).
 
-A host may also offer `"park": Callable[[on_writable, on_closed], tuple[write, end] | None]`
-(#16): it takes the started, chunked response's connection over so the app may return while the
-response goes on. `write(chunk) -> bool` as above; `end()` writes the last chunk and closes; the
-host calls `on_writable()` when back-pressure ends and `on_closed()` when the client leaves
-(never after `end()`). None: it cannot now, and the app keeps the response itself. Event streams
-park once caught up, so an idle one costs no task and no ASGI call chain."""
+A host may also offer `"park": Callable[[on_writable, on_closed], tuple[write, end, abort] |
+None]` (#16): it takes the started, chunked response's connection over so the app may return
+while the response goes on. `write(chunk) -> bool` as above; `end()` writes the last chunk and
+closes (behind a full socket it drops the connection instead); `abort()` drops it now (a reset,
+what the socket holds discarded); the host calls `on_writable()` when back-pressure ends and
+`on_closed()` when the client leaves (never after `end()` or `abort()`). A host may answer
+`(write, end)`: a stalled stream is then ended with `end()`. None: it cannot now, and the app
+keeps the response itself. Event streams park once caught up, so an idle one costs no task and
+no ASGI call chain.
+
+And `"abort": Callable[[], None]`: drop the request's connection now. A stream whose client
+took nothing for realtime.stall_seconds is dropped with it; without it the app only returns,
+and the host closes the connection as it would (which may wait on the client)."""
 
 WEBSOCKET_PARK = "spacebot.websocket_park"
 """An ASGI scope extension (`scope["extensions"][WEBSOCKET_PARK]`) that a host serving WebSockets
 may set on every `websocket` scope: `{"park": Callable[[on_writable, on_closed, on_text],
-tuple[write, end, beat] | None]}` (#16). Once the WebSocket is accepted, `park` takes its
-connection over so the app may return (and stop reading) while the connection goes on; None: it
-cannot now (back-pressure, the client gone, or an extension such as per-message-deflate was
-negotiated), and the app keeps the WebSocket itself.
+tuple[write, end, beat, abort] | None], "abort": Callable[[], None]}` (#16). Once the WebSocket
+is accepted, `park` takes its connection over so the app may return (and stop reading) while
+the connection goes on; None: it cannot now (back-pressure, the client gone, or an extension
+such as per-message-deflate was negotiated), and the app keeps the WebSocket itself.
 
 - `write(frames: bytes) -> bool`: whole WebSocket frames, unmasked and uncompressed (the caller
   makes them once and writes the same bytes to many connections), now; False (nothing written)
   while back-pressure holds or once the connection is ending; the host then calls
   `on_writable()` when it drains.
 - `end(code: int)`: a close frame with this code, then the closing handshake; the host closes
-  the socket when the client answers, or after a timeout.
+  the socket when the client answers, or drops it after a timeout.
+- `abort()`: drop the connection now (a reset, what the socket holds discarded): a client that
+  took nothing for realtime.stall_seconds. A host may answer `(write, end, beat)`; the stream is
+  then ended with `end`. The scope's `"abort"` does the same for a WebSocket not parked.
 - `beat()`: called on the app's heartbeat tick: the host sends a protocol ping, and when the one
   it sent on the tick before is still unanswered (and the socket is not backed up), it fails the
   connection (1011) as a dead peer and calls `on_closed()`.
@@ -203,7 +213,7 @@ negotiated), and the app keeps the WebSocket itself.
   returns are written back (the stream answers its `ping` with `{"type":"pong"}`). Protocol
   pings are answered by the host; binary messages are dropped.
 - `on_closed()`: the client closed (its close frame answered) or left, or `beat` found it dead;
-  never after `end()`.
+  never after `end()` or `abort()`.
 
 A host that does not offer it changes nothing but memory: the WebSocket keeps its task.
 `spacechat serve` offers it on the uvicorn versions it is tested with, for uvicorn's

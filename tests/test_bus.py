@@ -387,3 +387,47 @@ async def test_parked_websockets_share_each_batchs_frames_and_keep_the_websocket
     assert ws_messages(ws_a.chunks[-1]) == [{"type": "lagged", "resume_after": 3}] and ws_a.ended
     await asyncio.sleep(0)
     assert ended == ["ws_a"] and bus.parked == {"sse": 1, "ws": 1}
+
+
+async def test_a_stream_whose_client_leaves_before_ready_gives_up_its_place() -> None:
+    """Subscribed, then waiting to write `ready` to a client that takes nothing (or has left):
+    ending the stream there unregisters it (it stayed on the bus, lag-checked by every publish,
+    for the server's life)."""
+    from spacechat_plugin.realtime.bus import SSE
+    from spacechat_plugin.realtime.stream import run_stream
+    from spacechat_plugin.realtime.streams import Streams
+
+    class Stuck:
+        framing = SSE
+        stalled = False
+        reached = asyncio.Event()
+
+        async def events(self, items: Any) -> None:
+            raise AssertionError("nothing to replay: the stream starts live")
+
+        async def runs(self, runs: Any) -> None:
+            raise AssertionError("never live")
+
+        async def control(self, name: str, data: dict[str, Any], seq: int | None = None) -> None:
+            self.reached.set()
+            await asyncio.Event().wait()  # a socket that never drains
+
+        def direct(self) -> None:
+            return None
+
+        def park(self) -> None:
+            return None
+
+    streams = Streams(Bus(ring_size=64, max_lag=32))
+    sink = Stuck()
+    ended: list[bool] = []
+    no_store: Any = None  # no cursor: nothing is read from the store before subscribing
+    task = asyncio.ensure_future(
+        run_stream(no_store, streams, ["cred"], lambda item: True, None, sink, lambda: ended.append(True))
+    )
+    await sink.reached.wait()
+    assert streams.bus.subscriber_count == 1
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert streams.bus.subscriber_count == 0 and ended == [True]

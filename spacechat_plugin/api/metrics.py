@@ -148,6 +148,12 @@ async def _instance_families(app: Context) -> list[Family]:
     subscribers.add_metric(gateway, app.bus.subscriber_count)
     lagged = CounterMetricFamily("spacechat_realtime_lagged", "Streams cut for lagging since start", labels=["gateway"])
     lagged.add_metric(gateway, app.bus.lagged_total)
+    stalled = CounterMetricFamily(
+        "spacechat_realtime_stalled",
+        "Streams dropped since start because their client took nothing for realtime.stall_seconds",
+        labels=["gateway"],
+    )
+    stalled.add_metric(gateway, app.bus.stalled_total)
     deliveries = CounterMetricFamily(
         "spacechat_realtime_deliveries",
         "Writes of events to realtime streams since start: direct (from the fan-out itself) or by the stream's task",
@@ -169,7 +175,7 @@ async def _instance_families(app: Context) -> list[Family]:
         labels=["gateway"],
     )
     lag.add_metric(gateway, app.loop_lag.cumulative(), sum_value=app.loop_lag.sum)
-    return [events, commits, subscribers, lagged, deliveries, parked, lag, *_relay_families(app)]
+    return [events, commits, subscribers, lagged, stalled, deliveries, parked, lag, *_relay_families(app)]
 
 
 def _relay_families(app: Context) -> list[Family]:

@@ -60,7 +60,11 @@ async def system_health(request: Request) -> Response:
     }
     if instance_wide:
         answer["store"] = {"last_seq": app.db.last_seq, "path": app.db.path.name}
-        answer["realtime"] = {"subscribers": app.bus.subscriber_count, "lagged_total": app.bus.lagged_total}
+        answer["realtime"] = {
+            "subscribers": app.bus.subscriber_count,
+            "lagged_total": app.bus.lagged_total,
+            "stalled_total": app.bus.stalled_total,
+        }
         answer["gateway"] = app.gateway_id
         answer["gateways"] = gateways(app)
     return JSONResponse(answer)

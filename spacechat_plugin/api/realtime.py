@@ -73,7 +73,7 @@ async def sse(request: Request) -> Response:
     app = spacechat(request)
     who = await principal(request)
     after = await resume_point(request)
-    return EventStreamResponse(lambda sink: stream_to(app, who, after, sink))
+    return EventStreamResponse(lambda sink: stream_to(app, who, after, sink), stall=app.bus.stall_seconds)
 
 
 async def ws(websocket: WebSocket) -> None:
@@ -87,7 +87,7 @@ async def ws(websocket: WebSocket) -> None:
         await websocket.send_denial_response(error_response(exc))
         return
     await websocket.accept()
-    sink = WSSink(websocket)
+    sink = WSSink(websocket, stall=app.bus.stall_seconds)
     stream = asyncio.ensure_future(stream_to(app, who, after, sink))
 
     reader = asyncio.ensure_future(_answer_until_closed(websocket, stream))
@@ -101,7 +101,7 @@ async def ws(websocket: WebSocket) -> None:
             await websocket.send_text(orjson.dumps({"type": "error", **exc.body()}).decode())
     finally:
         reader.cancel()
-    if sink.parked:  # the host's connection carries the stream on, and reads (realtime/parked.py)
+    if sink.parked or sink.stalled:  # the host's connection carries it on (realtime/parked.py), or it was dropped
         return
     if websocket.client_state == WebSocketState.CONNECTED:
         with contextlib.suppress(Exception):

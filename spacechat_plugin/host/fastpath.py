@@ -23,6 +23,7 @@ import uvicorn
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..hookspecs import DIRECT_WRITE, WEBSOCKET_PARK
+from .reset import reset
 from .websocket_park import park_websocket
 
 TESTED_UVICORN = ((0, 34), (0, 56))  # [lowest, highest) minor versions this was tested with
@@ -109,11 +110,21 @@ class ParkedConnection(asyncio.Protocol):
         return True
 
     def end(self) -> None:
-        """The response's last chunk, then close: the client reconnects (with Last-Event-ID)."""
-        if not self.closed:
+        """The response's last chunk, then close: the client reconnects (with Last-Event-ID).
+        Behind a full socket the last chunk could never be written, and a close would wait for
+        it as long as the client lives: then the connection is dropped instead."""
+        if self.paused:
+            self.abort()
+        elif not self.closed:
             self.closed = True
             self.transport.write(b"0\r\n\r\n")
             self.transport.close()
+
+    def abort(self) -> None:
+        """Drop the connection now (a reset), discarding what the socket still holds."""
+        if not self.closed:
+            self.closed = True
+            reset(self.transport)
 
     def pause_writing(self) -> None:
         self.paused = True
@@ -137,9 +148,9 @@ class ParkedConnection(asyncio.Protocol):
 
 def park(
     server_send: Any, on_writable: Callable[[], None], on_closed: Callable[[], None]
-) -> tuple[Callable[[bytes], bool], Callable[[], None]] | None:
+) -> tuple[Callable[[bytes], bool], Callable[[], None], Callable[[], None]] | None:
     """Take the connection of a started, chunked response away from uvicorn, so its ASGI app can
-    return and the response go on (hookspecs.DIRECT_WRITE `park`): (write, end), or None when
+    return and the response go on (hookspecs.DIRECT_WRITE `park`): (write, end, abort), or None when
     it cannot be done now (not httptools, back-pressure, the client gone). uvicorn is told the
     response is complete (so it neither closes the socket when the app returns nor waits for it
     at shutdown: the bus ends parked streams when the server stops)."""
@@ -156,7 +167,15 @@ def park(
     transport.set_protocol(parked)
     if not transport.is_reading():  # to hear the client leave
         transport.resume_reading()
-    return parked.write, parked.end
+    return parked.write, parked.end, parked.abort
+
+
+def abort(server_send: Any) -> None:
+    """Reset the connection behind uvicorn's `send` now, discarding what its socket holds: for a
+    stream whose client took nothing for realtime.stall_seconds, which a close would wait on."""
+    transport = getattr(getattr(server_send, "__self__", None), "transport", None)
+    if transport is not None and hasattr(transport, "abort"):
+        reset(transport)
 
 
 def offer_direct_write(app: ASGIApp) -> ASGIApp:
@@ -172,11 +191,13 @@ def offer_direct_write(app: ASGIApp) -> ASGIApp:
             extensions[DIRECT_WRITE] = {
                 "open": lambda: chunk_writer(send),
                 "park": lambda on_writable, on_closed: park(send, on_writable, on_closed),
+                "abort": lambda: abort(send),
             }
         elif scope["type"] == "websocket":
             extensions = scope.setdefault("extensions", {})
             extensions[WEBSOCKET_PARK] = {
                 "park": lambda on_writable, on_closed, on_text: park_websocket(send, on_writable, on_closed, on_text),
+                "abort": lambda: abort(send),
             }
         await app(scope, receive, send)
 

@@ -32,12 +32,14 @@ from websockets.protocol import OPEN, SEND_EOF, Protocol
 from websockets.server import ServerProtocol
 from websockets.streams import StreamReader
 
+from .reset import reset
+
 WEBSOCKETS_SANSIO = "uvicorn.protocols.websockets.websockets_sansio_impl"
 CLOSE_TIMEOUT = 10.0  # as uvicorn's: how long a closing handshake waits for the client's answer
 KEEPALIVE_FAILED = 1011  # the code uvicorn's keepalive fails a silent peer with
 INVALID_DATA = 1007  # a text message that is not UTF-8, as uvicorn closes it
 
-Connection = tuple[Callable[[bytes], bool], Callable[[int], None], Callable[[], None]]
+Connection = tuple[Callable[[bytes], bool], Callable[[int], None], Callable[[], None], Callable[[], None]]
 
 
 def _nothing(*args: Any) -> None:
@@ -98,7 +100,16 @@ class ParkedWebSocket(asyncio.Protocol):
         self.on_closed = _nothing  # the stream ended it: nothing to tell
         self.conn.send_close(code)
         self._send()
-        asyncio.get_running_loop().call_later(CLOSE_TIMEOUT, self.transport.close)
+        # A client that has not answered by then is dropped: a close would wait for it to read
+        # what the socket holds, which one not reading never does.
+        asyncio.get_running_loop().call_later(CLOSE_TIMEOUT, reset, self.transport)
+
+    def abort(self) -> None:
+        """Drop the connection now (a reset), discarding what the socket still holds: a client
+        that took nothing for realtime.stall_seconds, which a closing handshake would wait on."""
+        self.on_closed = _nothing  # the stream ended it: nothing to tell
+        self.paused = True
+        reset(self.transport)
 
     def beat(self) -> None:
         """Keepalive, on the stream's heartbeat tick (realtime.heartbeat_seconds, at most 15 s)
@@ -108,10 +119,9 @@ class ParkedWebSocket(asyncio.Protocol):
         for many minutes): fail the connection (1011, as uvicorn does) and end the stream.
 
         Not while the socket is backed up: the client cannot answer a ping still in our buffer.
-        A live client that drains gets a fresh round (`resume_writing`); a dead one holding
-        unacknowledged data is found by TCP's retransmission timeout, and nothing more is
-        written to it meanwhile (the stream ends with `lagged` once it can be written, or not
-        at all)."""
+        A live client that drains gets a fresh round (`resume_writing`); one that takes nothing
+        for realtime.stall_seconds (dead, or alive and not reading) is dropped by the stream
+        (`abort`, realtime/parked.py), and nothing more is written to it meanwhile."""
         conn = self.conn
         if self.paused or conn.state is not OPEN:
             return
@@ -229,7 +239,7 @@ def park_websocket(
     on_text: Callable[[str], bytes | None],
 ) -> Connection | None:
     """Take an accepted WebSocket away from uvicorn's websockets-sansio protocol, so its ASGI app
-    can return and the connection go on (hookspecs.WEBSOCKET_PARK): (write, end, beat), or None
+    can return and the connection go on (hookspecs.WEBSOCKET_PARK): (write, end, beat, abort), or None
     when it cannot be done now (another protocol, an extension negotiated, back-pressure, the
     client gone or closing). uvicorn forgets the connection: its keepalive timers are stopped
     (`beat` takes over), it is no longer among the connections it shuts down (the bus ends
@@ -275,4 +285,4 @@ def park_websocket(
         transport.resume_reading()
     for text in queued:
         parked._answer(text)
-    return parked.write, parked.end, parked.beat
+    return parked.write, parked.end, parked.beat, parked.abort

@@ -18,7 +18,10 @@ made once per batch and shared by every subscriber of the same transport.
 
 A subscriber more than `max_lag` entries behind the newest is cut: its stream ends with a `lagged`
 notice and the client resumes from the log, which has everything. The same happens to one whose
-cursor the ring has overwritten.
+cursor the ring has overwritten. A stream whose socket takes nothing for `stall_seconds` (a client
+alive but not reading: its kernel keeps acknowledging with a zero window, so TCP never gives up)
+is dropped without waiting to write anything more (`stalled_total`): it would otherwise hold its
+place here, and its send buffer, for as long as the client process lives.
 
 The bus never imports the API, the host or the plugin; it is handed `Event`s.
 """
@@ -353,10 +356,16 @@ class Bus:
     """Fan-out of committed (and live-only) events, in publish order."""
 
     def __init__(
-        self, *, ring_size: int = 8192, max_lag: int = 2000, classify: Callable[[str], str] = lambda _: ""
+        self,
+        *,
+        ring_size: int = 8192,
+        max_lag: int = 2000,
+        classify: Callable[[str], str] = lambda _: "",
+        stall_seconds: float = 30.0,
     ) -> None:
         """`classify` maps an event type to its visibility class: events of one organisation,
-        channel and class are visible to the same subscribers."""
+        channel and class are visible to the same subscribers. `stall_seconds`: how long a
+        stream's socket may stay full before its connection is dropped (realtime.stall_seconds)."""
         assert ring_size >= max_lag, "the ring must hold at least max_lag entries"
         self.classify = classify
         self._runs: dict[int, tuple[int, tuple[list[Run], Keys | None]]] = {}
@@ -369,6 +378,8 @@ class Bus:
         self._subscribers: set[Subscription] = set()
         self.published = 0
         self.lagged_total = 0
+        self.stall_seconds = stall_seconds
+        self.stalled_total = 0  # streams dropped because their socket took nothing for stall_seconds
         self.direct_writes = 0  # deliveries written from publish itself
         self.task_wakes = 0  # subscribers woken to deliver through their own task
         # Streams live with no task of their own (realtime/parked.py), by Framing.name.

@@ -19,6 +19,12 @@ and the trick that keeps that off the hot path is that this object never frames 
 bus makes every batch's bytes once per transport (`bus.Framing`, `Bus.body`) and this stream
 writes the shared bytes object its framing names. A WebSocket host also proves the client alive
 on the tick (`beat`, a protocol ping: host/websocket_park.py `ParkedWebSocket`).
+
+A client alive but not reading (a frozen tab, a suspended process) keeps its socket full for as
+long as it lives: its kernel acknowledges the server's zero-window probes, so TCP never gives up,
+and the `lagged` it is owed can never be written. On the heartbeat tick, a stream found blocked
+since a tick `Bus.stall_seconds` ago is dropped (`abort`: the connection is reset, what its
+socket holds discarded) and unregistered; its client reconnects with its cursor.
 """
 
 from __future__ import annotations
@@ -38,7 +44,17 @@ def _nothing() -> None:
 class ParkedStream:
     """The live phase of one stream, driven by the bus and the host instead of a task."""
 
-    __slots__ = ("_beat", "_end_connection", "_framing", "_on_end", "_write", "finished", "subscription")
+    __slots__ = (
+        "_abort",
+        "_beat",
+        "_blocked_since",
+        "_end_connection",
+        "_framing",
+        "_on_end",
+        "_write",
+        "finished",
+        "subscription",
+    )
 
     def __init__(self, subscription: Subscription, on_end: Callable[[], None], framing: Framing = SSE) -> None:
         self.subscription = subscription
@@ -47,14 +63,22 @@ class ParkedStream:
         self._write: Callable[[bytes], bool] = lambda body: False
         self._end_connection: Callable[[], None] = _nothing
         self._beat: Callable[[], None] = _nothing
+        self._abort: Callable[[], None] = _nothing
+        self._blocked_since: float | None = None  # the first tick that found the socket full
         self.finished = False
 
     def start(
-        self, write: Callable[[bytes], bool], end: Callable[[], None], beat: Callable[[], None] = _nothing
+        self,
+        write: Callable[[bytes], bool],
+        end: Callable[[], None],
+        beat: Callable[[], None] = _nothing,
+        abort: Callable[[], None] | None = None,
     ) -> None:
         """Take over from the stream's task: deliver what came since `ready`, then wait for wakes.
-        `write` takes bytes framed as `framing` says; `beat` runs on every heartbeat tick."""
+        `write` takes bytes framed as `framing` says; `beat` runs on every heartbeat tick;
+        `abort` drops the connection at once (a stalled client; `end` where the host has none)."""
         self._write, self._end_connection, self._beat = write, end, beat
+        self._abort = end if abort is None else abort
         subscription = self.subscription
         subscription.bus.parked[self._framing.name] += 1
         subscription.framing = self._framing
@@ -68,6 +92,8 @@ class ParkedStream:
             return
         subscription = self.subscription
         framing = self._framing
+        if reason is TICK and subscription.blocked and self._stalled():
+            return
         if subscription.lagged or subscription.closed:
             self._stop()
             return
@@ -86,8 +112,8 @@ class ParkedStream:
                 return
             bus.direct_writes += 1
             subscription.delivered(shown)
-        elif reason is TICK:
-            self._write(framing.control("heartbeat", {"ts": now_rfc3339()}))
+        elif reason is TICK and not self._write(framing.control("heartbeat", {"ts": now_rfc3339()})):
+            subscription.blocked = True  # a full socket, even with nothing new: a stall is timed from here
         subscription.pos = bus.head
         subscription.private = []
         if reason is TICK:
@@ -99,12 +125,31 @@ class ParkedStream:
             # Written once the socket takes it (a full socket is why it fell behind).
             if self._write(self._framing.control("lagged", {"resume_after": subscription.sent})):
                 self._end()
+            else:
+                subscription.blocked = True
         else:
             self._end()
+
+    def _stalled(self) -> bool:
+        """On a tick that finds the socket full: drop the connection (True) once it has been
+        full since a tick at least `stall_seconds` ago."""
+        bus = self.subscription.bus
+        now = asyncio.get_running_loop().time()
+        if self._blocked_since is None:
+            self._blocked_since = now
+            return False
+        if now - self._blocked_since < bus.stall_seconds:
+            return False
+        bus.stalled_total += 1
+        self._finish()
+        self._abort()
+        asyncio.get_running_loop().call_soon(self._on_end)
+        return True
 
     def drained(self) -> None:
         """The host's socket took what was queued (its `on_writable`): catch up."""
         self.subscription.blocked = False
+        self._blocked_since = None
         self.serve()
 
     def _finish(self) -> None:

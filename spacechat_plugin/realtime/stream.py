@@ -15,13 +15,17 @@ client's `ping` (or `{"type":"ping"}`) is answered `{"type":"pong"}`, and the st
 
 Once caught up, either kind is parked where the serving host offers it (realtime/parked.py):
 SSE through hookspecs.DIRECT_WRITE's `park`, WebSocket through hookspecs.WEBSOCKET_PARK.
+
+A stream whose client takes nothing for `realtime.stall_seconds` is dropped (`Stalled`): a write
+its task waits on that long ends it, and the connection is reset where the host offers `abort`
+(parked ones: realtime/parked.py). Its place on the bus is given up either way.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
 import orjson
@@ -40,18 +44,33 @@ from .streams import Streams
 
 Visible = Callable[[Any], bool]
 
-# What a parked stream writes to: (write, end, beat), as ParkedStream.start takes them.
-Connection = tuple[Callable[[bytes], bool], Callable[[], None], Callable[[], None]]
+# What a parked stream writes to: (write, end, beat, abort), as ParkedStream.start takes them.
+Connection = tuple[Callable[[bytes], bool], Callable[[], None], Callable[[], None], Callable[[], None] | None]
 # A sink's hand-over of its connection to a parked stream; None: not now, keep the task.
 Park = Callable[[ParkedStream], Connection | None]
-# The hand-over an HTTP host offers (hookspecs.DIRECT_WRITE `park`): (write, end) or None.
-OfferedPark = Callable[
-    [Callable[[], None], Callable[[], None]], tuple[Callable[[bytes], bool], Callable[[], None]] | None
-]
+# The hand-over an HTTP host offers (hookspecs.DIRECT_WRITE `park`): (write, end[, abort]) or None.
+OfferedPark = Callable[[Callable[[], None], Callable[[], None]], tuple[Callable[..., Any], ...] | None]
+
+
+class Stalled(Exception):
+    """The client took nothing for realtime.stall_seconds: its stream is dropped."""
+
+
+async def _within(stall: float, write: Awaitable[None], abort: Callable[[], None] | None) -> None:
+    """`write`, given up after `stall` seconds (the client is not reading): the connection is
+    then dropped with the host's `abort` where it offers one, and Stalled raised."""
+    try:
+        async with asyncio.timeout(stall):
+            await write
+    except TimeoutError:
+        if abort is not None:
+            abort()
+        raise Stalled() from None
 
 
 class Sink(Protocol):
     framing: Framing  # what its connection takes once parked
+    stalled: bool  # dropped for taking nothing (Stalled): nothing more can be written
 
     async def events(self, items: Sequence[Entry]) -> None: ...
     async def runs(self, runs: Sequence[Run]) -> None: ...
@@ -83,6 +102,8 @@ async def run_stream(
         finally:
             if not parked:
                 streams.unsubscribe(keys, subscription)
+    except Stalled:
+        streams.bus.stalled_total += 1
     finally:
         if not parked:
             on_end()
@@ -125,8 +146,13 @@ async def _catch_up(
         # committed between the last page and subscribing.
         sent = await _replay(db, visible, after, sink)
         subscription = streams.subscribe(keys, visible)
-        sent = await _replay(db, visible, sent, sink)
-    await sink.control("ready", {"resume_after": sent})
+    try:
+        if after is not None:
+            sent = await _replay(db, visible, sent, sink)
+        await sink.control("ready", {"resume_after": sent})
+    except BaseException:  # the client left (or stalled) before `ready`: give up its place
+        streams.unsubscribe(keys, subscription)
+        raise
     subscription.sent = sent
     return subscription
 
@@ -198,7 +224,7 @@ def _nothing() -> None:
 
 
 class SSESink:
-    __slots__ = ("_first", "_open_direct", "_park", "parked", "send")
+    __slots__ = ("_abort", "_first", "_open_direct", "_park", "parked", "send", "stall", "stalled")
     framing = SSE
 
     def __init__(
@@ -206,11 +232,17 @@ class SSESink:
         send: Send,
         open_direct: Callable[[], Callable[[bytes], bool] | None] | None = None,
         park: OfferedPark | None = None,
+        *,
+        stall: float = 30.0,
+        abort: Callable[[], None] | None = None,
     ) -> None:
         self.send = send
         self._open_direct = open_direct
         self._park = park
+        self.stall = stall  # realtime.stall_seconds
+        self._abort = abort  # the host's reset of the connection (hookspecs.DIRECT_WRITE), if offered
         self.parked = False  # the host's connection carries the stream on (nothing to send at the end)
+        self.stalled = False
         # Browsers reconnect after `retry` ms, sending Last-Event-ID; it rides on the first frame
         # so no client sees an event without data.
         self._first = b"retry: 1000\n"
@@ -218,7 +250,12 @@ class SSESink:
     async def _write(self, body: bytes) -> None:
         if self._first:
             body, self._first = self._first + body, b""
-        await self.send({"type": "http.response.body", "body": body, "more_body": True})
+        message = {"type": "http.response.body", "body": body, "more_body": True}
+        try:
+            await _within(self.stall, self.send(message), self._abort)
+        except Stalled:
+            self.stalled = True
+            raise
 
     async def events(self, items: Sequence[Entry]) -> None:
         if items:
@@ -249,8 +286,8 @@ class SSESink:
             if connection is None:
                 return None
             self.parked = True
-            write, end = connection
-            return write, end, _nothing
+            write, end, *abort = connection
+            return write, end, _nothing, abort[0] if abort else None
 
         return park
 
@@ -258,9 +295,10 @@ class SSESink:
 class EventStreamResponse(Response):
     """A text/event-stream that writes pre-encoded frames and ends when the client leaves."""
 
-    def __init__(self, start: Callable[[Sink], Any]) -> None:
+    def __init__(self, start: Callable[[Sink], Any], *, stall: float = 30.0) -> None:
         # No Content-Length: the body never ends by itself.
         self.start = start
+        self.stall = stall  # realtime.stall_seconds
         self.status_code = 200
         self.background = None
         self.raw_headers = [
@@ -272,7 +310,7 @@ class EventStreamResponse(Response):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
         offered = (scope.get("extensions") or {}).get(DIRECT_WRITE) or {}
-        sink = SSESink(send, offered.get("open"), offered.get("park"))
+        sink = SSESink(send, offered.get("open"), offered.get("park"), stall=self.stall, abort=offered.get("abort"))
         stream = asyncio.ensure_future(self.start(sink))
 
         async def watch_disconnect() -> None:
@@ -290,7 +328,7 @@ class EventStreamResponse(Response):
             await send({"type": "http.response.body", "body": control_frame("error", exc.body()), "more_body": True})
         finally:
             watcher.cancel()
-        if sink.parked:  # the connection lives on without this request (realtime/parked.py)
+        if sink.parked or sink.stalled:  # lives on without this request (realtime/parked.py), or dropped
             return
         with contextlib.suppress(Exception):
             await send({"type": "http.response.body", "body": b"", "more_body": False})
@@ -317,25 +355,35 @@ def _answer_frame(text: str) -> bytes | None:
 
 
 class WSSink:
-    __slots__ = ("_park", "parked", "ws")
+    __slots__ = ("_abort", "_park", "parked", "stall", "stalled", "ws")
     framing = WS
 
-    def __init__(self, ws: WebSocket) -> None:
+    def __init__(self, ws: WebSocket, *, stall: float = 30.0) -> None:
         self.ws = ws
         offered = (ws.scope.get("extensions") or {}).get(WEBSOCKET_PARK) or {}
         self._park: Callable[..., Any] | None = offered.get("park")
+        self._abort: Callable[[], None] | None = offered.get("abort")
+        self.stall = stall  # realtime.stall_seconds
         self.parked = False  # the host's connection carries the stream on (the route just returns)
+        self.stalled = False
+
+    async def _send(self, text: str) -> None:
+        try:
+            await _within(self.stall, self.ws.send_text(text), self._abort)
+        except Stalled:
+            self.stalled = True
+            raise
 
     async def events(self, items: Sequence[Entry]) -> None:
         for item in items:
-            await self.ws.send_text(item.text())
+            await self._send(item.text())
 
     async def runs(self, runs: Sequence[Run]) -> None:
         for run in runs:
             await self.events(run.entries)
 
     async def control(self, name: str, data: dict[str, Any], seq: int | None = None) -> None:
-        await self.ws.send_text(orjson.dumps({"type": name, **data}).decode())
+        await self._send(orjson.dumps({"type": name, **data}).decode())
 
     def direct(self) -> Callable[[bytes], bool] | None:
         return None
@@ -353,8 +401,12 @@ class WSSink:
             if connection is None:
                 return None
             self.parked = True
-            write, end, beat = connection
+            write, end, beat, *abort = connection
             bus = stream.subscription.bus
-            return write, lambda: end(SERVICE_RESTART if bus.closing else NORMAL_CLOSURE), beat
+
+            def close() -> None:
+                end(SERVICE_RESTART if bus.closing else NORMAL_CLOSURE)
+
+            return write, close, beat, abort[0] if abort else None
 
         return park
