@@ -608,6 +608,60 @@ class HTTPConnection(asyncio.Protocol):
             self.transport.close()
 
 
+# --- whose lag it is --------------------------------------------------------------------------------
+
+
+class LoopLagSampler:
+    """How late this process's event loop runs a timer it asks for every `interval` s, from
+    `start` to `end` (the loop's clock): when the load generator's loop is late, a latency it
+    measures is partly its own, not the server's."""
+
+    def __init__(self, interval: float = 0.01) -> None:
+        self.interval = interval
+        self.lags_ms: list[float] = []
+
+    async def run(self, start: float, end: float) -> None:
+        loop = asyncio.get_running_loop()
+        await asyncio.sleep(max(0.0, start - loop.time()))
+        while (due := loop.time() + self.interval) < end:
+            await asyncio.sleep(self.interval)
+            self.lags_ms.append(max(0.0, loop.time() - due) * 1000)
+
+
+LAG_METRIC = "spacechat_event_loop_lag_seconds"
+
+
+_LAG_BUCKET = re.compile(rb"^" + LAG_METRIC.encode() + rb'_bucket\{[^}]*le="([^"]+)"[^}]*\} (\S+)$', re.M)
+
+
+async def server_loop_lag(host: str, port: int, token: str) -> list[tuple[float, float]]:
+    """The server's event-loop lag histogram from `/metrics` (sampled every 0.1 s, summed over its
+    processes): (upper bound in seconds, samples at most that), cumulative, +Inf last. Read with
+    a pattern, not prometheus_client's parser: importing that into the load generator made it
+    register collectors in this process, and its CPU rose by a third."""
+    conn = await HTTPConnection.open(host, port, token)
+    try:
+        status, body = await conn.request("GET", "/metrics")
+    finally:
+        conn.close()
+    if status != 200:
+        raise HTTPError(f"GET /metrics: {status}")
+    buckets: dict[float, float] = {}
+    for bound, value in _LAG_BUCKET.findall(body):
+        buckets[float(bound)] = buckets.get(float(bound), 0.0) + float(value)
+    return sorted(buckets.items())
+
+
+def lag_percentile_ms(before: list[tuple[float, float]], after: list[tuple[float, float]], pct: float) -> float:
+    """Of the samples taken between two readings of `server_loop_lag`, the upper bound (ms) of
+    the bucket that holds the `pct` percentile (a bound, not a value: the buckets are coarse)."""
+    counts = [(bound, total - dict(before).get(bound, 0.0)) for bound, total in after]
+    if not counts or counts[-1][1] <= 0:
+        return float("nan")
+    wanted = counts[-1][1] * pct / 100
+    return next(bound for bound, seen in counts if seen >= wanted) * 1000
+
+
 async def general_channel(conn: HTTPConnection) -> str:
     channels = (await conn.json("GET", "/v1/channels"))["channels"]
     return str(next(c["id"] for c in channels if c["name"] == "general"))

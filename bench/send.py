@@ -44,6 +44,7 @@ from clients import MarkerSSE, SubscriberPool, Tracker
 from harness import (
     CpuMonitor,
     HTTPConnection,
+    LoopLagSampler,
     Server,
     add_client_options,
     add_profile_options,
@@ -53,6 +54,7 @@ from harness import (
     client_cpu_seconds,
     describe_clients,
     general_channel,
+    lag_percentile_ms,
     last_seq,
     log,
     maybe_profile,
@@ -63,6 +65,7 @@ from harness import (
     print_table,
     repeat_if_disturbed,
     run_async,
+    server_loop_lag,
     wait_for_idle,
     with_range,
 )
@@ -85,6 +88,8 @@ class Result:
     lagged: int = 0
     events_per_write: float = 0.0
     foreign_cpu: float = 0.0
+    client_lag_p99: float = 0.0
+    server_lag_p99: float = 0.0
 
     def summary(self) -> dict[str, float]:
         return {
@@ -100,6 +105,8 @@ class Result:
             "lagged": float(self.lagged),
             "events_per_write": self.events_per_write,
             "foreign_cpu": self.foreign_cpu,
+            "client_lag_p99": self.client_lag_p99,
+            "server_lag_p99": self.server_lag_p99,
         }
 
 
@@ -168,11 +175,17 @@ async def measure(server: Server, args: argparse.Namespace, profile: Path | None
             if start <= done < end:
                 result.acked_in_window += 1
 
+    sampler = LoopLagSampler()
+    lag_task = asyncio.ensure_future(sampler.run(start, end))
+
     async def window_cpu() -> tuple[float, float, float, float]:
         await asyncio.sleep(max(0.0, start - loop.time()))
         server0, client0 = server.cpu_seconds(), client_cpu_seconds()
+        lags0 = await server_loop_lag(host, port, token)
         await asyncio.sleep(max(0.0, end - loop.time()))
-        return server0, client0, server.cpu_seconds(), client_cpu_seconds()
+        server1, client1 = server.cpu_seconds(), client_cpu_seconds()
+        result.server_lag_p99 = lag_percentile_ms(lags0, await server_loop_lag(host, port, token), 99)
+        return server0, client0, server1, client1
 
     profiling = maybe_profile(server, profile, gil=args.profile_gil)
     with profiling, CpuMonitor(server) as monitor:
@@ -180,6 +193,8 @@ async def measure(server: Server, args: argparse.Namespace, profile: Path | None
         cpu_task = asyncio.ensure_future(window_cpu())
         await asyncio.gather(*(sender(i, conn) for i, conn in enumerate(senders)))
         server0, client0, server1, client1 = await cpu_task
+        await lag_task
+    result.client_lag_p99 = percentile(sampler.lags_ms, 99)
     result.foreign_cpu = monitor.foreign
     result.window = args.duration
     result.server_cpu = (server1 - server0) / args.duration
@@ -243,6 +258,8 @@ def main() -> None:
             f"run {run + 1}: p50 {summary['p50']:.1f} ms, p99 {summary['p99']:.1f} ms, {summary['rate']:.0f} msg/s, "
             f"server CPU {summary['server_cpu']:.0%}, client CPU {summary['client_cpu']:.0%}, "
             f"drain {summary['drain_ms']:.0f} ms, lagged {summary['lagged']:.0f}, errors {summary['errors']:.0f}, "
+            f"loop lag p99: senders' {summary['client_lag_p99']:.1f} ms, "
+            f"server's <= {summary['server_lag_p99']:.0f} ms, "
             f"other processes {summary['foreign_cpu']:.0%} CPU"
         )
 
@@ -276,6 +293,7 @@ def report(args: argparse.Namespace, runs: list[dict[str, float]]) -> None:
             "client CPU",
             "drain after last ack (ms)",
             "events per SSE write",
+            "loop lag p99: senders' / server's (ms)",
             "lagged",
             "errors",
         ],
@@ -289,6 +307,7 @@ def report(args: argparse.Namespace, runs: list[dict[str, float]]) -> None:
                 f"{med('client_cpu'):.0%}",
                 f"{med('drain_ms'):.0f}",
                 f"{med('events_per_write'):.1f}",
+                f"{med('client_lag_p99'):.1f} / <= {med('server_lag_p99'):.0f}",
                 f"{sum(summary['lagged'] for summary in runs):.0f}",
                 f"{sum(summary['errors'] for summary in runs):.0f}",
             ]

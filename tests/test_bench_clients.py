@@ -64,3 +64,30 @@ async def test_a_stream_without_lagged_is_not_taken_for_one() -> None:
     cut = stream.index(b"event: lagged")
     reader, _ = await read_in_pieces(stream[: cut - 4], rng, largest=500)
     assert not reader.lagged and reader.last_id == 50
+
+
+async def test_send_reads_the_servers_loop_lag_from_a_real_metrics_page(tmp_path: Path) -> None:
+    """bench/send.py says whose p99 it is from the server's `spacechat_event_loop_lag_seconds`:
+    its pattern must find every bucket of the page `spacechat serve` writes, and the samples
+    taken between two readings (one every 0.1 s) must land in one of those buckets."""
+    import asyncio
+
+    from harness import lag_percentile_ms, server_loop_lag
+
+    from spacechat_plugin.operations.loop_lag import BUCKETS
+
+    from .support import Server, toml_config
+
+    server = Server(tmp_path / "data", toml_config(runtime={"mode": "none"})).start()
+    try:
+        host, port = server.url.removeprefix("http://").split(":")
+        before = await server_loop_lag(host, int(port), server.token)
+        assert [bound for bound, _ in before] == [*BUCKETS, float("inf")]
+        counts = [count for _, count in before]
+        assert counts == sorted(counts), "cumulative"
+        await asyncio.sleep(0.6)
+        after = await server_loop_lag(host, int(port), server.token)
+        assert after[-1][1] - before[-1][1] >= 3, "the server samples its loop every 0.1 s"
+        assert lag_percentile_ms(before, after, 99) in [bound * 1000 for bound in (*BUCKETS, float("inf"))]
+    finally:
+        server.stop()
