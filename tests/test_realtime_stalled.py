@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import os
+import select
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -72,16 +74,31 @@ async def figures(server: Server) -> dict[str, float]:
     return found
 
 
-async def settle(server: Server, stalled: float, timeout: float = 20) -> None:
-    """Wait until no stream is open and `stalled` streams were dropped in all."""
-    expected = {"subscribers": 0, "parked_sse": 0, "parked_ws": 0, "stalled": stalled}
-    got: dict[str, float] = {}
-    try:
-        async with asyncio.timeout(timeout):
-            while (got := await figures(server)) != expected:
-                await asyncio.sleep(0.05)
-    except TimeoutError:
-        raise AssertionError(f"figures stayed {got}, expected {expected}") from None
+def reset_by_server(sock: socket.socket, timeout: float = 20) -> bool:
+    """Wait, reading nothing, for the server to drop the connection: the kernel reports a reset
+    (or an end) on the socket whatever it still holds unread. False: it held on for `timeout`."""
+    poller = select.poll()
+    poller.register(sock, select.POLLRDHUP)  # POLLERR and POLLHUP are reported whatever is asked
+    return bool(poller.poll(int(timeout * 1000)))
+
+
+async def dropped(server: Server, sock: socket.socket, stalled: float) -> None:
+    """The server dropped this client's connection while the client held it open, counted it as
+    stalled, and holds no stream any more (its own loop unregistered the stream before it could
+    answer the request that asks)."""
+    assert await asyncio.to_thread(reset_by_server, sock), "the server held a client that reads nothing"
+    assert await figures(server) == {"subscribers": 0, "parked_sse": 0, "parked_ws": 0, "stalled": stalled}
+
+
+def read_until(sock: socket.socket, done: Callable[[bytes], bool], timeout: float = 10) -> bytes:
+    """What the socket brings until `done` says enough (the stream's `ready`); nothing after."""
+    sock.settimeout(timeout)
+    got = b""
+    while not done(got):
+        chunk = sock.recv(4096)
+        assert chunk, f"the server ended the stream before it was ready: {got[-300:]!r}"
+        got += chunk
+    return got
 
 
 def big_texts(count: int, offset: int = 0) -> list[str]:
@@ -187,14 +204,15 @@ async def test_a_parked_sse_client_that_stops_reading_is_dropped_and_resumes_wit
     start = await newest_seq(lagging)
     before = (await figures(lagging))["stalled"]
     sock = sse_client(lagging)
+    first = b""
     try:
-        async with asyncio.timeout(10):
-            while (await figures(lagging))["parked_sse"] != 1:
-                await asyncio.sleep(0.05)
+        first = await asyncio.to_thread(read_until, sock, lambda got: b"event: ready" in got)
+        assert (await figures(lagging))["parked_sse"] == 1, "parked once ready"
         await post(lagging, thread_id, big_texts(MESSAGES))
-        await settle(lagging, before + 1)
+        await dropped(lagging, sock, before + 1)
     finally:
-        raw, ended = await asyncio.to_thread(drain, sock)
+        rest_of_it, ended = await asyncio.to_thread(drain, sock)
+    raw = first + rest_of_it
     assert ended == "reset", f"the connection {ended}: the server held it"
     got = sse_events(raw)
     assert len(numbers(got, thread_id)) < MESSAGES, "the client was dropped before it could have had everything"
@@ -212,7 +230,7 @@ async def test_an_sse_client_that_reads_nothing_of_its_catch_up_is_dropped(laggi
     before = (await figures(lagging))["stalled"]
     sock = sse_client(lagging, after=start)
     try:
-        await settle(lagging, before + 1)
+        await dropped(lagging, sock, before + 1)
     finally:
         raw, ended = await asyncio.to_thread(drain, sock)
     assert ended == "reset", f"the connection {ended}: the server held it"
@@ -231,11 +249,21 @@ def ws_client(server: Server, *, compressed: bool = False) -> tuple[socket.socke
     return connected(server, b"".join(client.data_to_send())), client
 
 
+def ws_read_ready(sock: socket.socket, client: ClientProtocol, timeout: float = 10) -> None:
+    """Read the handshake's answer and frames until the stream's `ready`; nothing after."""
+    sock.settimeout(timeout)
+    while True:
+        chunk = sock.recv(4096)
+        assert chunk, "the server ended the stream before it was ready"
+        client.receive_data(chunk)
+        frames = [event for event in client.events_received() if isinstance(event, Frame)]
+        if any(f.opcode is Opcode.TEXT and json.loads(bytes(f.data)).get("type") == "ready" for f in frames):
+            return
+
+
 def ws_events(raw: bytes, client: ClientProtocol) -> tuple[list[dict[str, Any]], bool]:
     """The logged events among the complete frames of what the socket held, and whether the
     handshake answered with the extension asked for."""
-    import json
-
     client.receive_data(raw)
     frames = [event for event in client.events_received() if isinstance(event, Frame)]
     texts = [json.loads(bytes(frame.data)) for frame in frames if frame.opcode is Opcode.TEXT]
@@ -254,12 +282,11 @@ async def test_a_websocket_client_that_stops_reading_is_dropped_and_resumes_with
     before = (await figures(patient))["stalled"]
     sock, client = ws_client(patient, compressed=compressed)
     try:
-        expected = {"subscribers": 1, "parked_sse": 0, "parked_ws": 0 if compressed else 1}
-        async with asyncio.timeout(10):
-            while {k: v for k, v in (await figures(patient)).items() if k != "stalled"} != expected:
-                await asyncio.sleep(0.05)
+        await asyncio.to_thread(ws_read_ready, sock, client)
+        expected = {"subscribers": 1, "parked_sse": 0, "parked_ws": 0 if compressed else 1, "stalled": before}
+        assert await figures(patient) == expected, "parked once ready, unless compressed"
         await post(patient, thread_id, big_texts(MESSAGES), concurrency=8)
-        await settle(patient, before + 1)
+        await dropped(patient, sock, before + 1)
     finally:
         raw, ended = await asyncio.to_thread(drain, sock)
     assert ended == "reset", f"the connection {ended}: the server held it"
