@@ -70,7 +70,7 @@ async def _within(stall: float, write: Awaitable[None], abort: Callable[[], None
 
 class Sink(Protocol):
     framing: Framing  # what its connection takes once parked
-    stalled: bool  # dropped for taking nothing (Stalled): nothing more can be written
+    stalled: bool  # dropped for taking nothing (run_stream sets it): nothing more can be written
 
     async def events(self, items: Sequence[Entry]) -> None: ...
     async def runs(self, runs: Sequence[Run]) -> None: ...
@@ -103,6 +103,7 @@ async def run_stream(
             if not parked:
                 streams.unsubscribe(keys, subscription)
     except Stalled:
+        sink.stalled = True
         streams.bus.stalled_total += 1
     finally:
         if not parked:
@@ -251,11 +252,7 @@ class SSESink:
         if self._first:
             body, self._first = self._first + body, b""
         message = {"type": "http.response.body", "body": body, "more_body": True}
-        try:
-            await _within(self.stall, self.send(message), self._abort)
-        except Stalled:
-            self.stalled = True
-            raise
+        await _within(self.stall, self.send(message), self._abort)
 
     async def events(self, items: Sequence[Entry]) -> None:
         if items:
@@ -368,11 +365,7 @@ class WSSink:
         self.stalled = False
 
     async def _send(self, text: str) -> None:
-        try:
-            await _within(self.stall, self.ws.send_text(text), self._abort)
-        except Stalled:
-            self.stalled = True
-            raise
+        await _within(self.stall, self.ws.send_text(text), self._abort)
 
     async def events(self, items: Sequence[Entry]) -> None:
         for item in items:
