@@ -629,7 +629,9 @@ class Spacechat:
 
     async def _heartbeat(self) -> None:
         while True:
-            await asyncio.sleep(self.settings.realtime.heartbeat_seconds)
+            # Twice per heartbeat_seconds: a stream is sent a heartbeat on a tick that finds it
+            # idle since the tick before (Subscription.beat_due), so none is silent for longer.
+            await asyncio.sleep(self.settings.realtime.heartbeat_seconds / 2)
             self.bus.tick()
             if self.auth is not None:
                 try:

@@ -241,6 +241,54 @@ async def test_a_spread_publish_reaches_everyone_once_and_before_what_follows_it
         task.cancel()
 
 
+async def test_heartbeats_go_to_idle_streams_only_and_never_hold_a_message_behind_them() -> None:
+    """Ticks come twice per heartbeat interval. A stream written to since the tick before is sent
+    no heartbeat; an idle one is sent one every other tick; so no stream is silent for longer
+    than the interval. A tick wakes a slice of streams per loop turn, and a message published
+    meanwhile reaches every stream at once (5,000 heartbeats in one turn held it for ~100 ms)."""
+    from spacechat_plugin.realtime.bus import SPREAD_SLICE
+    from spacechat_plugin.realtime.parked import ParkedStream
+
+    bus = Bus(ring_size=64, max_lag=32)
+    count = SPREAD_SLICE * 2 + 7
+    sockets = [FakeSocket() for _ in range(count)]
+    for sock in sockets:
+        ParkedStream(bus.subscribe(lambda item: True), lambda: None).start(sock.write, sock.end)
+
+    def beats(sock: FakeSocket) -> int:
+        return sum(chunk.startswith(b"event: heartbeat\n") for chunk in sock.chunks)
+
+    async def tick() -> None:
+        bus.tick()
+        for _ in range(count // SPREAD_SLICE + 2):
+            await asyncio.sleep(0)  # the tick's remaining slices
+
+    await tick()
+    assert all(beats(sock) == 0 for sock in sockets), "just started (ready was written): not yet idle"
+    bus.tick()
+    first = [sock for sock in sockets if beats(sock)]
+    assert len(first) == SPREAD_SLICE, "one slice now, the rest on later turns"
+    rest = [sock for sock in sockets if not beats(sock)]
+    bus.publish([event(1, "ch_1")])  # a message arrives before the slices are done
+    assert all(b"id: 1\n" in sock.chunks[-1] for sock in sockets), "the message is not held behind the tick"
+    for _ in range(count // SPREAD_SLICE + 2):
+        await asyncio.sleep(0)
+    assert all(beats(sock) == 1 for sock in first)
+    assert all(beats(sock) == 0 for sock in rest), "written to since the tick before: no heartbeat due"
+    await tick()  # `first` were written to since (the message); `rest` were idle since the tick before
+    assert all(beats(sock) == 1 for sock in sockets)
+    assert all(b"id: 1\n" in sock.chunks[-1] for sock in first)
+    assert all(sock.chunks[-1].startswith(b"event: heartbeat\n") for sock in rest)
+    assert all(sock.chunks[-1] is rest[0].chunks[-1] for sock in rest), "one heartbeat frame per tick"
+    for _ in range(4):  # busy: a message between every two ticks
+        bus.publish([event(bus.last_seq + 1, "ch_1")])
+        await tick()
+    assert all(beats(sock) == 1 for sock in sockets), "a busy stream is sent no heartbeat"
+    for expected in (2, 2, 3, 3):  # idle: every other tick, from the first tick that finds it idle
+        await tick()
+        assert all(beats(sock) == expected for sock in sockets)
+
+
 class FakeSocket:
     """What a parked stream writes to: chunks while it takes bytes, False while full."""
 
@@ -276,6 +324,8 @@ async def test_a_parked_stream_is_served_by_the_bus_and_waits_out_back_pressure(
     assert bus.parked == {"sse": 1, "ws": 0} and len(socket.chunks) == 1 and b"id: 1\n" in socket.chunks[0]
     bus.publish([event(2), event(3, "hidden")])
     assert b"id: 2\n" in socket.chunks[-1] and b"id: 3\n" not in b"".join(socket.chunks)
+    bus.tick()
+    assert b"id: 2\n" in socket.chunks[-1], "written to since the tick before: no heartbeat"
     bus.tick()
     assert socket.chunks[-1].startswith(b"event: heartbeat\n")
     socket.full = True
@@ -353,8 +403,8 @@ def ws_messages(data: bytes) -> list[dict[str, Any]]:
 async def test_parked_websockets_share_each_batchs_frames_and_keep_the_websocket_contract() -> None:
     """#16: a parked WebSocket is written text frames, one per envelope, and control messages
     `{"type": ...}`; the frames of a batch are made once and the same bytes object goes to every
-    WebSocket that sees all of it (as SSE's join is shared among SSE streams); each tick also
-    runs the host's keepalive (`beat`)."""
+    WebSocket that sees all of it (as SSE's join is shared among SSE streams); each
+    heartbeat runs the host's keepalive (`beat`)."""
     from spacechat_plugin.realtime.bus import SSE, WS
     from spacechat_plugin.realtime.parked import ParkedStream
 
@@ -375,9 +425,11 @@ async def test_parked_websockets_share_each_batchs_frames_and_keep_the_websocket
     bus.publish([event(3, "ch_1")])  # one run: its frames are kept on it and shared
     assert ws_a.chunks[-1] is ws_b.chunks[-1] and [m["seq"] for m in ws_messages(ws_a.chunks[-1])] == [3]
     bus.tick()
+    assert beats == [] and [m["seq"] for m in ws_messages(ws_a.chunks[-1])] == [3], "busy: no heartbeat"
+    bus.tick()
     assert [m["type"] for m in ws_messages(ws_a.chunks[-1])] == ["heartbeat"]
     assert sse.chunks[-1].startswith(b"event: heartbeat\n")
-    assert sorted(beats) == ["sse", "ws_a", "ws_b"], "one keepalive beat per stream per tick"
+    assert sorted(beats) == ["sse", "ws_a", "ws_b"], "one keepalive beat per stream per heartbeat"
     ws_a.full = True
     bus.publish([event(4), event(5), event(6)])  # ws_a cannot take them; the others can
     bus.publish([event(7), event(8)])  # ws_a is now more than max_lag behind: cut

@@ -189,6 +189,41 @@ async def test_heartbeat_on_an_idle_stream(tmp_path: Path) -> None:
         server.stop()
 
 
+async def test_a_busy_stream_is_sent_no_heartbeat_and_an_idle_one_is(tmp_path: Path) -> None:
+    """A heartbeat proves an idle connection alive; a stream that events keep busy is sent none
+    (at thousands of streams they were thousands of writes per tick beside the fan-out, #16),
+    and it is sent one again once idle."""
+    server = Server(tmp_path / "data", toml_config(realtime={"heartbeat_seconds": 2})).start()
+    try:
+        thread = await new_thread(server)
+        live = asyncio.Event()
+
+        def done(got: list[Any]) -> bool:
+            if got[-1].event == "ready":
+                live.set()
+            texts = [json.loads(e.data)["payload"].get("message", {}).get("text") for e in got if e.event == "message"]
+            return "busy 19" in texts and got[-1].event == "heartbeat"
+
+        async def post_while_reading() -> None:
+            await live.wait()
+            async with server.client() as client:
+                for i in range(20):  # a message every ~0.1 s: never a tick (every 1 s) without one
+                    response = await client.post(f"/v1/threads/{thread}/messages", json={"text": f"busy {i}"})
+                    assert response.status_code == 201
+                    await asyncio.sleep(0.1)
+
+        events, _ = await asyncio.gather(read_sse(server, until=done, timeout=30), post_while_reading())
+        kinds = [
+            e.event if e.event != "message" else json.loads(e.data)["payload"].get("message", {}).get("text")
+            for e in events
+        ]
+        busy = kinds[kinds.index("busy 0") : kinds.index("busy 19") + 1]
+        assert len(busy) >= 20 and "heartbeat" not in busy, kinds
+        assert kinds[-1] == "heartbeat", "idle again: heartbeats again"
+    finally:
+        server.stop()
+
+
 async def test_client_older_than_retention_gets_reset(tmp_path: Path) -> None:
     # 0.00002 days is under two seconds: everything posted before the restart is pruned.
     server = Server(tmp_path / "data", toml_config(storage={"retention_days": 0.00002})).start()

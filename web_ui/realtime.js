@@ -9,7 +9,7 @@ import { NetworkError } from "./api.js";
 import * as state from "./state.js";
 import { threadModels, channelModels, seenClientIds, refetchMessage, openThread, loadThreads } from "./store.js";
 
-const HEARTBEAT_TIMEOUT = 40_000; // the server sends one at least every 15 s
+const HEARTBEAT_TIMEOUT = 40_000; // the server sends something (an event, else a heartbeat) at least every 15 s
 let lastSeq = null;
 let controller = null;
 let attempt = 0;

@@ -18,7 +18,7 @@ The same object carries SSE and WebSocket streams. The one difference is how byt
 and the trick that keeps that off the hot path is that this object never frames anything: the
 bus makes every batch's bytes once per transport (`bus.Framing`, `Bus.body`) and this stream
 writes the shared bytes object its framing names. A WebSocket host also proves the client alive
-on the tick (`beat`, a protocol ping: host/websocket_park.py `ParkedWebSocket`).
+with each heartbeat (`beat`, a protocol ping: host/websocket_park.py `ParkedWebSocket`).
 
 A client alive but not reading (a frozen tab, a suspended process) keeps its socket full for as
 long as it lives: its kernel acknowledges the server's zero-window probes, so TCP never gives up,
@@ -33,7 +33,6 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
-from ..events import now_rfc3339
 from .bus import SSE, TICK, Framing, Run, Subscription
 
 
@@ -75,7 +74,7 @@ class ParkedStream:
         abort: Callable[[], None] | None = None,
     ) -> None:
         """Take over from the stream's task: deliver what came since `ready`, then wait for wakes.
-        `write` takes bytes framed as `framing` says; `beat` runs on every heartbeat tick;
+        `write` takes bytes framed as `framing` says; `beat` runs with every heartbeat written;
         `abort` drops the connection at once (a stalled client; `end` where the host has none)."""
         self._write, self._end_connection, self._beat = write, end, beat
         self._abort = end if abort is None else abort
@@ -112,12 +111,21 @@ class ParkedStream:
                 return
             bus.direct_writes += 1
             subscription.delivered(shown)
-        elif reason is TICK and not self._write(framing.control("heartbeat", {"ts": now_rfc3339()})):
-            subscription.blocked = True  # a full socket, even with nothing new: a stall is timed from here
+        elif reason is TICK and subscription.beat_due():
+            self._heartbeat()
+            return
         subscription.pos = bus.head
         subscription.private = []
-        if reason is TICK:
-            self._beat()  # may find the client gone: then the host calls connection_lost
+
+    def _heartbeat(self) -> None:
+        """A tick found the stream idle since the tick before: a heartbeat, and the host's beat."""
+        subscription = self.subscription
+        bus = subscription.bus
+        subscription.pos = bus.head
+        subscription.private = []
+        if not self._write(bus.heartbeat(self._framing)):
+            subscription.blocked = True  # a full socket, even with nothing new: a stall is timed from here
+        self._beat()  # may find the client gone: then the host calls connection_lost
 
     def _stop(self) -> None:
         subscription = self.subscription

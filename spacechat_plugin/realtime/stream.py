@@ -208,8 +208,9 @@ async def _live(subscription: Subscription, sink: Sink) -> None:
             return
         if subscription.closed:
             return
-        if not runs:
-            await sink.control("heartbeat", {"ts": now_rfc3339()})
+        if not runs:  # a heartbeat tick
+            if subscription.beat_due():
+                await sink.control("heartbeat", {"ts": now_rfc3339()})
             continue
         runs = subscription.shown(runs)
         if runs:
