@@ -206,10 +206,10 @@ such as per-message-deflate was negotiated), and the app keeps the WebSocket its
 - `abort()`: drop the connection now (a reset, what the socket holds discarded): a client that
   took nothing for realtime.stall_seconds. A host may answer `(write, end, beat)`; the stream is
   then ended with `end`. The scope's `"abort"` does the same for a WebSocket not parked.
-- `beat()`: called with each `heartbeat` the stream is sent (on a tick that finds it idle: at
-  most once per realtime.heartbeat_seconds, none while events flow): the host sends a protocol
-  ping, and when the one it sent at the beat before is still unanswered (and the socket is not
-  backed up), it fails the connection (1011) as a dead peer and calls `on_closed()`.
+- `beat()`: called once per realtime.heartbeat_seconds (every other heartbeat tick), busy or
+  idle: the host sends a protocol ping, and when the one it sent at the beat before is still
+  unanswered (and the socket is not backed up), it fails the connection (1011) as a dead peer
+  and calls `on_closed()`.
 - `on_text(text: str) -> bytes | None`: each complete text message from the client; frames it
   returns are written back (the stream answers its `ping` with `{"type":"pong"}`). Protocol
   pings are answered by the host; binary messages are dropped.

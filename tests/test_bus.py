@@ -244,16 +244,19 @@ async def test_a_spread_publish_reaches_everyone_once_and_before_what_follows_it
 async def test_heartbeats_go_to_idle_streams_only_and_never_hold_a_message_behind_them() -> None:
     """Ticks come twice per heartbeat interval. A stream written to since the tick before is sent
     no heartbeat; an idle one is sent one every other tick; so no stream is silent for longer
-    than the interval. A tick wakes a slice of streams per loop turn, and a message published
-    meanwhile reaches every stream at once (5,000 heartbeats in one turn held it for ~100 ms)."""
+    than the interval. The host's keepalive (a WebSocket's ping) runs every other tick, busy or
+    idle. A tick wakes a slice of streams per loop turn, and a message published meanwhile
+    reaches every stream at once (5,000 heartbeats in one turn held it for ~100 ms)."""
     from spacechat_plugin.realtime.bus import SPREAD_SLICE
     from spacechat_plugin.realtime.parked import ParkedStream
 
     bus = Bus(ring_size=64, max_lag=32)
     count = SPREAD_SLICE * 2 + 7
     sockets = [FakeSocket() for _ in range(count)]
-    for sock in sockets:
-        ParkedStream(bus.subscribe(lambda item: True), lambda: None).start(sock.write, sock.end)
+    pings: list[list[bool]] = [[] for _ in range(count)]
+    for sock, pinged in zip(sockets, pings, strict=True):
+        stream = ParkedStream(bus.subscribe(lambda item: True), lambda: None)
+        stream.start(sock.write, sock.end, functools.partial(pinged.append, True))
 
     def beats(sock: FakeSocket) -> int:
         return sum(chunk.startswith(b"event: heartbeat\n") for chunk in sock.chunks)
@@ -280,10 +283,12 @@ async def test_heartbeats_go_to_idle_streams_only_and_never_hold_a_message_behin
     assert all(b"id: 1\n" in sock.chunks[-1] for sock in first)
     assert all(sock.chunks[-1].startswith(b"event: heartbeat\n") for sock in rest)
     assert all(sock.chunks[-1] is rest[0].chunks[-1] for sock in rest), "one heartbeat frame per tick"
+    assert [len(p) for p in pings] == [1] * count, "three ticks: one keepalive"
     for _ in range(4):  # busy: a message between every two ticks
         bus.publish([event(bus.last_seq + 1, "ch_1")])
         await tick()
     assert all(beats(sock) == 1 for sock in sockets), "a busy stream is sent no heartbeat"
+    assert [len(p) for p in pings] == [3] * count, "but its keepalive, every other tick"
     for expected in (2, 2, 3, 3):  # idle: every other tick, from the first tick that finds it idle
         await tick()
         assert all(beats(sock) == expected for sock in sockets)
@@ -425,7 +430,8 @@ async def test_parked_websockets_share_each_batchs_frames_and_keep_the_websocket
     bus.publish([event(3, "ch_1")])  # one run: its frames are kept on it and shared
     assert ws_a.chunks[-1] is ws_b.chunks[-1] and [m["seq"] for m in ws_messages(ws_a.chunks[-1])] == [3]
     bus.tick()
-    assert beats == [] and [m["seq"] for m in ws_messages(ws_a.chunks[-1])] == [3], "busy: no heartbeat"
+    assert [m["seq"] for m in ws_messages(ws_a.chunks[-1])] == [3], "written to since the tick before: no heartbeat"
+    assert beats == [], "the keepalive runs every other tick (once per heartbeat interval)"
     bus.tick()
     assert [m["type"] for m in ws_messages(ws_a.chunks[-1])] == ["heartbeat"]
     assert sse.chunks[-1].startswith(b"event: heartbeat\n")

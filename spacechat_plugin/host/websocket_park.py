@@ -112,13 +112,12 @@ class ParkedWebSocket(asyncio.Protocol):
         reset(self.transport)
 
     def beat(self) -> None:
-        """Keepalive, with the stream's heartbeat (sent when it has been idle, at most every
-        realtime.heartbeat_seconds) rather than a timer per connection as uvicorn keeps: a
-        protocol ping with each, and a client that has not answered the previous one by the
-        next is dead (a peer gone without a FIN sends nothing, and the heartbeats alone would sit
-        in the kernel's buffer for many minutes): fail the connection (1011, as uvicorn does) and
-        end the stream. A stream that events keep busy is pinged by none: a peer gone from it
-        leaves its socket full, and a full socket is dropped after realtime.stall_seconds.
+        """Keepalive, once per realtime.heartbeat_seconds on the bus's heartbeat ticks (at most
+        15 s) rather than a timer per connection as uvicorn keeps: a protocol ping each time,
+        busy or idle, and a client that has not answered the previous one by the next is dead
+        (a peer gone without a FIN sends nothing, and what is written to it would sit in the
+        kernel's buffer for many minutes): fail the connection (1011, as uvicorn does) and end
+        the stream.
 
         Not while the socket is backed up: the client cannot answer a ping still in our buffer.
         A live client that drains gets a fresh round (`resume_writing`); one that takes nothing

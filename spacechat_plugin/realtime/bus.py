@@ -295,7 +295,7 @@ class Subscription:
 
     def beat_due(self) -> bool:
         """On a heartbeat tick that finds nothing new for it: whether its stream is owed a
-        `heartbeat` (and a WebSocket its ping). Ticks come every half `heartbeat_seconds`, and
+        `heartbeat`. Ticks come every half `heartbeat_seconds`, and
         a stream is owed one when nothing was written to it since the tick before, the
         heartbeat counting as a write: an idle stream gets one every `heartbeat_seconds`, a
         busy one none (at 5,000 busy streams they were 5,000 writes per tick, each sharing the
@@ -389,6 +389,7 @@ class Bus:
         self._runs: dict[int, tuple[int, tuple[list[Run], Keys | None]]] = {}
         self._joined: dict[Framing, tuple[list[Run], bytes]] = {}  # Bus.body's last join, per framing
         self._beats: dict[Framing, bytes] = {}  # this tick's heartbeat, per framing
+        self.ticks = 0  # heartbeat ticks so far (Bus.tick)
         self._ring: list[Entry | None] = [None] * ring_size
         self._size = ring_size
         self.max_lag = max_lag
@@ -577,8 +578,9 @@ class Bus:
 
     def tick(self) -> None:
         """Heartbeat tick (every half `heartbeat_seconds`): wake every subscriber, so that one
-        idle since the tick before proves the connection alive (a `heartbeat`, a ping on a
-        WebSocket: `Subscription.beat_due`) and one whose socket stays full is found stalled.
+        idle since the tick before is sent a `heartbeat` (`Subscription.beat_due`), a parked
+        WebSocket its keepalive ping every other tick (`keepalive_tick`), and one whose socket
+        stays full is found stalled.
 
         A slice of subscribers per loop turn, as a spread publish is: every stream woken in one
         turn held a message posted meanwhile behind thousands of writes, once per heartbeat
@@ -586,7 +588,14 @@ class Bus:
         publish in between serves everyone, so a heartbeat never delays an event by more than
         a slice. The heartbeat's frame is made once per tick for each framing (`heartbeat`)."""
         self._beats = {}
+        self.ticks += 1
         self._tick_slices(list(self._subscribers), 0)
+
+    @property
+    def keepalive_tick(self) -> bool:
+        """Every other tick, once per `heartbeat_seconds`: the tick on which a parked WebSocket,
+        busy or idle, is sent its keepalive ping (hookspecs.WEBSOCKET_PARK's `beat`)."""
+        return self.ticks % 2 == 0
 
     def _tick_slices(self, subscriptions: list[Subscription], start: int) -> None:
         end = start + SPREAD_SLICE

@@ -18,7 +18,7 @@ The same object carries SSE and WebSocket streams. The one difference is how byt
 and the trick that keeps that off the hot path is that this object never frames anything: the
 bus makes every batch's bytes once per transport (`bus.Framing`, `Bus.body`) and this stream
 writes the shared bytes object its framing names. A WebSocket host also proves the client alive
-with each heartbeat (`beat`, a protocol ping: host/websocket_park.py `ParkedWebSocket`).
+once per heartbeat interval (`beat`, a protocol ping: host/websocket_park.py `ParkedWebSocket`).
 
 A client alive but not reading (a frozen tab, a suspended process) keeps its socket full for as
 long as it lives: its kernel acknowledges the server's zero-window probes, so TCP never gives up,
@@ -74,7 +74,7 @@ class ParkedStream:
         abort: Callable[[], None] | None = None,
     ) -> None:
         """Take over from the stream's task: deliver what came since `ready`, then wait for wakes.
-        `write` takes bytes framed as `framing` says; `beat` runs with every heartbeat written;
+        `write` takes bytes framed as `framing` says; `beat` runs once per heartbeat interval;
         `abort` drops the connection at once (a stalled client; `end` where the host has none)."""
         self._write, self._end_connection, self._beat = write, end, beat
         self._abort = end if abort is None else abort
@@ -89,43 +89,46 @@ class ParkedStream:
         """One turn of the live loop; called by every wake, and when the socket drains."""
         if self.finished:
             return
-        subscription = self.subscription
-        framing = self._framing
-        if reason is TICK and subscription.blocked and self._stalled():
+        if reason is not TICK:
+            self._deliver()
             return
+        subscription = self.subscription
+        if subscription.blocked and self._stalled():
+            return
+        wrote = self._deliver()
+        if wrote is None:  # stopped, or the socket is full
+            return
+        beat = not wrote and subscription.beat_due()  # idle since the tick before: a heartbeat
+        if beat and not self._write(subscription.bus.heartbeat(self._framing)):
+            subscription.blocked = True  # a full socket, even with nothing new: a stall is timed from here
+        if subscription.bus.keepalive_tick:
+            self._beat()  # may find the client gone: then the host calls connection_lost
+
+    def _deliver(self) -> bool | None:
+        """Write what the bus has for this stream: whether there was anything, or None when the
+        stream stopped (closed, cut) or its socket is full (`drained` serves it when it empties)."""
+        subscription = self.subscription
         if subscription.lagged or subscription.closed:
             self._stop()
-            return
-        if subscription.blocked:  # the socket is full: `drained` serves it when it empties
-            return
+            return None
+        if subscription.blocked:
+            return None
         runs = self._pending()
         if runs is None:  # the ring overwrote its cursor
             subscription.lagged = True
-            self.serve()
-            return
+            self._stop()
+            return None
         bus = subscription.bus
         shown = subscription.shown(runs) if runs else runs
         if shown:
-            if not self._write(bus.body(shown, runs, framing)):
+            if not self._write(bus.body(shown, runs, self._framing)):
                 subscription.blocked = True  # back-pressure: the cursor stays until `drained`
-                return
+                return None
             bus.direct_writes += 1
             subscription.delivered(shown)
-        elif reason is TICK and subscription.beat_due():
-            self._heartbeat()
-            return
         subscription.pos = bus.head
         subscription.private = []
-
-    def _heartbeat(self) -> None:
-        """A tick found the stream idle since the tick before: a heartbeat, and the host's beat."""
-        subscription = self.subscription
-        bus = subscription.bus
-        subscription.pos = bus.head
-        subscription.private = []
-        if not self._write(bus.heartbeat(self._framing)):
-            subscription.blocked = True  # a full socket, even with nothing new: a stall is timed from here
-        self._beat()  # may find the client gone: then the host calls connection_lost
+        return bool(shown)
 
     def _stop(self) -> None:
         subscription = self.subscription
