@@ -370,6 +370,11 @@ class Subscription:
 TICK: Any = object()  # the heartbeat's wake reason
 
 
+def _wake_on_tick(subscriptions: list[Subscription]) -> None:
+    for subscription in subscriptions:
+        subscription.wake(TICK)
+
+
 class Bus:
     """Fan-out of committed (and live-only) events, in publish order."""
 
@@ -450,15 +455,18 @@ class Bus:
             return
         self.published += count
         if spread and len(self._subscribers) > SPREAD_SLICE:
-            self._serve_slices(list(self._subscribers), 0)
+            self._in_slices(self._serve, list(self._subscribers), 0)
         else:
             self._serve(self._subscribers)
 
-    def _serve_slices(self, subscriptions: list[Subscription], start: int) -> None:
+    def _in_slices(
+        self, each: Callable[[list[Subscription]], None], subscriptions: list[Subscription], start: int
+    ) -> None:
+        """`each` over SPREAD_SLICE subscribers now, the next slice on the loop's next turn."""
         end = start + SPREAD_SLICE
-        self._serve(subscriptions[start:end])
+        each(subscriptions[start:end])
         if end < len(subscriptions):
-            asyncio.get_running_loop().call_soon(self._serve_slices, subscriptions, end)
+            asyncio.get_running_loop().call_soon(self._in_slices, each, subscriptions, end)
 
     def _serve(self, subscriptions: Iterable[Subscription]) -> None:
         """The hot path of fan-out: once per subscriber per publish. An idle, caught-up stream
@@ -589,20 +597,13 @@ class Bus:
         a slice. The heartbeat's frame is made once per tick for each framing (`heartbeat`)."""
         self._beats = {}
         self.ticks += 1
-        self._tick_slices(list(self._subscribers), 0)
+        self._in_slices(_wake_on_tick, list(self._subscribers), 0)
 
     @property
     def keepalive_tick(self) -> bool:
         """Every other tick, once per `heartbeat_seconds`: the tick on which a parked WebSocket,
         busy or idle, is sent its keepalive ping (hookspecs.WEBSOCKET_PARK's `beat`)."""
         return self.ticks % 2 == 0
-
-    def _tick_slices(self, subscriptions: list[Subscription], start: int) -> None:
-        end = start + SPREAD_SLICE
-        for subscription in subscriptions[start:end]:
-            subscription.wake(TICK)
-        if end < len(subscriptions):
-            asyncio.get_running_loop().call_soon(self._tick_slices, subscriptions, end)
 
     def heartbeat(self, framing: Framing) -> bytes:
         """This tick's `heartbeat` control event as `framing` frames it, made once for all."""
