@@ -239,6 +239,7 @@ async def _run_server(settings: Settings, pm: Any, host: Any) -> None:
             log_level=settings.log_level,
             ws_per_message_deflate=settings.realtime.ws_per_message_deflate,
             trusted_proxies=settings.trusted_proxies,
+            keep_alive_seconds=settings.keep_alive_seconds,
         ),
         on_started=started,
         on_stopping=lambda: pm.hook.spacebot_server_stopping(),

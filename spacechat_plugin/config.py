@@ -374,6 +374,9 @@ class Settings(_Section):
     # The reverse proxies whose X-Forwarded-For gives the client's address (per-address sign-in
     # limits, the audit log): addresses or networks (CIDR); ["*"] believes every connection.
     trusted_proxies: list[str] = ["127.0.0.1", "::1"]
+    # How long an idle keep-alive HTTP connection is kept open: longer than the connection pools
+    # of the clients and proxies in front (httpx 5 s, nginx upstream and load balancers 60 s).
+    keep_alive_seconds: int = Field(75, ge=1, le=3600)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["auto", "json", "text"] = "auto"
     # Processes serving HTTP and realtime streams on this machine's cores, on one SQLite file

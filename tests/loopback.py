@@ -10,9 +10,10 @@ from starlette.types import ASGIApp
 
 
 class ThreadedServer:
-    def __init__(self, app: ASGIApp, name: str) -> None:
+    def __init__(self, app: ASGIApp, name: str, config: uvicorn.Config | None = None) -> None:
+        """`config`, when given, is the whole of uvicorn's configuration (its port 0 for a free one)."""
         self.name = name
-        config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
+        config = config or uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, name=name, daemon=True)
 

@@ -11,6 +11,8 @@ still alive of uvicorn's per-request objects is counted."""
 from __future__ import annotations
 
 import gc
+import socket
+import struct
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
@@ -23,6 +25,7 @@ from websockets.sync.client import connect
 
 from spacechat_plugin.hookspecs import DIRECT_WRITE, WEBSOCKET_PARK
 from spacechat_plugin.host.fastpath import offer_direct_write, supported
+from spacechat_plugin.host.server import uvicorn_config
 
 from .loopback import ThreadedServer
 
@@ -98,3 +101,29 @@ def test_a_parked_websocket_leaves_uvicorns_protocol_to_go(server: str, collecto
         assert [ws.recv(timeout=10) for ws in sockets] == ["parked"] * 20
         assert len(parked) == 20
         assert eventually(lambda: alive("WebSocketsSansIOProtocol") == 0), alive("WebSocketsSansIOProtocol")
+
+
+@pytest.fixture
+def served() -> Iterator[str]:
+    """The test app under `spacechat serve`'s own uvicorn configuration."""
+    threaded = ThreadedServer(app, "served", uvicorn_config(app, host="127.0.0.1", port=0, log_level="warning"))
+    url = threaded.start()
+    try:
+        yield url
+    finally:
+        threaded.stop()
+
+
+def test_a_connection_the_client_resets_is_let_go_before_its_keep_alive_ends(served: str) -> None:
+    """uvicorn cancels the keep-alive timer only on a clean close: the timer of a connection reset
+    while idle held its protocol, request cycle and scope for the whole keep_alive_seconds (75 s)."""
+    host, port = served.removeprefix("http://").split(":")
+    before = alive("HttpProtocol")
+    for _ in range(20):
+        with socket.create_connection((host, int(port)), timeout=10) as sock:
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: served\r\n\r\n")
+            received = b""
+            while not received.endswith(b"ok"):
+                received += sock.recv(65536)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close = reset
+    assert eventually(lambda: gc.collect() >= 0 and alive("HttpProtocol") == before), alive("HttpProtocol")

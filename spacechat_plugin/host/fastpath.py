@@ -55,6 +55,11 @@ def chunk(body: bytes) -> bytes:
     return framed
 
 
+def _httptools(protocol: Any) -> bool:
+    """uvicorn's httptools protocol, or a subclass of it (host/server.py `http_protocol`)."""
+    return any(kind.__module__ == HTTPTOOLS_CYCLE for kind in type(protocol).__mro__)
+
+
 def _open_cycle(server_send: Any) -> Any:
     """uvicorn's httptools request cycle behind `send`, when it serves a started, chunked
     response; else None."""
@@ -159,7 +164,7 @@ def park(
         return None
     transport = cycle.transport
     protocol = transport.get_protocol()
-    if transport.is_closing() or type(protocol).__module__ != HTTPTOOLS_CYCLE:
+    if transport.is_closing() or not _httptools(protocol):
         return None
     parked = ParkedConnection(transport, on_writable, on_closed)
     cycle.response_complete = True

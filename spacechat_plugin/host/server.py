@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Generator, Sequence
@@ -13,6 +14,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
+from starlette.types import ASGIApp
 
 from .. import __version__, hookspecs
 from .fastpath import offer_direct_write
@@ -78,14 +80,38 @@ class HostServer(uvicorn.Server):
         await super().shutdown(sockets)
 
 
+def http_protocol() -> type[asyncio.Protocol] | str:
+    """uvicorn's httptools protocol, letting go of a connection the client reset at once.
+
+    uvicorn cancels an idle connection's keep-alive timer only when it closes cleanly: after a
+    reset (a client killed, a proxy purging its pool) the timer holds the protocol, its last
+    request cycle, scope and headers until it fires, `keep_alive_seconds` later. With a timeout
+    longer than a client's pool expiry (below) that is many seconds of every reset connection;
+    cancelled here, it goes with the connection. Without httptools, uvicorn's own choice."""
+    try:
+        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+    except ImportError:  # pragma: no cover - httptools comes with uvicorn[standard]
+        return "auto"
+
+    class HttpProtocol(HttpToolsProtocol):
+        def connection_lost(self, exc: Exception | None) -> None:
+            super().connection_lost(exc)
+            if self.timeout_keep_alive_task is not None:
+                self.timeout_keep_alive_task.cancel()
+                self.timeout_keep_alive_task = None
+
+    return HttpProtocol
+
+
 def uvicorn_config(
-    app: Starlette,
+    app: ASGIApp,
     *,
     host: str,
     port: int,
     log_level: str,
     ws_per_message_deflate: bool = False,
     trusted_proxies: Sequence[str] = ("127.0.0.1", "::1"),
+    keep_alive_seconds: int = 75,
 ) -> uvicorn.Config:
     return uvicorn.Config(
         offer_direct_write(app),
@@ -95,6 +121,13 @@ def uvicorn_config(
         log_config=None,  # logs.py configures logging once, for everything
         access_log=False,
         lifespan="off",
+        http=http_protocol(),
+        # An idle keep-alive connection is closed after this long: longer than the pools of the
+        # clients that reuse one (httpx and aiohttp 5 s, nginx's upstream 60 s, cloud load
+        # balancers 60 s). uvicorn's 5 s equalled httpx's: a client reusing a connection idle just
+        # under 5 s by its clock met the server's close (its clock starts a moment earlier) and
+        # its request failed unanswered (a POST is not retried).
+        timeout_keep_alive=keep_alive_seconds,
         # In-flight requests get this long once every realtime stream has been ended; the whole
         # stop (the host, the plugin, the database) fits in 5 s (issue 10).
         timeout_graceful_shutdown=3,
