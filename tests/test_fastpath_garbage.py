@@ -5,8 +5,11 @@ The scope's DIRECT_WRITE and WEBSOCKET_PARK offers close over uvicorn's `send`, 
 of the request cycle (or WebSocket protocol) that holds the scope: a reference cycle, so each
 request's cycle, scope and headers, and each parked WebSocket's spent protocol, stayed in memory
 until a collection found them (bench/connections.py: 12 KiB per parked WebSocket instead of 5).
-Here the collector is off while real requests and WebSockets run over loopback, and what is
-still alive of uvicorn's per-request objects is counted."""
+So did the HTTP protocol that read a WebSocket's handshake (its parser refers back to it), and
+uvicorn's keep-alive timer held a connection reset while idle until it fired (host/server.py
+`http_protocol`). Here the collector is off while real requests and WebSockets run over loopback,
+under `spacechat serve`'s uvicorn configuration, and what is still alive of uvicorn's
+per-request objects is counted."""
 
 from __future__ import annotations
 
@@ -24,7 +27,7 @@ from starlette.types import Receive, Scope, Send
 from websockets.sync.client import connect
 
 from spacechat_plugin.hookspecs import DIRECT_WRITE, WEBSOCKET_PARK
-from spacechat_plugin.host.fastpath import offer_direct_write, supported
+from spacechat_plugin.host.fastpath import supported
 from spacechat_plugin.host.server import uvicorn_config
 
 from .loopback import ThreadedServer
@@ -75,7 +78,10 @@ def collector_off() -> Iterator[None]:
 
 @pytest.fixture
 def server() -> Iterator[str]:
-    threaded = ThreadedServer(offer_direct_write(app), "fastpath-garbage")
+    """The test app under `spacechat serve`'s own uvicorn configuration."""
+    threaded = ThreadedServer(
+        app, "fastpath-garbage", uvicorn_config(app, host="127.0.0.1", port=0, log_level="warning")
+    )
     url = threaded.start()
     try:
         yield url
@@ -101,23 +107,14 @@ def test_a_parked_websocket_leaves_uvicorns_protocol_to_go(server: str, collecto
         assert [ws.recv(timeout=10) for ws in sockets] == ["parked"] * 20
         assert len(parked) == 20
         assert eventually(lambda: alive("WebSocketsSansIOProtocol") == 0), alive("WebSocketsSansIOProtocol")
+        # Nor the HTTP protocol that read the handshake (its parser refers back to it).
+        assert alive("HttpProtocol") == 0, alive("HttpProtocol")
 
 
-@pytest.fixture
-def served() -> Iterator[str]:
-    """The test app under `spacechat serve`'s own uvicorn configuration."""
-    threaded = ThreadedServer(app, "served", uvicorn_config(app, host="127.0.0.1", port=0, log_level="warning"))
-    url = threaded.start()
-    try:
-        yield url
-    finally:
-        threaded.stop()
-
-
-def test_a_connection_the_client_resets_is_let_go_before_its_keep_alive_ends(served: str) -> None:
+def test_a_connection_the_client_resets_is_let_go_before_its_keep_alive_ends(server: str) -> None:
     """uvicorn cancels the keep-alive timer only on a clean close: the timer of a connection reset
     while idle held its protocol, request cycle and scope for the whole keep_alive_seconds (75 s)."""
-    host, port = served.removeprefix("http://").split(":")
+    host, port = server.removeprefix("http://").split(":")
     before = alive("HttpProtocol")
     for _ in range(20):
         with socket.create_connection((host, int(port)), timeout=10) as sock:
