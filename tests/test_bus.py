@@ -203,10 +203,12 @@ async def test_a_private_event_is_written_directly_to_an_idle_stream() -> None:
     sub.direct = write
     waiting = asyncio.create_task(sub.next())
     await asyncio.sleep(0)
+    assert not sub.beat_due(), "a heartbeat tick finds it idle: one is due at the next tick"
     note = Event(NotificationCreated(reason="dm", message={}, channel_name="g", thread_title="t"), org_id="org_a")
     bus.deliver_to([sub], note)
     assert len(written) == 1 and written[0].startswith(b"data: {") and b'"notification.created"' in written[0]
     assert not waiting.done()
+    assert not sub.beat_due(), "written to since that tick: no heartbeat due"
     waiting.cancel()
 
 

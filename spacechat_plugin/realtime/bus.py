@@ -527,6 +527,7 @@ class Bus:
                 and direct(subscription.framing.run(run))
             ):
                 self.direct_writes += 1
+                subscription.quiet = False  # written to: no heartbeat due (beat_due)
                 continue
             subscription.private.append(run)
             subscription.wake()
