@@ -381,7 +381,8 @@ async def test_hook_llm_usage_from_usage_increases(bridged: Bridged) -> None:
     second = (await recorder.wait_for("spacebot_llm_usage", count=2))[1]
     assert (second["input_tokens"], second["output_tokens"], second["cache_read_tokens"]) == (300, 20, 0)
     assert second["cost_usd"] == pytest.approx(0.0075)
-    await asyncio.sleep(0.5)
+    asked = len(fake.usage_requests)
+    await until(lambda: len(fake.usage_requests) >= asked + 4)  # two more rounds, each agent asked in each
     assert len(recorder.of("spacebot_llm_usage")) == 2, "unchanged counters are not reported again"
     query = fake.usage_requests[-1]
     assert query["group_by"] == "agent,model" and query["since"] == host.started_at

@@ -201,7 +201,8 @@ async def test_per_thread_usage_comes_from_the_conversation_route(bridged: Bridg
     assert (rest["input_tokens"], rest["output_tokens"]) == (700, 50)
     assert rest["cost_usd"] == pytest.approx(0.002)
     assert any(q.get("conversation_id") == SESSION for q in fake.usage_requests)
-    await asyncio.sleep(0.5)
+    asked = len(fake.usage_requests)
+    await until(lambda: sum(q.get("conversation_id") == SESSION for q in fake.usage_requests[asked:]) >= 2)
     assert len(recorder.of("spacebot_llm_usage")) == 2, "unchanged totals are not reported again"
 
 
