@@ -94,6 +94,24 @@ async def until(predicate: Any, timeout: float = 5) -> None:
             await asyncio.sleep(0.01)
 
 
+async def handled(fake: FakeSpacebot, recorder: Recorder) -> None:
+    """Until the bridge has handled every event the fake sent so far: it handles its stream in
+    order, so once a marker sent last has reached the hooks, so has everything before it. The
+    marker is a worker starting in a conversation of its own (thread `th_marker`), leaving the
+    tested one's state alone."""
+    seen = len(recorder.of("spacebot_worker_started"))
+    fake.emit(
+        "worker_started",
+        agent_id="spacebot",
+        channel_id="portal:chat:spacebot:ch_test:th_marker",
+        worker_id=f"marker-{seen}",
+        task="marker",
+        worker_type="builtin",
+        interactive=False,
+    )
+    await recorder.wait_for("spacebot_worker_started", count=seen + 1)
+
+
 # -- pieces ---------------------------------------------------------------------------------
 
 
@@ -534,7 +552,7 @@ async def test_the_bridge_stops_through_spacebots_cancel_route(bridged: Bridged)
     fake.emit("outbound_message", **where, text="Half of the rest")
     fake.emit("typing_state", **where, is_typing=False)
     await recorder.wait_for("spacebot_worker_completed")
-    await asyncio.sleep(0.2)
+    await handled(fake, recorder)
     assert recorder.of("spacebot_outbound_message") == [] and len(recorder.of("spacebot_turn_started")) == 1
     with pytest.raises(LookupError):
         await host.stop_turn(turn_id=turn, agent_id="spacebot", channel_id="ch_test", thread_id="th_1")

@@ -4,7 +4,6 @@ usage, a turn Spacebot never finishes, and bad input."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -14,7 +13,7 @@ import pytest
 
 from .fake_spacebot import REPLY, FakeSpacebot
 from .hookrecorder import Recorder
-from .test_bridge import SESSION, TOKEN, Bridged, make_host, say, turn_hooks, until
+from .test_bridge import SESSION, TOKEN, Bridged, handled, make_host, say, turn_hooks, until
 
 WHERE = {"agent_id": "spacebot", "channel_id": SESSION}
 
@@ -49,7 +48,7 @@ async def test_a_failed_model_call_ends_the_turn_failed(bridged: Bridged) -> Non
     failed = (await recorder.wait_for("spacebot_turn_failed"))[0]
     assert failed["error"] == "rate limited by the provider (429)" and failed["retryable"] is True
     await until(lambda: not fake.playing)
-    await asyncio.sleep(0.2)
+    await handled(fake, recorder)
     assert not recorder.of("spacebot_turn_completed"), "the error text is no reply"
     assert not recorder.of("spacebot_outbound_message")
     assert failed["turn_id"] == recorder.of("spacebot_turn_started")[0]["turn_id"]
