@@ -130,7 +130,7 @@ def uvicorn_config(
         lifespan="off",
         http=http_protocol(),
         # An idle keep-alive connection is closed after this long: longer than the pools of the
-        # clients that reuse one (httpx and aiohttp 5 s, nginx's upstream 60 s, cloud load
+        # clients that reuse one (httpx 5 s, aiohttp 15 s, nginx's upstream 60 s, cloud load
         # balancers 60 s). uvicorn's 5 s equalled httpx's: a client reusing a connection idle just
         # under 5 s by its clock met the server's close (its clock starts a moment earlier) and
         # its request failed unanswered (a POST is not retried).
