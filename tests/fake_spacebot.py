@@ -137,6 +137,7 @@ class FakeSpacebot:
         self.cancels: list[dict[str, Any]] = []
         self.usage_requests: list[dict[str, str]] = []
         self.history_requests: list[dict[str, str]] = []
+        self.health_checks = 0  # how many times /api/health was asked: each poll round asks once, first
         self.connections = 0
         self.url = ""
         self._lagging: list[int] | None = None
@@ -181,6 +182,7 @@ class FakeSpacebot:
         return await handler(request)
 
     async def _health(self, request: web.Request) -> web.Response:
+        self.health_checks += 1
         if not self.healthy:
             return web.Response(status=503)
         return web.json_response({"status": "ok"})

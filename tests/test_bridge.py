@@ -415,8 +415,8 @@ async def test_unpriced_usage_has_no_cost_and_a_missing_route_stops_polling(brid
     assert (usage["agent_id"], usage["provider"], usage["cost_usd"]) == ("helper", "spacebot", None)
     fake.usage_status = 404
     await until(lambda: not host.usage_enabled)
-    asked = len(fake.usage_requests)
-    await asyncio.sleep(0.5)
+    asked, rounds = len(fake.usage_requests), fake.health_checks
+    await until(lambda: fake.health_checks >= rounds + 2)  # a whole poll round after the 404, and the next begun
     assert len(fake.usage_requests) == asked
 
 
