@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -17,20 +18,46 @@ pytestmark = pytest.mark.asyncio
 
 
 async def collect(
-    server: Server, headers: dict[str, str], *, after: int | None, seconds: float
+    server: Server,
+    headers: dict[str, str],
+    *,
+    after: int | None = None,
+    stop: Callable[[dict[str, Any]], bool] | None = None,
+    ready: asyncio.Event | None = None,
 ) -> list[dict[str, Any]]:
+    """The events of one SSE stream: with no `stop`, the replay (up to `ready`); with one, the
+    events until the first that `stop` accepts. `ready` is set once the stream is live."""
     events: list[dict[str, Any]] = []
     params = {"after": after} if after is not None else {}
     async with httpx.AsyncClient(base_url=server.url, headers=headers, timeout=30) as client:
         async with aconnect_sse(client, "GET", "/v1/realtime/sse", params=params) as source:
-            try:
-                async with asyncio.timeout(seconds):
-                    async for event in source.aiter_sse():
-                        if event.event == "message":
-                            events.append(json.loads(event.data))
-            except TimeoutError:
-                pass
+            async with asyncio.timeout(30):
+                async for event in source.aiter_sse():
+                    if event.event == "ready":
+                        if ready is not None:
+                            ready.set()
+                        if stop is None:
+                            break
+                    elif event.event == "message":
+                        events.append(json.loads(event.data))
+                        if stop is not None and stop(events[-1]):
+                            break
     return events
+
+
+async def listen(
+    server: Server, headers: dict[str, str], stop: Callable[[dict[str, Any]], bool]
+) -> asyncio.Task[list[dict[str, Any]]]:
+    """A live subscriber, connected: what it collects until `stop` is the task's result."""
+    ready = asyncio.Event()
+    task = asyncio.create_task(collect(server, headers, stop=stop, ready=ready))
+    async with asyncio.timeout(30):
+        await ready.wait()
+    return task
+
+
+def text_is(text: str) -> Callable[[dict[str, Any]], bool]:
+    return lambda e: e["event_type"] == "message.created" and e["payload"]["message"]["text"] == text
 
 
 async def post(server: Server, person_headers: dict[str, str], channel_id: str, text: str) -> dict[str, Any]:
@@ -64,12 +91,13 @@ async def test_subscribers_see_only_what_they_may(server: Server) -> None:
     guest = invite(server, server.token, "guest", channel_ids=[guest_room["id"]])
     general = server.channel_id("general")
 
+    # Events reach each subscriber in the log's order: once its last visible message arrives,
+    # anything posted before it that it may not see would have arrived already.
     listeners = {
-        "member": asyncio.create_task(collect(server, member.auth, after=None, seconds=3)),
-        "guest": asyncio.create_task(collect(server, guest.auth, after=None, seconds=3)),
-        "b": asyncio.create_task(collect(server, b_headers, after=None, seconds=3)),
+        "member": await listen(server, member.auth, text_is("for vendors")),
+        "guest": await listen(server, guest.auth, text_is("for vendors")),
+        "b": await listen(server, b_headers, text_is("globex only")),
     }
-    await asyncio.sleep(0.5)
     await post(server, owner, general, "public news")
     await post(server, owner, private["id"], "board only")
     await post(server, owner, guest_room["id"], "for vendors")
@@ -87,9 +115,9 @@ async def test_subscribers_see_only_what_they_may(server: Server) -> None:
 
     # the same on replay from the beginning of the log
     replayed = {
-        "member": await collect(server, member.auth, after=0, seconds=1.5),
-        "guest": await collect(server, guest.auth, after=0, seconds=1.5),
-        "b": await collect(server, b_headers, after=0, seconds=1.5),
+        "member": await collect(server, member.auth, after=0),
+        "guest": await collect(server, guest.auth, after=0),
+        "b": await collect(server, b_headers, after=0),
     }
     assert seen(replayed["member"]) == {"public news", "for vendors"}
     assert seen(replayed["guest"]) == {"for vendors"}
@@ -99,16 +127,16 @@ async def test_subscribers_see_only_what_they_may(server: Server) -> None:
     )
 
     # added to the private channel: sees it from the moment of joining, live
-    listener = asyncio.create_task(collect(server, member.auth, after=None, seconds=3))
-    await asyncio.sleep(0.5)
+    listener = await listen(server, member.auth, text_is("after the welcome"))
     async with httpx.AsyncClient(base_url=server.url, headers=owner) as client:
         added = await client.post(f"/v1/channels/{private['id']}/members", json={"user_id": member.id})
         assert added.status_code == 201
     await post(server, owner, private["id"], "welcome aboard")
+    await post(server, owner, general, "after the welcome")
     after_join = await listener
     assert [e["event_type"] for e in after_join if e["channel_id"] == private["id"]] == [
         "member.added",
         "message.created",
         "thread.created",
     ]
-    assert seen(after_join) == {"welcome aboard"}
+    assert seen(after_join) == {"welcome aboard", "after the welcome"}
