@@ -27,8 +27,10 @@ async def read_sse(
     params: dict[str, Any] | None = None,
     until: Any = None,
     timeout: float = 20,
+    live: asyncio.Event | None = None,
 ) -> list[Any]:
-    """Read SSE events until `until(events)` is true; return (event, id, data) objects."""
+    """Read SSE events until `until(events)` is true; return (event, id, data) objects. `live` is
+    set at the `ready` event: from then on, every new event reaches this reader."""
     got: list[Any] = []
     async with httpx.AsyncClient(base_url=server.url, headers=server.auth, timeout=timeout) as client:
         async with aconnect_sse(client, "GET", "/v1/realtime/sse", headers=headers or {}, params=params) as source:
@@ -36,6 +38,8 @@ async def read_sse(
             async with asyncio.timeout(timeout):
                 async for event in source.aiter_sse():
                     got.append(event)
+                    if live is not None and event.event == "ready":
+                        live.set()
                     if until is not None and until(got):
                         break
     return got
@@ -99,7 +103,8 @@ async def test_no_gap_and_no_duplicate_at_the_seam(shared_server: Server) -> Non
     first = await read_sse(shared_server, until=lambda got: any(e.event == "ready" for e in got))
     start = json.loads(first[-1].data)["resume_after"]
     poster = asyncio.create_task(post_messages(shared_server, "", 600, thread_id=thread_id, concurrency=8))
-    await asyncio.sleep(0.3)  # some events are in the log before we reconnect, more arrive while replaying
+    # some events are in the log before we reconnect, more arrive while replaying
+    await read_sse(shared_server, headers={"Last-Event-ID": str(start)}, until=lambda got: len(logged(got)) >= 50)
     events = await read_sse(
         shared_server,
         headers={"Last-Event-ID": str(start)},
@@ -116,8 +121,9 @@ async def test_websocket_and_sse_deliver_the_same_live_events(shared_server: Ser
     ws_url = shared_server.url.replace("http://", "ws://") + "/v1/realtime/ws"
     async with ws_connect(ws_url, additional_headers=shared_server.auth) as ws:
         assert json.loads(await ws.recv())["type"] == "ready"
-        sse_task = asyncio.create_task(read_sse(shared_server, until=lambda got: len(logged(got)) >= 10))
-        await asyncio.sleep(0.3)
+        live = asyncio.Event()
+        sse_task = asyncio.create_task(read_sse(shared_server, until=lambda got: len(logged(got)) >= 10, live=live))
+        await asyncio.wait_for(live.wait(), 20)
         await post_messages(shared_server, general, 5, concurrency=1)
         ws_events: list[dict[str, Any]] = []
         async with asyncio.timeout(10):
@@ -154,8 +160,9 @@ async def test_stream_deltas_are_live_only_and_add_up(shared_server: Server) -> 
     def done(got: list[Any]) -> bool:
         return any(json.loads(e.data).get("event_type") == "message.completed" for e in got if e.event == "message")
 
-    reader = asyncio.create_task(read_sse(shared_server, until=done))
-    await asyncio.sleep(0.3)
+    live = asyncio.Event()
+    reader = asyncio.create_task(read_sse(shared_server, until=done, live=live))
+    await asyncio.wait_for(live.wait(), 20)
     async with shared_server.client() as client:
         await client.post(f"/v1/channels/{spacebot}/messages", json={"text": "hello agent"})
     events = [json.loads(e.data) for e in await reader if e.event == "message"]
@@ -241,8 +248,9 @@ async def test_client_older_than_retention_gets_reset(tmp_path: Path) -> None:
         server.stop()
 
 
-def _slow_reader(server: Server) -> socket.socket:
-    """A raw SSE client that asks for a tiny receive window and does not read yet."""
+def _slow_reader(server: Server) -> tuple[socket.socket, bytes]:
+    """A raw SSE client that asks for a tiny receive window and, once its stream is live (the
+    `ready` event, returned with what came before it), reads no more for now."""
     host, port = server.url.removeprefix("http://").split(":")
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
@@ -251,12 +259,18 @@ def _slow_reader(server: Server) -> socket.socket:
         f"GET /v1/realtime/sse HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {server.token}\r\n"
         "Accept: text/event-stream\r\n\r\n".encode()
     )
-    return sock
+    sock.settimeout(20)
+    first = b""
+    while b"event: ready" not in first:
+        chunk = sock.recv(256)
+        assert chunk, first
+        first += chunk
+    return sock, first
 
 
-def _read_all(sock: socket.socket, timeout: float = 30) -> str:
+def _read_all(sock: socket.socket, first: bytes, timeout: float = 30) -> str:
     sock.settimeout(timeout)
-    chunks = []
+    chunks = [first]
     while True:
         try:
             chunk = sock.recv(65536)
@@ -286,15 +300,19 @@ async def test_slow_subscriber_is_cut_and_resumes_without_loss(tmp_path: Path) -
     server = Server(tmp_path / "data", toml_config(realtime={"max_lag": 20, "ring_size": 64})).start()
     try:
         general = server.channel_id("general")
-        slow = _slow_reader(server)
+        slow, slow_first = await asyncio.to_thread(_slow_reader, server)
         latencies: list[float] = []
         posted_at: dict[str, float] = {}
+
+        fast_live = asyncio.Event()
 
         async def fast() -> list[dict[str, Any]]:
             seen: list[dict[str, Any]] = []
             async with httpx.AsyncClient(base_url=server.url, headers=server.auth, timeout=60) as client:
                 async with aconnect_sse(client, "GET", "/v1/realtime/sse") as source:
                     async for event in source.aiter_sse():
+                        if event.event == "ready":
+                            fast_live.set()
                         if event.event != "message":
                             continue
                         data = json.loads(event.data)
@@ -307,7 +325,7 @@ async def test_slow_subscriber_is_cut_and_resumes_without_loss(tmp_path: Path) -
             return seen
 
         fast_task = asyncio.create_task(fast())
-        await asyncio.sleep(0.3)
+        await asyncio.wait_for(fast_live.wait(), 20)
         big = "x" * 30_000  # 250 events of ~30 KB overflow the kernel's socket buffers
         async with server.client() as client:
             for i in range(250):
@@ -319,7 +337,7 @@ async def test_slow_subscriber_is_cut_and_resumes_without_loss(tmp_path: Path) -
         latencies.sort()
         assert latencies[int(len(latencies) * 0.99) - 1] < 1.0, f"fast subscriber slowed: {latencies[-5:]}"
 
-        raw = await asyncio.to_thread(_read_all, slow)
+        raw = await asyncio.to_thread(_read_all, slow, slow_first)
         slow.close()
         events = parse_sse(raw)
         names = [e.event for e in events]
