@@ -277,17 +277,19 @@ def test_secrets_never_leak(server: Server) -> None:
 @pytest.mark.asyncio
 async def test_revoking_a_session_ends_its_realtime_stream(server: Server) -> None:
     member = invite(server, server.token, "member")
-    ended = asyncio.Event()
+    live, ended = asyncio.Event(), asyncio.Event()
 
     async def listen() -> None:
         async with httpx.AsyncClient(base_url=server.url, headers=member.auth, timeout=30) as client:
             async with client.stream("GET", "/v1/realtime/sse") as stream:
-                async for _ in stream.aiter_bytes():
-                    pass
+                assert stream.status_code == 200
+                async for line in stream.aiter_lines():
+                    if line == "event: ready":
+                        live.set()
         ended.set()
 
     task = asyncio.create_task(listen())
-    await asyncio.sleep(0.5)
+    await asyncio.wait_for(live.wait(), 20)  # the stream is open before its session is revoked
     async with httpx.AsyncClient(base_url=server.url) as client:
         current = next(
             s for s in (await client.get("/v1/me/sessions", headers=member.auth)).json()["sessions"] if s["current"]
