@@ -169,7 +169,7 @@ async def upload(request: Request) -> Response:
     "Download an attachment (supports Range)",
     tags=["attachments"],
     scope="messages:read",
-    produces="application/octet-stream",
+    produces="*/*",  # the type it was uploaded with (`attachment.content_type`)
     query={"download": "1 to force a download instead of inline display"},
     resource=True,
 )
