@@ -411,6 +411,7 @@ match = "local-model*"
 input = 1.0
 output = 2.0
 """,
+        budgets__agents__mistral={"limit_usd": 1.0},
     )
     server = Server(tmp_path / "data", config).start()
     try:
@@ -435,5 +436,8 @@ output = 2.0
         assert (rows["llama"]["cost_usd"], rows["llama"]["unpriced_requests"]) == (pytest.approx(priced), 1)
         assert (rows["mistral"]["cost_usd"], rows["mistral"]["unpriced_requests"]) == (None, 1)
         assert report["total"]["cost_usd"] == pytest.approx(priced) and report["total"]["unpriced_requests"] == 2
+        with server.sync_client() as client:
+            budget = client.get("/v1/agents/mistral/status").json()["budgets"][0]
+        assert (budget["spent_usd"], budget["unpriced_requests"]) == (0, 1), "the budget says what it could not count"
     finally:
         server.stop()

@@ -106,13 +106,14 @@ class Budgets:
         for scope in await self.scopes(agent_id, user_id, team_id):
             budget = scope.budget
             since = usage_store.ts(period_start(budget.period))
-            spent = await usage_store.spent_since(self.db, by=scope.by, key=scope.key, since=since)
+            spent, unpriced = await usage_store.spent_since(self.db, by=scope.by, key=scope.key, since=since)
             out.append(
                 {
                     "scope": scope.name,
                     "period": budget.period,
                     "limit_usd": budget.limit_usd,
                     "spent_usd": round(spent, 6),
+                    "unpriced_requests": unpriced,  # not in spent_usd: a budget cannot count what has no price
                     "warn_at": budget.warn_at,
                     "hard_stop": budget.hard_stop,
                     "stopped": budget.hard_stop and spent >= budget.limit_usd,

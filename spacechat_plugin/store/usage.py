@@ -215,12 +215,15 @@ async def health(db: Database) -> list[dict[str, Any]]:
 SPENT_BY = {"agent": "agent_id", "org": "org_id", "team": "team_id", "person": "user_id"}
 
 
-async def spent_since(db: Database, *, by: str, key: str, since: str) -> float:
-    """Cost recorded since `since` for one agent, organisation, team or person (`by`)."""
+async def spent_since(db: Database, *, by: str, key: str, since: str) -> tuple[float, int]:
+    """Cost recorded since `since` for one agent, organisation, team or person (`by`), and how
+    many requests of that time had no price (they are not in the cost, never counted as $0)."""
     row = await db.fetchone(
-        f"SELECT COALESCE(SUM(cost_usd), 0) FROM usage_records WHERE {SPENT_BY[by]} = ? AND ts >= ?", (key, since)
+        f"SELECT COALESCE(SUM(cost_usd), 0), COUNT(*) - COUNT(cost_usd) FROM usage_records"
+        f" WHERE {SPENT_BY[by]} = ? AND ts >= ?",
+        (key, since),
     )
-    return float(row[0]) if row else 0.0
+    return (float(row[0]), int(row[1])) if row else (0.0, 0)
 
 
 def first_alert(tx: WriteTx, scope_key: str, period: str, kind: str) -> bool:
