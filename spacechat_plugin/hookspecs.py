@@ -187,7 +187,13 @@ no ASGI call chain.
 
 And `"abort": Callable[[], None]`: drop the request's connection now. A stream whose client
 took nothing for realtime.stall_seconds is dropped with it; without it the app only returns,
-and the host closes the connection as it would (which may wait on the client)."""
+and the host closes the connection as it would (which may wait on the client).
+
+And `"unacknowledged": Callable[[float], None]`: from now on, drop the connection when what was
+sent on it stays unacknowledged for this many seconds (Linux's TCP_USER_TIMEOUT). An event
+stream sets realtime.stall_seconds when it starts, so a client that vanished without closing
+(no FIN, no reset) is noticed after its next heartbeat, not after the kernel's ~15 minutes of
+retransmissions; the host then reports the close as any other (`on_closed`, `http.disconnect`)."""
 
 WEBSOCKET_PARK = "spacebot.websocket_park"
 """An ASGI scope extension (`scope["extensions"][WEBSOCKET_PARK]`) that a host serving WebSockets

@@ -23,7 +23,7 @@ import uvicorn
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..hookspecs import DIRECT_WRITE, WEBSOCKET_PARK
-from .reset import reset
+from .reset import limit_unacknowledged, reset
 from .websocket_park import park_websocket
 
 TESTED_UVICORN = ((0, 34), (0, 56))  # [lowest, highest) minor versions this was tested with
@@ -183,6 +183,14 @@ def abort(server_send: Any) -> None:
         reset(transport)
 
 
+def unacknowledged_limit(server_send: Any, seconds: float) -> None:
+    """Drop the connection behind uvicorn's `send` when what it sent goes unacknowledged for
+    `seconds`: a stream's client gone without a word (host/reset.py)."""
+    transport = getattr(getattr(server_send, "__self__", None), "transport", None)
+    if transport is not None and hasattr(transport, "get_extra_info"):
+        limit_unacknowledged(transport, seconds)
+
+
 def offer_direct_write(app: ASGIApp) -> ASGIApp:
     """Wrap the host's ASGI app so every HTTP request's scope offers DIRECT_WRITE, and every
     WebSocket's WEBSOCKET_PARK, bound to uvicorn's own `send` for that request (before any
@@ -197,6 +205,7 @@ def offer_direct_write(app: ASGIApp) -> ASGIApp:
                 "open": lambda: chunk_writer(send),
                 "park": lambda on_writable, on_closed: park(send, on_writable, on_closed),
                 "abort": lambda: abort(send),
+                "unacknowledged": lambda seconds: unacknowledged_limit(send, seconds),
             }
         elif scope["type"] == "websocket":
             name = WEBSOCKET_PARK

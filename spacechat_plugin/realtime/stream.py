@@ -308,6 +308,8 @@ class EventStreamResponse(Response):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
         offered = (scope.get("extensions") or {}).get(DIRECT_WRITE) or {}
+        if (unacknowledged := offered.get("unacknowledged")) is not None:
+            unacknowledged(self.stall)  # a client gone without a word is dropped, not kept ~15 min
         sink = SSESink(send, offered.get("open"), offered.get("park"), stall=self.stall, abort=offered.get("abort"))
         stream = asyncio.ensure_future(self.start(sink))
 
