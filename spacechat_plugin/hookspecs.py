@@ -181,19 +181,16 @@ while the response goes on. `write(chunk) -> bool` as above; `end()` writes the 
 closes (behind a full socket it drops the connection instead); `abort()` drops it now (a reset,
 what the socket holds discarded); the host calls `on_writable()` when back-pressure ends and
 `on_closed()` when the client leaves (never after `end()` or `abort()`). A host may answer
-`(write, end)`: a stalled stream is then ended with `end()`. None: it cannot now, and the app
-keeps the response itself. Event streams park once caught up, so an idle one costs no task and
-no ASGI call chain.
+`(write, end)`: a stalled stream is then ended with `end()`. It may also answer `(write, end,
+abort, beat)`: `beat(seconds)` is called once per realtime.heartbeat_seconds with
+realtime.stall_seconds, and when the client has acknowledged nothing for that long while what
+was sent to it is retransmitted (gone without a word: no FIN, no reset), the host drops the
+connection and calls `on_closed()`. None: it cannot now, and the app keeps the response
+itself. Event streams park once caught up, so an idle one costs no task and no ASGI call chain.
 
 And `"abort": Callable[[], None]`: drop the request's connection now. A stream whose client
 took nothing for realtime.stall_seconds is dropped with it; without it the app only returns,
-and the host closes the connection as it would (which may wait on the client).
-
-And `"unacknowledged": Callable[[float], None]`: from now on, drop the connection when what was
-sent on it stays unacknowledged for this many seconds (Linux's TCP_USER_TIMEOUT). An event
-stream sets realtime.stall_seconds when it starts, so a client that vanished without closing
-(no FIN, no reset) is noticed after its next heartbeat, not after the kernel's ~15 minutes of
-retransmissions; the host then reports the close as any other (`on_closed`, `http.disconnect`)."""
+and the host closes the connection as it would (which may wait on the client)."""
 
 WEBSOCKET_PARK = "spacebot.websocket_park"
 """An ASGI scope extension (`scope["extensions"][WEBSOCKET_PARK]`) that a host serving WebSockets

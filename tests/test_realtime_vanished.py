@@ -1,8 +1,8 @@
 """A realtime client that vanishes without a word (a laptop lid closed, a phone out of coverage,
 a NAT that forgot the connection) sends no FIN and no reset. The server must not keep its stream
-for the kernel's ~15 minutes of retransmissions: once what it sent goes unacknowledged for
-`realtime.stall_seconds`, the connection is dropped and the stream forgotten (host/reset.py
-`limit_unacknowledged`). A quiet client that is still there is kept.
+for the kernel's ~15 minutes of retransmissions: once nothing has been acknowledged for
+`realtime.stall_seconds` while its heartbeats are retransmitted, the connection is dropped and
+the stream forgotten (host/reset.py `unanswered`). A quiet client that is still there is kept.
 
 Vanishing is made real, not simulated: the client runs in a network namespace of its own, joined
 to the server by a veth pair, and its end of the link is taken down. That needs root (or
@@ -137,8 +137,9 @@ def test_a_vanished_client_is_dropped_and_a_quiet_one_kept(tmp_path: Path, far_n
         assert client.stdout is not None and client.stdout.readline().strip() == "ready"
         assert subscribers(server) == 2
         far_network.cut()
-        # Heartbeats every 0.5 s go unanswered; 2 s after the first, the kernel gives up on the
-        # connection (by default it would retransmit for ~15 minutes).
+        # Heartbeats every 0.5 s go unanswered and are retransmitted; 2 s without an
+        # acknowledgement, the next heartbeat drops the connection (by default the kernel would
+        # retransmit for ~15 minutes).
         wait_until(lambda: subscribers(server) == 1, 20, "the vanished client's stream is still open after 20 s")
         # The quiet client read nothing for as long, yet acknowledged everything: still there.
         quiet.settimeout(5)

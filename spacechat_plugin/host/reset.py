@@ -1,5 +1,5 @@
-"""Dropping a connection whose client takes nothing (realtime.stall_seconds, #16), or whose
-client is gone without a word."""
+"""Dropping a connection whose client takes nothing (realtime.stall_seconds, #16), and telling a
+client that is gone without a word."""
 
 from __future__ import annotations
 
@@ -28,21 +28,32 @@ def reset(transport: Any) -> None:
     transport.abort()
 
 
-# Linux's TCP_USER_TIMEOUT (socket has it from Python 3.6 on Linux; elsewhere absent).
-_USER_TIMEOUT: int | None = getattr(socket, "TCP_USER_TIMEOUT", None)
+# Linux's TCP_INFO (`struct tcp_info`, linux/tcp.h): the byte `tcpi_retransmits` (offset 2, RTO
+# timeouts since the last acknowledgement) and the u32 `tcpi_last_ack_recv` (offset 56, ms since
+# an acknowledgement last came). Other systems have no TCP_INFO here: nothing is found gone.
+_TCP_INFO: int | None = getattr(socket, "TCP_INFO", None)
+_LAST_ACK_RECV = struct.Struct("=I")
+_INFO_SIZE = 104
 
 
-def limit_unacknowledged(transport: Any, seconds: float) -> None:
-    """Have the kernel drop `transport`'s connection when what it sent stays unacknowledged for
-    `seconds` (TCP_USER_TIMEOUT). A client that vanished (a laptop closed, a phone out of
-    coverage, a NAT that forgot it) sends no FIN and no reset: the server hears nothing, and
-    Linux retransmits the stream's heartbeats for ~15 minutes (tcp_retries2) before giving up,
-    all that time holding the stream. With the limit, the heartbeat after the client went
-    fails the connection `seconds` later, and the stream is forgotten as on any close. A client
-    that is there acknowledges within a round trip, however little it reads (a full receive
-    window is the stall limit's business, `reset` above)."""
+def unanswered(transport: Any, seconds: float) -> bool:
+    """Whether the peer of `transport` is gone without a word: what was sent to it is being
+    retransmitted and nothing at all has been acknowledged for `seconds`.
+
+    A client that vanished (a laptop shut, a phone out of coverage, a NAT that forgot it) sends
+    no FIN and no reset, and Linux retransmits to it for ~15 minutes (tcp_retries2) before
+    giving up. A client that is there acknowledges within a round trip, however little it
+    reads: one not reading at all answers the zero-window probes, which are not retransmissions
+    (its full socket is the stall limit's business). The kernel's own TCP_USER_TIMEOUT cannot
+    tell these apart: it also ends a zero-window connection, silently, where the stall limit
+    resets it so the client knows."""
     sock = transport.get_extra_info("socket")
-    if _USER_TIMEOUT is None or sock is None or transport.is_closing():
-        return
-    with contextlib.suppress(OSError):
-        sock.setsockopt(socket.IPPROTO_TCP, _USER_TIMEOUT, max(1, round(seconds * 1000)))
+    if _TCP_INFO is None or sock is None:
+        return False
+    try:
+        info = sock.getsockopt(socket.IPPROTO_TCP, _TCP_INFO, _INFO_SIZE)
+    except OSError:
+        return False
+    if len(info) < 60 or info[2] == 0:
+        return False
+    return bool(_LAST_ACK_RECV.unpack_from(info, 56)[0] >= seconds * 1000)

@@ -17,8 +17,10 @@ the loop's next turn, never while the bus walks its subscribers.
 The same object carries SSE and WebSocket streams. The one difference is how bytes are framed,
 and the trick that keeps that off the hot path is that this object never frames anything: the
 bus makes every batch's bytes once per transport (`bus.Framing`, `Bus.body`) and this stream
-writes the shared bytes object its framing names. A WebSocket host also proves the client alive
-once per heartbeat interval (`beat`, a protocol ping: host/websocket_park.py `ParkedWebSocket`).
+writes the shared bytes object its framing names. Once per heartbeat interval the host also
+checks the client is there (`beat`): a WebSocket host by a protocol ping (host/websocket_park.py
+`ParkedWebSocket`), an SSE host by asking the kernel whether anything was acknowledged lately
+while the heartbeats are retransmitted (host/reset.py `unanswered`).
 
 A client alive but not reading (a frozen tab, a suspended process) keeps its socket full for as
 long as it lives: its kernel acknowledges the server's zero-window probes, so TCP never gives up,

@@ -284,8 +284,12 @@ class SSESink:
             if connection is None:
                 return None
             self.parked = True
-            write, end, *abort = connection
-            return write, end, _nothing, abort[0] if abort else None
+            write, end, *rest = connection
+            abort = rest[0] if rest else None
+            if len(rest) < 2:
+                return write, end, _nothing, abort
+            beat, stall = rest[1], self.stall
+            return write, end, lambda: beat(stall), abort  # a client gone without a word is dropped
 
         return park
 
@@ -308,8 +312,6 @@ class EventStreamResponse(Response):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
         offered = (scope.get("extensions") or {}).get(DIRECT_WRITE) or {}
-        if (unacknowledged := offered.get("unacknowledged")) is not None:
-            unacknowledged(self.stall)  # a client gone without a word is dropped, not kept ~15 min
         sink = SSESink(send, offered.get("open"), offered.get("park"), stall=self.stall, abort=offered.get("abort"))
         stream = asyncio.ensure_future(self.start(sink))
 
