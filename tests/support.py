@@ -296,14 +296,16 @@ def terminate_timed(process: subprocess.Popen[Any], timeout: float = 30) -> tupl
     return code, time.monotonic() - signalled
 
 
-def wait_until(predicate: Any, timeout: float = 10, interval: float = 0.05) -> Any:
+def wait_until(
+    predicate: Any, timeout: float = 10, interval: float = 0.05, failure: str = "condition not met in time"
+) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
         if value:
             return value
         time.sleep(interval)
-    raise AssertionError("condition not met in time")
+    raise AssertionError(failure)
 
 
 @dataclass

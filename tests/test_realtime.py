@@ -16,6 +16,7 @@ from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import InvalidStatus
 
 from .support import Server, parse_sse, post_messages, realtime_gauges, toml_config
+from .test_realtime_stalled import read_until, sse_client
 
 pytestmark = pytest.mark.asyncio
 
@@ -249,23 +250,10 @@ async def test_client_older_than_retention_gets_reset(tmp_path: Path) -> None:
 
 
 def _slow_reader(server: Server) -> tuple[socket.socket, bytes]:
-    """A raw SSE client that asks for a tiny receive window and, once its stream is live (the
-    `ready` event, returned with what came before it), reads no more for now."""
-    host, port = server.url.removeprefix("http://").split(":")
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.connect((host, int(port)))
-    sock.sendall(
-        f"GET /v1/realtime/sse HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {server.token}\r\n"
-        "Accept: text/event-stream\r\n\r\n".encode()
-    )
-    sock.settimeout(20)
-    first = b""
-    while b"event: ready" not in first:
-        chunk = sock.recv(256)
-        assert chunk, first
-        first += chunk
-    return sock, first
+    """A raw SSE client with a tiny receive window that, once its stream is live (the `ready`
+    event, returned with what came before it), reads no more for now."""
+    sock = sse_client(server)
+    return sock, read_until(sock, lambda got: b"event: ready" in got, timeout=20)
 
 
 def _read_all(sock: socket.socket, first: bytes, timeout: float = 30) -> str:

@@ -12,18 +12,16 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
-from .support import Server, toml_config
+from .support import Server, realtime_gauges, toml_config, wait_until
+from .test_realtime_stalled import read_until, sse_client
 
 pytestmark = pytest.mark.slow
 
@@ -97,32 +95,7 @@ def far_network() -> Iterator[FarNetwork]:
 
 def subscribers(server: Server) -> float:
     with server.sync_client() as client:
-        text = client.get("/metrics").text
-    family = next(f for f in text_string_to_metric_families(text) if f.name == "spacechat_realtime_subscribers")
-    return sum(sample.value for sample in family.samples)
-
-
-def quiet_local_client(server: Server) -> socket.socket:
-    """A client that is there but reads nothing after the stream is live."""
-    host, port = server.url.removeprefix("http://").split(":")
-    sock = socket.create_connection((host, int(port)), timeout=20)
-    sock.sendall(
-        f"GET /v1/realtime/sse HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {server.token}\r\n"
-        "Accept: text/event-stream\r\n\r\n".encode()
-    )
-    got = b""
-    while b"event: ready" not in got:
-        chunk = sock.recv(4096)
-        assert chunk, got
-        got += chunk
-    return sock
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float, failure: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, failure
-        time.sleep(0.1)
+        return realtime_gauges(client.get("/metrics").text)["subscribers"]
 
 
 def test_a_vanished_client_is_dropped_and_a_quiet_one_kept(tmp_path: Path, far_network: FarNetwork) -> None:
@@ -132,7 +105,8 @@ def test_a_vanished_client_is_dropped_and_a_quiet_one_kept(tmp_path: Path, far_n
     try:
         assert server.url.startswith(f"http://{SERVER_ADDRESS}:")
         port = server.url.rsplit(":", 1)[1]
-        quiet = quiet_local_client(server)
+        quiet = sse_client(server)  # there, but reads nothing once its stream is live
+        read_until(quiet, lambda got: b"event: ready" in got)
         client = far_network.run(sys.executable, "-c", CLIENT, SERVER_ADDRESS, port, env={"TOKEN": server.token})
         assert client.stdout is not None and client.stdout.readline().strip() == "ready"
         assert subscribers(server) == 2
@@ -140,7 +114,8 @@ def test_a_vanished_client_is_dropped_and_a_quiet_one_kept(tmp_path: Path, far_n
         # Heartbeats every 0.5 s go unanswered and are retransmitted; 2 s without an
         # acknowledgement, the next heartbeat drops the connection (by default the kernel would
         # retransmit for ~15 minutes).
-        wait_until(lambda: subscribers(server) == 1, 20, "the vanished client's stream is still open after 20 s")
+        still_open = "the vanished client's stream is still open after 20 s"
+        wait_until(lambda: subscribers(server) == 1, timeout=20, failure=still_open)
         # The quiet client read nothing for as long, yet acknowledged everything: still there.
         quiet.settimeout(5)
         assert b"event: heartbeat" in quiet.recv(65536)
